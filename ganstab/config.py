@@ -1,0 +1,341 @@
+"""One validated config for every switch: YAML file, a preset and `key=value` overrides.
+
+`load_config` merges defaults <- preset <- file <- overrides, validates types with pydantic and
+the cross-field rules with `check_rules`, and raises `ConfigError` with one line naming the
+problem and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ganstab.errors import GanstabError
+from ganstab.presets import PRESETS
+
+NORMS = ("batch", "instance", "layer", "spectral", "none")
+Norm = Literal["batch", "instance", "layer", "spectral", "none"]
+
+
+class ConfigError(GanstabError):
+    """A config key or value that cannot be used; the message is one line with the fix."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_assignment=True)
+
+
+class DataConfig(_Section):
+    name: str = "digits"
+    path: Optional[str] = None
+    image_size: Optional[int] = Field(default=None, gt=0, le=1024)
+    channels: Optional[Literal[1, 3]] = None
+    limit: Optional[int] = Field(default=None, gt=0)
+
+
+class ModelConfig(_Section):
+    arch: str = "dcgan"
+    latent_dim: int = Field(default=64, gt=0, le=4096)
+    g_norm: Norm = "batch"
+    d_norm: Norm = "spectral"
+    width: int = Field(default=64, gt=0, le=4096)
+    depth: int = Field(default=3, gt=0, le=16)
+    hidden: Optional[list[int]] = None
+
+
+class LossConfig(_Section):
+    kind: Literal["minimax", "nonsaturating", "wasserstein", "lsgan", "hinge"] = "hinge"
+    real_label: float = Field(default=1.0, ge=0.0, le=1.0)
+    fake_label: float = Field(default=0.0, ge=0.0, le=1.0)
+
+
+class PenaltyConfig(_Section):
+    gp: float = Field(default=0.0, ge=0.0)
+    gp_target: float = Field(default=1.0, gt=0.0)
+    r1: float = Field(default=0.0, ge=0.0)
+    clip: float = Field(default=0.0, ge=0.0)
+    drift: float = Field(default=0.0, ge=0.0)
+
+
+class OptimConfig(_Section):
+    name: Literal["adam", "rmsprop"] = "adam"
+    g_lr: float = Field(default=1e-4, gt=0.0, le=10.0)
+    d_lr: float = Field(default=4e-4, gt=0.0, le=10.0)
+    g_betas: tuple[float, float] = (0.0, 0.9)
+    d_betas: tuple[float, float] = (0.0, 0.9)
+
+
+class TrainConfig(_Section):
+    steps: int = Field(default=1500, gt=0)
+    batch_size: int = Field(default=64, gt=0, le=65536)
+    n_critic: int = Field(default=1, ge=1, le=100)
+    ema: float = Field(default=10000.0, ge=0.0)
+    device: str = "auto"
+    threads: int = Field(default=0, ge=0, le=1024)
+    recover: bool = True
+    max_recoveries: int = Field(default=3, ge=0, le=100)
+    recover_lr_factor: float = Field(default=0.5, gt=0.0, le=1.0)
+    deterministic: bool = False
+
+
+class LogConfig(_Section):
+    every: int = Field(default=50, gt=0)
+    sample_every: int = Field(default=500, gt=0)
+    checkpoint_every: int = Field(default=500, gt=0)
+    keep_checkpoints: int = Field(default=3, ge=1, le=1000)
+    n_samples: int = Field(default=64, gt=0, le=1024)
+    progress: bool = True
+
+
+class EvalConfig(_Section):
+    every: int = Field(default=0, ge=0)
+    n: int = Field(default=2500, gt=0, le=200000)
+
+
+class Config(_Section):
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    out: Optional[str] = None  # None: runs/<preset or data.name>, with -2, -3 ... when taken
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    loss: LossConfig = LossConfig()
+    penalty: PenaltyConfig = PenaltyConfig()
+    optim: OptimConfig = OptimConfig()
+    train: TrainConfig = TrainConfig()
+    log: LogConfig = LogConfig()
+    eval: EvalConfig = EvalConfig()
+
+
+def known_keys(model: type[BaseModel] = Config, prefix: str = "") -> list[str]:
+    """All dotted config keys, e.g. 'loss.kind'."""
+    keys: list[str] = []
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys.extend(known_keys(ann, f"{prefix}{name}."))
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+def _suggest(key: str) -> str:
+    """A ' (did you mean ...?)' hint for an unknown dotted key, or ''."""
+    candidates = known_keys()
+    sections = sorted({k.split(".")[0] for k in candidates})
+    close = difflib.get_close_matches(key, candidates + sections, n=1, cutoff=0.6)
+    if not close:
+        leaf = key.split(".")[-1]
+        close = [k for k in candidates if k.split(".")[-1] == leaf][:1]
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    """One line from the first pydantic error."""
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"] if not isinstance(p, int))
+    kind = first["type"]
+    if any(isinstance(p, int) for p in first["loc"]) and loc.endswith("betas"):
+        return f"config key '{loc}' must hold two numbers in [0, 1) like [0.5, 0.999]"
+    if kind == "extra_forbidden":
+        return f"unknown config key '{loc}'{_suggest(loc)}; run 'ganstab keys' to list the keys"
+    value = first.get("input")
+    shown = repr(value)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    if kind == "model_type" or kind == "dict_type":
+        return f"config key '{loc}' must be a section of key: value pairs, got {shown}"
+    return f"config key '{loc}': {first['msg'].rstrip('.')}, got {shown}"
+
+
+def _deep_merge(base: dict, update: dict, where: str = "") -> dict:
+    """Recursively merge `update` into a copy of `base`."""
+    out = dict(base)
+    for key, value in update.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"config keys must be strings, got {key!r} in '{where or 'top level'}'")
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value, f"{where}{key}.")
+        else:
+            out[key] = value
+    return out
+
+
+def parse_override(text: str) -> dict:
+    """Turn 'a.b=value' into {'a': {'b': value}} with the value parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not key=value; write it like loss.kind=hinge")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {text!r} has an empty key; write it like loss.kind=hinge")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str):
+        value = _maybe_number(value)
+    node: dict = {}
+    cursor = node
+    parts = key.split(".")
+    for part in parts[:-1]:
+        cursor[part] = {}
+        cursor = cursor[part]
+    cursor[parts[-1]] = value
+    return node
+
+
+def _maybe_number(text: str) -> Any:
+    """YAML 1.1 reads '1e-4' as a string; read such numbers as floats."""
+    try:
+        return float(text) if any(c in text for c in "eE.") and text.strip() not in ("inf", "nan") else text
+    except ValueError:
+        return text
+
+
+def _normalise_numbers(node: Any) -> Any:
+    """Apply `_maybe_number` to strings inside nested dicts/lists loaded from YAML."""
+    if isinstance(node, dict):
+        return {k: _normalise_numbers(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_normalise_numbers(v) for v in node]
+    if isinstance(node, str):
+        return _maybe_number(node)
+    return node
+
+
+def read_yaml(path: str | Path) -> dict:
+    """Read a YAML mapping from a file, as ConfigError on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist; check the path given to --config")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text; pass a YAML file") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML{where}; fix the syntax") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys, got {type(data).__name__}")
+    return _normalise_numbers(data)
+
+
+def validate(data: Any) -> Config:
+    """Validate a nested dict into a Config (types, ranges, cross-field rules)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"config must be a mapping of keys, got {type(data).__name__}")
+    for key in data:
+        if not isinstance(key, str):
+            raise ConfigError(f"config keys must be strings, got {key!r}")
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err)) from None
+    except (TypeError, ValueError, RecursionError) as err:
+        raise ConfigError(f"config could not be read: {str(err).splitlines()[0]}") from None
+    check_rules(cfg)
+    return cfg
+
+
+def check_rules(cfg: Config) -> None:
+    """Cross-field rules that the literature (GUIDE.md section 4) asks for."""
+    for key, betas in (("optim.g_betas", cfg.optim.g_betas), ("optim.d_betas", cfg.optim.d_betas)):
+        if not all(0.0 <= b < 1.0 for b in betas):
+            raise ConfigError(f"config key '{key}' must hold two numbers in [0, 1), got {list(betas)}")
+    if cfg.model.d_norm == "batch" and (cfg.penalty.gp > 0 or cfg.penalty.r1 > 0):
+        raise ConfigError(
+            "model.d_norm=batch cannot be used with a gradient penalty (penalty.gp/penalty.r1): batch norm couples "
+            "samples and breaks the per-sample gradient; use model.d_norm=layer, instance, spectral or none"
+        )
+    smoothing = cfg.loss.real_label != 1.0 or cfg.loss.fake_label != 0.0
+    if smoothing and cfg.loss.kind in ("wasserstein", "hinge"):
+        raise ConfigError(
+            f"label smoothing (loss.real_label/loss.fake_label) has no meaning for loss.kind={cfg.loss.kind}; "
+            "remove it or use nonsaturating/minimax/lsgan"
+        )
+    if cfg.model.hidden is not None and (not cfg.model.hidden or any(h <= 0 for h in cfg.model.hidden)):
+        raise ConfigError("config key 'model.hidden' must be a non-empty list of positive layer widths")
+    if cfg.log.n_samples < 1:
+        raise ConfigError("config key 'log.n_samples' must be positive")
+    dev = cfg.train.device
+    if not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+        raise ConfigError(f"config key 'train.device' must be auto, cpu, cuda, cuda:N or mps, got {dev!r}")
+    if not math.isfinite(cfg.train.ema):
+        raise ConfigError("config key 'train.ema' must be a finite half-life in images (0 disables EMA)")
+    from ganstab.data import DATASETS, dataset_shape
+    from ganstab.models import ARCHITECTURES, check_fit
+
+    if cfg.data.name not in DATASETS:
+        raise ConfigError(f"unknown data.name {cfg.data.name!r}; known datasets: {', '.join(DATASETS)}")
+    if cfg.model.arch not in ARCHITECTURES:
+        raise ConfigError(f"unknown model.arch {cfg.model.arch!r}; known architectures: {', '.join(ARCHITECTURES)}")
+    shape = dataset_shape(cfg.data)
+    if shape is not None:
+        check_fit(cfg.model, shape)
+
+
+FAKE_SMOOTHING_WARNING = (
+    "loss.fake_label={value} smooths the fake target: Salimans et al. (2016, sec. 3.4) show this moves the "
+    "optimal D towards the model's own density so bad samples are no longer pushed away; use one-sided "
+    "smoothing (loss.real_label=0.9, loss.fake_label=0)"
+)
+
+
+def smoothing_warnings(cfg: Config) -> list[str]:
+    """Warnings for allowed-but-harmful settings (two-sided label smoothing)."""
+    if cfg.loss.fake_label != 0.0:
+        return [FAKE_SMOOTHING_WARNING.format(value=cfg.loss.fake_label)]
+    return []
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    preset: str | None = None,
+) -> Config:
+    """Merge defaults <- preset <- YAML file <- key=value overrides and validate the result."""
+    data: dict = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown preset {preset!r}; known presets: {', '.join(PRESETS)}")
+        data = _deep_merge(data, PRESETS[preset].values)
+    if path is not None:
+        data = _deep_merge(data, read_yaml(path))
+    if isinstance(overrides, str):
+        overrides = [overrides]
+    for text in overrides:
+        data = _deep_merge(data, parse_override(text))
+    cfg = validate(data)
+    if cfg.out is None:
+        cfg.out = default_out(cfg, preset)
+    for message in smoothing_warnings(cfg):
+        warnings.warn(message, UserWarning, stacklevel=2)
+    return cfg
+
+
+def default_out(cfg: Config, preset: str | None = None, root: str | Path = "runs") -> str:
+    """A fresh run folder name runs/<preset or dataset>[-N] that holds no run yet."""
+    base = Path(root) / (preset or cfg.data.name)
+    candidate, n = base, 1
+    while candidate.exists() and any(candidate.iterdir()):
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return str(candidate)
+
+
+def to_dict(cfg: Config) -> dict:
+    """Plain nested dict of a config (tuples as lists), for YAML and checkpoints."""
+    return cfg.model_dump(mode="json")
+
+
+def dump_yaml(cfg: Config) -> str:
+    """The resolved config as YAML text."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

@@ -1,0 +1,179 @@
+"""Image readers: IDX (MNIST/Fashion-MNIST), scikit-learn digits, image folders and .npz files.
+
+Every reader returns uint8 or float arrays; `to_unit_range` maps them to float tensors in [-1, 1].
+Problems raise DataError with one line that names the file and the fix.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ganstab.errors import DataError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (optionally gzipped) into a NumPy array, checking magic and size."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read IDX file {str(path)!r}: {exc.strerror}") from None
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, gzip.BadGzipFile):
+            raise DataError(f"IDX file {str(path)!r} is a truncated or corrupt gzip file; download it again") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise DataError(f"{str(path)!r} is not an IDX file (wrong magic number); pass MNIST-style IDX files")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(raw) < header:
+        raise DataError(f"IDX file {str(path)!r} has a truncated header; download it again")
+    dims = struct.unpack(f">{ndim}I", raw[4:header])
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    expected = int(np.prod(dims)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise DataError(
+            f"IDX file {str(path)!r} is truncated: expected {expected} data bytes for shape {dims}, "
+            f"found {len(raw) - header}; download it again"
+        )
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+
+
+def _find(folder: Path, stem: str) -> Optional[Path]:
+    for name in (stem, stem + ".gz"):
+        candidate = folder / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_idx_folder(folder: str | Path, dataset: str) -> dict[str, Optional[np.ndarray]]:
+    """Read train/test images and labels from a folder of MNIST-layout IDX files."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        if dataset == "fashion-mnist":
+            raise DataError(
+                f"Fashion-MNIST not found at {str(folder)!r}; install it with "
+                "'apt-get install dataset-fashion-mnist' or pass data.path=DIR holding the IDX files"
+            )
+        raise DataError(f"data.path {str(folder)!r} is not a folder; pass the folder that holds the IDX files")
+    train_images = _find(folder, "train-images-idx3-ubyte")
+    if train_images is None:
+        raise DataError(
+            f"no train-images-idx3-ubyte[.gz] in {str(folder)!r}; pass data.path=DIR holding the {dataset} IDX files"
+        )
+    out: dict[str, Optional[np.ndarray]] = {"train": read_idx(train_images)}
+    for key, stem in (("labels", "train-labels-idx1-ubyte"), ("test", "t10k-images-idx3-ubyte"),
+                      ("test_labels", "t10k-labels-idx1-ubyte")):
+        found = _find(folder, stem)
+        out[key] = read_idx(found) if found is not None else None
+    for images, labels, split in (("train", "labels", "train"), ("test", "test_labels", "test")):
+        if out[images] is not None and out[labels] is not None and len(out[images]) != len(out[labels]):
+            raise DataError(
+                f"{dataset} {split} split has {len(out[images])} images but {len(out[labels])} labels; "
+                "the IDX files do not belong together"
+            )
+        if out[images] is not None and out[images].ndim != 3:
+            raise DataError(f"{dataset} {split} images must be a 3-D IDX array (N, H, W), got {out[images].ndim}-D")
+    return out
+
+
+def to_unit_range(images: np.ndarray, max_value: float = 255.0) -> Tensor:
+    """uint8-like (N, H, W) or (N, H, W, C) images -> float tensor (N, C, H, W) in [-1, 1]."""
+    arr = np.asarray(images, dtype=np.float32)
+    if arr.ndim == 3:
+        arr = arr[:, None, :, :]
+    elif arr.ndim == 4 and arr.shape[-1] in (1, 3) and arr.shape[1] not in (1, 3):
+        arr = arr.transpose(0, 3, 1, 2)
+    return torch.from_numpy(np.ascontiguousarray(arr / max_value * 2.0 - 1.0))
+
+
+def read_digits() -> dict[str, np.ndarray]:
+    """scikit-learn's bundled 8x8 digits split 80/20 with a fixed seed (values 0..16)."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = bunch.images.astype(np.float32)
+    labels = bunch.target.astype(np.int64)
+    order = np.random.default_rng(0).permutation(len(images))
+    cut = int(len(images) * 0.8)
+    train, test = order[:cut], order[cut:]
+    return {"train": images[train], "labels": labels[train], "test": images[test], "test_labels": labels[test]}
+
+
+def read_image_folder(folder: str | Path, image_size: Optional[int], channels: Optional[int]) -> tuple[np.ndarray, int]:
+    """Read every image under `folder` with Pillow, converted and resized to a square size.
+
+    Grayscale, RGB, RGBA and palette images are converted to the chosen mode (RGBA is composited
+    on black); files that are not images are skipped and counted. Returns (uint8 array
+    (N, H, W, C), skipped count).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"data.path {str(folder)!r} is not a folder; pass a folder of images")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise DataError(f"image folder {str(folder)!r} is empty; put PNG/JPEG images in it")
+    opened = []
+    skipped = 0
+    for path in files:
+        try:
+            with Image.open(path) as img:
+                img.load()
+                opened.append(img.copy())
+        except (UnidentifiedImageError, OSError, ValueError):
+            skipped += 1
+    if not opened:
+        raise DataError(f"image folder {str(folder)!r} holds no readable images ({skipped} files skipped)")
+    if channels is None:
+        channels = 1 if all(img.mode in ("1", "L", "LA", "I", "I;16", "F") for img in opened) else 3
+    size = image_size or opened[0].size[0]
+    mode = "L" if channels == 1 else "RGB"
+    arrays = []
+    for img in opened:
+        if img.mode == "P":
+            img = img.convert("RGBA")
+        if img.mode in ("RGBA", "LA"):
+            background = Image.new("RGBA", img.size, (0, 0, 0, 255))
+            img = Image.alpha_composite(background, img.convert("RGBA"))
+        img = img.convert(mode)
+        if img.size != (size, size):
+            img = img.resize((size, size), Image.BICUBIC)
+        arr = np.asarray(img, dtype=np.uint8)
+        arrays.append(arr[:, :, None] if arr.ndim == 2 else arr)
+    return np.stack(arrays), skipped
+
+
+def read_npz(path: str | Path) -> dict[str, Optional[np.ndarray]]:
+    """Read an .npz with images or points under 'x' (or 'images', or the first array) and optional 'y'."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data.path {str(path)!r} does not exist; pass an .npz file")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            names = list(npz.files)
+            if not names:
+                raise DataError(f"{str(path)!r} holds no arrays; save your data as np.savez(path, x=...)")
+            key = next((k for k in ("x", "images", "data") if k in names), names[0])
+            x = npz[key]
+            y = npz["y"] if "y" in names else (npz["labels"] if "labels" in names else None)
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"cannot read {str(path)!r} as .npz ({str(exc).splitlines()[0]}); save it with np.savez") from None
+    if x.dtype == object:
+        raise DataError(f"{str(path)!r} holds Python objects; store plain numeric arrays")
+    return {"train": x, "labels": y}

@@ -1,0 +1,97 @@
+"""Data sources: batches as a pure function of the batch index, so resume needs no stored data state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor
+
+
+def _mix(seed: int, index: int, salt: int) -> int:
+    """A 63-bit seed derived from (seed, index, salt) without collisions for small values."""
+    value = (seed * 0x9E3779B97F4A7C15 + index * 0xBF58476D1CE4E5B9 + salt * 0x94D049BB133111EB)
+    return value & 0x7FFF_FFFF_FFFF_FFFF
+
+
+@dataclass
+class DataSource:
+    """Training data: either a held tensor (images, points) or a sampler of fresh points.
+
+    `batch(index, size)` is deterministic in (seed, index, size): tensor data is visited in a fresh
+    random permutation every epoch (the last partial batch is dropped), and sampled data draws
+    from a generator seeded by the batch index.
+    """
+
+    name: str
+    kind: str  # "image" or "points"
+    shape: tuple[int, ...]
+    train: Optional[Tensor] = None
+    labels: Optional[Tensor] = None
+    test: Optional[Tensor] = None
+    test_labels: Optional[Tensor] = None
+    sampler: Optional[Callable[[int, torch.Generator], Tensor]] = None
+    centers: Optional[Tensor] = None
+    std: float = 0.0
+    seed: int = 0
+    _perm_cache: dict = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        """Number of held training samples (0 for sampled data)."""
+        return 0 if self.train is None else int(self.train.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        """Number of label classes (0 when unlabelled)."""
+        return 0 if self.labels is None else int(self.labels.max().item()) + 1
+
+    def to(self, device: torch.device) -> "DataSource":
+        """Move held tensors to `device` (small datasets live on the device, no DataLoader)."""
+        for name in ("train", "labels", "test", "test_labels", "centers"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value.to(device))
+        self._perm_cache.clear()
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the held tensors (CPU for sampled data)."""
+        return self.train.device if self.train is not None else torch.device("cpu")
+
+    def batches_per_epoch(self, size: int) -> int:
+        """Full batches per epoch for held data (the last partial batch is dropped)."""
+        if self.train is None:
+            return 0
+        return len(self) // size
+
+    def batch(self, index: int, size: int, device: torch.device | None = None) -> Tensor:
+        """The `index`-th training batch of `size` samples."""
+        if self.sampler is not None:
+            gen = torch.Generator().manual_seed(_mix(self.seed, index, 1))
+            out = self.sampler(size, gen)
+            return out.to(device) if device is not None else out
+        assert self.train is not None
+        per_epoch = self.batches_per_epoch(size)
+        if per_epoch == 0:
+            raise ValueError(f"dataset {self.name} has {len(self)} samples, fewer than one batch of {size}")
+        epoch, pos = divmod(index, per_epoch)
+        perm = self._perm_cache.get((epoch, size))
+        if perm is None:
+            gen = torch.Generator().manual_seed(_mix(self.seed, epoch, 2))
+            perm = torch.randperm(len(self), generator=gen).to(self.train.device)
+            self._perm_cache.clear()
+            self._perm_cache[(epoch, size)] = perm
+        idx = perm[pos * size:(pos + 1) * size]
+        out = self.train.index_select(0, idx)
+        return out.to(device) if device is not None else out
+
+    def eval_reference(self, n: int) -> Tensor:
+        """Up to n real samples for evaluation: the test split when there is one, else fresh samples."""
+        if self.sampler is not None:
+            gen = torch.Generator().manual_seed(_mix(self.seed, 0, 3))
+            return self.sampler(n, gen)
+        ref = self.test if self.test is not None else self.train
+        assert ref is not None
+        return ref[:n]

@@ -1,0 +1,73 @@
+"""Load an exported generator (safetensors + JSON, no pickle) and write samples in several formats."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ganstab.errors import CheckpointError
+
+
+def load_generator(run_dir: Path, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild G from run_dir/generator.json and load generator.safetensors into it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from ganstab.config import ConfigError, validate
+    from ganstab.models import build_generator
+
+    run_dir = Path(run_dir)
+    meta_path, weights_path = run_dir / "generator.json", run_dir / "generator.safetensors"
+    if not meta_path.is_file() or not weights_path.is_file():
+        raise CheckpointError(f"{str(run_dir)!r} has no exported generator (generator.json + generator.safetensors); "
+                              "train it to the end or resume it first")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        model_cfg = validate({"model": meta["model"], "data": {"name": meta["data"]["name"]},
+                              **({"progressive": meta["progressive"]} if meta.get("progressive") else {})}).model
+        shape = tuple(int(s) for s in meta["data"]["shape"])
+    except (json.JSONDecodeError, KeyError, TypeError, ConfigError) as exc:
+        raise CheckpointError(f"{str(meta_path)!r} is not a valid ganstab generator description ({exc})") from None
+    generator = build_generator(model_cfg, shape)
+    try:
+        state = load_file(str(weights_path), device="cpu")
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{str(weights_path)!r} cannot be read ({exc}); it is truncated or corrupt") from None
+    try:
+        generator.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{str(weights_path)!r} does not match the architecture in generator.json "
+                              f"({str(exc).splitlines()[0][:100]})") from None
+    return generator.to(device).eval(), meta
+
+
+def write_samples(generator: nn.Module, meta: dict[str, Any], n: int, out: Path, fmt: str, seed: int = 0) -> Path:
+    """Write n samples as a PNG grid, a folder of PNGs, or a .npy array; returns the path written."""
+    from ganstab.sampling import generate, save_image_folder, save_image_grid, save_scatter
+
+    device = next(generator.parameters()).device
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, int(meta["model"]["latent_dim"]), generator=gen).to(device)
+    samples = generate(generator, z, **meta.get("g_kwargs", {}))
+    out = Path(out)
+    if fmt == "npy":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.save(out, samples.numpy())
+        return out if out.suffix == ".npy" else out.with_name(out.name + ".npy")
+    if fmt == "folder":
+        save_image_folder(samples, out)
+        return out
+    if meta["data"].get("kind") == "points":
+        from ganstab.data import DATASETS  # noqa: F401
+        centers = None
+        if meta["data"]["name"] in ("ring8", "grid25"):
+            from ganstab.data.toy import grid25_centers, ring8_centers
+
+            centers = ring8_centers() if meta["data"]["name"] == "ring8" else grid25_centers()
+        return save_scatter(samples, out, centers, title=f"{n} samples")
+    return save_image_grid(samples, out)

@@ -1,0 +1,95 @@
+"""GAN losses as pure functions of discriminator logits.
+
+Every function takes raw logits (no sigmoid applied) and returns a scalar tensor. Nothing here
+calls an optimiser or `.backward()`: the training loop composes these terms.
+
+Conventions (B = batch, logits of shape (B,) or (B, 1)):
+- minimax / nonsaturating D: BCE-with-logits(real, real_target) + BCE-with-logits(fake, fake_target)
+- minimax G (the saturating original): mean log(1 - sigmoid(f)) = -mean(softplus(f))
+- nonsaturating G: -mean log(sigmoid(f)) = mean(softplus(-f))
+- wasserstein D: mean(fake) - mean(real); G: -mean(fake)
+- lsgan D: 0.5*mean((real - a)^2) + 0.5*mean((fake - b)^2); G: 0.5*mean((fake - 1)^2)
+- hinge D: mean(relu(1 - real)) + mean(relu(1 + fake)); G: -mean(fake)
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+LOSS_KINDS: tuple[str, ...] = ("minimax", "nonsaturating", "wasserstein", "lsgan", "hinge")
+# Losses whose D targets are probabilities, so that label smoothing means something.
+TARGETED_KINDS: frozenset[str] = frozenset({"minimax", "nonsaturating", "lsgan"})
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in LOSS_KINDS:
+        raise ValueError(f"unknown loss kind {kind!r}; known kinds: {', '.join(LOSS_KINDS)}")
+
+
+def _bce_logits(logits: Tensor, target: float) -> Tensor:
+    """Mean binary cross-entropy of logits against a constant target in [0, 1]."""
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, float(target)))
+
+
+def _d_bce(real: Tensor, fake: Tensor, real_target: float, fake_target: float) -> Tensor:
+    return _bce_logits(real, real_target) + _bce_logits(fake, fake_target)
+
+
+def _d_wasserstein(real: Tensor, fake: Tensor, real_target: float, fake_target: float) -> Tensor:
+    return fake.mean() - real.mean()
+
+
+def _d_lsgan(real: Tensor, fake: Tensor, real_target: float, fake_target: float) -> Tensor:
+    return 0.5 * (real - real_target).pow(2).mean() + 0.5 * (fake - fake_target).pow(2).mean()
+
+
+def _d_hinge(real: Tensor, fake: Tensor, real_target: float, fake_target: float) -> Tensor:
+    return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
+
+
+_D_LOSSES: dict[str, Callable[[Tensor, Tensor, float, float], Tensor]] = {
+    "minimax": _d_bce,
+    "nonsaturating": _d_bce,
+    "wasserstein": _d_wasserstein,
+    "lsgan": _d_lsgan,
+    "hinge": _d_hinge,
+}
+
+_G_LOSSES: dict[str, Callable[[Tensor], Tensor]] = {
+    "minimax": lambda fake: -F.softplus(fake).mean(),
+    "nonsaturating": lambda fake: F.softplus(-fake).mean(),
+    "wasserstein": lambda fake: -fake.mean(),
+    "lsgan": lambda fake: 0.5 * (fake - 1.0).pow(2).mean(),
+    "hinge": lambda fake: -fake.mean(),
+}
+
+
+def discriminator_loss(
+    kind: str,
+    real_logits: Tensor,
+    fake_logits: Tensor,
+    real_target: float = 1.0,
+    fake_target: float = 0.0,
+) -> Tensor:
+    """Discriminator loss of the given kind from logits; targets apply to minimax/nonsaturating/lsgan."""
+    _check_kind(kind)
+    if kind not in TARGETED_KINDS and (real_target != 1.0 or fake_target != 0.0):
+        raise ValueError(
+            f"label targets have no meaning for the {kind} loss; use real_target=1.0, fake_target=0.0"
+        )
+    return _D_LOSSES[kind](real_logits.float(), fake_logits.float(), real_target, fake_target)
+
+
+def generator_loss(kind: str, fake_logits: Tensor) -> Tensor:
+    """Generator loss of the given kind from D's logits on generated samples (targets never smoothed)."""
+    _check_kind(kind)
+    return _G_LOSSES[kind](fake_logits.float())
+
+
+def drift_penalty(real_logits: Tensor) -> Tensor:
+    """ProGAN's drift term mean(D(real)^2), which keeps a Wasserstein critic's output near zero."""
+    return real_logits.float().pow(2).mean()

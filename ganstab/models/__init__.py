@@ -1,0 +1,128 @@
+"""Architecture registry: build_generator / build_discriminator from `cfg.model` and the data shape."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from torch import nn
+
+from ganstab.models.dcgan import DCGANDiscriminator, DCGANGenerator, conv_plan
+from ganstab.models.mlp import MLPDiscriminator, MLPGenerator
+
+BLOG_HIDDEN = (256, 512, 1024)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A named pair of builders plus the data kinds it accepts."""
+
+    build_g: Callable[..., nn.Module]
+    build_d: Callable[..., nn.Module]
+    accepts: Callable[[tuple[int, ...]], str | None]  # returns an error message or None
+    summary: str
+
+
+def _accept_any(shape: tuple[int, ...]) -> str | None:
+    return None
+
+
+def _accept_points(shape: tuple[int, ...]) -> str | None:
+    if len(shape) != 1:
+        return (f"model.arch=toy is for 2-D points but the data are images of shape {'x'.join(map(str, shape))}; "
+                "use model.arch=dcgan or mlp")
+    return None
+
+
+def _accept_conv(shape: tuple[int, ...]) -> str | None:
+    if len(shape) != 3:
+        return "model.arch=dcgan needs images but the data are points; use model.arch=toy or mlp"
+    c, h, w = shape
+    if h != w:
+        return f"model.arch=dcgan needs square images, got {h}x{w}; set data.image_size to resize them"
+    try:
+        conv_plan(h)
+    except ValueError:
+        return (f"model.arch=dcgan needs an image side of 4*2^k or 7*2^k (8, 14, 16, 28, 32, 64, ...), got {h}; "
+                "set data.image_size=32 (or 28/64) to resize")
+    return None
+
+
+def _hidden(model_cfg, default: Sequence[int]) -> list[int]:
+    if model_cfg.hidden:
+        return list(model_cfg.hidden)
+    return list(default)
+
+
+def _mlp_g(model_cfg, shape: tuple[int, ...]) -> nn.Module:
+    return MLPGenerator(model_cfg.latent_dim, shape, _hidden(model_cfg, BLOG_HIDDEN), model_cfg.g_norm,
+                        tanh=len(shape) == 3)
+
+
+def _mlp_d(model_cfg, shape: tuple[int, ...]) -> nn.Module:
+    return MLPDiscriminator(shape, list(reversed(_hidden(model_cfg, BLOG_HIDDEN))), model_cfg.d_norm)
+
+
+def _toy_g(model_cfg, shape: tuple[int, ...]) -> nn.Module:
+    hidden = _hidden(model_cfg, [model_cfg.width] * model_cfg.depth)
+    return MLPGenerator(model_cfg.latent_dim, shape, hidden, model_cfg.g_norm, tanh=False)
+
+
+def _toy_d(model_cfg, shape: tuple[int, ...]) -> nn.Module:
+    hidden = _hidden(model_cfg, [model_cfg.width] * model_cfg.depth)
+    return MLPDiscriminator(shape, hidden, model_cfg.d_norm)
+
+
+def _dcgan_g(model_cfg, shape: tuple[int, ...]) -> nn.Module:
+    return DCGANGenerator(model_cfg.latent_dim, shape[0], shape[1], model_cfg.width, model_cfg.g_norm)
+
+
+def _dcgan_d(model_cfg, shape: tuple[int, ...]) -> nn.Module:
+    return DCGANDiscriminator(shape[0], shape[1], model_cfg.width, model_cfg.d_norm)
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "mlp": Architecture(_mlp_g, _mlp_d, _accept_any,
+                        "fully connected G/D (blog layout 256-512-1024 by default, model.hidden to change)"),
+    "dcgan": Architecture(_dcgan_g, _dcgan_d, _accept_conv,
+                          "conv G/D for square images of side 8, 14, 16, 28, 32, 64, ... (model.width)"),
+    "toy": Architecture(_toy_g, _toy_d, _accept_points,
+                        "small MLPs for 2-D points (model.width x model.depth)"),
+}
+
+
+def register_architecture(name: str, arch: Architecture) -> None:
+    """Add an architecture to the registry (used by optional modules such as progressive growing)."""
+    ARCHITECTURES[name] = arch
+
+
+def _lookup(model_cfg, shape: tuple[int, ...]) -> Architecture:
+    from ganstab.config import ConfigError
+
+    arch = ARCHITECTURES.get(model_cfg.arch)
+    if arch is None:
+        raise ConfigError(f"unknown model.arch {model_cfg.arch!r}; known architectures: {', '.join(ARCHITECTURES)}")
+    problem = arch.accepts(tuple(shape))
+    if problem is not None:
+        raise ConfigError(problem)
+    if model_cfg.g_norm == "instance" and len(shape) == 1 or (
+        model_cfg.arch in ("mlp", "toy") and "instance" in (model_cfg.g_norm, model_cfg.d_norm)
+    ):
+        raise ConfigError(f"instance norm needs conv feature maps and model.arch={model_cfg.arch} has none; "
+                          "use model.g_norm/d_norm=layer")
+    return arch
+
+
+def check_fit(model_cfg, shape: tuple[int, ...]) -> None:
+    """Raise ConfigError when the architecture cannot model data of this shape."""
+    _lookup(model_cfg, shape)
+
+
+def build_generator(model_cfg, shape: tuple[int, ...]) -> nn.Module:
+    """The generator named by `model_cfg.arch` for samples of `shape`."""
+    return _lookup(model_cfg, shape).build_g(model_cfg, tuple(shape))
+
+
+def build_discriminator(model_cfg, shape: tuple[int, ...]) -> nn.Module:
+    """The discriminator named by `model_cfg.arch` for samples of `shape` (returns logits (B,))."""
+    return _lookup(model_cfg, shape).build_d(model_cfg, tuple(shape))

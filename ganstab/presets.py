@@ -1,0 +1,100 @@
+"""Named recipes: each a partial config merged over the defaults (`ganstab presets` lists them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named partial config with a one-line description."""
+
+    description: str
+    values: dict = field(default_factory=dict)
+
+
+_IMAGE_LOG = {"every": 50, "sample_every": 500, "checkpoint_every": 1000}
+
+PRESETS: dict[str, Preset] = {
+    "blog": Preset(
+        "The recipe as commonly published: BN MLPs, G lr 1e-3 / D lr 1e-4, labels 0.9/0.1 (two-sided, warns).",
+        {
+            "data": {"name": "fashion-mnist"},
+            "model": {"arch": "mlp", "latent_dim": 100, "hidden": [256, 512, 1024],
+                      "g_norm": "batch", "d_norm": "batch"},
+            "loss": {"kind": "nonsaturating", "real_label": 0.9, "fake_label": 0.1},
+            "optim": {"g_lr": 1e-3, "d_lr": 1e-4, "g_betas": [0.5, 0.999], "d_betas": [0.5, 0.999]},
+            "train": {"batch_size": 64, "n_critic": 1, "ema": 0.0, "steps": 5000},
+            "log": _IMAGE_LOG,
+        },
+    ),
+    "dcgan": Preset(
+        "Radford et al. 2016: conv G/D, BN in both, nonsaturating loss, lr 2e-4 both, betas (0.5, 0.999).",
+        {
+            "data": {"name": "fashion-mnist"},
+            "model": {"arch": "dcgan", "latent_dim": 100, "g_norm": "batch", "d_norm": "batch"},
+            "loss": {"kind": "nonsaturating"},
+            "optim": {"g_lr": 2e-4, "d_lr": 2e-4, "g_betas": [0.5, 0.999], "d_betas": [0.5, 0.999]},
+            "train": {"batch_size": 64, "n_critic": 1, "ema": 0.0, "steps": 5000},
+            "log": _IMAGE_LOG,
+        },
+    ),
+    "wgan-gp": Preset(
+        "Gulrajani et al. 2017: Wasserstein loss, gradient penalty 10, n_critic 5, lr 1e-4, betas (0, 0.9), layer norm in D.",
+        {
+            "data": {"name": "fashion-mnist"},
+            "model": {"arch": "dcgan", "latent_dim": 100, "g_norm": "batch", "d_norm": "layer"},
+            "loss": {"kind": "wasserstein"},
+            "penalty": {"gp": 10.0, "gp_target": 1.0},
+            "optim": {"g_lr": 1e-4, "d_lr": 1e-4, "g_betas": [0.0, 0.9], "d_betas": [0.0, 0.9]},
+            "train": {"batch_size": 64, "n_critic": 5, "ema": 0.0, "steps": 5000},
+            "log": _IMAGE_LOG,
+        },
+    ),
+    "wgan-clip": Preset(
+        "Arjovsky et al. 2017: Wasserstein loss, weight clipping 0.01, n_critic 5, RMSProp lr 5e-5.",
+        {
+            "data": {"name": "fashion-mnist"},
+            "model": {"arch": "dcgan", "latent_dim": 100, "g_norm": "batch", "d_norm": "none"},
+            "loss": {"kind": "wasserstein"},
+            "penalty": {"clip": 0.01},
+            "optim": {"name": "rmsprop", "g_lr": 5e-5, "d_lr": 5e-5},
+            "train": {"batch_size": 64, "n_critic": 5, "ema": 0.0, "steps": 5000},
+            "log": _IMAGE_LOG,
+        },
+    ),
+    "lsgan": Preset(
+        "Mao et al. 2017: least-squares loss (a=0, b=c=1), BN in G and D, lr 2e-4, betas (0.5, 0.999).",
+        {
+            "data": {"name": "fashion-mnist"},
+            "model": {"arch": "dcgan", "latent_dim": 100, "g_norm": "batch", "d_norm": "batch"},
+            "loss": {"kind": "lsgan"},
+            "optim": {"g_lr": 2e-4, "d_lr": 2e-4, "g_betas": [0.5, 0.999], "d_betas": [0.5, 0.999]},
+            "train": {"batch_size": 64, "n_critic": 1, "ema": 0.0, "steps": 5000},
+            "log": _IMAGE_LOG,
+        },
+    ),
+    "hinge-sn": Preset(
+        "Miyato et al. 2018 / SAGAN: hinge loss, spectral norm in D, TTUR D 4e-4 / G 1e-4, betas (0, 0.9).",
+        {
+            "data": {"name": "fashion-mnist"},
+            "model": {"arch": "dcgan", "latent_dim": 100, "g_norm": "batch", "d_norm": "spectral"},
+            "loss": {"kind": "hinge"},
+            "optim": {"g_lr": 1e-4, "d_lr": 4e-4, "g_betas": [0.0, 0.9], "d_betas": [0.0, 0.9]},
+            "train": {"batch_size": 64, "n_critic": 1, "ema": 10000.0, "steps": 5000},
+            "log": _IMAGE_LOG,
+        },
+    ),
+    "toy": Preset(
+        "Plain nonsaturating GAN with small MLPs on 2-D points (grid25 by default; data.name=ring8 works too).",
+        {
+            "data": {"name": "grid25"},
+            "model": {"arch": "toy", "latent_dim": 2, "width": 128, "depth": 3,
+                      "g_norm": "none", "d_norm": "none"},
+            "loss": {"kind": "nonsaturating"},
+            "optim": {"g_lr": 1e-3, "d_lr": 1e-3, "g_betas": [0.5, 0.999], "d_betas": [0.5, 0.999]},
+            "train": {"batch_size": 256, "n_critic": 1, "ema": 0.0, "steps": 3000},
+            "log": {"every": 50, "sample_every": 500, "checkpoint_every": 1000, "n_samples": 512},
+        },
+    ),
+}

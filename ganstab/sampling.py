@@ -1,0 +1,99 @@
+"""Sampling from a trained G and writing samples as PNG grids, image folders, scatter plots or arrays."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+
+@torch.no_grad()
+def generate(generator: nn.Module, z: Tensor, batch_size: int = 256, **g_kwargs) -> Tensor:
+    """Samples from G in eval mode under no_grad (G's previous mode is restored afterwards)."""
+    was_training = generator.training
+    generator.eval()
+    try:
+        outs = [generator(z[i:i + batch_size], **g_kwargs).float() for i in range(0, z.shape[0], batch_size)]
+    finally:
+        generator.train(was_training)
+    return torch.cat(outs).cpu()
+
+
+def to_uint8(images: Tensor) -> np.ndarray:
+    """(N, C, H, W) in [-1, 1] -> uint8 (N, H, W, C)."""
+    arr = ((images.clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
+    return arr.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def image_grid(images: Tensor, nrow: Optional[int] = None, pad: int = 2, upscale: int = 1) -> np.ndarray:
+    """Tile (N, C, H, W) images in [-1, 1] into one uint8 (H', W', C) array with `pad` pixel borders."""
+    n, c, h, w = images.shape
+    nrow = nrow or max(1, int(math.ceil(math.sqrt(n))))
+    ncol = int(math.ceil(n / nrow))
+    tiles = to_uint8(images)
+    if upscale > 1:
+        tiles = tiles.repeat(upscale, axis=1).repeat(upscale, axis=2)
+        h, w = h * upscale, w * upscale
+    grid = np.zeros((ncol * (h + pad) + pad, nrow * (w + pad) + pad, c), dtype=np.uint8)
+    for i in range(n):
+        r, col = divmod(i, nrow)
+        y, x = pad + r * (h + pad), pad + col * (w + pad)
+        grid[y:y + h, x:x + w] = tiles[i]
+    return grid
+
+
+def save_image_grid(images: Tensor, path: Path, min_side: int = 256) -> Path:
+    """Write a PNG grid of images, upscaled (nearest) so small images stay visible."""
+    from PIL import Image
+
+    side = images.shape[-1]
+    upscale = max(1, min(8, min_side // (side * max(1, int(math.ceil(math.sqrt(images.shape[0])))))))
+    grid = image_grid(images, upscale=max(upscale, 1 if side >= 32 else 2))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = "L" if grid.shape[2] == 1 else "RGB"
+    Image.fromarray(grid[:, :, 0] if mode == "L" else grid, mode=mode).save(path)
+    return path
+
+
+def save_scatter(points: Tensor, path: Path, centers: Optional[Tensor] = None, title: str = "") -> Path:
+    """Scatter plot of 2-D samples over the true modes (red crosses), saved as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = points.detach().cpu().numpy()
+    fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
+    ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.5, color="tab:blue", label="samples")
+    if centers is not None:
+        c = centers.detach().cpu().numpy()
+        ax.scatter(c[:, 0], c[:, 1], marker="x", s=40, color="tab:red", label="modes")
+        span = float(np.abs(c).max()) * 1.5 + 0.5
+        ax.set_xlim(-span, span)
+        ax.set_ylim(-span, span)
+    ax.set_aspect("equal")
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="upper right", fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def save_image_folder(images: Tensor, folder: Path) -> int:
+    """Write one PNG per image (the layout pytorch-fid and clean-fid read); returns the count."""
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    arr = to_uint8(images)
+    for i, img in enumerate(arr):
+        Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img).save(folder / f"{i:06d}.png")
+    return len(arr)

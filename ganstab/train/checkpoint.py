@@ -1,0 +1,173 @@
+"""Crash-safe checkpoints: atomic writes with a checksum, newest-valid lookup, safe loading.
+
+Layout: `checkpoints/ckpt_0000500.pt` plus `ckpt_0000500.pt.sha256` (written after the data file,
+both through temp file + fsync + rename). A checkpoint counts only when its checksum file exists and
+matches, so a crash at any moment leaves the previous checkpoint as the newest valid one. Loading
+uses `torch.load(weights_only=True)`: a file that would need to unpickle code is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import random
+import re
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from ganstab.errors import CheckpointError
+
+FORMAT = "ganstab-checkpoint-1"
+_NAME = re.compile(r"^ckpt_(\d{7,})\.pt$")
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write bytes to `path` via a temp file, fsync and rename (the old file stays valid on failure)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def rng_state() -> dict[str, Any]:
+    """RNG states of torch (CPU and every CUDA device), numpy and python, as weights_only-safe values."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
+        "python": {"version": py_state[0], "state": list(py_state[1]),
+                   "gauss": py_state[2]},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore RNG states saved by `rng_state`."""
+    torch.set_rng_state(state["torch"])
+    np_state = state["numpy"]
+    np.random.set_state(("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
+                         np_state["has_gauss"], np_state["cached"]))
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoint_path(folder: Path, step: int) -> Path:
+    """The file name of the checkpoint taken after `step` G steps."""
+    return Path(folder) / f"ckpt_{step:07d}.pt"
+
+
+def save_checkpoint(folder: Path, step: int, payload: dict[str, Any], keep: int) -> Path:
+    """Write a checkpoint atomically with its checksum file, then prune to the newest `keep`."""
+    import io
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = checkpoint_path(folder, step)
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **payload}, buffer)
+    data = buffer.getvalue()
+    atomic_write_bytes(path, data)
+    digest = hashlib.sha256(data).hexdigest()
+    atomic_write_bytes(path.with_name(path.name + ".sha256"), f"{digest}  {path.name}\n".encode())
+    for old in list_checkpoints(folder)[:-keep]:
+        for victim in (old, old.with_name(old.name + ".sha256")):
+            try:
+                victim.unlink()
+            except OSError:
+                pass
+    return path
+
+
+def list_checkpoints(folder: Path) -> list[Path]:
+    """Checkpoint files in `folder`, oldest first (validity not checked)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def verify_checkpoint(path: Path) -> Optional[str]:
+    """None when the checkpoint's checksum file exists and matches, else the reason it is invalid."""
+    sidecar = path.with_name(path.name + ".sha256")
+    if not sidecar.is_file():
+        return "its checksum file is missing (the write did not finish)"
+    try:
+        expected = sidecar.read_text().split()[0]
+    except (OSError, IndexError):
+        return "its checksum file is unreadable"
+    if sha256_file(path) != expected:
+        return "its checksum does not match (truncated or corrupt)"
+    return None
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with weights_only=True; code-carrying pickles are refused with CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} needs to unpickle code, which ganstab refuses for safety; "
+            "only load checkpoints written by ganstab"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read ({str(exc).splitlines()[0][:120]})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{str(path)!r} is not a ganstab checkpoint (no '{FORMAT}' marker)")
+    return data
+
+
+def newest_valid_checkpoint(folder: Path, warn=print) -> Optional[Path]:
+    """The newest checkpoint whose checksum matches; invalid newer ones are reported via `warn`."""
+    for path in reversed(list_checkpoints(folder)):
+        problem = verify_checkpoint(path)
+        if problem is None:
+            return path
+        warn(f"skipping checkpoint {path.name}: {problem}; using the previous one")
+    return None
