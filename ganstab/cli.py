@@ -71,6 +71,8 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"in {out}")
     if samples:
         print(f"samples: {samples[-1]}")
+    for plot in sorted((out / "plots").glob("*.png")):
+        print(f"plot: {plot}")
     for extra in ("report.html", "findings.jsonl"):
         if (out / extra).exists():
             print(f"{extra.split('.')[0]}: {out / extra}")
@@ -181,7 +183,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         pass
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if hasattr(args, "overrides"):
+            args.overrides = list(args.overrides) + [e for e in extra if "=" in e and not e.startswith("-")]
+            extra = [e for e in extra if not ("=" in e and not e.startswith("-"))]
+        if extra:
+            raise CLIError(f"unrecognized arguments: {' '.join(extra)}; see 'ganstab --help'")
         if not getattr(args, "command", None):
             parser.print_help()
             return EXIT_USAGE

@@ -98,6 +98,18 @@ class EvalConfig(_Section):
     n: int = Field(default=2500, gt=0, le=200000)
 
 
+class ProgressiveConfig(_Section):
+    start: int = Field(default=4, ge=4, le=1024)
+    stable_images: int = Field(default=20000, ge=0)
+    fade_images: int = Field(default=20000, ge=0)
+    increase_every: Optional[float] = Field(default=None, gt=0.0)
+    mbstd_group: int = Field(default=4, ge=0, le=64)
+    equalized_lr: bool = True
+    pixel_norm: bool = True
+    max_width: int = Field(default=256, gt=0, le=4096)
+    reset_optimizer: bool = True
+
+
 class Config(_Section):
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     out: Optional[str] = None  # None: runs/<preset or data.name>, with -2, -3 ... when taken
@@ -109,6 +121,7 @@ class Config(_Section):
     train: TrainConfig = TrainConfig()
     log: LogConfig = LogConfig()
     eval: EvalConfig = EvalConfig()
+    progressive: ProgressiveConfig = ProgressiveConfig()
 
 
 def known_keys(model: type[BaseModel] = Config, prefix: str = "") -> list[str]:
@@ -271,15 +284,38 @@ def check_rules(cfg: Config) -> None:
     if not math.isfinite(cfg.train.ema):
         raise ConfigError("config key 'train.ema' must be a finite half-life in images (0 disables EMA)")
     from ganstab.data import DATASETS, dataset_shape
-    from ganstab.models import ARCHITECTURES, check_fit
+    from ganstab.models import architectures, check_fit
+
+    ARCHITECTURES = architectures()
 
     if cfg.data.name not in DATASETS:
         raise ConfigError(f"unknown data.name {cfg.data.name!r}; known datasets: {', '.join(DATASETS)}")
     if cfg.model.arch not in ARCHITECTURES:
         raise ConfigError(f"unknown model.arch {cfg.model.arch!r}; known architectures: {', '.join(ARCHITECTURES)}")
+    if cfg.model.arch == "progressive":
+        check_progressive(cfg)
     shape = dataset_shape(cfg.data)
     if shape is not None:
-        check_fit(cfg.model, shape)
+        check_fit(cfg.model, shape, cfg)
+
+
+def check_progressive(cfg: Config) -> None:
+    """Rules of the progressive block: group size divides the batch, power-of-two start, norms."""
+    prog = cfg.progressive
+    if prog.start & (prog.start - 1):
+        raise ConfigError(f"progressive.start must be a power of two (4, 8, 16, ...), got {prog.start}")
+    group = prog.mbstd_group
+    if group > 1 and cfg.train.batch_size % group:
+        raise ConfigError(
+            f"minibatch stddev group size {group} does not divide train.batch_size={cfg.train.batch_size}; "
+            f"choose a batch size divisible by {group} or set progressive.mbstd_group to a divisor"
+        )
+    if cfg.model.d_norm == "batch":
+        raise ConfigError("model.d_norm=batch is not supported by model.arch=progressive (it breaks the per-sample "
+                          "gradient penalty); use model.d_norm=none, layer, instance or spectral")
+    if cfg.model.d_norm == "spectral" and prog.equalized_lr:
+        raise ConfigError("model.d_norm=spectral and progressive.equalized_lr both rescale D's weights; "
+                          "set progressive.equalized_lr=false to use spectral norm")
 
 
 FAKE_SMOOTHING_WARNING = (

@@ -28,12 +28,12 @@ def load_generator(run_dir: Path, device: str = "cpu") -> tuple[nn.Module, dict[
                               "train it to the end or resume it first")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        model_cfg = validate({"model": meta["model"], "data": {"name": meta["data"]["name"]},
-                              **({"progressive": meta["progressive"]} if meta.get("progressive") else {})}).model
+        full_cfg = validate({"model": meta["model"], "data": {"name": meta["data"]["name"]},
+                             **({"progressive": meta["progressive"]} if meta.get("progressive") else {})})
         shape = tuple(int(s) for s in meta["data"]["shape"])
     except (json.JSONDecodeError, KeyError, TypeError, ConfigError) as exc:
         raise CheckpointError(f"{str(meta_path)!r} is not a valid ganstab generator description ({exc})") from None
-    generator = build_generator(model_cfg, shape)
+    generator = build_generator(full_cfg.model, shape, full_cfg)
     try:
         state = load_file(str(weights_path), device="cpu")
     except (SafetensorError, OSError) as exc:

@@ -17,7 +17,7 @@ BLOG_HIDDEN = (256, 512, 1024)
 class Architecture:
     """A named pair of builders plus the data kinds it accepts."""
 
-    build_g: Callable[..., nn.Module]
+    build_g: Callable[..., nn.Module]  # (model_cfg, shape, full_cfg_or_None) -> module
     build_d: Callable[..., nn.Module]
     accepts: Callable[[tuple[int, ...]], str | None]  # returns an error message or None
     summary: str
@@ -54,30 +54,30 @@ def _hidden(model_cfg, default: Sequence[int]) -> list[int]:
     return list(default)
 
 
-def _mlp_g(model_cfg, shape: tuple[int, ...]) -> nn.Module:
+def _mlp_g(model_cfg, shape: tuple[int, ...], cfg=None) -> nn.Module:
     return MLPGenerator(model_cfg.latent_dim, shape, _hidden(model_cfg, BLOG_HIDDEN), model_cfg.g_norm,
                         tanh=len(shape) == 3)
 
 
-def _mlp_d(model_cfg, shape: tuple[int, ...]) -> nn.Module:
+def _mlp_d(model_cfg, shape: tuple[int, ...], cfg=None) -> nn.Module:
     return MLPDiscriminator(shape, list(reversed(_hidden(model_cfg, BLOG_HIDDEN))), model_cfg.d_norm)
 
 
-def _toy_g(model_cfg, shape: tuple[int, ...]) -> nn.Module:
+def _toy_g(model_cfg, shape: tuple[int, ...], cfg=None) -> nn.Module:
     hidden = _hidden(model_cfg, [model_cfg.width] * model_cfg.depth)
     return MLPGenerator(model_cfg.latent_dim, shape, hidden, model_cfg.g_norm, tanh=False)
 
 
-def _toy_d(model_cfg, shape: tuple[int, ...]) -> nn.Module:
+def _toy_d(model_cfg, shape: tuple[int, ...], cfg=None) -> nn.Module:
     hidden = _hidden(model_cfg, [model_cfg.width] * model_cfg.depth)
     return MLPDiscriminator(shape, hidden, model_cfg.d_norm)
 
 
-def _dcgan_g(model_cfg, shape: tuple[int, ...]) -> nn.Module:
+def _dcgan_g(model_cfg, shape: tuple[int, ...], cfg=None) -> nn.Module:
     return DCGANGenerator(model_cfg.latent_dim, shape[0], shape[1], model_cfg.width, model_cfg.g_norm)
 
 
-def _dcgan_d(model_cfg, shape: tuple[int, ...]) -> nn.Module:
+def _dcgan_d(model_cfg, shape: tuple[int, ...], cfg=None) -> nn.Module:
     return DCGANDiscriminator(shape[0], shape[1], model_cfg.width, model_cfg.d_norm)
 
 
@@ -97,6 +97,7 @@ def register_architecture(name: str, arch: Architecture) -> None:
 
 
 def _lookup(model_cfg, shape: tuple[int, ...]) -> Architecture:
+    _load_optional()
     from ganstab.config import ConfigError
 
     arch = ARCHITECTURES.get(model_cfg.arch)
@@ -113,16 +114,27 @@ def _lookup(model_cfg, shape: tuple[int, ...]) -> Architecture:
     return arch
 
 
-def check_fit(model_cfg, shape: tuple[int, ...]) -> None:
+def _load_optional() -> None:
+    """Import optional architecture modules so that they register themselves."""
+    from ganstab.models import progressive_arch  # noqa: F401
+
+
+def architectures() -> dict[str, Architecture]:
+    """The registry with optional architectures loaded."""
+    _load_optional()
+    return ARCHITECTURES
+
+
+def check_fit(model_cfg, shape: tuple[int, ...], cfg=None) -> None:
     """Raise ConfigError when the architecture cannot model data of this shape."""
     _lookup(model_cfg, shape)
 
 
-def build_generator(model_cfg, shape: tuple[int, ...]) -> nn.Module:
-    """The generator named by `model_cfg.arch` for samples of `shape`."""
-    return _lookup(model_cfg, shape).build_g(model_cfg, tuple(shape))
+def build_generator(model_cfg, shape: tuple[int, ...], cfg=None) -> nn.Module:
+    """The generator named by `model_cfg.arch` for samples of `shape` (`cfg`: the full config, optional)."""
+    return _lookup(model_cfg, shape).build_g(model_cfg, tuple(shape), cfg)
 
 
-def build_discriminator(model_cfg, shape: tuple[int, ...]) -> nn.Module:
+def build_discriminator(model_cfg, shape: tuple[int, ...], cfg=None) -> nn.Module:
     """The discriminator named by `model_cfg.arch` for samples of `shape` (returns logits (B,))."""
-    return _lookup(model_cfg, shape).build_d(model_cfg, tuple(shape))
+    return _lookup(model_cfg, shape).build_d(model_cfg, tuple(shape), cfg)

@@ -122,8 +122,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.data: DataSource = make_dataset(cfg.data, cfg.seed).to(self.device)
         self.shape = self.data.shape
-        self.G = build_generator(cfg.model, self.shape).to(self.device)
-        self.D = build_discriminator(cfg.model, self.shape).to(self.device)
+        self.G = build_generator(cfg.model, self.shape, cfg).to(self.device)
+        self.D = build_discriminator(cfg.model, self.shape, cfg).to(self.device)
         self.G_ema = make_ema(self.G) if cfg.train.ema > 0 else None
         self.lr_scale = 1.0
         self.opt_g = make_optimizer(cfg.optim.name, self.G.parameters(), cfg.optim.g_lr, cfg.optim.g_betas)
@@ -431,10 +431,13 @@ class Trainer:
 
     def finish(self) -> None:
         """Final samples, checkpoint and exported generator."""
+        from ganstab.report.plots import plot_run
+
         self.save_samples()
         if not (self.out / "checkpoints" / f"ckpt_{self.step:07d}.pt").exists():
             self.save_checkpoint()
         export_generator(self)
+        plot_run(self.out)
 
 
 def export_generator(trainer: Trainer) -> Path:
@@ -480,6 +483,7 @@ def prepare_out_dir(out: Path, overwrite: bool) -> None:
 def make_trainer(cfg: Config, **kwargs) -> Trainer:
     """The Trainer class for this config (progressive growing plugs in its own subclass)."""
     from ganstab.train import TRAINERS
+    from ganstab.train import progressive  # noqa: F401  (registers its Trainer)
 
     cls = TRAINERS.get(cfg.model.arch, Trainer)
     return cls(cfg, **kwargs)
