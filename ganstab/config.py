@@ -82,6 +82,7 @@ class TrainConfig(_Section):
     max_recoveries: int = Field(default=3, ge=0, le=100)
     recover_lr_factor: float = Field(default=0.5, gt=0.0, le=1.0)
     deterministic: bool = False
+    resume: Literal["never", "auto"] = "never"
 
 
 class LogConfig(_Section):

@@ -33,7 +33,7 @@ from ganstab.train.recorder import Recorder, read_metrics, truncate_metrics
 
 # Config keys that may change between a checkpoint and its resume without a flag.
 SAFE_TO_CHANGE = ("train.steps", "log.", "eval.every", "eval.n", "train.device", "train.threads", "out",
-                  "train.recover", "train.max_recoveries")
+                  "train.recover", "train.max_recoveries", "train.resume")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -140,6 +140,7 @@ class Trainer:
         self.recorder = Recorder(self.out / "metrics.jsonl")
         self.last_record: dict = {}
         self._stop_signal: Optional[int] = None
+        self._last_checkpoint_step = -1
 
     # ----------------------------------------------------------------- phases
     def g_kwargs(self) -> dict[str, Any]:
@@ -258,6 +259,7 @@ class Trainer:
             "g_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
             "gen": self.gen.get_state(), "rng": ckpt.rng_state(),
+            "recorder": self.recorder.state_dict(),
             "config": to_dict(self.cfg),
         }
 
@@ -286,9 +288,11 @@ class Trainer:
         self.lr_scale = float(state.get("lr_scale", 1.0))
         self.gen.set_state(state["gen"].to(self.gen.get_state().device))
         ckpt.set_rng_state(state["rng"])
+        self.recorder.load_state_dict(state.get("recorder", {}))
 
     def save_checkpoint(self) -> Path:
         """Write the current state atomically and keep the newest `log.keep_checkpoints`."""
+        self._last_checkpoint_step = self.step
         return ckpt.save_checkpoint(self.out / "checkpoints", self.step, self.state(),
                                     self.cfg.log.keep_checkpoints)
 
@@ -304,7 +308,7 @@ class Trainer:
                 + "); pass --allow-config-change to resume anyway"
             )
         self.load_state(state)
-        truncate_metrics(self.out / "metrics.jsonl", self.step)
+        truncate_metrics(self.out / "metrics.jsonl", self.step, self.cfg.log.every)
 
     # ---------------------------------------------------------------- running
     def _check_finite(self, line: dict[str, Any]) -> None:
@@ -327,11 +331,10 @@ class Trainer:
         lr_scale = self.lr_scale * cfg.train.recover_lr_factor
         state = ckpt.load_checkpoint(path, map_location=self.device)
         self.load_state(state)
-        truncate_metrics(self.out / "metrics.jsonl", self.step)
+        truncate_metrics(self.out / "metrics.jsonl", self.step, self.cfg.log.every)
         self.recoveries = recoveries
         self.lr_scale = lr_scale
         self.apply_lr_scale()
-        self.recorder = Recorder(self.out / "metrics.jsonl")
         message = (f"recovery {recoveries}/{cfg.train.max_recoveries}: {reason}; rolled back to step {self.step} "
                    f"and scaled both learning rates by {cfg.train.recover_lr_factor} "
                    f"(lr_g={self.opt_g.param_groups[0]['lr']:.3g}, lr_d={self.opt_d.param_groups[0]['lr']:.3g})")
@@ -380,7 +383,10 @@ class Trainer:
                 now = time.perf_counter()
                 self.elapsed += now - t_last
                 t_last = now
-                if self.step % cfg.log.every == 0 or self.step == cfg.train.steps:
+                on_interval = self.step % cfg.log.every == 0
+                if not on_interval and self.step == cfg.train.steps:
+                    self.save_checkpoint()  # with the pending log sums, before the off-interval flush
+                if on_interval or self.step == cfg.train.steps:
                     line = self.log_line()
                     try:
                         self._check_finite(line)
@@ -396,7 +402,7 @@ class Trainer:
                                         img_s=f"{self.images_seen / max(self.elapsed, 1e-9):.0f}")
                 if self.step % cfg.log.sample_every == 0:
                     self.save_samples()
-                if self.step % cfg.log.checkpoint_every == 0:
+                if self.step % cfg.log.checkpoint_every == 0 and self._last_checkpoint_step != self.step:
                     self.save_checkpoint()
                 if bar is not None:
                     bar.update(1)
@@ -411,9 +417,10 @@ class Trainer:
                 signal.signal(s, handler)
             self.recorder.close()
         if interrupted:
+            if self._last_checkpoint_step != self.step:
+                self.save_checkpoint()
             if self.step % cfg.log.every != 0:
                 self.log_line()
-            self.save_checkpoint()
             name = signal.Signals(self._stop_signal).name
             self.echo(f"stopped by {name} at step {self.step}; checkpoint saved. "
                       f"Resume with: ganstab train --resume {self.out}")
@@ -434,7 +441,7 @@ class Trainer:
         from ganstab.report.plots import plot_run
 
         self.save_samples()
-        if not (self.out / "checkpoints" / f"ckpt_{self.step:07d}.pt").exists():
+        if self._last_checkpoint_step != self.step:
             self.save_checkpoint()
         export_generator(self)
         plot_run(self.out)
@@ -495,6 +502,8 @@ def train(cfg: Config, *, overwrite: bool = False, resume: bool = False, allow_c
     if cfg.out is None:
         cfg.out = default_out(cfg)
     out = Path(cfg.out)
+    if not resume and cfg.train.resume == "auto" and ckpt.list_checkpoints(out / "checkpoints"):
+        resume = True
     if resume:
         path = ckpt.newest_valid_checkpoint(out / "checkpoints", warn=echo)
         if path is None:

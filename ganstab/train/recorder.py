@@ -80,6 +80,16 @@ class Recorder:
                 if isinstance(value, (int, float)) and key != "step":
                     self._writer.add_scalar(key, value, step)
 
+    def state_dict(self) -> dict[str, Any]:
+        """Pending sums and counts as plain numbers (for exact resume of averaged log lines)."""
+        sums = {k: (v.item() if isinstance(v, torch.Tensor) else float(v)) for k, v in self._sums.items()}
+        return {"sums": sums, "counts": dict(self._counts)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore pending sums saved by `state_dict`."""
+        self._sums = {k: torch.tensor(v, dtype=torch.float32) for k, v in state.get("sums", {}).items()}
+        self._counts = {k: int(v) for k, v in state.get("counts", {}).items()}
+
     def close(self) -> None:
         """Close the TensorBoard writer, if any."""
         if self._writer is not None:
@@ -103,9 +113,13 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def truncate_metrics(path: Path, last_step: int) -> None:
-    """Drop lines logged after `last_step` (used on resume so the series has no duplicates)."""
-    records = [r for r in read_metrics(path) if int(r.get("step", 0)) <= last_step]
+def truncate_metrics(path: Path, last_step: int, every: int = 1) -> None:
+    """Drop lines logged after `last_step`, and an off-interval final line at it (resume continues it)."""
+    def keep(rec: dict[str, Any]) -> bool:
+        step = int(rec.get("step", 0))
+        return step < last_step or (step == last_step and step % every == 0)
+
+    records = [r for r in read_metrics(path) if keep(r)]
     tmp = Path(str(path) + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
         for rec in records:

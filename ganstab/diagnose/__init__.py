@@ -1,0 +1,43 @@
+"""Stability doctor: rules over the logged metrics series that return findings with advice."""
+
+from .advice import CODES, advice_for, loss_family
+from .config import DoctorConfig
+from .detectors import (
+    DETECTORS,
+    EVAL_DETECTORS,
+    TRAINING_DETECTORS,
+    detect_class_kl,
+    detect_coverage_drop,
+    detect_critic_drift,
+    detect_d_overpowers,
+    detect_diversity,
+    detect_explosion,
+    detect_modes,
+    detect_nonfinite,
+    detect_oscillation,
+    detect_stall,
+    detect_vanishing_g_grad,
+    diagnose,
+)
+from .doctor import (
+    context_from_config,
+    diagnose_run,
+    format_report,
+    is_divergence,
+    read_context,
+    read_findings,
+    read_records,
+    write_findings,
+)
+from .findings import SEVERITIES, Finding
+from .tracker import Tracker, normalize_record
+
+__all__ = [
+    "CODES", "DETECTORS", "EVAL_DETECTORS", "SEVERITIES", "TRAINING_DETECTORS", "DoctorConfig",
+    "Finding", "Tracker", "advice_for", "context_from_config", "detect_class_kl",
+    "detect_coverage_drop", "detect_critic_drift", "detect_d_overpowers", "detect_diversity",
+    "detect_explosion", "detect_modes", "detect_nonfinite", "detect_oscillation", "detect_stall",
+    "detect_vanishing_g_grad", "diagnose", "diagnose_run", "format_report", "is_divergence",
+    "loss_family", "normalize_record", "read_context", "read_findings", "read_records",
+    "write_findings",
+]

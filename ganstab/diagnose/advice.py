@@ -1,0 +1,236 @@
+"""Advice text for each finding code, tailored to the run's loss, normalisation and penalties.
+
+Rules from docs GUIDE section 4 that the advice keeps:
+- label smoothing is one-sided (real targets 0.9) and only for the minimax / non-saturating
+  losses; it is never suggested for Wasserstein, hinge or least-squares losses, and the fake
+  target is never smoothed;
+- batch norm in D is never suggested; with a gradient penalty or R1 it is called out as a bug;
+- learning-rate suggestions follow TTUR (D's rate the larger) or WGAN-GP (1e-4 for both).
+
+The `context` mapping describes the run; every key is optional:
+`loss_kind` (str), `n_critic` (int), `d_norm` (str), `gp` (float, penalty weight),
+`r1` (float), `drift` (float), `real_label` (float).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+# config keys the advice names (one place to rename them if the config schema differs)
+KEY_LOSS = "loss.kind"
+KEY_REAL_LABEL = "loss.real_label"
+KEY_GP = "loss.gp"
+KEY_R1 = "loss.r1"
+KEY_DRIFT = "loss.drift"
+KEY_D_NORM = "model.d_norm"
+KEY_N_CRITIC = "train.n_critic"
+KEY_EMA = "train.ema"
+KEY_LR_D = "optim.lr_d"
+KEY_LR_G = "optim.lr_g"
+
+# config values of loss.kind the advice names
+LOSS_NON_SATURATING = "non_saturating"
+LOSS_HINGE = "hinge"
+LOSS_WASSERSTEIN = "wasserstein"
+
+_FAMILIES = {
+    "wasserstein": "wasserstein", "wgan": "wasserstein", "wgan_gp": "wasserstein",
+    "wgangp": "wasserstein", "w": "wasserstein",
+    "hinge": "hinge",
+    "minimax": "minimax", "saturating": "minimax", "mm": "minimax",
+    "ns": "ns", "non_saturating": "ns", "nonsaturating": "ns", "bce": "ns", "vanilla": "ns",
+    "standard": "ns", "gan": "ns",
+    "lsgan": "lsgan", "least_squares": "lsgan", "ls": "lsgan", "lsq": "lsgan", "mse": "lsgan",
+}
+
+
+def loss_family(context: Mapping[str, Any] | None) -> str | None:
+    """Normalised loss family of the run: wasserstein, hinge, minimax, ns, lsgan, or None if unknown."""
+    if not context or context.get("loss_kind") is None:
+        return None
+    name = str(context["loss_kind"]).strip().lower().replace("-", "_").replace(" ", "_")
+    return _FAMILIES.get(name)
+
+
+def is_wasserstein_like(context: Mapping[str, Any] | None) -> bool:
+    """True when the critic's outputs are unanchored (Wasserstein losses)."""
+    return loss_family(context) == "wasserstein"
+
+
+def _number(context: Mapping[str, Any], key: str) -> float | None:
+    value = context.get(key)
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _active(context: Mapping[str, Any], key: str) -> bool:
+    value = _number(context, key)
+    return value is not None and value > 0
+
+
+def _d_norm(context: Mapping[str, Any]) -> str | None:
+    value = context.get("d_norm")
+    return None if value is None else str(value).lower()
+
+
+def _choices(options: list[str]) -> str:
+    if len(options) == 1:
+        return options[0]
+    return ", ".join(options[:-1]) + ", or " + options[-1]
+
+
+def _bn_penalty_note(context: Mapping[str, Any]) -> str | None:
+    if _d_norm(context) == "batch" and (_active(context, "gp") or _active(context, "r1")):
+        return (
+            "Batch norm in D couples samples and breaks the per-sample gradient penalty; "
+            f"set {KEY_D_NORM}=layer (or spectral)."
+        )
+    return None
+
+
+def _divergence(context: Mapping[str, Any]) -> str:
+    family = loss_family(context)
+    note = _bn_penalty_note(context)
+    if note:
+        return f"{note} Lower both learning rates ({KEY_LR_D}, {KEY_LR_G}) before resuming."
+    if family == "wasserstein":
+        if not _active(context, "gp"):
+            return (
+                f"Use the gradient penalty {KEY_GP}=10 (WGAN-GP) and lower both learning rates "
+                f"to 1e-4 ({KEY_LR_D}=1e-4, {KEY_LR_G}=1e-4)."
+            )
+        return (
+            f"Lower both learning rates to 1e-4 ({KEY_LR_D}=1e-4, {KEY_LR_G}=1e-4) and add the "
+            f"drift term {KEY_DRIFT}=0.001 to keep the critic's outputs bounded."
+        )
+    options = [f"lower both learning rates ({KEY_LR_D}, {KEY_LR_G})"]
+    if _d_norm(context) != "spectral":
+        options.append(f"{KEY_D_NORM}=spectral")
+    if not _active(context, "r1") and not _active(context, "gp"):
+        options.append(f"the R1 penalty {KEY_R1}=10")
+    return f"Resume from the last good checkpoint and {_choices(options)}."
+
+
+def _critic_drift(context: Mapping[str, Any]) -> str:
+    if _active(context, "drift"):
+        first = f"Raise the drift penalty {KEY_DRIFT} (e.g. to 0.01) to anchor the critic's outputs near zero"
+    else:
+        first = (
+            f"Add the drift penalty {KEY_DRIFT}=0.001 (Karras et al. 2018) to anchor the critic's "
+            "outputs near zero"
+        )
+    if not _active(context, "gp"):
+        return f"{first}, and use the gradient penalty {KEY_GP}=10 rather than weight clipping alone."
+    return f"{first}."
+
+
+def _d_overpowers(context: Mapping[str, Any]) -> str:
+    family = loss_family(context)
+    spectral = _d_norm(context) == "spectral"
+    n_critic = _number(context, "n_critic")
+    options: list[str] = []
+    if family in ("minimax", "ns", None):
+        options.append(f"{KEY_LOSS}={LOSS_HINGE}" + ("" if spectral else f" with {KEY_D_NORM}=spectral"))
+        real_label = _number(context, "real_label")
+        if real_label is None or real_label >= 1.0:
+            qualifier = "" if family is not None else " (minimax/non-saturating losses only)"
+            options.append(f"one-sided smoothing {KEY_REAL_LABEL}=0.9{qualifier}")
+    else:
+        if not spectral:
+            options.append(f"{KEY_D_NORM}=spectral")
+        if not _active(context, "r1") and not _active(context, "gp"):
+            options.append(f"the R1 penalty {KEY_R1}=10")
+    if n_critic is None or n_critic > 1:
+        options.append(f"{KEY_N_CRITIC}=1")
+    options.append(f"a smaller D learning rate {KEY_LR_D}")
+    return f"Try {_choices(options)}."
+
+
+def _vanishing(context: Mapping[str, Any]) -> str:
+    family = loss_family(context)
+    weaken = [] if _d_norm(context) == "spectral" else [f"{KEY_D_NORM}=spectral"]
+    n_critic = _number(context, "n_critic")
+    if n_critic is None or n_critic > 1:
+        weaken.append(f"{KEY_N_CRITIC}=1")
+    weaken.append(f"a smaller {KEY_LR_D}")
+    if family == "minimax":
+        return (
+            "The saturating minimax G loss vanishes when D wins (Goodfellow et al. 2014); use "
+            f"{KEY_LOSS}={LOSS_NON_SATURATING}, and weaken D with {_choices(weaken)}."
+        )
+    return (
+        f"Weaken D with {_choices(weaken)}; {KEY_LOSS}={LOSS_WASSERSTEIN} with {KEY_GP}=10 keeps "
+        "G's gradient informative when D separates the distributions."
+    )
+
+
+def _mode_collapse(context: Mapping[str, Any]) -> str:
+    family = loss_family(context)
+    if family == "wasserstein":
+        steps = []
+        n_critic = _number(context, "n_critic")
+        if n_critic is None or n_critic < 5:
+            steps.append(f"{KEY_N_CRITIC}=5")
+        if not _active(context, "gp"):
+            steps.append(f"{KEY_GP}=10")
+        steps.append(f"both learning rates at 1e-4 ({KEY_LR_D}, {KEY_LR_G})")
+        return f"Try {_choices(steps)} (WGAN-GP), and compare the EMA generator ({KEY_EMA})."
+    r1 = f"raise {KEY_R1}" if _active(context, "r1") else f"add {KEY_R1}=10"
+    return (
+        f"Try {KEY_LOSS}={LOSS_WASSERSTEIN} with {KEY_GP}=10 and {KEY_N_CRITIC}=5, or keep the loss, "
+        f"{r1} and use TTUR ({KEY_LR_D}=4e-4, {KEY_LR_G}=1e-4)."
+    )
+
+
+def _stall(context: Mapping[str, Any]) -> str:
+    if loss_family(context) == "wasserstein":
+        rates = f"both learning rates at 1e-4 ({KEY_LR_D}, {KEY_LR_G}) with {KEY_N_CRITIC}=5"
+    else:
+        rates = f"TTUR with the larger rate on D ({KEY_LR_D}=4e-4, {KEY_LR_G}=1e-4)"
+    return (
+        "If the samples look converged this is a plateau; otherwise try "
+        f"{rates}, and evaluate the EMA generator ({KEY_EMA})."
+    )
+
+
+def _oscillation(context: Mapping[str, Any]) -> str:
+    if loss_family(context) == "wasserstein" and not _active(context, "gp"):
+        first = f"Add the gradient penalty {KEY_GP}=10"
+    elif _active(context, "r1"):
+        first = f"Raise the R1 penalty {KEY_R1}"
+    elif _active(context, "gp"):
+        first = f"Raise the gradient penalty {KEY_GP}"
+    else:
+        first = f"Add the R1 penalty {KEY_R1}=10 (Mescheder et al. 2018)"
+    return (
+        f"{first} and lower both learning rates ({KEY_LR_D}, {KEY_LR_G}); "
+        f"an EMA of G ({KEY_EMA}) smooths the samples."
+    )
+
+
+_BY_CODE = {
+    "divergence.nonfinite": _divergence,
+    "divergence.explosion": _divergence,
+    "divergence.critic_drift": _critic_drift,
+    "d_overpowers": _d_overpowers,
+    "vanishing_g_grad": _vanishing,
+    "mode_collapse.coverage": _mode_collapse,
+    "mode_collapse.class_kl": _mode_collapse,
+    "mode_collapse.diversity": _mode_collapse,
+    "mode_collapse.modes": _mode_collapse,
+    "stall": _stall,
+    "oscillation": _oscillation,
+}
+
+CODES: tuple[str, ...] = tuple(_BY_CODE)
+
+
+def advice_for(code: str, context: Mapping[str, Any] | None = None) -> str:
+    """One or two sentences of advice for a finding code, tailored to the run's context."""
+    if code not in _BY_CODE:
+        raise KeyError(f"unknown finding code {code!r}; known: {list(_BY_CODE)}")
+    return _BY_CODE[code](context or {})

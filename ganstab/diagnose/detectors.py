@@ -1,0 +1,582 @@
+"""Stability detectors: small pure functions over metrics.jsonl records that return findings.
+
+Each `detect_*(records, cfg, context)` reads the training and/or evaluation lines it needs from
+`records` (mixed, in file order; keys may be missing or null), never mutates them, and returns a
+list of `Finding`s, one per episode (a maximal run of steps where its condition holds).
+`context` describes the run (see `ganstab.diagnose.advice`) and only tailors which detectors
+apply and the advice text.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from .advice import advice_for, loss_family
+from .config import DoctorConfig
+from .findings import Finding, severity_rank
+from .series import (
+    as_number,
+    eval_records,
+    fmt,
+    median,
+    runs,
+    series,
+    step_of,
+    training_records,
+)
+
+Records = Sequence[Mapping[str, Any]]
+Context = Mapping[str, Any] | None
+Detector = Callable[[Records, DoctorConfig, Context], list[Finding]]
+
+# evaluation metrics where a larger value is better (everything else: smaller is better)
+HIGHER_IS_BETTER: frozenset[str] = frozenset({
+    "eval_precision", "eval_recall", "eval_density", "eval_coverage", "eval_is", "eval_modes",
+    "eval_hq_fraction", "eval_diversity",
+})
+
+
+def _finding(
+    code: str,
+    severity: str,
+    start: int,
+    end: int,
+    evidence: dict[str, float],
+    message: str,
+    context: Context,
+    metric: str | None = None,
+    extra_advice: str = "",
+) -> Finding:
+    advice = advice_for(code, context)
+    if extra_advice:
+        advice = f"{advice} {extra_advice}"
+    return Finding(code, severity, start, end, evidence, message, advice, metric)
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    """Linear-interpolated quantile of an already sorted non-empty list."""
+    position = q * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+# --------------------------------------------------------------------------------------------
+# divergence
+# --------------------------------------------------------------------------------------------
+
+
+def _bad_keys(record: Mapping[str, Any], cfg: DoctorConfig) -> list[str]:
+    watched = set(cfg.nonfinite_keys)
+    bad = {key for key in (record.get("nonfinite") or []) if key in watched}
+    for key in watched.intersection(record):
+        value = record[key]
+        if value is None and key in ("loss_d", "loss_g"):
+            bad.add(key)
+        elif isinstance(value, float) and as_number(value) is None:
+            bad.add(key)
+    return sorted(bad)
+
+
+def detect_nonfinite(records: Records, cfg: DoctorConfig, context: Context = None) -> list[Finding]:
+    """NaN/Inf (or a null loss) in the training losses, grad norms or logits: an error.
+
+    Signal: the `nonfinite` list of each training line (keys written as null because they were
+    NaN/Inf) restricted to `cfg.nonfinite_keys`, plus `loss_d`/`loss_g` logged as null. A
+    non-finite loss means the parameters are already corrupted; every later step is wasted.
+    """
+    train = training_records(records)
+    bad = [_bad_keys(record, cfg) for record in train]
+    findings = []
+    for first, last in runs([bool(keys) for keys in bad]):
+        names = sorted({key for keys in bad[first:last + 1] for key in keys})
+        count = last - first + 1
+        start, end = step_of(train[first]), step_of(train[last])
+        message = (
+            f"{', '.join(names)} {'was' if len(names) == 1 else 'were'} NaN/Inf in {count} training "
+            f"record{'s' if count != 1 else ''} over steps {start}-{end}."
+        )
+        evidence = {"records": count, "keys": len(names), "first_step": start}
+        findings.append(_finding("divergence.nonfinite", "error", start, end, evidence, message, context))
+    return findings
+
+
+def detect_explosion(records: Records, cfg: DoctorConfig, context: Context = None) -> list[Finding]:
+    """A loss or grad norm jumping far outside its running median: an error.
+
+    Signal: for each key in `cfg.explosion_keys`, |value - m| > factor * s where m is the median
+    of the last `explosion_window` non-exploding values and s = max(|m|, IQR / 2) its scale, held
+    for `explosion_patience` records. Exploding gradients and losses precede NaNs in unstable
+    GANs (Brock et al. 2019 trace BigGAN collapses to spikes in D's and G's spectra and losses).
+    """
+    train = training_records(records)
+    findings = []
+    for key in cfg.explosion_keys:
+        steps, values = series(train, key)
+        history: deque[float] = deque()
+        ordered: list[float] = []  # the same values, sorted, for O(1) median and quartiles
+        flags: list[bool] = []
+        detail: list[tuple[float, float, float]] = []  # (ratio, median, value) per record
+        for value in values:
+            exceeding = False
+            ratio, centre = 0.0, 0.0
+            if len(ordered) >= cfg.explosion_min_history:
+                centre = _quantile(ordered, 0.5)
+                spread = 0.5 * (_quantile(ordered, 0.75) - _quantile(ordered, 0.25))
+                scale = max(abs(centre), spread, 1e-12)
+                ratio = abs(value - centre) / scale
+                exceeding = ratio > cfg.explosion_factor
+            flags.append(exceeding)
+            detail.append((ratio, centre, value))
+            if not exceeding:
+                history.append(value)
+                bisect.insort(ordered, value)
+                if len(history) > cfg.explosion_window:
+                    del ordered[bisect.bisect_left(ordered, history.popleft())]
+        for first, last in runs(flags):
+            if last - first + 1 < cfg.explosion_patience:
+                continue
+            peak = max(range(first, last + 1), key=lambda i: detail[i][0])
+            ratio, centre, value = detail[peak]
+            start, end = steps[first], steps[last]
+            message = (
+                f"{key} reached {fmt(value)} at step {steps[peak]} against a running median of "
+                f"{fmt(centre)}, a deviation of {fmt(ratio)} times its scale (threshold "
+                f"{fmt(cfg.explosion_factor)}), over steps {start}-{end}."
+            )
+            evidence = {"value": value, "median": centre, "ratio": ratio, "factor": cfg.explosion_factor}
+            findings.append(
+                _finding("divergence.explosion", "error", start, end, evidence, message, context, key)
+            )
+    return findings
+
+
+def detect_critic_drift(records: Records, cfg: DoctorConfig, context: Context = None) -> list[Finding]:
+    """Critic outputs growing without bound under a Wasserstein-like loss: a warning.
+
+    Signal: |d_real| and |d_fake| both above `cfg.drift_threshold` and each increasing in at
+    least `drift_monotone_frac` of record-to-record steps over the last `drift_window` records.
+    The Wasserstein critic is only defined up to a constant, so its outputs can drift together;
+    Karras et al. 2018 (progressive GAN) add a drift penalty 0.001·D(real)² for this reason.
+    Runs for Wasserstein losses and when the loss is unknown; other losses anchor the logits.
+    """
+    if loss_family(context) not in ("wasserstein", None):
+        return []
+    train = [r for r in training_records(records)
+             if as_number(r.get("d_real")) is not None and as_number(r.get("d_fake")) is not None]
+    window = cfg.drift_window
+    if len(train) < max(window, 2):
+        return []
+    steps = [step_of(r) for r in train]
+    real = [abs(float(r["d_real"])) for r in train]
+    fake = [abs(float(r["d_fake"])) for r in train]
+    # prefix counts of increases: up[i] = number of j in 1..i with a[j] > a[j-1]
+    up_real, up_fake = [0], [0]
+    for i in range(1, len(train)):
+        up_real.append(up_real[-1] + (real[i] > real[i - 1]))
+        up_fake.append(up_fake[-1] + (fake[i] > fake[i - 1]))
+    flags = [False] * len(train)
+    fracs = [0.0] * len(train)
+    diffs = max(window - 1, 1)
+    for i in range(window - 1, len(train)):
+        lo = i - window + 1
+        frac_real = (up_real[i] - up_real[lo]) / diffs
+        frac_fake = (up_fake[i] - up_fake[lo]) / diffs
+        fracs[i] = min(frac_real, frac_fake)
+        flags[i] = (
+            real[i] > cfg.drift_threshold and fake[i] > cfg.drift_threshold
+            and fracs[i] >= cfg.drift_monotone_frac
+        )
+    findings = []
+    for first, last in runs(flags):
+        start, end = steps[first - window + 1], steps[last]
+        d_real, d_fake = float(train[last]["d_real"]), float(train[last]["d_fake"])
+        message = (
+            f"Critic outputs drifted to d_real {fmt(d_real)} and d_fake {fmt(d_fake)} (threshold "
+            f"{fmt(cfg.drift_threshold)}), both magnitudes rising in {fracs[last]:.0%} of records "
+            f"over steps {start}-{end}."
+        )
+        evidence = {"d_real": d_real, "d_fake": d_fake, "increase_frac": fracs[last],
+                    "threshold": cfg.drift_threshold}
+        findings.append(_finding("divergence.critic_drift", "warning", start, end, evidence, message, context))
+    return findings
+
+
+# --------------------------------------------------------------------------------------------
+# discriminator overpowering
+# --------------------------------------------------------------------------------------------
+
+
+def detect_d_overpowers(records: Records, cfg: DoctorConfig, context: Context = None) -> list[Finding]:
+    """D classifying (almost) every real and fake correctly for a sustained window: a warning.
+
+    Signal: `d_acc` >= `cfg.d_acc_threshold` in at least `cfg.d_acc_window` consecutive training
+    records. A D that separates the distributions perfectly gives G vanishing or uninformative
+    gradients (Arjovsky & Bottou 2017); skipped for Wasserstein losses, whose critic sign is
+    arbitrary.
+    """
+    if loss_family(context) == "wasserstein":
+        return []
+    steps, acc = series(training_records(records), "d_acc")
+    findings = []
+    for first, last in runs([value >= cfg.d_acc_threshold for value in acc]):
+        count = last - first + 1
+        if count < cfg.d_acc_window:
+            continue
+        span = acc[first:last + 1]
+        mean = sum(span) / count
+        start, end = steps[first], steps[last]
+        message = (
+            f"D accuracy stayed at or above {fmt(cfg.d_acc_threshold)} (mean {mean:.3f}) for {count} "
+            f"records over steps {start}-{end}."
+        )
+        evidence = {"d_acc_mean": mean, "d_acc_min": min(span), "records": count}
+        findings.append(_finding("d_overpowers", "warning", start, end, evidence, message, context))
+    return findings
+
+
+def detect_vanishing_g_grad(records: Records, cfg: DoctorConfig, context: Context = None) -> list[Finding]:
+    """G's gradient norm collapsing while D wins: a warning.
+
+    Signal: `grad_norm_g` below (median of its first `vanish_early_records` finite values) /
+    `vanish_factor` with `d_acc` >= `vanish_d_acc` in the same record, for `vanish_patience`
+    consecutive records. With an optimal D the minimax G loss saturates and its gradient
+    vanishes (Goodfellow et al. 2014; Arjovsky & Bottou 2017). Skipped for Wasserstein losses.
+    """
+    if loss_family(context) == "wasserstein":
+        return []
+    train = [r for r in training_records(records) if as_number(r.get("grad_norm_g")) is not None]
+    early_count = cfg.vanish_early_records
+    if len(train) <= early_count:
+        return []
+    early = median([float(r["grad_norm_g"]) for r in train[:early_count]])
+    later = train[early_count:]
+    limit = early / cfg.vanish_factor
+    flags = []
+    for record in later:
+        acc = as_number(record.get("d_acc"))
+        flags.append(float(record["grad_norm_g"]) < limit and acc is not None and acc >= cfg.vanish_d_acc)
+    findings = []
+    for first, last in runs(flags):
+        count = last - first + 1
+        if count < cfg.vanish_patience:
+            continue
+        span = later[first:last + 1]
+        grad = median([float(r["grad_norm_g"]) for r in span])
+        acc_mean = sum(float(r["d_acc"]) for r in span) / count
+        ratio = early / grad if grad > 0 else float(np.finfo(np.float64).max)
+        start, end = step_of(span[0]), step_of(span[-1])
+        message = (
+            f"grad_norm_g fell to {fmt(grad)}, {fmt(ratio)} times below its early median "
+            f"{fmt(early)}, while D accuracy averaged {acc_mean:.3f} over steps {start}-{end}."
+        )
+        evidence = {"grad_norm_g": grad, "early_median": early, "ratio": ratio, "d_acc_mean": acc_mean}
+        findings.append(_finding("vanishing_g_grad", "warning", start, end, evidence, message, context))
+    return findings
+
+
+# --------------------------------------------------------------------------------------------
+# mode collapse (evaluation lines)
+# --------------------------------------------------------------------------------------------
+
+
+def _eval_series(records: Records, key: str, warmup: int = 0) -> tuple[list[int], list[float]]:
+    steps, values = series(eval_records(records), key)
+    kept = [(s, v) for s, v in zip(steps, values) if s >= warmup]
+    return [s for s, _ in kept], [v for _, v in kept]
+
+
+def _threshold_runs(
+    steps: list[int],
+    values: list[float],
+    warn: Callable[[float], bool],
+    error: Callable[[float], bool],
+    patience: int,
+) -> list[tuple[int, int, str]]:
+    """(first, last, severity) of runs of at least `patience` values meeting `warn`."""
+    found = []
+    for first, last in runs([warn(v) for v in values]):
+        if last - first + 1 < patience:
+            continue
+        severe = any(error(v) for v in values[first:last + 1])
+        found.append((first, last, "error" if severe else "warning"))
+    return found
+
+
+def detect_coverage_drop(records: Records, cfg: DoctorConfig, context: Context = None) -> list[Finding]:
+    """A recall-like metric falling from its best: lost modes. Warning; error for a large drop.
+
+    Signal: for each key in `cfg.coverage_keys` (eval_coverage, eval_recall), values below
+    (best so far - `coverage_margin`) for `collapse_patience` consecutive evaluations; an error
+    when the drop reaches `coverage_error_margin`. Recall (Kynkäänniemi et al. 2019) and coverage
+    (Naeem et al. 2020) measure how much of the real manifold the samples reach, so a fall after
+    a good value is the classic mid-training mode collapse.
+    """
+    findings = []
+    for key in cfg.coverage_keys:
+        steps, values = _eval_series(records, key)
+        best_before: list[tuple[float, int]] = []
+        best, best_step = float("-inf"), 0
+        for step, value in zip(steps, values):
+            if value > best:
+                best, best_step = value, step
+            best_before.append((best, best_step))
+        flags = [best_before[i][0] - v >= cfg.coverage_margin for i, v in enumerate(values)]
+        for first, last in runs(flags):
+            if last - first + 1 < cfg.collapse_patience:
+                continue
+            best, best_step = best_before[first]
+            worst = min(values[first:last + 1])
+            drop = best - worst
+            severity = "error" if drop >= cfg.coverage_error_margin else "warning"
+            start, end = steps[first], steps[last]
+            message = (
+                f"{key} fell to {fmt(worst)} from its best {fmt(best)} at step {best_step} (drop "
+                f"{fmt(drop)}, margin {fmt(cfg.coverage_margin)}) over steps {start}-{end}."
+            )
+            evidence = {"value": worst, "best": best, "best_step": best_step, "drop": drop}
+            findings.append(_finding(
+                "mode_collapse.coverage", severity, start, end, evidence, message, context, key,
+                extra_advice=f"The checkpoint nearest step {best_step} had the best {key}.",
+            ))
+    return findings
+
+
+def detect_class_kl(records: Records, cfg: DoctorConfig, context: Context = None) -> list[Finding]:
+    """Generated class histogram far from the real one (eval_class_kl): warning, error above a bound.
+
+    Signal: `eval_class_kl` (KL in nats between the evaluator's class histogram of samples and
+    the real class distribution) above `class_kl_warn` for `collapse_patience` evaluations after
+    `eval_warmup_steps`; an error above `class_kl_error`. Missing or over-represented classes
+    are the classifier-based view of mode collapse (Santurkar et al. 2018).
+    """
+    steps, values = _eval_series(records, "eval_class_kl", cfg.eval_warmup_steps)
+    findings = []
+    for first, last, severity in _threshold_runs(
+        steps, values, lambda v: v > cfg.class_kl_warn, lambda v: v > cfg.class_kl_error,
+        cfg.collapse_patience,
+    ):
+        worst = max(values[first:last + 1])
+        start, end = steps[first], steps[last]
+        count = last - first + 1
+        message = (
+            f"eval_class_kl reached {fmt(worst)} nats (warning above {fmt(cfg.class_kl_warn)}, error "
+            f"above {fmt(cfg.class_kl_error)}) over {count} evaluations, steps {start}-{end}."
+        )
+        evidence = {"class_kl": worst, "threshold": cfg.class_kl_warn, "evaluations": count}
+        findings.append(_finding("mode_collapse.class_kl", severity, start, end, evidence, message, context))
+    return findings
+
+
+def detect_diversity(records: Records, cfg: DoctorConfig, context: Context = None) -> list[Finding]:
+    """Samples much less varied than real data (eval_diversity): warning, error below a bound.
+
+    Signal: `eval_diversity` (mean pairwise distance of a fixed-noise batch over that of real
+    data; 1.0 = as diverse) below `diversity_warn` for `collapse_patience` evaluations after
+    `eval_warmup_steps`; an error below `diversity_error`. Low sample-to-sample distance is the
+    direct symptom of collapse (cf. MS-SSIM diversity in Odena et al. 2017).
+    """
+    steps, values = _eval_series(records, "eval_diversity", cfg.eval_warmup_steps)
+    findings = []
+    for first, last, severity in _threshold_runs(
+        steps, values, lambda v: v < cfg.diversity_warn, lambda v: v < cfg.diversity_error,
+        cfg.collapse_patience,
+    ):
+        worst = min(values[first:last + 1])
+        start, end = steps[first], steps[last]
+        count = last - first + 1
+        message = (
+            f"eval_diversity fell to {fmt(worst)} of the real data's (warning below "
+            f"{fmt(cfg.diversity_warn)}, error below {fmt(cfg.diversity_error)}) over {count} "
+            f"evaluations, steps {start}-{end}."
+        )
+        evidence = {"diversity": worst, "threshold": cfg.diversity_warn, "evaluations": count}
+        findings.append(_finding("mode_collapse.diversity", severity, start, end, evidence, message, context))
+    return findings
+
+
+def detect_modes(records: Records, cfg: DoctorConfig, context: Context = None) -> list[Finding]:
+    """Fewer captured modes than the data has (eval_modes): warning; error at half or fewer.
+
+    Signal: `eval_modes` (PacGAN protocol: modes with at least one high-quality sample) below
+    the expected count (`cfg.expected_modes`, else `context["expected_modes"]`; neither: skip)
+    for `collapse_patience` evaluations after `eval_warmup_steps`; an error at or below
+    expected * `modes_error_fraction` (Lin et al. 2018, PacGAN; Metz et al. 2017).
+    """
+    expected = cfg.expected_modes
+    if expected is None and context:
+        expected = as_number(context.get("expected_modes"))
+    if expected is None:
+        return []
+    expected = float(expected)
+    steps, values = _eval_series(records, "eval_modes", cfg.eval_warmup_steps)
+    findings = []
+    for first, last, severity in _threshold_runs(
+        steps, values, lambda v: v < expected, lambda v: v <= expected * cfg.modes_error_fraction,
+        cfg.collapse_patience,
+    ):
+        worst = min(values[first:last + 1])
+        start, end = steps[first], steps[last]
+        message = (
+            f"eval_modes was as low as {fmt(worst)} of the {fmt(expected)} expected modes "
+            f"({fmt(expected - worst)} missing) over steps {start}-{end}."
+        )
+        evidence = {"modes": worst, "expected": expected, "missing": expected - worst}
+        findings.append(_finding("mode_collapse.modes", severity, start, end, evidence, message, context))
+    return findings
+
+
+# --------------------------------------------------------------------------------------------
+# progress: stall and oscillation
+# --------------------------------------------------------------------------------------------
+
+
+def stall_metric(records: Records, cfg: DoctorConfig) -> tuple[str, bool] | None:
+    """The (key, higher_is_better) judged by the stall detector, or None when none is logged."""
+    evals = eval_records(records)
+    key = cfg.stall_metric
+    if key is None:
+        for candidate in ("eval_fd", "eval_modes"):
+            if any(as_number(r.get(candidate)) is not None for r in evals):
+                key = candidate
+                break
+    if key is None:
+        return None
+    higher = cfg.stall_higher_is_better
+    if higher is None:
+        higher = key in HIGHER_IS_BETTER
+    return key, higher
+
+
+def detect_stall(records: Records, cfg: DoctorConfig, context: Context = None) -> list[Finding]:
+    """The main evaluation metric not improving for a window of evaluations: info, then warning.
+
+    Signal: the main metric (`cfg.stall_metric`; default eval_fd, lower is better, else
+    eval_modes, higher is better) has not beaten its best by `stall_min_delta` (relative) for
+    `stall_window` evaluations (info) or twice that (warning). A metric reaching a perfect value
+    (all expected modes) is convergence, not a stall. Plateaus are the signal early stopping and
+    lr schedules act on; in GANs FID often plateaus before the losses show anything (Heusel et
+    al. 2017 track FID over training for this reason).
+    """
+    chosen = stall_metric(records, cfg)
+    if chosen is None:
+        return []
+    key, higher = chosen
+    steps, values = _eval_series(records, key)
+    expected = cfg.expected_modes
+    if expected is None and context:
+        expected = as_number(context.get("expected_modes"))
+    best, best_index = 0.0, -1
+    since: list[int] = []
+    best_at: list[int] = []
+    for index, value in enumerate(values):
+        margin = cfg.stall_min_delta * max(abs(best), 1e-12)
+        improved = best_index < 0 or (value > best + margin if higher else value < best - margin)
+        if improved:
+            best, best_index = value, index
+        since.append(index - best_index)
+        best_at.append(best_index)
+    converged = key == "eval_modes" and expected is not None
+    findings = []
+    for first, last in runs([count >= cfg.stall_window for count in since]):
+        best_index = best_at[last]
+        if converged and values[best_index] >= float(expected):
+            continue
+        count = since[last]
+        severity = "warning" if count >= 2 * cfg.stall_window else "info"
+        start, end = steps[best_index], steps[last]
+        message = (
+            f"{key} has not improved on its best {fmt(values[best_index])} (step {start}) for "
+            f"{count} evaluations, up to step {end} (latest {fmt(values[last])})."
+        )
+        evidence = {"best": values[best_index], "best_step": start, "evaluations_since_best": count,
+                    "latest": values[last]}
+        findings.append(_finding("stall", severity, start, end, evidence, message, context, key))
+    return findings
+
+
+def _detrended_std(values: np.ndarray, window: int) -> np.ndarray:
+    """Spread of the residual of a least-squares line over each window of `window` values.
+
+    The spread is sqrt(pi/2) * mean |residual| (equal to the std for Gaussian noise, and less
+    swayed by single outliers); entry j covers values[j : j + window].
+    """
+    blocks = np.lib.stride_tricks.sliding_window_view(values, window)
+    t = np.arange(window, dtype=np.float64)
+    t -= t.mean()
+    centred = blocks - blocks.mean(axis=1, keepdims=True)
+    slope = centred @ t / (t @ t)
+    residual = centred - slope[:, None] * t[None, :]
+    return np.sqrt(np.pi / 2) * np.abs(residual).mean(axis=1)
+
+
+def detect_oscillation(records: Records, cfg: DoctorConfig, context: Context = None) -> list[Finding]:
+    """Loss oscillations of growing amplitude: a warning.
+
+    Signal: the detrended std of `cfg.osc_key` (loss_d) over `osc_blocks` consecutive windows of
+    `osc_window` records, each at least `osc_growth` times the previous, the last above
+    `osc_min_std`, holding at `osc_patience` consecutive records (noise alone rarely does). Simultaneous gradient descent on an unregularised GAN cycles around the
+    equilibrium with growing amplitude (Mescheder et al. 2018, Dirac-GAN; Nagarajan & Kolter
+    2017); gradient penalties such as R1 damp it.
+    """
+    steps, values = series(training_records(records), cfg.osc_key)
+    window, blocks = cfg.osc_window, cfg.osc_blocks
+    span = window * blocks
+    if len(values) < span:
+        return []
+    std_by_end = _detrended_std(np.asarray(values, dtype=np.float64), window)  # index j ↔ end j+window-1
+    flags = [False] * len(values)
+    for end in range(span - 1, len(values)):
+        stds = [std_by_end[end - window + 1 - k * window] for k in range(blocks - 1, -1, -1)]
+        growing = all(stds[k + 1] >= cfg.osc_growth * stds[k] for k in range(blocks - 1))
+        flags[end] = growing and stds[-1] >= cfg.osc_min_std
+    findings = []
+    for first, last in runs(flags):
+        if last - first + 1 < cfg.osc_patience:
+            continue
+        peak = max(range(first, last + 1), key=lambda i: std_by_end[i - window + 1])
+        std_last = float(std_by_end[peak - window + 1])
+        std_first = float(std_by_end[peak - window + 1 - (blocks - 1) * window])
+        growth = std_last / std_first if std_first > 0 else float(np.finfo(np.float64).max)
+        start, end = steps[first - span + 1], steps[last]
+        message = (
+            f"The detrended std of {cfg.osc_key} grew from {fmt(std_first)} to {fmt(std_last)} "
+            f"({fmt(growth)}x) across {blocks} consecutive windows of {window} records over steps "
+            f"{start}-{end}."
+        )
+        evidence = {"std_first": std_first, "std_last": std_last, "growth": growth}
+        findings.append(_finding("oscillation", "warning", start, end, evidence, message, context, cfg.osc_key))
+    return findings
+
+
+# --------------------------------------------------------------------------------------------
+# registry and entry point
+# --------------------------------------------------------------------------------------------
+
+# detectors over training lines, and over evaluation lines (the Tracker reruns only the kind fed)
+TRAINING_DETECTORS: tuple[Detector, ...] = (
+    detect_nonfinite, detect_explosion, detect_critic_drift, detect_d_overpowers,
+    detect_vanishing_g_grad, detect_oscillation,
+)
+EVAL_DETECTORS: tuple[Detector, ...] = (
+    detect_coverage_drop, detect_class_kl, detect_diversity, detect_modes, detect_stall,
+)
+DETECTORS: tuple[Detector, ...] = TRAINING_DETECTORS + EVAL_DETECTORS
+
+
+def sort_findings(findings: list[Finding]) -> list[Finding]:
+    """Findings ordered by start step, then most severe first, then code."""
+    return sorted(findings, key=lambda f: (f.start_step, -severity_rank(f.severity), f.code, f.metric or ""))
+
+
+def diagnose(records: Records, cfg: DoctorConfig | None = None, context: Context = None) -> list[Finding]:
+    """Run every detector over a run's records and return all findings, ordered by start step."""
+    cfg = cfg or DoctorConfig()
+    findings: list[Finding] = []
+    for detector in DETECTORS:
+        findings.extend(detector(records, cfg, context))
+    return sort_findings(findings)

@@ -1,0 +1,157 @@
+"""Run-directory side of the doctor: read metrics.jsonl, write findings.jsonl, format a report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from .config import DoctorConfig
+from .detectors import diagnose
+from .findings import Finding
+from .series import as_number, is_eval_record, is_training_record
+
+METRICS_FILE = "metrics.jsonl"
+FINDINGS_FILE = "findings.jsonl"
+CONFIG_FILE = "config.yaml"
+
+# context key -> dotted config key it is read from (see ganstab.diagnose.advice for their use)
+CONTEXT_KEYS: dict[str, str] = {
+    "loss_kind": "loss.kind",
+    "real_label": "loss.real_label",
+    "gp": "loss.gp",
+    "r1": "loss.r1",
+    "drift": "loss.drift",
+    "d_norm": "model.d_norm",
+    "n_critic": "train.n_critic",
+    "expected_modes": "doctor.expected_modes",
+}
+
+
+def _metrics_path(run_dir: str | Path) -> Path:
+    path = Path(run_dir)
+    return path if path.is_file() else path / METRICS_FILE
+
+
+def read_records(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Records of a run's metrics.jsonl (a run directory or the file itself), resume-deduplicated.
+
+    A resumed run may log steps again that an interrupted attempt had logged: a training (or
+    eval) line whose step is not past the previous line of its kind drops the earlier lines of
+    that kind at or after its step. A torn last line (crash mid-write) is ignored.
+    """
+    lines = _metrics_path(run_dir).read_text(encoding="utf-8").splitlines()
+    records: list[dict[str, Any]] = []
+    for number, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines) - 1:
+                break
+            raise ValueError(f"{_metrics_path(run_dir)}:{number + 1}: not a JSON object") from None
+        if isinstance(record, dict):
+            records.append(record)
+    return _deduplicate(records)
+
+
+def _deduplicate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    kept: list[dict[str, Any]] = []
+    last = {"train": None, "eval": None}
+    for record in records:
+        step = as_number(record.get("step"))
+        kinds = [k for k, test in (("train", is_training_record), ("eval", is_eval_record)) if test(record)]
+        if step is not None:
+            for kind in kinds:
+                if last[kind] is not None and step <= last[kind]:
+                    test = is_training_record if kind == "train" else is_eval_record
+                    kept = [r for r in kept
+                            if not (test(r) and (as_number(r.get("step")) or 0.0) >= step)]
+                last[kind] = step
+        kept.append(record)
+    return kept
+
+
+def read_context(run_dir: str | Path) -> dict[str, Any]:
+    """Context for the advice from a run's config.yaml (empty when absent or unreadable)."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        return {}
+    try:
+        import yaml
+
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except Exception:  # a broken config must not stop a diagnosis
+        return {}
+    return context_from_config(config if isinstance(config, dict) else {})
+
+
+def context_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Context dict from a nested or dotted config mapping, using `CONTEXT_KEYS`."""
+    context: dict[str, Any] = {}
+    for name, dotted in CONTEXT_KEYS.items():
+        if dotted in config:
+            value: Any = config[dotted]
+        else:
+            value = config
+            for part in dotted.split("."):
+                value = value.get(part) if isinstance(value, Mapping) else None
+        if value is not None:
+            context[name] = value
+    return context
+
+
+def diagnose_run(
+    run_dir: str | Path, cfg: DoctorConfig | None = None, context: Mapping[str, Any] | None = None
+) -> list[Finding]:
+    """Diagnose a finished or running run directory (context read from config.yaml if not given)."""
+    records = read_records(run_dir)
+    if context is None and Path(run_dir).is_dir():
+        context = read_context(run_dir)
+    return diagnose(records, cfg, context)
+
+
+def write_findings(path: str | Path, findings: Iterable[Finding], append: bool = True) -> None:
+    """Write findings as JSON lines (appends by default, as the training loop does)."""
+    with open(path, "a" if append else "w", encoding="utf-8") as handle:
+        for finding in findings:
+            handle.write(json.dumps(finding.to_dict(), sort_keys=True) + "\n")
+
+
+def read_findings(path: str | Path) -> list[Finding]:
+    """Findings from a findings.jsonl file."""
+    text = Path(path).read_text(encoding="utf-8")
+    return [Finding.from_dict(json.loads(line)) for line in text.splitlines() if line.strip()]
+
+
+def is_divergence(finding: Finding) -> bool:
+    """True for findings that should trigger automatic recovery (NaN/Inf or an explosion)."""
+    return finding.code.startswith("divergence.") and finding.severity == "error"
+
+
+def _evidence_text(evidence: Mapping[str, float]) -> str:
+    parts = []
+    for name, value in evidence.items():
+        text = str(value) if isinstance(value, int) else f"{value:.4g}"
+        parts.append(f"{name}={text}")
+    return ", ".join(parts)
+
+
+def format_report(findings: Iterable[Finding]) -> str:
+    """A short human report: one block per finding, or "No problems found"."""
+    findings = list(findings)
+    if not findings:
+        return "No problems found."
+    counts = {severity: sum(f.severity == severity for f in findings) for severity in ("error", "warning", "info")}
+    summary = ", ".join(f"{n} {name}{'s' if n != 1 else ''}" for name, n in counts.items() if n)
+    blocks = [f"{len(findings)} finding{'s' if len(findings) != 1 else ''} ({summary})"]
+    for finding in findings:
+        about = f" [{finding.metric}]" if finding.metric else ""
+        blocks.append(
+            f"{finding.severity.upper()}  {finding.code}{about}  steps {finding.start_step}-{finding.end_step}\n"
+            f"  {finding.message}\n"
+            f"  evidence: {_evidence_text(finding.evidence)}\n"
+            f"  advice: {finding.advice}"
+        )
+    return "\n\n".join(blocks)

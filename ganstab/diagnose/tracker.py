@@ -1,0 +1,170 @@
+"""Incremental doctor for the training loop: feed each metrics record, get only NEW findings.
+
+A finding is identified by `Finding.key` (code plus series). It is reported when it first
+becomes active (its episode reaches the latest record of its kind), again only if its severity
+rises, and becomes reportable anew once it has stayed clear for `rearm_records` training
+records (`rearm_evals` evaluations for evaluation findings). History is bounded: the last
+`tracker_history` training records, the first records that fix the vanishing-gradient baseline,
+and every evaluation line (few), each reduced to the keys the detectors read.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections import deque
+from typing import Any, Mapping
+
+from .config import DoctorConfig
+from .detectors import EVAL_DETECTORS, TRAINING_DETECTORS, sort_findings
+from .findings import Finding, severity_rank
+from .series import TRAINING_KEYS, as_number, is_eval_record, is_training_record
+
+STATE_VERSION = 1
+
+
+def normalize_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON-able copy: tensor/numpy scalars become numbers, NaN/Inf become null + `nonfinite`."""
+    clean: dict[str, Any] = {}
+    nonfinite = list(record.get("nonfinite") or [])
+    for key, value in record.items():
+        if key == "nonfinite":
+            continue
+        if hasattr(value, "item") and callable(value.item):
+            try:
+                value = value.item()
+            except (TypeError, ValueError, RuntimeError):
+                value = None
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None
+            if key not in nonfinite:
+                nonfinite.append(key)
+        clean[key] = value
+    if nonfinite:
+        clean["nonfinite"] = [str(key) for key in nonfinite]
+    return clean
+
+
+class Tracker:
+    """Runs the detectors incrementally over a bounded history and reports each episode once."""
+
+    def __init__(self, cfg: DoctorConfig | None = None, context: Mapping[str, Any] | None = None) -> None:
+        self.cfg = cfg or DoctorConfig()
+        self.context = dict(context or {})
+        self._train_keys = (
+            set(TRAINING_KEYS) | set(self.cfg.nonfinite_keys) | set(self.cfg.explosion_keys)
+            | {self.cfg.osc_key, "step"}
+        )
+        self._reset()
+
+    def _reset(self) -> None:
+        self._train: deque[dict[str, Any]] = deque(maxlen=self.cfg.tracker_history)
+        self._evals: list[dict[str, Any]] = []
+        self._pinned: list[tuple[int, dict[str, Any]]] = []  # (training index, record)
+        self._n_train = 0
+        self._active: dict[str, dict[str, Any]] = {}  # key -> {"severity", "clear", "source"}
+
+    # ---------------------------------------------------------------------------------------
+    def update(self, record: Mapping[str, Any]) -> list[Finding]:
+        """Feed one metrics record (training or eval line); return the findings that are new."""
+        clean = normalize_record(record)
+        step = as_number(clean.get("step"))
+        if step is None:
+            return []
+        new: list[Finding] = []
+        if is_training_record(clean):
+            slim = {k: v for k, v in clean.items() if k in self._train_keys or k == "nonfinite"}
+            self._add_training(slim, int(step))
+            findings = self._run(TRAINING_DETECTORS, self._training_history())
+            new += self._refresh("train", findings, int(step), self.cfg.rearm_records)
+        if is_eval_record(clean):
+            slim = {k: v for k, v in clean.items() if k == "step" or k.startswith("eval_") or k == "nonfinite"}
+            self._evals = [r for r in self._evals if int(r["step"]) < step]  # a rollback rewrites steps
+            self._evals.append(slim)
+            findings = self._run(EVAL_DETECTORS, self._evals)
+            new += self._refresh("eval", findings, int(step), self.cfg.rearm_evals)
+        return sort_findings(new)
+
+    def active_keys(self) -> list[str]:
+        """Keys (code or code|series) of the findings currently active."""
+        return sorted(self._active)
+
+    # ---------------------------------------------------------------------------------------
+    def _add_training(self, record: dict[str, Any], step: int) -> None:
+        if self._train and int(self._train[-1]["step"]) >= step:
+            # resumed or rolled back: forget the records this one replaces
+            kept = [r for r in self._train if int(r["step"]) < step]
+            dropped = len(self._train) - len(kept)
+            self._train = deque(kept, maxlen=self.cfg.tracker_history)
+            self._n_train -= dropped
+            self._pinned = [(i, r) for i, r in self._pinned if i < self._n_train]
+        self._train.append(record)
+        index = self._n_train
+        self._n_train += 1
+        if len(self._pinned) < self.cfg.vanish_early_records and as_number(record.get("grad_norm_g")) is not None:
+            self._pinned.append((index, record))
+
+    def _training_history(self) -> list[dict[str, Any]]:
+        first_kept = self._n_train - len(self._train)
+        early = [record for index, record in self._pinned if index < first_kept]
+        return early + list(self._train)
+
+    def _run(self, detectors: tuple, records: list[dict[str, Any]]) -> list[Finding]:
+        findings: list[Finding] = []
+        for detector in detectors:
+            findings.extend(detector(records, self.cfg, self.context))
+        return findings
+
+    def _refresh(self, source: str, findings: list[Finding], step: int, rearm: int) -> list[Finding]:
+        current: dict[str, Finding] = {}
+        for finding in findings:
+            if finding.end_step < step:
+                continue
+            held = current.get(finding.key)
+            if held is None or severity_rank(finding.severity) > severity_rank(held.severity):
+                current[finding.key] = finding
+        new = []
+        for key, finding in current.items():
+            state = self._active.get(key)
+            if state is None:
+                self._active[key] = {"severity": finding.severity, "clear": 0, "source": source}
+                new.append(finding)
+                continue
+            state["clear"] = 0
+            if severity_rank(finding.severity) > severity_rank(state["severity"]):
+                state["severity"] = finding.severity
+                new.append(finding)
+        for key in list(self._active):
+            state = self._active[key]
+            if state["source"] != source or key in current:
+                continue
+            state["clear"] += 1
+            if state["clear"] >= rearm:
+                del self._active[key]
+        return new
+
+    # ---------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed for an exact resume, as plain JSON-able values."""
+        return {
+            "version": STATE_VERSION,
+            "train": copy.deepcopy(list(self._train)),
+            "evals": copy.deepcopy(self._evals),
+            "pinned": [[index, copy.deepcopy(record)] for index, record in self._pinned],
+            "n_train": self._n_train,
+            "active": copy.deepcopy(self._active),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a state produced by `state_dict` (the config and context come from the constructor)."""
+        if int(state.get("version", -1)) != STATE_VERSION:
+            raise ValueError(f"unsupported Tracker state version {state.get('version')!r}")
+        self._reset()
+        self._train = deque(copy.deepcopy(list(state["train"])), maxlen=self.cfg.tracker_history)
+        self._evals = copy.deepcopy(list(state["evals"]))
+        self._pinned = [(int(index), copy.deepcopy(record)) for index, record in state["pinned"]]
+        self._n_train = int(state["n_train"])
+        self._active = {
+            str(key): {"severity": str(v["severity"]), "clear": int(v["clear"]), "source": str(v["source"])}
+            for key, v in state["active"].items()
+        }

@@ -1,0 +1,79 @@
+"""Exact resume: 2N steps in one go equal N steps, stop, resume, N more (losses and weights bitwise)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ganstab.config import load_config
+from ganstab.errors import CheckpointError
+from ganstab.train import train
+
+BASE = ["log.progress=false", "log.every=3", "log.checkpoint_every=10", "log.sample_every=1000",
+        "train.batch_size=16", "model.width=8", "train.deterministic=true"]
+
+VARIANTS = {
+    "dcgan-bn-ema-ncritic": ["train.n_critic=2", "train.ema=500", "model.g_norm=batch", "model.d_norm=spectral"],
+    "toy-gp": ["data.name=grid25", "model.arch=toy", "model.latent_dim=2", "loss.kind=wasserstein",
+               "penalty.gp=10", "model.d_norm=layer", "train.n_critic=3", "train.ema=0"],
+    "progressive-mid-fade": ["model.arch=progressive", "progressive.stable_images=300", "progressive.fade_images=400",
+                             "model.d_norm=none", "loss.kind=wasserstein", "penalty.gp=10", "penalty.drift=0.001",
+                             "train.ema=500"],
+}
+
+
+def _run(out: Path, steps: int, extra: list[str], resume: bool = False):
+    cfg = load_config(overrides=[f"out={out}", f"train.steps={steps}", *BASE, *extra])
+    return train(cfg, overwrite=not resume, resume=resume, echo=lambda m: None)
+
+
+def _records(run: Path) -> list[dict]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k != "time"} for line in lines]
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_resume_is_exact(tmp_path: Path, name: str) -> None:
+    extra = VARIANTS[name]
+    _run(tmp_path / "full", 40, extra)
+    _run(tmp_path / "half", 20, extra)
+    result = _run(tmp_path / "half", 40, extra, resume=True)
+    assert result.steps == 40
+    full, half = _records(tmp_path / "full"), _records(tmp_path / "half")
+    assert [r["step"] for r in half] == [r["step"] for r in full]
+    assert half == full
+    g_full = load_file(str(tmp_path / "full" / "generator.safetensors"))
+    g_half = load_file(str(tmp_path / "half" / "generator.safetensors"))
+    assert g_full.keys() == g_half.keys()
+    for key in g_full:
+        assert torch.equal(g_full[key], g_half[key]), key
+
+
+def test_progressive_resume_lands_mid_fade(tmp_path: Path) -> None:
+    extra = VARIANTS["progressive-mid-fade"]
+    _run(tmp_path / "run", 30, extra)
+    from ganstab.train.checkpoint import load_checkpoint, newest_valid_checkpoint
+    from ganstab.train.loop import make_trainer
+
+    state = load_checkpoint(newest_valid_checkpoint(tmp_path / "run" / "checkpoints"))
+    assert state["images_seen"] == 30 * 16
+    cfg = load_config(overrides=[f"out={tmp_path / 'run'}", "train.steps=40", *BASE, *extra])
+    trainer = make_trainer(cfg)
+    trainer.load_state(state)
+    # 480 images: 300 stable at 4x4, then fade to 8x8 over 400 images -> alpha (480-300)/400
+    assert trainer.resolution == 8
+    assert trainer.alpha == pytest.approx(180 / 400)
+
+
+def test_resume_refuses_changed_config(tmp_path: Path) -> None:
+    _run(tmp_path / "run", 10, [])
+    with pytest.raises(CheckpointError) as err:
+        _run(tmp_path / "run", 20, ["loss.kind=wasserstein"], resume=True)
+    assert str(err.value) == ("the config differs from the checkpoint's (loss.kind: 'hinge' -> 'wasserstein'); "
+                              "pass --allow-config-change to resume anyway")
+    # safe keys (steps, log intervals) may change
+    assert _run(tmp_path / "run", 20, ["log.every=5"], resume=True).steps == 20
