@@ -83,6 +83,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     """Write samples from a run's exported generator."""
     from ganstab.export import load_generator, write_samples
 
+    if args.format not in ("grid", "folder", "npy"):
+        raise CLIError(f"--format must be grid, folder or npy, got {args.format!r}")
     if args.n <= 0:
         raise CLIError(f"--n must be positive, got {args.n}")
     generator, meta = load_generator(Path(args.run), device=args.device)
@@ -140,8 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, metavar="DIR", help="run directory (holds generator.safetensors)")
     p.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
     p.add_argument("--out", required=True, metavar="PATH", help="output PNG, folder or .npy file")
-    p.add_argument("--format", choices=("grid", "folder", "npy"), default="grid",
-                   help="grid: one PNG; folder: one PNG per sample (for pytorch-fid/clean-fid); npy: raw array")
+    p.add_argument("--format", default="grid",
+                   help="grid (default): one PNG; folder: one PNG per sample (for pytorch-fid/clean-fid); "
+                        "npy: raw array")
     p.add_argument("--seed", type=int, default=0, help="latent seed (default 0)")
     p.add_argument("--device", default="cpu", help="device to sample on (default cpu)")
     p.set_defaults(func=cmd_sample)

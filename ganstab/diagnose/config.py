@@ -98,7 +98,7 @@ class DoctorConfig:
 
     # --- incremental tracker ----------------------------------------------------------------
     # training records kept by the Tracker (bounded history; evaluations are all kept)
-    tracker_history: int = 1000
+    tracker_history: int = 500
     # training records a training-line finding must stay clear before it can be reported again
     rearm_records: int = 20
     # evaluations an evaluation-line finding must stay clear before it can be reported again

@@ -71,7 +71,7 @@ def _quantile(ordered: list[float], q: float) -> float:
 
 
 def _bad_keys(record: Mapping[str, Any], cfg: DoctorConfig) -> list[str]:
-    watched = set(cfg.nonfinite_keys)
+    watched = frozenset(cfg.nonfinite_keys)
     bad = {key for key in (record.get("nonfinite") or []) if key in watched}
     for key in watched.intersection(record):
         value = record[key]
@@ -105,6 +105,35 @@ def detect_nonfinite(records: Records, cfg: DoctorConfig, context: Context = Non
     return findings
 
 
+def _exceedances(values: list[float], cfg: DoctorConfig) -> tuple[list[bool], list[tuple[float, float, float]]]:
+    """Per value: exploding or not, and (deviation ratio, baseline median, value)."""
+    history: deque[float] = deque()
+    ordered: list[float] = []  # the same values, sorted, for the median and quartiles
+    flags: list[bool] = []
+    detail: list[tuple[float, float, float]] = []
+    centre, scale, stale = 0.0, 1.0, True
+    for value in values:
+        exceeding = False
+        ratio = 0.0
+        if len(ordered) >= cfg.explosion_min_history:
+            if stale:
+                centre = _quantile(ordered, 0.5)
+                spread = 0.5 * (_quantile(ordered, 0.75) - _quantile(ordered, 0.25))
+                scale = max(abs(centre), spread, 1e-12)
+                stale = False
+            ratio = abs(value - centre) / scale
+            exceeding = ratio > cfg.explosion_factor
+        flags.append(exceeding)
+        detail.append((ratio, centre, value))
+        if not exceeding:
+            history.append(value)
+            bisect.insort(ordered, value)
+            if len(history) > cfg.explosion_window:
+                del ordered[bisect.bisect_left(ordered, history.popleft())]
+            stale = True
+    return flags, detail
+
+
 def detect_explosion(records: Records, cfg: DoctorConfig, context: Context = None) -> list[Finding]:
     """A loss or grad norm jumping far outside its running median: an error.
 
@@ -117,26 +146,7 @@ def detect_explosion(records: Records, cfg: DoctorConfig, context: Context = Non
     findings = []
     for key in cfg.explosion_keys:
         steps, values = series(train, key)
-        history: deque[float] = deque()
-        ordered: list[float] = []  # the same values, sorted, for O(1) median and quartiles
-        flags: list[bool] = []
-        detail: list[tuple[float, float, float]] = []  # (ratio, median, value) per record
-        for value in values:
-            exceeding = False
-            ratio, centre = 0.0, 0.0
-            if len(ordered) >= cfg.explosion_min_history:
-                centre = _quantile(ordered, 0.5)
-                spread = 0.5 * (_quantile(ordered, 0.75) - _quantile(ordered, 0.25))
-                scale = max(abs(centre), spread, 1e-12)
-                ratio = abs(value - centre) / scale
-                exceeding = ratio > cfg.explosion_factor
-            flags.append(exceeding)
-            detail.append((ratio, centre, value))
-            if not exceeding:
-                history.append(value)
-                bisect.insort(ordered, value)
-                if len(history) > cfg.explosion_window:
-                    del ordered[bisect.bisect_left(ordered, history.popleft())]
+        flags, detail = _exceedances(values, cfg)
         for first, last in runs(flags):
             if last - first + 1 < cfg.explosion_patience:
                 continue

@@ -49,9 +49,13 @@ def series(records: Iterable[Mapping[str, Any]], key: str) -> tuple[list[int], l
     """(steps, values) of the records whose `key` is a finite number."""
     steps: list[int] = []
     values: list[float] = []
+    isfinite = math.isfinite
     for record in records:
-        value = as_number(record.get(key))
-        if value is not None:
+        value = record.get(key)
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        value = float(value)
+        if isfinite(value):
             steps.append(step_of(record))
             values.append(value)
     return steps, values

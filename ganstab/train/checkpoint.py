@@ -105,6 +105,12 @@ def save_checkpoint(folder: Path, step: int, payload: dict[str, Any], keep: int)
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob(".ckpt_*.tmp-*"):  # left by a process killed mid-write
+        if not stale.name.endswith(f"-{os.getpid()}"):
+            try:
+                stale.unlink()
+            except OSError:
+                pass
     path = checkpoint_path(folder, step)
     buffer = io.BytesIO()
     torch.save({"format": FORMAT, **payload}, buffer)

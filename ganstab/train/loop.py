@@ -466,7 +466,7 @@ def export_generator(trainer: Trainer) -> Path:
     return path
 
 
-def prepare_out_dir(out: Path, overwrite: bool) -> None:
+def prepare_out_dir(out: Path, overwrite: bool, dry_run: bool = False) -> None:
     """Refuse an output folder that holds another run unless overwrite is set (then it is cleared)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -478,6 +478,8 @@ def prepare_out_dir(out: Path, overwrite: bool) -> None:
                 f"output directory {str(out)!r} already holds a run; pass --overwrite to replace it, "
                 f"--resume {out} to continue it, or choose another out=DIR"
             )
+        if dry_run:
+            return
         for name in ("config.yaml", "metrics.jsonl", "findings.jsonl", "recoveries.jsonl", "checkpoints",
                      "samples", "generator.safetensors", "generator.json", "report.html", "best"):
             target = out / name
@@ -513,8 +515,9 @@ def train(cfg: Config, *, overwrite: bool = False, resume: bool = False, allow_c
         trainer.resume_from(path, allow_config_change)
         echo(f"resuming from {path.name} (step {trainer.step})")
     else:
+        prepare_out_dir(out, overwrite, dry_run=True)  # refuse before any work
+        trainer = make_trainer(cfg, echo=echo, hooks=hooks)  # data and models load before anything is removed
         prepare_out_dir(out, overwrite)
-        trainer = make_trainer(cfg, echo=echo, hooks=hooks)
     return trainer.run()
 
 

@@ -1,0 +1,177 @@
+"""Table of bad inputs: each one line on stderr, a non-zero exit, no traceback, nothing lost."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ganstab.cli import main
+
+FAST = ["log.progress=false", "train.steps=2", "train.batch_size=8", "model.width=8", "log.every=1"]
+
+
+def _files(root: Path) -> dict[str, str]:
+    """Build the bad files the table refers to; returns name -> path."""
+    (root / "idx_magic").mkdir()
+    (root / "idx_magic" / "train-images-idx3-ubyte").write_bytes(b"\x12\x34\x08\x03" + b"\0" * 20)
+    (root / "idx_trunc").mkdir()
+    (root / "idx_trunc" / "train-images-idx3-ubyte").write_bytes(
+        b"\0\0\x08\x03" + struct.pack(">3I", 10, 28, 28) + b"\0" * 100)
+    (root / "gz_trunc").mkdir()
+    packed = gzip.compress(b"\0\0\x08\x03" + struct.pack(">3I", 10, 4, 4) + b"\0" * 160)
+    (root / "gz_trunc" / "train-images-idx3-ubyte.gz").write_bytes(packed[: len(packed) // 2])
+    (root / "idx_labels").mkdir()
+    (root / "idx_labels" / "train-images-idx3-ubyte").write_bytes(
+        b"\0\0\x08\x03" + struct.pack(">3I", 3, 8, 8) + b"\0" * 192)
+    (root / "idx_labels" / "train-labels-idx1-ubyte").write_bytes(b"\0\0\x08\x01" + struct.pack(">I", 2) + b"\0\1")
+    (root / "empty").mkdir()
+    (root / "textonly").mkdir()
+    (root / "textonly" / "a.txt").write_text("hi")
+    np.savez(root / "points3.npz", x=np.full((4, 2), np.nan, dtype=np.float32))
+    np.savez(root / "floatimg.npz", x=np.full((4, 8, 8), 3.0, dtype=np.float32))
+    (root / "list.yaml").write_text("- a\n- b\n")
+    (root / "bad.yaml").write_text("loss:\n  kind: [hinge\n")
+    (root / "bin.yaml").write_bytes(b"\xff\xfe\x00\x81")
+    (root / "section.yaml").write_text("loss: hinge\n")
+    (root / "file_out").write_text("not a folder")
+    return {p.name: str(p) for p in root.iterdir()}
+
+
+CASES: list[tuple[str, list[str], str]] = [
+    ("unknown key", ["train", "loss.kidn=hinge"],
+     "unknown config key 'loss.kidn' (did you mean 'loss.kind'?); run 'ganstab keys' to list the keys"),
+    ("unknown section", ["train", "optimizer.g_lr=1"],
+     "unknown config key 'optimizer' (did you mean 'optim'?); run 'ganstab keys' to list the keys"),
+    ("lr not a number", ["train", "optim.g_lr=abc"],
+     "config key 'optim.g_lr': Input should be a valid number, unable to parse string as a number, got 'abc'"),
+    ("negative lr", ["train", "optim.g_lr=-1"], "config key 'optim.g_lr': Input should be greater than 0, got -1"),
+    ("zero d lr", ["train", "optim.d_lr=0"], "config key 'optim.d_lr': Input should be greater than 0, got 0"),
+    ("zero steps", ["train", "train.steps=0"], "config key 'train.steps': Input should be greater than 0, got 0"),
+    ("fractional steps", ["train", "train.steps=1.5"],
+     "config key 'train.steps': Input should be a valid integer, got a number with a fractional part, got 1.5"),
+    ("negative batch", ["train", "train.batch_size=-3"],
+     "config key 'train.batch_size': Input should be greater than 0, got -3"),
+    ("zero n_critic", ["train", "train.n_critic=0"],
+     "config key 'train.n_critic': Input should be greater than or equal to 1, got 0"),
+    ("unknown loss", ["train", "loss.kind=wgan"],
+     "config key 'loss.kind': Input should be 'minimax', 'nonsaturating', 'wasserstein', 'lsgan' or 'hinge', got 'wgan'"),
+    ("unknown norm", ["train", "model.g_norm=group"],
+     "config key 'model.g_norm': Input should be 'batch', 'instance', 'layer', 'spectral' or 'none', got 'group'"),
+    ("bn with gp", ["train", "model.d_norm=batch", "penalty.gp=10", "loss.kind=wasserstein"],
+     "model.d_norm=batch cannot be used with a gradient penalty (penalty.gp/penalty.r1): batch norm couples samples "
+     "and breaks the per-sample gradient; use model.d_norm=layer, instance, spectral or none"),
+    ("bn with r1", ["train", "model.d_norm=batch", "penalty.r1=1"],
+     "model.d_norm=batch cannot be used with a gradient penalty (penalty.gp/penalty.r1): batch norm couples samples "
+     "and breaks the per-sample gradient; use model.d_norm=layer, instance, spectral or none"),
+    ("smoothing with hinge", ["train", "loss.kind=hinge", "loss.real_label=0.9"],
+     "label smoothing (loss.real_label/loss.fake_label) has no meaning for loss.kind=hinge; remove it or use "
+     "nonsaturating/minimax/lsgan"),
+    ("smoothing with wasserstein", ["train", "loss.kind=wasserstein", "loss.fake_label=0.1"],
+     "label smoothing (loss.real_label/loss.fake_label) has no meaning for loss.kind=wasserstein; remove it or use "
+     "nonsaturating/minimax/lsgan"),
+    ("label above 1", ["train", "loss.kind=nonsaturating", "loss.real_label=1.5"],
+     "config key 'loss.real_label': Input should be less than or equal to 1, got 1.5"),
+    ("one beta", ["train", "optim.g_betas=[0.5]"],
+     "config key 'optim.g_betas' must hold two numbers in [0, 1) like [0.5, 0.999]"),
+    ("beta of 1", ["train", "optim.d_betas=[0.5, 1.0]"],
+     "config key 'optim.d_betas' must hold two numbers in [0, 1), got [0.5, 1.0]"),
+    ("bad device", ["train", "train.device=gpu"],
+     "config key 'train.device' must be auto, cpu, cuda, cuda:N or mps, got 'gpu'"),
+    ("unknown dataset", ["train", "data.name=cifar"],
+     "unknown data.name 'cifar'; known datasets: ring8, grid25, digits, fashion-mnist, mnist, idx, folder, npz"),
+    ("unknown arch", ["train", "model.arch=resnet"],
+     "unknown model.arch 'resnet'; known architectures: mlp, dcgan, toy, progressive"),
+    ("toy arch on images", ["train", "model.arch=toy"],
+     "model.arch=toy is for 2-D points but the data are images of shape 1x8x8; use model.arch=dcgan or mlp"),
+    ("dcgan on side 10", ["train", "data.image_size=10"],
+     "model.arch=dcgan needs an image side of 4*2^k or 7*2^k (8, 14, 16, 28, 32, 64, ...), got 10; "
+     "set data.image_size=32 (or 28/64) to resize"),
+    ("mbstd group", ["train", "model.arch=progressive", "model.d_norm=none", "train.batch_size=30"],
+     "minibatch stddev group size 4 does not divide train.batch_size=30; choose a batch size divisible by 4 or set "
+     "progressive.mbstd_group to a divisor"),
+    ("override without =", ["train", "loss.kind"],
+     "override 'loss.kind' is not key=value; write it like loss.kind=hinge"),
+    ("negative seed", ["train", "seed=-1"], "config key 'seed': Input should be greater than or equal to 0, got -1"),
+    ("negative ema", ["train", "train.ema=-5"],
+     "config key 'train.ema': Input should be greater than or equal to 0, got -5"),
+    ("section given a value", ["train", "--config", "{section.yaml}"],
+     "config key 'loss' must be a section of key: value pairs, got 'hinge'"),
+    ("missing config file", ["train", "--config", "{dir}/nope.yaml"],
+     "config file '{dir}/nope.yaml' does not exist; check the path given to --config"),
+    ("yaml syntax", ["train", "--config", "{bad.yaml}"],
+     "config file '{bad.yaml}' is not valid YAML at line 3; fix the syntax"),
+    ("yaml list", ["train", "--config", "{list.yaml}"],
+     "config file '{list.yaml}' must hold a mapping of keys, got list"),
+    ("yaml binary", ["train", "--config", "{bin.yaml}"],
+     "config file '{bin.yaml}' is not UTF-8 text; pass a YAML file"),
+    ("fashion missing", ["train", "data.name=fashion-mnist", "data.path={dir}/nowhere"],
+     "Fashion-MNIST not found at '{dir}/nowhere'; install it with 'apt-get install dataset-fashion-mnist' or pass "
+     "data.path=DIR holding the IDX files"),
+    ("mnist without path", ["train", "data.name=mnist"],
+     "data.name=mnist needs data.path=DIR holding train-images-idx3-ubyte[.gz]"),
+    ("idx wrong magic", ["train", "data.name=idx", "data.path={idx_magic}"],
+     "'{idx_magic}/train-images-idx3-ubyte' is not an IDX file (wrong magic number); pass MNIST-style IDX files"),
+    ("idx truncated", ["train", "data.name=idx", "data.path={idx_trunc}"],
+     "IDX file '{idx_trunc}/train-images-idx3-ubyte' is truncated: expected 7840 data bytes for shape (10, 28, 28), "
+     "found 100; download it again"),
+    ("gzip truncated", ["train", "data.name=idx", "data.path={gz_trunc}"],
+     "IDX file '{gz_trunc}/train-images-idx3-ubyte.gz' is a truncated or corrupt gzip file; download it again"),
+    ("idx label count", ["train", "data.name=idx", "data.path={idx_labels}"],
+     "idx train split has 3 images but 2 labels; the IDX files do not belong together"),
+    ("idx folder missing images", ["train", "data.name=idx", "data.path={empty}"],
+     "no train-images-idx3-ubyte[.gz] in '{empty}'; pass data.path=DIR holding the idx IDX files"),
+    ("empty image folder", ["train", "data.name=folder", "data.path={empty}"],
+     "image folder '{empty}' is empty; put PNG/JPEG images in it"),
+    ("folder without images", ["train", "data.name=folder", "data.path={textonly}"],
+     "image folder '{textonly}' holds no readable images (1 files skipped)"),
+    ("npz missing", ["train", "data.name=npz", "data.path={dir}/none.npz"],
+     "data.path '{dir}/none.npz' does not exist; pass an .npz file"),
+    ("npz nan points", ["train", "data.name=npz", "data.path={points3.npz}", "model.arch=toy"],
+     "'{points3.npz}': points must be finite numbers"),
+    ("npz float range", ["train", "data.name=npz", "data.path={floatimg.npz}"],
+     "'{floatimg.npz}': float images must lie in [0, 1] or [-1, 1], found [3, 3]; store uint8 or rescale"),
+    ("output is a file", ["train", "out={file_out}"],
+     "output path '{file_out}' is a file; choose another out=DIR"),
+    ("unknown preset", ["train", "--preset", "biggan"],
+     "unknown preset 'biggan'; known presets: blog, dcgan, wgan-gp, wgan-clip, lsgan, hinge-sn, toy"),
+    ("unknown flag", ["train", "--bogus"], "unrecognized arguments: --bogus; see 'ganstab --help'"),
+    ("resume not a run", ["train", "--resume", "{empty}"],
+     "--resume {empty}: not a ganstab run directory (no config.yaml)"),
+    ("sample without generator", ["sample", "--run", "{empty}", "--out", "{dir}/x.png"],
+     "'{empty}' has no exported generator (generator.json + generator.safetensors); train it to the end or resume "
+     "it first"),
+    ("sample n zero", ["sample", "--run", "{empty}", "--out", "{dir}/x.png", "--n", "0"], "--n must be positive, got 0"),
+    ("sample bad format", ["sample", "--run", "{empty}", "--out", "x", "--format", "gif"],
+     "--format must be grid, folder or npy, got 'gif'"),
+]
+
+
+@pytest.mark.parametrize("name,argv,expected", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_one_line(tmp_path: Path, capsys, name: str, argv: list[str], expected: str) -> None:
+    files = _files(tmp_path)
+    subs = {"dir": str(tmp_path), **files}
+
+    def fill(text: str) -> str:
+        for key, value in subs.items():
+            text = text.replace("{" + key + "}", value)
+        return text
+
+    argv = [fill(a) for a in argv]
+    if argv[0] == "train" and not any(a.startswith("out=") for a in argv) and "--resume" not in argv:
+        argv.insert(1, f"out={tmp_path / 'run'}")
+    if argv[0] == "train":
+        argv[1:1] = FAST
+    code = main(argv)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2
+    assert lines == ["ganstab: error: " + fill(expected)]
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_case_count() -> None:
+    assert len(CASES) >= 40

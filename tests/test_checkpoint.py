@@ -1,0 +1,119 @@
+"""Checkpoint safety: checksums, fallback to the previous checkpoint, refusing pickled code, disk full."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from ganstab.cli import main
+from ganstab.errors import CheckpointError
+from ganstab.train import checkpoint as ckpt
+
+FAST = ["log.progress=false", "train.batch_size=8", "model.width=8", "log.every=2", "log.checkpoint_every=2",
+        "log.sample_every=1000"]
+
+
+class _Exploit:
+    """Pickles into a call of os.system: loading it with plain pickle would run the command."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_crafted_pickle_is_refused_without_running(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "ckpt_0000001.pt"
+    torch.save({"format": ckpt.FORMAT, "payload": _Exploit(marker)}, path)
+    with pytest.raises(CheckpointError) as err:
+        ckpt.load_checkpoint(path)
+    assert str(err.value) == (f"checkpoint {str(path)!r} needs to unpickle code, which ganstab refuses for safety; "
+                              "only load checkpoints written by ganstab")
+    assert not marker.exists()
+
+
+def test_not_a_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "x.pt"
+    torch.save({"a": torch.zeros(2)}, path)
+    with pytest.raises(CheckpointError) as err:
+        ckpt.load_checkpoint(path)
+    assert str(err.value) == f"{str(path)!r} is not a ganstab checkpoint (no 'ganstab-checkpoint-1' marker)"
+
+
+def test_checksum_and_fallback(tmp_path: Path) -> None:
+    folder = tmp_path / "checkpoints"
+    for step in (1, 2, 3):
+        ckpt.save_checkpoint(folder, step, {"step": step, "w": torch.full((3,), float(step))}, keep=2)
+    assert [p.name for p in ckpt.list_checkpoints(folder)] == ["ckpt_0000002.pt", "ckpt_0000003.pt"]
+    newest = folder / "ckpt_0000003.pt"
+    newest.write_bytes(newest.read_bytes()[:-10])  # truncated
+    warnings: list[str] = []
+    found = ckpt.newest_valid_checkpoint(folder, warn=warnings.append)
+    assert found == folder / "ckpt_0000002.pt"
+    assert warnings == ["skipping checkpoint ckpt_0000003.pt: its checksum does not match (truncated or corrupt); "
+                        "using the previous one"]
+    torch.testing.assert_close(ckpt.load_checkpoint(found)["w"], torch.full((3,), 2.0))
+    (folder / "ckpt_0000002.pt.sha256").unlink()
+    assert ckpt.newest_valid_checkpoint(folder, warn=warnings.append) is None
+    assert warnings[-1] == ("skipping checkpoint ckpt_0000002.pt: its checksum file is missing (the write did not "
+                            "finish); using the previous one")
+
+
+def test_disk_full_keeps_previous_checkpoint(tmp_path: Path, monkeypatch, capsys) -> None:
+    run = tmp_path / "run"
+    assert main(["train", f"out={run}", "train.steps=4", *FAST]) == 0
+    before = ckpt.newest_valid_checkpoint(run / "checkpoints")
+    real_fsync = os.fsync
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt.os, "fsync", full)
+    capsys.readouterr()
+    code = main(["train", "--resume", str(run), "train.steps=8", *FAST])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert err == ["ganstab: error: disk full while writing; free space, then resume with --resume "
+                   "(the last checkpoint is intact)"]
+    monkeypatch.setattr(ckpt.os, "fsync", real_fsync)
+    assert ckpt.newest_valid_checkpoint(run / "checkpoints") == before
+    assert not list((run / "checkpoints").glob(".*tmp*"))
+    assert main(["train", "--resume", str(run), "train.steps=8", *FAST]) == 0
+
+
+def test_checkpoint_from_another_architecture(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert main(["train", f"out={run}", "train.steps=2", *FAST]) == 0
+    capsys.readouterr()
+    code = main(["train", "--resume", str(run), "--allow-config-change", *FAST, "model.width=16", "train.steps=4"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1
+    assert err[0].startswith("ganstab: error: the checkpoint does not fit this model (")
+    assert err[0].endswith("); it was written for another architecture or data shape")
+
+
+def test_resume_with_changed_config_lists_the_diff(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert main(["train", f"out={run}", "train.steps=2", *FAST]) == 0
+    capsys.readouterr()
+    code = main(["train", "--resume", str(run), "optim.g_lr=0.001", "train.n_critic=2", *FAST])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (
+        "ganstab: error: the config differs from the checkpoint's (optim.g_lr: 0.0001 -> 0.001; "
+        "train.n_critic: 1 -> 2); pass --allow-config-change to resume anyway")
+
+
+def test_existing_run_is_not_touched_by_refused_overwrite(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert main(["train", f"out={run}", "train.steps=2", *FAST]) == 0
+    before = sorted(p.name for p in run.rglob("*"))
+    assert main(["train", f"out={run}", "train.steps=2", *FAST]) == 2
+    assert main(["train", f"out={run}", "--overwrite", "data.name=mnist", *FAST]) == 2  # bad data: nothing removed
+    assert sorted(p.name for p in run.rglob("*")) == before
