@@ -88,6 +88,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.n <= 0:
         raise CLIError(f"--n must be positive, got {args.n}")
     generator, meta = load_generator(Path(args.run), device=args.device)
+    if args.format == "folder" and meta["data"].get("kind") == "points":
+        raise CLIError("--format folder writes images, but this run generates 2-D points; use --format npy or grid")
     path = write_samples(generator, meta, args.n, Path(args.out), args.format, args.seed)
     print(f"wrote {args.n} samples to {path}")
     return 0
@@ -107,7 +109,12 @@ def cmd_keys(args: argparse.Namespace) -> int:
     """List every config key with its default."""
     from ganstab.config import Config, known_keys, to_dict
 
+    from dataclasses import asdict
+
+    from ganstab.diagnose import DoctorConfig
+
     defaults = to_dict(Config())
+    defaults["doctor"] = asdict(DoctorConfig())
     for key in known_keys():
         node = defaults
         for part in key.split("."):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Literal, Optional
@@ -21,6 +22,17 @@ from ganstab.presets import PRESETS
 
 NORMS = ("batch", "instance", "layer", "spectral", "none")
 Norm = Literal["batch", "instance", "layer", "spectral", "none"]
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads plain scalars such as 1e-4 as floats (YAML 1.2), not quoted ones."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)$"),
+    list("-+0123456789."),
+)
 
 
 class ConfigError(GanstabError):
@@ -123,15 +135,22 @@ class Config(_Section):
     log: LogConfig = LogConfig()
     eval: EvalConfig = EvalConfig()
     progressive: ProgressiveConfig = ProgressiveConfig()
+    doctor: dict[str, Any] = Field(default_factory=dict)  # thresholds of ganstab.diagnose.DoctorConfig
 
 
-def known_keys(model: type[BaseModel] = Config, prefix: str = "") -> list[str]:
-    """All dotted config keys, e.g. 'loss.kind'."""
+def known_keys(model: type[BaseModel] | None = None, prefix: str = "") -> list[str]:
+    """All dotted config keys, e.g. 'loss.kind' (the doctor's thresholds included)."""
     keys: list[str] = []
-    for name, field in model.model_fields.items():
+    for name, field in (model or Config).model_fields.items():
         ann = field.annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             keys.extend(known_keys(ann, f"{prefix}{name}."))
+        elif model is None and name == "doctor":
+            from dataclasses import fields
+
+            from ganstab.diagnose import DoctorConfig
+
+            keys.extend(f"doctor.{f.name}" for f in fields(DoctorConfig))
         else:
             keys.append(f"{prefix}{name}")
     return keys
@@ -152,6 +171,7 @@ def _format_validation_error(err: ValidationError) -> str:
     """One line from the first pydantic error."""
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"] if not isinstance(p, int))
+    loc = loc.encode("unicode_escape").decode("ascii")  # a key holding a newline stays on one line
     kind = first["type"]
     if any(isinstance(p, int) for p in first["loc"]) and loc.endswith("betas"):
         return f"config key '{loc}' must hold two numbers in [0, 1) like [0.5, 0.999]"
@@ -188,11 +208,9 @@ def parse_override(text: str) -> dict:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {text!r} has an empty key; write it like loss.kind=hinge")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = yaml.load(raw, Loader=_Loader) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
-    if isinstance(value, str):
-        value = _maybe_number(value)
     node: dict = {}
     cursor = node
     parts = key.split(".")
@@ -203,32 +221,13 @@ def parse_override(text: str) -> dict:
     return node
 
 
-def _maybe_number(text: str) -> Any:
-    """YAML 1.1 reads '1e-4' as a string; read such numbers as floats."""
-    try:
-        return float(text) if any(c in text for c in "eE.") and text.strip() not in ("inf", "nan") else text
-    except ValueError:
-        return text
-
-
-def _normalise_numbers(node: Any) -> Any:
-    """Apply `_maybe_number` to strings inside nested dicts/lists loaded from YAML."""
-    if isinstance(node, dict):
-        return {k: _normalise_numbers(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_normalise_numbers(v) for v in node]
-    if isinstance(node, str):
-        return _maybe_number(node)
-    return node
-
-
 def read_yaml(path: str | Path) -> dict:
     """Read a YAML mapping from a file, as ConfigError on any problem."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist; check the path given to --config")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
     except UnicodeDecodeError:
         raise ConfigError(f"config file {str(path)!r} is not UTF-8 text; pass a YAML file") from None
     except yaml.YAMLError as exc:
@@ -239,7 +238,7 @@ def read_yaml(path: str | Path) -> dict:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys, got {type(data).__name__}")
-    return _normalise_numbers(data)
+    return data
 
 
 def validate(data: Any) -> Config:
@@ -293,11 +292,39 @@ def check_rules(cfg: Config) -> None:
         raise ConfigError(f"unknown data.name {cfg.data.name!r}; known datasets: {', '.join(DATASETS)}")
     if cfg.model.arch not in ARCHITECTURES:
         raise ConfigError(f"unknown model.arch {cfg.model.arch!r}; known architectures: {', '.join(ARCHITECTURES)}")
+    check_doctor(cfg)
     if cfg.model.arch == "progressive":
         check_progressive(cfg)
     shape = dataset_shape(cfg.data)
     if shape is not None:
         check_fit(cfg.model, shape, cfg)
+
+
+def doctor_config(cfg: Config):
+    """The validated DoctorConfig of a config's `doctor` section."""
+    from pydantic import TypeAdapter
+
+    from ganstab.diagnose import DoctorConfig
+
+    return TypeAdapter(DoctorConfig).validate_python(dict(cfg.doctor))
+
+
+def check_doctor(cfg: Config) -> None:
+    """Unknown or ill-typed `doctor.*` keys are config errors like any other."""
+    from dataclasses import fields
+
+    from ganstab.diagnose import DoctorConfig
+
+    known = [f.name for f in fields(DoctorConfig)]
+    for key in cfg.doctor:
+        if not isinstance(key, str) or key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+            hint = f" (did you mean 'doctor.{close[0]}'?)" if close else ""
+            raise ConfigError(f"unknown config key 'doctor.{key}'{hint}; run 'ganstab keys' to list the keys")
+    try:
+        doctor_config(cfg)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err).replace("config key '", "config key 'doctor.", 1)) from None
 
 
 def check_progressive(cfg: Config) -> None:

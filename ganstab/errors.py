@@ -13,3 +13,7 @@ class DataError(GanstabError):
 
 class CheckpointError(GanstabError):
     """A checkpoint or run directory that cannot be used."""
+
+
+class TrainingDiverged(GanstabError):
+    """Training diverged and automatic recovery is off or used up."""

@@ -16,20 +16,20 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-# config keys the advice names (one place to rename them if the config schema differs)
+# config keys the advice names (as in ganstab/config.py; one place to rename them)
 KEY_LOSS = "loss.kind"
 KEY_REAL_LABEL = "loss.real_label"
-KEY_GP = "loss.gp"
-KEY_R1 = "loss.r1"
-KEY_DRIFT = "loss.drift"
+KEY_GP = "penalty.gp"
+KEY_R1 = "penalty.r1"
+KEY_DRIFT = "penalty.drift"
 KEY_D_NORM = "model.d_norm"
 KEY_N_CRITIC = "train.n_critic"
 KEY_EMA = "train.ema"
-KEY_LR_D = "optim.lr_d"
-KEY_LR_G = "optim.lr_g"
+KEY_LR_D = "optim.d_lr"
+KEY_LR_G = "optim.g_lr"
 
 # config values of loss.kind the advice names
-LOSS_NON_SATURATING = "non_saturating"
+LOSS_NON_SATURATING = "nonsaturating"
 LOSS_HINGE = "hinge"
 LOSS_WASSERSTEIN = "wasserstein"
 
@@ -178,7 +178,7 @@ def _mode_collapse(context: Mapping[str, Any]) -> str:
         if not _active(context, "gp"):
             steps.append(f"{KEY_GP}=10")
         steps.append(f"both learning rates at 1e-4 ({KEY_LR_D}, {KEY_LR_G})")
-        return f"Try {_choices(steps)} (WGAN-GP), and compare the EMA generator ({KEY_EMA})."
+        return f"Try {_choices(steps)} (WGAN-GP), and compare the EMA generator ({KEY_EMA} > 0)."
     r1 = f"raise {KEY_R1}" if _active(context, "r1") else f"add {KEY_R1}=10"
     return (
         f"Try {KEY_LOSS}={LOSS_WASSERSTEIN} with {KEY_GP}=10 and {KEY_N_CRITIC}=5, or keep the loss, "
@@ -193,7 +193,7 @@ def _stall(context: Mapping[str, Any]) -> str:
         rates = f"TTUR with the larger rate on D ({KEY_LR_D}=4e-4, {KEY_LR_G}=1e-4)"
     return (
         "If the samples look converged this is a plateau; otherwise try "
-        f"{rates}, and evaluate the EMA generator ({KEY_EMA})."
+        f"{rates}, and evaluate the EMA generator ({KEY_EMA} > 0)."
     )
 
 
@@ -208,7 +208,7 @@ def _oscillation(context: Mapping[str, Any]) -> str:
         first = f"Add the R1 penalty {KEY_R1}=10 (Mescheder et al. 2018)"
     return (
         f"{first} and lower both learning rates ({KEY_LR_D}, {KEY_LR_G}); "
-        f"an EMA of G ({KEY_EMA}) smooths the samples."
+        f"an EMA of G ({KEY_EMA} > 0) steadies the samples."
     )
 
 

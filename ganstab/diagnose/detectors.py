@@ -410,12 +410,14 @@ def detect_diversity(records: Records, cfg: DoctorConfig, context: Context = Non
 
 
 def detect_modes(records: Records, cfg: DoctorConfig, context: Context = None) -> list[Finding]:
-    """Fewer captured modes than the data has (eval_modes): warning; error at half or fewer.
+    """Fewer captured modes than the data has, and not gaining: warning; error at half or fewer.
 
     Signal: `eval_modes` (PacGAN protocol: modes with at least one high-quality sample) below
     the expected count (`cfg.expected_modes`, else `context["expected_modes"]`; neither: skip)
-    for `collapse_patience` evaluations after `eval_warmup_steps`; an error at or below
-    expected * `modes_error_fraction` (Lin et al. 2018, PacGAN; Metz et al. 2017).
+    and no higher than at the previous evaluation, for `collapse_patience` evaluations after
+    `eval_warmup_steps`; an error at or below expected * `modes_error_fraction`. A run still
+    gaining modes is learning, not collapsed; one stuck below or losing modes has dropped them
+    (Lin et al. 2018, PacGAN; Metz et al. 2017, unrolled GANs).
     """
     expected = cfg.expected_modes
     if expected is None and context:
@@ -423,17 +425,22 @@ def detect_modes(records: Records, cfg: DoctorConfig, context: Context = None) -
     if expected is None:
         return []
     expected = float(expected)
-    steps, values = _eval_series(records, "eval_modes", cfg.eval_warmup_steps)
+    all_steps, all_values = series(eval_records(records), "eval_modes")
+    flags = [
+        value < expected and (i == 0 or value <= all_values[i - 1]) and all_steps[i] >= cfg.eval_warmup_steps
+        for i, value in enumerate(all_values)
+    ]
     findings = []
-    for first, last, severity in _threshold_runs(
-        steps, values, lambda v: v < expected, lambda v: v <= expected * cfg.modes_error_fraction,
-        cfg.collapse_patience,
-    ):
-        worst = min(values[first:last + 1])
-        start, end = steps[first], steps[last]
+    for first, last in runs(flags):
+        if last - first + 1 < cfg.collapse_patience:
+            continue
+        span = all_values[first:last + 1]
+        worst = min(span)
+        severity = "error" if worst <= expected * cfg.modes_error_fraction else "warning"
+        start, end = all_steps[first], all_steps[last]
         message = (
             f"eval_modes was as low as {fmt(worst)} of the {fmt(expected)} expected modes "
-            f"({fmt(expected - worst)} missing) over steps {start}-{end}."
+            f"({fmt(expected - worst)} missing) without gaining over steps {start}-{end}."
         )
         evidence = {"modes": worst, "expected": expected, "missing": expected - worst}
         findings.append(_finding("mode_collapse.modes", severity, start, end, evidence, message, context))
@@ -529,9 +536,10 @@ def detect_oscillation(records: Records, cfg: DoctorConfig, context: Context = N
 
     Signal: the detrended std of `cfg.osc_key` (loss_d) over `osc_blocks` consecutive windows of
     `osc_window` records, each at least `osc_growth` times the previous, the last above
-    `osc_min_std`, holding at `osc_patience` consecutive records (noise alone rarely does). Simultaneous gradient descent on an unregularised GAN cycles around the
-    equilibrium with growing amplitude (Mescheder et al. 2018, Dirac-GAN; Nagarajan & Kolter
-    2017); gradient penalties such as R1 damp it.
+    `osc_min_std`, holding at `osc_patience` consecutive records (noise alone rarely does).
+    Simultaneous gradient descent on an unregularised GAN cycles around the equilibrium with
+    growing amplitude (Mescheder et al. 2018, Dirac-GAN; Nagarajan & Kolter 2017); gradient
+    penalties such as R1 damp it.
     """
     steps, values = series(training_records(records), cfg.osc_key)
     window, blocks = cfg.osc_window, cfg.osc_blocks

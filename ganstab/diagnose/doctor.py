@@ -19,13 +19,17 @@ CONFIG_FILE = "config.yaml"
 CONTEXT_KEYS: dict[str, str] = {
     "loss_kind": "loss.kind",
     "real_label": "loss.real_label",
-    "gp": "loss.gp",
-    "r1": "loss.r1",
-    "drift": "loss.drift",
+    "gp": "penalty.gp",
+    "r1": "penalty.r1",
+    "drift": "penalty.drift",
     "d_norm": "model.d_norm",
     "n_critic": "train.n_critic",
     "expected_modes": "doctor.expected_modes",
+    "data_name": "data.name",
 }
+
+# modes of the 2-D benchmark datasets (PacGAN protocol), used when the config names one
+EXPECTED_MODES: dict[str, int] = {"ring8": 8, "grid25": 25}
 
 
 def _metrics_path(run_dir: str | Path) -> Path:
@@ -88,7 +92,7 @@ def read_context(run_dir: str | Path) -> dict[str, Any]:
 
 
 def context_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Context dict from a nested or dotted config mapping, using `CONTEXT_KEYS`."""
+    """Context dict from a nested or dotted config mapping (`CONTEXT_KEYS`; expected modes from data.name)."""
     context: dict[str, Any] = {}
     for name, dotted in CONTEXT_KEYS.items():
         if dotted in config:
@@ -99,6 +103,9 @@ def context_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
                 value = value.get(part) if isinstance(value, Mapping) else None
         if value is not None:
             context[name] = value
+    data_name = context.pop("data_name", None)
+    if "expected_modes" not in context and data_name in EXPECTED_MODES:
+        context["expected_modes"] = EXPECTED_MODES[data_name]
     return context
 
 

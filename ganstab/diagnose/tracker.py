@@ -2,8 +2,9 @@
 
 A finding is identified by `Finding.key` (code plus series). It is reported when it first
 becomes active (its episode reaches the latest record of its kind), again only if its severity
-rises, and becomes reportable anew once it has stayed clear for `rearm_records` training
-records (`rearm_evals` evaluations for evaluation findings). History is bounded: the last
+rises, and anew only when a later episode starts at least `rearm_records` training records
+(`rearm_evals` evaluations for evaluation findings) after the previous one was last active;
+a rollback (a step not past the previous one) forgets the episodes of the discarded steps. History is bounded: the last
 `tracker_history` training records, the first records that fix the vanishing-gradient baseline,
 and every evaluation line (few), each reduced to the keys the detectors read.
 """
@@ -62,7 +63,8 @@ class Tracker:
         self._evals: list[dict[str, Any]] = []
         self._pinned: list[tuple[int, dict[str, Any]]] = []  # (training index, record)
         self._n_train = 0
-        self._active: dict[str, dict[str, Any]] = {}  # key -> {"severity", "clear", "source"}
+        # key -> {"severity": highest reported, "last_end": last step active, "source": train|eval}
+        self._active: dict[str, dict[str, Any]] = {}
 
     # ---------------------------------------------------------------------------------------
     def update(self, record: Mapping[str, Any]) -> list[Finding]:
@@ -79,15 +81,21 @@ class Tracker:
             new += self._refresh("train", findings, int(step), self.cfg.rearm_records)
         if is_eval_record(clean):
             slim = {k: v for k, v in clean.items() if k == "step" or k.startswith("eval_") or k == "nonfinite"}
-            self._evals = [r for r in self._evals if int(r["step"]) < step]  # a rollback rewrites steps
+            if self._evals and int(self._evals[-1]["step"]) >= step:  # a rollback rewrites steps
+                self._evals = [r for r in self._evals if int(r["step"]) < step]
+                self._forget_after("eval", int(step))
             self._evals.append(slim)
             findings = self._run(EVAL_DETECTORS, self._evals)
             new += self._refresh("eval", findings, int(step), self.cfg.rearm_evals)
         return sort_findings(new)
 
     def active_keys(self) -> list[str]:
-        """Keys (code or code|series) of the findings currently active."""
-        return sorted(self._active)
+        """Keys (code or code|series) of the findings active at the latest record of their kind."""
+        latest = {
+            "train": int(self._train[-1]["step"]) if self._train else None,
+            "eval": int(self._evals[-1]["step"]) if self._evals else None,
+        }
+        return sorted(k for k, v in self._active.items() if v["last_end"] == latest[v["source"]])
 
     # ---------------------------------------------------------------------------------------
     def _add_training(self, record: dict[str, Any], step: int) -> None:
@@ -98,6 +106,7 @@ class Tracker:
             self._train = deque(kept, maxlen=self.cfg.tracker_history)
             self._n_train -= dropped
             self._pinned = [(i, r) for i, r in self._pinned if i < self._n_train]
+            self._forget_after("train", step)
         self._train.append(record)
         index = self._n_train
         self._n_train += 1
@@ -115,6 +124,13 @@ class Tracker:
             findings.extend(detector(records, self.cfg, self.context))
         return findings
 
+    def _gap(self, source: str, after: int, before: int) -> int:
+        """Records of `source` with a step strictly between `after` and `before` (history bound)."""
+        history = self._train if source == "train" else self._evals
+        if not history or int(history[0]["step"]) > after:
+            return max(self.cfg.rearm_records, self.cfg.rearm_evals)  # fell out of history: re-armed
+        return sum(1 for record in history if after < int(record["step"]) < before)
+
     def _refresh(self, source: str, findings: list[Finding], step: int, rearm: int) -> list[Finding]:
         current: dict[str, Finding] = {}
         for finding in findings:
@@ -126,22 +142,20 @@ class Tracker:
         new = []
         for key, finding in current.items():
             state = self._active.get(key)
-            if state is None:
-                self._active[key] = {"severity": finding.severity, "clear": 0, "source": source}
+            if state is None or self._gap(source, int(state["last_end"]), finding.start_step) >= rearm:
+                self._active[key] = {"severity": finding.severity, "last_end": step, "source": source}
                 new.append(finding)
                 continue
-            state["clear"] = 0
+            state["last_end"] = step
             if severity_rank(finding.severity) > severity_rank(state["severity"]):
                 state["severity"] = finding.severity
                 new.append(finding)
-        for key in list(self._active):
-            state = self._active[key]
-            if state["source"] != source or key in current:
-                continue
-            state["clear"] += 1
-            if state["clear"] >= rearm:
-                del self._active[key]
         return new
+
+    def _forget_after(self, source: str, step: int) -> None:
+        """A rollback to `step`: episodes seen at or after it belong to the discarded timeline."""
+        for key in [k for k, v in self._active.items() if v["source"] == source and v["last_end"] >= step]:
+            del self._active[key]
 
     # ---------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -165,6 +179,6 @@ class Tracker:
         self._pinned = [(int(index), copy.deepcopy(record)) for index, record in state["pinned"]]
         self._n_train = int(state["n_train"])
         self._active = {
-            str(key): {"severity": str(v["severity"]), "clear": int(v["clear"]), "source": str(v["source"])}
+            str(key): {"severity": str(v["severity"]), "last_end": int(v["last_end"]), "source": str(v["source"])}
             for key, v in state["active"].items()
         }

@@ -218,7 +218,8 @@ class Evaluator:
             self.network = _build_network(settings)
         if state_dict is not None:
             self.network.load_state_dict(state_dict)
-        self.network.to(self.device).eval()
+        # channels_last makes the oneDNN convolutions about 1.5x faster on CPU (and suits cuDNN).
+        self.network.to(self.device, memory_format=torch.channels_last).eval()
         self.test_accuracy = float(test_accuracy)
         self.test_loss = float(test_loss)
         self.data_hash = data_hash
@@ -249,7 +250,7 @@ class Evaluator:
         outputs = []
         with torch.inference_mode():
             for start in range(0, images.shape[0], batch_size):
-                batch = images[start : start + batch_size].to(self.device, torch.float32, non_blocking=True)
+                batch = _to_device(images[start : start + batch_size], self.device)
                 outputs.append(fn(batch).float())
         if not outputs:
             raise ValueError("no images given")
@@ -281,7 +282,7 @@ class Evaluator:
     def to(self, device: DeviceLike) -> "Evaluator":
         """Move the network to `device` (in place) and return self."""
         self.device = torch.device(device)
-        self.network.to(self.device)
+        self.network.to(self.device, memory_format=torch.channels_last)
         return self
 
     def metadata(self) -> dict[str, Any]:
@@ -333,6 +334,11 @@ class Evaluator:
             f"Evaluator({s.kind}, {s.in_channels}x{s.height}x{s.width}, D={s.feature_dim}, "
             f"test_accuracy={self.test_accuracy:.4f}, device={self.device})"
         )
+
+
+def _to_device(images: Tensor, device: torch.device) -> Tensor:
+    """A float32 channels_last copy of an image batch on `device`."""
+    return images.to(device, torch.float32, non_blocking=True).contiguous(memory_format=torch.channels_last)
 
 
 def _stem_paths(path: Union[str, Path]) -> tuple[Path, Path]:
@@ -454,7 +460,7 @@ def train_evaluator(
             total_loss = 0.0
             for step in range(steps_per_epoch):
                 rows = order[step * batch_size : (step + 1) * batch_size]
-                batch = images[rows].to(target_device, torch.float32, non_blocking=True)
+                batch = _to_device(images[rows], target_device)
                 if labels is not None:
                     targets = labels[rows].to(target_device, non_blocking=True)
                     loss = F.cross_entropy(network(batch), targets)
@@ -489,7 +495,7 @@ def _test(evaluator: Evaluator, test_images: Tensor, test_labels: Optional[Tenso
     total, count = 0.0, 0
     with torch.inference_mode():
         for start in range(0, test_images.shape[0], 500):
-            batch = test_images[start : start + 500].to(evaluator.device, torch.float32)
+            batch = _to_device(test_images[start : start + 500], evaluator.device)
             total += float(F.mse_loss(network(batch), batch, reduction="sum"))
             count += batch.numel()
     return total / count, math.nan
@@ -648,6 +654,8 @@ def evaluate_images(
     unknown = wanted - set(METRIC_NAMES)
     if unknown:
         raise ValueError(f"unknown metrics {sorted(unknown)}; known: {', '.join(METRIC_NAMES)}")
+    if wanted & {"kid", "kid_std"}:
+        wanted |= {"kid", "kid_std"}
     if not evaluator.is_classifier:
         wanted -= set(CLASS_METRICS)
     reference = (
@@ -685,4 +693,4 @@ def evaluate_images(
         result["class_kl"] = class_kl(fake_probs, target)
     if "is" in wanted:
         result["is"] = inception_score(fake_probs, splits=is_splits)[0]
-    return {name: result[name] for name in METRIC_NAMES if name in result}
+    return {name: result[name] for name in METRIC_NAMES if name in result and name in wanted}

@@ -62,10 +62,16 @@ def feature_mean_cov(features: ArrayLike) -> tuple[Tensor, Tensor]:
     return mean, cov
 
 
+def _psd_eigenvalues_floor(eigenvalues: Tensor) -> Tensor:
+    """Zero the eigenvalues that round-off cannot tell from 0 (below D * eps * the largest one)."""
+    threshold = eigenvalues.shape[0] * torch.finfo(eigenvalues.dtype).eps * eigenvalues.abs().max()
+    return torch.where(eigenvalues > threshold, eigenvalues, torch.zeros_like(eigenvalues))
+
+
 def _sqrt_psd(matrix: Tensor) -> Tensor:
     """Symmetric square root of a symmetric positive semi-definite matrix via eigh."""
     eigenvalues, eigenvectors = torch.linalg.eigh((matrix + matrix.T) / 2)
-    root = eigenvalues.clamp_min(0).sqrt()
+    root = _psd_eigenvalues_floor(eigenvalues).sqrt()
     return (eigenvectors * root) @ eigenvectors.T
 
 
@@ -74,7 +80,7 @@ def trace_sqrt_product(sigma1: Tensor, sigma2: Tensor) -> float:
     root1 = _sqrt_psd(sigma1.to(torch.float64))
     product = root1 @ sigma2.to(torch.float64) @ root1
     eigenvalues = torch.linalg.eigvalsh((product + product.T) / 2)
-    return float(eigenvalues.clamp_min(0).sqrt().sum())
+    return float(_psd_eigenvalues_floor(eigenvalues).sqrt().sum())
 
 
 def frechet_distance_from_stats(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: ArrayLike) -> float:
@@ -98,8 +104,9 @@ def frechet_distance(real_features: ArrayLike, fake_features: ArrayLike) -> floa
     without a general (non-symmetric) matrix square root: S_r S_f is similar to the symmetric
     positive semi-definite matrix M = S_r^(1/2) S_f S_r^(1/2) (conjugate by S_r^(1/2)), so the
     eigenvalues of S_r S_f are those of M, which are real and >= 0, and the trace of the square
-    root is sum_i sqrt(lambda_i(M)). S_r^(1/2) and the lambda_i come from `torch.linalg.eigh`,
-    tiny negative round-off eigenvalues are clamped to 0. This is stable for singular
+    root is sum_i sqrt(lambda_i(M)). S_r^(1/2) and the lambda_i come from `torch.linalg.eigh`;
+    eigenvalues below D * eps * lambda_max (round-off, including small negative ones) are set
+    to 0, since sqrt would blow their noise up to about sqrt(eps). This is stable for singular
     covariances (fewer samples than dimensions, dead features) where `scipy.linalg.sqrtm`
     returns complex parts or needs an epsilon on the diagonal.
     """

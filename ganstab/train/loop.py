@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from ganstab import losses, penalties
 from ganstab.config import Config, ConfigError, default_out, dump_yaml, to_dict, validate
 from ganstab.data import DataSource, make_dataset
-from ganstab.errors import CheckpointError
+from ganstab.errors import CheckpointError, TrainingDiverged
 from ganstab.models import build_discriminator, build_generator
 from ganstab.sampling import generate, save_image_grid, save_scatter
 from ganstab.train import checkpoint as ckpt
@@ -138,9 +138,17 @@ class Trainer:
         self.recoveries = 0
         self.elapsed = 0.0
         self.recorder = Recorder(self.out / "metrics.jsonl")
+        self.tracker = self.make_tracker()
         self.last_record: dict = {}
         self._stop_signal: Optional[int] = None
         self._last_checkpoint_step = -1
+
+    def make_tracker(self):
+        """The stability doctor that watches every logged line."""
+        from ganstab.config import doctor_config
+        from ganstab.diagnose import Tracker, context_from_config
+
+        return Tracker(doctor_config(self.cfg), context_from_config(to_dict(self.cfg)))
 
     # ----------------------------------------------------------------- phases
     def g_kwargs(self) -> dict[str, Any]:
@@ -259,7 +267,7 @@ class Trainer:
             "g_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
             "gen": self.gen.get_state(), "rng": ckpt.rng_state(),
-            "recorder": self.recorder.state_dict(),
+            "recorder": self.recorder.state_dict(), "doctor": self.tracker.state_dict(),
             "config": to_dict(self.cfg),
         }
 
@@ -289,6 +297,8 @@ class Trainer:
         self.gen.set_state(state["gen"].to(self.gen.get_state().device))
         ckpt.set_rng_state(state["rng"])
         self.recorder.load_state_dict(state.get("recorder", {}))
+        if state.get("doctor"):
+            self.tracker.load_state_dict(state["doctor"])
 
     def save_checkpoint(self) -> Path:
         """Write the current state atomically and keep the newest `log.keep_checkpoints`."""
@@ -309,15 +319,32 @@ class Trainer:
             )
         self.load_state(state)
         truncate_metrics(self.out / "metrics.jsonl", self.step, self.cfg.log.every)
+        truncate_findings(self.out / "findings.jsonl", self.step)
 
     # ---------------------------------------------------------------- running
     def _check_finite(self, line: dict[str, Any]) -> None:
         if line.get("nonfinite"):
             raise Divergence(f"non-finite {', '.join(line['nonfinite'])} at step {self.step}")
         for name, net in (("G", self.G), ("D", self.D)):
-            for p in net.parameters():
-                if not torch.isfinite(p).all():
-                    raise Divergence(f"non-finite weights in {name} at step {self.step}")
+            if not all(bool(torch.isfinite(p).all()) for p in net.parameters()):
+                raise Divergence(f"non-finite weights in {name} at step {self.step}")
+
+    def observe(self, line: dict[str, Any]) -> None:
+        """Feed a logged line to the doctor; print and store new findings; raise on divergence."""
+        from ganstab.diagnose import is_divergence
+
+        findings = self.tracker.update(line)
+        if not findings:
+            return
+        with open(self.out / "findings.jsonl", "a", encoding="utf-8") as fh:
+            for finding in findings:
+                fh.write(json.dumps(finding.to_dict()) + "\n")
+        for finding in findings:
+            self.echo(f"doctor: {finding.severity} at steps {finding.start_step}-{finding.end_step}: "
+                      f"{finding.message} Advice: {finding.advice}")
+        diverged = [f for f in findings if is_divergence(f)]
+        if diverged:
+            raise Divergence(diverged[0].message)
 
     def _recover(self, reason: str) -> bool:
         """Roll back to the newest valid checkpoint and scale both lrs; False when not possible."""
@@ -332,6 +359,7 @@ class Trainer:
         state = ckpt.load_checkpoint(path, map_location=self.device)
         self.load_state(state)
         truncate_metrics(self.out / "metrics.jsonl", self.step, self.cfg.log.every)
+        truncate_findings(self.out / "findings.jsonl", self.step)
         self.recoveries = recoveries
         self.lr_scale = lr_scale
         self.apply_lr_scale()
@@ -344,6 +372,17 @@ class Trainer:
                                  "lr_g": self.opt_g.param_groups[0]["lr"],
                                  "lr_d": self.opt_d.param_groups[0]["lr"]}) + "\n")
         return True
+
+    def _give_up_message(self, reason: str) -> str:
+        if not self.cfg.train.recover:
+            why = "automatic recovery is off (train.recover=false)"
+        elif self.recoveries >= self.cfg.train.max_recoveries:
+            why = f"after {self.recoveries} recoveries (train.max_recoveries={self.cfg.train.max_recoveries})"
+        else:
+            why = "no valid checkpoint to roll back to"
+        return (f"training diverged: {reason.rstrip('.')}; stopped {why}. Try lower learning rates "
+                f"(optim.g_lr/optim.d_lr), loss.kind=hinge with model.d_norm=spectral, or penalty.gp=10; "
+                f"see 'ganstab doctor {self.out}'")
 
     def apply_lr_scale(self) -> None:
         """Set both optimisers' lrs to the configured lrs times the recovery scale."""
@@ -390,11 +429,12 @@ class Trainer:
                     line = self.log_line()
                     try:
                         self._check_finite(line)
+                        self.observe(line)
                     except Divergence as exc:
                         if self._recover(str(exc)):
                             t_last = time.perf_counter()
                             continue
-                        raise
+                        raise TrainingDiverged(self._give_up_message(str(exc))) from None
                     self.after_log(line)
                     if bar is not None:
                         bar.set_postfix(loss_d=f"{line.get('loss_d') or 0:.3f}",
@@ -447,6 +487,21 @@ class Trainer:
         plot_run(self.out)
 
 
+def truncate_findings(path: Path, last_step: int) -> None:
+    """Drop findings that start after `last_step` (they belong to the discarded part of the run)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if int(json.loads(line).get("start_step", 0)) <= last_step:
+                kept.append(line)
+        except (json.JSONDecodeError, TypeError, ValueError, AttributeError):
+            continue
+    ckpt.atomic_write_bytes(path, ("\n".join(kept) + ("\n" if kept else "")).encode())
+
+
 def export_generator(trainer: Trainer) -> Path:
     """Write generator.safetensors (EMA weights when enabled) plus generator.json (its config)."""
     from safetensors.torch import save_file
@@ -481,7 +536,7 @@ def prepare_out_dir(out: Path, overwrite: bool, dry_run: bool = False) -> None:
         if dry_run:
             return
         for name in ("config.yaml", "metrics.jsonl", "findings.jsonl", "recoveries.jsonl", "checkpoints",
-                     "samples", "generator.safetensors", "generator.json", "report.html", "best"):
+                     "samples", "plots", "generator.safetensors", "generator.json", "report.html", "best"):
             target = out / name
             if target.is_dir():
                 shutil.rmtree(target)

@@ -1,0 +1,601 @@
+"""Tests for the stability doctor: every detector on synthetic bad and healthy series."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ganstab.diagnose import (
+    CODES,
+    DoctorConfig,
+    Finding,
+    Tracker,
+    advice_for,
+    context_from_config,
+    detect_class_kl,
+    detect_coverage_drop,
+    detect_critic_drift,
+    detect_d_overpowers,
+    detect_diversity,
+    detect_explosion,
+    detect_modes,
+    detect_nonfinite,
+    detect_oscillation,
+    detect_stall,
+    detect_vanishing_g_grad,
+    diagnose,
+    diagnose_run,
+    format_report,
+    is_divergence,
+    read_findings,
+    read_records,
+    write_findings,
+)
+
+EVERY = 100  # log.every
+EVAL_EVERY = 1000  # eval.every
+NS = {"loss_kind": "nonsaturating", "n_critic": 1, "d_norm": "none"}
+WGAN = {"loss_kind": "wasserstein", "n_critic": 5, "d_norm": "layer", "gp": 10.0}
+HINGE = {"loss_kind": "hinge", "n_critic": 1, "d_norm": "spectral"}
+CONTEXTS = [
+    None, {}, NS, WGAN, HINGE,
+    {"loss_kind": "minimax"}, {"loss_kind": "lsgan"}, {"loss_kind": "wgan-gp", "gp": 0},
+    {"loss_kind": "wasserstein", "n_critic": 5, "d_norm": "batch", "gp": 10.0},
+    {"loss_kind": "nonsaturating", "d_norm": "batch", "r1": 10.0, "real_label": 0.9},
+    {"loss_kind": "hinge", "d_norm": "batch", "r1": 1.0, "drift": 0.001},
+]
+
+
+def healthy_training(n: int = 300, seed: int = 0) -> list[dict]:
+    """Noisy but stable training lines: d_acc about 0.7, losses and grad norms around a level."""
+    rng = random.Random(seed)
+    records = []
+    for i in range(n):
+        records.append({
+            "step": (i + 1) * EVERY,
+            "d_steps": (i + 1) * EVERY,
+            "loss_d": 1.2 + 0.1 * rng.gauss(0, 1),
+            "loss_g": 1.0 + 0.2 * rng.gauss(0, 1),
+            "d_real": 0.5 + 0.2 * rng.gauss(0, 1),
+            "d_fake": -0.5 + 0.2 * rng.gauss(0, 1),
+            "d_acc": min(1.0, max(0.0, 0.7 + 0.05 * rng.gauss(0, 1))),
+            "grad_norm_d": 5.0 * math.exp(0.3 * rng.gauss(0, 1)),
+            "grad_norm_g": 1.0 * math.exp(0.3 * rng.gauss(0, 1)),
+            "lr_d": 2e-4,
+            "lr_g": 2e-4,
+        })
+    return records
+
+
+def healthy_evals(n: int = 30, seed: int = 0) -> list[dict]:
+    """Improving evaluation lines (FD falling, coverage/recall rising, classes balanced)."""
+    rng = random.Random(seed + 1000)
+    records = []
+    for i in range(n):
+        step = (i + 1) * EVAL_EVERY
+        records.append({
+            "step": step,
+            "eval_fd": 100.0 * math.exp(-step / 15000) + 5.0 + 0.3 * rng.gauss(0, 1),
+            "eval_coverage": 0.9 - 0.5 * math.exp(-step / 8000) + 0.01 * rng.gauss(0, 1),
+            "eval_recall": 0.8 - 0.5 * math.exp(-step / 8000) + 0.01 * rng.gauss(0, 1),
+            "eval_class_kl": 0.02 + 0.005 * abs(rng.gauss(0, 1)),
+            "eval_diversity": 0.95 + 0.02 * rng.gauss(0, 1),
+        })
+    return records
+
+
+def merged(training: list[dict], evals: list[dict]) -> list[dict]:
+    """Training and eval lines interleaved by step, training line first, as the loop writes them."""
+    return sorted(training + evals, key=lambda r: (r["step"], any(k.startswith("eval_") for k in r)))
+
+
+def evals_of(key: str, values: list[float], start: int = EVAL_EVERY) -> list[dict]:
+    """Evaluation lines carrying one key, one per `EVAL_EVERY` steps from `start`."""
+    return [{"step": start + i * EVAL_EVERY, key: v} for i, v in enumerate(values)]
+
+
+def only(findings: list[Finding], code: str) -> Finding:
+    """The single finding with `code` (fails otherwise)."""
+    matching = [f for f in findings if f.code == code]
+    assert len(matching) == 1, [f.to_dict() for f in findings]
+    return matching[0]
+
+
+CFG = DoctorConfig()
+
+
+# ---------------------------------------------------------------------------------------------
+# healthy runs stay silent
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("context", [NS, WGAN, HINGE, None])
+def test_healthy_run_has_no_findings(seed: int, context: dict | None) -> None:
+    records = merged(healthy_training(seed=seed), healthy_evals(seed=seed))
+    assert diagnose(records, CFG, context) == []
+    assert format_report([]) == "No problems found."
+
+
+def test_healthy_modes_run_has_no_findings() -> None:
+    cfg = DoctorConfig(expected_modes=25)
+    modes = [10, 16, 20, 23, 24, 25, 25, 25, 25, 25, 25, 25, 25, 25]
+    records = merged(healthy_training(n=140), evals_of("eval_modes", modes))
+    assert diagnose(records, cfg, NS) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# divergence
+# ---------------------------------------------------------------------------------------------
+
+
+def test_nonfinite_fires_on_nan_losses() -> None:
+    records = healthy_training(n=80)
+    for i in (50, 51, 52):
+        records[i]["loss_d"] = None
+        records[i]["grad_norm_d"] = None
+        records[i]["nonfinite"] = ["loss_d", "grad_norm_d"]
+    finding = only(detect_nonfinite(records, CFG, NS), "divergence.nonfinite")
+    assert finding.severity == "error"
+    assert (finding.start_step, finding.end_step) == (5100, 5300)
+    assert finding.evidence["records"] == 3
+    assert finding.evidence["keys"] == 2
+    assert "loss_d" in finding.message and "grad_norm_d" in finding.message
+    assert is_divergence(finding)
+
+
+def test_nonfinite_fires_on_null_loss_without_list() -> None:
+    records = healthy_training(n=20)
+    records[7]["loss_g"] = None
+    finding = only(detect_nonfinite(records, CFG), "divergence.nonfinite")
+    assert (finding.start_step, finding.end_step) == (800, 800)
+
+
+def test_nonfinite_ignores_eval_keys_and_missing_keys() -> None:
+    records = healthy_training(n=20)
+    for record in records:
+        del record["grad_norm_g"]  # not logged at all is not a divergence
+    records.append({"step": 2000, "eval_fd": None, "nonfinite": ["eval_fd"]})
+    assert detect_nonfinite(records, CFG) == []
+
+
+def test_explosion_fires_on_grad_norm_spike() -> None:
+    records = healthy_training(n=150)
+    for i in range(100, 105):
+        records[i]["grad_norm_d"] *= 1000.0
+    finding = only(detect_explosion(records, CFG, NS), "divergence.explosion")
+    assert finding.metric == "grad_norm_d"
+    assert finding.severity == "error"
+    assert (finding.start_step, finding.end_step) == (10100, 10500)
+    assert finding.evidence["ratio"] > 100.0
+    assert finding.evidence["median"] == pytest.approx(5.0, rel=0.3)
+    assert is_divergence(finding)
+
+
+def test_explosion_fires_on_negative_wasserstein_loss() -> None:
+    records = healthy_training(n=120)
+    for i, record in enumerate(records):
+        record["loss_d"] = -2.0 + 0.3 * math.sin(i)
+    for i in range(90, 95):
+        records[i]["loss_d"] = -500.0
+    finding = only(detect_explosion(records, CFG, WGAN), "divergence.explosion")
+    assert finding.metric == "loss_d"
+    assert finding.evidence["value"] == -500.0
+    assert (finding.start_step, finding.end_step) == (9100, 9500)
+
+
+def test_explosion_ignores_single_spike() -> None:
+    records = healthy_training(n=150)
+    records[100]["grad_norm_d"] *= 1000.0  # one record: below explosion_patience=2
+    assert detect_explosion(records, CFG) == []
+
+
+def wasserstein_drift(n: int = 120, start: int = 40) -> list[dict]:
+    """Critic outputs that start growing steadily (in magnitude) at record `start`."""
+    records = healthy_training(n=n)
+    for i, record in enumerate(records):
+        level = 10.0 if i < start else 10.0 * 1.05 ** (i - start)
+        record["d_real"] = level + 0.1 * math.sin(i)
+        record["d_fake"] = -level - 2.0 + 0.1 * math.cos(i)
+        record["d_acc"] = 1.0
+    return records
+
+
+def test_critic_drift_fires_for_wasserstein() -> None:
+    records = wasserstein_drift()
+    finding = only(detect_critic_drift(records, CFG, WGAN), "divergence.critic_drift")
+    assert finding.severity == "warning"
+    assert not is_divergence(finding)
+    # |d| first exceeds 100 at record 88 (10*1.05**48); the window reaches 19 records back
+    assert finding.start_step == (88 - 19 + 1) * EVERY
+    assert finding.end_step == 120 * EVERY
+    assert finding.evidence["d_real"] > 100.0 and finding.evidence["d_fake"] < -100.0
+    assert finding.evidence["increase_frac"] >= 0.8
+    assert "penalty.drift=0.001" in finding.advice
+
+
+def test_critic_drift_silent_for_bounded_outputs_and_other_losses() -> None:
+    records = healthy_training(n=120)
+    rng = random.Random(3)
+    for record in records:  # large but stationary outputs
+        record["d_real"] = 500.0 + rng.gauss(0, 5)
+        record["d_fake"] = -500.0 + rng.gauss(0, 5)
+    assert detect_critic_drift(records, CFG, WGAN) == []
+    assert detect_critic_drift(wasserstein_drift(), CFG, NS) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# discriminator overpowering
+# ---------------------------------------------------------------------------------------------
+
+
+def overpowered(n: int = 100, first: int = 19, last: int = 59) -> list[dict]:
+    """D accuracy 0.995 over records first..last (steps (first+1)*100 .. (last+1)*100)."""
+    records = healthy_training(n=n)
+    for i in range(first, last + 1):
+        records[i]["d_acc"] = 0.995 if i % 2 else 1.0
+    return records
+
+
+def test_d_overpowers_fires_with_step_range_and_advice() -> None:
+    finding = only(detect_d_overpowers(overpowered(), CFG, NS), "d_overpowers")
+    assert finding.severity == "warning"
+    assert (finding.start_step, finding.end_step) == (2000, 6000)
+    assert finding.evidence["d_acc_mean"] == pytest.approx((21 * 0.995 + 20 * 1.0) / 41)
+    assert finding.evidence["records"] == 41
+    assert "loss.kind=hinge with model.d_norm=spectral" in finding.advice
+    assert "loss.real_label=0.9" in finding.advice
+
+
+def test_d_overpowers_advice_follows_context() -> None:
+    hinge = only(detect_d_overpowers(overpowered(), CFG, HINGE), "d_overpowers")
+    assert "real_label" not in hinge.advice and "smooth" not in hinge.advice
+    assert "model.d_norm=spectral" not in hinge.advice  # already spectral
+    assert "train.n_critic=1" not in hinge.advice  # already 1
+    smoothed = dict(NS, real_label=0.9, n_critic=5)
+    advice = only(detect_d_overpowers(overpowered(), CFG, smoothed), "d_overpowers").advice
+    assert "real_label" not in advice and "train.n_critic=1" in advice
+
+
+def test_d_overpowers_silent_when_short_or_wasserstein() -> None:
+    assert detect_d_overpowers(overpowered(first=19, last=30), CFG, NS) == []
+    assert detect_d_overpowers(overpowered(), CFG, WGAN) == []
+
+
+def vanishing(n: int = 140, first: int = 100) -> list[dict]:
+    """G gradient collapsing 1000x with D at 0.999 accuracy from record `first`."""
+    records = healthy_training(n=n)
+    for i in range(first, n):
+        records[i]["grad_norm_g"] = 1e-3 * (1.0 + 0.1 * math.sin(i))
+        records[i]["d_acc"] = 0.999
+    return records
+
+
+def test_vanishing_g_grad_fires() -> None:
+    finding = only(detect_vanishing_g_grad(vanishing(), CFG, {"loss_kind": "minimax"}), "vanishing_g_grad")
+    assert finding.severity == "warning"
+    assert (finding.start_step, finding.end_step) == (10100, 14000)
+    assert finding.evidence["ratio"] > 500.0
+    assert finding.evidence["d_acc_mean"] == pytest.approx(0.999)
+    assert "loss.kind=nonsaturating" in finding.advice
+
+
+def test_vanishing_g_grad_silent_when_d_does_not_win() -> None:
+    records = vanishing()
+    for record in records[100:]:
+        record["d_acc"] = 0.7
+    assert detect_vanishing_g_grad(records, CFG, NS) == []
+    assert detect_vanishing_g_grad(vanishing(), CFG, WGAN) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# mode collapse
+# ---------------------------------------------------------------------------------------------
+
+
+def test_coverage_drop_error_and_warning() -> None:
+    coverage = [0.5, 0.7, 0.85, 0.9, 0.88, 0.6, 0.5, 0.55]
+    recall = [0.5, 0.7, 0.8, 0.8, 0.78, 0.68, 0.66, 0.79]
+    records = evals_of("eval_coverage", coverage) + evals_of("eval_recall", recall)
+    findings = detect_coverage_drop(records, CFG, NS)
+    cov = [f for f in findings if f.metric == "eval_coverage"]
+    rec = [f for f in findings if f.metric == "eval_recall"]
+    assert len(cov) == 1 and len(rec) == 1
+    assert cov[0].code == "mode_collapse.coverage" and cov[0].severity == "error"
+    assert (cov[0].start_step, cov[0].end_step) == (6000, 8000)
+    assert cov[0].evidence["drop"] == pytest.approx(0.4)
+    assert cov[0].evidence["best_step"] == 4000
+    assert rec[0].severity == "warning"
+    assert (rec[0].start_step, rec[0].end_step) == (6000, 7000)
+    assert rec[0].evidence["value"] == pytest.approx(0.66)
+
+
+def test_coverage_single_dip_is_silent() -> None:
+    records = evals_of("eval_coverage", [0.5, 0.8, 0.9, 0.75, 0.9, 0.91])
+    assert detect_coverage_drop(records, CFG) == []
+
+
+def test_class_kl_warning_and_error_after_warmup() -> None:
+    # 2.0 is in the warm-up; 1.5 alone is shorter than collapse_patience
+    values = [2.0, 1.5, 0.05, 0.04, 0.3, 0.35, 0.03, 0.6, 0.9]
+    findings = detect_class_kl(evals_of("eval_class_kl", values), CFG, NS)
+    assert [(f.severity, f.start_step, f.end_step) for f in findings] == [
+        ("warning", 5000, 6000), ("error", 8000, 9000)]
+    assert findings[1].evidence["class_kl"] == pytest.approx(0.9)
+    assert detect_class_kl(evals_of("eval_class_kl", [2.0, 1.5, 0.05, 0.04]), CFG) == []
+
+
+def test_diversity_warning_and_error() -> None:
+    values = [0.9, 0.95, 0.6, 0.62, 0.95, 0.3, 0.2]
+    findings = detect_diversity(evals_of("eval_diversity", values), CFG, NS)
+    assert [(f.code, f.severity, f.start_step, f.end_step) for f in findings] == [
+        ("mode_collapse.diversity", "warning", 3000, 4000),
+        ("mode_collapse.diversity", "error", 6000, 7000)]
+    assert findings[1].evidence["diversity"] == pytest.approx(0.2)
+
+
+def test_modes_below_expected() -> None:
+    records = evals_of("eval_modes", [5, 20, 22, 22, 22, 25, 12, 11, 10])
+    findings = detect_modes(records, DoctorConfig(expected_modes=25), NS)
+    assert [(f.code, f.severity, f.start_step, f.end_step) for f in findings] == [
+        ("mode_collapse.modes", "warning", 4000, 5000), ("mode_collapse.modes", "error", 7000, 9000)]
+    assert findings[1].evidence["missing"] == 15
+    # expected from the context when the config leaves it unset; skipped when neither has it
+    assert len(detect_modes(records, CFG, {"expected_modes": 25})) == 2
+    assert detect_modes(records, CFG, NS) == []
+
+
+def test_modes_still_gaining_is_silent() -> None:
+    records = evals_of("eval_modes", [3, 8, 12, 15, 17, 19, 21, 22, 24, 25])
+    assert detect_modes(records, DoctorConfig(expected_modes=25)) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# stall and oscillation
+# ---------------------------------------------------------------------------------------------
+
+
+def test_stall_info_then_warning() -> None:
+    fd = [100, 60, 40, 30] + [30.5] * 6
+    finding = only(detect_stall(evals_of("eval_fd", fd), CFG), "stall")
+    assert finding.severity == "info" and finding.metric == "eval_fd"
+    assert (finding.start_step, finding.end_step) == (4000, 10000)
+    assert finding.evidence["evaluations_since_best"] == 6
+    longer = only(detect_stall(evals_of("eval_fd", [100, 60, 40, 30] + [30.5] * 10), CFG), "stall")
+    assert longer.severity == "warning"
+    assert detect_stall(evals_of("eval_fd", [100, 80, 60, 50, 45, 40, 38, 36, 34, 32]), CFG) == []
+
+
+def test_stall_uses_modes_higher_is_better_and_skips_converged() -> None:
+    stuck = evals_of("eval_modes", [10, 15, 18] + [18] * 6)
+    finding = only(detect_stall(stuck, CFG), "stall")
+    assert finding.metric == "eval_modes" and finding.start_step == 3000
+    converged = evals_of("eval_modes", [10, 20, 25] + [25] * 12)
+    assert detect_stall(converged, DoctorConfig(expected_modes=25)) == []
+
+
+def growing_oscillation(n: int = 200, start: int = 80) -> list[dict]:
+    """loss_d oscillating with an amplitude that doubles every 20 records from record `start`."""
+    records = healthy_training(n=n)
+    rng = random.Random(7)
+    for i, record in enumerate(records):
+        amplitude = 0.02 * 2.0 ** (max(0, i - start) / 20.0)
+        record["loss_d"] = 1.2 + amplitude * math.sin(2 * math.pi * i / 6) + 0.01 * rng.gauss(0, 1)
+    return records
+
+
+def test_oscillation_fires_on_growing_amplitude() -> None:
+    finding = only(detect_oscillation(growing_oscillation(), CFG, NS), "oscillation")
+    assert finding.severity == "warning" and finding.metric == "loss_d"
+    # first flagged at record 122 (patience 10 after the growth shows in all three windows);
+    # the reported range starts with the first of its three 20-record windows
+    assert (finding.start_step, finding.end_step) == (6400, 20000)
+    assert finding.evidence["growth"] >= 1.5 ** 2
+    assert "penalty.r1=10" in finding.advice
+
+
+def test_oscillation_silent_on_constant_amplitude() -> None:
+    records = healthy_training(n=200)
+    for i, record in enumerate(records):
+        record["loss_d"] = 1.2 + 0.5 * math.sin(2 * math.pi * i / 6)
+    assert detect_oscillation(records, CFG) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# advice consistency with the guide
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("context", CONTEXTS)
+@pytest.mark.parametrize("code", CODES)
+def test_advice_never_smooths_fake_label_or_suggests_batch_norm(code: str, context: dict | None) -> None:
+    advice = advice_for(code, context)
+    assert advice and advice.endswith(".")
+    assert "fake_label" not in advice
+    assert "d_norm=batch" not in advice
+    kind = (context or {}).get("loss_kind", "")
+    if kind and any(name in kind for name in ("wasserstein", "wgan", "hinge", "lsgan")):
+        assert "real_label" not in advice and "smooth" not in advice.lower()
+
+
+def test_advice_calls_out_batch_norm_with_penalty() -> None:
+    advice = advice_for("divergence.nonfinite", CONTEXTS[8])
+    assert "model.d_norm=layer" in advice and "Batch norm" in advice
+
+
+def test_advice_from_detectors_respects_context() -> None:
+    records = merged(overpowered(), [])
+    for context in CONTEXTS:
+        for finding in diagnose(records, CFG, context):
+            assert "fake_label" not in finding.advice
+            if context and context.get("loss_kind") in ("wasserstein", "hinge"):
+                assert "real_label" not in finding.advice
+
+
+# ---------------------------------------------------------------------------------------------
+# Tracker
+# ---------------------------------------------------------------------------------------------
+
+
+def feed(tracker: Tracker, records: list[dict]) -> list[tuple[int, Finding]]:
+    """(step, finding) for every new finding the tracker reports."""
+    reported = []
+    for record in records:
+        for finding in tracker.update(record):
+            reported.append((record["step"], finding))
+    return reported
+
+
+def test_tracker_reports_once_per_episode() -> None:
+    reported = feed(Tracker(CFG, NS), overpowered(n=100))
+    assert [(step, f.code) for step, f in reported] == [(3900, "d_overpowers")]
+    assert reported[0][1].start_step == 2000
+
+
+def test_tracker_rearms_only_after_clear_window() -> None:
+    records = healthy_training(n=200)
+    episodes = [(19, 59), (65, 90), (130, 170)]  # the second resumes within rearm_records=20
+    for first, last in episodes:
+        for i in range(first, last + 1):
+            records[i]["d_acc"] = 1.0
+    reported = feed(Tracker(CFG, NS), records)
+    assert [(step, f.code, f.start_step) for step, f in reported] == [
+        (3900, "d_overpowers", 2000), (15000, "d_overpowers", 13100)]
+
+
+def test_tracker_reports_severity_escalation() -> None:
+    records = evals_of("eval_coverage", [0.5, 0.8, 0.9, 0.75, 0.74, 0.5, 0.5])
+    reported = feed(Tracker(CFG, NS), records)
+    assert [(step, f.severity) for step, f in reported] == [(5000, "warning"), (6000, "error")]
+
+
+def test_tracker_matches_diagnose_and_round_trips_state() -> None:
+    training = healthy_training(n=300)
+    for i in range(150, 200):
+        training[i]["d_acc"] = 1.0
+    for i in range(250, 253):
+        training[i]["loss_d"] = None
+        training[i]["nonfinite"] = ["loss_d"]
+    evals = evals_of("eval_diversity", [0.9] * 5 + [0.3] * 5 + [0.9] * 20)
+    records = merged(training, evals)
+
+    uninterrupted = feed(Tracker(CFG, NS), records)
+    keys = {f.key for _, f in uninterrupted}
+    assert keys == {f.key for f in diagnose(records, CFG, NS)}
+    assert len(uninterrupted) == len(keys)
+
+    cut = len(records) // 2
+    first = Tracker(CFG, NS)
+    before = feed(first, records[:cut])
+    state = json.loads(json.dumps(first.state_dict()))  # plain JSON values only
+    resumed = Tracker(CFG, NS)
+    resumed.load_state_dict(state)
+    after = feed(resumed, records[cut:])
+    as_dicts = lambda pairs: [(step, f.to_dict()) for step, f in pairs]  # noqa: E731
+    assert as_dicts(before + after) == as_dicts(uninterrupted)
+    assert resumed.state_dict() == json.loads(json.dumps(resumed.state_dict()))
+
+
+def test_tracker_history_is_bounded_and_keeps_early_baseline() -> None:
+    cfg = DoctorConfig(tracker_history=60)
+    tracker = Tracker(cfg, {"loss_kind": "minimax"})
+    reported = feed(tracker, vanishing(n=200, first=150))
+    assert len(tracker.state_dict()["train"]) == 60
+    assert [(step, f.code) for step, f in reported] == [
+        (15500, "vanishing_g_grad"), (17000, "d_overpowers")]
+
+
+def test_tracker_accepts_raw_nan_and_rollback() -> None:
+    tracker = Tracker(CFG, NS)
+    feed(tracker, healthy_training(n=30))
+    new = tracker.update({"step": 3100, "loss_d": float("nan"), "loss_g": 1.0, "d_acc": 0.7})
+    assert [f.code for f in new] == ["divergence.nonfinite"] and is_divergence(new[0])
+    # recovery rolls back to step 2000 and the records from there on replace the old ones
+    feed(tracker, healthy_training(n=60)[19:])
+    assert tracker.state_dict()["train"][-1]["step"] == 6000
+    assert "divergence.nonfinite" not in tracker.active_keys()
+    assert all(r.get("loss_d") is not None for r in tracker.state_dict()["train"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding, config, run directory, report
+# ---------------------------------------------------------------------------------------------
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    code=st.sampled_from(CODES),
+    severity=st.sampled_from(["info", "warning", "error"]),
+    start=st.integers(0, 10**7),
+    length=st.integers(0, 10**6),
+    value=st.floats(allow_nan=False, allow_infinity=False, width=64),
+    metric=st.one_of(st.none(), st.sampled_from(["loss_d", "eval_recall"])),
+)
+def test_finding_json_round_trip(code: str, severity: str, start: int, length: int, value: float,
+                                 metric: str | None) -> None:
+    finding = Finding(code, severity, start, start + length, {"value": value, "records": 3},
+                      "A message.", "Some advice.", metric)
+    assert Finding.from_dict(json.loads(json.dumps(finding.to_dict()))) == finding
+
+
+def test_finding_rejects_bad_severity_and_nonfinite_evidence() -> None:
+    with pytest.raises(ValueError):
+        Finding("stall", "fatal", 0, 1)
+    with pytest.raises(ValueError):
+        Finding("stall", "info", 0, 1, {"best": float("nan")})
+
+
+def test_doctor_config_round_trip_and_validation() -> None:
+    cfg = DoctorConfig(expected_modes=8, d_acc_threshold=0.98)
+    assert DoctorConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ValueError, match="known"):
+        DoctorConfig.from_dict({"no_such_key": 1})
+    with pytest.raises(ValueError):
+        DoctorConfig(d_acc_threshold=1.5)
+    with pytest.raises(ValueError):
+        DoctorConfig(explosion_factor=0.5)
+
+
+def test_read_records_deduplicates_resume_and_ignores_torn_line(tmp_path) -> None:
+    lines = [
+        {"step": 100, "loss_d": 1.0}, {"step": 200, "loss_d": 1.1}, {"step": 200, "eval_fd": 50.0},
+        {"step": 300, "loss_d": 9.0},  # lost by the crash, rewritten after resuming from step 200
+        {"step": 300, "loss_d": 1.2}, {"step": 400, "loss_d": 1.3, "nonfinite": []},
+    ]
+    text = "\n".join(json.dumps(line) for line in lines) + '\n{"step": 500, "loss'
+    (tmp_path / "metrics.jsonl").write_text(text)
+    records = read_records(tmp_path)
+    assert [(r["step"], r.get("loss_d"), r.get("eval_fd")) for r in records] == [
+        (100, 1.0, None), (200, 1.1, None), (200, None, 50.0), (300, 1.2, None), (400, 1.3, None)]
+    assert read_records(tmp_path / "metrics.jsonl") == records
+
+
+def test_diagnose_run_reads_context_from_config(tmp_path) -> None:
+    records = overpowered()
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (tmp_path / "config.yaml").write_text(
+        "data:\n  name: digits\nloss:\n  kind: hinge\npenalty:\n  r1: 0.0\nmodel:\n  d_norm: none\n"
+        "train:\n  n_critic: 2\n")
+    assert context_from_config({"loss": {"kind": "hinge"}, "train.n_critic": 2}) == {
+        "loss_kind": "hinge", "n_critic": 2}
+    assert context_from_config({"data": {"name": "grid25"}, "penalty": {"gp": 10.0}}) == {
+        "gp": 10.0, "expected_modes": 25}
+    finding = only(diagnose_run(tmp_path), "d_overpowers")
+    assert "real_label" not in finding.advice and "model.d_norm=spectral" in finding.advice
+    write_findings(tmp_path / "findings.jsonl", [finding])
+    assert read_findings(tmp_path / "findings.jsonl") == [finding]
+
+
+def test_format_report_lists_each_finding() -> None:
+    findings = diagnose(merged(overpowered(), evals_of("eval_diversity", [0.9, 0.9, 0.2, 0.2])), CFG, NS)
+    report = format_report(findings)
+    assert report.startswith("2 findings (1 error, 1 warning)")
+    assert "WARNING  d_overpowers  steps 2000-6000" in report
+    assert "ERROR  mode_collapse.diversity  steps 3000-4000" in report
+    assert "advice: Try loss.kind=hinge" in report
+    assert "evidence: d_acc_mean=" in report

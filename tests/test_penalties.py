@@ -1,0 +1,237 @@
+"""Gradient penalty, R1 and weight clipping: per-sample maths checked against exact values."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+import torch
+from torch import nn
+from torch.testing import assert_close
+
+import ganstab.penalties as pen
+from ganstab.penalties import clip_weights, gradient_penalty, interpolate, r1_penalty
+
+
+class LinearCritic(nn.Module):
+    """D(x) = w . flatten(x): its input gradient is w for every sample."""
+
+    def __init__(self, w: torch.Tensor) -> None:
+        super().__init__()
+        self.w = nn.Parameter(w.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1) @ self.w
+
+
+def unit_w(n: int, norm: float, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.randn(n, generator=gen)
+    return w / w.norm() * norm
+
+
+def mlp_critic(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 16), nn.Softplus(), nn.Linear(16, 1))
+
+
+def conv_critic(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
+        nn.Conv2d(4, 8, 4, stride=2, padding=1), nn.Tanh(),
+        nn.Flatten(), nn.Linear(8 * 7 * 7, 1),
+    )
+
+
+def single_penalty_by_hand(critic: nn.Module, x_hat: torch.Tensor, target: float) -> torch.Tensor:
+    """(||grad_x D(x)|| - target)^2 for one sample, written without the library."""
+    x = x_hat.detach().clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x).sum(), x)
+    return (grad.flatten().norm() - target) ** 2
+
+
+def alphas(batch: int, rank: int, seed: int) -> torch.Tensor:
+    """The alphas `interpolate` draws from a generator seeded with `seed` (same call, same numbers)."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand((batch,) + (1,) * (rank - 1), generator=gen)
+
+
+# ---------------------------------------------------------------- interpolate
+
+@pytest.mark.parametrize("shape", [(6, 2), (5, 1, 28, 28), (3, 3, 4, 5)])
+def test_interpolate_uses_one_alpha_per_sample_of_matching_rank(shape):
+    real = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    fake = torch.randn(shape, generator=torch.Generator().manual_seed(2))
+    x_hat = interpolate(real, fake, torch.Generator().manual_seed(7))
+    alpha = alphas(shape[0], len(shape), 7)
+    assert x_hat.shape == real.shape
+    assert alpha.shape == (shape[0],) + (1,) * (len(shape) - 1)
+    assert_close(x_hat, alpha * real + (1 - alpha) * fake)
+    assert not x_hat.requires_grad
+
+
+def test_interpolate_detaches_its_inputs():
+    real = torch.randn(4, 2, requires_grad=True)
+    fake = torch.randn(4, 2, requires_grad=True)
+    assert not interpolate(real, fake).requires_grad
+
+
+def test_interpolate_shape_mismatch():
+    with pytest.raises(ValueError) as info:
+        interpolate(torch.zeros(4, 2), torch.zeros(4, 3))
+    assert str(info.value) == "real and fake shapes differ: (4, 2) vs (4, 3)"
+
+
+# ---------------------------------------------------------------- batch penalty = mean of per-sample penalties
+
+@pytest.mark.parametrize("make_critic,shape", [(mlp_critic, (8, 2)), (conv_critic, (5, 1, 28, 28))])
+def test_gradient_penalty_is_mean_of_single_sample_penalties(make_critic, shape, monkeypatch):
+    critic = make_critic()
+    real = torch.randn(shape, generator=torch.Generator().manual_seed(3))
+    fake = torch.randn(shape, generator=torch.Generator().manual_seed(4))
+    batch = gradient_penalty(critic, real, fake, target=1.0, generator=torch.Generator().manual_seed(11))
+
+    alpha = alphas(shape[0], len(shape), 11)
+    x_hat = alpha * real + (1 - alpha) * fake
+    by_hand = torch.stack([single_penalty_by_hand(critic, x_hat[i:i + 1], 1.0) for i in range(shape[0])])
+    assert_close(batch, by_hand.mean())
+
+    # the library's own single-sample penalties at the same interpolates, averaged
+    singles = []
+    for i in range(shape[0]):
+        monkeypatch.setattr(pen, "interpolate", lambda r, f, g=None, i=i: x_hat[i:i + 1])
+        singles.append(gradient_penalty(critic, real[i:i + 1], fake[i:i + 1], target=1.0))
+    assert_close(batch, torch.stack(singles).mean())
+    assert_close(torch.stack(singles), by_hand)
+    # the penalties are not all equal, so the comparison means something
+    assert by_hand.std() > 0
+
+
+def test_gradient_penalty_with_other_target(monkeypatch):
+    critic = mlp_critic(seed=5)
+    real, fake = torch.randn(6, 2), torch.randn(6, 2)
+    batch = gradient_penalty(critic, real, fake, target=0.5, generator=torch.Generator().manual_seed(2))
+    alpha = alphas(6, 2, 2)
+    x_hat = alpha * real + (1 - alpha) * fake
+    by_hand = torch.stack([single_penalty_by_hand(critic, x_hat[i:i + 1], 0.5) for i in range(6)]).mean()
+    assert_close(batch, by_hand)
+
+
+# ---------------------------------------------------------------- linear critic: exact values
+
+@pytest.mark.parametrize("shape", [(16, 2), (7, 1, 4, 4), (3, 3, 2, 5)])
+def test_gradient_penalty_of_linear_critic_with_norm_two_is_one(shape):
+    n = math.prod(shape[1:])
+    critic = LinearCritic(unit_w(n, 2.0))
+    real, fake = torch.randn(shape), torch.randn(shape)
+    # ||grad|| = ||w|| = 2 for every sample: (2 - 1)^2 = 1 (one norm over the batch would give (2 sqrt(B) - 1)^2)
+    assert_close(gradient_penalty(critic, real, fake, target=1.0), torch.tensor(1.0))
+    # target 3: (2 - 3)^2 = 1; target 0.5: 1.5^2 = 2.25
+    assert_close(gradient_penalty(critic, real, fake, target=3.0), torch.tensor(1.0))
+    assert_close(gradient_penalty(critic, real, fake, target=0.5), torch.tensor(2.25))
+
+
+def test_gradient_penalty_gradient_reaches_the_critic_weights():
+    w = unit_w(2, 2.0)
+    critic = LinearCritic(w)
+    gp = gradient_penalty(critic, torch.randn(8, 2), torch.randn(8, 2), target=1.0)
+    assert gp.requires_grad
+    gp.backward()
+    # d/dw (||w|| - 1)^2 = 2 (||w|| - 1) w / ||w|| = w when ||w|| = 2
+    assert_close(critic.w.grad, w)
+
+
+@pytest.mark.parametrize("make_critic,shape", [(mlp_critic, (8, 2)), (conv_critic, (4, 1, 28, 28))])
+def test_penalties_backpropagate_into_every_weight(make_critic, shape):
+    for penalty in ("gp", "r1"):
+        critic = make_critic()
+        real, fake = torch.randn(shape), torch.randn(shape)
+        value = (gradient_penalty(critic, real, fake) if penalty == "gp" else r1_penalty(critic, real))
+        value.backward()
+        for name, param in critic.named_parameters():
+            if name.endswith("bias") and name.startswith(str(len(critic) - 1)):
+                continue  # the last bias does not change the input gradient
+            assert param.grad is not None, f"{penalty}: no gradient for {name}"
+            assert param.grad.abs().sum() > 0, f"{penalty}: zero gradient for {name}"
+
+
+@pytest.mark.parametrize("shape", [(16, 2), (5, 1, 4, 4)])
+def test_r1_of_linear_critic_is_squared_norm(shape):
+    w = unit_w(math.prod(shape[1:]), 2.0)
+    critic = LinearCritic(w)
+    r1 = r1_penalty(critic, torch.randn(shape))
+    assert_close(r1, torch.tensor(4.0))
+    r1.backward()
+    # d/dw ||w||^2 = 2 w
+    assert_close(critic.w.grad, 2 * w)
+
+
+def test_r1_is_mean_of_single_sample_values():
+    critic = conv_critic()
+    real = torch.randn(4, 1, 28, 28)
+    batch = r1_penalty(critic, real)
+    singles = []
+    for i in range(4):
+        x = real[i:i + 1].clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(critic(x).sum(), x)
+        singles.append(grad.pow(2).sum())
+    assert_close(batch, torch.stack(singles).mean())
+
+
+def test_penalties_leave_inputs_without_grad():
+    critic = mlp_critic()
+    real, fake = torch.randn(4, 2), torch.randn(4, 2)
+    gradient_penalty(critic, real, fake)
+    r1_penalty(critic, real)
+    assert real.grad is None and not real.requires_grad
+
+
+# ---------------------------------------------------------------- AMP scale
+
+@pytest.mark.parametrize("scale", [1024.0, 0.125])
+def test_scale_gives_same_result_as_one(scale):
+    critic = conv_critic(seed=3)
+    real, fake = torch.randn(4, 1, 28, 28), torch.randn(4, 1, 28, 28)
+    gp1 = gradient_penalty(critic, real, fake, generator=torch.Generator().manual_seed(9), scale=1.0)
+    gps = gradient_penalty(critic, real, fake, generator=torch.Generator().manual_seed(9), scale=scale)
+    assert_close(gps, gp1)
+    assert_close(r1_penalty(critic, real, scale=scale), r1_penalty(critic, real, scale=1.0))
+
+    lin = LinearCritic(unit_w(2, 2.0))
+    assert_close(gradient_penalty(lin, torch.randn(8, 2), torch.randn(8, 2), scale=scale), torch.tensor(1.0))
+    assert_close(r1_penalty(lin, torch.randn(8, 2), scale=scale), torch.tensor(4.0))
+
+
+# ---------------------------------------------------------------- weight clipping
+
+def test_clip_weights_bounds_every_parameter():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[0.5, -0.005, 0.02], [0.0, 0.01, -0.01],
+                                          [-3.0, 0.009, 0.001], [0.011, -0.011, 0.0099]]))
+        net[0].bias.copy_(torch.tensor([0.003, -0.2, 0.02, -0.001]))
+    before = {name: p.detach().clone() for name, p in net.named_parameters()}
+    clip_weights(net, 0.01)
+    for name, param in net.named_parameters():
+        assert param.abs().max() <= 0.01, name
+        small = before[name].abs() <= 0.01
+        assert torch.equal(param[small], before[name][small]), f"{name}: small values changed"
+        assert_close(param[~small], 0.01 * before[name][~small].sign())
+    assert_close(net[0].weight, torch.tensor([[0.01, -0.005, 0.01], [0.0, 0.01, -0.01],
+                                              [-0.01, 0.009, 0.001], [0.01, -0.01, 0.0099]]))
+    assert_close(net[0].bias, torch.tensor([0.003, -0.01, 0.01, -0.001]))
+
+
+def test_clip_weights_is_not_tracked_by_autograd():
+    net = nn.Linear(2, 2)
+    clip_weights(net, 0.1)
+    assert all(p.requires_grad and p.grad_fn is None for p in net.parameters())
+
+
+@pytest.mark.parametrize("c", [0.0, -0.01])
+def test_clip_weights_rejects_non_positive(c):
+    with pytest.raises(ValueError, match=re.escape(f"clip value must be positive, got {c}")):
+        clip_weights(nn.Linear(2, 2), c)
