@@ -359,7 +359,6 @@ class Trainer:
         state = ckpt.load_checkpoint(path, map_location=self.device)
         self.load_state(state)
         truncate_metrics(self.out / "metrics.jsonl", self.step, self.cfg.log.every)
-        truncate_findings(self.out / "findings.jsonl", self.step)
         self.recoveries = recoveries
         self.lr_scale = lr_scale
         self.apply_lr_scale()
@@ -428,8 +427,8 @@ class Trainer:
                 if on_interval or self.step == cfg.train.steps:
                     line = self.log_line()
                     try:
-                        self._check_finite(line)
                         self.observe(line)
+                        self._check_finite(line)
                     except Divergence as exc:
                         if self._recover(str(exc)):
                             t_last = time.perf_counter()
@@ -443,6 +442,13 @@ class Trainer:
                 if self.step % cfg.log.sample_every == 0:
                     self.save_samples()
                 if self.step % cfg.log.checkpoint_every == 0 and self._last_checkpoint_step != self.step:
+                    try:
+                        self._check_finite({})  # never checkpoint a diverged state
+                    except Divergence as exc:
+                        if self._recover(str(exc)):
+                            t_last = time.perf_counter()
+                            continue
+                        raise TrainingDiverged(self._give_up_message(str(exc))) from None
                     self.save_checkpoint()
                 if bar is not None:
                     bar.update(1)
