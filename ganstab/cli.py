@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -65,6 +66,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                    allow_config_change=args.allow_config_change, echo=_echo)
     if result.interrupted:
         return 130
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun only rank 0 reports
     out = Path(result.out)
     samples = sorted((out / "samples").glob("*.png"))
     print(f"trained {result.steps} G steps ({result.d_steps} D steps, {result.images_seen} real images) "

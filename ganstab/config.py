@@ -95,6 +95,9 @@ class TrainConfig(_Section):
     recover_lr_factor: float = Field(default=0.5, gt=0.0, le=1.0)
     deterministic: bool = False
     resume: Literal["never", "auto"] = "never"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    compile: bool = False
+    sync_bn: bool = False
 
 
 class LogConfig(_Section):

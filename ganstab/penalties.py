@@ -31,12 +31,16 @@ def _input_gradients(discriminator: Critic, x: Tensor, scale: float = 1.0) -> Te
     return grad.reshape(grad.shape[0], -1)
 
 
-def interpolate(real: Tensor, fake: Tensor, generator: torch.Generator | None = None) -> Tensor:
+def interpolate(real: Tensor, fake: Tensor, generator: torch.Generator | None = None,
+                alpha: Tensor | None = None) -> Tensor:
     """Random per-sample points on the lines between real and fake (alpha shape (B, 1, ..., 1))."""
     if real.shape != fake.shape:
         raise ValueError(f"real and fake shapes differ: {tuple(real.shape)} vs {tuple(fake.shape)}")
     shape = (real.shape[0],) + (1,) * (real.dim() - 1)
-    alpha = torch.rand(shape, device=real.device, dtype=real.dtype, generator=generator)
+    if alpha is None:
+        alpha = torch.rand(shape, device=real.device, dtype=real.dtype, generator=generator)
+    else:
+        alpha = alpha.reshape(shape).to(device=real.device, dtype=real.dtype)
     return alpha * real.detach() + (1.0 - alpha) * fake.detach()
 
 
@@ -47,9 +51,10 @@ def gradient_penalty(
     target: float = 1.0,
     generator: torch.Generator | None = None,
     scale: float = 1.0,
+    alpha: Tensor | None = None,
 ) -> Tensor:
     """WGAN-GP penalty mean_i (||grad D(x_hat_i)||_2 - target)^2, per sample, any input rank."""
-    x_hat = interpolate(real, fake, generator)
+    x_hat = interpolate(real, fake, generator, alpha)
     norms = _input_gradients(discriminator, x_hat, scale).norm(2, dim=1)
     return (norms - target).pow(2).mean()
 

@@ -69,7 +69,7 @@ class EvaluatorSettings:
     num_classes: int = 0  # 0 for the autoencoder
     feature_dim: int = 128
     widths: tuple[int, int, int] = (32, 64, 128)
-    epochs: int = 4
+    epochs: int = 3
     batch_size: int = 128
     lr: float = 3e-3
     weight_decay: float = 1e-4
@@ -395,7 +395,7 @@ def train_evaluator(
     *,
     test_images: Optional[Tensor] = None,
     test_labels: Optional[Tensor] = None,
-    epochs: int = 4,
+    epochs: int = 3,
     seed: int = 0,
     device: DeviceLike = "cpu",
     feature_dim: int = 128,
@@ -534,7 +534,7 @@ def load_or_train_evaluator(
     test_images: Optional[Tensor] = None,
     test_labels: Optional[Tensor] = None,
     *,
-    epochs: int = 4,
+    epochs: int = 3,
     seed: int = 0,
     device: DeviceLike = "cpu",
     feature_dim: int = 128,

@@ -29,6 +29,7 @@ from ganstab.models import build_discriminator, build_generator
 from ganstab.sampling import generate, save_image_grid, save_scatter
 from ganstab.train import checkpoint as ckpt
 from ganstab.train.ema import ema_beta, make_ema, update_ema
+from ganstab.train import parallel
 from ganstab.train.recorder import Recorder, read_metrics, truncate_metrics
 
 # Config keys that may change between a checkpoint and its resume without a flag.
@@ -119,12 +120,32 @@ class Trainer:
         if cfg.train.deterministic:
             torch.use_deterministic_algorithms(True)
         self.device = resolve_device(cfg.train.device)
+        self.dist = parallel.init_distributed(self.device)
+        if self.dist.active and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        if cfg.train.precision == "fp16" and self.device.type != "cuda":
+            raise ConfigError("train.precision=fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
         torch.manual_seed(cfg.seed)
         self.data: DataSource = make_dataset(cfg.data, cfg.seed).to(self.device)
         self.shape = self.data.shape
         self.G = build_generator(cfg.model, self.shape, cfg).to(self.device)
         self.D = build_discriminator(cfg.model, self.shape, cfg).to(self.device)
+        if self.dist.active and cfg.train.sync_bn:
+            self.G = nn.SyncBatchNorm.convert_sync_batchnorm(self.G)
+            self.D = nn.SyncBatchNorm.convert_sync_batchnorm(self.D)
+        self.memory_format = torch.preserve_format
+        if self.device.type == "cuda" and len(self.shape) == 3:
+            self.memory_format = torch.channels_last
+            self.G.to(memory_format=torch.channels_last)
+            self.D.to(memory_format=torch.channels_last)
         self.G_ema = make_ema(self.G) if cfg.train.ema > 0 else None
+        self.G_net = parallel.wrap_ddp(self.G, self.dist, self.device)
+        self.critic_net = parallel.wrap_ddp(parallel.CriticPass(self.D), self.dist, self.device)
+        self.g_forward, self.d_forward = self.G_net, self.D
+        if cfg.train.compile:
+            self._compile()
+        self.scaler_g = parallel.make_scaler(cfg.train.precision, self.device)
+        self.scaler_d = parallel.make_scaler(cfg.train.precision, self.device)
         self.lr_scale = 1.0
         self.opt_g = make_optimizer(cfg.optim.name, self.G.parameters(), cfg.optim.g_lr, cfg.optim.g_betas)
         self.opt_d = make_optimizer(cfg.optim.name, self.D.parameters(), cfg.optim.d_lr, cfg.optim.d_betas)
@@ -155,69 +176,105 @@ class Trainer:
         """Extra arguments for G and D (the seam for progressive growing's resolution and alpha)."""
         return {}
 
+    def _compile(self) -> None:
+        """torch.compile G and D where supported; fall back to eager with a message otherwise."""
+        try:
+            g_compiled = torch.compile(self.G_net)
+            d_compiled = torch.compile(self.D)
+            kw = self.g_kwargs()
+            with torch.no_grad():
+                fake = g_compiled(self.latent_local(2), **kw)
+                d_compiled(fake, **kw)
+        except Exception as exc:  # compile support varies by platform and PyTorch build
+            self.echo(f"train.compile: torch.compile is not supported here ({type(exc).__name__}); "
+                      "continuing without it")
+            return
+        self.g_forward, self.d_forward = g_compiled, d_compiled
+
+    def _shard(self, tensor: Tensor) -> Tensor:
+        """This rank's slice of a global batch."""
+        if not self.dist.active:
+            return tensor
+        per = tensor.shape[0] // self.dist.world
+        return tensor[self.dist.rank * per:(self.dist.rank + 1) * per]
+
     def real_batch(self) -> Tensor:
-        """The next real batch (fresh for every D step)."""
-        batch = self.data.batch(self.batch_index, self.cfg.train.batch_size, self.device)
+        """The next real batch (fresh for every D step; this rank's slice of the global batch)."""
+        size = self.cfg.train.batch_size
+        batch = self._shard(self.data.batch(self.batch_index, size * self.dist.world, self.device))
         self.batch_index += 1
-        self.images_seen += batch.shape[0]
-        return batch
+        self.images_seen += size * self.dist.world
+        return batch.contiguous(memory_format=self.memory_format) if batch.dim() == 4 else batch
 
     def latent(self, n: int) -> Tensor:
-        """Latent codes from the run's own generator (checkpointed)."""
-        return torch.randn(n, self.cfg.model.latent_dim, device=self.device, generator=self.gen)
+        """This rank's slice of n * world latent codes from the run's own generator (checkpointed)."""
+        z = torch.randn(n * self.dist.world, self.cfg.model.latent_dim, device=self.device, generator=self.gen)
+        return self._shard(z)
+
+    def latent_local(self, n: int) -> Tensor:
+        """Latent codes that do not advance the run's generator (for probes)."""
+        return torch.randn(n, self.cfg.model.latent_dim, device=self.device)
+
+    def gp_alpha(self, n: int) -> Tensor:
+        """This rank's slice of the global interpolation coefficients for the gradient penalty."""
+        return self._shard(torch.rand(n * self.dist.world, device=self.device, generator=self.gen))
 
     def d_step(self) -> None:
         """One D update: loss on a fresh real batch and no-grad fakes, regularisers, step, clipping."""
         cfg = self.cfg
         kw = self.g_kwargs()
         real = self.real_batch()
-        with torch.no_grad():
-            fake = self.G(self.latent(real.shape[0]), **kw)
-        d_real = self.D(real, **kw)
-        d_fake = self.D(fake, **kw)
-        loss = losses.discriminator_loss(cfg.loss.kind, d_real, d_fake, cfg.loss.real_label, cfg.loss.fake_label)
-        total = loss
-        critic = (lambda x: self.D(x, **kw)) if kw else self.D
-        if cfg.penalty.gp > 0:
-            gp = penalties.gradient_penalty(critic, real, fake, cfg.penalty.gp_target, generator=self.gen)
-            total = total + cfg.penalty.gp * gp
-            self.recorder.record("gp", gp.detach())
-        if cfg.penalty.r1 > 0:
-            r1 = penalties.r1_penalty(critic, real)
-            total = total + 0.5 * cfg.penalty.r1 * r1
-            self.recorder.record("r1", r1.detach())
-        if cfg.penalty.drift > 0:
-            drift = losses.drift_penalty(d_real)
-            total = total + cfg.penalty.drift * drift
-            self.recorder.record("drift", drift.detach())
+        precision = cfg.train.precision
+        with torch.no_grad(), parallel.autocast(precision, self.device):
+            fake = self.g_forward(self.latent(real.shape[0]), **kw).float()
+        alpha = self.gp_alpha(real.shape[0]) if cfg.penalty.gp > 0 else None
+        with parallel.autocast(precision, self.device):
+            d_real, d_fake, gp, r1 = self.critic_net(
+                real, fake, gp_alpha=alpha, gp_target=cfg.penalty.gp_target, r1=cfg.penalty.r1 > 0,
+                scale=self.scaler_d.get_scale() if self.scaler_d.is_enabled() else 1.0, d_kwargs=kw)
+            loss = losses.discriminator_loss(cfg.loss.kind, d_real, d_fake, cfg.loss.real_label, cfg.loss.fake_label)
+            total = loss
+            if gp is not None:
+                total = total + cfg.penalty.gp * gp
+                self.recorder.record("gp", gp.detach())
+            if r1 is not None:
+                total = total + 0.5 * cfg.penalty.r1 * r1
+                self.recorder.record("r1", r1.detach())
+            if cfg.penalty.drift > 0:
+                drift = losses.drift_penalty(d_real)
+                total = total + cfg.penalty.drift * drift
+                self.recorder.record("drift", drift.detach())
         self.opt_d.zero_grad(set_to_none=True)
-        total.backward()
-        self.opt_d.step()
+        self.scaler_d.scale(total).backward()
+        self.scaler_d.step(self.opt_d)
+        self.scaler_d.update()
         if cfg.penalty.clip > 0:
             penalties.clip_weights(self.D, cfg.penalty.clip)
         self.d_steps += 1
-        d_real, d_fake = d_real.detach(), d_fake.detach()
+        d_real, d_fake = d_real.detach().float(), d_fake.detach().float()
         self.recorder.record("loss_d", loss.detach())
         self.recorder.record("d_real", d_real.mean())
         self.recorder.record("d_fake", d_fake.mean())
         self.recorder.record("d_acc", 0.5 * ((d_real > 0).float().mean() + (d_fake < 0).float().mean()))
 
     def g_step(self) -> None:
-        """One G update through a frozen D (D's parameters get no gradient)."""
+        """One G update through a frozen D (D's parameters get no gradient; D is not DDP-synced here)."""
         cfg = self.cfg
         kw = self.g_kwargs()
         self.D.requires_grad_(False)
         try:
-            fake = self.G(self.latent(cfg.train.batch_size), **kw)
-            loss = losses.generator_loss(cfg.loss.kind, self.D(fake, **kw))
+            with parallel.autocast(cfg.train.precision, self.device):
+                fake = self.g_forward(self.latent(cfg.train.batch_size), **kw)
+                loss = losses.generator_loss(cfg.loss.kind, self.d_forward(fake, **kw))
             self.opt_g.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt_g.step()
+            self.scaler_g.scale(loss).backward()
+            self.scaler_g.step(self.opt_g)
+            self.scaler_g.update()
         finally:
             self.D.requires_grad_(True)
         self.recorder.record("loss_g", loss.detach())
         if self.G_ema is not None:
-            update_ema(self.G_ema, self.G, ema_beta(cfg.train.batch_size, cfg.train.ema))
+            update_ema(self.G_ema, self.G, ema_beta(cfg.train.batch_size * self.dist.world, cfg.train.ema))
 
     def train_step(self) -> None:
         """n_critic D steps, then one G step."""
@@ -240,7 +297,10 @@ class Trainer:
             "time": round(self.elapsed, 3),
         }
         fixed.update(self.extra_log())
-        line = self.recorder.flush(fixed)
+        if self.dist.active:
+            means = parallel.all_reduce_mean(self.recorder.pending(), self.dist, self.device)
+            self.recorder.load_state_dict({"sums": means, "counts": {k: 1 for k in means}})
+        line = self.recorder.flush(fixed, write=self.dist.is_main)
         self.last_record = line
         return line
 
@@ -248,8 +308,10 @@ class Trainer:
         """Additional fixed values for each log line (progressive: resolution and alpha)."""
         return {}
 
-    def save_samples(self) -> Path:
-        """Sample grid (images) or scatter plot (points) from the fixed noise batch."""
+    def save_samples(self) -> Path | None:
+        """Sample grid (images) or scatter plot (points) from the fixed noise batch (rank 0 only)."""
+        if not self.dist.is_main:
+            return None
         samples = generate(self.sampler_net(), self.fixed_z, **self.g_kwargs())
         path = self.out / "samples" / f"step_{self.step:07d}.png"
         if self.data.kind == "points":
@@ -268,6 +330,7 @@ class Trainer:
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
             "gen": self.gen.get_state(), "rng": ckpt.rng_state(),
             "recorder": self.recorder.state_dict(), "doctor": self.tracker.state_dict(),
+            "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
             "config": to_dict(self.cfg),
         }
 
@@ -297,14 +360,21 @@ class Trainer:
         self.gen.set_state(state["gen"].to(self.gen.get_state().device))
         ckpt.set_rng_state(state["rng"])
         self.recorder.load_state_dict(state.get("recorder", {}))
+        for name, scaler in (("scaler_g", self.scaler_g), ("scaler_d", self.scaler_d)):
+            if state.get(name) and scaler.is_enabled():
+                scaler.load_state_dict(state[name])
         if state.get("doctor"):
             self.tracker.load_state_dict(state["doctor"])
 
     def save_checkpoint(self) -> Path:
         """Write the current state atomically and keep the newest `log.keep_checkpoints`."""
         self._last_checkpoint_step = self.step
-        return ckpt.save_checkpoint(self.out / "checkpoints", self.step, self.state(),
-                                    self.cfg.log.keep_checkpoints)
+        path = ckpt.checkpoint_path(self.out / "checkpoints", self.step)
+        if self.dist.is_main:
+            path = ckpt.save_checkpoint(self.out / "checkpoints", self.step, self.state(),
+                                        self.cfg.log.keep_checkpoints)
+        parallel.barrier(self.dist)
+        return path
 
     def resume_from(self, path: Path, allow_config_change: bool = False) -> None:
         """Load a checkpoint, refusing a changed config unless allowed or only safe keys changed."""
@@ -318,8 +388,10 @@ class Trainer:
                 + "); pass --allow-config-change to resume anyway"
             )
         self.load_state(state)
-        truncate_metrics(self.out / "metrics.jsonl", self.step, self.cfg.log.every)
-        truncate_findings(self.out / "findings.jsonl", self.step)
+        if self.dist.is_main:
+            truncate_metrics(self.out / "metrics.jsonl", self.step, self.cfg.log.every)
+            truncate_findings(self.out / "findings.jsonl", self.step)
+        parallel.barrier(self.dist)
 
     # ---------------------------------------------------------------- running
     def _check_finite(self, line: dict[str, Any]) -> None:
@@ -336,12 +408,14 @@ class Trainer:
         findings = self.tracker.update(line)
         if not findings:
             return
-        with open(self.out / "findings.jsonl", "a", encoding="utf-8") as fh:
-            for finding in findings:
-                fh.write(json.dumps(finding.to_dict()) + "\n")
+        if self.dist.is_main:
+            with open(self.out / "findings.jsonl", "a", encoding="utf-8") as fh:
+                for finding in findings:
+                    fh.write(json.dumps(finding.to_dict()) + "\n")
         for finding in findings:
-            self.echo(f"doctor: {finding.severity} at steps {finding.start_step}-{finding.end_step}: "
-                      f"{finding.message} Advice: {finding.advice}")
+            if self.dist.is_main:
+                self.echo(f"doctor: {finding.severity} at steps {finding.start_step}-{finding.end_step}: "
+                          f"{finding.message} Advice: {finding.advice}")
         diverged = [f for f in findings if is_divergence(f)]
         if diverged:
             raise Divergence(diverged[0].message)
@@ -358,13 +432,16 @@ class Trainer:
         lr_scale = self.lr_scale * cfg.train.recover_lr_factor
         state = ckpt.load_checkpoint(path, map_location=self.device)
         self.load_state(state)
-        truncate_metrics(self.out / "metrics.jsonl", self.step, self.cfg.log.every)
+        if self.dist.is_main:
+            truncate_metrics(self.out / "metrics.jsonl", self.step, self.cfg.log.every)
         self.recoveries = recoveries
         self.lr_scale = lr_scale
         self.apply_lr_scale()
         message = (f"recovery {recoveries}/{cfg.train.max_recoveries}: {reason}; rolled back to step {self.step} "
                    f"and scaled both learning rates by {cfg.train.recover_lr_factor} "
                    f"(lr_g={self.opt_g.param_groups[0]['lr']:.3g}, lr_d={self.opt_d.param_groups[0]['lr']:.3g})")
+        if not self.dist.is_main:
+            return True
         self.echo(message)
         with open(self.out / "recoveries.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps({"step": self.step, "reason": reason, "lr_scale": lr_scale,
@@ -395,8 +472,10 @@ class Trainer:
     def run(self) -> RunResult:
         """Train until `train.steps` G steps, logging, sampling and checkpointing on their intervals."""
         cfg = self.cfg
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.yaml").write_text(dump_yaml(cfg), encoding="utf-8")
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.yaml").write_text(dump_yaml(cfg), encoding="utf-8")
+        parallel.barrier(self.dist)
         previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             for s in previous:
@@ -404,7 +483,7 @@ class Trainer:
         except ValueError:  # not in the main thread
             previous = {}
         bar = None
-        if cfg.log.progress and sys.stderr.isatty():
+        if cfg.log.progress and sys.stderr.isatty() and self.dist.is_main:
             from tqdm import tqdm
 
             bar = tqdm(total=cfg.train.steps, initial=self.step, unit="step", dynamic_ncols=True)
@@ -452,7 +531,8 @@ class Trainer:
                     self.save_checkpoint()
                 if bar is not None:
                     bar.update(1)
-                if self._stop_signal is not None:
+                if parallel.any_rank(self._stop_signal is not None, self.dist, self.device):
+                    self._stop_signal = self._stop_signal or signal.SIGTERM
                     interrupted = True
                     break
                 t_last = time.perf_counter()
@@ -468,8 +548,9 @@ class Trainer:
             if self.step % cfg.log.every != 0:
                 self.log_line()
             name = signal.Signals(self._stop_signal).name
-            self.echo(f"stopped by {name} at step {self.step}; checkpoint saved. "
-                      f"Resume with: ganstab train --resume {self.out}")
+            if self.dist.is_main:
+                self.echo(f"stopped by {name} at step {self.step}; checkpoint saved. "
+                          f"Resume with: ganstab train --resume {self.out}")
             return RunResult(self.out, self.step, self.d_steps, self.images_seen, True, self.last_record,
                              self.recoveries)
         self.finish()
@@ -485,12 +566,16 @@ class Trainer:
     def finish(self) -> None:
         """Final samples, checkpoint and exported generator."""
         from ganstab.report.plots import plot_run
+        from ganstab.report.html import write_report
 
         self.save_samples()
         if self._last_checkpoint_step != self.step:
             self.save_checkpoint()
-        export_generator(self)
-        plot_run(self.out)
+        if self.dist.is_main:
+            export_generator(self)
+            plot_run(self.out)
+            write_report(self.out)
+        parallel.barrier(self.dist)
 
 
 def truncate_findings(path: Path, last_step: int) -> None:
@@ -579,7 +664,10 @@ def train(cfg: Config, *, overwrite: bool = False, resume: bool = False, allow_c
         prepare_out_dir(out, overwrite, dry_run=True)  # refuse before any work
         trainer = make_trainer(cfg, echo=echo, hooks=hooks)  # data and models load before anything is removed
         prepare_out_dir(out, overwrite)
-    return trainer.run()
+    try:
+        return trainer.run()
+    finally:
+        parallel.shutdown_distributed(trainer.dist)
 
 
 def load_run_config(run_dir: Path) -> Config:

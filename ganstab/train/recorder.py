@@ -61,12 +61,13 @@ class Recorder:
             out[name] = float(value) / self._counts[name]
         return out
 
-    def flush(self, fixed: dict[str, Any]) -> dict[str, Any]:
+    def flush(self, fixed: dict[str, Any], write: bool = True) -> dict[str, Any]:
         """Write `fixed` plus the means of recorded values as one JSON line; return that line."""
         line = clean_record({**fixed, **self.pending()})
         self._sums.clear()
         self._counts.clear()
-        self.write(line)
+        if write:
+            self.write(line)
         return line
 
     def write(self, line: dict[str, Any]) -> None:
