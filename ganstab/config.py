@@ -111,7 +111,10 @@ class LogConfig(_Section):
 
 class EvalConfig(_Section):
     every: int = Field(default=0, ge=0)
-    n: int = Field(default=2500, gt=0, le=200000)
+    final: bool = True
+    n: int = Field(default=2500, gt=1, le=200000)
+    cache_dir: Optional[str] = None
+    evaluator_epochs: int = Field(default=3, gt=0, le=100)
 
 
 class ProgressiveConfig(_Section):

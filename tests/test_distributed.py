@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from ganstab.config import load_config
 from ganstab.train import train
 
-COMMON = ["log.every=3", "log.progress=false", "train.threads=1", "model.width=8", "model.g_norm=layer",
+COMMON = ["eval.final=false", "log.every=3", "log.progress=false", "train.threads=1", "model.width=8", "model.g_norm=layer",
           "model.d_norm=layer", "loss.kind=wasserstein", "penalty.gp=10", "train.n_critic=2", "train.ema=200",
           "log.checkpoint_every=6", "log.sample_every=1000"]
 

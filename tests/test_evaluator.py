@@ -216,3 +216,19 @@ def test_fashion_mnist_accuracy() -> None:
     )
     print(f"Fashion-MNIST evaluator: test accuracy {trained.test_accuracy:.4f} in {time.perf_counter() - started:.0f}s")
     assert trained.test_accuracy >= 0.9
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 16, 24), (1, 28, 28), (3, 32, 32), (3, 64, 64)])
+def test_networks_accept_all_sizes(shape: tuple[int, int, int]) -> None:
+    channels, height, width = shape
+    images = torch.rand(3, *shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    classifier = metrics.Evaluator(
+        metrics.EvaluatorSettings("classifier", channels, height, width, num_classes=4, widths=(8, 8, 16))
+    )
+    assert classifier.features(images).shape == (3, 128)
+    assert classifier.class_probs(images).shape == (3, 4)
+    autoencoder = metrics.Evaluator(
+        metrics.EvaluatorSettings("autoencoder", channels, height, width, feature_dim=16, widths=(8, 8, 16))
+    )
+    assert autoencoder.features(images).shape == (3, 16)
+    assert autoencoder.network(images).shape == images.shape

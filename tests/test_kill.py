@@ -17,7 +17,7 @@ from ganstab.train.checkpoint import list_checkpoints, load_checkpoint, newest_v
 
 pytestmark = pytest.mark.slow
 
-ARGS = ["log.progress=false", "log.every=1", "log.checkpoint_every=1", "log.keep_checkpoints=3",
+ARGS = ["eval.final=false", "log.progress=false", "log.every=1", "log.checkpoint_every=1", "log.keep_checkpoints=3",
         "log.sample_every=100000", "train.steps=100000", "train.batch_size=32", "model.width=48",
         "train.threads=1", "train.ema=0"]
 

@@ -13,7 +13,7 @@ from ganstab.config import ConfigError, load_config
 from ganstab.train import train
 from ganstab.train.loop import make_trainer
 
-FAST = ["log.progress=false", "train.steps=6", "log.every=3", "train.batch_size=8", "model.width=8",
+FAST = ["eval.final=false", "log.progress=false", "train.steps=6", "log.every=3", "train.batch_size=8", "model.width=8",
         "log.sample_every=1000"]
 CUDA = torch.cuda.is_available()
 

@@ -36,8 +36,26 @@ def toy_cfg(out: Path, *overrides: str):
         return load_config(None, base + list(overrides), preset="toy")
 
 
-def metrics(out: Path) -> list[dict]:
+def all_lines(out: Path) -> list[dict]:
     return [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def metrics(out: Path) -> list[dict]:
+    """Training lines only (evaluation lines carry eval_* keys)."""
+    return [rec for rec in all_lines(out) if not any(k.startswith("eval_") for k in rec)]
+
+
+def test_final_evaluation_line_for_grid25(tmp_path):
+    out = tmp_path / "run"
+    train(toy_cfg(out), **QUIET)
+    evals = [rec for rec in all_lines(out) if "eval_modes" in rec]
+    assert len(evals) == 1
+    assert evals[0]["step"] == 30 and evals[0]["images_seen"] == 30 * 64
+    assert set(evals[0]) >= {"eval_modes", "eval_hq_fraction", "eval_reverse_kl", "eval_diversity"}
+    assert 0 <= evals[0]["eval_modes"] <= 25 and 0.0 <= evals[0]["eval_hq_fraction"] <= 1.0
+    best = json.loads((out / "best" / "eval.json").read_text())
+    assert best["step"] == 30 and best["modes"] == evals[0]["eval_modes"]
+    assert (out / "best" / "generator.safetensors").is_file()
 
 
 @pytest.fixture(scope="module")

@@ -248,7 +248,7 @@ class Evaluator:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.network.eval()
         outputs = []
-        with torch.inference_mode():
+        with torch.no_grad():
             for start in range(0, images.shape[0], batch_size):
                 batch = _to_device(images[start : start + batch_size], self.device)
                 outputs.append(fn(batch).float())
@@ -277,7 +277,7 @@ class Evaluator:
             return torch.cat([feats, network.head(feats).softmax(dim=1)], dim=1)
 
         joined = self._batched(both, images, batch_size)
-        return joined[:, : self.feature_dim], joined[:, self.feature_dim :]
+        return joined[:, : self.feature_dim].contiguous(), joined[:, self.feature_dim :].contiguous()
 
     def to(self, device: DeviceLike) -> "Evaluator":
         """Move the network to `device` (in place) and return self."""
@@ -493,7 +493,7 @@ def _test(evaluator: Evaluator, test_images: Tensor, test_labels: Optional[Tenso
         return loss, accuracy
     network = evaluator.network
     total, count = 0.0, 0
-    with torch.inference_mode():
+    with torch.no_grad():
         for start in range(0, test_images.shape[0], 500):
             batch = _to_device(test_images[start : start + 500], evaluator.device)
             total += float(F.mse_loss(network(batch), batch, reduction="sum"))

@@ -199,7 +199,8 @@ def _chunks(n: int, rows: int) -> Iterator[tuple[int, int]]:
 def _squared_distances(x: Tensor, y: Tensor, y_sq_norms: Tensor) -> Tensor:
     """(B, M) squared Euclidean distances via |x|^2 + |y|^2 - 2 x.y (one matmul), clamped at 0."""
     x_sq = (x * x).sum(dim=1, keepdim=True)
-    return (x_sq + y_sq_norms[None, :] - 2.0 * (x @ y.T)).clamp_min_(0)
+    distances = torch.addmm(y_sq_norms[None, :], x, y.T, beta=1.0, alpha=-2.0)  # one (B, M) buffer
+    return distances.add_(x_sq).clamp_min_(0)
 
 
 def knn_squared_radii(

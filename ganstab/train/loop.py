@@ -30,10 +30,10 @@ from ganstab.sampling import generate, save_image_grid, save_scatter
 from ganstab.train import checkpoint as ckpt
 from ganstab.train.ema import ema_beta, make_ema, update_ema
 from ganstab.train import parallel
-from ganstab.train.recorder import Recorder, read_metrics, truncate_metrics
+from ganstab.train.recorder import Recorder, clean_record, read_metrics, truncate_metrics
 
 # Config keys that may change between a checkpoint and its resume without a flag.
-SAFE_TO_CHANGE = ("train.steps", "log.", "eval.every", "eval.n", "train.device", "train.threads", "out",
+SAFE_TO_CHANGE = ("train.steps", "log.", "eval.", "train.device", "train.threads", "out",
                   "train.recover", "train.max_recoveries", "train.resume")
 
 
@@ -163,6 +163,9 @@ class Trainer:
         self.last_record: dict = {}
         self._stop_signal: Optional[int] = None
         self._last_checkpoint_step = -1
+        self._run_evaluator = None
+        self.best_eval: Optional[dict[str, float]] = None
+        self._last_eval_step = -1
 
     def make_tracker(self):
         """The stability doctor that watches every logged line."""
@@ -331,6 +334,7 @@ class Trainer:
             "gen": self.gen.get_state(), "rng": ckpt.rng_state(),
             "recorder": self.recorder.state_dict(), "doctor": self.tracker.state_dict(),
             "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
+            "best_eval": self.best_eval,
             "config": to_dict(self.cfg),
         }
 
@@ -360,6 +364,7 @@ class Trainer:
         self.gen.set_state(state["gen"].to(self.gen.get_state().device))
         ckpt.set_rng_state(state["rng"])
         self.recorder.load_state_dict(state.get("recorder", {}))
+        self.best_eval = state.get("best_eval")
         for name, scaler in (("scaler_g", self.scaler_g), ("scaler_d", self.scaler_d)):
             if state.get(name) and scaler.is_enabled():
                 scaler.load_state_dict(state[name])
@@ -520,6 +525,8 @@ class Trainer:
                                         img_s=f"{self.images_seen / max(self.elapsed, 1e-9):.0f}")
                 if self.step % cfg.log.sample_every == 0:
                     self.save_samples()
+                if cfg.eval.every and self.step % cfg.eval.every == 0:
+                    self.evaluate()
                 if self.step % cfg.log.checkpoint_every == 0 and self._last_checkpoint_step != self.step:
                     try:
                         self._check_finite({})  # never checkpoint a diverged state
@@ -557,6 +564,32 @@ class Trainer:
         return RunResult(self.out, self.step, self.d_steps, self.images_seen, False, self.last_record,
                          self.recoveries)
 
+    def evaluate(self) -> Optional[dict[str, Any]]:
+        """Score the sampling network (rank 0), log an `eval_` line, keep the best export in best/."""
+        if not self.dist.is_main:
+            return None
+        from ganstab.evaluation import RunEvaluator
+
+        cfg = self.cfg
+        if self._run_evaluator is None:
+            self._run_evaluator = RunEvaluator(self.data, cfg.eval.n, self.device, cfg.eval.cache_dir,
+                                               cfg.eval.evaluator_epochs, echo=self.echo)
+        scores = self._run_evaluator.evaluate(self.sampler_net(), cfg.model.latent_dim, self.g_kwargs(),
+                                              self.fixed_z, seed=cfg.seed + 3)
+        line = clean_record({"step": self.step, "images_seen": self.images_seen, "time": round(self.elapsed, 3),
+                             **{f"eval_{k}": v for k, v in scores.items()}})
+        self.recorder.write(line)
+        self._last_eval_step = self.step
+        if self._run_evaluator.is_better(scores, self.best_eval):
+            self.best_eval = dict(scores, step=self.step)
+            export_generator(self, self.out / "best")
+            ckpt.atomic_write_bytes(self.out / "best" / "eval.json", json.dumps(self.best_eval, indent=2).encode())
+        try:
+            self.observe(line)
+        except Divergence:
+            pass  # evaluation findings never trigger a rollback
+        return line
+
     def before_step(self) -> None:
         """Hook run before every step (progressive growing updates its schedule here)."""
 
@@ -571,6 +604,8 @@ class Trainer:
         self.save_samples()
         if self._last_checkpoint_step != self.step:
             self.save_checkpoint()
+        if self.cfg.eval.final and self._last_eval_step != self.step:
+            self.evaluate()
         if self.dist.is_main:
             export_generator(self)
             plot_run(self.out)
@@ -593,13 +628,15 @@ def truncate_findings(path: Path, last_step: int) -> None:
     ckpt.atomic_write_bytes(path, ("\n".join(kept) + ("\n" if kept else "")).encode())
 
 
-def export_generator(trainer: Trainer) -> Path:
+def export_generator(trainer: Trainer, folder: Optional[Path] = None) -> Path:
     """Write generator.safetensors (EMA weights when enabled) plus generator.json (its config)."""
     from safetensors.torch import save_file
 
+    folder = Path(folder) if folder is not None else trainer.out
+    folder.mkdir(parents=True, exist_ok=True)
     net = trainer.sampler_net()
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    path = trainer.out / "generator.safetensors"
+    path = folder / "generator.safetensors"
     tmp = path.with_name(".generator.safetensors.tmp")
     save_file(tensors, str(tmp))
     tmp.replace(path)
@@ -608,7 +645,7 @@ def export_generator(trainer: Trainer) -> Path:
             "progressive": to_dict(trainer.cfg).get("progressive"),
             "ema": trainer.G_ema is not None, "step": trainer.step, "images_seen": trainer.images_seen,
             "g_kwargs": trainer.g_kwargs()}
-    ckpt.atomic_write_bytes(trainer.out / "generator.json", json.dumps(meta, indent=2).encode())
+    ckpt.atomic_write_bytes(folder / "generator.json", json.dumps(meta, indent=2).encode())
     return path
 
 

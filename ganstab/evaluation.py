@@ -1,0 +1,133 @@
+"""Evaluation of a generator against its dataset: glue between data, sampling and `ganstab.metrics`.
+
+- 2-D mixtures with known modes (ring8, grid25): the PacGAN protocol (`metrics.mode_coverage`).
+- Other point data: Frechet distance, precision/recall and density/coverage on raw coordinates.
+- Images: features of an evaluator network trained by ganstab on the real training split and
+  cached on disk (`eval.cache_dir`), compared with the real test split.
+Every metric is returned under its plain name; the loop logs them with an `eval_` prefix.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ganstab.data import DataSource
+from ganstab.sampling import generate
+
+# main metric per data kind: (name, higher_is_better)
+MAIN_METRIC_IMAGES = ("fd", False)
+MAIN_METRIC_MODES = ("modes", True)
+
+
+def default_cache_dir() -> Path:
+    """Where evaluator networks are cached: $GANSTAB_CACHE or ~/.cache/ganstab."""
+    return Path(os.environ.get("GANSTAB_CACHE", Path.home() / ".cache" / "ganstab"))
+
+
+def mean_pairwise_distance(x: Tensor, max_n: int = 512) -> float:
+    """Mean Euclidean distance between distinct pairs of rows (first `max_n` rows)."""
+    x = x[:max_n].double().flatten(1)
+    n = x.shape[0]
+    if n < 2:
+        return 0.0
+    d = torch.cdist(x, x)
+    return float(d.sum() / (n * (n - 1)))
+
+
+def to_data_size(samples: Tensor, side: int) -> Tensor:
+    """Bring samples of another side (a progressive run mid-growth) to the data's side for scoring."""
+    if samples.dim() != 4 or samples.shape[-1] == side:
+        return samples
+    target = 1 << (side - 1).bit_length()
+    up = F.interpolate(samples, size=(target, target), mode="nearest")
+    offset = (target - side) // 2
+    return up[..., offset:offset + side, offset:offset + side]
+
+
+class RunEvaluator:
+    """Scores samples of a generator for one dataset; built once per run (evaluator cached on disk)."""
+
+    def __init__(self, data: DataSource, n: int, device: torch.device, cache_dir: Optional[Path] = None,
+                 evaluator_epochs: int = 3, echo: Callable[[str], None] = print) -> None:
+        from ganstab import metrics
+
+        self.data = data
+        self.n = n
+        self.device = device
+        self.evaluator = None
+        self.reference = None
+        if data.kind == "points":
+            self.main_metric = MAIN_METRIC_MODES if data.centers is not None else ("fd", False)
+            self.real = data.eval_reference(n).to(device)
+            self.real_diversity = mean_pairwise_distance(self.real)
+            return
+        self.main_metric = MAIN_METRIC_IMAGES
+        cache = Path(cache_dir) if cache_dir else default_cache_dir()
+        assert data.train is not None
+        echo_fn = (lambda m: echo(f"evaluator: {m}"))
+        self.evaluator = metrics.load_or_train_evaluator(
+            cache, data.name, data.train.cpu(), None if data.labels is None else data.labels.cpu(),
+            None if data.test is None else data.test.cpu(),
+            None if data.test_labels is None else data.test_labels.cpu(),
+            epochs=evaluator_epochs, device=device, progress=echo_fn)
+        real = data.eval_reference(n).to(device)
+        self.reference = metrics.prepare_reference(self.evaluator, real)
+        self.real_diversity = mean_pairwise_distance(self.reference.features)
+
+    @property
+    def test_accuracy(self) -> Optional[float]:
+        """The evaluator's accuracy on the real test split (classifier evaluators only)."""
+        return None if self.evaluator is None else getattr(self.evaluator, "test_accuracy", None)
+
+    def score_samples(self, samples: Tensor, diversity_samples: Optional[Tensor] = None) -> dict[str, float]:
+        """All metrics of generated samples (N, ...) against the real reference."""
+        from ganstab import metrics
+
+        samples = samples.to(self.device).float()
+        out: dict[str, float] = {}
+        if self.data.kind == "points":
+            if self.data.centers is not None:
+                out.update(metrics.mode_coverage(samples.cpu(), self.data.centers.cpu(), self.data.std))
+            else:
+                out["fd"] = metrics.frechet_distance(self.real, samples)
+                out.update(metrics.precision_recall(self.real, samples, k=3))
+                out.update(metrics.density_coverage(self.real, samples, k=5))
+            div = samples if diversity_samples is None else diversity_samples.to(self.device)
+            out["diversity"] = mean_pairwise_distance(div) / max(self.real_diversity, 1e-12)
+            return {k: float(v) for k, v in out.items()}
+        side = self.data.shape[-1]
+        samples = to_data_size(samples, side)
+        out.update(metrics.evaluate_images(self.evaluator, self.reference, samples))
+        div = samples if diversity_samples is None else to_data_size(diversity_samples.to(self.device), side)
+        feats = self.evaluator.features(div)
+        out["diversity"] = mean_pairwise_distance(feats) / max(self.real_diversity, 1e-12)
+        return {k: float(v) for k, v in out.items()}
+
+    def evaluate(self, generator: nn.Module, latent_dim: int, g_kwargs: dict[str, Any],
+                 fixed_z: Optional[Tensor] = None, seed: int = 0) -> dict[str, float]:
+        """Sample `n` images/points from G (eval mode, no_grad, its own seeded noise) and score them."""
+        gen = torch.Generator().manual_seed(seed)
+        z = torch.randn(self.n, latent_dim, generator=gen).to(self.device)
+        samples = generate(generator, z, **g_kwargs)
+        diversity = generate(generator, fixed_z, **g_kwargs) if fixed_z is not None else None
+        return self.score_samples(samples, diversity)
+
+    def is_better(self, new: dict[str, float], best: Optional[dict[str, float]]) -> bool:
+        """Whether `new` beats `best` on the main metric (ties on modes broken by hq_fraction)."""
+        if best is None:
+            return True
+        name, higher = self.main_metric
+        a, b = new.get(name), best.get(name)
+        if a is None:
+            return False
+        if b is None:
+            return True
+        if a == b and name == "modes":
+            return new.get("hq_fraction", 0.0) > best.get("hq_fraction", 0.0)
+        return a > b if higher else a < b
