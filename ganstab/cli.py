@@ -76,6 +76,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"samples: {samples[-1]}")
     for plot in sorted((out / "plots").glob("*.png")):
         print(f"plot: {plot}")
+    from ganstab.train.recorder import read_metrics
+
+    evals = [r for r in read_metrics(out / "metrics.jsonl") if any(k.startswith("eval_") for k in r)]
+    if evals:
+        shown = ", ".join(f"{k[5:]}={v:.4g}" for k, v in evals[-1].items()
+                          if k.startswith("eval_") and isinstance(v, (int, float)) and k != "eval_kid_std")
+        print(f"eval at step {evals[-1]['step']}: {shown}")
     for extra in ("report.html", "findings.jsonl"):
         if (out / extra).exists():
             print(f"{extra.split('.')[0]}: {out / extra}")

@@ -116,3 +116,53 @@ def _register_ablate(sub) -> None:
 
 cli._EXTRA_COMMANDS["report"] = _register_report
 cli._EXTRA_COMMANDS["ablate"] = _register_ablate
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Score a run's exported generator (or its best/ export) against the real data."""
+    import json
+
+    import torch
+
+    from ganstab.data import make_dataset
+    from ganstab.evaluation import RunEvaluator
+    from ganstab.export import load_generator
+    from ganstab.train.loop import load_run_config
+
+    run = Path(args.run)
+    cfg = load_run_config(run)
+    if args.n is not None and args.n < 2:
+        raise cli.CLIError(f"--n must be at least 2, got {args.n}")
+    source = run / "best" if args.best else run
+    generator, meta = load_generator(source, device=args.device)
+    device = torch.device(args.device)
+    data = make_dataset(cfg.data, cfg.seed).to(device)
+    n = args.n or cfg.eval.n
+    evaluator = RunEvaluator(data, n, device, cfg.eval.cache_dir, cfg.eval.evaluator_epochs, echo=print)
+    fixed = torch.Generator().manual_seed(cfg.seed + 2)
+    fixed_z = torch.randn(cfg.log.n_samples, cfg.model.latent_dim, generator=fixed).to(device)
+    scores = evaluator.evaluate(generator, cfg.model.latent_dim, meta.get("g_kwargs", {}), fixed_z, seed=args.seed)
+    if evaluator.test_accuracy is not None:
+        print(f"evaluator test accuracy: {evaluator.test_accuracy:.4f}")
+    width = max(len(k) for k in scores)
+    print(f"{source} ({n} samples, step {meta.get('step')}):")
+    for key, value in scores.items():
+        print(f"  {key:<{width}}  {value:.6g}")
+    out = run / f"eval-n{n}-seed{args.seed}{'-best' if args.best else ''}.json"
+    out.write_text(json.dumps({"n": n, "seed": args.seed, "step": meta.get("step"), **scores}, indent=2))
+    print(f"written: {out}")
+    return 0
+
+
+def _register_eval(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate a trained run offline (FD, KID, precision/recall, modes, ...)",
+                       description="Score a run's generator with ganstab's own evaluator network (no downloads).")
+    p.add_argument("--run", required=True, metavar="DIR", help="run directory")
+    p.add_argument("--n", type=int, default=None, help="number of generated samples (default: eval.n of the run)")
+    p.add_argument("--seed", type=int, default=0, help="latent seed (default 0)")
+    p.add_argument("--best", action="store_true", help="score best/ (the best checkpoint by the main metric)")
+    p.add_argument("--device", default="cpu", help="device (default cpu)")
+    p.set_defaults(func=cmd_eval)
+
+
+cli._EXTRA_COMMANDS["eval"] = _register_eval

@@ -85,6 +85,21 @@ PRESETS: dict[str, Preset] = {
             "log": _IMAGE_LOG,
         },
     ),
+    "progan": Preset(
+        "Karras et al. 2018: progressive growing 4x4 -> full size, WGAN-GP + drift 0.001, lr 1e-3, betas (0, 0.99), "
+        "pixel norm, minibatch stddev, equalised lr, EMA.",
+        {
+            "data": {"name": "fashion-mnist"},
+            "model": {"arch": "progressive", "latent_dim": 128, "width": 32, "g_norm": "none", "d_norm": "none"},
+            "loss": {"kind": "wasserstein"},
+            "penalty": {"gp": 10.0, "gp_target": 1.0, "drift": 0.001},
+            "optim": {"g_lr": 1e-3, "d_lr": 1e-3, "g_betas": [0.0, 0.99], "d_betas": [0.0, 0.99]},
+            "train": {"batch_size": 32, "n_critic": 1, "ema": 10000.0, "steps": 8000},
+            "progressive": {"start": 4, "stable_images": 40000, "fade_images": 40000, "mbstd_group": 4,
+                            "equalized_lr": True, "pixel_norm": True, "max_width": 128, "reset_optimizer": True},
+            "log": _IMAGE_LOG,
+        },
+    ),
     "toy": Preset(
         "Plain nonsaturating GAN with small MLPs on 2-D points (grid25 by default; data.name=ring8 works too).",
         {
