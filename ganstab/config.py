@@ -97,6 +97,7 @@ class TrainConfig(_Section):
     resume: Literal["never", "auto"] = "never"
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     compile: bool = False
+    reuse_fakes: bool = True  # n_critic=1: the G step reuses the D step's fakes (one G forward per step)
     sync_bn: bool = False
 
 

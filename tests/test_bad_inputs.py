@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from ganstab.cli import main
+from ganstab.presets import PRESETS
 
 FAST = ["log.progress=false", "train.steps=2", "train.batch_size=8", "model.width=8", "log.every=1"]
 
@@ -137,7 +138,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("output is a file", ["train", "out={file_out}"],
      "output path '{file_out}' is a file; choose another out=DIR"),
     ("unknown preset", ["train", "--preset", "biggan"],
-     "unknown preset 'biggan'; known presets: blog, dcgan, wgan-gp, wgan-clip, lsgan, hinge-sn, toy"),
+     "unknown preset 'biggan'; known presets: " + ", ".join(PRESETS)),
     ("unknown flag", ["train", "--bogus"], "unrecognized arguments: --bogus; see 'ganstab --help'"),
     ("resume not a run", ["train", "--resume", "{empty}"],
      "--resume {empty}: not a ganstab run directory (no config.yaml)"),

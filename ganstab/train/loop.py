@@ -164,6 +164,7 @@ class Trainer:
         self._stop_signal: Optional[int] = None
         self._last_checkpoint_step = -1
         self._run_evaluator = None
+        self._pending_fake: Optional[Tensor] = None
         self.best_eval: Optional[dict[str, float]] = None
         self._last_eval_step = -1
 
@@ -228,8 +229,13 @@ class Trainer:
         kw = self.g_kwargs()
         real = self.real_batch()
         precision = cfg.train.precision
-        with torch.no_grad(), parallel.autocast(precision, self.device):
-            fake = self.g_forward(self.latent(real.shape[0]), **kw).float()
+        if self._reuse_fakes():
+            with parallel.autocast(precision, self.device):
+                self._pending_fake = self.g_forward(self.latent(real.shape[0]), **kw)
+            fake = self._pending_fake.detach().float()  # D's loss does not reach G
+        else:
+            with torch.no_grad(), parallel.autocast(precision, self.device):
+                fake = self.g_forward(self.latent(real.shape[0]), **kw).float()
         alpha = self.gp_alpha(real.shape[0]) if cfg.penalty.gp > 0 else None
         with parallel.autocast(precision, self.device):
             d_real, d_fake, gp, r1 = self.critic_net(
@@ -267,7 +273,9 @@ class Trainer:
         self.D.requires_grad_(False)
         try:
             with parallel.autocast(cfg.train.precision, self.device):
-                fake = self.g_forward(self.latent(cfg.train.batch_size), **kw)
+                fake, self._pending_fake = self._pending_fake, None
+                if fake is None:
+                    fake = self.g_forward(self.latent(cfg.train.batch_size), **kw)
                 loss = losses.generator_loss(cfg.loss.kind, self.d_forward(fake, **kw))
             self.opt_g.zero_grad(set_to_none=True)
             self.scaler_g.scale(loss).backward()
@@ -278,6 +286,10 @@ class Trainer:
         self.recorder.record("loss_g", loss.detach())
         if self.G_ema is not None:
             update_ema(self.G_ema, self.G, ema_beta(cfg.train.batch_size * self.dist.world, cfg.train.ema))
+
+    def _reuse_fakes(self) -> bool:
+        """With one D step per G step, G's forward is shared by both phases (as in DCGAN's reference)."""
+        return self.cfg.train.reuse_fakes and self.cfg.train.n_critic == 1
 
     def train_step(self) -> None:
         """n_critic D steps, then one G step."""
