@@ -59,6 +59,7 @@ class ModelConfig(_Section):
     width: int = Field(default=64, gt=0, le=4096)
     depth: int = Field(default=3, gt=0, le=16)
     hidden: Optional[list[int]] = None
+    pack: int = Field(default=1, ge=1, le=1024)  # PacGAN: D sees this many samples concatenated
 
 
 class LossConfig(_Section):
@@ -97,6 +98,7 @@ class TrainConfig(_Section):
     resume: Literal["never", "auto"] = "never"
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     compile: bool = False
+    time_budget: float = Field(default=0.0, ge=0.0)  # seconds of training; 0 = until train.steps
     reuse_fakes: bool = True  # n_critic=1: the G step reuses the D step's fakes (one G forward per step)
     sync_bn: bool = False
 
@@ -283,6 +285,11 @@ def check_rules(cfg: Config) -> None:
         )
     if cfg.model.hidden is not None and (not cfg.model.hidden or any(h <= 0 for h in cfg.model.hidden)):
         raise ConfigError("config key 'model.hidden' must be a non-empty list of positive layer widths")
+    if cfg.train.batch_size % cfg.model.pack:
+        raise ConfigError(
+            f"model.pack={cfg.model.pack} does not divide train.batch_size={cfg.train.batch_size}; "
+            f"choose a batch size divisible by {cfg.model.pack} or another model.pack"
+        )
     if cfg.log.n_samples < 1:
         raise ConfigError("config key 'log.n_samples' must be positive")
     dev = cfg.train.device

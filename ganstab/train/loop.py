@@ -33,7 +33,7 @@ from ganstab.train import parallel
 from ganstab.train.recorder import Recorder, clean_record, read_metrics, truncate_metrics
 
 # Config keys that may change between a checkpoint and its resume without a flag.
-SAFE_TO_CHANGE = ("train.steps", "log.", "eval.", "train.device", "train.threads", "out",
+SAFE_TO_CHANGE = ("train.steps", "train.time_budget", "log.", "eval.", "train.device", "train.threads", "out",
                   "train.recover", "train.max_recoveries", "train.resume")
 
 
@@ -287,6 +287,13 @@ class Trainer:
         if self.G_ema is not None:
             update_ema(self.G_ema, self.G, ema_beta(cfg.train.batch_size * self.dist.world, cfg.train.ema))
 
+    def _out_of_time(self) -> bool:
+        """True once `train.time_budget` seconds of training have been spent (0: no budget)."""
+        budget = self.cfg.train.time_budget
+        if not budget:
+            return False
+        return parallel.any_rank(self.elapsed >= budget, self.dist, self.device)
+
     def _reuse_fakes(self) -> bool:
         """With one D step per G step, G's forward is shared by both phases (as in DCGAN's reference)."""
         return self.cfg.train.reuse_fakes and self.cfg.train.n_critic == 1
@@ -509,7 +516,7 @@ class Trainer:
             if self.step == 0 and not ckpt.list_checkpoints(self.out / "checkpoints"):
                 self.save_checkpoint()  # a point to recover to
             t_last = time.perf_counter()
-            while self.step < cfg.train.steps:
+            while self.step < cfg.train.steps and not self._out_of_time():
                 self.before_step()
                 self.train_step()
                 if "after_step" in self.hooks:
@@ -518,9 +525,10 @@ class Trainer:
                 self.elapsed += now - t_last
                 t_last = now
                 on_interval = self.step % cfg.log.every == 0
-                if not on_interval and self.step == cfg.train.steps:
+                last = self.step == cfg.train.steps or self._out_of_time()
+                if not on_interval and last:
                     self.save_checkpoint()  # with the pending log sums, before the off-interval flush
-                if on_interval or self.step == cfg.train.steps:
+                if on_interval or last:
                     line = self.log_line()
                     try:
                         self.observe(line)
