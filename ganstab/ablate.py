@@ -220,7 +220,7 @@ def make_variants(vary: Sequence[str] = (), variants_file: str | Path | None = N
 
 
 def parse_seeds(text: str | int) -> list[int]:
-    """'5' -> five seeds from the base seed on; '0,3,7' -> exactly those seeds."""
+    """'5' -> seeds 0..4; '0,3,7' -> exactly those seeds (run folders seed<k>)."""
     raw = str(text).strip()
     try:
         if "," in raw:
@@ -270,7 +270,8 @@ def _run_state(run_dir: Path) -> str:
 
 
 def _config_changes(run_dir: Path, planned: dict) -> list[str]:
-    """Changes (beyond the keys safe to change on resume) between a run's config.yaml and the plan."""
+    """Changes between a run's config.yaml and the plan, beyond the keys safe to change on resume
+    (train.steps counts as a change here: a finished run is not extended)."""
     from ganstab.train.loop import _is_safe, config_diff
 
     path = run_dir / "config.yaml"
@@ -280,7 +281,7 @@ def _config_changes(run_dir: Path, planned: dict) -> list[str]:
         old = to_dict(validate(read_yaml(path)))
     except ConfigError:
         return ["config.yaml: unreadable"]
-    return [c for c in config_diff(old, planned) if not _is_safe(c)]
+    return [c for c in config_diff(old, planned) if not _is_safe(c) or c.startswith("train.steps:")]
 
 
 def plan_runs(out: Path, base: dict, variants: Sequence[Variant], seeds: Sequence[int], jobs: int,
@@ -380,11 +381,8 @@ def write_plan(out: Path, base: dict, variants: Sequence[Variant], seeds: Sequen
 def run_ablation(out: str | Path, base: dict, variants: Sequence[Variant], seeds: Sequence[int],
                  jobs: Optional[int] = None, overwrite: bool = False, report: bool = True,
                  echo: Callable[[str], None] = print) -> AblationResult:
-    """Train every valid (variant, seed) run not yet finished in `jobs` spawned workers; summarise; report."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
-
+    """Train every valid (variant, seed) run not yet finished, in `jobs` spawned workers (in this process
+    when jobs == 1); then write summary.json/csv and the reports."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise AblationError(f"--out {str(out)!r} is a file; choose a folder")
@@ -401,39 +399,27 @@ def run_ablation(out: str | Path, base: dict, variants: Sequence[Variant], seeds
     write_plan(out, base, [v for v in variants], seeds, invalid)
     todo = [s for s in specs if s.mode != "finished"]
     result.finished_before = [_run_name(out, s.out) for s in specs if s.mode == "finished"]
+    workers = min(jobs, len(todo))
+    plan = (f"{len(todo)} to train with {workers} worker{'s' if workers != 1 else ''}" if todo else "nothing to train")
     echo(f"ablation {out}: {len(valid_names)} variant{'s' if len(valid_names) != 1 else ''} x {len(seeds)} "
          f"seed{'s' if len(seeds) != 1 else ''} = {len(specs)} runs; {len(result.finished_before)} finished before, "
-         f"{len(todo)} to train with {min(jobs, max(len(todo), 1))} worker{'s' if min(jobs, max(len(todo), 1)) != 1 else ''}")
+         f"{plan}")
     if todo:
-        workers = min(jobs, len(todo))
         payloads = [{"run": _run_name(out, s.out), "out": str(s.out), "data": s.data, "mode": s.mode} for s in todo]
         result.started = [p["run"] for p in payloads]
-        done = 0
-        executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
-        try:
-            futures = {executor.submit(_run_one, p): p for p in payloads}
-            for future in as_completed(futures):
-                done += 1
-                try:
-                    info = future.result()
-                except BrokenProcessPool:
-                    info = {"run": futures[future]["run"], "status": "failed",
-                            "message": "worker process died (out of memory or killed?)", "seconds": 0.0}
-                how = {"resume": " (resumed)", "restart": " (restarted)"}.get(futures[future]["mode"], "")
-                if info["status"] == "done":
-                    echo(f"[{done}/{len(todo)}] {info['run']}: done{how} in {info['seconds']:.1f} s")
-                elif info["status"] == "interrupted":
-                    result.interrupted.append(info["run"])
-                    echo(f"[{done}/{len(todo)}] {info['run']}: interrupted; checkpoint saved")
-                else:
-                    result.failed.append((info["run"], info["message"]))
-                    echo(f"[{done}/{len(todo)}] {info['run']}: failed: {info['message']} "
-                         f"(log: {Path(futures[future]['out']) / 'train.log'})")
-        except KeyboardInterrupt:
-            executor.shutdown(wait=True, cancel_futures=True)
-            raise
-        finally:
-            executor.shutdown(wait=True, cancel_futures=True)
+        for done, (payload, info) in enumerate(_execute(payloads, workers), start=1):
+            how = {"resume": " (resumed)", "restart": " (restarted)"}.get(payload["mode"], "")
+            if info["status"] == "done":
+                echo(f"[{done}/{len(todo)}] {info['run']}: done{how} in {info['seconds']:.1f} s")
+            elif info["status"] == "interrupted":
+                result.interrupted.append(info["run"])
+                echo(f"[{done}/{len(todo)}] {info['run']}: interrupted; checkpoint saved")
+            else:
+                result.failed.append((info["run"], info["message"]))
+                echo(f"[{done}/{len(todo)}] {info['run']}: failed: {info['message']} "
+                     f"(log: {Path(payload['out']) / 'train.log'})")
+            if info["status"] == "interrupted" and workers == 1:
+                break
     result.summary = summarize(out)
     if report:
         from ganstab.report.html import write_report
@@ -445,6 +431,30 @@ def run_ablation(out: str | Path, base: dict, variants: Sequence[Variant], seeds
     return result
 
 
+def _execute(payloads: Sequence[dict], workers: int) -> Iterable[tuple[dict, dict]]:
+    """(payload, outcome) per run as they finish: in this process when workers == 1, else spawned workers."""
+    if workers == 1:
+        for payload in payloads:
+            yield payload, _run_one(payload)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = {executor.submit(_run_one, p): p for p in payloads}
+        for future in as_completed(futures):
+            try:
+                info = future.result()
+            except BrokenProcessPool:
+                info = {"run": futures[future]["run"], "status": "failed",
+                        "message": "worker process died (out of memory or killed?)", "seconds": 0.0}
+            yield futures[future], info
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
 def _run_name(out: Path, run_dir: Path) -> str:
     return run_dir.relative_to(out).as_posix()
 
@@ -454,7 +464,10 @@ def read_run(run_dir: Path) -> tuple[list[dict], list[dict]]:
     """(metrics records, findings) of a run directory; missing files give empty lists."""
     from ganstab.diagnose import read_records
 
-    records = read_records(run_dir) if (run_dir / "metrics.jsonl").is_file() else []
+    try:
+        records = read_records(run_dir) if (run_dir / "metrics.jsonl").is_file() else []
+    except ValueError as exc:
+        raise AblationError(f"{exc}; repair that line or delete the run folder {str(run_dir)!r} to retrain it") from None
     findings = []
     path = run_dir / "findings.jsonl"
     if path.is_file():

@@ -216,6 +216,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (CLIError, GanstabError) as exc:
         print(f"ganstab: error: {exc}", file=sys.stderr, flush=True)
         return EXIT_USAGE
+    except BrokenPipeError:
+        try:
+            sys.stdout = open(os.devnull, "w")  # the reader went away (e.g. `| head`): stop quietly
+        except OSError:
+            pass
+        return 0
     except OSError as exc:
         print(f"ganstab: error: {_friendly_os_error(exc)}", file=sys.stderr, flush=True)
         return 1

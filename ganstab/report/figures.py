@@ -25,7 +25,7 @@ def _pyplot():
     return plt
 
 
-def to_png(fig) -> bytes:
+def to_png(fig: Any) -> bytes:
     """The figure as PNG bytes (the figure is closed)."""
     plt = _pyplot()
     buffer = io.BytesIO()
@@ -52,7 +52,7 @@ def series(records: Sequence[Mapping[str, Any]], key: str, x: str = "step") -> t
     return xs, ys
 
 
-def mark_findings(ax, findings: Sequence[Mapping[str, Any]], recoveries: Sequence[Mapping[str, Any]] = (),
+def mark_findings(ax: Any, findings: Sequence[Mapping[str, Any]], recoveries: Sequence[Mapping[str, Any]] = (),
                   numbers: bool = True) -> None:
     """Shade each finding's step range by severity (numbered #1, #2, ...) and draw recoveries as dashed lines."""
     for index, finding in enumerate(findings, start=1):
@@ -112,7 +112,8 @@ def timeline_figure(records: Sequence[Mapping[str, Any]], panels: Sequence[tuple
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
         _severity_legend(ax, findings, recoveries)
-    fig.tight_layout()
+    width = fig.get_figwidth()
+    fig.subplots_adjust(left=0.75 / width, right=1 - 0.2 / width, bottom=0.16, top=0.9, wspace=0.9 / 5.4)
     return to_png(fig)
 
 
@@ -138,7 +139,9 @@ def eval_figure(records: Sequence[Mapping[str, Any]], findings: Sequence[Mapping
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
-    fig.tight_layout()
+    width, height = fig.get_figwidth(), fig.get_figheight()
+    fig.subplots_adjust(left=0.7 / width, right=1 - 0.15 / width, bottom=0.45 / height, top=1 - 0.3 / height,
+                        wspace=0.8 / 3.6, hspace=1.05 / 2.7)
     return to_png(fig)
 
 
@@ -153,7 +156,7 @@ def bar_chart(variants: Sequence[str], metrics: Sequence[str], stats: Mapping[st
     rows = (len(metrics) + cols - 1) // cols
     longest = max(len(v) for v in variants)
     height = max(1.4, 0.32 * len(variants) + 0.9)
-    fig, axes = plt.subplots(rows, cols, figsize=(min(14.0, 3.3 * cols + 0.075 * longest), height * rows),
+    fig, axes = plt.subplots(rows, cols, figsize=(min(16.0, 3.3 * cols + 0.065 * longest + 0.45), height * rows),
                              dpi=100, squeeze=False, sharey=True)
     positions = list(range(len(variants)))
     for ax, metric in zip(axes.flat, metrics):
@@ -174,7 +177,10 @@ def bar_chart(variants: Sequence[str], metrics: Sequence[str], stats: Mapping[st
     axes[0][0].invert_yaxis()
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
-    fig.tight_layout()
+    width, fig_height = fig.get_figwidth(), fig.get_figheight()
+    left = min(0.6, (0.065 * longest + 0.25) / width)  # room for the variant names (fontsize 8)
+    fig.subplots_adjust(left=left, right=1 - 0.2 / width, bottom=0.4 / fig_height, top=1 - 0.3 / fig_height,
+                        wspace=0.12, hspace=0.75 / height)
     return to_png(fig)
 
 

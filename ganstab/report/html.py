@@ -46,7 +46,7 @@ h2 { font-size:17px; margin:0 0 10px; padding-bottom:4px; border-bottom:2px soli
 .card .v { font-size:17px; font-weight:600; }
 .card.error .v { color:#c62828; } .card.warning .v { color:#d97a00; }
 img.plot { max-width:100%; height:auto; display:block; border:1px solid var(--line); border-radius:4px; }
-.grids { display:grid; grid-template-columns:repeat(auto-fill, minmax(250px, 1fr)); gap:12px; }
+.grids { display:grid; grid-template-columns:repeat(auto-fill, minmax(300px, 1fr)); gap:12px; }
 figure { margin:0; background:var(--panel); border:1px solid var(--line); border-radius:6px; padding:6px; }
 figure img { width:100%; height:auto; display:block; image-rendering:pixelated; }
 figcaption { font-size:12px; color:var(--muted); text-align:center; padding-top:4px; }
@@ -56,12 +56,14 @@ th { background:#eef2f6; font-weight:600; }
 td.num { text-align:right; font-variant-numeric:tabular-nums; white-space:nowrap; }
 tr.changed td:nth-child(2) { font-weight:600; color:#0b5394; }
 .scroll { overflow-x:auto; }
+.pair { display:flex; flex-wrap:wrap; gap:0 24px; align-items:flex-start; }
 .cfg { columns:2 460px; column-gap:24px; }
 .cfg table { width:100%; break-inside:avoid; margin-bottom:10px; }
 .sev { display:inline-block; padding:1px 7px; border-radius:9px; color:#fff; font-size:11px; font-weight:600; }
 .sev.error { background:#d62728; } .sev.warning { background:#e08a00; } .sev.info { background:#8c6bb1; }
 .note { color:var(--muted); font-style:italic; }
 .best td { background:#eef8ee; }
+details { margin-top:10px; } summary { cursor:pointer; color:var(--accent); }
 code { background:var(--panel); padding:0 3px; border-radius:3px; }
 footer { color:var(--muted); font-size:12px; text-align:center; padding:20px; }
 """
@@ -234,20 +236,29 @@ def _config_section(config: dict) -> str:
         return '<p class="note">config.yaml could not be read.</p>'
     defaults = flatten(_default_config())
     flat = flatten(config)
+    changed = [(k, v) for k, v in flat.items() if k != "out" and (k not in defaults or defaults[k] != v)]
+
+    def shown(value: Any) -> str:
+        return esc(json.dumps(value) if isinstance(value, (list, dict, bool)) or value is None else value)
+
+    rows = [[f"<code>{esc(k)}</code>", shown(v), shown(defaults.get(k, "")) if k in defaults else ""]
+            for k, v in changed]
+    half = (len(rows) + 1) // 2 if len(rows) > 8 else len(rows)
+    halves = [rows[:half], rows[half:]] if rows[half:] else [rows]
+    head = (f"<p>{len(changed)} setting{'s' if len(changed) != 1 else ''} differ from the defaults "
+            f"(output folder <code>{esc(config.get('out', ''))}</code>):</p><div class=\"pair\">"
+            + "".join(table(["key", "value", "default"], part) for part in halves) + "</div>"
+            if changed else "<p>Every setting is at its default.</p>")
     groups: dict[str, list[tuple[str, Any]]] = {}
     for key, value in flat.items():
         groups.setdefault(key.split(".")[0] if "." in key else "run", []).append((key, value))
     blocks = []
     for group, items in groups.items():
-        rows, classes = [], []
-        for key, value in items:
-            shown = json.dumps(value) if isinstance(value, (list, dict)) or value is None else str(value)
-            rows.append([f"<code>{esc(key)}</code>", esc(shown)])
-            changed = key in defaults and defaults[key] != value and key not in ("out",)
-            classes.append("changed" if changed or (key not in defaults and key.startswith("doctor.")) else "")
-        blocks.append(table([esc(group), "value"], rows, row_classes=classes))
-    return ('<p class="note">Values that differ from the defaults are in bold blue.</p>'
-            f'<div class="cfg">{"".join(blocks)}</div>')
+        keys = {k for k, _ in changed}
+        rows = [[f"<code>{esc(k)}</code>", shown(v)] for k, v in items]
+        blocks.append(table([esc(group), "value"], rows, row_classes=["changed" if k in keys else "" for k, _ in items]))
+    return (head + '<details><summary>Full resolved config (config.yaml; changed values in bold)</summary>'
+            f'<div class="cfg">{"".join(blocks)}</div></details>')
 
 
 def _findings_table(findings: Sequence[Mapping[str, Any]]) -> str:
@@ -316,7 +327,9 @@ def _summary_cards(records: Sequence[Mapping[str, Any]], findings: Sequence[Mapp
             classes[f"{severity}s"] = severity
     items.append(("recoveries", str(len(recoveries))))
     status = "finished" if meta.get("finished") else "not finished (no generator.json yet)"
-    return cards(items, classes) + f'<p class="note">Run status: {esc(status)}. Values are from the last logged lines.</p>'
+    problem = f" {meta['problem']}" if meta.get("problem") else ""
+    return cards(items, classes) + (f'<p class="note">Run status: {esc(status)}. Values are from the last logged '
+                                    f'lines.{esc(problem)}</p>')
 
 
 def run_report_html(run_dir: str | Path) -> str:
@@ -325,7 +338,13 @@ def run_report_html(run_dir: str | Path) -> str:
 
     run_dir = Path(run_dir)
     config = _run_config(run_dir)
-    records = read_records(run_dir) if (run_dir / "metrics.jsonl").is_file() else []
+    records: list[dict[str, Any]] = []
+    problem = ""
+    if (run_dir / "metrics.jsonl").is_file():
+        try:
+            records = read_records(run_dir)
+        except (ValueError, OSError) as exc:  # a damaged metrics.jsonl still gets a report of the rest
+            problem = f"metrics.jsonl could not be read: {exc}"
     findings = _read_jsonl(run_dir / "findings.jsonl")
     recoveries = _read_jsonl(run_dir / "recoveries.jsonl")
     from ganstab.report import figures as figs
@@ -338,7 +357,7 @@ def run_report_html(run_dir: str | Path) -> str:
             kind = json.loads(meta_path.read_text(encoding="utf-8")).get("data", {}).get("kind", kind)
         except json.JSONDecodeError:
             pass
-    meta = {"finished": meta_path.is_file()}
+    meta = {"finished": meta_path.is_file(), "problem": problem}
 
     def curves(panels, log_panels=()) -> Callable[[], str]:
         return lambda: img_tag(figs.timeline_figure(train_records, panels, findings, recoveries, log_panels),
@@ -369,6 +388,9 @@ def run_report_html(run_dir: str | Path) -> str:
 
 
 # ------------------------------------------------------------------------------------- ablation report
+_TRAINING_ORDER = ("loss_d", "loss_g", "d_real", "d_fake", "d_acc", "grad_norm_d", "grad_norm_g", "gp", "r1", "drift")
+
+
 def _metric_order(names: Sequence[str], main: str) -> list[str]:
     """Main metric first, then eval_*, losses and D statistics, findings, time."""
     def key(name: str) -> tuple:
@@ -381,7 +403,7 @@ def _metric_order(names: Sequence[str], main: str) -> list[str]:
                     else 9, name)
         if name in ("wall_time", "images_seen"):
             return (4, name)
-        return (2, name)
+        return (2, _TRAINING_ORDER.index(name) if name in _TRAINING_ORDER else len(_TRAINING_ORDER), name)
 
     return sorted(names, key=key)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import signal
 import sys
@@ -718,9 +719,13 @@ def train(cfg: Config, *, overwrite: bool = False, resume: bool = False, allow_c
         trainer.resume_from(path, allow_config_change)
         echo(f"resuming from {path.name} (step {trainer.step})")
     else:
-        prepare_out_dir(out, overwrite, dry_run=True)  # refuse before any work
+        main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 owns the folder
+        if main_process:
+            prepare_out_dir(out, overwrite, dry_run=True)  # refuse before any work
         trainer = make_trainer(cfg, echo=echo, hooks=hooks)  # data and models load before anything is removed
-        prepare_out_dir(out, overwrite)
+        if main_process:
+            prepare_out_dir(out, overwrite)
+        parallel.barrier(trainer.dist)
     try:
         return trainer.run()
     finally:

@@ -1,0 +1,168 @@
+"""HTML reports: sections present, every image an inline PNG, findings and recoveries shown, ablation links."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from ganstab import ablate, cli
+from ganstab.report import html as report_html
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+IMG = re.compile(r"<img\b[^>]*>")
+SRC = re.compile(r'src="([^"]*)"')
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny finished toy run on grid25 (its report.html is written by the training itself)."""
+    from ganstab.config import load_config
+    from ganstab.train import train
+
+    out = tmp_path_factory.mktemp("report") / "run"
+    cfg = load_config(None, ["model.width=16", "model.depth=2", "train.steps=40", "log.every=10",
+                             "log.sample_every=10", "log.checkpoint_every=20", "train.batch_size=64",
+                             "train.device=cpu", "train.threads=1", "log.progress=false", f"out={out}"], "toy")
+    train(cfg, echo=lambda _m: None)
+    return out
+
+
+def _images(text: str) -> list[bytes]:
+    """Decoded PNG bytes of every <img> (asserting each is an inline base64 PNG)."""
+    found = []
+    for tag in IMG.findall(text):
+        src = SRC.search(tag).group(1)
+        assert src.startswith("data:image/png;base64,"), src[:40]
+        data = base64.b64decode(src.split(",", 1)[1], validate=True)
+        assert data.startswith(PNG_MAGIC) and len(data) > 200
+        found.append(data)
+    return found
+
+
+def _self_contained(text: str) -> None:
+    assert "<script" not in text.lower()
+    assert not re.search(r'(src|href)="(https?:)?//', text)
+    assert "could not be rendered" not in text
+
+
+def _section(text: str, section_id: str) -> str:
+    start = text.index(f'<section id="{section_id}">')
+    return text[start:text.index("</section>", start)]
+
+
+def test_training_writes_run_report(run_dir: Path) -> None:
+    text = (run_dir / "report.html").read_text(encoding="utf-8")
+    for section_id in report_html.RUN_SECTIONS:
+        assert text.count(f'<section id="{section_id}">') == 1, section_id
+    _self_contained(text)
+    samples = sorted((run_dir / "samples").glob("*.png"))
+    assert [p.name for p in samples] == [f"step_{s:07d}.png" for s in (10, 20, 30, 40)]
+    has_eval = any(k.startswith("eval_") for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+                   for k in json.loads(line))
+    images = _images(text)
+    # losses, D outputs (d_real/d_fake + d_acc), gradient norms, evaluation (when logged), then every sample grid
+    assert len(images) == 3 + int(has_eval) + len(samples)
+    assert images[-len(samples):] == [p.read_bytes() for p in samples]
+    assert len(_images(_section(text, "losses"))) == 1
+    assert len(_images(_section(text, "d-outputs"))) == 1
+    assert len(_images(_section(text, "grad-norms"))) == 1
+    assert len(_images(_section(text, "samples"))) == 4
+    assert "<code>model.width</code>" in _section(text, "config")
+    assert "No findings" in _section(text, "findings")
+    assert "No automatic recoveries" in _section(text, "recoveries")
+
+
+def test_findings_and_recoveries_are_shown(run_dir: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    plain = _images(_section((run / "report.html").read_text(), "losses"))[0]
+    findings = [
+        {"code": "stall.d_wins", "severity": "warning", "start_step": 10, "end_step": 30, "metric": "d_acc",
+         "evidence": {"d_acc": 0.97}, "message": "D wins every batch <&>", "advice": "Lower optim.d_lr."},
+        {"code": "divergence.explosion", "severity": "error", "start_step": 20, "end_step": 20, "metric": "loss_g",
+         "evidence": {"ratio": 12.5}, "message": "loss_g exploded", "advice": "Use penalty.gp=10."},
+    ]
+    (run / "findings.jsonl").write_text("".join(json.dumps(f) + "\n" for f in findings))
+    (run / "recoveries.jsonl").write_text(json.dumps({"step": 20, "reason": "loss_g exploded", "lr_scale": 0.5,
+                                                      "lr_g": 5e-4, "lr_d": 5e-4}) + "\n")
+    path = report_html.write_report(run)
+    text = path.read_text(encoding="utf-8")
+    _self_contained(text)
+    table = _section(text, "findings")
+    assert table.count("<tr>") == 3  # header + two findings
+    assert "D wins every batch &lt;&amp;&gt;" in table and "Lower optim.d_lr." in table
+    assert table.count('class="sev warning"') == 1 and table.count('class="sev error"') == 1
+    assert "10&ndash;30" in table and "20&ndash;20" in table and "#2" in table
+    assert "Findings (2)" in text and "Recoveries (1)" in text
+    recoveries = _section(text, "recoveries")
+    assert recoveries.count("<tr>") == 2 and "loss_g exploded" in recoveries
+    assert '<div class="k">errors</div><div class="v">1</div>' in _section(text, "summary")
+    marked = _images(_section(text, "losses"))[0]
+    assert marked != plain  # the spans and the recovery line are drawn on the timeline
+
+
+def test_report_cli(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    (run / "report.html").unlink()
+    assert cli.main(["report", str(run)]) == 0
+    assert capsys.readouterr().out.strip() == f"report: {run / 'report.html'}"
+    assert (run / "report.html").is_file()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli.main(["report", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ganstab: error: ") and err.count("\n") == 1 and "neither a run" in err
+    assert not (empty / "report.html").exists()
+
+
+def make_ablation(run_dir: Path, out: Path) -> dict:
+    """An ablation folder of two variants x two seeds built from copies of a real run, with eval_modes set."""
+    modes = {"a": [20, 22], "b": [24, 25]}
+    ablate.write_plan(out, {}, [ablate.Variant("a", labels=["loss.kind=hinge"]), ablate.Variant("b")], [0, 1],
+                      [("c", "label smoothing has no meaning for loss.kind=hinge")])
+    for name, values in modes.items():
+        for seed, value in enumerate(values):
+            run = out / name / f"seed{seed}"
+            shutil.copytree(run_dir, run)
+            lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+            lines = [x for x in lines if not any(k.startswith("eval_") for k in x)]
+            for step, images, fraction in ((20, 1280, 0.5), (40, 2560, 1.0)):
+                lines.append({"step": step, "images_seen": images, "time": 0.1,
+                              "eval_modes": value * fraction, "eval_hq_fraction": 0.5})
+            (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return ablate.summarize(out)
+
+
+def test_ablation_report(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "abl"
+    summary = make_ablation(run_dir, out)
+    assert summary["ranking"] == ["b", "a"] and summary["main_metric"] == "eval_modes"
+    path = report_html.write_report(out)
+    text = path.read_text(encoding="utf-8")
+    for section_id in report_html.ABLATION_SECTIONS:
+        assert text.count(f'<section id="{section_id}">') == 1, section_id
+    _self_contained(text)
+    assert len(_images(_section(text, "bars"))) == 1 and len(_images(_section(text, "curve"))) == 1
+    assert len(_images(text)) == 2
+    table = _section(text, "summary")
+    assert "21 ± 1" in table and "24.5 ± 0.5" in table  # eval_modes mean ± s.e. over the two seeds
+    assert table.index(">b</a>") < table.index(">a</a>")
+    links = re.findall(r'href="([^"#]+)"', _section(text, "runs"))
+    assert len(links) == 4
+    for link in links:
+        assert (out / urllib.parse.unquote(link)).is_file() and link.endswith("/report.html")
+    assert "label smoothing has no meaning" in _section(text, "skipped")
+    budgets = _section(text, "budgets")
+    assert "images seen ≤ 1280 (50%)" in budgets and "10.5 ± 0.5" in budgets  # a at half the images: 10 and 11
+
+
+def test_report_refuses_other_folders(tmp_path: Path) -> None:
+    with pytest.raises(report_html.ReportError, match="neither a run directory"):
+        report_html.write_report(tmp_path)
