@@ -468,17 +468,9 @@ def read_run(run_dir: Path) -> tuple[list[dict], list[dict]]:
         records = read_records(run_dir) if (run_dir / "metrics.jsonl").is_file() else []
     except ValueError as exc:
         raise AblationError(f"{exc}; repair that line or delete the run folder {str(run_dir)!r} to retrain it") from None
-    findings = []
-    path = run_dir / "findings.jsonl"
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(item, dict):
-                findings.append(item)
-    return records, findings
+    from ganstab.train.recorder import read_jsonl
+
+    return records, read_jsonl(run_dir / "findings.jsonl")
 
 
 def _number(value: Any) -> Optional[float]:

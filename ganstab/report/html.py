@@ -166,17 +166,9 @@ def cards(items: Sequence[tuple[str, str]], classes: Mapping[str, str] | None = 
 
 
 def _read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    items = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(item, dict):
-            items.append(item)
-    return items
+    from ganstab.train.recorder import read_jsonl
+
+    return read_jsonl(path)
 
 
 def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

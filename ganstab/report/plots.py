@@ -52,12 +52,9 @@ def plot_panels(records: Sequence[dict[str, Any]], path: Path,
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    from ganstab.sampling import save_figure
+
+    return save_figure(fig, path)
 
 
 def plot_run(run_dir: Path) -> list[Path]:

@@ -97,10 +97,10 @@ class Recorder:
             self._writer.close()
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """All complete JSON lines of a metrics.jsonl (a torn last line is ignored)."""
-    records = []
-    if not Path(path).exists():
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every complete JSON object line of a .jsonl file (a torn or foreign line is skipped)."""
+    records: list[dict[str, Any]] = []
+    if not Path(path).is_file():
         return records
     with open(path, encoding="utf-8") as fh:
         for line in fh:
@@ -108,10 +108,17 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
             if not line:
                 continue
             try:
-                records.append(json.loads(line))
+                item = json.loads(line)
             except json.JSONDecodeError:
                 continue
+            if isinstance(item, dict):
+                records.append(item)
     return records
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """All complete JSON lines of a metrics.jsonl (a torn last line is ignored)."""
+    return read_jsonl(path)
 
 
 def truncate_metrics(path: Path, last_step: int, every: int = 1) -> None:
