@@ -85,7 +85,7 @@ class OptimConfig(_Section):
 
 
 class TrainConfig(_Section):
-    steps: int = Field(default=1500, gt=0)
+    steps: int = Field(default=3000, gt=0)
     batch_size: int = Field(default=64, gt=0, le=65536)
     n_critic: int = Field(default=1, ge=1, le=100)
     ema: float = Field(default=10000.0, ge=0.0)
