@@ -58,7 +58,7 @@ def test_defaults_load():
     # TTUR: D gets the larger rate, Adam betas (0, 0.9)
     assert (cfg.optim.name, cfg.optim.g_lr, cfg.optim.d_lr) == ("adam", 1e-4, 4e-4)
     assert cfg.optim.g_betas == (0.0, 0.9) and cfg.optim.d_betas == (0.0, 0.9)
-    assert (cfg.train.steps, cfg.train.batch_size, cfg.train.n_critic) == (1500, 64, 1)
+    assert (cfg.train.steps, cfg.train.batch_size, cfg.train.n_critic) == (3000, 64, 1)
     assert to_dict(cfg)["optim"]["g_betas"] == [0.0, 0.9]
 
 
