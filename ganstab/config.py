@@ -12,13 +12,16 @@ import math
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Literal, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ganstab.errors import GanstabError
 from ganstab.presets import PRESETS
+
+if TYPE_CHECKING:
+    from ganstab.diagnose import DoctorConfig
 
 NORMS = ("batch", "instance", "layer", "spectral", "none")
 Norm = Literal["batch", "instance", "layer", "spectral", "none"]
@@ -44,6 +47,8 @@ class _Section(BaseModel):
 
 
 class DataConfig(_Section):
+    """Which dataset and where its files are (`data.*`)."""
+
     name: str = "digits"
     path: Optional[str] = None
     image_size: Optional[int] = Field(default=None, gt=0, le=1024)
@@ -52,6 +57,8 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
+    """Architecture, latent size and the normalisation of G and D (`model.*`)."""
+
     arch: str = "dcgan"
     latent_dim: int = Field(default=64, gt=0, le=4096)
     g_norm: Norm = "batch"
@@ -63,12 +70,16 @@ class ModelConfig(_Section):
 
 
 class LossConfig(_Section):
+    """The GAN loss and D's label targets (`loss.*`)."""
+
     kind: Literal["minimax", "nonsaturating", "wasserstein", "lsgan", "hinge"] = "hinge"
     real_label: float = Field(default=1.0, ge=0.0, le=1.0)
     fake_label: float = Field(default=0.0, ge=0.0, le=1.0)
 
 
 class PenaltyConfig(_Section):
+    """Regularisers of D: gradient penalty, R1, weight clipping, drift (`penalty.*`)."""
+
     gp: float = Field(default=0.0, ge=0.0)
     gp_target: float = Field(default=1.0, gt=0.0)
     r1: float = Field(default=0.0, ge=0.0)
@@ -77,6 +88,8 @@ class PenaltyConfig(_Section):
 
 
 class OptimConfig(_Section):
+    """One optimiser per network with its own lr and betas (`optim.*`)."""
+
     name: Literal["adam", "rmsprop"] = "adam"
     g_lr: float = Field(default=1e-4, gt=0.0, le=10.0)
     d_lr: float = Field(default=4e-4, gt=0.0, le=10.0)
@@ -85,6 +98,8 @@ class OptimConfig(_Section):
 
 
 class TrainConfig(_Section):
+    """Steps, batch, n_critic, EMA, device, precision, recovery and resume (`train.*`)."""
+
     steps: int = Field(default=3000, gt=0)
     batch_size: int = Field(default=64, gt=0, le=65536)
     n_critic: int = Field(default=1, ge=1, le=100)
@@ -104,6 +119,8 @@ class TrainConfig(_Section):
 
 
 class LogConfig(_Section):
+    """Logging, sample and checkpoint intervals (`log.*`)."""
+
     every: int = Field(default=50, gt=0)
     sample_every: int = Field(default=500, gt=0)
     checkpoint_every: int = Field(default=500, gt=0)
@@ -113,6 +130,8 @@ class LogConfig(_Section):
 
 
 class EvalConfig(_Section):
+    """Evaluation during and after training (`eval.*`)."""
+
     every: int = Field(default=0, ge=0)
     final: bool = True
     n: int = Field(default=2500, gt=1, le=200000)
@@ -121,6 +140,8 @@ class EvalConfig(_Section):
 
 
 class ProgressiveConfig(_Section):
+    """Progressive growing's schedule and stabilisers (`progressive.*`)."""
+
     start: int = Field(default=4, ge=4, le=1024)
     stable_images: int = Field(default=20000, ge=0)
     fade_images: int = Field(default=20000, ge=0)
@@ -133,6 +154,8 @@ class ProgressiveConfig(_Section):
 
 
 class Config(_Section):
+    """The whole validated config of one run."""
+
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     out: Optional[str] = None  # None: runs/<preset or data.name>, with -2, -3 ... when taken
     data: DataConfig = DataConfig()
@@ -314,7 +337,7 @@ def check_rules(cfg: Config) -> None:
         check_fit(cfg.model, shape, cfg)
 
 
-def doctor_config(cfg: Config):
+def doctor_config(cfg: Config) -> "DoctorConfig":
     """The validated DoctorConfig of a config's `doctor` section."""
     from pydantic import TypeAdapter
 

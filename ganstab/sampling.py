@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @torch.no_grad()
@@ -82,7 +85,7 @@ def save_scatter(points: Tensor, path: Path, centers: Optional[Tensor] = None, t
     return save_figure(fig, path)
 
 
-def save_figure(fig, path: Path) -> Path:
+def save_figure(fig: "Figure", path: Path) -> Path:
     """Lay out, save as PNG (creating folders) and close a matplotlib figure."""
     import matplotlib.pyplot as plt
 

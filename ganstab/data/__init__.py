@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 import torch
@@ -12,6 +12,9 @@ from ganstab.data import images as _img
 from ganstab.data.source import DataSource
 from ganstab.data.toy import GRID25_STD, RING8_STD, grid25_centers, mixture_sampler, ring8_centers
 from ganstab.errors import DataError
+
+if TYPE_CHECKING:
+    from ganstab.config import DataConfig
 
 FASHION_MNIST_PATH = "/usr/share/datasets/fashion-mnist"
 
@@ -120,7 +123,7 @@ DATASETS: dict[str, Callable] = {
 }
 
 
-def make_dataset(data_cfg, seed: int = 0) -> DataSource:
+def make_dataset(data_cfg: "DataConfig", seed: int = 0) -> DataSource:
     """Build the DataSource named by `data_cfg.name` (unknown name -> ConfigError listing the known ones)."""
     from ganstab.config import ConfigError
 
@@ -133,7 +136,7 @@ def make_dataset(data_cfg, seed: int = 0) -> DataSource:
     return source
 
 
-def dataset_shape(data_cfg) -> Optional[tuple[int, ...]]:
+def dataset_shape(data_cfg: "DataConfig") -> Optional[tuple[int, ...]]:
     """The sample shape of a dataset known without reading files (None when files must be read)."""
     if data_cfg.name in ("ring8", "grid25"):
         return (2,)

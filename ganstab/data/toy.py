@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -24,7 +25,7 @@ def grid25_centers() -> Tensor:
     return torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=1)
 
 
-def mixture_sampler(centers: Tensor, std: float):
+def mixture_sampler(centers: Tensor, std: float) -> Callable[[int, torch.Generator], Tensor]:
     """A sampler (n, generator) -> (n, 2) points from an equal-weight Gaussian mixture."""
 
     def sample(n: int, gen: torch.Generator) -> Tensor:

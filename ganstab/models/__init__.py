@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from torch import nn
+
+if TYPE_CHECKING:
+    from ganstab.config import Config, ModelConfig
 
 from ganstab.models.dcgan import DCGANDiscriminator, DCGANGenerator, conv_plan
 from ganstab.models.mlp import MLPDiscriminator, MLPGenerator
@@ -125,16 +128,27 @@ def architectures() -> dict[str, Architecture]:
     return ARCHITECTURES
 
 
-def check_fit(model_cfg, shape: tuple[int, ...], cfg=None) -> None:
+def check_fit(model_cfg: "ModelConfig", shape: tuple[int, ...], cfg: "Config | None" = None) -> None:
     """Raise ConfigError when the architecture cannot model data of this shape."""
     _lookup(model_cfg, shape)
+    from ganstab.models.packing import check_packable
+
+    check_packable(model_cfg.arch, getattr(model_cfg, "pack", 1))
 
 
-def build_generator(model_cfg, shape: tuple[int, ...], cfg=None) -> nn.Module:
+def build_generator(model_cfg: "ModelConfig", shape: tuple[int, ...], cfg: "Config | None" = None) -> nn.Module:
     """The generator named by `model_cfg.arch` for samples of `shape` (`cfg`: the full config, optional)."""
     return _lookup(model_cfg, shape).build_g(model_cfg, tuple(shape), cfg)
 
 
-def build_discriminator(model_cfg, shape: tuple[int, ...], cfg=None) -> nn.Module:
-    """The discriminator named by `model_cfg.arch` for samples of `shape` (returns logits (B,))."""
-    return _lookup(model_cfg, shape).build_d(model_cfg, tuple(shape), cfg)
+def build_discriminator(model_cfg: "ModelConfig", shape: tuple[int, ...],
+                        cfg: "Config | None" = None) -> nn.Module:
+    """The discriminator named by `model_cfg.arch` for samples of `shape` (logits (B,), or (B/m,) packed)."""
+    arch = _lookup(model_cfg, shape)
+    pack = getattr(model_cfg, "pack", 1)
+    if pack > 1:  # PacGAN: the inner D is built for m samples concatenated
+        from ganstab.models.packing import PackedDiscriminator, check_packable, packed_shape
+
+        check_packable(model_cfg.arch, pack)
+        return PackedDiscriminator(arch.build_d(model_cfg, packed_shape(shape, pack), cfg), pack)
+    return arch.build_d(model_cfg, tuple(shape), cfg)

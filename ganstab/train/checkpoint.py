@@ -14,7 +14,7 @@ import pickle
 import random
 import re
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -169,7 +169,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     return data
 
 
-def newest_valid_checkpoint(folder: Path, warn=print) -> Optional[Path]:
+def newest_valid_checkpoint(folder: Path, warn: Callable[[str], None] = print) -> Optional[Path]:
     """The newest checkpoint whose checksum matches; invalid newer ones are reported via `warn`."""
     for path in reversed(list_checkpoints(folder)):
         problem = verify_checkpoint(path)

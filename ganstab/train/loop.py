@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
 import torch
 from torch import Tensor, nn
@@ -32,6 +32,9 @@ from ganstab.train import checkpoint as ckpt
 from ganstab.train.ema import ema_beta, make_ema, update_ema
 from ganstab.train import parallel
 from ganstab.train.recorder import Recorder, clean_record, read_metrics, truncate_metrics
+
+if TYPE_CHECKING:
+    from ganstab.diagnose import Tracker
 
 # Config keys that may change between a checkpoint and its resume without a flag.
 SAFE_TO_CHANGE = ("train.steps", "train.time_budget", "log.", "eval.", "train.device", "train.threads", "out",
@@ -75,7 +78,8 @@ def grad_norm(module: nn.Module) -> Tensor:
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
-def make_optimizer(name: str, params, lr: float, betas: tuple[float, float]) -> torch.optim.Optimizer:
+def make_optimizer(name: str, params: Iterable[nn.Parameter], lr: float,
+                   betas: tuple[float, float]) -> torch.optim.Optimizer:
     """Adam (with its own lr/betas per network: TTUR) or RMSProp (the WGAN-clip recipe)."""
     params = list(params)
     if name == "rmsprop":
@@ -169,7 +173,7 @@ class Trainer:
         self.best_eval: Optional[dict[str, float]] = None
         self._last_eval_step = -1
 
-    def make_tracker(self):
+    def make_tracker(self) -> "Tracker":
         """The stability doctor that watches every logged line."""
         from ganstab.config import doctor_config
         from ganstab.diagnose import Tracker, context_from_config

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from ganstab.config import Config
 
 from ganstab.models.progressive import fade_reals, pad_to_pow2
 from ganstab.train import TRAINERS
@@ -19,7 +23,7 @@ from ganstab.train.schedule import (
 )
 
 
-def schedule_for(cfg, data_size: int, side: int) -> ProgressiveSchedule:
+def schedule_for(cfg: "Config", data_size: int, side: int) -> ProgressiveSchedule:
     """The schedule from the progressive block (images, or the epoch-based `increase_every`)."""
     prog = cfg.progressive
     final = next_pow2(side)
@@ -76,10 +80,12 @@ class ProgressiveTrainer(Trainer):
         """Resolution and alpha in every metrics line."""
         return {"resolution": self.resolution, "alpha": round(self.alpha, 6)}
 
-    def save_samples(self):
+    def save_samples(self) -> Path | None:
         """Sample grid at the current resolution, upsampled (nearest) to the full size for display."""
         from ganstab.sampling import generate, save_image_grid
 
+        if not self.dist.is_main:
+            return None
         samples = generate(self.sampler_net(), self.fixed_z, **self.g_kwargs())
         if samples.shape[-1] < self.schedule.final:
             samples = F.interpolate(samples, size=(self.schedule.final,) * 2, mode="nearest")
