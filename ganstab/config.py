@@ -59,13 +59,13 @@ class DataConfig(_Section):
 class ModelConfig(_Section):
     """Architecture, latent size and the normalisation of G and D (`model.*`)."""
 
-    arch: str = "dcgan"
+    arch: str = "mlp"
     latent_dim: int = Field(default=64, gt=0, le=4096)
     g_norm: Norm = "batch"
     d_norm: Norm = "spectral"
     width: int = Field(default=64, gt=0, le=4096)
     depth: int = Field(default=3, gt=0, le=16)
-    hidden: Optional[list[int]] = None
+    hidden: Optional[list[int]] = None  # mlp: G's layer widths, D reversed (default 256-256); toy: width x depth
     pack: int = Field(default=1, ge=1, le=1024)  # PacGAN: D sees this many samples concatenated
 
 

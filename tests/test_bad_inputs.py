@@ -88,7 +88,7 @@ CASES: list[tuple[str, list[str], str]] = [
      "unknown model.arch 'resnet'; known architectures: mlp, dcgan, toy, progressive"),
     ("toy arch on images", ["train", "model.arch=toy"],
      "model.arch=toy is for 2-D points but the data are images of shape 1x8x8; use model.arch=dcgan or mlp"),
-    ("dcgan on side 10", ["train", "data.image_size=10"],
+    ("dcgan on side 10", ["train", "model.arch=dcgan", "data.image_size=10"],
      "model.arch=dcgan needs an image side of 4*2^k or 7*2^k (8, 14, 16, 28, 32, 64, ...), got 10; "
      "set data.image_size=32 (or 28/64) to resize"),
     ("mbstd group", ["train", "model.arch=progressive", "model.d_norm=none", "train.batch_size=30"],

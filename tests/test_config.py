@@ -51,7 +51,7 @@ def test_defaults_load():
     assert cfg.seed == 0
     assert cfg.out == "runs/digits"
     assert cfg.data.name == "digits" and cfg.data.path is None
-    assert cfg.model.arch == "dcgan" and cfg.model.latent_dim == 64
+    assert cfg.model.arch == "mlp" and cfg.model.latent_dim == 64 and cfg.model.hidden is None
     assert (cfg.model.g_norm, cfg.model.d_norm) == ("batch", "spectral")
     assert cfg.loss.kind == "hinge" and (cfg.loss.real_label, cfg.loss.fake_label) == (1.0, 0.0)
     assert (cfg.penalty.gp, cfg.penalty.r1, cfg.penalty.clip, cfg.penalty.drift) == (0.0, 0.0, 0.0, 0.0)
@@ -233,7 +233,7 @@ def test_batch_norm_critic_with_penalty(penalty):
 
 @pytest.mark.parametrize("norm", ["layer", "instance", "spectral", "none"])
 def test_other_critic_norms_allow_penalties(norm):
-    cfg = load_quiet([f"model.d_norm={norm}", "penalty.gp=10", "penalty.r1=1"])
+    cfg = load_quiet(["model.arch=dcgan", f"model.d_norm={norm}", "penalty.gp=10", "penalty.r1=1"])
     assert cfg.model.d_norm == norm
 
 
@@ -272,11 +272,11 @@ def test_dataset_not_fitting_the_architecture():
     assert config_error(["model.arch=toy"]) == (
         "model.arch=toy is for 2-D points but the data are images of shape 1x8x8; use model.arch=dcgan or mlp"
     )
-    assert config_error(["data.image_size=10"]) == (
+    assert config_error(["model.arch=dcgan", "data.image_size=10"]) == (
         "model.arch=dcgan needs an image side of 4*2^k or 7*2^k (8, 14, 16, 28, 32, 64, ...), got 10; "
         "set data.image_size=32 (or 28/64) to resize"
     )
-    assert config_error(["data.name=grid25"]) == (
+    assert config_error(["model.arch=dcgan", "data.name=grid25"]) == (
         "model.arch=dcgan needs images but the data are points; use model.arch=toy or mlp"
     )
     assert config_error(["model.arch=mlp", "model.g_norm=instance"]) == (

@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 from ganstab.models.dcgan import DCGANDiscriminator, DCGANGenerator, conv_plan
 from ganstab.models.mlp import MLPDiscriminator, MLPGenerator
 
-BLOG_HIDDEN = (256, 512, 1024)
+BLOG_HIDDEN = (256, 512, 1024)  # the commonly published MLP generator (preset `blog`)
+MLP_HIDDEN = (256, 256)  # the generic MLP's default
 
 
 @dataclass(frozen=True)
@@ -58,12 +59,12 @@ def _hidden(model_cfg, default: Sequence[int]) -> list[int]:
 
 
 def _mlp_g(model_cfg, shape: tuple[int, ...], cfg=None) -> nn.Module:
-    return MLPGenerator(model_cfg.latent_dim, shape, _hidden(model_cfg, BLOG_HIDDEN), model_cfg.g_norm,
+    return MLPGenerator(model_cfg.latent_dim, shape, _hidden(model_cfg, MLP_HIDDEN), model_cfg.g_norm,
                         tanh=len(shape) == 3)
 
 
 def _mlp_d(model_cfg, shape: tuple[int, ...], cfg=None) -> nn.Module:
-    return MLPDiscriminator(shape, list(reversed(_hidden(model_cfg, BLOG_HIDDEN))), model_cfg.d_norm)
+    return MLPDiscriminator(shape, list(reversed(_hidden(model_cfg, MLP_HIDDEN))), model_cfg.d_norm)
 
 
 def _toy_g(model_cfg, shape: tuple[int, ...], cfg=None) -> nn.Module:
@@ -86,7 +87,7 @@ def _dcgan_d(model_cfg, shape: tuple[int, ...], cfg=None) -> nn.Module:
 
 ARCHITECTURES: dict[str, Architecture] = {
     "mlp": Architecture(_mlp_g, _mlp_d, _accept_any,
-                        "fully connected G/D (blog layout 256-512-1024 by default, model.hidden to change)"),
+                        "fully connected G/D (model.hidden, default 256-256; the blog preset uses 256-512-1024)"),
     "dcgan": Architecture(_dcgan_g, _dcgan_d, _accept_conv,
                           "conv G/D for square images of side 8, 14, 16, 28, 32, 64, ... (model.width)"),
     "toy": Architecture(_toy_g, _toy_d, _accept_points,
