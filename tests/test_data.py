@@ -349,6 +349,8 @@ def test_image_folder_dataset(tmp_path):
     assert source.shape == (3, 8, 8) and len(source) == 4
     assert source.train.min() >= -1 and source.train.max() <= 1
     assert_close(source.train[1, :, 0, 0], torch.tensor([10, 100, 250]) / 255 * 2 - 1, atol=2 / 255, rtol=0)
+    assert source.notes == [f"data: skipped 1 file in {tmp_path / 'imgs'} that are not readable images; "
+                            "using 4 images"]
 
 
 def test_empty_image_folder(tmp_path):

@@ -76,8 +76,12 @@ def _idx(cfg, seed: int) -> DataSource:
 def _folder(cfg, seed: int) -> DataSource:
     if cfg.path is None:
         raise DataError("data.name=folder needs data.path=DIR, a folder of images")
-    arr, _skipped = _img.read_image_folder(cfg.path, cfg.image_size, cfg.channels)
-    return _images("folder", {"train": arr}, cfg, seed, max_value=255.0)
+    arr, skipped = _img.read_image_folder(cfg.path, cfg.image_size, cfg.channels)
+    source = _images("folder", {"train": arr}, cfg, seed, max_value=255.0)
+    if skipped:
+        source.notes.append(f"data: skipped {skipped} file{'s' if skipped != 1 else ''} in {cfg.path} that "
+                            f"are not readable images; using {len(source)} images")
+    return source
 
 
 def _npz(cfg, seed: int) -> DataSource:

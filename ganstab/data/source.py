@@ -35,6 +35,7 @@ class DataSource:
     centers: Optional[Tensor] = None
     std: float = 0.0
     seed: int = 0
+    notes: list = field(default_factory=list)  # one-line remarks for the user (e.g. skipped files)
     _perm_cache: dict = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:

@@ -133,6 +133,9 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.data: DataSource = make_dataset(cfg.data, cfg.seed).to(self.device)
         self.shape = self.data.shape
+        for note in self.data.notes:
+            if self.dist.is_main:
+                echo(note)
         self.G = build_generator(cfg.model, self.shape, cfg).to(self.device)
         self.D = build_discriminator(cfg.model, self.shape, cfg).to(self.device)
         if self.dist.active and cfg.train.sync_bn:
