@@ -15,7 +15,7 @@ from torch import Tensor, nn
 Critic = Callable[[Tensor], Tensor]
 
 
-def _input_gradients(discriminator: Critic, x: Tensor, scale: float = 1.0) -> Tensor:
+def _input_gradients(discriminator: Critic, x: Tensor, scale: float | Tensor = 1.0) -> Tensor:
     """Per-sample gradients of D's summed output w.r.t. x, flattened to (B, -1).
 
     Summing the outputs is exact for per-sample gradients as long as D treats samples
@@ -50,7 +50,7 @@ def gradient_penalty(
     fake: Tensor,
     target: float = 1.0,
     generator: torch.Generator | None = None,
-    scale: float = 1.0,
+    scale: float | Tensor = 1.0,
     alpha: Tensor | None = None,
 ) -> Tensor:
     """WGAN-GP penalty mean_i (||grad D(x_hat_i)||_2 - target)^2, per sample, any input rank."""
@@ -59,7 +59,7 @@ def gradient_penalty(
     return (norms - target).pow(2).mean()
 
 
-def r1_penalty(discriminator: Critic, real: Tensor, scale: float = 1.0) -> Tensor:
+def r1_penalty(discriminator: Critic, real: Tensor, scale: float | Tensor = 1.0) -> Tensor:
     """R1 penalty mean_i ||grad_x D(x_i)||_2^2 on real samples (Mescheder et al. 2018)."""
     return _input_gradients(discriminator, real, scale).pow(2).sum(dim=1).mean()
 

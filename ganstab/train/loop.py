@@ -190,6 +190,7 @@ class Trainer:
 
     def _compile(self) -> None:
         """torch.compile G and D where supported; fall back to eager with a message otherwise."""
+        saved = [{k: v.clone() for k, v in net.state_dict().items()} for net in (self.G, self.D)]
         try:
             g_compiled = torch.compile(self.G_net)
             d_compiled = torch.compile(self.D)
@@ -201,6 +202,9 @@ class Trainer:
             self.echo(f"train.compile: torch.compile is not supported here ({type(exc).__name__}); "
                       "continuing without it")
             return
+        finally:
+            for net, state in zip((self.G, self.D), saved):  # the probe must not move BN statistics
+                net.load_state_dict(state)
         self.g_forward, self.d_forward = g_compiled, d_compiled
 
     def _shard(self, tensor: Tensor) -> Tensor:
@@ -248,7 +252,7 @@ class Trainer:
         with parallel.autocast(precision, self.device):
             d_real, d_fake, gp, r1 = self.critic_net(
                 real, fake, gp_alpha=alpha, gp_target=cfg.penalty.gp_target, r1=cfg.penalty.r1 > 0,
-                scale=self.scaler_d.get_scale() if self.scaler_d.is_enabled() else 1.0, d_kwargs=kw)
+                scale=self._penalty_scale(), d_kwargs=kw)
             loss = losses.discriminator_loss(cfg.loss.kind, d_real, d_fake, cfg.loss.real_label, cfg.loss.fake_label)
             total = loss
             if gp is not None:
@@ -301,6 +305,12 @@ class Trainer:
         if not budget:
             return False
         return parallel.any_rank(self.elapsed >= budget, self.dist, self.device)
+
+    def _penalty_scale(self) -> float | Tensor:
+        """fp16: D's loss scale as a device tensor (no host sync), for the AMP gradient-penalty recipe."""
+        if not self.scaler_d.is_enabled():
+            return 1.0
+        return self.scaler_d.scale(torch.ones((), device=self.device))
 
     def _reuse_fakes(self) -> bool:
         """With one D step per G step, G's forward is shared by both phases (as in DCGAN's reference)."""

@@ -101,7 +101,7 @@ class CriticPass(nn.Module):
         self.D = discriminator
 
     def forward(self, real: Tensor, fake: Tensor, gp_alpha: Optional[Tensor] = None, gp_target: float = 1.0,
-                r1: bool = False, scale: float = 1.0, d_kwargs: Optional[dict[str, Any]] = None,
+                r1: bool = False, scale: float | Tensor = 1.0, d_kwargs: Optional[dict[str, Any]] = None,
                 ) -> tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
         """D logits on reals and fakes plus the requested penalties."""
         kw = d_kwargs or {}
