@@ -490,7 +490,7 @@ def test_slow_default_config_on_digits(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the defaults warn about nothing
         cfg = load_config(None, ["train.steps=300", "log.progress=false", f"out={out}"])
-    assert (cfg.data.name, cfg.model.arch, cfg.loss.kind) == ("digits", "dcgan", "hinge")
+    assert (cfg.data.name, cfg.model.arch, cfg.loss.kind) == ("digits", "mlp", "hinge")
     result = train(cfg, **QUIET)
     assert (result.steps, result.d_steps, result.images_seen) == (300, 300, 300 * 64)
     lines = check_outputs(out, 300, 50)
