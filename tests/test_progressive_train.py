@@ -45,3 +45,26 @@ def test_progan_preset_builds_for_sizes(tmp_path: Path, side: int, expected: int
     trainer = make_trainer(cfg)
     assert trainer.schedule.final == expected
     assert trainer.G(trainer.fixed_z[:2]).shape == (2, 1, side, side)
+
+
+def test_non_power_of_two_data_reaches_full_size_with_gradient_penalty(tmp_path: Path) -> None:
+    # 12x12 data grows 4 -> 8 -> 16 (padded); at 16 reals and fakes are both 12x12 before D pads them
+    out = tmp_path / "run"
+    cfg = load_config(preset="progan", overrides=[
+        f"out={out}", "data.name=digits", "data.image_size=12", "train.steps=50", "train.batch_size=16",
+        "progressive.stable_images=160", "progressive.fade_images=160", "model.width=8", "model.latent_dim=16",
+        "log.every=5", "log.progress=false", "eval.final=true", "eval.n=64", "train.threads=1"])
+    result = train(cfg, echo=lambda m: None)
+    assert result.steps == 50
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    training = [r for r in lines if "loss_d" in r]
+    assert [r["resolution"] for r in training][-3:] == [16, 16, 16]
+    assert any(0 < r["alpha"] < 1 and r["resolution"] == 16 for r in training)  # the final fade ran too
+    assert all(r["gp"] is not None for r in training)
+    assert any("eval_fd" in r for r in lines)
+    from ganstab.export import load_generator
+
+    generator, meta = load_generator(out)
+    import torch
+
+    assert generator(torch.randn(3, 16), **meta["g_kwargs"]).shape == (3, 1, 12, 12)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 if TYPE_CHECKING:
     from ganstab.config import Config
 
-from ganstab.models.progressive import fade_reals, pad_to_pow2
+from ganstab.models.progressive import crop_from_pow2, fade_reals, pad_to_pow2
 from ganstab.train import TRAINERS
 from ganstab.train.loop import Trainer, make_optimizer
 from ganstab.train.schedule import (
@@ -70,11 +70,19 @@ class ProgressiveTrainer(Trainer):
         self.phase = phase_index(self.images_seen, self.schedule)
 
     def real_batch(self) -> torch.Tensor:
-        """Real images padded to the power-of-two side and faded exactly like G's output."""
+        """Real images faded exactly like G's output (padded to the power-of-two side below full size).
+
+        At full resolution G's output is cropped to the data size and D pads its input, so the
+        faded reals are cropped the same way and both enter D through the same padding.
+        """
         batch = super().real_batch()
-        if batch.shape[-1] != self.schedule.final:
+        side = batch.shape[-1]
+        if side != self.schedule.final:
             batch = pad_to_pow2(batch)
-        return fade_reals(batch, self.resolution, self.alpha)
+        batch = fade_reals(batch, self.resolution, self.alpha)
+        if self.resolution == self.schedule.final and side != self.schedule.final:
+            batch = crop_from_pow2(batch, side)
+        return batch
 
     def extra_log(self) -> dict[str, Any]:
         """Resolution and alpha in every metrics line."""
