@@ -112,4 +112,18 @@ PRESETS: dict[str, Preset] = {
             "log": {"every": 50, "sample_every": 500, "checkpoint_every": 1000, "n_samples": 512},
         },
     ),
+    "modes2d": Preset(
+        "Best 2-D recipe (PacGAN protocol): toy MLPs, nonsaturating + R1 0.1, lr 1e-3, EMA 20k images, 10k steps (grid25; ring8 works too).",
+        {
+            "data": {"name": "grid25"},
+            "model": {"arch": "toy", "latent_dim": 2, "width": 128, "depth": 3,
+                      "g_norm": "none", "d_norm": "none"},
+            "loss": {"kind": "nonsaturating"},
+            "penalty": {"r1": 0.1},
+            "optim": {"g_lr": 1e-3, "d_lr": 1e-3, "g_betas": [0.5, 0.999], "d_betas": [0.5, 0.999]},
+            "train": {"batch_size": 256, "n_critic": 1, "ema": 20000.0, "steps": 10000},
+            "log": {"every": 50, "sample_every": 2000, "checkpoint_every": 2000, "n_samples": 512},
+            "eval": {"every": 1000, "final": True, "n": 2500},
+        },
+    ),
 }

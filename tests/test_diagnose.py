@@ -599,3 +599,17 @@ def test_format_report_lists_each_finding() -> None:
     assert "ERROR  mode_collapse.diversity  steps 3000-4000" in report
     assert "advice: Try loss.kind=hinge" in report
     assert "evidence: d_acc_mean=" in report
+
+
+def test_mode_hopping_is_flagged_as_collapse():
+    """Seed 0 of the plain GAN on grid25 in benchmarks/modes2d: modes hop 22, 16, 21, 17, 21, 13."""
+    from ganstab.diagnose import DoctorConfig, detect_modes
+
+    evals = [{"step": s, "images_seen": s * 256, "eval_modes": m, "eval_hq_fraction": 0.1}
+             for s, m in ((500, 22), (1000, 16), (1500, 21), (2000, 17), (2500, 21), (3000, 13))]
+    found = detect_modes(evals, DoctorConfig(), {"expected_modes": 25})
+    assert [(f.code, f.severity, f.start_step, f.end_step) for f in found] == [
+        ("mode_collapse.modes", "warning", 2000, 3000)]
+    assert found[0].evidence["modes"] == 13 and found[0].evidence["missing"] == 12
+    rising = [dict(e, eval_modes=m) for e, m in zip(evals, (10, 14, 18, 21, 23, 25))]
+    assert detect_modes(rising, DoctorConfig(), {"expected_modes": 25}) == []
