@@ -1,8 +1,9 @@
 """Progressive growing vs the same architecture trained at full size, same wall-clock budget.
 
 Both runs use the `progan` preset (WGAN-GP + drift, pixel norm, minibatch stddev, equalised lr,
-EMA) on Fashion-MNIST; the flat run starts at the full resolution (progressive.start=32), so
-the networks and the per-step maths are identical apart from growing. They run one after the
+EMA) on Fashion-MNIST with the same networks (blocks 4x4 ... 32x32); the flat run trains them at
+full resolution from the first step (`progressive.grow=false`), the growing run fades the blocks
+in one after another. They run one after the
 other (never together: two jobs on 2 cores spoil each other's timing) and are scored with the
 evaluator network's Frechet distance (plus KID, precision/recall, coverage) at the end.
 
@@ -64,7 +65,7 @@ def main() -> None:
               f"eval.every={args.eval_every}", "eval.n=2000", "log.progress=false", "log.sample_every=400"]
     # growing: about a quarter of the budget's images at 4x4..16x16, then 32x32 (schedule in images seen)
     grow = ["progressive.start=4", "progressive.stable_images=6000", "progressive.fade_images=6000"]
-    flat = ["progressive.start=32"]
+    flat = ["progressive.start=4", "progressive.grow=false"]  # same blocks, all active from step 0
     rows = [run("growing", common + grow, out), run("flat", common + flat, out)]
     lines = [
         f"Command: `python benchmarks/progressive.py --budget {args.budget:g} --data {args.data}`  ",

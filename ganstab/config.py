@@ -151,6 +151,7 @@ class ProgressiveConfig(_Section):
     pixel_norm: bool = True
     max_width: int = Field(default=256, gt=0, le=4096)
     reset_optimizer: bool = True
+    grow: bool = True  # false: the same networks trained at full size from the start (for comparisons)
 
 
 class Config(_Section):

@@ -68,3 +68,17 @@ def test_non_power_of_two_data_reaches_full_size_with_gradient_penalty(tmp_path:
     import torch
 
     assert generator(torch.randn(3, 16), **meta["g_kwargs"]).shape == (3, 1, 12, 12)
+
+
+def test_grow_false_trains_the_same_networks_at_full_size(tmp_path: Path) -> None:
+    from ganstab.train.loop import make_trainer
+
+    common = [f"out={tmp_path}", "data.name=digits", "data.image_size=16", "model.width=8"]
+    growing = make_trainer(load_config(preset="progan", overrides=common))
+    flat = make_trainer(load_config(preset="progan", overrides=[*common, "progressive.grow=false"]))
+    assert growing.G.state_dict().keys() == flat.G.state_dict().keys()  # same blocks 4..16
+    assert (growing.resolution, growing.alpha) == (4, 1.0)
+    assert (flat.resolution, flat.alpha) == (16, 1.0)
+    flat.images_seen = 10 ** 6
+    flat.before_step()
+    assert (flat.resolution, flat.alpha, flat.phase) == (16, 1.0, 0)

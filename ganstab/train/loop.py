@@ -83,13 +83,11 @@ def make_optimizer(name: str, params: Iterable[nn.Parameter], lr: float,
     """Adam (with its own lr/betas per network: TTUR) or RMSProp (the WGAN-clip recipe)."""
     params = list(params)
     if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr)
-    kwargs: dict[str, Any] = {}
-    if params and all(p.device.type == "cuda" for p in params):
-        kwargs["fused"] = True
-    else:
-        kwargs["foreach"] = True
-    return torch.optim.Adam(params, lr=lr, betas=tuple(betas), **kwargs)
+        return torch.optim.RMSprop(params, lr=lr, foreach=True)
+    try:  # one fused kernel per step (CUDA, and the CPU since PyTorch 2.4)
+        return torch.optim.Adam(params, lr=lr, betas=tuple(betas), fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=lr, betas=tuple(betas), foreach=True)
 
 
 @dataclass

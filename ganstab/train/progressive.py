@@ -28,6 +28,8 @@ def schedule_for(cfg: "Config", data_size: int, side: int) -> ProgressiveSchedul
     prog = cfg.progressive
     final = next_pow2(side)
     start = min(prog.start, final)
+    if not prog.grow:
+        return ProgressiveSchedule(start=final, final=final, stable_images=0, fade_images=0)
     if prog.increase_every is not None:
         return schedule_from_epochs(start, final, prog.increase_every, max(data_size, 1))
     return ProgressiveSchedule(start=start, final=final, stable_images=prog.stable_images,
