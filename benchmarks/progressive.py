@@ -52,6 +52,27 @@ def run(name: str, overrides: list[str], out: Path) -> dict:
     return row
 
 
+def plot(rows: list[dict], path: Path) -> None:
+    """FD against training seconds for each variant (the time-to-quality curve)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    for row in rows:
+        xs, ys = zip(*row["curve"]) if row["curve"] else ((), ())
+        ax.plot(xs, ys, marker="o", label=f"{row['variant']} (final res {row['final_resolution']})")
+    ax.set_xlabel("training seconds")
+    ax.set_ylabel("FD (evaluator features)")
+    ax.set_yscale("log")
+    ax.set_title("Progressive growing vs flat, same networks")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def main() -> None:
     """Run both variants and print a markdown table (also written under benchmarks/results/)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -59,16 +80,20 @@ def main() -> None:
     parser.add_argument("--data", default="fashion-mnist")
     parser.add_argument("--out", default="benchmarks/runs/progressive")
     parser.add_argument("--eval-every", type=int, default=400)
+    parser.add_argument("--phase-images", type=int, default=2500,
+                        help="images per stable phase and per fade-in of the growing run")
     args = parser.parse_args()
     out = Path(args.out)
     common = [f"data.name={args.data}", f"train.time_budget={args.budget}", "train.steps=1000000",
               f"eval.every={args.eval_every}", "eval.n=2000", "log.progress=false", "log.sample_every=400"]
-    # growing: about a quarter of the budget's images at 4x4..16x16, then 32x32 (schedule in images seen)
-    grow = ["progressive.start=4", "progressive.stable_images=6000", "progressive.fade_images=6000"]
+    # growing: 4x4 -> 32x32 in 6 phases of --phase-images each, then 32x32 for the rest of the budget
+    grow = ["progressive.start=4", f"progressive.stable_images={args.phase_images}",
+            f"progressive.fade_images={args.phase_images}"]
     flat = ["progressive.start=4", "progressive.grow=false"]  # same blocks, all active from step 0
     rows = [run("growing", common + grow, out), run("flat", common + flat, out)]
     lines = [
-        f"Command: `python benchmarks/progressive.py --budget {args.budget:g} --data {args.data}`  ",
+        f"Command: `python benchmarks/progressive.py --budget {args.budget:g} --data {args.data} "
+        f"--eval-every {args.eval_every} --phase-images {args.phase_images}`  ",
         f"Date: {datetime.date.today()}; machine: {cpu_name()}, {torch.get_num_threads()} threads, "
         f"torch {torch.__version__}",
         "",
@@ -87,6 +112,7 @@ def main() -> None:
     results.mkdir(parents=True, exist_ok=True)
     (results / "progressive.md").write_text(text + "\n")
     (results / "progressive.json").write_text(json.dumps(rows, indent=2))
+    plot(rows, Path("benchmarks/progressive.png"))
 
 
 if __name__ == "__main__":

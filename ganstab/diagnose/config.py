@@ -69,6 +69,8 @@ class DoctorConfig:
     expected_modes: int | None = None
     # eval_modes at or below expected_modes * this is an error (fewer missing: a warning)
     modes_error_fraction: float = 0.5
+    # modes within this fraction of the expected count are not a collapse (a dip from 25 to 24 is noise)
+    modes_tolerance: float = 0.1
     # consecutive evaluations a mode-collapse condition must hold before it is reported
     collapse_patience: int = 2
     # absolute-threshold checks (class_kl, diversity, modes) ignore evaluations before this step
@@ -124,7 +126,8 @@ class DoctorConfig:
         for name in ("explosion_factor", "vanish_factor", "osc_growth"):
             if getattr(self, name) <= 1.0:
                 raise ValueError(f"doctor.{name} must be > 1, got {getattr(self, name)}")
-        for name in ("d_acc_threshold", "vanish_d_acc", "drift_monotone_frac", "modes_error_fraction"):
+        for name in ("d_acc_threshold", "vanish_d_acc", "drift_monotone_frac", "modes_error_fraction",
+                     "modes_tolerance"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"doctor.{name} must lie in [0, 1], got {getattr(self, name)}")
         if self.coverage_error_margin < self.coverage_margin:

@@ -414,7 +414,8 @@ def detect_modes(records: Records, cfg: DoctorConfig, context: Context = None) -
 
     Signal: `eval_modes` (PacGAN protocol: modes with at least one high-quality sample) below
     the expected count (`cfg.expected_modes`, else `context["expected_modes"]`; neither: skip)
-    and no higher than the best earlier evaluation, for `collapse_patience` evaluations after
+    by more than `modes_tolerance` of it and no higher than the best earlier evaluation, for
+    `collapse_patience` evaluations after
     `eval_warmup_steps`; an error at or below expected * `modes_error_fraction`. A run still
     gaining modes is learning, not collapsed; one stuck below or losing modes has dropped them
     (Lin et al. 2018, PacGAN; Metz et al. 2017, unrolled GANs).
@@ -426,9 +427,11 @@ def detect_modes(records: Records, cfg: DoctorConfig, context: Context = None) -
         return []
     expected = float(expected)
     all_steps, all_values = series(eval_records(records), "eval_modes")
-    # "not gaining" = no new best: a run hopping between mode sets (22, 16, 21, 17, 13) is flagged too
+    # "not gaining" = no new best: a run hopping between mode sets (22, 16, 21, 17, 13) is flagged too;
+    # a dip within `modes_tolerance` of the expected count (25 -> 24) is not a collapse
+    limit = expected * (1.0 - cfg.modes_tolerance)
     flags = [
-        value < expected and (i == 0 or value <= max(all_values[:i])) and all_steps[i] >= cfg.eval_warmup_steps
+        value < limit and (i == 0 or value <= max(all_values[:i])) and all_steps[i] >= cfg.eval_warmup_steps
         for i, value in enumerate(all_values)
     ]
     findings = []
