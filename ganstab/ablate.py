@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
-from ganstab.config import (ConfigError, _deep_merge, known_keys, parse_override, read_yaml, smoothing_warnings,
-                             to_dict, validate)
+from ganstab.config import (ConfigError, _deep_merge, known_keys, nest, parse_override, read_yaml,
+                             smoothing_warnings, to_dict, validate)
 
 PLAN_FILE = "ablation.json"
 SUMMARY_JSON = "summary.json"
@@ -168,15 +168,8 @@ def _nest(mapping: Mapping[str, Any], where: str) -> tuple[dict, list[str]]:
                 walk(value, f"{dotted}.")
                 continue
             _check_key(dotted, where)
-            nested: dict = {}
-            cursor = nested
-            parts = dotted.split(".")
-            for part in parts[:-1]:
-                cursor[part] = {}
-                cursor = cursor[part]
-            cursor[parts[-1]] = value
             nonlocal out
-            out = _deep_merge(out, nested)
+            out = _deep_merge(out, nest(dotted, value))
             labels.append(f"{dotted}={json.dumps(value)}")
 
     walk(mapping, "")

@@ -244,9 +244,14 @@ def parse_override(text: str) -> dict:
         value = yaml.load(raw, Loader=_Loader) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
+    return nest(key, value)
+
+
+def nest(dotted: str, value: Any) -> dict:
+    """{'a': {'b': value}} from 'a.b' and a value."""
     node: dict = {}
     cursor = node
-    parts = key.split(".")
+    parts = dotted.split(".")
     for part in parts[:-1]:
         cursor[part] = {}
         cursor = cursor[part]
