@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
-from ganstab.config import (ConfigError, _deep_merge, known_keys, nest, parse_override, read_yaml,
-                             smoothing_warnings, to_dict, validate)
+from ganstab.config import (ConfigError, _deep_merge, known_keys, merge_sources, nest, parse_override,
+                             read_yaml, smoothing_warnings, to_dict, validate)
 
 PLAN_FILE = "ablation.json"
 SUMMARY_JSON = "summary.json"
@@ -231,17 +231,7 @@ def parse_seeds(text: str | int) -> list[int]:
 
 def base_data(config: str | Path | None = None, overrides: Iterable[str] = (), preset: str | None = None) -> dict:
     """The base config as a nested dict: defaults <- preset <- file <- overrides (as `load_config`)."""
-    from ganstab.presets import PRESETS
-
-    data: dict = {}
-    if preset is not None:
-        if preset not in PRESETS:
-            raise ConfigError(f"unknown preset {preset!r}; known presets: {', '.join(PRESETS)}")
-        data = _deep_merge(data, PRESETS[preset].values)
-    if config is not None:
-        data = _deep_merge(data, read_yaml(config))
-    for text in overrides:
-        data = _deep_merge(data, parse_override(text))
+    data = merge_sources(config, overrides, preset)
     data.pop("out", None)
     return data
 

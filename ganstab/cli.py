@@ -42,7 +42,7 @@ def _load(args: argparse.Namespace):
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train (or resume) a run and print where its outputs are."""
-    from ganstab.config import read_yaml, validate
+    from ganstab.config import merge_sources, validate
     from ganstab.train import train
 
     if args.resume is not None:
@@ -51,12 +51,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not cfg_path.is_file():
             raise CLIError(f"--resume {run_dir}: not a ganstab run directory (no config.yaml)")
         if args.config is None and args.preset is None:
-            from ganstab.config import _deep_merge, parse_override
-
-            data = read_yaml(cfg_path)
-            for text in args.overrides:
-                data = _deep_merge(data, parse_override(text))
-            cfg = validate(data)
+            cfg = validate(merge_sources(cfg_path, args.overrides))
         else:
             cfg = _load(args)
         cfg.out = str(run_dir)

@@ -403,12 +403,12 @@ def smoothing_warnings(cfg: Config) -> list[str]:
     return []
 
 
-def load_config(
+def merge_sources(
     path: str | Path | None = None,
     overrides: Iterable[str] = (),
     preset: str | None = None,
-) -> Config:
-    """Merge defaults <- preset <- YAML file <- key=value overrides and validate the result."""
+) -> dict:
+    """The unvalidated nested dict of preset <- YAML file <- key=value overrides (defaults come later)."""
     data: dict = {}
     if preset is not None:
         if preset not in PRESETS:
@@ -420,7 +420,16 @@ def load_config(
         overrides = [overrides]
     for text in overrides:
         data = _deep_merge(data, parse_override(text))
-    cfg = validate(data)
+    return data
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    preset: str | None = None,
+) -> Config:
+    """Merge defaults <- preset <- YAML file <- key=value overrides and validate the result."""
+    cfg = validate(merge_sources(path, overrides, preset))
     if cfg.out is None:
         cfg.out = default_out(cfg, preset)
     for message in smoothing_warnings(cfg):
