@@ -489,6 +489,11 @@ class Trainer:
                                  "lr_d": self.opt_d.param_groups[0]["lr"]}) + "\n")
         return True
 
+    def _recover_or_stop(self, exc: Divergence) -> None:
+        """Roll back after a divergence, or stop with TrainingDiverged when recovery is not possible."""
+        if not self._recover(str(exc)):
+            raise TrainingDiverged(self._give_up_message(str(exc))) from None
+
     def _give_up_message(self, reason: str) -> str:
         if not self.cfg.train.recover:
             why = "automatic recovery is off (train.recover=false)"
@@ -550,10 +555,9 @@ class Trainer:
                         self.observe(line)
                         self._check_finite(line)
                     except Divergence as exc:
-                        if self._recover(str(exc)):
-                            t_last = time.perf_counter()
-                            continue
-                        raise TrainingDiverged(self._give_up_message(str(exc))) from None
+                        self._recover_or_stop(exc)
+                        t_last = time.perf_counter()
+                        continue
                     self.after_log(line)
                     if bar is not None:
                         bar.set_postfix(loss_d=f"{line.get('loss_d') or 0:.3f}",
@@ -567,10 +571,9 @@ class Trainer:
                     try:
                         self._check_finite({})  # never checkpoint a diverged state
                     except Divergence as exc:
-                        if self._recover(str(exc)):
-                            t_last = time.perf_counter()
-                            continue
-                        raise TrainingDiverged(self._give_up_message(str(exc))) from None
+                        self._recover_or_stop(exc)
+                        t_last = time.perf_counter()
+                        continue
                     self.save_checkpoint()
                 if bar is not None:
                     bar.update(1)
