@@ -54,6 +54,8 @@ class DataConfig(_Section):
     image_size: Optional[int] = Field(default=None, gt=0, le=1024)
     channels: Optional[Literal[1, 3]] = None
     limit: Optional[int] = Field(default=None, gt=0)
+    stream: bool = False  # folder only: read images on demand (DataLoader + DistributedSampler)
+    workers: int = Field(default=0, ge=0, le=64)  # DataLoader worker processes when streaming
 
 
 class ModelConfig(_Section):
@@ -333,6 +335,12 @@ def check_rules(cfg: Config) -> None:
 
     if cfg.data.name not in DATASETS:
         raise ConfigError(f"unknown data.name {cfg.data.name!r}; known datasets: {', '.join(DATASETS)}")
+    if cfg.data.stream and cfg.data.name != "folder":
+        raise ConfigError(f"data.stream=true reads image files on demand and works with data.name=folder only; "
+                          f"{cfg.data.name} is held in memory, so remove data.stream")
+    if cfg.data.workers and not cfg.data.stream:
+        raise ConfigError("data.workers sets DataLoader processes for data.stream=true; set data.stream=true "
+                          "or remove data.workers")
     if cfg.model.arch not in ARCHITECTURES:
         raise ConfigError(f"unknown model.arch {cfg.model.arch!r}; known architectures: {', '.join(ARCHITECTURES)}")
     check_doctor(cfg)

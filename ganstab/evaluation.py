@@ -69,12 +69,10 @@ class RunEvaluator:
             return
         self.main_metric = MAIN_METRIC_IMAGES
         cache = Path(cache_dir) if cache_dir else default_cache_dir()
-        assert data.train is not None
         echo_fn = (lambda m: echo(f"evaluator: {m}"))
+        train, labels, test, test_labels = data.evaluator_data()
         self.evaluator = metrics.load_or_train_evaluator(
-            cache, data.name, data.train.cpu(), None if data.labels is None else data.labels.cpu(),
-            None if data.test is None else data.test.cpu(),
-            None if data.test_labels is None else data.test_labels.cpu(),
+            cache, data.name, train, labels, test, test_labels,
             epochs=evaluator_epochs, device=device, progress=echo_fn)
         real = data.eval_reference(n).to(device)
         self.reference = metrics.prepare_reference(self.evaluator, real)

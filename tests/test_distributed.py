@@ -55,3 +55,29 @@ def test_two_ranks_equal_one_rank_with_double_batch(tmp_path: Path) -> None:
     names = sorted(p.name for p in (ddp / "checkpoints").iterdir())
     assert names == ["ckpt_0000000.pt", "ckpt_0000000.pt.sha256", "ckpt_0000006.pt", "ckpt_0000006.pt.sha256",
                      "ckpt_0000012.pt", "ckpt_0000012.pt.sha256"]
+
+
+def test_streamed_folder_two_ranks_equal_one_rank_with_double_batch(tmp_path: Path) -> None:
+    """data.stream=true: each rank reads its DistributedSampler shard; the union per step is the 2B batch."""
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    common = ["data.name=folder", f"data.path={folder}", "data.stream=true", "model.arch=mlp", "model.hidden=[16]",
+              "model.g_norm=layer", "model.d_norm=layer", "loss.kind=hinge", "penalty.r1=1", "train.ema=0",
+              "eval.final=false", "log.every=3", "log.progress=false", "train.threads=1", "log.sample_every=1000",
+              "train.steps=6"]
+    single = tmp_path / "single"
+    train(load_config(overrides=[f"out={single}", "train.batch_size=16", *common]), echo=lambda m: None)
+    ddp = tmp_path / "ddp"
+    proc = _torchrun([f"out={ddp}", "train.batch_size=8", *common], port=29613)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    g_single = load_file(str(single / "generator.safetensors"))
+    g_ddp = load_file(str(ddp / "generator.safetensors"))
+    for key in g_single:
+        torch.testing.assert_close(g_ddp[key], g_single[key], rtol=1e-5, atol=1e-6)
+    assert [r["images_seen"] for r in _records(ddp)] == [r["images_seen"] for r in _records(single)] == [48, 96]

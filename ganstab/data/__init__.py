@@ -76,6 +76,10 @@ def _idx(cfg, seed: int) -> DataSource:
 def _folder(cfg, seed: int) -> DataSource:
     if cfg.path is None:
         raise DataError("data.name=folder needs data.path=DIR, a folder of images")
+    if cfg.stream:
+        from ganstab.data.stream import stream_folder
+
+        return stream_folder(cfg, seed)
     arr, skipped = _img.read_image_folder(cfg.path, cfg.image_size, cfg.channels)
     source = _images("folder", {"train": arr}, cfg, seed, max_value=255.0)
     if skipped:

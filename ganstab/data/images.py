@@ -112,6 +112,37 @@ def read_digits() -> dict[str, np.ndarray]:
     return {"train": images[train], "labels": labels[train], "test": images[test], "test_labels": labels[test]}
 
 
+def list_image_files(folder: str | Path) -> list[Path]:
+    """Every non-hidden file under `folder`, sorted (DataError when the folder is missing or empty)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"data.path {str(folder)!r} is not a folder; pass a folder of images")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise DataError(f"image folder {str(folder)!r} is empty; put PNG/JPEG images in it")
+    return files
+
+
+GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+
+
+def convert_image(img, size: int, channels: int) -> np.ndarray:
+    """A Pillow image as uint8 (size, size, channels): palette/alpha composited on black, then resized."""
+    from PIL import Image
+
+    mode = "L" if channels == 1 else "RGB"
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA"):
+        background = Image.new("RGBA", img.size, (0, 0, 0, 255))
+        img = Image.alpha_composite(background, img.convert("RGBA"))
+    img = img.convert(mode)
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.BICUBIC)
+    arr = np.array(img, dtype=np.uint8)  # a writable copy
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
 def read_image_folder(folder: str | Path, image_size: Optional[int], channels: Optional[int]) -> tuple[np.ndarray, int]:
     """Read every image under `folder` with Pillow, converted and resized to a square size.
 
@@ -121,12 +152,7 @@ def read_image_folder(folder: str | Path, image_size: Optional[int], channels: O
     """
     from PIL import Image, UnidentifiedImageError
 
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"data.path {str(folder)!r} is not a folder; pass a folder of images")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
-    if not files:
-        raise DataError(f"image folder {str(folder)!r} is empty; put PNG/JPEG images in it")
+    files = list_image_files(folder)
     opened = []
     skipped = 0
     for path in files:
@@ -139,22 +165,9 @@ def read_image_folder(folder: str | Path, image_size: Optional[int], channels: O
     if not opened:
         raise DataError(f"image folder {str(folder)!r} holds no readable images ({skipped} files skipped)")
     if channels is None:
-        channels = 1 if all(img.mode in ("1", "L", "LA", "I", "I;16", "F") for img in opened) else 3
+        channels = 1 if all(img.mode in GRAY_MODES for img in opened) else 3
     size = image_size or opened[0].size[0]
-    mode = "L" if channels == 1 else "RGB"
-    arrays = []
-    for img in opened:
-        if img.mode == "P":
-            img = img.convert("RGBA")
-        if img.mode in ("RGBA", "LA"):
-            background = Image.new("RGBA", img.size, (0, 0, 0, 255))
-            img = Image.alpha_composite(background, img.convert("RGBA"))
-        img = img.convert(mode)
-        if img.size != (size, size):
-            img = img.resize((size, size), Image.BICUBIC)
-        arr = np.asarray(img, dtype=np.uint8)
-        arrays.append(arr[:, :, None] if arr.ndim == 2 else arr)
-    return np.stack(arrays), skipped
+    return np.stack([convert_image(img, size, channels) for img in opened]), skipped
 
 
 def read_npz(path: str | Path) -> dict[str, Optional[np.ndarray]]:

@@ -88,6 +88,17 @@ class DataSource:
         out = self.train.index_select(0, idx)
         return out.to(device) if device is not None else out
 
+    def rank_batch(self, index: int, size: int, rank: int, world: int, device: torch.device | None = None) -> Tensor:
+        """This rank's `size` samples of the `index`-th global batch of size * world (held data: a slice)."""
+        batch = self.batch(index, size * world, device)
+        return batch[rank * size:(rank + 1) * size] if world > 1 else batch
+
+    def evaluator_data(self) -> tuple[Tensor, Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
+        """(train, labels, test, test labels) on the CPU for the offline evaluator network."""
+        assert self.train is not None
+        cpu = [None if t is None else t.cpu() for t in (self.train, self.labels, self.test, self.test_labels)]
+        return cpu[0], cpu[1], cpu[2], cpu[3]
+
     def eval_reference(self, n: int) -> Tensor:
         """Up to n real samples for evaluation: the test split when there is one, else fresh samples."""
         if self.sampler is not None:

@@ -215,7 +215,7 @@ class Trainer:
     def real_batch(self) -> Tensor:
         """The next real batch (fresh for every D step; this rank's slice of the global batch)."""
         size = self.cfg.train.batch_size
-        batch = self._shard(self.data.batch(self.batch_index, size * self.dist.world, self.device))
+        batch = self.data.rank_batch(self.batch_index, size, self.dist.rank, self.dist.world, self.device)
         self.batch_index += 1
         self.images_seen += size * self.dist.world
         return batch.contiguous(memory_format=self.memory_format) if batch.dim() == 4 else batch
