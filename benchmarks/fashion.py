@@ -1,12 +1,15 @@
 """Image quality per trick on Fashion-MNIST at an equal wall-clock budget (and equal images seen).
 
 Every trick is switched on alone over one plain baseline (DCGAN architecture, non-saturating loss,
-no normalisation, Adam 2e-4 / betas (0.5, 0.999)), next to the recommended combination and the
-`blog` preset as published. Each variant trains for the same number of seconds on the same machine,
-one run at a time, for several seeds, and is scored with ganstab's evaluator network (FD, KID,
-precision/recall, coverage, class KL) at fixed checkpoints, which gives a time-to-quality curve.
+no normalisation, Adam 2e-4 / betas (0.5, 0.999)), next to the recommended combination, the
+`blog` preset as published and progressive growing (the `progan` preset with its phases shortened
+to fit the budget). Each variant trains for the same number of seconds on the same machine, one
+run at a time, for several seeds, and is scored with ganstab's evaluator network (FD, KID,
+precision/recall, coverage, class KL) every EVAL_IMAGES real images. The checkpoints therefore
+line up in images seen across variants, which gives a second table at equal images seen (the
+last checkpoint every run reached) and a time-to-quality curve.
 
-Usage: python benchmarks/fashion.py [--budget 120] [--seeds 3] [--quick] [--only NAME ...]
+Usage: python benchmarks/fashion.py [--budget 60] [--seeds 3] [--quick] [--only NAME ...]
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import datetime
 import json
 import math
 import statistics
+import sys
+import time
 from pathlib import Path
 
 import torch
@@ -23,6 +28,10 @@ import torch
 from ganstab.config import load_config
 from ganstab.train import train
 from ganstab.train.recorder import read_metrics
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from modes2d import machine  # noqa: E402  (same machine description in every table)
 
 BASELINE = ["model.arch=dcgan", "model.latent_dim=100", "model.width=32", "model.g_norm=none", "model.d_norm=none",
             "loss.kind=nonsaturating", "optim.g_lr=2e-4", "optim.d_lr=2e-4", "optim.g_betas=[0.5,0.999]",
@@ -46,23 +55,46 @@ VARIANTS: dict[str, tuple[str | None, list[str]]] = {
     "recommended": (None, ["loss.kind=hinge", "model.d_norm=spectral", "model.g_norm=batch", "optim.g_lr=1e-4",
                            "optim.d_lr=4e-4", "optim.g_betas=[0,0.9]", "optim.d_betas=[0,0.9]", "train.ema=10000"]),
     "blog-as-published": ("blog", []),
+    "progressive": ("progan", ["progressive.stable_images=1000", "progressive.fade_images=1000"]),
 }
 
+#: Real images between evaluations (a multiple of batch x n_critic for every variant: 64, 128, 320, 32).
+EVAL_IMAGES = 16000
+KEYS = ("fd", "kid", "precision", "recall", "coverage", "class_kl")
+#: Variants left out when choosing the equal-images checkpoint (far fewer images per second).
+SLOW = ("progressive",)
 
-def run_variant(name: str, seed: int, budget: float, eval_every: int, out: Path, data: str) -> dict:
-    """Train one variant/seed for `budget` seconds and return its evaluation series."""
+
+def run_variant(name: str, seed: int, budget: float, eval_images: int, out: Path, data: str) -> dict:
+    """Train one variant/seed for `budget` seconds, evaluating every `eval_images` real images."""
     preset, extra = VARIANTS[name]
     base = [] if preset else BASELINE
-    overrides = [*base, *extra, f"data.name={data}", f"seed={seed}", f"out={out / name / f'seed{seed}'}",
-                 "train.steps=10000000", f"train.time_budget={budget}", f"eval.every={eval_every}", "eval.n=2000",
+    run_dir = out / name / f"seed{seed}"
+    overrides = [*base, *extra, f"data.name={data}", f"seed={seed}", f"out={run_dir}",
+                 "train.steps=10000000", f"train.time_budget={budget}", "eval.n=2000",
                  "log.progress=false", "log.sample_every=1000", "log.checkpoint_every=1000"]
     cfg = load_config(preset=preset, overrides=overrides)
+    per_step = cfg.train.batch_size * cfg.train.n_critic
+    if eval_images % per_step:
+        raise SystemExit(f"{name}: {eval_images} images is not a multiple of batch x n_critic = {per_step}")
+    cfg.eval.every = eval_images // per_step
+    start = time.perf_counter()
     train(cfg, overwrite=True, echo=lambda m: None)
-    records = read_metrics(out / name / f"seed{seed}" / "metrics.jsonl")
+    wall = time.perf_counter() - start
+    records = read_metrics(run_dir / "metrics.jsonl")
     evals = [r for r in records if "eval_fd" in r]
-    return {"variant": name, "seed": seed, "final": {k[5:]: v for k, v in evals[-1].items() if k.startswith("eval_")},
-            "curve": [(r["time"], r["images_seen"], r["eval_fd"]) for r in evals],
-            "images_seen": evals[-1]["images_seen"]}
+    points = [{"time": r["time"], "images_seen": r["images_seen"], "step": r["step"],
+               **{k[5:]: v for k, v in r.items() if k.startswith("eval_")}} for r in evals]
+    return {"variant": name, "seed": seed, "final": points[-1], "points": points,
+            "images_seen": records[-1]["images_seen"], "steps": records[-1]["step"], "wall": wall}
+
+
+def at_images(row: dict, images: int) -> dict | None:
+    """The evaluation of a run at exactly `images` real images seen (None when it did not get there)."""
+    for point in row["points"]:
+        if point["images_seen"] == images:
+            return point
+    return None
 
 
 def mean_se(values: list[float]) -> tuple[float, float]:
@@ -78,56 +110,103 @@ def mean_se(values: list[float]) -> tuple[float, float]:
 def main() -> None:
     """Run every variant x seed one after another; print and write the table and the curves plot."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", type=float, default=120.0, help="training seconds per run")
+    parser.add_argument("--budget", type=float, default=60.0, help="training seconds per run")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="1 seed, 30 s per run, a few variants")
+    parser.add_argument("--quick", action="store_true", help="1 seed, 30 s per run, 3 variants (written to *-quick.*)")
     parser.add_argument("--only", nargs="*", default=None, help="variant names to run")
     parser.add_argument("--data", default="fashion-mnist")
     parser.add_argument("--out", default="benchmarks/runs/fashion")
     args = parser.parse_args()
-    names = args.only or (["baseline", "ttur", "hinge", "recommended", "blog-as-published"] if args.quick
-                          else list(VARIANTS))
+    names = args.only or (["baseline", "recommended", "blog-as-published"] if args.quick else list(VARIANTS))
     budget, seeds = (30.0, 1) if args.quick else (args.budget, args.seeds)
-    eval_every = 200 if args.quick else 500
-    rows = [run_variant(n, s, budget, eval_every, Path(args.out), args.data) for n in names for s in range(seeds)]
-    keys = ("fd", "kid", "precision", "recall", "coverage", "class_kl")
-    lines = [f"Command: `python benchmarks/fashion.py --budget {budget:g} --seeds {seeds}"
-             f"{' --quick' if args.quick else ''}`  ",
-             f"Date: {datetime.date.today()}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
-             f"{budget:g} s of training per run, one run at a time", "",
-             "| variant | images seen | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
+    eval_images = 8000 if args.quick else EVAL_IMAGES
+    started = time.perf_counter()
+    rows = []
+    for name in names:
+        for seed in range(seeds):
+            rows.append(run_variant(name, seed, budget, eval_images, Path(args.out), args.data))
+            r = rows[-1]
+            print(f"{name} seed {seed}: {r['steps']} steps, {r['images_seen']} images, "
+                  f"FD {r['final']['fd']:.3g} at {r['final']['images_seen']} images", flush=True)
+    total = time.perf_counter() - started
+    aligned = [max([p["images_seen"] for p in r["points"] if p["images_seen"] % eval_images == 0], default=0)
+               for r in rows if r["variant"] not in SLOW]
+    reached = min(aligned, default=0)
+    command = (f"python benchmarks/fashion.py --budget {budget:g} --seeds {seeds}{' --quick' if args.quick else ''}"
+               + (f" --only {' '.join(args.only)}" if args.only else ""))
+    info = machine()
+    lines = [f"# {args.data}: each trick alone at an equal budget", "",
+             f"- Command: `{command}`",
+             f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; wall time "
+             f"{total / 60:.1f} min for {len(rows)} runs",
+             f"- Machine: {info['cpu']}, {info['cores']} logical cores, torch {info['torch']} with "
+             f"{torch.get_num_threads()} threads, Python {info['python']}; one run at a time",
+             f"- Budget: {budget:g} s of training per run (evaluations not counted); {seeds} seed(s); "
+             f"evaluator metrics on 2,000 samples every {eval_images:,} real images; mean ± standard error",
+             "", f"## At the end of the {budget:g} s budget", "",
+             "| variant | G steps | images seen | " + " | ".join(KEYS) + " |", "|---|---|---|" + "---|" * len(KEYS)]
     for name in names:
         group = [r for r in rows if r["variant"] == name]
-        cells = []
-        for key in keys:
-            m, se = mean_se([r["final"].get(key) for r in group])
-            cells.append(f"{m:.3g} ± {se:.2g}")
+        cells = [_cell([r["final"].get(key) for r in group]) for key in KEYS]
+        steps = statistics.fmean(r["steps"] for r in group)
         images = statistics.fmean(r["images_seen"] for r in group)
-        lines.append(f"| {name} | {images:.0f} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | {steps:.0f} | {images:,.0f} | " + " | ".join(cells) + " |")
+    lines += ["", f"## At equal images seen: {reached:,} real images", "",
+              f"The last checkpoint that every run reached ({', '.join(SLOW)} excluded: at this budget it sees far "
+              "fewer images; `–` where a run did not get there).", "",
+              "| variant | runs there | seconds to get there | " + " | ".join(KEYS) + " |",
+              "|---|---|---|" + "---|" * len(KEYS)]
+    for name in names:
+        group = [r for r in rows if r["variant"] == name]
+        points = [p for p in (at_images(r, reached) for r in group) if p is not None]
+        if not points or reached == 0:
+            lines.append(f"| {name} | 0/{len(group)} | – | " + " | ".join("–" for _ in KEYS) + " |")
+            continue
+        cells = [_cell([p.get(key) for p in points]) for key in KEYS]
+        lines.append(f"| {name} | {len(points)}/{len(group)} | {_cell([p['time'] for p in points])} | "
+                     + " | ".join(cells) + " |")
     text = "\n".join(lines)
     print(text)
-    results = Path("benchmarks/results")
+    results = HERE / "results"
     results.mkdir(parents=True, exist_ok=True)
-    (results / "fashion.md").write_text(text + "\n")
-    (results / "fashion.json").write_text(json.dumps(rows, indent=2))
+    tag = "-quick" if args.quick else ""
+    (results / f"fashion{tag}.md").write_text(text + "\n")
+    (results / f"fashion{tag}.json").write_text(json.dumps({"command": command, "rows": rows}, indent=2))
+    plot_curves(rows, names, HERE / f"fashion{tag}.png")
+
+
+def _cell(values: list) -> str:
+    """'mean ± s.e.' with three significant digits."""
+    m, se = mean_se([v for v in values if v is not None])
+    return f"{m:.3g} ± {se:.2g}"
+
+
+def plot_curves(rows: list[dict], names: list[str], path: Path) -> None:
+    """FD against training seconds and against images seen, mean over seeds per checkpoint."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), dpi=100)
     for name in names:
         group = [r for r in rows if r["variant"] == name]
-        xs = [t for t, _, _ in group[0]["curve"]]
-        ys = [statistics.fmean(r["curve"][i][2] for r in group if i < len(r["curve"])) for i in range(len(xs))]
-        ax.plot(xs, ys, label=name, marker="o", markersize=3)
-    ax.set_xlabel("training seconds")
-    ax.set_ylabel("FD (evaluator features, lower is better)")
-    ax.set_yscale("log")
-    ax.legend(fontsize=7, ncol=2)
-    ax.set_title("Fashion-MNIST: time to quality")
+        n = min(len(r["points"]) for r in group)
+        if n == 0:
+            continue
+        fd = [statistics.fmean(r["points"][i]["fd"] for r in group) for i in range(n)]
+        secs = [statistics.fmean(r["points"][i]["time"] for r in group) for i in range(n)]
+        imgs = [group[0]["points"][i]["images_seen"] for i in range(n)]
+        axes[0].plot(secs, fd, label=name, marker="o", markersize=3)
+        axes[1].plot(imgs, fd, label=name, marker="o", markersize=3)
+    for ax, xlabel in zip(axes, ("training seconds", "real images seen")):
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("FD (evaluator features, lower is better)")
+        ax.set_yscale("log")
+    axes[0].legend(fontsize=7, ncol=2)
+    fig.suptitle("Fashion-MNIST: time to quality (mean over seeds)")
     fig.tight_layout()
-    fig.savefig("benchmarks/fashion.png")
+    fig.savefig(path)
 
 
 if __name__ == "__main__":

@@ -82,6 +82,7 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=400)
     parser.add_argument("--phase-images", type=int, default=2500,
                         help="images per stable phase and per fade-in of the growing run")
+    parser.add_argument("--tag", default="", help="suffix for the output files (progressive-<tag>.md ...)")
     args = parser.parse_args()
     out = Path(args.out)
     common = [f"data.name={args.data}", f"train.time_budget={args.budget}", "train.steps=1000000",
@@ -110,9 +111,10 @@ def main() -> None:
     print(text)
     results = Path("benchmarks/results")
     results.mkdir(parents=True, exist_ok=True)
-    (results / "progressive.md").write_text(text + "\n")
-    (results / "progressive.json").write_text(json.dumps(rows, indent=2))
-    plot(rows, Path("benchmarks/progressive.png"))
+    stem = f"progressive-{args.tag}" if args.tag else "progressive"
+    (results / f"{stem}.md").write_text(text + "\n")
+    (results / f"{stem}.json").write_text(json.dumps(rows, indent=2))
+    plot(rows, Path(f"benchmarks/{stem}.png"))
 
 
 if __name__ == "__main__":

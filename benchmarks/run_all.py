@@ -27,8 +27,8 @@ def main() -> int:
         jobs = [
             ["throughput.py", "--steps", "40", "--repeats", "1"],
             ["eval_speed.py", "--n", "2000"],
-            ["modes2d.py", "--quick"],
-            ["progressive.py", "--budget", "30", "--eval-every", "200"],
+            ["modes2d.py", "--quick", "--tag", "quick", "--workdir", "/tmp/ganstab-modes2d-quick"],
+            ["progressive.py", "--budget", "30", "--eval-every", "200", "--tag", "quick"],
             ["fashion.py", "--quick", "--only", "baseline", "recommended"],
         ]
     else:
