@@ -14,7 +14,9 @@ native allocations that tracemalloc cannot see; it is reported after each phase.
 from __future__ import annotations
 
 import argparse
+import datetime
 import gzip
+import json
 import resource
 import sys
 import time
@@ -25,6 +27,10 @@ import numpy as np
 import torch
 
 from ganstab import metrics
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from modes2d import machine  # noqa: E402  (same machine description in every table)
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
@@ -71,6 +77,23 @@ def timed(rows: list[tuple[str, float, float]], name: str, fn: Callable[[], obje
     return result
 
 
+def plot(rows: list[tuple[str, float, float]], path: Path, n: int) -> None:
+    """Horizontal bars: seconds per evaluation phase."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=100)
+    names = [name for name, _, _ in rows][::-1]
+    ax.barh(names, [seconds for _, seconds, _ in rows][::-1])
+    ax.set_xlabel("seconds")
+    ax.set_title(f"Evaluation of {n:,} real vs {n:,} generated images")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Run the benchmark and print a markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -81,6 +104,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--channels", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tag", default="", help="suffix for the output files (eval_speed-<tag>.md ...)")
     parser.add_argument("--train-epochs", type=int, default=0, help="train the evaluator first (Fashion-MNIST only)")
     args = parser.parse_args(argv)
     if args.threads:
@@ -114,16 +138,28 @@ def main(argv: Optional[list[str]] = None) -> int:
     timed(rows, "class_kl + is", lambda: (metrics.class_kl(fake_probs, reference.class_distribution), metrics.inception_score(fake_probs)), device)  # type: ignore[union-attr]
     result = timed(rows, "evaluate_images (all of the above)", lambda: metrics.evaluate_images(evaluator, real, fake, batch_size=args.batch_size), device)
 
-    print(f"Evaluation of {args.n} real vs {args.n} fake images ({source}, {args.channels}x{args.size}x{args.size}), "
-          f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
-    print(f"Peak RSS before evaluating: {baseline:.0f} MiB")
-    print()
-    print("| phase | seconds | peak RSS so far (MiB) |")
-    print("| --- | ---: | ---: |")
-    for name, seconds, rss in rows:
-        print(f"| {name} | {seconds:.2f} | {rss:.0f} |")
-    print()
-    print("metrics:", ", ".join(f"{key} {value:.4g}" for key, value in result.items()))  # type: ignore[union-attr]
+    info = machine()
+    lines = [
+        "# Evaluation cost", "",
+        f"- Command: `python benchmarks/eval_speed.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
+        f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"- Machine: {info['cpu']}, {info['cores']} logical cores, torch {info['torch']} with "
+        f"{torch.get_num_threads()} threads, device {device}",
+        f"- {args.n} real vs {args.n} generated images ({source}, {args.channels}x{args.size}x{args.size}); "
+        f"peak RSS before evaluating {baseline:.0f} MiB", "",
+        "| phase | seconds | peak RSS so far (MiB) |", "| --- | ---: | ---: |",
+    ]
+    lines += [f"| {name} | {seconds:.2f} | {rss:.0f} |" for name, seconds, rss in rows]
+    lines += ["", "metrics: " + ", ".join(f"{key} {value:.4g}" for key, value in result.items())]  # type: ignore[union-attr]
+    text = "\n".join(lines)
+    print(text)
+    stem = f"eval_speed-{args.tag}" if args.tag else "eval_speed"
+    results = HERE / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / f"{stem}.md").write_text(text + "\n")
+    (results / f"{stem}.json").write_text(json.dumps({"n": args.n, "baseline_rss_mib": baseline,
+                                                      "phases": [list(r) for r in rows]}, indent=2))
+    plot(rows, HERE / f"{stem}.png", args.n)
     return 0
 
 

@@ -63,7 +63,6 @@ def write_samples(generator: nn.Module, meta: dict[str, Any], n: int, out: Path,
         save_image_folder(samples, out)
         return out
     if meta["data"].get("kind") == "points":
-        from ganstab.data import DATASETS  # noqa: F401
         centers = None
         if meta["data"]["name"] in ("ring8", "grid25"):
             from ganstab.data.toy import grid25_centers, ring8_centers

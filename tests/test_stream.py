@@ -166,3 +166,12 @@ def test_training_on_a_streamed_folder_resumes_exactly(tmp_path: Path) -> None:
     a, b = load_file(str(tmp_path / "a" / "generator.safetensors")), load_file(str(tmp_path / "b" / "generator.safetensors"))
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=0, atol=0)
+
+
+def test_missing_or_empty_folder(tmp_path: Path) -> None:
+    for folder, message in ((tmp_path / "nope", f"data.path {str(tmp_path / 'nope')!r} is not a folder; pass a folder of images"),
+                            (tmp_path, f"image folder {str(tmp_path)!r} is empty; put PNG/JPEG images in it")):
+        cfg = load_config(overrides=["data.name=folder", f"data.path={folder}", "data.stream=true", "model.arch=mlp"])
+        with pytest.raises(DataError) as err:
+            make_dataset(cfg.data, 0)
+        assert str(err.value) == message

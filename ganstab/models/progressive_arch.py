@@ -8,7 +8,6 @@ treated the same way at every resolution.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from ganstab.models import Architecture, register_architecture

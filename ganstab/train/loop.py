@@ -9,7 +9,6 @@ exactly where it stopped.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import signal
