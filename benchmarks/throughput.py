@@ -110,10 +110,10 @@ def step_flops(trainer) -> float:
     return float(counter.get_total_flops())
 
 
-def bench(preset: str, data: str, steps: int, repeats: int) -> dict:
+def bench(preset: str, data: str, steps: int, repeats: int, precision: str = "fp32") -> dict:
     """Alternate ganstab and reference runs `repeats` times; return images/s medians and the ratio."""
     cfg = load_config(preset=preset, overrides=[f"data.name={data}", "out=/tmp/ganstab-bench", "log.progress=false",
-                                                "train.ema=0"])
+                                                "train.ema=0", f"train.precision={precision}"])
     trainer = make_trainer(cfg)
     images = ((trainer.data.train[:, 0].cpu().numpy() + 1) * 127.5).round().astype(np.uint8)
     batch = cfg.train.batch_size
@@ -127,7 +127,7 @@ def bench(preset: str, data: str, steps: int, repeats: int) -> dict:
                         tuple(cfg.optim.g_betas))
         ref.append(steps * batch / reference_steps(G, D, images, cfg.model.latent_dim, batch, steps,
                                                     cfg.optim.g_lr, cfg.optim.d_lr, tuple(cfg.optim.g_betas)))
-    out = {"preset": preset, "data": data, "batch": batch, "steps": steps,
+    out = {"preset": preset, "precision": precision, "data": data, "batch": batch, "steps": steps,
            "ganstab_img_s": float(np.median(ours)), "reference_img_s": float(np.median(ref))}
     out["ratio"] = out["ganstab_img_s"] / out["reference_img_s"]
     flops = step_flops(trainer)
@@ -146,12 +146,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--data", default="fashion-mnist")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="also measure ganstab with train.precision=bf16 (reported apart: not the same numerics)")
     parser.add_argument("--tag", default="", help="suffix for the output files (throughput-<tag>.md ...)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     peak = matmul_gflops()
     rows = [bench(preset, args.data, args.steps, args.repeats) for preset in TARGETS]
+    if args.bf16:
+        rows += [bench(preset, args.data, args.steps, args.repeats, "bf16") for preset in TARGETS]
     peak_after = matmul_gflops()
     for row in rows:
         row["fraction_of_matmul_peak"] = row["achieved_gflops"] / max(peak, peak_after)
@@ -166,13 +170,14 @@ def main() -> None:
         f"- float32 1024x1024 matmul: {peak:.0f} GFLOP/s before and {peak_after:.0f} GFLOP/s after the loops "
         "(the fraction below uses the larger)",
         f"- Medians of {args.repeats} alternating repeats of {args.steps} G steps each, {args.data}", "",
-        "| preset | batch | ganstab img/s | reference img/s | ratio | target | GFLOP/step | achieved GFLOP/s "
-        "| of matmul peak |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| preset | ganstab precision | batch | ganstab img/s | reference img/s (fp32) | ratio | target "
+        "| GFLOP/step | achieved GFLOP/s | of fp32 matmul peak |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['preset']} | {r['batch']} | {r['ganstab_img_s']:.0f} | {r['reference_img_s']:.0f} | "
-                     f"{r['ratio']:.2f}x | >= {TARGETS[r['preset']]}x | {r['step_gflop']:.3f} | "
+        target = f">= {TARGETS[r['preset']]}x" if r["precision"] == "fp32" else "(not comparable)"
+        lines.append(f"| {r['preset']} | {r['precision']} | {r['batch']} | {r['ganstab_img_s']:.0f} | "
+                     f"{r['reference_img_s']:.0f} | {r['ratio']:.2f}x | {target} | {r['step_gflop']:.3f} | "
                      f"{r['achieved_gflops']:.1f} | {100 * r['fraction_of_matmul_peak']:.0f} % |")
     text = "\n".join(lines)
     print(text)
@@ -192,14 +197,19 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    xs = np.arange(len(rows))
-    ax.bar(xs - 0.2, [r["reference_img_s"] for r in rows], 0.4, label="tutorial-style reference loop")
-    ax.bar(xs + 0.2, [r["ganstab_img_s"] for r in rows], 0.4, label="ganstab loop")
-    for x, r in zip(xs, rows):
-        ax.text(x + 0.2, r["ganstab_img_s"], f"{r['ratio']:.2f}x (target {TARGETS[r['preset']]}x)",
-                ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(xs, [f"{r['preset']} (batch {r['batch']})" for r in rows])
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    fp32 = [r for r in rows if r["precision"] == "fp32"]
+    bf16 = {r["preset"]: r for r in rows if r["precision"] == "bf16"}
+    xs = np.arange(len(fp32))
+    ax.bar(xs - 0.27, [r["reference_img_s"] for r in fp32], 0.27, label="tutorial-style reference loop (fp32)")
+    ax.bar(xs, [r["ganstab_img_s"] for r in fp32], 0.27, label="ganstab loop (fp32)")
+    for x, r in zip(xs, fp32):
+        ax.text(x, r["ganstab_img_s"], f"{r['ratio']:.2f}x\n(target {TARGETS[r['preset']]}x)",
+                ha="center", va="bottom", fontsize=7)
+    if bf16:
+        ax.bar(xs + 0.27, [bf16[r["preset"]]["ganstab_img_s"] if r["preset"] in bf16 else 0 for r in fp32], 0.27,
+               label="ganstab loop, bf16 autocast")
+    ax.set_xticks(xs, [f"{r['preset']} (batch {r['batch']})" for r in fp32])
     ax.set_ylabel("images per second")
     ax.set_title("Training throughput on the same networks")
     ax.legend(fontsize=8, loc="upper right")

@@ -9,13 +9,16 @@ from __future__ import annotations
 import gzip
 import struct
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from ganstab.errors import DataError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -126,7 +129,7 @@ def list_image_files(folder: str | Path) -> list[Path]:
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 
 
-def convert_image(img, size: int, channels: int) -> np.ndarray:
+def convert_image(img: "Image.Image", size: int, channels: int) -> np.ndarray:
     """A Pillow image as uint8 (size, size, channels): palette/alpha composited on black, then resized."""
     from PIL import Image
 
