@@ -94,7 +94,8 @@ def main() -> None:
     rows = [run("growing", common + grow, out), run("flat", common + flat, out)]
     lines = [
         f"Command: `python benchmarks/progressive.py --budget {args.budget:g} --data {args.data} "
-        f"--eval-every {args.eval_every} --phase-images {args.phase_images}`  ",
+        f"--eval-every {args.eval_every} --phase-images {args.phase_images}"
+        f"{' --tag ' + args.tag if args.tag else ''}`  ",
         f"Date: {datetime.date.today()}; machine: {cpu_name()}, {torch.get_num_threads()} threads, "
         f"torch {torch.__version__}",
         "",
