@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import gzip
-import json
 import resource
 import sys
 import time
@@ -30,7 +29,7 @@ from ganstab import metrics
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from modes2d import machine  # noqa: E402  (same machine description in every table)
+from common import machine, output_stem, write_results  # noqa: E402
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
@@ -153,13 +152,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     lines += ["", "metrics: " + ", ".join(f"{key} {value:.4g}" for key, value in result.items())]  # type: ignore[union-attr]
     text = "\n".join(lines)
     print(text)
-    stem = f"eval_speed-{args.tag}" if args.tag else "eval_speed"
-    results = HERE / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    (results / f"{stem}.md").write_text(text + "\n")
-    (results / f"{stem}.json").write_text(json.dumps({"n": args.n, "baseline_rss_mib": baseline,
-                                                      "phases": [list(r) for r in rows]}, indent=2))
-    plot(rows, HERE / f"{stem}.png", args.n)
+    png = write_results(output_stem("eval_speed", args.tag), text,
+                        {"n": args.n, "baseline_rss_mib": baseline, "phases": [list(r) for r in rows]})
+    plot(rows, png, args.n)
     return 0
 
 

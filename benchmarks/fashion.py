@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import math
 import statistics
 import sys
@@ -31,7 +30,7 @@ from ganstab.train.recorder import read_metrics
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from modes2d import machine  # noqa: E402  (same machine description in every table)
+from common import machine, output_stem, write_results  # noqa: E402
 
 BASELINE = ["model.arch=dcgan", "model.latent_dim=100", "model.width=32", "model.g_norm=none", "model.d_norm=none",
             "loss.kind=nonsaturating", "optim.g_lr=2e-4", "optim.d_lr=2e-4", "optim.g_betas=[0.5,0.999]",
@@ -168,12 +167,8 @@ def main() -> None:
                      + " | ".join(cells) + " |")
     text = "\n".join(lines)
     print(text)
-    results = HERE / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    tag = "-quick" if args.quick else ""
-    (results / f"fashion{tag}.md").write_text(text + "\n")
-    (results / f"fashion{tag}.json").write_text(json.dumps({"command": command, "rows": rows}, indent=2))
-    plot_curves(rows, names, HERE / f"fashion{tag}.png")
+    png = write_results(output_stem("fashion", "quick" if args.quick else ""), text, {"command": command, "rows": rows})
+    plot_curves(rows, names, png)
 
 
 def _cell(values: list) -> str:

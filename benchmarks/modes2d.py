@@ -27,8 +27,6 @@ import argparse
 import datetime
 import json
 import math
-import os
-import platform
 import shlex
 import sys
 import time
@@ -39,6 +37,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from common import machine, output_stem, write_results  # noqa: E402
 # the blog recipe's two-sided smoothing warns on every config load; the table notes it instead
 warnings.filterwarnings("ignore", message="loss.fake_label=")
 DATASETS = ("grid25", "ring8")
@@ -193,21 +193,6 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def machine() -> dict[str, Any]:
-    """CPU model, logical cores and library versions of this machine."""
-    import torch
-
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version()}
-
-
 def _findings_text(row: dict[str, Any]) -> str:
     sev = row["findings"]
     parts = [f"{sev[k]} {k}" for k in ("error", "warning", "info") if sev.get(k)]
@@ -351,16 +336,12 @@ def main(argv: Optional[list[str]] = None) -> int:
             "machine": machine(), "jobs": args.jobs, "seeds": args.seeds, "quick": args.quick,
             "eval_every": args.eval_every, "total_wall_s": total, "note": args.note,
             "reused_runs": len(records) - len(todo)}
-    suffix = f"-{args.tag}" if args.tag else ""
     text = markdown(rows, meta)
     print(text)
-    results = HERE / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    (results / f"modes2d{suffix}.md").write_text(text, encoding="utf-8")
     published = [dict(zip(("source", "config", "data", "modes", "hq", "reverse_kl"), p)) for p in PUBLISHED]
-    (results / f"modes2d{suffix}.json").write_text(
-        json.dumps({"meta": meta, "rows": rows, "published": published, "runs": records}, indent=2), encoding="utf-8")
-    plot(rows, HERE / f"modes2d{suffix}.png")
+    png = write_results(output_stem("modes2d", args.tag), text,
+                        {"meta": meta, "rows": rows, "published": published, "runs": records})
+    plot(rows, png)
     return 0
 
 

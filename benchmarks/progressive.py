@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
-import platform
+import sys
 from pathlib import Path
 
 import torch
@@ -24,18 +23,10 @@ from ganstab.config import load_config
 from ganstab.train import train
 from ganstab.train.recorder import read_metrics
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, output_stem, write_results  # noqa: E402
+
 KEYS = ("eval_fd", "eval_kid", "eval_precision", "eval_recall", "eval_coverage", "eval_class_kl")
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (or the platform's name)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run(name: str, overrides: list[str], out: Path) -> dict:
@@ -96,7 +87,7 @@ def main() -> None:
         f"Command: `python benchmarks/progressive.py --budget {args.budget:g} --data {args.data} "
         f"--eval-every {args.eval_every} --phase-images {args.phase_images}"
         f"{' --tag ' + args.tag if args.tag else ''}`  ",
-        f"Date: {datetime.date.today()}; machine: {cpu_name()}, {torch.get_num_threads()} threads, "
+        f"Date: {datetime.date.today()}; machine: {machine()['cpu']}, {torch.get_num_threads()} threads, "
         f"torch {torch.__version__}",
         "",
         "| variant | steps | images seen | seconds | final res | FD | KID | precision | recall | coverage | class KL |",
@@ -110,12 +101,7 @@ def main() -> None:
                      f"{r.get('eval_class_kl', float('nan')):.3f} |")
     text = "\n".join(lines)
     print(text)
-    results = Path("benchmarks/results")
-    results.mkdir(parents=True, exist_ok=True)
-    stem = f"progressive-{args.tag}" if args.tag else "progressive"
-    (results / f"{stem}.md").write_text(text + "\n")
-    (results / f"{stem}.json").write_text(json.dumps(rows, indent=2))
-    plot(rows, Path(f"benchmarks/{stem}.png"))
+    plot(rows, write_results(output_stem("progressive", args.tag), text, rows))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from ganstab.train.loop import make_trainer
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from modes2d import machine  # noqa: E402  (same machine description in every table)
+from common import machine, output_stem, write_results  # noqa: E402
 
 
 class TutorialDataset(torch.utils.data.Dataset):
@@ -181,13 +180,9 @@ def main() -> None:
                      f"{r['achieved_gflops']:.1f} | {100 * r['fraction_of_matmul_peak']:.0f} % |")
     text = "\n".join(lines)
     print(text)
-    stem = f"throughput-{args.tag}" if args.tag else "throughput"
-    results = HERE / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    (results / f"{stem}.md").write_text(text + "\n")
-    (results / f"{stem}.json").write_text(json.dumps({"command": command, "matmul_gflops": [peak, peak_after],
-                                                      "rows": rows}, indent=2))
-    plot(rows, HERE / f"{stem}.png")
+    png = write_results(output_stem("throughput", args.tag), text,
+                        {"command": command, "matmul_gflops": [peak, peak_after], "rows": rows})
+    plot(rows, png)
 
 
 def plot(rows: list[dict], path: Path) -> None:

@@ -1,0 +1,40 @@
+"""What every benchmark script shares: the machine description and where its outputs go."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, logical cores and library versions of this machine."""
+    import torch
+
+    cpu = platform.processor() or platform.machine() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version()}
+
+
+def output_stem(name: str, tag: str = "") -> str:
+    """'name' or 'name-tag': the file stem of a benchmark's outputs."""
+    return f"{name}-{tag}" if tag else name
+
+
+def write_results(stem: str, text: str, payload: Any) -> Path:
+    """Write results/<stem>.md and results/<stem>.json; return the path for the plot, <stem>.png."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{stem}.md").write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    (RESULTS / f"{stem}.json").write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    return HERE / f"{stem}.png"
