@@ -536,7 +536,8 @@ class Trainer:
             if self.step == 0 and not ckpt.list_checkpoints(self.out / "checkpoints"):
                 self.save_checkpoint()  # a point to recover to
             t_last = time.perf_counter()
-            while self.step < cfg.train.steps and not self._out_of_time():
+            out_of_time = self._out_of_time()  # one check per step (an all-reduce under DDP)
+            while self.step < cfg.train.steps and not out_of_time:
                 self.before_step()
                 self.train_step()
                 if "after_step" in self.hooks:
@@ -544,8 +545,9 @@ class Trainer:
                 now = time.perf_counter()
                 self.elapsed += now - t_last
                 t_last = now
+                out_of_time = self._out_of_time()
                 on_interval = self.step % cfg.log.every == 0
-                last = self.step == cfg.train.steps or self._out_of_time()
+                last = self.step == cfg.train.steps or out_of_time
                 if not on_interval and last:
                     self.save_checkpoint()  # with the pending log sums, before the off-interval flush
                 if on_interval or last:
@@ -555,6 +557,7 @@ class Trainer:
                         self._check_finite(line)
                     except Divergence as exc:
                         self._recover_or_stop(exc)
+                        out_of_time = self._out_of_time()  # the rollback restored an earlier elapsed time
                         t_last = time.perf_counter()
                         continue
                     self.after_log(line)
@@ -571,6 +574,7 @@ class Trainer:
                         self._check_finite({})  # never checkpoint a diverged state
                     except Divergence as exc:
                         self._recover_or_stop(exc)
+                        out_of_time = self._out_of_time()  # the rollback restored an earlier elapsed time
                         t_last = time.perf_counter()
                         continue
                     self.save_checkpoint()
