@@ -91,7 +91,7 @@ class DataSource:
     def rank_batch(self, index: int, size: int, rank: int, world: int, device: torch.device | None = None) -> Tensor:
         """This rank's `size` samples of the `index`-th global batch of size * world (held data: a slice)."""
         batch = self.batch(index, size * world, device)
-        return batch[rank * size:(rank + 1) * size] if world > 1 else batch
+        return batch[rank * size:(rank + 1) * size]
 
     def evaluator_data(self) -> tuple[Tensor, Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
         """(train, labels, test, test labels) on the CPU for the offline evaluator network."""

@@ -119,15 +119,16 @@ class StreamingSource(DataSource):
             raise DataError(f"image folder has {len(self)} images, fewer than one global batch of {size * world}; "
                             "lower train.batch_size or add images")
         epoch, pos = divmod(index, per_epoch)
-        if self._next_key != (index, size, rank, world) or self._iter is None:
+        if self._next_key != (index, size, rank, world):  # not the batch the open loader yields next
             self._open(epoch, pos, size, rank, world)
         try:
             batch = next(self._iter)
         except Exception as exc:  # a worker re-raises with its traceback in the message: keep one line
             raise DataError(_worker_message(exc)) from None
-        self._next_key = (index + 1, size, rank, world) if pos + 1 < per_epoch else None
-        if self._next_key is None:
-            self._iter = None
+        if pos + 1 < per_epoch:
+            self._next_key = (index + 1, size, rank, world)
+        else:  # the epoch is done: the next call opens the next epoch's loader
+            self._next_key, self._iter = None, None
         target = device if device is not None else self._device
         return batch.to(target, non_blocking=True)
 

@@ -165,12 +165,6 @@ def cards(items: Sequence[tuple[str, str]], classes: Mapping[str, str] | None = 
     ) + "</div>"
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    from ganstab.train.recorder import read_jsonl
-
-    return read_jsonl(path)
-
-
 def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested dict -> {dotted key: value}."""
     out: dict[str, Any] = {}
@@ -337,8 +331,10 @@ def run_report_html(run_dir: str | Path) -> str:
             records = read_records(run_dir)
         except (ValueError, OSError) as exc:  # a damaged metrics.jsonl still gets a report of the rest
             problem = f"metrics.jsonl could not be read: {exc}"
-    findings = _read_jsonl(run_dir / "findings.jsonl")
-    recoveries = _read_jsonl(run_dir / "recoveries.jsonl")
+    from ganstab.train.recorder import read_jsonl
+
+    findings = read_jsonl(run_dir / "findings.jsonl")
+    recoveries = read_jsonl(run_dir / "recoveries.jsonl")
     from ganstab.report import figures as figs
 
     train_records = [r for r in records if "loss_d" in r or "loss_g" in r]
