@@ -27,3 +27,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip_slow)
+
+
+@pytest.fixture(scope="session")
+def train_tiny_toy_run():
+    """A function that trains a tiny toy run on grid25 into `out` (40 steps; report written) and returns `out`."""
+    from pathlib import Path
+
+    def make(out: Path) -> Path:
+        from ganstab.config import load_config
+        from ganstab.train import train
+
+        cfg = load_config(None, ["model.width=16", "model.depth=2", "train.steps=40", "log.every=10",
+                                 "log.sample_every=10", "log.checkpoint_every=20", "train.batch_size=64",
+                                 "train.device=cpu", "train.threads=1", "log.progress=false", f"out={out}"], "toy")
+        train(cfg, echo=lambda _m: None)
+        return out
+
+    return make

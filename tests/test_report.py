@@ -20,17 +20,9 @@ SRC = re.compile(r'src="([^"]*)"')
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def run_dir(tmp_path_factory: pytest.TempPathFactory, train_tiny_toy_run) -> Path:
     """A tiny finished toy run on grid25 (its report.html is written by the training itself)."""
-    from ganstab.config import load_config
-    from ganstab.train import train
-
-    out = tmp_path_factory.mktemp("report") / "run"
-    cfg = load_config(None, ["model.width=16", "model.depth=2", "train.steps=40", "log.every=10",
-                             "log.sample_every=10", "log.checkpoint_every=20", "train.batch_size=64",
-                             "train.device=cpu", "train.threads=1", "log.progress=false", f"out={out}"], "toy")
-    train(cfg, echo=lambda _m: None)
-    return out
+    return train_tiny_toy_run(tmp_path_factory.mktemp("report") / "run")
 
 
 def _images(text: str) -> list[bytes]:

@@ -23,16 +23,9 @@ pytestmark = pytest.mark.skipif(browser.find_browser() is None,
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def run_dir(tmp_path_factory: pytest.TempPathFactory, train_tiny_toy_run) -> Path:
     """A tiny finished toy run with two findings and a recovery added to its files, and its report."""
-    from ganstab.config import load_config
-    from ganstab.train import train
-
-    out = tmp_path_factory.mktemp("browser") / "run"
-    cfg = load_config(None, ["model.width=16", "model.depth=2", "train.steps=40", "log.every=10",
-                             "log.sample_every=10", "log.checkpoint_every=20", "train.batch_size=64",
-                             "train.device=cpu", "train.threads=1", "log.progress=false", f"out={out}"], "toy")
-    train(cfg, echo=lambda _m: None)
+    out = train_tiny_toy_run(tmp_path_factory.mktemp("browser") / "run")
     findings = [
         {"code": "stall.d_wins", "severity": "warning", "start_step": 10, "end_step": 30, "metric": "d_acc",
          "evidence": {"d_acc": 0.97}, "message": "D wins every batch.", "advice": "Lower optim.d_lr."},
