@@ -1,8 +1,9 @@
 """One validated config for every switch: YAML file, a preset and `key=value` overrides.
 
 `load_config` merges defaults <- preset <- file <- overrides, validates types with pydantic and
-the cross-field rules with `check_rules`, and raises `ConfigError` with one line naming the
-problem and the fix.
+the intrinsic cross-field rules with `check_rules`, and raises `ConfigError` with one line naming
+the problem and the fix. Checks that need the data and model registries (a known `data.name`,
+an architecture that fits the data) live below, in `ganstab.pipeline.check_config`.
 """
 
 from __future__ import annotations
@@ -12,16 +13,19 @@ import math
 import re
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Literal, Optional
+from typing import Any, Iterable, Literal, Mapping, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ganstab.errors import GanstabError
+from ganstab.errors import ConfigError
 from ganstab.presets import PRESETS
 
-if TYPE_CHECKING:
-    from ganstab.diagnose import DoctorConfig
+__all__ = ["Config", "ConfigError", "DataConfig", "ModelConfig", "LossConfig", "PenaltyConfig", "OptimConfig",
+           "TrainConfig", "LogConfig", "EvalConfig", "ProgressiveConfig", "DoctorConfig", "NORMS", "SAFE_TO_CHANGE",
+           "known_keys", "parse_override", "nest", "deep_merge", "read_yaml", "validate", "check_rules",
+           "smoothing_warnings", "merge_sources", "load_config", "default_out", "to_dict", "dump_yaml",
+           "config_diff", "is_safe_change", "unsafe_changes"]
 
 NORMS = ("batch", "instance", "layer", "spectral", "none")
 Norm = Literal["batch", "instance", "layer", "spectral", "none"]
@@ -36,10 +40,6 @@ _Loader.add_implicit_resolver(
     re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)$"),
     list("-+0123456789."),
 )
-
-
-class ConfigError(GanstabError):
-    """A config key or value that cannot be used; the message is one line with the fix."""
 
 
 class _Section(BaseModel):
@@ -156,6 +156,154 @@ class ProgressiveConfig(_Section):
     grow: bool = True  # false: the same networks trained at full size from the start (for comparisons)
 
 
+class DoctorConfig(_Section):
+    """Thresholds and windows of the stability doctor (`doctor.*`); each default is a conservative start.
+
+    Windows over training lines count training records (one per `log.every` G steps); windows
+    over evaluation lines count evaluations.
+    """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_assignment=True, frozen=False)
+
+    # --- divergence -----------------------------------------------------------------------
+    # training keys whose NaN/Inf (listed in `nonfinite`, or logged as null) is a divergence
+    nonfinite_keys: tuple[str, ...] = (
+        "loss_d", "loss_g", "grad_norm_d", "grad_norm_g", "d_real", "d_fake", "gp", "r1", "drift",
+    )
+    # training keys watched for explosions relative to their running median
+    explosion_keys: tuple[str, ...] = ("loss_d", "loss_g", "grad_norm_d", "grad_norm_g")
+    # |value - running median| must exceed this many times the series' scale to count as exploding
+    explosion_factor: float = 10.0
+    # number of earlier non-exploding records in the running median
+    explosion_window: int = 50
+    # records of history needed before the explosion check starts
+    explosion_min_history: int = 10
+    # consecutive exploding records needed for a finding (1 = a single spike fires)
+    explosion_patience: int = 2
+    # |d_real| and |d_fake| must both exceed this for critic drift (Wasserstein-like losses)
+    drift_threshold: float = 100.0
+    # trailing records over which the growth of |d_real| and |d_fake| is judged
+    drift_window: int = 20
+    # fraction of record-to-record increases of |d_real| and |d_fake| that counts as monotone
+    drift_monotone_frac: float = 0.8
+
+    # --- discriminator overpowering ----------------------------------------------------------
+    # D accuracy at or above this is "D wins"
+    d_acc_threshold: float = 0.99
+    # consecutive training records of D winning needed for a finding
+    d_acc_window: int = 20
+    # grad_norm_g below early median / this factor counts as vanishing
+    vanish_factor: float = 10.0
+    # first records with a finite grad_norm_g whose median is the reference
+    vanish_early_records: int = 20
+    # D accuracy at or above this is required alongside the collapsed G gradient
+    vanish_d_acc: float = 0.95
+    # consecutive records with a vanished G gradient needed for a finding
+    vanish_patience: int = 5
+
+    # --- mode collapse (evaluation lines) -------------------------------------------------------
+    # recall-like metrics whose fall from their best signals lost modes
+    coverage_keys: tuple[str, ...] = ("eval_coverage", "eval_recall")
+    # absolute drop from the best value that is a warning
+    coverage_margin: float = 0.1
+    # absolute drop from the best value that is an error
+    coverage_error_margin: float = 0.3
+    # eval_class_kl (nats) above this is a warning
+    class_kl_warn: float = 0.1
+    # eval_class_kl (nats) above this is an error
+    class_kl_error: float = 0.5
+    # eval_diversity (1.0 = as diverse as real data) below this is a warning
+    diversity_warn: float = 0.75
+    # eval_diversity below this is an error
+    diversity_error: float = 0.4
+    # number of modes the data has (8 ring, 25 grid); None = skip, unless context gives it
+    expected_modes: int | None = None
+    # eval_modes at or below expected_modes * this is an error (fewer missing: a warning)
+    modes_error_fraction: float = 0.5
+    # modes within this fraction of the expected count are not a collapse (a dip from 25 to 24 is noise)
+    modes_tolerance: float = 0.1
+    # consecutive evaluations a mode-collapse condition must hold before it is reported
+    collapse_patience: int = 2
+    # absolute-threshold checks (class_kl, diversity, modes) ignore evaluations before this step
+    eval_warmup_steps: int = 2000
+
+    # --- progress ---------------------------------------------------------------------------
+    # main metric for stall detection; None = eval_fd if logged, else eval_modes
+    stall_metric: str | None = None
+    # direction of the main metric; None = known from its name (eval_fd lower, eval_modes higher)
+    stall_higher_is_better: bool | None = None
+    # evaluations without improvement that make a stall (info); twice as many make a warning
+    stall_window: int = 5
+    # relative improvement over the best needed to count as progress
+    stall_min_delta: float = 0.01
+    # training key whose oscillation is watched
+    osc_key: str = "loss_d"
+    # records per window over which the (linearly detrended) std is computed
+    osc_window: int = 20
+    # consecutive windows whose std must each grow by osc_growth
+    osc_blocks: int = 3
+    # factor by which each window's std must exceed the previous one's
+    osc_growth: float = 1.5
+    # the last window's std must be at least this (ignores growth of negligible noise)
+    osc_min_std: float = 0.05
+    # consecutive records at which the growth must hold for a finding
+    osc_patience: int = 10
+
+    # --- incremental tracker ----------------------------------------------------------------
+    # training records kept by the Tracker (bounded history; evaluations are all kept)
+    tracker_history: int = 500
+    # training records a training-line finding must stay clear before it can be reported again
+    rearm_records: int = 20
+    # evaluations an evaluation-line finding must stay clear before it can be reported again
+    rearm_evals: int = 2
+
+    @model_validator(mode="after")
+    def _check(self) -> "DoctorConfig":
+        """Windows positive, factors above 1, fractions in [0, 1], error thresholds beyond warnings."""
+        positive_ints = (
+            "explosion_window", "explosion_min_history", "explosion_patience", "drift_window",
+            "d_acc_window", "vanish_early_records", "vanish_patience", "collapse_patience",
+            "stall_window", "osc_window", "osc_blocks", "osc_patience", "tracker_history", "rearm_records",
+            "rearm_evals",
+        )
+        for name in positive_ints:
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"doctor.{name} must be >= 1, got {getattr(self, name)}")
+        if self.osc_window < 3:
+            raise ValueError("doctor.osc_window must be >= 3 (a detrended std needs 3 points)")
+        if self.osc_blocks < 2:
+            raise ValueError("doctor.osc_blocks must be >= 2 (growth compares windows)")
+        for name in ("explosion_factor", "vanish_factor", "osc_growth"):
+            if getattr(self, name) <= 1.0:
+                raise ValueError(f"doctor.{name} must be > 1, got {getattr(self, name)}")
+        for name in ("d_acc_threshold", "vanish_d_acc", "drift_monotone_frac", "modes_error_fraction",
+                     "modes_tolerance"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"doctor.{name} must lie in [0, 1], got {getattr(self, name)}")
+        if self.coverage_error_margin < self.coverage_margin:
+            raise ValueError("doctor.coverage_error_margin must be >= doctor.coverage_margin")
+        if self.class_kl_error < self.class_kl_warn:
+            raise ValueError("doctor.class_kl_error must be >= doctor.class_kl_warn")
+        if self.diversity_error > self.diversity_warn:
+            raise ValueError("doctor.diversity_error must be <= doctor.diversity_warn")
+        if self.expected_modes is not None and self.expected_modes < 1:
+            raise ValueError("doctor.expected_modes must be None or >= 1")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict of every field (tuples as lists)."""
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "DoctorConfig":
+        """Build from a (partial) dict; an unknown key is a ValueError that lists the known ones."""
+        known = set(cls.model_fields)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown doctor keys {unknown}; known: {sorted(known)}")
+        return cls(**dict(data))
+
+
 class Config(_Section):
     """The whole validated config of one run."""
 
@@ -170,7 +318,7 @@ class Config(_Section):
     log: LogConfig = LogConfig()
     eval: EvalConfig = EvalConfig()
     progressive: ProgressiveConfig = ProgressiveConfig()
-    doctor: dict[str, Any] = Field(default_factory=dict)  # thresholds of ganstab.diagnose.DoctorConfig
+    doctor: DoctorConfig = DoctorConfig()
 
 
 def known_keys(model: type[BaseModel] | None = None, prefix: str = "") -> list[str]:
@@ -180,12 +328,6 @@ def known_keys(model: type[BaseModel] | None = None, prefix: str = "") -> list[s
         ann = field.annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             keys.extend(known_keys(ann, f"{prefix}{name}."))
-        elif model is None and name == "doctor":
-            from dataclasses import fields
-
-            from ganstab.diagnose import DoctorConfig
-
-            keys.extend(f"doctor.{f.name}" for f in fields(DoctorConfig))
         else:
             keys.append(f"{prefix}{name}")
     return keys
@@ -218,17 +360,19 @@ def _format_validation_error(err: ValidationError) -> str:
         shown = shown[:57] + "..."
     if kind == "model_type" or kind == "dict_type":
         return f"config key '{loc}' must be a section of key: value pairs, got {shown}"
+    if kind == "value_error":  # a section's own rule (e.g. the doctor's thresholds): its message says it all
+        return str(first.get("ctx", {}).get("error", first["msg"]))
     return f"config key '{loc}': {first['msg'].rstrip('.')}, got {shown}"
 
 
-def _deep_merge(base: dict, update: dict, where: str = "") -> dict:
+def deep_merge(base: dict, update: dict, where: str = "") -> dict:
     """Recursively merge `update` into a copy of `base`."""
     out = dict(base)
     for key, value in update.items():
         if not isinstance(key, str):
             raise ConfigError(f"config keys must be strings, got {key!r} in '{where or 'top level'}'")
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value, f"{where}{key}.")
+            out[key] = deep_merge(out[key], value, f"{where}{key}.")
         else:
             out[key] = value
     return out
@@ -328,54 +472,14 @@ def check_rules(cfg: Config) -> None:
         raise ConfigError(f"config key 'train.device' must be auto, cpu, cuda, cuda:N or mps, got {dev!r}")
     if not math.isfinite(cfg.train.ema):
         raise ConfigError("config key 'train.ema' must be a finite half-life in images (0 disables EMA)")
-    from ganstab.data import DATASETS, dataset_shape
-    from ganstab.models import architectures, check_fit
-
-    ARCHITECTURES = architectures()
-
-    if cfg.data.name not in DATASETS:
-        raise ConfigError(f"unknown data.name {cfg.data.name!r}; known datasets: {', '.join(DATASETS)}")
     if cfg.data.stream and cfg.data.name != "folder":
         raise ConfigError(f"data.stream=true reads image files on demand and works with data.name=folder only; "
                           f"{cfg.data.name} is held in memory, so remove data.stream")
     if cfg.data.workers and not cfg.data.stream:
         raise ConfigError("data.workers sets DataLoader processes for data.stream=true; set data.stream=true "
                           "or remove data.workers")
-    if cfg.model.arch not in ARCHITECTURES:
-        raise ConfigError(f"unknown model.arch {cfg.model.arch!r}; known architectures: {', '.join(ARCHITECTURES)}")
-    check_doctor(cfg)
     if cfg.model.arch == "progressive":
         check_progressive(cfg)
-    shape = dataset_shape(cfg.data)
-    if shape is not None:
-        check_fit(cfg.model, shape, cfg)
-
-
-def doctor_config(cfg: Config) -> "DoctorConfig":
-    """The validated DoctorConfig of a config's `doctor` section."""
-    from pydantic import TypeAdapter
-
-    from ganstab.diagnose import DoctorConfig
-
-    return TypeAdapter(DoctorConfig).validate_python(dict(cfg.doctor))
-
-
-def check_doctor(cfg: Config) -> None:
-    """Unknown or ill-typed `doctor.*` keys are config errors like any other."""
-    from dataclasses import fields
-
-    from ganstab.diagnose import DoctorConfig
-
-    known = [f.name for f in fields(DoctorConfig)]
-    for key in cfg.doctor:
-        if not isinstance(key, str) or key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
-            hint = f" (did you mean 'doctor.{close[0]}'?)" if close else ""
-            raise ConfigError(f"unknown config key 'doctor.{key}'{hint}; run 'ganstab keys' to list the keys")
-    try:
-        doctor_config(cfg)
-    except ValidationError as err:
-        raise ConfigError(_format_validation_error(err).replace("config key '", "config key 'doctor.", 1)) from None
 
 
 def check_progressive(cfg: Config) -> None:
@@ -421,13 +525,13 @@ def merge_sources(
     if preset is not None:
         if preset not in PRESETS:
             raise ConfigError(f"unknown preset {preset!r}; known presets: {', '.join(PRESETS)}")
-        data = _deep_merge(data, PRESETS[preset].values)
+        data = deep_merge(data, PRESETS[preset].values)
     if path is not None:
-        data = _deep_merge(data, read_yaml(path))
+        data = deep_merge(data, read_yaml(path))
     if isinstance(overrides, str):
         overrides = [overrides]
     for text in overrides:
-        data = _deep_merge(data, parse_override(text))
+        data = deep_merge(data, parse_override(text))
     return data
 
 
@@ -463,3 +567,31 @@ def to_dict(cfg: Config) -> dict:
 def dump_yaml(cfg: Config) -> str:
     """The resolved config as YAML text."""
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+# Config keys that may change between a checkpoint and its resume without a flag (a trailing dot: a section).
+SAFE_TO_CHANGE: tuple[str, ...] = ("train.steps", "train.time_budget", "log.", "eval.", "train.device",
+                                   "train.threads", "out", "train.recover", "train.max_recoveries", "train.resume")
+
+
+def config_diff(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested config dicts, as 'key: old -> new'."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.extend(config_diff(a, b, f"{prefix}{key}."))
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
+
+
+def is_safe_change(change: str) -> bool:
+    """Whether a 'key: old -> new' change of `config_diff` may happen on resume without a flag."""
+    key = change.split(":", 1)[0]
+    return any(key == s or (s.endswith(".") and key.startswith(s)) for s in SAFE_TO_CHANGE)
+
+
+def unsafe_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The changes between two config dicts that resuming must refuse unless told otherwise."""
+    return [c for c in config_diff(old, new) if not is_safe_change(c)]

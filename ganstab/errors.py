@@ -1,10 +1,20 @@
-"""Exception types whose messages are one line naming the problem and the fix (CLI prints them)."""
+"""Every user-facing error: one line naming the problem and the fix (the CLI prints it and exits 2).
+
+This room sits at the top of the house: every other room may raise these, none is imported here.
+"""
 
 from __future__ import annotations
+
+__all__ = ["GanstabError", "ConfigError", "DataError", "CheckpointError", "TrainingDiverged", "ReportError",
+           "AblationError", "UsageError"]
 
 
 class GanstabError(ValueError):
     """Base class of user-facing errors: the CLI prints the message alone and exits non-zero."""
+
+
+class ConfigError(GanstabError):
+    """A config key or value that cannot be used; the message is one line with the fix."""
 
 
 class DataError(GanstabError):
@@ -17,3 +27,15 @@ class CheckpointError(GanstabError):
 
 class TrainingDiverged(GanstabError):
     """Training diverged and automatic recovery is off or used up."""
+
+
+class ReportError(GanstabError):
+    """A folder that holds neither a run nor an ablation."""
+
+
+class AblationError(ConfigError):
+    """An ablation request that cannot be carried out; the message is one line with the fix."""
+
+
+class UsageError(GanstabError):
+    """A command-line usage problem (a bad argument or combination of arguments)."""

@@ -1,28 +1,53 @@
-"""Load an exported generator (safetensors + JSON, no pickle) and write samples in several formats."""
+"""Exported generators: save and load G as safetensors + a JSON description (no pickle), write samples."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from ganstab.errors import CheckpointError
+from ganstab.config import Config, to_dict, validate
+from ganstab.data.toy import grid25_centers, ring8_centers
+from ganstab.errors import CheckpointError, ConfigError
+from ganstab.models import build_generator
+from ganstab.rundir import RunDir, atomic_write
+from ganstab.sampling import generate, save_image_folder, save_image_grid, save_scatter
+
+__all__ = ["FORMAT", "generator_meta", "save_generator", "load_generator", "write_samples"]
+
+FORMAT = "ganstab-generator-1"
+
+
+def generator_meta(cfg: Config, shape: Sequence[int], kind: str, ema: bool, step: int, images_seen: int,
+                   g_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON description of an exported generator: enough to rebuild it without the run's config."""
+    full = to_dict(cfg)
+    return {"format": FORMAT, "model": full["model"],
+            "data": {"name": cfg.data.name, "shape": list(shape), "kind": kind},
+            "progressive": full.get("progressive"), "ema": ema, "step": step, "images_seen": images_seen,
+            "g_kwargs": dict(g_kwargs)}
+
+
+def save_generator(folder: str | Path, net: nn.Module, meta: Mapping[str, Any]) -> Path:
+    """Write generator.safetensors and then generator.json into `folder`, each atomically."""
+    run = RunDir(folder)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    atomic_write(run.generator_weights, save_safetensors(tensors))
+    atomic_write(run.generator_meta, json.dumps(dict(meta), indent=2))
+    return run.generator_weights
 
 
 def load_generator(run_dir: Path, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild G from run_dir/generator.json and load generator.safetensors into it."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from ganstab.config import ConfigError, validate
-    from ganstab.models import build_generator
-
     run_dir = Path(run_dir)
-    meta_path, weights_path = run_dir / "generator.json", run_dir / "generator.safetensors"
+    meta_path, weights_path = RunDir(run_dir).generator_meta, RunDir(run_dir).generator_weights
     if not meta_path.is_file() or not weights_path.is_file():
         raise CheckpointError(f"{str(run_dir)!r} has no exported generator (generator.json + generator.safetensors); "
                               "train it to the end or resume it first")
@@ -48,8 +73,6 @@ def load_generator(run_dir: Path, device: str = "cpu") -> tuple[nn.Module, dict[
 
 def write_samples(generator: nn.Module, meta: dict[str, Any], n: int, out: Path, fmt: str, seed: int = 0) -> Path:
     """Write n samples as a PNG grid, a folder of PNGs, or a .npy array; returns the path written."""
-    from ganstab.sampling import generate, save_image_folder, save_image_grid, save_scatter
-
     device = next(generator.parameters()).device
     gen = torch.Generator().manual_seed(seed)
     z = torch.randn(n, int(meta["model"]["latent_dim"]), generator=gen).to(device)
@@ -63,10 +86,8 @@ def write_samples(generator: nn.Module, meta: dict[str, Any], n: int, out: Path,
         save_image_folder(samples, out)
         return out
     if meta["data"].get("kind") == "points":
-        centers = None
+        centers: Optional[torch.Tensor] = None
         if meta["data"]["name"] in ("ring8", "grid25"):
-            from ganstab.data.toy import grid25_centers, ring8_centers
-
             centers = ring8_centers() if meta["data"]["name"] == "ring8" else grid25_centers()
         return save_scatter(samples, out, centers, title=f"{n} samples")
     return save_image_grid(samples, out)

@@ -1,7 +1,8 @@
 """GAN losses as pure functions of discriminator logits.
 
 Every function takes raw logits (no sigmoid applied) and returns a scalar tensor. Nothing here
-calls an optimiser or `.backward()`: the training loop composes these terms.
+calls an optimiser or `.backward()`. `discriminator_objective` assembles D's whole objective
+(loss plus weighted regularisers) so that the training loop writes no formula of its own.
 
 Conventions (B = batch, logits of shape (B,) or (B, 1)):
 - minimax / nonsaturating D: BCE-with-logits(real, real_target) + BCE-with-logits(fake, fake_target)
@@ -14,11 +15,14 @@ Conventions (B = batch, logits of shape (B,) or (B, 1)):
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+__all__ = ["LOSS_KINDS", "TARGETED_KINDS", "discriminator_loss", "generator_loss", "drift_penalty",
+           "discriminator_objective"]
 
 LOSS_KINDS: tuple[str, ...] = ("minimax", "nonsaturating", "wasserstein", "lsgan", "hinge")
 # Losses whose D targets are probabilities, so that label smoothing means something.
@@ -93,3 +97,36 @@ def generator_loss(kind: str, fake_logits: Tensor) -> Tensor:
 def drift_penalty(real_logits: Tensor) -> Tensor:
     """ProGAN's drift term mean(D(real)^2), which keeps a Wasserstein critic's output near zero."""
     return real_logits.float().pow(2).mean()
+
+
+def discriminator_objective(
+    kind: str,
+    real_logits: Tensor,
+    fake_logits: Tensor,
+    real_target: float = 1.0,
+    fake_target: float = 0.0,
+    gp: Optional[Tensor] = None,
+    gp_weight: float = 0.0,
+    r1: Optional[Tensor] = None,
+    r1_gamma: float = 0.0,
+    drift_weight: float = 0.0,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """D's objective: loss + gp_weight * GP + r1_gamma / 2 * R1 + drift_weight * mean(D(real)^2).
+
+    Returns (total, parts) where parts holds `loss_d` and each active regulariser's unweighted
+    value (`gp`, `r1`, `drift`), for logging. GP and R1 are computed by `ganstab.penalties`.
+    """
+    loss = discriminator_loss(kind, real_logits, fake_logits, real_target, fake_target)
+    parts: dict[str, Tensor] = {"loss_d": loss}
+    total = loss
+    if gp is not None:
+        total = total + gp_weight * gp
+        parts["gp"] = gp
+    if r1 is not None:
+        total = total + 0.5 * r1_gamma * r1
+        parts["r1"] = r1
+    if drift_weight > 0:
+        drift = drift_penalty(real_logits)
+        total = total + drift_weight * drift
+        parts["drift"] = drift
+    return total, parts

@@ -35,7 +35,7 @@ def train_tiny_toy_run():
     from pathlib import Path
 
     def make(out: Path) -> Path:
-        from ganstab.config import load_config
+        from ganstab.pipeline import load_config
         from ganstab.train import train
 
         cfg = load_config(None, ["model.width=16", "model.depth=2", "train.steps=40", "log.every=10",

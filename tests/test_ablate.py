@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ganstab import ablate, cli
+from ganstab import summary as summary_module
 from ganstab.diagnose import read_records
 
 TINY = ["model.arch=toy", "model.width=16", "model.depth=2", "train.steps=40", "log.every=10", "log.sample_every=20",
@@ -166,7 +167,7 @@ def test_ranking_rules(kind: str, tmp_path: Path) -> None:
     ablate.write_plan(tmp_path, {}, variants, [0], [])
     for n in names:
         _fake_run(tmp_path / n / "seed0", values[n], findings=errors[n])
-    summary = ablate.summarize(tmp_path)
+    summary = summary_module.summarize(tmp_path)
     expected = {"fd": ["b", "a", "c"], "modes": ["c", "b", "a"], "fallback": ["b", "c", "a"]}[kind]
     assert summary["ranking"] == expected
     assert summary["main_metric"] == {"fd": "eval_fd", "modes": "eval_modes", "fallback": "findings_error"}[kind]
@@ -174,11 +175,11 @@ def test_ranking_rules(kind: str, tmp_path: Path) -> None:
 
 
 def test_mean_se_values() -> None:
-    stats = ablate.mean_se([1.0, 2.0, 4.0, None])
+    stats = summary_module.mean_se([1.0, 2.0, 4.0, None])
     assert stats["n"] == 3 and stats["mean"] == pytest.approx(7 / 3)
     assert stats["se"] == pytest.approx(statistics.stdev([1.0, 2.0, 4.0]) / math.sqrt(3))
-    assert ablate.mean_se([5.0]) == {"n": 1, "mean": 5.0, "se": None}
-    assert ablate.mean_se([]) == {"n": 0, "mean": None, "se": None}
+    assert summary_module.mean_se([5.0]) == {"n": 1, "mean": 5.0, "se": None}
+    assert summary_module.mean_se([]) == {"n": 0, "mean": None, "se": None}
 
 
 def _run_grid(out: Path, vary: list[str], seeds: int, jobs: int = 2) -> ablate.AblationResult:
@@ -225,7 +226,8 @@ def test_cli_ablate_refuses_changed_config(tmp_path: Path, capsys: pytest.Captur
     out = tmp_path / "abl"
     run = out / "base" / "seed0"
     run.mkdir(parents=True)
-    from ganstab.config import dump_yaml, load_config
+    from ganstab.config import dump_yaml
+    from ganstab.pipeline import load_config
 
     cfg = load_config(None, TINY + ["train.steps=80", f"out={run}"], "toy")
     (run / "config.yaml").write_text(dump_yaml(cfg))

@@ -11,7 +11,7 @@ import torch
 
 from ganstab.cli import main
 from ganstab.errors import CheckpointError
-from ganstab.train import checkpoint as ckpt
+from ganstab.training import checkpoint as ckpt
 
 FAST = ["eval.final=false", "model.arch=dcgan", "log.progress=false", "train.batch_size=8", "model.width=8", "log.every=2", "log.checkpoint_every=2",
         "log.sample_every=1000"]

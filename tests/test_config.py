@@ -15,12 +15,12 @@ from ganstab.config import (
     Config,
     ConfigError,
     known_keys,
-    load_config,
     parse_override,
     read_yaml,
     to_dict,
     validate,
 )
+from ganstab.pipeline import load_config
 from ganstab.presets import PRESETS
 
 

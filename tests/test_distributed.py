@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ganstab.config import load_config
+from ganstab.pipeline import load_config
 from ganstab.train import train
 
 COMMON = ["eval.final=false", "log.every=3", "log.progress=false", "train.threads=1", "model.width=8", "model.g_norm=layer",

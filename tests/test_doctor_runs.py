@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ganstab.config import load_config
+from ganstab.pipeline import load_config
 from ganstab.train import train
 
 pytestmark = pytest.mark.slow

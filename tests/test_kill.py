@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ganstab.train.checkpoint import list_checkpoints, load_checkpoint, newest_valid_checkpoint, verify_checkpoint
+from ganstab.training.checkpoint import list_checkpoints, load_checkpoint, newest_valid_checkpoint, verify_checkpoint
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.testing import assert_close
 
-from ganstab.config import ConfigError, load_config, validate
+from ganstab.config import ConfigError, validate
+from ganstab.pipeline import load_config
 from ganstab.models import ARCHITECTURES, build_discriminator, build_generator, check_fit
 from ganstab.models.dcgan import DCGANDiscriminator, DCGANGenerator, conv_plan
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ganstab.config import load_config
+from ganstab.pipeline import load_config
 from ganstab.presets import PRESETS
 
 

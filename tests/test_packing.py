@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from ganstab import penalties
-from ganstab.config import ConfigError, load_config
+from ganstab.config import ConfigError
+from ganstab.pipeline import load_config
 from ganstab.models import build_discriminator
 from ganstab.models.packing import PackedDiscriminator, packed_shape
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from ganstab.config import ConfigError, load_config
+from ganstab.config import ConfigError
+from ganstab.pipeline import load_config
 from ganstab.train import train
-from ganstab.train.loop import make_trainer
+from ganstab.pipeline import make_trainer
 
 FAST = ["eval.final=false", "log.progress=false", "train.steps=6", "log.every=3", "train.batch_size=8", "model.width=8",
         "log.sample_every=1000"]

@@ -18,7 +18,7 @@ from ganstab.models.progressive import (
     fade_reals,
     pad_to_pow2,
 )
-from ganstab.train.schedule import (
+from ganstab.training.schedule import (
     ProgressiveSchedule,
     epochs_to_images,
     next_pow2,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ganstab.config import load_config
+from ganstab.pipeline import load_config
 from ganstab.train import train
 
 
@@ -38,7 +38,7 @@ def test_passes_through_every_resolution_with_samples(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("side,expected", [(28, 32), (32, 32), (8, 8)])
 def test_progan_preset_builds_for_sizes(tmp_path: Path, side: int, expected: int) -> None:
-    from ganstab.train.loop import make_trainer
+    from ganstab.pipeline import make_trainer
 
     cfg = load_config(preset="progan", overrides=[f"out={tmp_path}", "data.name=digits", f"data.image_size={side}",
                                                   "model.width=8"])
@@ -71,7 +71,7 @@ def test_non_power_of_two_data_reaches_full_size_with_gradient_penalty(tmp_path:
 
 
 def test_grow_false_trains_the_same_networks_at_full_size(tmp_path: Path) -> None:
-    from ganstab.train.loop import make_trainer
+    from ganstab.pipeline import make_trainer
 
     common = [f"out={tmp_path}", "data.name=digits", "data.image_size=16", "model.width=8"]
     growing = make_trainer(load_config(preset="progan", overrides=common))

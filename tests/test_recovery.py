@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ganstab.config import load_config
+from ganstab.pipeline import load_config
 from ganstab.errors import TrainingDiverged
 from ganstab.train import train
 

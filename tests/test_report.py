@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ganstab import ablate, cli
+from ganstab import summary as summary_module
 from ganstab.report import html as report_html
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -129,7 +130,7 @@ def make_ablation(run_dir: Path, out: Path) -> dict:
                 lines.append({"step": step, "images_seen": images, "time": 0.1,
                               "eval_modes": value * fraction, "eval_hq_fraction": 0.5})
             (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-    return ablate.summarize(out)
+    return summary_module.summarize(out)
 
 
 def test_ablation_report(run_dir: Path, tmp_path: Path) -> None:

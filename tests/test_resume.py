@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ganstab.config import load_config
+from ganstab.pipeline import load_config
 from ganstab.errors import CheckpointError
 from ganstab.train import train
 
@@ -56,8 +56,8 @@ def test_resume_is_exact(tmp_path: Path, name: str) -> None:
 def test_progressive_resume_lands_mid_fade(tmp_path: Path) -> None:
     extra = VARIANTS["progressive-mid-fade"]
     _run(tmp_path / "run", 30, extra)
-    from ganstab.train.checkpoint import load_checkpoint, newest_valid_checkpoint
-    from ganstab.train.loop import make_trainer
+    from ganstab.training.checkpoint import load_checkpoint, newest_valid_checkpoint
+    from ganstab.pipeline import make_trainer
 
     state = load_checkpoint(newest_valid_checkpoint(tmp_path / "run" / "checkpoints"))
     assert state["images_seen"] == 30 * 16

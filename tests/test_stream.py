@@ -9,7 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from ganstab.config import ConfigError, load_config
+from ganstab.config import ConfigError
+from ganstab.pipeline import load_config
 from ganstab.data import make_dataset
 from ganstab.data.stream import EVALUATOR_SUBSET, StreamingSource
 from ganstab.errors import DataError

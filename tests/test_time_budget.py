@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ganstab.config import load_config
+from ganstab.pipeline import load_config
 from ganstab.train import train
 
 

@@ -15,12 +15,13 @@ from PIL import Image
 from safetensors.torch import load_file
 from torch.testing import assert_close
 
-import ganstab.train.loop as loop
+import ganstab.training.loop as loop
 from ganstab.cli import main
-from ganstab.config import load_config, read_yaml, to_dict
+from ganstab.config import read_yaml, to_dict
+from ganstab.pipeline import load_config
 from ganstab.errors import CheckpointError
-from ganstab.train import make_trainer, train
-from ganstab.train.ema import ema_beta
+from ganstab.pipeline import make_trainer, train
+from ganstab.training.ema import ema_beta
 
 REQUIRED_KEYS = {"step", "d_steps", "images_seen", "loss_d", "loss_g", "d_real", "d_fake", "grad_norm_d",
                  "grad_norm_g", "lr_g", "lr_d", "time"}

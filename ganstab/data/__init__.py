@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -11,10 +11,9 @@ import torch.nn.functional as F
 from ganstab.data import images as _img
 from ganstab.data.source import DataSource
 from ganstab.data.toy import GRID25_STD, RING8_STD, grid25_centers, mixture_sampler, ring8_centers
-from ganstab.errors import DataError
-
-if TYPE_CHECKING:
-    from ganstab.config import DataConfig
+from ganstab.config import DataConfig
+from ganstab.data.stream import stream_folder
+from ganstab.errors import ConfigError, DataError
 
 FASHION_MNIST_PATH = "/usr/share/datasets/fashion-mnist"
 
@@ -77,8 +76,6 @@ def _folder(cfg, seed: int) -> DataSource:
     if cfg.path is None:
         raise DataError("data.name=folder needs data.path=DIR, a folder of images")
     if cfg.stream:
-        from ganstab.data.stream import stream_folder
-
         return stream_folder(cfg, seed)
     arr, skipped = _img.read_image_folder(cfg.path, cfg.image_size, cfg.channels)
     source = _images("folder", {"train": arr}, cfg, seed, max_value=255.0)
@@ -131,10 +128,8 @@ DATASETS: dict[str, Callable] = {
 }
 
 
-def make_dataset(data_cfg: "DataConfig", seed: int = 0) -> DataSource:
+def make_dataset(data_cfg: DataConfig, seed: int = 0) -> DataSource:
     """Build the DataSource named by `data_cfg.name` (unknown name -> ConfigError listing the known ones)."""
-    from ganstab.config import ConfigError
-
     builder = DATASETS.get(data_cfg.name)
     if builder is None:
         raise ConfigError(f"unknown data.name {data_cfg.name!r}; known datasets: {', '.join(DATASETS)}")
@@ -144,7 +139,7 @@ def make_dataset(data_cfg: "DataConfig", seed: int = 0) -> DataSource:
     return source
 
 
-def dataset_shape(data_cfg: "DataConfig") -> Optional[tuple[int, ...]]:
+def dataset_shape(data_cfg: DataConfig) -> Optional[tuple[int, ...]]:
     """The sample shape of a dataset known without reading files (None when files must be read)."""
     if data_cfg.name in ("ring8", "grid25"):
         return (2,)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 
-def _mix(seed: int, index: int, salt: int) -> int:
+def mix_seed(seed: int, index: int, salt: int) -> int:
     """A 63-bit seed derived from (seed, index, salt) without collisions for small values."""
     value = (seed * 0x9E3779B97F4A7C15 + index * 0xBF58476D1CE4E5B9 + salt * 0x94D049BB133111EB)
     return value & 0x7FFF_FFFF_FFFF_FFFF
@@ -70,7 +70,7 @@ class DataSource:
     def batch(self, index: int, size: int, device: torch.device | None = None) -> Tensor:
         """The `index`-th training batch of `size` samples."""
         if self.sampler is not None:
-            gen = torch.Generator().manual_seed(_mix(self.seed, index, 1))
+            gen = torch.Generator().manual_seed(mix_seed(self.seed, index, 1))
             out = self.sampler(size, gen)
             return out.to(device) if device is not None else out
         assert self.train is not None
@@ -80,7 +80,7 @@ class DataSource:
         epoch, pos = divmod(index, per_epoch)
         perm = self._perm_cache.get((epoch, size))
         if perm is None:
-            gen = torch.Generator().manual_seed(_mix(self.seed, epoch, 2))
+            gen = torch.Generator().manual_seed(mix_seed(self.seed, epoch, 2))
             perm = torch.randperm(len(self), generator=gen).to(self.train.device)
             self._perm_cache.clear()
             self._perm_cache[(epoch, size)] = perm
@@ -102,7 +102,7 @@ class DataSource:
     def eval_reference(self, n: int) -> Tensor:
         """Up to n real samples for evaluation: the test split when there is one, else fresh samples."""
         if self.sampler is not None:
-            gen = torch.Generator().manual_seed(_mix(self.seed, 0, 3))
+            gen = torch.Generator().manual_seed(mix_seed(self.seed, 0, 3))
             return self.sampler(n, gen)
         ref = self.test if self.test is not None else self.train
         assert ref is not None

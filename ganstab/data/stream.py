@@ -18,7 +18,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ganstab.data.images import GRAY_MODES, convert_image, list_image_files
-from ganstab.data.source import DataSource, _mix
+from ganstab.data.source import DataSource, mix_seed
 from ganstab.errors import DataError
 
 #: Images the offline evaluator learns from when the data are streamed (a seeded subset).
@@ -151,7 +151,7 @@ class StreamingSource(DataSource):
 
     def _subset(self, n: int, salt: int) -> Tensor:
         assert self.dataset is not None
-        gen = torch.Generator().manual_seed(_mix(self.seed, 0, salt))
+        gen = torch.Generator().manual_seed(mix_seed(self.seed, 0, salt))
         idx = torch.randperm(len(self), generator=gen)[:n].tolist()
         return torch.stack([self.dataset[i] for i in idx])
 

@@ -1,7 +1,7 @@
 """Stability doctor: rules over the logged metrics series that return findings with advice."""
 
 from .advice import CODES, advice_for, loss_family
-from .config import DoctorConfig
+from ganstab.config import DoctorConfig
 from .detectors import (
     DETECTORS,
     EVAL_DETECTORS,

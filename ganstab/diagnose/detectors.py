@@ -16,7 +16,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .advice import advice_for, loss_family
-from .config import DoctorConfig
+from ganstab.config import DoctorConfig
+from ganstab.metrics.registry import higher_is_better, main_metric_of
 from .findings import Finding, severity_rank
 from .series import (
     as_number,
@@ -33,11 +34,6 @@ Records = Sequence[Mapping[str, Any]]
 Context = Mapping[str, Any] | None
 Detector = Callable[[Records, DoctorConfig, Context], list[Finding]]
 
-# evaluation metrics where a larger value is better (everything else: smaller is better)
-HIGHER_IS_BETTER: frozenset[str] = frozenset({
-    "eval_precision", "eval_recall", "eval_density", "eval_coverage", "eval_is", "eval_modes",
-    "eval_hq_fraction", "eval_diversity",
-})
 
 
 def _finding(
@@ -461,15 +457,13 @@ def stall_metric(records: Records, cfg: DoctorConfig) -> tuple[str, bool] | None
     evals = eval_records(records)
     key = cfg.stall_metric
     if key is None:
-        for candidate in ("eval_fd", "eval_modes"):
-            if any(as_number(r.get(candidate)) is not None for r in evals):
-                key = candidate
-                break
+        key = main_metric_of({k for r in evals for k, v in r.items() if as_number(v) is not None}
+                             & {"eval_fd", "eval_modes"})
     if key is None:
         return None
     higher = cfg.stall_higher_is_better
     if higher is None:
-        higher = key in HIGHER_IS_BETTER
+        higher = higher_is_better(key)
     return key, higher
 
 

@@ -6,14 +6,12 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .config import DoctorConfig
-from .detectors import diagnose
-from .findings import Finding
-from .series import as_number, is_eval_record, is_training_record
+import yaml
 
-METRICS_FILE = "metrics.jsonl"
-FINDINGS_FILE = "findings.jsonl"
-CONFIG_FILE = "config.yaml"
+from ganstab.config import DoctorConfig
+from .detectors import diagnose
+from .findings import Finding, worst_first
+from ganstab.rundir import RunDir, append_jsonl, atomic_write, read_records
 
 # context key -> dotted config key it is read from (see ganstab.diagnose.advice for their use)
 CONTEXT_KEYS: dict[str, str] = {
@@ -32,59 +30,12 @@ CONTEXT_KEYS: dict[str, str] = {
 EXPECTED_MODES: dict[str, int] = {"ring8": 8, "grid25": 25}
 
 
-def _metrics_path(run_dir: str | Path) -> Path:
-    path = Path(run_dir)
-    return path if path.is_file() else path / METRICS_FILE
-
-
-def read_records(run_dir: str | Path) -> list[dict[str, Any]]:
-    """Records of a run's metrics.jsonl (a run directory or the file itself), resume-deduplicated.
-
-    A resumed run may log steps again that an interrupted attempt had logged: a training (or
-    eval) line whose step is not past the previous line of its kind drops the earlier lines of
-    that kind at or after its step. A torn last line (crash mid-write) is ignored.
-    """
-    lines = _metrics_path(run_dir).read_text(encoding="utf-8").splitlines()
-    records: list[dict[str, Any]] = []
-    for number, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if number == len(lines) - 1:
-                break
-            raise ValueError(f"{_metrics_path(run_dir)}:{number + 1}: not a JSON object") from None
-        if isinstance(record, dict):
-            records.append(record)
-    return _deduplicate(records)
-
-
-def _deduplicate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    kept: list[dict[str, Any]] = []
-    last = {"train": None, "eval": None}
-    for record in records:
-        step = as_number(record.get("step"))
-        kinds = [k for k, test in (("train", is_training_record), ("eval", is_eval_record)) if test(record)]
-        if step is not None:
-            for kind in kinds:
-                if last[kind] is not None and step <= last[kind]:
-                    test = is_training_record if kind == "train" else is_eval_record
-                    kept = [r for r in kept
-                            if not (test(r) and (as_number(r.get("step")) or 0.0) >= step)]
-                last[kind] = step
-        kept.append(record)
-    return kept
-
-
 def read_context(run_dir: str | Path) -> dict[str, Any]:
     """Context for the advice from a run's config.yaml (empty when absent or unreadable)."""
-    path = Path(run_dir) / CONFIG_FILE
+    path = RunDir(run_dir).config
     if not path.is_file():
         return {}
     try:
-        import yaml
-
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
     except Exception:  # a broken config must not stop a diagnosis
         return {}
@@ -121,9 +72,9 @@ def diagnose_run(
 
 def write_findings(path: str | Path, findings: Iterable[Finding], append: bool = True) -> None:
     """Write findings as JSON lines (appends by default, as the training loop does)."""
-    with open(path, "a" if append else "w", encoding="utf-8") as handle:
-        for finding in findings:
-            handle.write(json.dumps(finding.to_dict(), sort_keys=True) + "\n")
+    if not append:
+        atomic_write(path, "")
+    append_jsonl(path, [finding.to_dict() for finding in findings], sort_keys=True)
 
 
 def read_findings(path: str | Path) -> list[Finding]:
@@ -134,7 +85,7 @@ def read_findings(path: str | Path) -> list[Finding]:
 
 def is_divergence(finding: Finding) -> bool:
     """True for findings that should trigger automatic recovery (NaN/Inf or an explosion)."""
-    return finding.code.startswith("divergence.") and finding.severity == "error"
+    return finding.is_divergence
 
 
 def _evidence_text(evidence: Mapping[str, float]) -> str:
@@ -150,7 +101,7 @@ def format_report(findings: Iterable[Finding]) -> str:
     findings = list(findings)
     if not findings:
         return "No problems found."
-    counts = {severity: sum(f.severity == severity for f in findings) for severity in ("error", "warning", "info")}
+    counts = {severity: sum(f.severity == severity for f in findings) for severity in worst_first()}
     summary = ", ".join(f"{n} {name}{'s' if n != 1 else ''}" for name, n in counts.items() if n)
     blocks = [f"{len(findings)} finding{'s' if len(findings) != 1 else ''} ({summary})"]
     for finding in findings:

@@ -6,8 +6,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+# the one severity order, mildest first (`worst_first` reverses it for tables and counts)
 SEVERITIES: tuple[str, ...] = ("info", "warning", "error")
 _RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
+
+
+def worst_first() -> tuple[str, ...]:
+    """The severities from error down to info."""
+    return tuple(reversed(SEVERITIES))
 
 
 def severity_rank(severity: str) -> int:
@@ -44,6 +50,11 @@ class Finding:
                 raise ValueError(f"evidence {name!r} must be finite, got {value!r}")
             clean[str(name)] = int(number) if isinstance(value, (int, bool)) else number
         self.evidence = clean
+
+    @property
+    def is_divergence(self) -> bool:
+        """True for findings that should trigger automatic recovery (NaN/Inf or an explosion)."""
+        return self.code.startswith("divergence.") and self.severity == "error"
 
     @property
     def key(self) -> str:

@@ -5,11 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Mapping, Sequence
 
-# keys that only training lines carry (see docs/CONVENTIONS.md, metrics.jsonl)
-TRAINING_KEYS: frozenset[str] = frozenset({
-    "d_steps", "loss_d", "loss_g", "d_real", "d_fake", "d_acc", "grad_norm_d", "grad_norm_g",
-    "gp", "r1", "drift", "lr_g", "lr_d",
-})
+from ganstab.rundir import TRAINING_KEYS, is_eval_record, is_training_record
 
 
 def as_number(value: Any) -> float | None:
@@ -18,16 +14,6 @@ def as_number(value: Any) -> float | None:
         return None
     number = float(value)
     return number if math.isfinite(number) else None
-
-
-def is_eval_record(record: Mapping[str, Any]) -> bool:
-    """True for an evaluation line (it carries at least one `eval_` key)."""
-    return any(isinstance(key, str) and key.startswith("eval_") for key in record)
-
-
-def is_training_record(record: Mapping[str, Any]) -> bool:
-    """True for a training line (it carries at least one training-only key)."""
-    return not TRAINING_KEYS.isdisjoint(record)
 
 
 def training_records(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

@@ -16,7 +16,7 @@ import math
 from collections import deque
 from typing import Any, Mapping
 
-from .config import DoctorConfig
+from ganstab.config import DoctorConfig
 from .detectors import EVAL_DETECTORS, TRAINING_DETECTORS, sort_findings
 from .findings import Finding, severity_rank
 from .series import TRAINING_KEYS, as_number, is_eval_record, is_training_record

@@ -1,4 +1,5 @@
-"""Evaluation maths (FD, KID, precision/recall, density/coverage, class KL, IS, 2-D mode coverage) and the evaluator network."""
+"""Evaluation: the maths (FD, KID, precision/recall, density/coverage, class KL, IS, 2-D modes), the
+evaluator network, the run evaluator and one registry of metric names, directions and the main metric."""
 
 from ganstab.metrics.evaluator import (
     CLASS_METRICS,
@@ -12,6 +13,8 @@ from ganstab.metrics.evaluator import (
     tensor_digest,
     train_evaluator,
 )
+from ganstab.metrics.registry import METRICS, higher_is_better, is_better, main_metric, ranking_keys
+from ganstab.metrics.run_eval import RunEvaluator, default_cache_dir
 from ganstab.metrics.modes import GRID25_STD, HQ_STDS, RING8_STD, grid25_centers, mode_coverage, ring8_centers
 from ganstab.metrics.stats import (
     class_histogram,
@@ -29,6 +32,13 @@ from ganstab.metrics.stats import (
 )
 
 __all__ = [
+    "METRICS",
+    "higher_is_better",
+    "is_better",
+    "main_metric",
+    "ranking_keys",
+    "RunEvaluator",
+    "default_cache_dir",
     "CLASS_METRICS",
     "METRIC_NAMES",
     "Evaluator",

@@ -32,9 +32,11 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_safetensors
 from torch import Tensor, nn
 
+from ganstab.rundir import atomic_write
 from ganstab.metrics.stats import (
     class_histogram,
     class_kl,
@@ -300,12 +302,8 @@ class Evaluator:
         weights_path, json_path = _stem_paths(path)
         weights_path.parent.mkdir(parents=True, exist_ok=True)
         state = {name: tensor.detach().cpu().contiguous() for name, tensor in self.network.state_dict().items()}
-        tmp_weights = weights_path.with_name(f".{weights_path.name}.{os.getpid()}.tmp")
-        save_file(state, str(tmp_weights), metadata={"format": FORMAT})
-        os.replace(tmp_weights, weights_path)
-        tmp_json = json_path.with_name(f".{json_path.name}.{os.getpid()}.tmp")
-        tmp_json.write_text(json.dumps(self.metadata(), indent=2, sort_keys=True) + "\n")
-        os.replace(tmp_json, json_path)
+        atomic_write(weights_path, save_safetensors(state, metadata={"format": FORMAT}))
+        atomic_write(json_path, json.dumps(self.metadata(), indent=2, sort_keys=True) + "\n")
         return weights_path, json_path
 
     @classmethod

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
 from torch import nn
 
-if TYPE_CHECKING:
-    from ganstab.config import Config, ModelConfig
-
+from ganstab.config import Config, ModelConfig
+from ganstab.errors import ConfigError
 from ganstab.models.dcgan import DCGANDiscriminator, DCGANGenerator, conv_plan
 from ganstab.models.mlp import MLPDiscriminator, MLPGenerator
+from ganstab.models.packing import PackedDiscriminator, check_packable, packed_shape
+from ganstab.models.progressive_arch import (accepts_progressive, build_growing_discriminator,
+                                             build_growing_generator)
+
+__all__ = ["Architecture", "ARCHITECTURES", "BLOG_HIDDEN", "MLP_HIDDEN", "architectures", "check_fit",
+           "build_generator", "build_discriminator"]
 
 BLOG_HIDDEN = (256, 512, 1024)  # the commonly published MLP generator (preset `blog`)
 MLP_HIDDEN = (256, 256)  # the generic MLP's default
@@ -92,18 +97,13 @@ ARCHITECTURES: dict[str, Architecture] = {
                           "conv G/D for square images of side 8, 14, 16, 28, 32, 64, ... (model.width)"),
     "toy": Architecture(_toy_g, _toy_d, _accept_points,
                         "small MLPs for 2-D points (model.width x model.depth)"),
+    "progressive": Architecture(build_growing_generator, build_growing_discriminator, accepts_progressive,
+                                "Karras et al. 2018 growing G/D (4x4 -> full size with fade-in; see the "
+                                "progressive.* keys)"),
 }
 
 
-def register_architecture(name: str, arch: Architecture) -> None:
-    """Add an architecture to the registry (used by optional modules such as progressive growing)."""
-    ARCHITECTURES[name] = arch
-
-
-def _lookup(model_cfg, shape: tuple[int, ...]) -> Architecture:
-    _load_optional()
-    from ganstab.config import ConfigError
-
+def _lookup(model_cfg: ModelConfig, shape: tuple[int, ...]) -> Architecture:
     arch = ARCHITECTURES.get(model_cfg.arch)
     if arch is None:
         raise ConfigError(f"unknown model.arch {model_cfg.arch!r}; known architectures: {', '.join(ARCHITECTURES)}")
@@ -118,38 +118,28 @@ def _lookup(model_cfg, shape: tuple[int, ...]) -> Architecture:
     return arch
 
 
-def _load_optional() -> None:
-    """Import optional architecture modules so that they register themselves."""
-    from ganstab.models import progressive_arch  # noqa: F401
-
-
 def architectures() -> dict[str, Architecture]:
-    """The registry with optional architectures loaded."""
-    _load_optional()
+    """The registry: architecture name -> builders."""
     return ARCHITECTURES
 
 
-def check_fit(model_cfg: "ModelConfig", shape: tuple[int, ...], cfg: "Config | None" = None) -> None:
+def check_fit(model_cfg: ModelConfig, shape: tuple[int, ...], cfg: Config | None = None) -> None:
     """Raise ConfigError when the architecture cannot model data of this shape."""
     _lookup(model_cfg, shape)
-    from ganstab.models.packing import check_packable
-
     check_packable(model_cfg.arch, getattr(model_cfg, "pack", 1))
 
 
-def build_generator(model_cfg: "ModelConfig", shape: tuple[int, ...], cfg: "Config | None" = None) -> nn.Module:
+def build_generator(model_cfg: ModelConfig, shape: tuple[int, ...], cfg: Config | None = None) -> nn.Module:
     """The generator named by `model_cfg.arch` for samples of `shape` (`cfg`: the full config, optional)."""
     return _lookup(model_cfg, shape).build_g(model_cfg, tuple(shape), cfg)
 
 
-def build_discriminator(model_cfg: "ModelConfig", shape: tuple[int, ...],
-                        cfg: "Config | None" = None) -> nn.Module:
+def build_discriminator(model_cfg: ModelConfig, shape: tuple[int, ...],
+                        cfg: Config | None = None) -> nn.Module:
     """The discriminator named by `model_cfg.arch` for samples of `shape` (logits (B,), or (B/m,) packed)."""
     arch = _lookup(model_cfg, shape)
     pack = getattr(model_cfg, "pack", 1)
     if pack > 1:  # PacGAN: the inner D is built for m samples concatenated
-        from ganstab.models.packing import PackedDiscriminator, check_packable, packed_shape
-
         check_packable(model_cfg.arch, pack)
         return PackedDiscriminator(arch.build_d(model_cfg, packed_shape(shape, pack), cfg), pack)
     return arch.build_d(model_cfg, tuple(shape), cfg)

@@ -17,6 +17,8 @@ from typing import Any, Sequence
 
 from torch import Tensor, nn
 
+from ganstab.errors import ConfigError
+
 
 def packed_shape(shape: Sequence[int], pack: int) -> tuple[int]:
     """The flat input shape of the inner D for samples of `shape` packed `pack` at a time."""
@@ -51,7 +53,5 @@ PACKABLE_ARCHS = ("toy", "mlp")
 def check_packable(arch: str, pack: int) -> None:
     """Raise ConfigError when `model.pack` > 1 is asked of an architecture without a flat-input D."""
     if pack > 1 and arch not in PACKABLE_ARCHS:
-        from ganstab.config import ConfigError
-
         raise ConfigError(f"model.pack={pack} is implemented for model.arch={' and '.join(PACKABLE_ARCHS)} "
                           f"(flat-input discriminators), not {arch}; set model.pack=1")

@@ -21,6 +21,7 @@ at the final resolution, doubling for every halving of the resolution, capped at
 from __future__ import annotations
 
 import math
+import operator
 
 import torch
 import torch.nn.functional as F
@@ -32,13 +33,19 @@ LRELU_SLOPE = 0.2
 D_NORMS = ("none", "layer", "instance", "spectral")
 
 
-def _is_pow2(n: int) -> bool:
+def is_pow2(n: int) -> bool:
     """Return True when ``n`` is a positive power of two."""
-    return isinstance(n, int) and n >= 1 and (n & (n - 1)) == 0
+    try:
+        value = operator.index(n)
+    except TypeError:
+        return False
+    return value >= 1 and (value & (value - 1)) == 0
 
 
-def _next_pow2(n: int) -> int:
-    """Smallest power of two >= n (kept local so models/ does not import train/)."""
+def next_pow2(n: int) -> int:
+    """Return the smallest power of two that is >= ``n`` (``n`` >= 1), e.g. 28 -> 32, 32 -> 32."""
+    if n < 1:
+        raise ValueError(f"next_pow2 needs n >= 1, got {n}")
     return 1 << (int(n) - 1).bit_length()
 
 
@@ -68,9 +75,9 @@ def _check_alpha(alpha: float) -> float:
 def downsample_to(x: torch.Tensor, resolution: int) -> torch.Tensor:
     """Average-pool square power-of-two images down to ``resolution`` by repeated 2x2 pooling."""
     size = x.shape[-1]
-    if x.shape[-2] != size or not _is_pow2(size):
+    if x.shape[-2] != size or not is_pow2(size):
         raise ValueError(f"expected square power-of-two images, got spatial shape {tuple(x.shape[-2:])}")
-    if not _is_pow2(resolution) or resolution > size:
+    if not is_pow2(resolution) or resolution > size:
         raise ValueError(f"resolution must be a power of two <= {size}, got {resolution}")
     while x.shape[-1] > resolution:
         x = downsample2(x)
@@ -99,7 +106,7 @@ def pad_to_pow2(x: torch.Tensor, fill: float = -1.0) -> torch.Tensor:
     every side; ``crop_from_pow2(y, 28)`` undoes it on generated samples.
     """
     h, w = x.shape[-2:]
-    th, tw = _next_pow2(h), _next_pow2(w)
+    th, tw = next_pow2(h), next_pow2(w)
     top, left = (th - h) // 2, (tw - w) // 2
     return F.pad(x, (left, tw - w - left, top, th - h - top), value=fill)
 
@@ -116,7 +123,7 @@ def crop_from_pow2(x: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor
 
 def _resolutions(start: int, final_size: int) -> tuple[int, ...]:
     """Validate start/final and list the resolutions start, 2*start, ..., final_size."""
-    if not _is_pow2(start) or not _is_pow2(final_size) or start < 2:
+    if not is_pow2(start) or not is_pow2(final_size) or start < 2:
         raise ValueError(
             f"start and final_size must be powers of two (start >= 2), got start={start}, "
             f"final_size={final_size}; pad 28x28 data to 32 with pad_to_pow2"

@@ -1,4 +1,4 @@
-"""Registers `model.arch=progressive`: Karras et al. (2018) G/D wrapped for non-power-of-two data.
+"""`model.arch=progressive`: Karras et al. (2018) G/D wrapped for non-power-of-two data.
 
 Data whose side is not a power of two (28x28) is handled by padding to the next power of two with
 the background value -1 and cropping G's output back: G's full-resolution output is cropped to the
@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ganstab.models import Architecture, register_architecture
+from ganstab.config import Config, ModelConfig, ProgressiveConfig
 from ganstab.models.progressive import (
     ProgressiveDiscriminator,
     ProgressiveGenerator,
     crop_from_pow2,
+    next_pow2,
     pad_to_pow2,
 )
-from ganstab.train.schedule import next_pow2
 
 
 class GrowingGenerator(nn.Module):
@@ -53,13 +53,12 @@ class GrowingDiscriminator(nn.Module):
         return self.core(x, resolution, alpha)
 
 
-def _prog(cfg):
-    from ganstab.config import ProgressiveConfig
-
+def _prog(cfg: Config | None) -> ProgressiveConfig:
     return cfg.progressive if cfg is not None else ProgressiveConfig()
 
 
-def _accept(shape: tuple[int, ...]) -> str | None:
+def accepts_progressive(shape: tuple[int, ...]) -> str | None:
+    """None when progressive growing can model images of this shape, else the problem with its fix."""
     if len(shape) != 3:
         return "model.arch=progressive needs images but the data are points; use model.arch=toy or mlp"
     if shape[1] != shape[2]:
@@ -69,7 +68,8 @@ def _accept(shape: tuple[int, ...]) -> str | None:
     return None
 
 
-def _build_g(model_cfg, shape: tuple[int, ...], cfg=None) -> nn.Module:
+def build_growing_generator(model_cfg: ModelConfig, shape: tuple[int, ...], cfg: Config | None = None) -> nn.Module:
+    """The growing G for images of `shape` (the progressive block of `cfg`, defaults without one)."""
     prog = _prog(cfg)
     final = next_pow2(shape[1])
     core = ProgressiveGenerator(model_cfg.latent_dim, shape[0], final, start=min(prog.start, final),
@@ -78,15 +78,12 @@ def _build_g(model_cfg, shape: tuple[int, ...], cfg=None) -> nn.Module:
     return GrowingGenerator(core, shape[1])
 
 
-def _build_d(model_cfg, shape: tuple[int, ...], cfg=None) -> nn.Module:
+def build_growing_discriminator(model_cfg: ModelConfig, shape: tuple[int, ...],
+                                cfg: Config | None = None) -> nn.Module:
+    """The growing D for images of `shape` (the progressive block of `cfg`, defaults without one)."""
     prog = _prog(cfg)
     final = next_pow2(shape[1])
     core = ProgressiveDiscriminator(shape[0], final, start=min(prog.start, final), width=model_cfg.width,
                                     max_width=prog.max_width, mbstd_group=prog.mbstd_group,
                                     equalized_lr=prog.equalized_lr, norm=model_cfg.d_norm)
     return GrowingDiscriminator(core)
-
-
-register_architecture("progressive", Architecture(
-    _build_g, _build_d, _accept,
-    "Karras et al. 2018 growing G/D (4x4 -> full size with fade-in; see the progressive.* keys)"))

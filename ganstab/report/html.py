@@ -18,9 +18,17 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from ganstab.errors import GanstabError
+import yaml
 
-REPORT_FILE = "report.html"
+from ganstab.config import Config, to_dict
+from ganstab.diagnose.findings import worst_first
+from ganstab.errors import ReportError
+from ganstab.report import figures as figs
+from ganstab.rundir import REPORT_FILE, RunDir, atomic_write, is_ablation_dir, is_run_dir, read_jsonl, read_records
+from ganstab.summary import main_curve, snapshot, summarize
+
+__all__ = ["write_report", "run_report_html", "ablation_report_html", "sample_paths", "RUN_SECTIONS",
+           "ABLATION_SECTIONS", "REPORT_FILE", "ReportError", "is_run_dir", "is_ablation_dir"]
 MAX_SAMPLE_GRIDS = 12
 RUN_SECTIONS: tuple[str, ...] = ("summary", "config", "losses", "d-outputs", "grad-norms", "metrics", "samples",
                                  "findings", "recoveries")
@@ -67,10 +75,6 @@ details { margin-top:10px; } summary { cursor:pointer; color:var(--accent); }
 code { background:var(--panel); padding:0 3px; border-radius:3px; }
 footer { color:var(--muted); font-size:12px; text-align:center; padding:20px; }
 """
-
-
-class ReportError(GanstabError):
-    """A folder that holds neither a run nor an ablation."""
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -177,35 +181,21 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------ run report
-def is_run_dir(path: Path) -> bool:
-    """True for a ganstab run directory (it holds config.yaml)."""
-    return (Path(path) / "config.yaml").is_file()
-
-
-def is_ablation_dir(path: Path) -> bool:
-    """True for an ablation folder (it holds ablation.json)."""
-    return (Path(path) / "ablation.json").is_file()
-
-
 def _run_config(run_dir: Path) -> dict:
-    import yaml
-
     try:
-        data = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+        data = yaml.safe_load(RunDir(run_dir).config.read_text(encoding="utf-8"))
     except Exception:  # the report shows what it can
         return {}
     return data if isinstance(data, dict) else {}
 
 
 def _default_config() -> dict:
-    from ganstab.config import Config, to_dict
-
     return to_dict(Config())
 
 
 def sample_paths(run_dir: Path, limit: int = MAX_SAMPLE_GRIDS) -> list[Path]:
     """Up to `limit` sample grids evenly spread over the run, always with the first and the last."""
-    paths = sorted((Path(run_dir) / "samples").glob("*.png"))
+    paths = sorted(RunDir(run_dir).samples.glob("*.png"))
     if len(paths) <= limit:
         return paths
     picks = sorted({round(i * (len(paths) - 1) / (limit - 1)) for i in range(limit)})
@@ -280,7 +270,7 @@ def _samples_section(run_dir: Path, kind: str) -> str:
     paths = sample_paths(run_dir)
     if not paths:
         return '<p class="note">No sample grids in samples/.</p>'
-    total = len(list((run_dir / "samples").glob("*.png")))
+    total = len(list(RunDir(run_dir).samples.glob("*.png")))
     figures = []
     for path in paths:
         png = path.read_bytes()
@@ -294,8 +284,6 @@ def _samples_section(run_dir: Path, kind: str) -> str:
 
 def _summary_cards(records: Sequence[Mapping[str, Any]], findings: Sequence[Mapping[str, Any]],
                    recoveries: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> str:
-    from ganstab.ablate import snapshot
-
     final = snapshot(records, findings)
     items = [("steps", fmt(max((r.get("step") or 0 for r in records), default=0))),
              ("images seen", fmt(int(final.get("images_seen") or 0))),
@@ -306,7 +294,7 @@ def _summary_cards(records: Sequence[Mapping[str, Any]], findings: Sequence[Mapp
     for key in sorted(k for k in final if k.startswith("eval_")):
         items.append((key, fmt(final[key])))
     classes = {}
-    for severity in ("error", "warning", "info"):
+    for severity in worst_first():
         count = int(final.get(f"findings_{severity}") or 0)
         items.append((f"{severity}s", str(count)))
         if count and severity != "info":
@@ -320,26 +308,21 @@ def _summary_cards(records: Sequence[Mapping[str, Any]], findings: Sequence[Mapp
 
 def run_report_html(run_dir: str | Path) -> str:
     """The HTML report of one run directory."""
-    from ganstab.diagnose import read_records
-
     run_dir = Path(run_dir)
+    run = RunDir(run_dir)
     config = _run_config(run_dir)
     records: list[dict[str, Any]] = []
     problem = ""
-    if (run_dir / "metrics.jsonl").is_file():
+    if run.metrics.is_file():
         try:
             records = read_records(run_dir)
         except (ValueError, OSError) as exc:  # a damaged metrics.jsonl still gets a report of the rest
             problem = f"metrics.jsonl could not be read: {exc}"
-    from ganstab.train.recorder import read_jsonl
-
-    findings = read_jsonl(run_dir / "findings.jsonl")
-    recoveries = read_jsonl(run_dir / "recoveries.jsonl")
-    from ganstab.report import figures as figs
-
+    findings = read_jsonl(run.findings)
+    recoveries = read_jsonl(run.recoveries)
     train_records = [r for r in records if "loss_d" in r or "loss_g" in r]
     kind = "points" if (config.get("data") or {}).get("name") in ("ring8", "grid25") else "images"
-    meta_path = run_dir / "generator.json"
+    meta_path = run.generator_meta
     if meta_path.is_file():
         try:
             kind = json.loads(meta_path.read_text(encoding="utf-8")).get("data", {}).get("kind", kind)
@@ -387,8 +370,8 @@ def _metric_order(names: Sequence[str], main: str) -> list[str]:
         if name.startswith("eval_"):
             return (1, name)
         if name.startswith("findings_"):
-            return (3, ("error", "warning", "info").index(name[9:]) if name[9:] in ("error", "warning", "info")
-                    else 9, name)
+            order = worst_first()
+            return (3, order.index(name[9:]) if name[9:] in order else 9, name)
         if name in ("wall_time", "images_seen"):
             return (4, name)
         return (2, _TRAINING_ORDER.index(name) if name in _TRAINING_ORDER else len(_TRAINING_ORDER), name)
@@ -402,12 +385,9 @@ def _href(*parts: str) -> str:
 
 def ablation_report_html(out: str | Path, summary: Optional[Mapping[str, Any]] = None) -> str:
     """The HTML report of an ablation folder (summary recomputed from the runs when not given)."""
-    from ganstab import ablate
-    from ganstab.report import figures as figs
-
     out = Path(out)
     if summary is None:
-        summary = ablate.summarize(out)
+        summary = summarize(out)
     variants = list(summary["variants"])
     names = [v["name"] for v in variants]
     stats = {v["name"]: v["final"] for v in variants}
@@ -441,7 +421,7 @@ def ablation_report_html(out: str | Path, summary: Optional[Mapping[str, Any]] =
             png, "bar chart of the final metrics")
 
     def curve_section() -> str:
-        metric, curves = ablate.main_curve(out, summary)
+        metric, curves = main_curve(out, summary)
         why = "" if metric == main else " (no evaluation metric was logged, so G's loss is shown)"
         return f"<p><code>{esc(metric)}</code> against real images seen{esc(why)}.</p>" + img_tag(
             figs.curve_chart(metric, curves), f"{metric} against images seen")
@@ -516,8 +496,4 @@ def write_report(path: str | Path, summary: Optional[Mapping[str, Any]] = None) 
     else:
         raise ReportError(f"{str(path)!r} is neither a run directory (no config.yaml) nor an ablation folder "
                           "(no ablation.json); pass a folder written by 'ganstab train' or 'ganstab ablate'")
-    target = path / REPORT_FILE
-    tmp = path / f".{REPORT_FILE}.tmp"
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(target)
-    return target
+    return atomic_write(path / REPORT_FILE, text)

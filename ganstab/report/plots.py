@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+from ganstab.rundir import RunDir, read_jsonl
+from ganstab.sampling import save_figure
+
 PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("losses", ("loss_d", "loss_g")),
     ("discriminator outputs", ("d_real", "d_fake")),
@@ -52,26 +55,23 @@ def plot_panels(records: Sequence[dict[str, Any]], path: Path,
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=11)
-    from ganstab.sampling import save_figure
-
     return save_figure(fig, path)
 
 
 def plot_run(run_dir: Path) -> list[Path]:
     """Write plots/training.png (and plots/eval.png when evaluation lines exist) for a run."""
-    from ganstab.train.recorder import read_metrics
-
     run_dir = Path(run_dir)
-    records = read_metrics(run_dir / "metrics.jsonl")
+    run = RunDir(run_dir)
+    records = read_jsonl(run.metrics)
     written = []
     train_path = plot_panels([r for r in records if "loss_d" in r or "loss_g" in r],
-                             run_dir / "plots" / "training.png", title=run_dir.name)
+                             run.plots / "training.png", title=run_dir.name)
     if train_path is not None:
         written.append(train_path)
     eval_records = [r for r in records if any(k.startswith("eval_") for k in r)]
     if eval_records:
         keys = sorted({k for r in eval_records for k in r if k.startswith("eval_") and isinstance(r[k], (int, float))})
-        eval_path = plot_panels(eval_records, run_dir / "plots" / "eval.png",
+        eval_path = plot_panels(eval_records, run.plots / "eval.png",
                                 panels=[(k[5:], (k,)) for k in keys], title=f"{run_dir.name}: evaluation")
         if eval_path is not None:
             written.append(eval_path)

@@ -13,24 +13,9 @@ the same resolution and alpha without storing any flags.
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass
 
-
-def is_pow2(n: int) -> bool:
-    """Return True when ``n`` is a positive power of two."""
-    try:
-        value = operator.index(n)
-    except TypeError:
-        return False
-    return value >= 1 and (value & (value - 1)) == 0
-
-
-def next_pow2(n: int) -> int:
-    """Return the smallest power of two that is >= ``n`` (``n`` >= 1), e.g. 28 -> 32, 32 -> 32."""
-    if n < 1:
-        raise ValueError(f"next_pow2 needs n >= 1, got {n}")
-    return 1 << (int(n) - 1).bit_length()
+from ganstab.models.progressive import is_pow2, next_pow2
 
 
 @dataclass(frozen=True)

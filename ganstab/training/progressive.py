@@ -3,27 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-if TYPE_CHECKING:
-    from ganstab.config import Config
+from ganstab.config import Config
+from ganstab.models.progressive import crop_from_pow2, fade_reals, next_pow2, pad_to_pow2
+from ganstab.sampling import generate, save_image_grid
+from ganstab.training.loop import Trainer
+from ganstab.training.optim import make_optimizer
+from ganstab.training.schedule import ProgressiveSchedule, phase_index, progressive_state, schedule_from_epochs
 
-from ganstab.models.progressive import crop_from_pow2, fade_reals, pad_to_pow2
-from ganstab.train import TRAINERS
-from ganstab.train.loop import Trainer, make_optimizer
-from ganstab.train.schedule import (
-    ProgressiveSchedule,
-    next_pow2,
-    phase_index,
-    progressive_state,
-    schedule_from_epochs,
-)
+__all__ = ["ProgressiveTrainer", "schedule_for"]
 
 
-def schedule_for(cfg: "Config", data_size: int, side: int) -> ProgressiveSchedule:
+def schedule_for(cfg: Config, data_size: int, side: int) -> ProgressiveSchedule:
     """The schedule from the progressive block (images, or the epoch-based `increase_every`)."""
     prog = cfg.progressive
     final = next_pow2(side)
@@ -39,8 +34,8 @@ def schedule_for(cfg: "Config", data_size: int, side: int) -> ProgressiveSchedul
 class ProgressiveTrainer(Trainer):
     """Trainer whose G/D grow from `progressive.start` to the data's (power-of-two) size."""
 
-    def __init__(self, cfg, **kwargs) -> None:
-        super().__init__(cfg, **kwargs)
+    def __init__(self, cfg: Config, *args: Any, **kwargs: Any) -> None:
+        super().__init__(cfg, *args, **kwargs)
         self.schedule = schedule_for(cfg, len(self.data), self.shape[-1])
         self.resolution, self.alpha = progressive_state(0, self.schedule)
         self.phase = phase_index(0, self.schedule)
@@ -92,15 +87,10 @@ class ProgressiveTrainer(Trainer):
 
     def save_samples(self) -> Path | None:
         """Sample grid at the current resolution, upsampled (nearest) to the full size for display."""
-        from ganstab.sampling import generate, save_image_grid
-
         if not self.dist.is_main:
             return None
         samples = generate(self.sampler_net(), self.fixed_z, **self.g_kwargs())
         if samples.shape[-1] < self.schedule.final:
             samples = F.interpolate(samples, size=(self.schedule.final,) * 2, mode="nearest")
-        path = self.out / "samples" / f"step_{self.step:07d}_res{self.resolution}.png"
+        path = self.run_dir.sample(self.step, f"_res{self.resolution}")
         return save_image_grid(samples, path)
-
-
-TRAINERS["progressive"] = ProgressiveTrainer

@@ -9,10 +9,10 @@ uses `torch.load(weights_only=True)`: a file that would need to unpickle code is
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import pickle
 import random
-import re
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -20,41 +20,9 @@ import numpy as np
 import torch
 
 from ganstab.errors import CheckpointError
+from ganstab.rundir import atomic_write, checkpoint_name, checkpoint_step
 
 FORMAT = "ganstab-checkpoint-1"
-_NAME = re.compile(r"^ckpt_(\d{7,})\.pt$")
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write bytes to `path` via a temp file, fsync and rename (the old file stays valid on failure)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
-    _fsync_dir(path.parent)
 
 
 def sha256_file(path: Path) -> str:
@@ -96,13 +64,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def checkpoint_path(folder: Path, step: int) -> Path:
     """The file name of the checkpoint taken after `step` G steps."""
-    return Path(folder) / f"ckpt_{step:07d}.pt"
+    return Path(folder) / checkpoint_name(step)
 
 
 def save_checkpoint(folder: Path, step: int, payload: dict[str, Any], keep: int) -> Path:
     """Write a checkpoint atomically with its checksum file, then prune to the newest `keep`."""
-    import io
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob(".ckpt_*.tmp-*"):  # left by a process killed mid-write
@@ -115,9 +81,9 @@ def save_checkpoint(folder: Path, step: int, payload: dict[str, Any], keep: int)
     buffer = io.BytesIO()
     torch.save({"format": FORMAT, **payload}, buffer)
     data = buffer.getvalue()
-    atomic_write_bytes(path, data)
+    atomic_write(path, data)
     digest = hashlib.sha256(data).hexdigest()
-    atomic_write_bytes(path.with_name(path.name + ".sha256"), f"{digest}  {path.name}\n".encode())
+    atomic_write(path.with_name(path.name + ".sha256"), f"{digest}  {path.name}\n".encode())
     for old in list_checkpoints(folder)[:-keep]:
         for victim in (old, old.with_name(old.name + ".sha256")):
             try:
@@ -132,7 +98,7 @@ def list_checkpoints(folder: Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
+    found = [(step, p) for p in folder.iterdir() if (step := checkpoint_step(p.name)) is not None]
     return [p for _, p in sorted(found)]
 
 

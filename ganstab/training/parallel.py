@@ -16,8 +16,11 @@ from typing import Any, ContextManager, Optional
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ganstab import penalties
+from ganstab.config import TrainConfig
+from ganstab.errors import ConfigError
 
 
 @dataclass
@@ -38,6 +41,41 @@ class DistContext:
     def active(self) -> bool:
         """True when training with more than one process."""
         return self.world > 1
+
+
+@dataclass
+class Runtime:
+    """Where this process trains: its device and its place among the torchrun processes."""
+
+    device: torch.device
+    dist: DistContext
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; other names as given (checked)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name} but no CUDA device is available; use train.device=cpu or auto")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"train.device={name} but MPS is not available; use train.device=cpu or auto")
+    return device
+
+
+def init_runtime(train_cfg: TrainConfig) -> Runtime:
+    """Threads, determinism, device and process group of this process, checked against the config."""
+    if train_cfg.threads:
+        torch.set_num_threads(train_cfg.threads)
+    if train_cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+    device = resolve_device(train_cfg.device)
+    ctx = init_distributed(device)
+    if ctx.active and device.type == "cuda":
+        device = torch.device("cuda", ctx.local_rank)
+    if train_cfg.precision == "fp16" and device.type != "cuda":
+        raise ConfigError("train.precision=fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+    return Runtime(device, ctx)
 
 
 def init_distributed(device: torch.device) -> DistContext:
@@ -122,8 +160,6 @@ def wrap_ddp(module: nn.Module, ctx: DistContext, device: torch.device) -> nn.Mo
     """DDP wrapper with broadcast_buffers=False (several D passes per step), or the module itself."""
     if not ctx.active:
         return module
-    from torch.nn.parallel import DistributedDataParallel as DDP
-
     ids = [device.index if device.index is not None else ctx.local_rank] if device.type == "cuda" else None
     return DDP(module, device_ids=ids, broadcast_buffers=False)
 

@@ -1,4 +1,4 @@
-"""Evaluation of a generator against its dataset: glue between data, sampling and `ganstab.metrics`.
+"""Evaluation of a generator against its dataset: glue between data, sampling and the metric maths.
 
 - 2-D mixtures with known modes (ring8, grid25): the PacGAN protocol (`metrics.mode_coverage`).
 - Other point data: Frechet distance, precision/recall and density/coverage on raw coordinates.
@@ -18,11 +18,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganstab.data import DataSource
+from ganstab.metrics.evaluator import evaluate_images, load_or_train_evaluator, prepare_reference
+from ganstab.metrics.modes import mode_coverage
+from ganstab.metrics.registry import is_better, main_metric
+from ganstab.metrics.stats import density_coverage, frechet_distance, precision_recall
+from ganstab.models.progressive import next_pow2
 from ganstab.sampling import generate
 
-# main metric per data kind: (name, higher_is_better)
-MAIN_METRIC_IMAGES = ("fd", False)
-MAIN_METRIC_MODES = ("modes", True)
+__all__ = ["RunEvaluator", "default_cache_dir", "mean_pairwise_distance", "to_data_size"]
 
 
 def default_cache_dir() -> Path:
@@ -44,7 +47,7 @@ def to_data_size(samples: Tensor, side: int) -> Tensor:
     """Bring samples of another side (a progressive run mid-growth) to the data's side for scoring."""
     if samples.dim() != 4 or samples.shape[-1] == side:
         return samples
-    target = 1 << (side - 1).bit_length()
+    target = next_pow2(side)
     up = F.interpolate(samples, size=(target, target), mode="nearest")
     offset = (target - side) // 2
     return up[..., offset:offset + side, offset:offset + side]
@@ -55,27 +58,25 @@ class RunEvaluator:
 
     def __init__(self, data: DataSource, n: int, device: torch.device, cache_dir: Optional[Path] = None,
                  evaluator_epochs: int = 3, echo: Callable[[str], None] = print) -> None:
-        from ganstab import metrics
-
         self.data = data
         self.n = n
         self.device = device
         self.evaluator = None
         self.reference = None
+        self.kind = "modes" if data.kind == "points" and data.centers is not None else data.kind
+        self.main_metric = main_metric(self.kind)
         if data.kind == "points":
-            self.main_metric = MAIN_METRIC_MODES if data.centers is not None else ("fd", False)
             self.real = data.eval_reference(n).to(device)
             self.real_diversity = mean_pairwise_distance(self.real)
             return
-        self.main_metric = MAIN_METRIC_IMAGES
         cache = Path(cache_dir) if cache_dir else default_cache_dir()
         echo_fn = (lambda m: echo(f"evaluator: {m}"))
         train, labels, test, test_labels = data.evaluator_data()
-        self.evaluator = metrics.load_or_train_evaluator(
+        self.evaluator = load_or_train_evaluator(
             cache, data.name, train, labels, test, test_labels,
             epochs=evaluator_epochs, device=device, progress=echo_fn)
         real = data.eval_reference(n).to(device)
-        self.reference = metrics.prepare_reference(self.evaluator, real)
+        self.reference = prepare_reference(self.evaluator, real)
         self.real_diversity = mean_pairwise_distance(self.reference.features)
 
     @property
@@ -85,23 +86,21 @@ class RunEvaluator:
 
     def score_samples(self, samples: Tensor, diversity_samples: Optional[Tensor] = None) -> dict[str, float]:
         """All metrics of generated samples (N, ...) against the real reference."""
-        from ganstab import metrics
-
         samples = samples.to(self.device).float()
         out: dict[str, float] = {}
         if self.data.kind == "points":
             if self.data.centers is not None:
-                out.update(metrics.mode_coverage(samples.cpu(), self.data.centers.cpu(), self.data.std))
+                out.update(mode_coverage(samples.cpu(), self.data.centers.cpu(), self.data.std))
             else:
-                out["fd"] = metrics.frechet_distance(self.real, samples)
-                out.update(metrics.precision_recall(self.real, samples, k=3))
-                out.update(metrics.density_coverage(self.real, samples, k=5))
+                out["fd"] = frechet_distance(self.real, samples)
+                out.update(precision_recall(self.real, samples, k=3))
+                out.update(density_coverage(self.real, samples, k=5))
             div = samples if diversity_samples is None else diversity_samples.to(self.device)
             out["diversity"] = mean_pairwise_distance(div) / max(self.real_diversity, 1e-12)
             return {k: float(v) for k, v in out.items()}
         side = self.data.shape[-1]
         samples = to_data_size(samples, side)
-        out.update(metrics.evaluate_images(self.evaluator, self.reference, samples))
+        out.update(evaluate_images(self.evaluator, self.reference, samples))
         div = samples if diversity_samples is None else to_data_size(diversity_samples.to(self.device), side)
         feats = self.evaluator.features(div)
         out["diversity"] = mean_pairwise_distance(feats) / max(self.real_diversity, 1e-12)
@@ -117,15 +116,5 @@ class RunEvaluator:
         return self.score_samples(samples, diversity)
 
     def is_better(self, new: dict[str, float], best: Optional[dict[str, float]]) -> bool:
-        """Whether `new` beats `best` on the main metric (ties on modes broken by hq_fraction)."""
-        if best is None:
-            return True
-        name, higher = self.main_metric
-        a, b = new.get(name), best.get(name)
-        if a is None:
-            return False
-        if b is None:
-            return True
-        if a == b and name == "modes":
-            return new.get("hq_fraction", 0.0) > best.get("hq_fraction", 0.0)
-        return a > b if higher else a < b
+        """Whether `new` beats `best` on this data's main metric (see `ganstab.metrics.registry`)."""
+        return is_better(new, best, self.kind)

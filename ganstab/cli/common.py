@@ -1,0 +1,74 @@
+"""What every command shares: the one-line argument parser, echo, config loading and the config arguments."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import sys
+import warnings
+from pathlib import Path
+
+from ganstab.config import Config, merge_sources, validate
+from ganstab.errors import UsageError
+from ganstab.pipeline import check_config, load_config
+from ganstab.rundir import RunDir
+
+__all__ = ["EXIT_USAGE", "Parser", "echo", "load_cli_config", "load_resume_config", "add_config_args",
+           "friendly_os_error"]
+
+EXIT_USAGE = 2
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports errors as one line instead of usage + message."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        """Raise the problem as a one-line UsageError."""
+        raise UsageError(f"{message}; see '{self.prog} --help'")
+
+
+def echo(message: str) -> None:
+    """Print a progress or result line at once."""
+    print(message, flush=True)
+
+
+def load_cli_config(args: argparse.Namespace) -> Config:
+    """The config named by --preset, --config and key=value overrides, warnings printed as one line each."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cfg = load_config(args.config, args.overrides, args.preset)
+    for w in caught:
+        print(f"ganstab: warning: {w.message}", file=sys.stderr, flush=True)
+    return cfg
+
+
+def load_resume_config(args: argparse.Namespace, run_dir: Path) -> Config:
+    """The config to resume a run with: its config.yaml plus overrides, or the sources given anew."""
+    cfg_path = RunDir(run_dir).config
+    if not cfg_path.is_file():
+        raise UsageError(f"--resume {run_dir}: not a ganstab run directory (no config.yaml)")
+    if args.config is None and args.preset is None:
+        cfg = validate(merge_sources(cfg_path, args.overrides))
+        check_config(cfg)
+    else:
+        cfg = load_cli_config(args)
+    cfg.out = str(run_dir)
+    return cfg
+
+
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    """--config, --preset and the key=value overrides."""
+    p.add_argument("--config", metavar="FILE", help="YAML config file")
+    p.add_argument("--preset", metavar="NAME", help="start from a preset (see 'ganstab presets')")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="config overrides with dotted keys, e.g. loss.kind=hinge train.steps=2000")
+
+
+def friendly_os_error(exc: OSError) -> str:
+    """One line for an OS error: a full disk and a denied permission say what to do."""
+    where = f" {exc.filename!r}" if getattr(exc, "filename", None) else ""
+    if exc.errno == errno.ENOSPC:
+        return f"disk full while writing{where}; free space, then resume with --resume (the last checkpoint is intact)"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"permission denied for{where}; choose a writable location"
+    return f"{exc.strerror or exc}{where}"

@@ -1,0 +1,121 @@
+"""Commands over an existing run: `sample`, `eval`, `doctor` and `report`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from ganstab.config import to_dict
+from ganstab.data import make_dataset
+from ganstab.diagnose import context_from_config, diagnose, format_report
+from ganstab.errors import UsageError
+from ganstab.export import load_generator, write_samples
+from ganstab.metrics import RunEvaluator
+from ganstab.report.html import write_report
+from ganstab.rundir import RunDir, load_run_config, read_records
+
+__all__ = ["cmd_sample", "cmd_eval", "cmd_doctor", "cmd_report", "register"]
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    """Write samples from a run's exported generator."""
+    if args.format not in ("grid", "folder", "npy"):
+        raise UsageError(f"--format must be grid, folder or npy, got {args.format!r}")
+    if args.n <= 0:
+        raise UsageError(f"--n must be positive, got {args.n}")
+    generator, meta = load_generator(Path(args.run), device=args.device)
+    if args.format == "folder" and meta["data"].get("kind") == "points":
+        raise UsageError("--format folder writes images, but this run generates 2-D points; use --format npy or grid")
+    path = write_samples(generator, meta, args.n, Path(args.out), args.format, args.seed)
+    print(f"wrote {args.n} samples to {path}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Score a run's exported generator (or its best/ export) against the real data."""
+    run = Path(args.run)
+    cfg = load_run_config(run)
+    if args.n is not None and args.n < 2:
+        raise UsageError(f"--n must be at least 2, got {args.n}")
+    source = RunDir(run).best if args.best else run
+    generator, meta = load_generator(source, device=args.device)
+    device = torch.device(args.device)
+    data = make_dataset(cfg.data, cfg.seed).to(device)
+    n = args.n or cfg.eval.n
+    evaluator = RunEvaluator(data, n, device, cfg.eval.cache_dir, cfg.eval.evaluator_epochs, echo=print)
+    fixed = torch.Generator().manual_seed(cfg.seed + 2)
+    fixed_z = torch.randn(cfg.log.n_samples, cfg.model.latent_dim, generator=fixed).to(device)
+    scores = evaluator.evaluate(generator, cfg.model.latent_dim, meta.get("g_kwargs", {}), fixed_z, seed=args.seed)
+    if evaluator.test_accuracy is not None:
+        print(f"evaluator test accuracy: {evaluator.test_accuracy:.4f}")
+    width = max(len(k) for k in scores)
+    print(f"{source} ({n} samples, step {meta.get('step')}):")
+    for key, value in scores.items():
+        print(f"  {key:<{width}}  {value:.6g}")
+    out = run / f"eval-n{n}-seed{args.seed}{'-best' if args.best else ''}.json"
+    out.write_text(json.dumps({"n": n, "seed": args.seed, "step": meta.get("step"), **scores}, indent=2))
+    print(f"written: {out}")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Print the stability findings of a finished or running run."""
+    run = RunDir(args.run)
+    cfg = load_run_config(run.root)
+    if not run.metrics.is_file():
+        raise UsageError(f"{run.root}: no metrics.jsonl yet; the run has not logged anything")
+    records = read_records(run.root)
+    findings = diagnose(records, cfg.doctor, context_from_config(to_dict(cfg)))
+    last = max((int(r.get("step", 0)) for r in records), default=0)
+    print(f"{run.root}: {len(records)} logged lines up to step {last}")
+    if run.recoveries.is_file():
+        lines = [line for line in run.recoveries.read_text().splitlines() if line.strip()]
+        print(f"automatic recoveries: {len(lines)} (see {run.recoveries})")
+    print(format_report(findings))
+    return 1 if args.strict and any(f.severity == "error" for f in findings) else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write report.html for a run directory or an ablation folder."""
+    path = write_report(Path(args.path))
+    print(f"report: {path}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `sample`, `eval`, `doctor` and `report` commands."""
+    p = sub.add_parser("sample", help="write samples from a trained run",
+                       description="Sample from a run's exported generator (EMA weights when trained with EMA).")
+    p.add_argument("--run", required=True, metavar="DIR", help="run directory (holds generator.safetensors)")
+    p.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
+    p.add_argument("--out", required=True, metavar="PATH", help="output PNG, folder or .npy file")
+    p.add_argument("--format", default="grid",
+                   help="grid (default): one PNG; folder: one PNG per sample (for pytorch-fid/clean-fid); "
+                        "npy: raw array")
+    p.add_argument("--seed", type=int, default=0, help="latent seed (default 0)")
+    p.add_argument("--device", default="cpu", help="device to sample on (default cpu)")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("eval", help="evaluate a trained run offline (FD, KID, precision/recall, modes, ...)",
+                       description="Score a run's generator with ganstab's own evaluator network (no downloads).")
+    p.add_argument("--run", required=True, metavar="DIR", help="run directory")
+    p.add_argument("--n", type=int, default=None, help="number of generated samples (default: eval.n of the run)")
+    p.add_argument("--seed", type=int, default=0, help="latent seed (default 0)")
+    p.add_argument("--best", action="store_true", help="score best/ (the best checkpoint by the main metric)")
+    p.add_argument("--device", default="cpu", help="device (default cpu)")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("doctor", help="diagnose a run: mode collapse, divergence, stalls, with advice",
+                       description="Run the stability detectors over a run's metrics.jsonl and print the findings.")
+    p.add_argument("run", metavar="RUN_DIR", help="run directory")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a finding of severity error is present")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("report", help="write a self-contained report.html for a run or an ablation",
+                       description="Write PATH/report.html: curves, findings on the timeline, samples (runs) or "
+                                   "the ranked summary, bar and line charts and links to the runs (ablations).")
+    p.add_argument("path", metavar="RUN_DIR|ABLATION_DIR", help="a run directory or an ablation folder")
+    p.set_defaults(func=cmd_report)

@@ -1,0 +1,153 @@
+"""The composition root: config -> checks against the registries -> build -> train (-> export) -> plots -> report.
+
+Everything that turns a config into objects happens here, and nowhere below: the runtime (device,
+processes), the data set, G and D, the stability doctor that watches the run and the evaluator
+that scores it are built here and handed to the Trainer, which only trains. After training the
+Trainer has exported the generator, and the pipeline writes the plots and the HTML report.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional
+
+import torch
+from torch import Tensor, nn
+
+from ganstab import config as config_module
+from ganstab.config import Config, default_out, to_dict
+from ganstab.data import DATASETS, DataSource, dataset_shape, make_dataset
+from ganstab.diagnose import Tracker, context_from_config
+from ganstab.errors import CheckpointError, ConfigError
+from ganstab.metrics import RunEvaluator
+from ganstab.models import architectures, build_discriminator, build_generator, check_fit
+from ganstab.report.html import write_report
+from ganstab.report.plots import plot_run
+from ganstab.rundir import RunDir, prepare_out_dir
+from ganstab.training import RunResult, Trainer, trainer_class
+from ganstab.training import checkpoint as ckpt
+from ganstab.training import parallel
+
+__all__ = ["check_config", "load_config", "make_trainer", "train", "LazyScorer", "RunResult", "main_process"]
+
+
+def check_config(cfg: Config) -> None:
+    """The rules that need the registries: a known data set and architecture, and one that fits the data."""
+    if cfg.data.name not in DATASETS:
+        raise ConfigError(f"unknown data.name {cfg.data.name!r}; known datasets: {', '.join(DATASETS)}")
+    if cfg.model.arch not in architectures():
+        raise ConfigError(f"unknown model.arch {cfg.model.arch!r}; known architectures: "
+                          f"{', '.join(architectures())}")
+    shape = dataset_shape(cfg.data)
+    if shape is not None:
+        check_fit(cfg.model, shape, cfg)
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = (), preset: str | None = None) -> Config:
+    """`ganstab.config.load_config` (defaults <- preset <- file <- overrides) plus the registry checks."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cfg = config_module.load_config(path, overrides, preset)
+    check_config(cfg)
+    for w in caught:  # re-issued only for a config that passed every check
+        warnings.warn(w.message, w.category, stacklevel=2)
+    return cfg
+
+
+class LazyScorer:
+    """The run's evaluator, built (and its evaluator network trained or loaded) on first use."""
+
+    def __init__(self, data: DataSource, cfg: Config, device: torch.device, echo: Callable[[str], None]) -> None:
+        self.data, self.cfg, self.device, self.echo = data, cfg, device, echo
+        self.evaluator: Optional[RunEvaluator] = None
+
+    def _get(self) -> RunEvaluator:
+        if self.evaluator is None:
+            ev = self.cfg.eval
+            self.evaluator = RunEvaluator(self.data, ev.n, self.device, ev.cache_dir, ev.evaluator_epochs,
+                                          echo=self.echo)
+        return self.evaluator
+
+    def evaluate(self, generator: nn.Module, latent_dim: int, g_kwargs: dict[str, Any],
+                 fixed_z: Optional[Tensor] = None, seed: int = 0) -> dict[str, float]:
+        """Scores of `generator`'s samples (see `RunEvaluator.evaluate`)."""
+        return self._get().evaluate(generator, latent_dim, g_kwargs, fixed_z, seed)
+
+    def is_better(self, new: dict[str, float], best: Optional[dict[str, float]]) -> bool:
+        """Whether `new` beats `best` on the data's main metric."""
+        return self._get().is_better(new, best)
+
+
+def make_trainer(cfg: Config, *, echo: Callable[[str], None] = print,
+                 hooks: Optional[dict[str, Callable]] = None) -> Trainer:
+    """Build the runtime, data, G, D, doctor and evaluator of a config and the Trainer over them."""
+    check_config(cfg)
+    if cfg.out is None:
+        cfg.out = default_out(cfg)
+    runtime = parallel.init_runtime(cfg.train)
+    torch.manual_seed(cfg.seed)
+    data = make_dataset(cfg.data, cfg.seed).to(runtime.device)
+    if runtime.dist.is_main:
+        for note in data.notes:
+            echo(note)
+    generator = build_generator(cfg.model, data.shape, cfg).to(runtime.device)
+    discriminator = build_discriminator(cfg.model, data.shape, cfg).to(runtime.device)
+    watcher = Tracker(cfg.doctor, context_from_config(to_dict(cfg)))
+    scorer = LazyScorer(data, cfg, runtime.device, lambda message: echo(f"evaluator: {message}"))
+    return trainer_class(cfg.model.arch)(cfg, data, generator, discriminator, runtime, watcher=watcher,
+                                         scorer=scorer, echo=echo, hooks=hooks)
+
+
+def main_process() -> bool:
+    """True outside torchrun and on its rank 0 (the process that owns the run folder)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _start(cfg: Config, out: Path, resume: bool, overwrite: bool, allow_config_change: bool,
+           echo: Callable[[str], None], hooks: Optional[dict[str, Callable]]) -> Trainer:
+    """A Trainer ready to run: resumed from the newest valid checkpoint, or on a prepared empty folder."""
+    if resume:
+        path = ckpt.newest_valid_checkpoint(RunDir(out).checkpoints, warn=echo)
+        if path is None:
+            raise CheckpointError(f"no valid checkpoint in {str(RunDir(out).checkpoints)!r} to resume from; "
+                                  "start a new run without --resume")
+        trainer = make_trainer(cfg, echo=echo, hooks=hooks)
+        trainer.resume_from(path, allow_config_change)
+        echo(f"resuming from {path.name} (step {trainer.step})")
+        return trainer
+    if main_process():
+        prepare_out_dir(out, overwrite, dry_run=True)  # refuse before any work
+    trainer = make_trainer(cfg, echo=echo, hooks=hooks)  # data and models load before anything is removed
+    if main_process():
+        prepare_out_dir(out, overwrite)
+    parallel.barrier(trainer.dist)
+    return trainer
+
+
+def finish_run(trainer: Trainer) -> None:
+    """After a completed run (samples, evaluation and export written by the Trainer): plots and report."""
+    if trainer.dist.is_main:
+        plot_run(trainer.out)
+        write_report(trainer.out)
+    parallel.barrier(trainer.dist)
+
+
+def train(cfg: Config, *, overwrite: bool = False, resume: bool = False, allow_config_change: bool = False,
+          echo: Callable[[str], None] = print, hooks: Optional[dict[str, Callable]] = None) -> RunResult:
+    """Run (or resume) training for a validated config, then export, plot and report; returns what was made."""
+    check_config(cfg)
+    if cfg.out is None:
+        cfg.out = default_out(cfg)
+    out = Path(cfg.out)
+    if not resume and cfg.train.resume == "auto" and ckpt.list_checkpoints(RunDir(out).checkpoints):
+        resume = True
+    trainer = _start(cfg, out, resume, overwrite, allow_config_change, echo, hooks)
+    try:
+        result = trainer.run()
+        if not result.interrupted:
+            finish_run(trainer)
+        return result
+    finally:
+        parallel.shutdown_distributed(trainer.dist)

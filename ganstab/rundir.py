@@ -1,0 +1,303 @@
+"""The run-folder contract: every file name of a run (and an ablation) folder, written and read here.
+
+A run folder holds `config.yaml` (the resolved config), `metrics.jsonl` (training and evaluation
+lines), `findings.jsonl`, `recoveries.jsonl`, `checkpoints/`, `samples/`, `plots/`, the exported
+generator (`generator.safetensors` + `generator.json`), `best/` and `report.html`. Every file is
+written atomically (`atomic_write`: temp file, fsync, rename) or appended one JSON line at a time,
+so a crash at any moment leaves the previous version readable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Optional
+
+from ganstab.config import Config, dump_yaml, read_yaml, validate
+from ganstab.errors import CheckpointError
+
+__all__ = [
+    "CONFIG_FILE", "METRICS_FILE", "FINDINGS_FILE", "RECOVERIES_FILE", "CHECKPOINT_DIR", "SAMPLES_DIR", "PLOTS_DIR",
+    "GENERATOR_WEIGHTS", "GENERATOR_META", "REPORT_FILE", "BEST_DIR", "BEST_EVAL_FILE", "TRAIN_LOG", "PLAN_FILE",
+    "SUMMARY_JSON", "SUMMARY_CSV", "RUN_FILES", "TRAINING_KEYS", "RunDir", "atomic_write", "append_jsonl",
+    "read_jsonl", "rewrite_jsonl", "is_eval_record", "is_training_record", "read_records", "truncate_metrics",
+    "truncate_findings", "checkpoint_name", "checkpoint_step", "holds_run", "is_run_dir", "is_ablation_dir",
+    "load_run_config", "write_config", "prepare_out_dir",
+]
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+FINDINGS_FILE = "findings.jsonl"
+RECOVERIES_FILE = "recoveries.jsonl"
+CHECKPOINT_DIR = "checkpoints"
+SAMPLES_DIR = "samples"
+PLOTS_DIR = "plots"
+GENERATOR_WEIGHTS = "generator.safetensors"
+GENERATOR_META = "generator.json"
+REPORT_FILE = "report.html"
+BEST_DIR = "best"
+BEST_EVAL_FILE = "eval.json"
+TRAIN_LOG = "train.log"
+# an ablation folder
+PLAN_FILE = "ablation.json"
+SUMMARY_JSON = "summary.json"
+SUMMARY_CSV = "summary.csv"
+
+# what `--overwrite` clears from a folder that holds a run
+RUN_FILES: tuple[str, ...] = (CONFIG_FILE, METRICS_FILE, FINDINGS_FILE, RECOVERIES_FILE, CHECKPOINT_DIR, SAMPLES_DIR,
+                              PLOTS_DIR, GENERATOR_WEIGHTS, GENERATOR_META, REPORT_FILE, BEST_DIR)
+_CHECKPOINT = re.compile(r"^ckpt_(\d{7,})\.pt$")
+
+# keys that only training lines of metrics.jsonl carry (evaluation lines carry `eval_*` keys instead)
+TRAINING_KEYS: frozenset[str] = frozenset({
+    "d_steps", "loss_d", "loss_g", "d_real", "d_fake", "d_acc", "grad_norm_d", "grad_norm_g",
+    "gp", "r1", "drift", "lr_g", "lr_d",
+})
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """The paths of one run folder."""
+
+    root: Path
+
+    def __init__(self, root: str | Path) -> None:
+        object.__setattr__(self, "root", Path(root))
+
+    config = property(lambda self: self.root / CONFIG_FILE, doc="the resolved config")
+    metrics = property(lambda self: self.root / METRICS_FILE, doc="training and evaluation lines")
+    findings = property(lambda self: self.root / FINDINGS_FILE, doc="the doctor's findings")
+    recoveries = property(lambda self: self.root / RECOVERIES_FILE, doc="automatic recoveries")
+    checkpoints = property(lambda self: self.root / CHECKPOINT_DIR, doc="checkpoint folder")
+    samples = property(lambda self: self.root / SAMPLES_DIR, doc="sample grids over time")
+    plots = property(lambda self: self.root / PLOTS_DIR, doc="training and evaluation plots")
+    generator_weights = property(lambda self: self.root / GENERATOR_WEIGHTS, doc="exported G weights")
+    generator_meta = property(lambda self: self.root / GENERATOR_META, doc="exported G description")
+    report = property(lambda self: self.root / REPORT_FILE, doc="the HTML report")
+    best = property(lambda self: self.root / BEST_DIR, doc="export of the best evaluation")
+    train_log = property(lambda self: self.root / TRAIN_LOG, doc="log of a run trained by an ablation worker")
+
+    def sample(self, step: int, suffix: str = "") -> Path:
+        """The sample grid written after `step` G steps."""
+        return self.samples / f"step_{step:07d}{suffix}.png"
+
+    def checkpoint(self, step: int) -> Path:
+        """The checkpoint written after `step` G steps."""
+        return self.checkpoints / checkpoint_name(step)
+
+
+def checkpoint_name(step: int) -> str:
+    """The file name of the checkpoint taken after `step` G steps."""
+    return f"ckpt_{step:07d}.pt"
+
+
+def checkpoint_step(name: str) -> Optional[int]:
+    """The step of a checkpoint file name, None for any other name."""
+    match = _CHECKPOINT.match(name)
+    return int(match.group(1)) if match else None
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | Path, data: bytes | str) -> Path:
+    """Write `data` to `path` via a temp file, fsync and rename (the old file stays valid on failure)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def append_jsonl(path: str | Path, records: Iterable[Mapping[str, Any]], sort_keys: bool = False) -> None:
+    """Append records to a JSON-lines file, one complete line each, flushed."""
+    with open(path, "a", encoding="utf-8") as fh:
+        for record in records:
+            fh.write(json.dumps(record, sort_keys=sort_keys) + "\n")
+        fh.flush()
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Every complete JSON object line of a .jsonl file (a torn or foreign line is skipped)."""
+    records: list[dict[str, Any]] = []
+    if not Path(path).is_file():
+        return records
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(item, dict):
+                records.append(item)
+    return records
+
+
+def rewrite_jsonl(path: str | Path, keep: Callable[[dict[str, Any]], bool]) -> None:
+    """Atomically rewrite a JSON-lines file with the records `keep` accepts (nothing when absent)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    kept = [record for record in read_jsonl(path) if keep(record)]
+    atomic_write(path, "".join(json.dumps(record) + "\n" for record in kept))
+
+
+def is_eval_record(record: Mapping[str, Any]) -> bool:
+    """True for an evaluation line (it carries `eval_*` keys)."""
+    return any(isinstance(key, str) and key.startswith("eval_") for key in record)
+
+
+def is_training_record(record: Mapping[str, Any]) -> bool:
+    """True for a training line (it carries at least one training-only key)."""
+    return not TRAINING_KEYS.isdisjoint(record)
+
+
+def _step(record: Mapping[str, Any]) -> Optional[float]:
+    value = record.get("step")
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def read_records(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Records of a run's metrics.jsonl (a run directory or the file itself), resume-deduplicated.
+
+    A resumed run may log steps again that an interrupted attempt had logged: a training (or
+    eval) line whose step is not past the previous line of its kind drops the earlier lines of
+    that kind at or after its step. A torn last line (crash mid-write) is ignored; a broken line
+    elsewhere is a ValueError naming the file and line.
+    """
+    path = Path(run_dir)
+    path = path if path.is_file() else path / METRICS_FILE
+    lines = path.read_text(encoding="utf-8").splitlines()
+    records: list[dict[str, Any]] = []
+    for number, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines) - 1:
+                break
+            raise ValueError(f"{path}:{number + 1}: not a JSON object") from None
+        if isinstance(record, dict):
+            records.append(record)
+    return _deduplicate(records)
+
+
+def _deduplicate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    kept: list[dict[str, Any]] = []
+    last: dict[str, Optional[float]] = {"train": None, "eval": None}
+    tests = {"train": is_training_record, "eval": is_eval_record}
+    for record in records:
+        step = _step(record)
+        if step is not None:
+            for kind, test in tests.items():
+                if not test(record):
+                    continue
+                if last[kind] is not None and step <= last[kind]:
+                    kept = [r for r in kept if not (test(r) and (_step(r) or 0.0) >= step)]
+                last[kind] = step
+        kept.append(record)
+    return kept
+
+
+def truncate_metrics(path: str | Path, last_step: int, every: int = 1) -> None:
+    """Drop lines logged after `last_step`, and an off-interval final line at it (resume continues it)."""
+    def keep(record: dict[str, Any]) -> bool:
+        step = int(record.get("step", 0))
+        return step < last_step or (step == last_step and step % every == 0)
+
+    rewrite_jsonl(path, keep)
+
+
+def truncate_findings(path: str | Path, last_step: int) -> None:
+    """Drop findings that start after `last_step` (they belong to the discarded part of the run)."""
+    def keep(record: dict[str, Any]) -> bool:
+        try:
+            return int(record.get("start_step", 0)) <= last_step
+        except (TypeError, ValueError):
+            return False
+
+    rewrite_jsonl(path, keep)
+
+
+def holds_run(path: str | Path) -> bool:
+    """Whether a folder already holds (part of) a run."""
+    run = RunDir(path)
+    return run.root.is_dir() and any(p.exists() for p in (run.config, run.metrics, run.checkpoints))
+
+
+def is_run_dir(path: str | Path) -> bool:
+    """A folder with a config.yaml (a run, finished or not)."""
+    return RunDir(path).config.is_file()
+
+
+def is_ablation_dir(path: str | Path) -> bool:
+    """A folder with an ablation.json (made by `ganstab ablate`)."""
+    return (Path(path) / PLAN_FILE).is_file()
+
+
+def load_run_config(run_dir: str | Path) -> Config:
+    """The validated config of an existing run directory."""
+    path = RunDir(run_dir).config
+    if not path.is_file():
+        raise CheckpointError(f"{str(run_dir)!r} is not a ganstab run directory (no {CONFIG_FILE})")
+    return validate(read_yaml(path))
+
+
+def write_config(run_dir: str | Path, cfg: Config) -> Path:
+    """Write the resolved config as the run's config.yaml."""
+    return atomic_write(RunDir(run_dir).config, dump_yaml(cfg))
+
+
+def prepare_out_dir(out: str | Path, overwrite: bool, dry_run: bool = False) -> None:
+    """Refuse an output folder that holds another run unless overwrite is set (then it is cleared)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise CheckpointError(f"output path {str(out)!r} is a file; choose another out=DIR")
+    if not holds_run(out):
+        return
+    if not overwrite:
+        raise CheckpointError(
+            f"output directory {str(out)!r} already holds a run; pass --overwrite to replace it, "
+            f"--resume {out} to continue it, or choose another out=DIR"
+        )
+    if dry_run:
+        return
+    for name in RUN_FILES:
+        target = out / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()

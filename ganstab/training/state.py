@@ -1,0 +1,110 @@
+"""The Trainer's checkpointed state: what is saved, how it is restored, resume and its config check.
+
+A checkpoint holds G, D, G-EMA, both optimisers and AMP scalers, the step counters, the batch
+counter (the data order is a pure function of it), every RNG state, the recorder's pending sums,
+the doctor's state, the best evaluation and the config (`ganstab.training.checkpoint` writes it
+atomically with a checksum).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ganstab.config import to_dict, unsafe_changes
+from ganstab.errors import CheckpointError
+from ganstab.rundir import truncate_findings, truncate_metrics
+from ganstab.training import checkpoint as ckpt
+from ganstab.training import parallel
+
+__all__ = ["TrainerState"]
+
+
+class TrainerState:
+    """Mixin of the Trainer: `state`, `load_state`, `save_checkpoint`, `restore` and `resume_from`."""
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to continue as if never stopped."""
+        return {
+            "step": self.step, "d_steps": self.d_steps, "batch_index": self.batch_index,
+            "images_seen": self.images_seen, "elapsed": self.elapsed, "recoveries": self.recoveries,
+            "lr_scale": self.lr_scale,
+            "g": self.G.state_dict(), "d": self.D.state_dict(),
+            "g_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "gen": self.gen.get_state(), "rng": ckpt.rng_state(),
+            "recorder": self.recorder.state_dict(), "doctor": self.tracker.state_dict(),
+            "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
+            "best_eval": self.best_eval,
+            "config": to_dict(self.cfg),
+        }
+
+    def _load_networks(self, state: dict[str, Any]) -> None:
+        """Weights and optimiser states (architecture mismatches -> CheckpointError)."""
+        try:
+            self.G.load_state_dict(state["g"])
+            self.D.load_state_dict(state["d"])
+            if self.G_ema is not None:
+                if state.get("g_ema") is None:
+                    raise CheckpointError("the checkpoint has no EMA generator but train.ema is set")
+                self.G_ema.load_state_dict(state["g_ema"])
+            self.opt_g.load_state_dict(state["opt_g"])
+            self.opt_d.load_state_dict(state["opt_d"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            if isinstance(exc, CheckpointError):
+                raise
+            raise CheckpointError(
+                f"the checkpoint does not fit this model ({str(exc).splitlines()[0][:100]}); "
+                "it was written for another architecture or data shape"
+            ) from None
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore a state written by `state()`."""
+        self._load_networks(state)
+        self.step = int(state["step"])
+        self.d_steps = int(state["d_steps"])
+        self.batch_index = int(state["batch_index"])
+        self.images_seen = int(state["images_seen"])
+        self.elapsed = float(state["elapsed"])
+        self.recoveries = int(state.get("recoveries", 0))
+        self.lr_scale = float(state.get("lr_scale", 1.0))
+        self.gen.set_state(state["gen"].to(self.gen.get_state().device))
+        ckpt.set_rng_state(state["rng"])
+        self.recorder.load_state_dict(state.get("recorder", {}))
+        self.best_eval = state.get("best_eval")
+        for name, scaler in (("scaler_g", self.scaler_g), ("scaler_d", self.scaler_d)):
+            if state.get(name) and scaler.is_enabled():
+                scaler.load_state_dict(state[name])
+        if state.get("doctor"):
+            self.tracker.load_state_dict(state["doctor"])
+
+    def save_checkpoint(self) -> Path:
+        """Write the current state atomically and keep the newest `log.keep_checkpoints`."""
+        self._last_checkpoint_step = self.step
+        path = self.run_dir.checkpoint(self.step)
+        if self.dist.is_main:
+            path = ckpt.save_checkpoint(self.run_dir.checkpoints, self.step, self.state(),
+                                        self.cfg.log.keep_checkpoints)
+        parallel.barrier(self.dist)
+        return path
+
+    def restore(self, state: dict[str, Any], drop_findings: bool) -> None:
+        """Load a state and drop the metric lines (and, on resume, the findings) logged after it."""
+        self.load_state(state)
+        if self.dist.is_main:
+            truncate_metrics(self.run_dir.metrics, self.step, self.cfg.log.every)
+            if drop_findings:
+                truncate_findings(self.run_dir.findings, self.step)
+
+    def resume_from(self, path: Path, allow_config_change: bool = False) -> None:
+        """Load a checkpoint, refusing a changed config unless allowed or only safe keys changed."""
+        state = ckpt.load_checkpoint(path, map_location=self.device)
+        unsafe = unsafe_changes(state.get("config", {}), to_dict(self.cfg))
+        if unsafe and not allow_config_change:
+            raise CheckpointError(
+                "the config differs from the checkpoint's (" + "; ".join(unsafe[:5])
+                + (f"; +{len(unsafe) - 5} more" if len(unsafe) > 5 else "")
+                + "); pass --allow-config-change to resume anyway"
+            )
+        self.restore(state, drop_findings=True)
+        parallel.barrier(self.dist)
