@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Mapping, Sequence
 
-from ganstab.rundir import TRAINING_KEYS, is_eval_record, is_training_record
+from ganstab.rundir import is_eval_record, is_training_record
 
 
 def as_number(value: Any) -> float | None:

@@ -19,7 +19,9 @@ from typing import Any, Mapping
 from ganstab.config import DoctorConfig
 from .detectors import EVAL_DETECTORS, TRAINING_DETECTORS, sort_findings
 from .findings import Finding, severity_rank
-from .series import TRAINING_KEYS, as_number, is_eval_record, is_training_record
+from ganstab.rundir import TRAINING_KEYS, is_eval_record, is_training_record
+
+from .series import as_number
 
 STATE_VERSION = 1
 

@@ -11,6 +11,8 @@ import io
 import math
 from typing import Any, Mapping, Optional, Sequence
 
+from ganstab.diagnose.findings import worst_first
+
 SEVERITY_COLORS: dict[str, str] = {"error": "#d62728", "warning": "#ff9f1c", "info": "#8c6bb1"}
 LINE_COLORS: tuple[str, ...] = ("#1f5f99", "#2a9d4b", "#c44e52", "#8172b2", "#937860", "#da8bc3", "#4c4c4c",
                                 "#ccb974", "#64b5cd", "#e07b39")
@@ -78,7 +80,7 @@ def _severity_legend(ax, findings: Sequence[Mapping[str, Any]], recoveries: Sequ
     from matplotlib.patches import Patch
 
     handles, labels = ax.get_legend_handles_labels()
-    present = [s for s in ("error", "warning", "info") if any(f.get("severity") == s for f in findings)]
+    present = [s for s in worst_first() if any(f.get("severity") == s for f in findings)]
     for severity in present:
         handles.append(Patch(color=SEVERITY_COLORS[severity], alpha=0.35))
         labels.append(f"finding: {severity}")

@@ -16,7 +16,7 @@ import json
 import math
 import urllib.parse
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
 
 import yaml
 
@@ -249,7 +249,7 @@ def _findings_table(findings: Sequence[Mapping[str, Any]]) -> str:
                      f"{esc(f.get('start_step'))}&ndash;{esc(f.get('end_step'))}",
                      f"<code>{esc(f.get('code', ''))}</code>{about}", esc(f.get("message", "")),
                      esc(f.get("advice", "")), evidence])
-    counts = {s: sum(1 for f in findings if f.get("severity") == s) for s in ("error", "warning", "info")}
+    counts = {s: sum(1 for f in findings if f.get("severity") == s) for s in worst_first()}
     summary = ", ".join(f"{n} {s}{'s' if n != 1 else ''}" for s, n in counts.items() if n)
     return (f"<p>{len(findings)} finding{'s' if len(findings) != 1 else ''} ({esc(summary)}); the numbers mark "
             "their step ranges on the training curves above.</p>"
@@ -383,6 +383,105 @@ def _href(*parts: str) -> str:
     return "/".join(urllib.parse.quote(p) for p in parts)
 
 
+class _AblationView(NamedTuple):
+    """What every section of an ablation report reads."""
+
+    out: Path
+    summary: Mapping[str, Any]
+    variants: list
+    names: list
+    stats: dict
+    main: str
+    metric_names: list
+
+
+def _ablation_summary_section(view: _AblationView) -> str:
+    """The ranked table of final metrics, mean ± s.e."""
+    if not view.variants:
+        return '<p class="note">No valid variant.</p>'
+    keys = ", ".join(f"{k} ({d} is better)" for k, d in view.summary["ranking_keys"])
+    rows, classes = [], []
+    for v in view.variants:
+        row = [str(v["rank"]), f'<a href="#runs-{esc(v["name"])}">{esc(v["name"])}</a>', str(len(v["runs"]))]
+        row += [esc(mean_se_text(v["final"].get(m))) for m in view.metric_names]
+        rows.append(row)
+        classes.append("best" if v["rank"] == 1 and v["runs"] else "")
+    headers = ["rank", "variant", "runs"] + [f"<code>{esc(m)}</code>" + (" ★" if m == view.main else "")
+                                             for m in view.metric_names]
+    note = ("" if view.main.startswith("eval_") else
+            " No evaluation metric was logged (set eval.every), so variants are ranked by the doctor's "
+            "error count, then by name.")
+    return (f"<p>Ranked by {esc(keys)}, then by name.{esc(note)} Cells are mean ± standard error over seeds "
+            f"(final values: last training line, last evaluation values, findings by severity, training "
+            f"time in seconds).</p>"
+            + table(headers, rows, numeric=[True, False, True] + [True] * len(view.metric_names), row_classes=classes))
+
+
+def _ablation_bars_section(view: _AblationView) -> str:
+    """Bar charts of the final metrics with error bars."""
+    png = figs.bar_chart(view.names, view.metric_names, view.stats, highlight=view.main)
+    return "<p>Final values, mean with error bars of ± one standard error over seeds.</p>" + img_tag(
+        png, "bar chart of the final metrics")
+
+
+def _ablation_curve_section(view: _AblationView) -> str:
+    """The main metric against images seen, per variant."""
+    metric, curves = main_curve(view.out, view.summary)
+    why = "" if metric == view.main else " (no evaluation metric was logged, so G's loss is shown)"
+    return f"<p><code>{esc(metric)}</code> against real images seen{esc(why)}.</p>" + img_tag(
+        figs.curve_chart(metric, curves), f"{metric} against images seen")
+
+
+def _ablation_budgets_section(view: _AblationView) -> str:
+    """The main metric at fixed budgets of images seen and of time."""
+    blocks = []
+    for axis, label in (("images_seen", "images seen"), ("wall_time", "training time (s)")):
+        budgets = view.summary["budgets"].get(axis) or []
+        if not budgets:
+            continue
+        headers = ["variant"] + [f"{esc(label)} ≤ {esc(fmt(b, 3))} ({int(f * 100)}%)"
+                                 for f, b in zip(view.summary["budget_fractions"], budgets)]
+        rows = [[esc(v["name"])] + [esc(mean_se_text(item["metrics"].get(view.main))) for item in v[axis]]
+                for v in view.variants]
+        blocks.append(f"<h3>{esc(view.main)} at budgets of {esc(label)}</h3>"
+                      + table(headers, rows, numeric=[False] + [True] * len(budgets)))
+    if not blocks:
+        return '<p class="note">No finished runs yet.</p>'
+    return ("<p>Budgets are 25/50/100 % of the smallest run's total; each run contributes its values at the "
+            "last logged line within the budget.</p>" + "".join(blocks))
+
+
+def _ablation_runs_section(view: _AblationView) -> str:
+    """Links to every run's own report."""
+    items = []
+    for v in view.variants:
+        links = []
+        for rel in v["runs"] + v["unfinished"]:
+            target = view.out / rel / REPORT_FILE
+            name = rel.split("/")[-1]
+            if target.is_file():
+                links.append(f'<a href="{esc(_href(*rel.split("/"), REPORT_FILE))}">{esc(name)}</a>')
+            else:
+                state = "unfinished" if rel in v["unfinished"] else "no report"
+                links.append(f'{esc(name)} <span class="note">({state})</span>')
+        labels = ", ".join(f"<code>{esc(label)}</code>" for label in v.get("labels", [])) or "base config"
+        items.append(f'<li id="runs-{esc(v["name"])}"><b>{esc(v["name"])}</b> ({labels}): {" · ".join(links)}</li>')
+    return f"<ul>{''.join(items)}</ul>" if items else '<p class="note">No runs.</p>'
+
+
+def _ablation_skipped_section(view: _AblationView) -> str:
+    """Invalid variants and unfinished runs."""
+    parts = []
+    if view.summary.get("invalid"):
+        rows = [[esc(i["variant"]), esc(i["reason"])] for i in view.summary["invalid"]]
+        parts.append("<p>Variants that break a config rule were not trained:</p>" + table(["variant", "reason"], rows))
+    unfinished = [rel for v in view.variants for rel in v["unfinished"]]
+    if unfinished:
+        parts.append("<p>Runs without a generator.json (failed, interrupted or still running) are left out of "
+                     "the statistics: " + ", ".join(f"<code>{esc(r)}</code>" for r in unfinished) + ".</p>")
+    return "".join(parts) or "<p>Nothing was skipped.</p>"
+
+
 def ablation_report_html(out: str | Path, summary: Optional[Mapping[str, Any]] = None) -> str:
     """The HTML report of an ablation folder (summary recomputed from the runs when not given)."""
     out = Path(out)
@@ -394,89 +493,15 @@ def ablation_report_html(out: str | Path, summary: Optional[Mapping[str, Any]] =
     main = summary["main_metric"]
     metric_names = _metric_order(sorted({m for s in stats.values() for m, v in s.items() if v.get("n")}), main)
     n_runs = sum(len(v["runs"]) for v in variants)
-
-    def summary_section() -> str:
-        if not variants:
-            return '<p class="note">No valid variant.</p>'
-        keys = ", ".join(f"{k} ({d} is better)" for k, d in summary["ranking_keys"])
-        rows, classes = [], []
-        for v in variants:
-            row = [str(v["rank"]), f'<a href="#runs-{esc(v["name"])}">{esc(v["name"])}</a>', str(len(v["runs"]))]
-            row += [esc(mean_se_text(v["final"].get(m))) for m in metric_names]
-            rows.append(row)
-            classes.append("best" if v["rank"] == 1 and v["runs"] else "")
-        headers = ["rank", "variant", "runs"] + [f"<code>{esc(m)}</code>" + (" ★" if m == main else "")
-                                                 for m in metric_names]
-        note = ("" if main.startswith("eval_") else
-                " No evaluation metric was logged (set eval.every), so variants are ranked by the doctor's "
-                "error count, then by name.")
-        return (f"<p>Ranked by {esc(keys)}, then by name.{esc(note)} Cells are mean ± standard error over seeds "
-                f"(final values: last training line, last evaluation values, findings by severity, training "
-                f"time in seconds).</p>"
-                + table(headers, rows, numeric=[True, False, True] + [True] * len(metric_names), row_classes=classes))
-
-    def bars_section() -> str:
-        png = figs.bar_chart(names, metric_names, stats, highlight=main)
-        return "<p>Final values, mean with error bars of ± one standard error over seeds.</p>" + img_tag(
-            png, "bar chart of the final metrics")
-
-    def curve_section() -> str:
-        metric, curves = main_curve(out, summary)
-        why = "" if metric == main else " (no evaluation metric was logged, so G's loss is shown)"
-        return f"<p><code>{esc(metric)}</code> against real images seen{esc(why)}.</p>" + img_tag(
-            figs.curve_chart(metric, curves), f"{metric} against images seen")
-
-    def budgets_section() -> str:
-        blocks = []
-        for axis, label in (("images_seen", "images seen"), ("wall_time", "training time (s)")):
-            budgets = summary["budgets"].get(axis) or []
-            if not budgets:
-                continue
-            headers = ["variant"] + [f"{esc(label)} ≤ {esc(fmt(b, 3))} ({int(f * 100)}%)"
-                                     for f, b in zip(summary["budget_fractions"], budgets)]
-            rows = [[esc(v["name"])] + [esc(mean_se_text(item["metrics"].get(main))) for item in v[axis]]
-                    for v in variants]
-            blocks.append(f"<h3>{esc(main)} at budgets of {esc(label)}</h3>"
-                          + table(headers, rows, numeric=[False] + [True] * len(budgets)))
-        if not blocks:
-            return '<p class="note">No finished runs yet.</p>'
-        return ("<p>Budgets are 25/50/100 % of the smallest run's total; each run contributes its values at the "
-                "last logged line within the budget.</p>" + "".join(blocks))
-
-    def runs_section() -> str:
-        items = []
-        for v in variants:
-            links = []
-            for rel in v["runs"] + v["unfinished"]:
-                target = out / rel / REPORT_FILE
-                name = rel.split("/")[-1]
-                if target.is_file():
-                    links.append(f'<a href="{esc(_href(*rel.split("/"), REPORT_FILE))}">{esc(name)}</a>')
-                else:
-                    state = "unfinished" if rel in v["unfinished"] else "no report"
-                    links.append(f'{esc(name)} <span class="note">({state})</span>')
-            labels = ", ".join(f"<code>{esc(label)}</code>" for label in v.get("labels", [])) or "base config"
-            items.append(f'<li id="runs-{esc(v["name"])}"><b>{esc(v["name"])}</b> ({labels}): {" · ".join(links)}</li>')
-        return f"<ul>{''.join(items)}</ul>" if items else '<p class="note">No runs.</p>'
-
-    def skipped_section() -> str:
-        parts = []
-        if summary.get("invalid"):
-            rows = [[esc(i["variant"]), esc(i["reason"])] for i in summary["invalid"]]
-            parts.append("<p>Variants that break a config rule were not trained:</p>" + table(["variant", "reason"], rows))
-        unfinished = [rel for v in variants for rel in v["unfinished"]]
-        if unfinished:
-            parts.append("<p>Runs without a generator.json (failed, interrupted or still running) are left out of "
-                         "the statistics: " + ", ".join(f"<code>{esc(r)}</code>" for r in unfinished) + ".</p>")
-        return "".join(parts) or "<p>Nothing was skipped.</p>"
+    view = _AblationView(out, summary, variants, names, stats, main, metric_names)
 
     sections = [
-        section("summary", "Ranking and summary", summary_section),
-        section("bars", "Final metrics per variant", bars_section),
-        section("curve", "Main metric over training", curve_section),
-        section("budgets", "At fixed budgets", budgets_section),
-        section("runs", "Runs", runs_section),
-        section("skipped", "Skipped", skipped_section),
+        section("summary", "Ranking and summary", lambda: _ablation_summary_section(view)),
+        section("bars", "Final metrics per variant", lambda: _ablation_bars_section(view)),
+        section("curve", "Main metric over training", lambda: _ablation_curve_section(view)),
+        section("budgets", "At fixed budgets", lambda: _ablation_budgets_section(view)),
+        section("runs", "Runs", lambda: _ablation_runs_section(view)),
+        section("skipped", "Skipped", lambda: _ablation_skipped_section(view)),
     ]
     subtitle = esc(f"{len(variants)} variants × {len(summary.get('seeds', []))} seeds, {n_runs} finished runs · "
                    f"main metric {main} ({summary['direction']} is better) · {out.resolve()}")

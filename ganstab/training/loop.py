@@ -15,17 +15,15 @@ import json
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol, Sequence
+from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor, nn
 
 from ganstab import losses, penalties
-from ganstab.config import Config, to_dict
+from ganstab.config import Config
 from ganstab.data import DataSource
-from ganstab.errors import TrainingDiverged
 from ganstab.export import generator_meta, save_generator
 from ganstab.rundir import BEST_EVAL_FILE, RunDir, append_jsonl, atomic_write, write_config
 from ganstab.sampling import generate, save_image_grid, save_scatter
@@ -34,54 +32,15 @@ from ganstab.training import parallel
 from ganstab.training.ema import ema_beta, make_ema, update_ema
 from ganstab.training.optim import grad_norm, make_optimizer
 from ganstab.training.recorder import Recorder, clean_record
+from ganstab.training.interfaces import Divergence, RunResult, RunScorer, Watcher
 from ganstab.training.progress import Progress
+from ganstab.training.recovery import RecoveryMixin
 from ganstab.training.state import TrainerState
 
 __all__ = ["Trainer", "RunResult", "Divergence", "Watcher", "RunScorer"]
 
 
-class Watcher(Protocol):
-    """What the loop needs of the stability doctor: new findings per logged line, a resumable state."""
-
-    def update(self, record: dict[str, Any]) -> Sequence[Any]:
-        """New findings (objects with severity, message, advice, start_step, end_step, is_divergence, to_dict)."""
-
-    def state_dict(self) -> dict[str, Any]:
-        """Plain state for checkpoints."""
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore `state_dict`."""
-
-
-class RunScorer(Protocol):
-    """What the loop needs of the evaluator: scores of a generator and which scores are better."""
-
-    def evaluate(self, generator: nn.Module, latent_dim: int, g_kwargs: dict[str, Any],
-                 fixed_z: Optional[Tensor] = None, seed: int = 0) -> dict[str, float]:
-        """Metric name -> value for samples of `generator`."""
-
-    def is_better(self, new: dict[str, float], best: Optional[dict[str, float]]) -> bool:
-        """Whether `new` beats `best` on the main metric."""
-
-
-@dataclass
-class RunResult:
-    """What a finished (or interrupted) run produced."""
-
-    out: Path
-    steps: int
-    d_steps: int
-    images_seen: int
-    interrupted: bool = False
-    last_record: dict = field(default_factory=dict)
-    recoveries: int = 0
-
-
-class Divergence(RuntimeError):
-    """Raised inside the loop when losses or weights become non-finite or the doctor sees an explosion."""
-
-
-class Trainer(TrainerState):
+class Trainer(TrainerState, RecoveryMixin):
     """n_critic D steps and one G step per step, logging, sampling, checkpointing and recovering."""
 
     def __init__(self, cfg: Config, data: DataSource, generator: nn.Module, discriminator: nn.Module,
@@ -464,47 +423,3 @@ class Trainer(TrainerState):
         if self.dist.is_main:
             self.export()
         parallel.barrier(self.dist)
-
-    # --------------------------------------------------------------- recovery
-    def recover_or_stop(self, exc: Divergence) -> None:
-        """Roll back after a divergence, or stop with TrainingDiverged when recovery is not possible."""
-        if not self._recover(str(exc)):
-            raise TrainingDiverged(self._give_up_message(str(exc))) from None
-
-    def _recover(self, reason: str) -> bool:
-        """Roll back to the newest valid checkpoint and scale both lrs; False when not possible."""
-        cfg = self.cfg
-        if not cfg.train.recover or self.recoveries >= cfg.train.max_recoveries:
-            return False
-        path = ckpt.newest_valid_checkpoint(self.run_dir.checkpoints, warn=self.echo)
-        if path is None:
-            return False
-        recoveries, lr_scale = self.recoveries + 1, self.lr_scale * cfg.train.recover_lr_factor
-        self.restore(ckpt.load_checkpoint(path, map_location=self.device), drop_findings=False)
-        self.recoveries, self.lr_scale = recoveries, lr_scale
-        self.apply_lr_scale()
-        lr_g, lr_d = self.opt_g.param_groups[0]["lr"], self.opt_d.param_groups[0]["lr"]
-        if self.dist.is_main:
-            self.echo(f"recovery {recoveries}/{cfg.train.max_recoveries}: {reason}; rolled back to step {self.step} "
-                      f"and scaled both learning rates by {cfg.train.recover_lr_factor} "
-                      f"(lr_g={lr_g:.3g}, lr_d={lr_d:.3g})")
-            append_jsonl(self.run_dir.recoveries, [{"step": self.step, "reason": reason, "lr_scale": lr_scale,
-                                                    "lr_g": lr_g, "lr_d": lr_d}])
-        return True
-
-    def _give_up_message(self, reason: str) -> str:
-        if not self.cfg.train.recover:
-            why = "automatic recovery is off (train.recover=false)"
-        elif self.recoveries >= self.cfg.train.max_recoveries:
-            why = f"after {self.recoveries} recoveries (train.max_recoveries={self.cfg.train.max_recoveries})"
-        else:
-            why = "no valid checkpoint to roll back to"
-        return (f"training diverged: {reason.rstrip('.')}; stopped {why}. Try lower learning rates "
-                f"(optim.g_lr/optim.d_lr), loss.kind=hinge with model.d_norm=spectral, or penalty.gp=10; "
-                f"see 'ganstab doctor {self.out}'")
-
-    def apply_lr_scale(self) -> None:
-        """Set both optimisers' lrs to the configured lrs times the recovery scale."""
-        for opt, base in ((self.opt_g, self.cfg.optim.g_lr), (self.opt_d, self.cfg.optim.d_lr)):
-            for group in opt.param_groups:
-                group["lr"] = base * self.lr_scale

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from ganstab.models.progressive import is_pow2, next_pow2
 
+__all__ = ["ProgressiveSchedule", "is_pow2", "next_pow2", "phase_index", "progressive_state", "schedule_from_epochs"]
+
 
 @dataclass(frozen=True)
 class ProgressiveSchedule:

@@ -1,0 +1,52 @@
+"""What the loop exchanges with the rooms that build it: the watcher and scorer it is handed, what it returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Protocol, Sequence
+
+from torch import Tensor, nn
+
+__all__ = ["Watcher", "RunScorer", "RunResult", "Divergence"]
+
+
+class Watcher(Protocol):
+    """What the loop needs of the stability doctor: new findings per logged line, a resumable state."""
+
+    def update(self, record: dict[str, Any]) -> Sequence[Any]:
+        """New findings (objects with severity, message, advice, start_step, end_step, is_divergence, to_dict)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain state for checkpoints."""
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore `state_dict`."""
+
+
+class RunScorer(Protocol):
+    """What the loop needs of the evaluator: scores of a generator and which scores are better."""
+
+    def evaluate(self, generator: nn.Module, latent_dim: int, g_kwargs: dict[str, Any],
+                 fixed_z: Optional[Tensor] = None, seed: int = 0) -> dict[str, float]:
+        """Metric name -> value for samples of `generator`."""
+
+    def is_better(self, new: dict[str, float], best: Optional[dict[str, float]]) -> bool:
+        """Whether `new` beats `best` on the main metric."""
+
+
+@dataclass
+class RunResult:
+    """What a finished (or interrupted) run produced."""
+
+    out: Path
+    steps: int
+    d_steps: int
+    images_seen: int
+    interrupted: bool = False
+    last_record: dict = field(default_factory=dict)
+    recoveries: int = 0
+
+
+class Divergence(RuntimeError):
+    """Raised inside the loop when losses or weights become non-finite or the doctor sees an explosion."""
