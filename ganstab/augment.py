@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ganstab.errors import GanstabError
+from ganstab.errors import ConfigError
 
 __all__ = [
     "CUTOUT_FILL",
@@ -135,13 +135,13 @@ POLICIES: dict[str, Callable[[Tensor, torch.Generator], Tensor]] = {
 }
 
 
-def _unknown_transform(name: str) -> GanstabError:
+def _unknown_transform(name: str) -> ConfigError:
     """The one-line error for a transform name that is not in POLICIES."""
-    return GanstabError(f"unknown augmentation {name!r} in augment.policy; known: {', '.join(POLICIES)}")
+    return ConfigError(f"unknown augmentation {name!r} in augment.policy; known: {', '.join(POLICIES)}")
 
 
 def parse_policy(text: str) -> tuple[str, ...]:
-    """Comma-separated transform names ('color,translation,cutout') -> tuple; GanstabError on an unknown name."""
+    """Comma-separated transform names ('color,translation,cutout') -> tuple; ConfigError on an unknown name."""
     names = tuple(part.strip() for part in text.split(",") if part.strip())
     for name in names:
         if name not in POLICIES:

@@ -22,7 +22,7 @@ from ganstab.errors import ConfigError
 from ganstab.presets import PRESETS
 
 __all__ = ["Config", "ConfigError", "DataConfig", "ModelConfig", "LossConfig", "PenaltyConfig", "OptimConfig",
-           "TrainConfig", "LogConfig", "EvalConfig", "ProgressiveConfig", "DoctorConfig", "NORMS", "SAFE_TO_CHANGE",
+           "TrainConfig", "AugmentConfig", "LogConfig", "EvalConfig", "ProgressiveConfig", "DoctorConfig", "NORMS", "SAFE_TO_CHANGE",
            "known_keys", "parse_override", "nest", "deep_merge", "read_yaml", "validate", "check_rules",
            "smoothing_warnings", "merge_sources", "load_config", "default_out", "to_dict", "dump_yaml",
            "config_diff", "is_safe_change", "unsafe_changes"]
@@ -85,8 +85,19 @@ class PenaltyConfig(_Section):
     gp: float = Field(default=0.0, ge=0.0)
     gp_target: float = Field(default=1.0, gt=0.0)
     r1: float = Field(default=0.0, ge=0.0)
+    r1_every: int = Field(default=1, ge=1, le=1000)  # lazy R1 (StyleGAN2): every k D steps with weight x k
     clip: float = Field(default=0.0, ge=0.0)
     drift: float = Field(default=0.0, ge=0.0)
+
+
+class AugmentConfig(_Section):
+    """Differentiable augmentation of everything D sees, fixed or adaptive (`augment.*`)."""
+
+    policy: str = ""  # comma-separated: color, translation, cutout (DiffAugment); empty = off
+    p: float = Field(default=1.0, ge=0.0, le=1.0)  # probability per sample and transform when ADA is off
+    ada_target: float = Field(default=0.0, ge=0.0, le=1.0)  # > 0: ADA moves p so that E[sign(D(real))] -> target
+    ada_interval: int = Field(default=256, ge=1)  # real images between ADA updates of p
+    ada_speed_images: int = Field(default=500_000, ge=1)  # real images for p to move from 0 to 1
 
 
 class OptimConfig(_Section):
@@ -313,6 +324,7 @@ class Config(_Section):
     model: ModelConfig = ModelConfig()
     loss: LossConfig = LossConfig()
     penalty: PenaltyConfig = PenaltyConfig()
+    augment: AugmentConfig = AugmentConfig()
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
     log: LogConfig = LogConfig()
@@ -480,6 +492,12 @@ def check_rules(cfg: Config) -> None:
                           "or remove data.workers")
     if cfg.model.arch == "progressive":
         check_progressive(cfg)
+    if cfg.augment.ada_target > 0 and not cfg.augment.policy.strip():
+        raise ConfigError("augment.ada_target adapts the probability of augment.policy, which is empty; "
+                          "set augment.policy=color,translation,cutout or remove augment.ada_target")
+    if cfg.penalty.r1_every > 1 and cfg.penalty.r1 == 0:
+        raise ConfigError("penalty.r1_every sets how often R1 runs, but penalty.r1 is 0; set penalty.r1 "
+                          "(e.g. 0.1) or remove penalty.r1_every")
 
 
 def check_progressive(cfg: Config) -> None:

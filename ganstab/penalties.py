@@ -71,3 +71,10 @@ def clip_weights(module: nn.Module, c: float) -> None:
         raise ValueError(f"clip value must be positive, got {c}")
     for param in module.parameters():
         param.clamp_(-c, c)
+
+
+def lazy_weight(weight: float, every: int, d_step: int) -> float:
+    """Lazy regularisation (StyleGAN2): the full weight times `every` on every `every`-th D step, else 0."""
+    if every < 1:
+        raise ValueError(f"every must be >= 1, got {every}")
+    return weight * every if d_step % every == 0 else 0.0

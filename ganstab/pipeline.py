@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ganstab import config as config_module
+from ganstab.augment import parse_policy
 from ganstab.config import Config, default_out, to_dict
 from ganstab.data import DATASETS, DataSource, dataset_shape, make_dataset
 from ganstab.diagnose import Tracker, context_from_config
@@ -40,9 +41,13 @@ def check_config(cfg: Config) -> None:
     if cfg.model.arch not in architectures():
         raise ConfigError(f"unknown model.arch {cfg.model.arch!r}; known architectures: "
                           f"{', '.join(architectures())}")
+    policy = parse_policy(cfg.augment.policy)
     shape = dataset_shape(cfg.data)
     if shape is not None:
         check_fit(cfg.model, shape, cfg)
+        if policy and len(shape) != 3:
+            raise ConfigError(f"augment.policy transforms images, but {cfg.data.name} holds 2-D points; "
+                              "remove augment.policy")
 
 
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = (), preset: str | None = None) -> Config:

@@ -14,6 +14,7 @@ from ganstab.models.mlp import MLPDiscriminator, MLPGenerator
 from ganstab.models.packing import PackedDiscriminator, check_packable, packed_shape
 from ganstab.models.progressive_arch import (accepts_progressive, build_growing_discriminator,
                                              build_growing_generator)
+from ganstab.models.resnet import ResNetDiscriminator, ResNetGenerator, resnet_side_ok
 
 __all__ = ["Architecture", "ARCHITECTURES", "BLOG_HIDDEN", "MLP_HIDDEN", "architectures", "check_fit",
            "build_generator", "build_discriminator"]
@@ -90,6 +91,22 @@ def _dcgan_d(model_cfg, shape: tuple[int, ...], cfg=None) -> nn.Module:
     return DCGANDiscriminator(shape[0], shape[1], model_cfg.width, model_cfg.d_norm)
 
 
+def _accept_resnet(shape: tuple[int, ...]) -> str | None:
+    if len(shape) != 3:
+        return "model.arch=resnet needs images but the data are points; use model.arch=toy or mlp"
+    if shape[1] != shape[2]:
+        return f"model.arch=resnet needs square images, got {shape[1]}x{shape[2]}; set data.image_size=32"
+    return resnet_side_ok(shape[1])
+
+
+def _resnet_g(model_cfg: ModelConfig, shape: tuple[int, ...], cfg: Config | None = None) -> nn.Module:
+    return ResNetGenerator(model_cfg.latent_dim, shape[0], shape[1], 2 * model_cfg.width, model_cfg.g_norm)
+
+
+def _resnet_d(model_cfg: ModelConfig, shape: tuple[int, ...], cfg: Config | None = None) -> nn.Module:
+    return ResNetDiscriminator(shape[0], shape[1], model_cfg.width, model_cfg.d_norm)
+
+
 ARCHITECTURES: dict[str, Architecture] = {
     "mlp": Architecture(_mlp_g, _mlp_d, _accept_any,
                         "fully connected G/D (model.hidden, default 256-256; the blog preset uses 256-512-1024)"),
@@ -97,6 +114,9 @@ ARCHITECTURES: dict[str, Architecture] = {
                           "conv G/D for square images of side 8, 14, 16, 28, 32, 64, ... (model.width)"),
     "toy": Architecture(_toy_g, _toy_d, _accept_points,
                         "small MLPs for 2-D points (model.width x model.depth)"),
+    "resnet": Architecture(_resnet_g, _resnet_d, _accept_resnet,
+                           "SN-GAN ResNet G/D (Miyato et al. 2018) for sides 28, 32, 64; G has 2 x model.width "
+                           "channels, D model.width (SN-GAN: 256 / 128)"),
     "progressive": Architecture(build_growing_generator, build_growing_discriminator, accepts_progressive,
                                 "Karras et al. 2018 growing G/D (4x4 -> full size with fade-in; see the "
                                 "progressive.* keys)"),

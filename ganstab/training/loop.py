@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ganstab import losses, penalties
+from ganstab.augment import AdaController, augment, parse_policy
 from ganstab.config import Config
 from ganstab.data import DataSource
 from ganstab.export import generator_meta, save_generator
@@ -66,6 +67,10 @@ class Trainer(TrainerState, RecoveryMixin):
         self.opt_g = make_optimizer(cfg.optim.name, self.G.parameters(), cfg.optim.g_lr, cfg.optim.g_betas)
         self.opt_d = make_optimizer(cfg.optim.name, self.D.parameters(), cfg.optim.d_lr, cfg.optim.d_betas)
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
+        self.policy = parse_policy(cfg.augment.policy)
+        self.aug_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 4)
+        self.ada = (AdaController(cfg.augment.ada_target, cfg.augment.ada_interval, cfg.augment.ada_speed_images)
+                    if cfg.augment.ada_target > 0 else None)
         fixed = torch.Generator().manual_seed(cfg.seed + 2)
         self.fixed_z = torch.randn(cfg.log.n_samples, cfg.model.latent_dim, generator=fixed).to(self.device)
         self.step = self.d_steps = self.batch_index = self.images_seen = self.recoveries = 0
@@ -143,6 +148,16 @@ class Trainer(TrainerState, RecoveryMixin):
         """This rank's slice of the global interpolation coefficients for the gradient penalty."""
         return self._shard(torch.rand(n * self.dist.world, device=self.device, generator=self.gen))
 
+    def augment_p(self) -> float:
+        """The augmentation probability now: ADA's adapted p, else `augment.p`."""
+        return self.ada.p if self.ada is not None else self.cfg.augment.p
+
+    def augmented(self, images: Tensor) -> Tensor:
+        """Everything D sees goes through the same differentiable augmentation (identity without a policy)."""
+        if not self.policy:
+            return images
+        return augment(images, self.policy, self.aug_gen, self.augment_p())
+
     # ----------------------------------------------------------------- phases
     def _fakes_for_d(self, n: int, kw: dict[str, Any]) -> Tensor:
         """Fakes for the D step: no-grad, or kept for the G step when `train.reuse_fakes` applies."""
@@ -160,14 +175,16 @@ class Trainer(TrainerState, RecoveryMixin):
         kw = self.g_kwargs()
         real = self.real_batch()
         fake = self._fakes_for_d(real.shape[0], kw)
+        real, fake = self.augmented(real), self.augmented(fake)
         alpha = self.gp_alpha(real.shape[0]) if cfg.penalty.gp > 0 else None
+        r1_gamma = penalties.lazy_weight(cfg.penalty.r1, cfg.penalty.r1_every, self.d_steps)
         with parallel.autocast(cfg.train.precision, self.device):
             d_real, d_fake, gp, r1 = self.critic_net(
-                real, fake, gp_alpha=alpha, gp_target=cfg.penalty.gp_target, r1=cfg.penalty.r1 > 0,
+                real, fake, gp_alpha=alpha, gp_target=cfg.penalty.gp_target, r1=r1_gamma > 0,
                 scale=self._penalty_scale(), d_kwargs=kw)
             total, parts = losses.discriminator_objective(
                 cfg.loss.kind, d_real, d_fake, cfg.loss.real_label, cfg.loss.fake_label, gp=gp,
-                gp_weight=cfg.penalty.gp, r1=r1, r1_gamma=cfg.penalty.r1, drift_weight=cfg.penalty.drift)
+                gp_weight=cfg.penalty.gp, r1=r1, r1_gamma=r1_gamma, drift_weight=cfg.penalty.drift)
         self.opt_d.zero_grad(set_to_none=True)
         self.scaler_d.scale(total).backward()
         self.scaler_d.step(self.opt_d)
@@ -178,6 +195,12 @@ class Trainer(TrainerState, RecoveryMixin):
         for name, value in parts.items():
             self.recorder.record(name, value.detach())
         d_real, d_fake = d_real.detach().float(), d_fake.detach().float()
+        if self.ada is not None:
+            self.ada.observe(d_real)
+            self.ada.step(cfg.train.batch_size * self.dist.world)
+            # float32 like every recorded value, so that pending sums survive a checkpoint exactly
+            self.recorder.record("augment_p", torch.tensor(self.ada.p, dtype=torch.float32))
+            self.recorder.record("ada_rt", torch.tensor(self.ada.last_signal, dtype=torch.float32))
         self.recorder.record("d_real", d_real.mean())
         self.recorder.record("d_fake", d_fake.mean())
         self.recorder.record("d_acc", 0.5 * ((d_real > 0).float().mean() + (d_fake < 0).float().mean()))
@@ -192,7 +215,7 @@ class Trainer(TrainerState, RecoveryMixin):
                 fake, self._pending_fake = self._pending_fake, None
                 if fake is None:
                     fake = self.g_forward(self.latent(cfg.train.batch_size), **kw)
-                loss = losses.generator_loss(cfg.loss.kind, self.d_forward(fake, **kw))
+                loss = losses.generator_loss(cfg.loss.kind, self.d_forward(self.augmented(fake), **kw))
             self.opt_g.zero_grad(set_to_none=True)
             self.scaler_g.scale(loss).backward()
             self.scaler_g.step(self.opt_g)

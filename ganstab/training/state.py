@@ -32,7 +32,8 @@ class TrainerState:
             "g": self.G.state_dict(), "d": self.D.state_dict(),
             "g_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-            "gen": self.gen.get_state(), "rng": ckpt.rng_state(),
+            "gen": self.gen.get_state(), "aug_gen": self.aug_gen.get_state(), "rng": ckpt.rng_state(),
+            "ada": self.ada.state_dict() if self.ada is not None else None,
             "recorder": self.recorder.state_dict(), "doctor": self.tracker.state_dict(),
             "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
             "best_eval": self.best_eval,
@@ -69,6 +70,10 @@ class TrainerState:
         self.recoveries = int(state.get("recoveries", 0))
         self.lr_scale = float(state.get("lr_scale", 1.0))
         self.gen.set_state(state["gen"].to(self.gen.get_state().device))
+        if state.get("aug_gen") is not None:
+            self.aug_gen.set_state(state["aug_gen"].to(self.aug_gen.get_state().device))
+        if self.ada is not None and state.get("ada"):
+            self.ada.load_state_dict(state["ada"])
         ckpt.set_rng_state(state["rng"])
         self.recorder.load_state_dict(state.get("recorder", {}))
         self.best_eval = state.get("best_eval")
