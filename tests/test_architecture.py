@@ -202,3 +202,16 @@ def test_no_private_name_crosses_a_module() -> None:
                 crossing += [f"{name} imports {node.module}.{a.name}" for a in node.names
                              if a.name.startswith("_") and not a.name.startswith("__")]
     assert crossing == []
+
+
+def test_no_function_over_sixty_lines() -> None:
+    long = []
+    for path in MODULES.values():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                long.append(f"{path.relative_to(ROOT.parent)}:{node.lineno} {node.name}")
+    assert long == []
+
+
+def test_training_loop_stays_small() -> None:
+    assert len((ROOT / "training" / "loop.py").read_text().splitlines()) <= 400

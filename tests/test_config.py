@@ -293,8 +293,8 @@ def test_unknown_dataset_and_architecture():
     assert config_error(["data.name=cifar"]).startswith(
         "unknown data.name 'cifar'; known datasets: ring8, grid25, digits, fashion-mnist, mnist, idx, folder, npz"
     )
-    assert config_error(["model.arch=resnet"]).startswith(
-        "unknown model.arch 'resnet'; known architectures: mlp, dcgan, toy"
+    assert config_error(["model.arch=stylegan"]).startswith(
+        "unknown model.arch 'stylegan'; known architectures: mlp, dcgan, toy"
     )
 
 

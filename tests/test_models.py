@@ -261,8 +261,8 @@ def test_toy_refuses_images():
 
 def test_unknown_arch():
     cfg = model_cfg(arch="dcgan")
-    cfg.arch = "resnet"
-    with pytest.raises(ConfigError, match=r"^unknown model\.arch 'resnet'; known architectures: mlp, dcgan, toy"):
+    cfg.arch = "stylegan"
+    with pytest.raises(ConfigError, match=r"^unknown model\.arch 'stylegan'; known architectures: mlp, dcgan, toy"):
         build_generator(cfg, (1, 8, 8))
 
 

@@ -15,7 +15,7 @@ from PIL import Image
 from safetensors.torch import load_file
 from torch.testing import assert_close
 
-import ganstab.training.loop as loop
+import ganstab.training.outputs as loop
 from ganstab.cli import main
 from ganstab.config import read_yaml, to_dict
 from ganstab.pipeline import load_config

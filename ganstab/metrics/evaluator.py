@@ -410,6 +410,28 @@ def train_evaluator(
     `test_accuracy` is measured on (test_images, test_labels) when given (NaN otherwise, and
     always NaN for the autoencoder, whose test reconstruction MSE goes to `test_loss`).
     """
+    images, labels, test_images, test_labels = _validate_training_data(images, labels, test_images, test_labels)
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    settings = _settings_for(
+        images,
+        labels,
+        test_labels,
+        dict(feature_dim=feature_dim, widths=tuple(widths), epochs=epochs, batch_size=batch_size, lr=lr,
+             weight_decay=weight_decay, dropout=dropout, seed=seed),
+    )
+    evaluator = Evaluator(settings, device=torch.device(device))
+    _fit(evaluator, images, labels, progress)
+    evaluator.network.eval()
+    if test_images is not None:
+        evaluator.test_loss, evaluator.test_accuracy = _test(evaluator, test_images, test_labels)
+    return evaluator
+
+
+def _validate_training_data(images: Tensor, labels: Optional[Tensor], test_images: Optional[Tensor],
+                            test_labels: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor], Optional[Tensor],
+                                                                    Optional[Tensor]]:
+    """Checked (images, labels, test images, test labels): shapes, ranges and label counts agree."""
     images = _validate_images(images, "images")
     if labels is not None:
         labels = _validate_labels(labels, images.shape[0], "labels")
@@ -419,31 +441,19 @@ def train_evaluator(
             raise ValueError("test_images and images differ in shape")
         if test_labels is not None:
             test_labels = _validate_labels(test_labels, test_images.shape[0], "test_labels")
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
-    settings = _settings_for(
-        images,
-        labels,
-        test_labels,
-        dict(
-            feature_dim=feature_dim,
-            widths=tuple(widths),
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            weight_decay=weight_decay,
-            dropout=dropout,
-            seed=seed,
-        ),
-    )
-    target_device = torch.device(device)
-    evaluator = Evaluator(settings, device=target_device)
-    network = evaluator.network
+    return images, labels, test_images, test_labels
+
+
+def _fit(evaluator: Evaluator, images: Tensor, labels: Optional[Tensor],
+         progress: Optional[Callable[[str], None]]) -> None:
+    """AdamW with a one-cycle schedule over `settings.epochs` seeded epochs (the caller's RNG untouched)."""
+    settings, network, target_device = evaluator.settings, evaluator.network, evaluator.device
+    epochs, batch_size, lr, seed = settings.epochs, settings.batch_size, settings.lr, settings.seed
     n = images.shape[0]
     steps_per_epoch = n // batch_size if n % batch_size < 2 else n // batch_size + 1
     if steps_per_epoch < 1:
         raise ValueError(f"need at least {max(2, batch_size)} training images, got {n}")
-    optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=settings.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.25
     )
@@ -473,10 +483,6 @@ def train_evaluator(
                     f"evaluator epoch {epoch + 1}/{epochs}: loss {total_loss / steps_per_epoch:.4f}, "
                     f"{time.perf_counter() - started:.1f}s"
                 )
-    network.eval()
-    if test_images is not None:
-        evaluator.test_loss, evaluator.test_accuracy = _test(evaluator, test_images, test_labels)
-    return evaluator
 
 
 def _test(evaluator: Evaluator, test_images: Tensor, test_labels: Optional[Tensor]) -> tuple[float, float]:
@@ -551,20 +557,9 @@ def load_or_train_evaluator(
     the key: an evaluator trained on a GPU is reused on the CPU, so numbers stay comparable.
     """
     images = _validate_images(images, "images")
-    settings_key = json.dumps(
-        dict(
-            epochs=epochs,
-            seed=seed,
-            feature_dim=feature_dim,
-            batch_size=batch_size,
-            lr=lr,
-            weight_decay=weight_decay,
-            widths=[int(w) for w in widths],
-            dropout=dropout,
-            version=EVALUATOR_VERSION,
-        ),
-        sort_keys=True,
-    )
+    settings_key = json.dumps(dict(epochs=epochs, seed=seed, feature_dim=feature_dim, batch_size=batch_size, lr=lr,
+                                   weight_decay=weight_decay, widths=[int(w) for w in widths], dropout=dropout,
+                                   version=EVALUATOR_VERSION), sort_keys=True)
     digest = tensor_digest(images, labels, test_images, test_labels, extra=f"{dataset_key}|{settings_key}")
     stem = Path(cache_dir) / f"evaluator-{_safe_key(dataset_key)}-{digest[:24]}"
     weights_path, json_path = _stem_paths(stem)
@@ -577,22 +572,9 @@ def load_or_train_evaluator(
             log.warning("evaluator cache entry %s has a different digest; retraining", stem)
         except (OSError, ValueError, KeyError, RuntimeError) as error:
             log.warning("evaluator cache entry %s is unreadable (%s); retraining", stem, error)
-    evaluator = train_evaluator(
-        images,
-        labels,
-        test_images=test_images,
-        test_labels=test_labels,
-        epochs=epochs,
-        seed=seed,
-        device=device,
-        feature_dim=feature_dim,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        widths=widths,
-        dropout=dropout,
-        progress=progress,
-    )
+    evaluator = train_evaluator(images, labels, test_images=test_images, test_labels=test_labels, epochs=epochs,
+                                seed=seed, device=device, feature_dim=feature_dim, batch_size=batch_size, lr=lr,
+                                weight_decay=weight_decay, widths=widths, dropout=dropout, progress=progress)
     evaluator.data_hash = digest
     evaluator.save(stem)
     return evaluator
@@ -623,6 +605,19 @@ def prepare_reference(evaluator: Evaluator, real_images: Tensor, batch_size: int
     return RealReference(features, mean, cov, probs, distribution, num_images=features.shape[0])
 
 
+def _wanted_metrics(metrics: Optional[Sequence[str]], is_classifier: bool) -> set[str]:
+    """The metric names to compute: checked against METRIC_NAMES, kid with kid_std, class metrics for classifiers."""
+    wanted = set(METRIC_NAMES if metrics is None else metrics)
+    unknown = wanted - set(METRIC_NAMES)
+    if unknown:
+        raise ValueError(f"unknown metrics {sorted(unknown)}; known: {', '.join(METRIC_NAMES)}")
+    if wanted & {"kid", "kid_std"}:
+        wanted |= {"kid", "kid_std"}
+    if not is_classifier:
+        wanted -= set(CLASS_METRICS)
+    return wanted
+
+
 def evaluate_images(
     evaluator: Evaluator,
     real_test_images: Union[Tensor, RealReference],
@@ -647,14 +642,7 @@ def evaluate_images(
     real test images (so that the classifier's own bias cancels). `metrics` selects a subset of
     `METRIC_NAMES` (kid and kid_std always come together). All work runs on the evaluator's device.
     """
-    wanted = set(METRIC_NAMES if metrics is None else metrics)
-    unknown = wanted - set(METRIC_NAMES)
-    if unknown:
-        raise ValueError(f"unknown metrics {sorted(unknown)}; known: {', '.join(METRIC_NAMES)}")
-    if wanted & {"kid", "kid_std"}:
-        wanted |= {"kid", "kid_std"}
-    if not evaluator.is_classifier:
-        wanted -= set(CLASS_METRICS)
+    wanted = _wanted_metrics(metrics, evaluator.is_classifier)
     reference = (
         real_test_images
         if isinstance(real_test_images, RealReference)
@@ -674,8 +662,7 @@ def evaluate_images(
         result["kid"], result["kid_std"] = kid(
             reference.features, fake_features, subsets=kid_subsets, subset_size=kid_subset_size, seed=seed
         )
-    want_pr = bool(wanted & {"precision", "recall"})
-    want_dc = bool(wanted & {"density", "coverage"})
+    want_pr, want_dc = bool(wanted & {"precision", "recall"}), bool(wanted & {"density", "coverage"})
     if want_pr or want_dc:
         result.update(
             manifold_metrics(

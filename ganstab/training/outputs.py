@@ -1,0 +1,80 @@
+"""What the Trainer writes while it trains: sample grids, the exported generator, evaluation lines, findings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from ganstab.export import generator_meta, save_generator
+from ganstab.rundir import BEST_EVAL_FILE, append_jsonl, atomic_write
+from ganstab.sampling import generate, save_image_grid, save_scatter
+from ganstab.training.interfaces import Divergence
+from ganstab.training.recorder import clean_record
+
+__all__ = ["OutputsMixin"]
+
+
+class OutputsMixin:
+    """Mixin of the Trainer: `save_samples`, `export`, `evaluate`, `observe` and `check_finite`."""
+
+    def save_samples(self) -> Path | None:
+        """Sample grid (images) or scatter plot (points) from the fixed noise batch (rank 0 only)."""
+        if not self.dist.is_main:
+            return None
+        samples = generate(self.sampler_net(), self.fixed_z, **self.g_kwargs())
+        path = self.run_dir.sample(self.step)
+        if self.data.kind == "points":
+            return save_scatter(samples, path, self.data.centers, title=f"step {self.step}")
+        return save_image_grid(samples, path)
+
+    def export(self, folder: Optional[Path] = None) -> Path:
+        """Write the sampling network (EMA weights when enabled) as generator.safetensors + generator.json."""
+        meta = generator_meta(self.cfg, self.shape, self.data.kind, self.G_ema is not None, self.step,
+                              self.images_seen, self.g_kwargs())
+        return save_generator(folder if folder is not None else self.out, self.sampler_net(), meta)
+
+    def evaluate(self) -> Optional[dict[str, Any]]:
+        """Score the sampling network (rank 0), log an `eval_` line, keep the best export in best/."""
+        if not self.dist.is_main or self.scorer is None:
+            return None
+        cfg = self.cfg
+        scores = self.scorer.evaluate(self.sampler_net(), cfg.model.latent_dim, self.g_kwargs(), self.fixed_z,
+                                      seed=cfg.seed + 3)
+        line = clean_record({"step": self.step, "images_seen": self.images_seen, "time": round(self.elapsed, 3),
+                             **{f"eval_{k}": v for k, v in scores.items()}})
+        self.recorder.write(line)
+        self._last_eval_step = self.step
+        if self.scorer.is_better(scores, self.best_eval):
+            self.best_eval = dict(scores, step=self.step)
+            self.export(self.run_dir.best)
+            atomic_write(self.run_dir.best / BEST_EVAL_FILE, json.dumps(self.best_eval, indent=2))
+        try:
+            self.observe(line)
+        except Divergence:
+            pass  # evaluation findings never trigger a rollback
+        return line
+
+    def observe(self, line: dict[str, Any]) -> None:
+        """Feed a logged line to the doctor; print and store new findings; raise on divergence."""
+        findings = self.tracker.update(line)
+        if not findings:
+            return
+        if self.dist.is_main:
+            append_jsonl(self.run_dir.findings, [finding.to_dict() for finding in findings])
+            for finding in findings:
+                self.echo(f"doctor: {finding.severity} at steps {finding.start_step}-{finding.end_step}: "
+                          f"{finding.message} Advice: {finding.advice}")
+        diverged = [f for f in findings if f.is_divergence]
+        if diverged:
+            raise Divergence(diverged[0].message)
+
+    def check_finite(self, line: dict[str, Any]) -> None:
+        """Raise Divergence on a non-finite logged value or weight."""
+        if line.get("nonfinite"):
+            raise Divergence(f"non-finite {', '.join(line['nonfinite'])} at step {self.step}")
+        for name, net in (("G", self.G), ("D", self.D)):
+            if not all(bool(torch.isfinite(p).all()) for p in net.parameters()):
+                raise Divergence(f"non-finite weights in {name} at step {self.step}")
