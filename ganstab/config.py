@@ -25,7 +25,7 @@ __all__ = ["Config", "ConfigError", "DataConfig", "ModelConfig", "LossConfig", "
            "TrainConfig", "AugmentConfig", "LogConfig", "EvalConfig", "ProgressiveConfig", "DoctorConfig", "NORMS", "SAFE_TO_CHANGE",
            "known_keys", "parse_override", "nest", "deep_merge", "read_yaml", "validate", "check_rules",
            "smoothing_warnings", "merge_sources", "load_config", "default_out", "to_dict", "dump_yaml",
-           "config_diff", "is_safe_change", "unsafe_changes"]
+           "config_diff", "is_safe_change", "unsafe_changes", "check_conditional", "CONDITIONAL_ARCHS"]
 
 NORMS = ("batch", "instance", "layer", "spectral", "none")
 Norm = Literal["batch", "instance", "layer", "spectral", "none"]
@@ -69,12 +69,16 @@ class ModelConfig(_Section):
     depth: int = Field(default=3, gt=0, le=16)
     hidden: Optional[list[int]] = None  # mlp: G's layer widths, D reversed (default 256-256); toy: width x depth
     pack: int = Field(default=1, ge=1, le=1024)  # PacGAN: D sees this many samples concatenated
+    conditional: bool = False  # class-conditional G (conditional BN / label embedding) and D (projection or AC-GAN)
+    d_condition: Literal["projection", "acgan"] = "projection"  # how D uses the label (Miyato & Koyama 2018 / AC-GAN)
+    label_sampling: Literal["frequency", "balanced"] = "frequency"  # labels of G's fakes: data frequencies or uniform
 
 
 class LossConfig(_Section):
     """The GAN loss and D's label targets (`loss.*`)."""
 
     kind: Literal["minimax", "nonsaturating", "wasserstein", "lsgan", "hinge"] = "hinge"
+    acgan_weight: float = Field(default=1.0, ge=0.0)  # model.d_condition=acgan: weight of the class cross-entropy
     real_label: float = Field(default=1.0, ge=0.0, le=1.0)
     fake_label: float = Field(default=0.0, ge=0.0, le=1.0)
 
@@ -492,12 +496,29 @@ def check_rules(cfg: Config) -> None:
                           "or remove data.workers")
     if cfg.model.arch == "progressive":
         check_progressive(cfg)
+    if cfg.model.conditional:
+        check_conditional(cfg)
     if cfg.augment.ada_target > 0 and not cfg.augment.policy.strip():
         raise ConfigError("augment.ada_target adapts the probability of augment.policy, which is empty; "
                           "set augment.policy=color,translation,cutout or remove augment.ada_target")
     if cfg.penalty.r1_every > 1 and cfg.penalty.r1 == 0:
         raise ConfigError("penalty.r1_every sets how often R1 runs, but penalty.r1 is 0; set penalty.r1 "
                           "(e.g. 0.1) or remove penalty.r1_every")
+
+
+CONDITIONAL_ARCHS: tuple[str, ...] = ("mlp", "toy", "dcgan")
+
+
+def check_conditional(cfg: Config) -> None:
+    """Rules of class-conditional training: architectures that have a conditional G/D, labels held in memory."""
+    if cfg.model.arch not in CONDITIONAL_ARCHS:
+        raise ConfigError(f"model.conditional=true is implemented for model.arch={', '.join(CONDITIONAL_ARCHS)}, "
+                          f"not {cfg.model.arch}; choose one of them or set model.conditional=false")
+    if cfg.model.pack > 1:
+        raise ConfigError("model.conditional=true cannot be combined with model.pack (PacGAN packs samples of "
+                          "different classes); set model.pack=1")
+    if cfg.data.stream:
+        raise ConfigError("model.conditional=true needs the labels in memory; remove data.stream")
 
 
 def check_progressive(cfg: Config) -> None:

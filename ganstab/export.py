@@ -15,24 +15,27 @@ from torch import nn
 
 from ganstab.config import Config, to_dict, validate
 from ganstab.data.toy import grid25_centers, ring8_centers
-from ganstab.errors import CheckpointError, ConfigError
+from ganstab.errors import CheckpointError, ConfigError, UsageError
 from ganstab.models import build_generator
 from ganstab.rundir import RunDir, atomic_write
 from ganstab.sampling import generate, save_image_folder, save_image_grid, save_scatter
 
-__all__ = ["FORMAT", "generator_meta", "save_generator", "load_generator", "write_samples"]
+__all__ = ["FORMAT", "generator_meta", "save_generator", "load_generator", "write_samples", "sample_class_labels"]
 
 FORMAT = "ganstab-generator-1"
 
 
 def generator_meta(cfg: Config, shape: Sequence[int], kind: str, ema: bool, step: int, images_seen: int,
-                   g_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+                   g_kwargs: Mapping[str, Any], num_classes: int = 0,
+                   class_names: Optional[Sequence[str]] = None) -> dict[str, Any]:
     """The JSON description of an exported generator: enough to rebuild it without the run's config."""
     full = to_dict(cfg)
     return {"format": FORMAT, "model": full["model"],
             "data": {"name": cfg.data.name, "shape": list(shape), "kind": kind},
             "progressive": full.get("progressive"), "ema": ema, "step": step, "images_seen": images_seen,
-            "g_kwargs": dict(g_kwargs)}
+            "g_kwargs": dict(g_kwargs), "num_classes": int(num_classes),
+            "class_names": list(class_names) if class_names else
+            ([str(k) for k in range(num_classes)] if num_classes else [])}
 
 
 def save_generator(folder: str | Path, net: nn.Module, meta: Mapping[str, Any]) -> Path:
@@ -58,7 +61,7 @@ def load_generator(run_dir: Path, device: str = "cpu") -> tuple[nn.Module, dict[
         shape = tuple(int(s) for s in meta["data"]["shape"])
     except (json.JSONDecodeError, KeyError, TypeError, ConfigError) as exc:
         raise CheckpointError(f"{str(meta_path)!r} is not a valid ganstab generator description ({exc})") from None
-    generator = build_generator(full_cfg.model, shape, full_cfg)
+    generator = build_generator(full_cfg.model, shape, full_cfg, int(meta.get("num_classes") or 0))
     try:
         state = load_file(str(weights_path), device="cpu")
     except (SafetensorError, OSError) as exc:
@@ -71,12 +74,34 @@ def load_generator(run_dir: Path, device: str = "cpu") -> tuple[nn.Module, dict[
     return generator.to(device).eval(), meta
 
 
-def write_samples(generator: nn.Module, meta: dict[str, Any], n: int, out: Path, fmt: str, seed: int = 0) -> Path:
-    """Write n samples as a PNG grid, a folder of PNGs, or a .npy array; returns the path written."""
+def sample_class_labels(meta: Mapping[str, Any], n: int, class_index: Optional[int], gen: torch.Generator,
+                        all_classes: bool = False) -> Optional[torch.Tensor]:
+    """Labels for n samples of an exported conditional G: one class, one row per class, or uniform; None otherwise."""
+    num_classes = int(meta.get("num_classes") or 0)
+    if not num_classes:
+        if class_index is not None or all_classes:
+            raise UsageError("--class and --classes need a class-conditional run (model.conditional=true); "
+                             "this generator is unconditional")
+        return None
+    if class_index is not None:
+        if not 0 <= class_index < num_classes:
+            raise UsageError(f"--class {class_index} is out of range: this generator has {num_classes} classes "
+                             f"(0..{num_classes - 1})")
+        return torch.full((n,), class_index, dtype=torch.long)
+    if all_classes:
+        return torch.arange(num_classes).repeat_interleave(max(1, n // num_classes))
+    return torch.randint(0, num_classes, (n,), generator=gen)
+
+
+def write_samples(generator: nn.Module, meta: dict[str, Any], n: int, out: Path, fmt: str, seed: int = 0,
+                  class_index: Optional[int] = None, all_classes: bool = False) -> Path:
+    """Write n samples (of one class, or one row per class) as a PNG grid, a folder of PNGs, or a .npy array."""
     device = next(generator.parameters()).device
     gen = torch.Generator().manual_seed(seed)
+    labels = sample_class_labels(meta, n, class_index, gen, all_classes)
+    n = n if labels is None else len(labels)
     z = torch.randn(n, int(meta["model"]["latent_dim"]), generator=gen).to(device)
-    samples = generate(generator, z, **meta.get("g_kwargs", {}))
+    samples = generate(generator, z, labels=labels, **meta.get("g_kwargs", {}))
     out = Path(out)
     if fmt == "npy":
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -90,4 +115,5 @@ def write_samples(generator: nn.Module, meta: dict[str, Any], n: int, out: Path,
         if meta["data"]["name"] in ("ring8", "grid25"):
             centers = ring8_centers() if meta["data"]["name"] == "ring8" else grid25_centers()
         return save_scatter(samples, out, centers, title=f"{n} samples")
-    return save_image_grid(samples, out)
+    rows = None if not all_classes or labels is None else n // int(meta["num_classes"])
+    return save_image_grid(samples, out, nrow=rows)

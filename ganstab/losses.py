@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["LOSS_KINDS", "TARGETED_KINDS", "discriminator_loss", "generator_loss", "drift_penalty",
-           "discriminator_objective"]
+           "discriminator_objective", "class_loss"]
 
 LOSS_KINDS: tuple[str, ...] = ("minimax", "nonsaturating", "wasserstein", "lsgan", "hinge")
 # Losses whose D targets are probabilities, so that label smoothing means something.
@@ -110,11 +110,14 @@ def discriminator_objective(
     r1: Optional[Tensor] = None,
     r1_gamma: float = 0.0,
     drift_weight: float = 0.0,
+    aux_class: Optional[Tensor] = None,
+    aux_weight: float = 0.0,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """D's objective: loss + gp_weight * GP + r1_gamma / 2 * R1 + drift_weight * mean(D(real)^2).
+    """D's objective: loss + gp_weight * GP + r1_gamma / 2 * R1 + drift_weight * mean(D(real)^2) + aux_weight * CE.
 
-    Returns (total, parts) where parts holds `loss_d` and each active regulariser's unweighted
-    value (`gp`, `r1`, `drift`), for logging. GP and R1 are computed by `ganstab.penalties`.
+    Returns (total, parts) where parts holds `loss_d` and each active term's unweighted value
+    (`gp`, `r1`, `drift`, `class_d`: AC-GAN's class cross-entropy), for logging. GP and R1 are
+    computed by `ganstab.penalties`.
     """
     loss = discriminator_loss(kind, real_logits, fake_logits, real_target, fake_target)
     parts: dict[str, Tensor] = {"loss_d": loss}
@@ -129,4 +132,12 @@ def discriminator_objective(
         drift = drift_penalty(real_logits)
         total = total + drift_weight * drift
         parts["drift"] = drift
+    if aux_class is not None:
+        total = total + aux_weight * aux_class
+        parts["class_d"] = aux_class
     return total, parts
+
+
+def class_loss(class_logits: Tensor, labels: Tensor) -> Tensor:
+    """AC-GAN's auxiliary classifier loss: cross-entropy of class logits (B, K) against labels (B,)."""
+    return F.cross_entropy(class_logits.float(), labels)

@@ -21,7 +21,7 @@ from ganstab.augment import parse_policy
 from ganstab.config import Config, default_out, to_dict
 from ganstab.data import DATASETS, DataSource, dataset_shape, make_dataset
 from ganstab.diagnose import Tracker, context_from_config
-from ganstab.errors import CheckpointError, ConfigError
+from ganstab.errors import CheckpointError, ConfigError, DataError
 from ganstab.metrics import RunEvaluator
 from ganstab.models import architectures, build_discriminator, build_generator, check_fit
 from ganstab.report.html import write_report
@@ -64,15 +64,18 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (), p
 class LazyScorer:
     """The run's evaluator, built (and its evaluator network trained or loaded) on first use."""
 
-    def __init__(self, data: DataSource, cfg: Config, device: torch.device, echo: Callable[[str], None]) -> None:
+    def __init__(self, data: DataSource, cfg: Config, device: torch.device, echo: Callable[[str], None],
+                 label_probs: Optional[Tensor] = None) -> None:
         self.data, self.cfg, self.device, self.echo = data, cfg, device, echo
+        self.label_probs = label_probs
         self.evaluator: Optional[RunEvaluator] = None
 
     def _get(self) -> RunEvaluator:
         if self.evaluator is None:
             ev = self.cfg.eval
+            classes = self.data.num_classes if self.cfg.model.conditional else 0
             self.evaluator = RunEvaluator(self.data, ev.n, self.device, ev.cache_dir, ev.evaluator_epochs,
-                                          echo=self.echo)
+                                          echo=self.echo, num_classes=classes, label_probs=self.label_probs)
         return self.evaluator
 
     def evaluate(self, generator: nn.Module, latent_dim: int, g_kwargs: dict[str, Any],
@@ -97,12 +100,29 @@ def make_trainer(cfg: Config, *, echo: Callable[[str], None] = print,
     if runtime.dist.is_main:
         for note in data.notes:
             echo(note)
-    generator = build_generator(cfg.model, data.shape, cfg).to(runtime.device)
-    discriminator = build_discriminator(cfg.model, data.shape, cfg).to(runtime.device)
+    classes = check_labels(cfg, data)
+    generator = build_generator(cfg.model, data.shape, cfg, classes).to(runtime.device)
+    discriminator = build_discriminator(cfg.model, data.shape, cfg, classes).to(runtime.device)
     watcher = Tracker(cfg.doctor, context_from_config(to_dict(cfg)))
     scorer = LazyScorer(data, cfg, runtime.device, lambda message: echo(f"evaluator: {message}"))
-    return trainer_class(cfg.model.arch)(cfg, data, generator, discriminator, runtime, watcher=watcher,
-                                         scorer=scorer, echo=echo, hooks=hooks)
+    trainer = trainer_class(cfg.model.arch)(cfg, data, generator, discriminator, runtime, watcher=watcher,
+                                            scorer=scorer, echo=echo, hooks=hooks)
+    scorer.label_probs = trainer.label_probs
+    return trainer
+
+
+def check_labels(cfg: Config, data: DataSource) -> int:
+    """The number of classes a conditional run trains on (0 otherwise); DataError when the labels cannot serve."""
+    if not cfg.model.conditional:
+        return 0
+    if data.labels is None:
+        raise DataError(f"model.conditional=true needs labels, but data.name={cfg.data.name} has none; use labelled "
+                        "data (digits, fashion-mnist, mnist, npz with y, an image folder with one sub-folder per "
+                        "class) or set model.conditional=false")
+    if len(data.labels) != len(data) or int(data.labels.min()) < 0:
+        raise DataError(f"the labels of data.name={cfg.data.name} do not fit its images ({len(data.labels)} labels "
+                        f"for {len(data)} samples, smallest {int(data.labels.min())}); give one label 0..K-1 per sample")
+    return data.num_classes
 
 
 def main_process() -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 import torch
@@ -15,12 +15,16 @@ if TYPE_CHECKING:
 
 
 @torch.no_grad()
-def generate(generator: nn.Module, z: Tensor, batch_size: int = 256, **g_kwargs) -> Tensor:
-    """Samples from G in eval mode under no_grad (G's previous mode is restored afterwards)."""
+def generate(generator: nn.Module, z: Tensor, batch_size: int = 256, labels: Optional[Tensor] = None,
+             **g_kwargs: Any) -> Tensor:
+    """Samples from G in eval mode under no_grad (G's previous mode is restored); `labels` for a conditional G."""
     was_training = generator.training
     generator.eval()
     try:
-        outs = [generator(z[i:i + batch_size], **g_kwargs).float() for i in range(0, z.shape[0], batch_size)]
+        outs = []
+        for i in range(0, z.shape[0], batch_size):
+            extra = {} if labels is None else {"y": labels[i:i + batch_size].to(z.device)}
+            outs.append(generator(z[i:i + batch_size], **g_kwargs, **extra).float())
     finally:
         generator.train(was_training)
     return torch.cat(outs).cpu()
@@ -49,13 +53,14 @@ def image_grid(images: Tensor, nrow: Optional[int] = None, pad: int = 2, upscale
     return grid
 
 
-def save_image_grid(images: Tensor, path: Path, min_side: int = 256) -> Path:
-    """Write a PNG grid of images, upscaled (nearest) so small images stay visible."""
+def save_image_grid(images: Tensor, path: Path, min_side: int = 256, nrow: Optional[int] = None) -> Path:
+    """Write a PNG grid of images (`nrow` per row), upscaled (nearest) so small images stay visible."""
     from PIL import Image
 
     side = images.shape[-1]
-    upscale = max(1, min(8, min_side // (side * max(1, int(math.ceil(math.sqrt(images.shape[0])))))))
-    grid = image_grid(images, upscale=max(upscale, 1 if side >= 32 else 2))
+    per_row = nrow or max(1, int(math.ceil(math.sqrt(images.shape[0]))))
+    upscale = max(1, min(8, min_side // (side * per_row)))
+    grid = image_grid(images, nrow=nrow, upscale=max(upscale, 1 if side >= 32 else 2))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = "L" if grid.shape[2] == 1 else "RGB"
@@ -107,3 +112,9 @@ def save_image_folder(images: Tensor, folder: Path) -> int:
     for i, img in enumerate(arr):
         Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img).save(folder / f"{i:06d}.png")
     return len(arr)
+
+
+def class_rows(num_classes: int, n: int) -> Tensor:
+    """Labels for a grid with one row per class: each class repeated max(1, n // num_classes) times."""
+    per_class = max(1, n // num_classes)
+    return torch.arange(num_classes).repeat_interleave(per_class)

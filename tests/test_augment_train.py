@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import ganstab.penalties
-import ganstab.training.loop as loop
+import ganstab.training.inputs as loop
 from ganstab import losses
 from ganstab.errors import ConfigError
 from ganstab.penalties import lazy_weight

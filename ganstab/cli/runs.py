@@ -14,6 +14,7 @@ from ganstab.diagnose import context_from_config, diagnose, format_report
 from ganstab.errors import UsageError
 from ganstab.export import load_generator, write_samples
 from ganstab.metrics import RunEvaluator
+from ganstab.models.conditional import label_distribution
 from ganstab.report.html import write_report
 from ganstab.rundir import RunDir, load_run_config, read_records
 
@@ -29,8 +30,17 @@ def cmd_sample(args: argparse.Namespace) -> int:
     generator, meta = load_generator(Path(args.run), device=args.device)
     if args.format == "folder" and meta["data"].get("kind") == "points":
         raise UsageError("--format folder writes images, but this run generates 2-D points; use --format npy or grid")
-    path = write_samples(generator, meta, args.n, Path(args.out), args.format, args.seed)
-    print(f"wrote {args.n} samples to {path}")
+    if args.classes is not None and args.classes != "all":
+        raise UsageError(f"--classes takes 'all' (one row per class), got {args.classes!r}; use --class K for one class")
+    if args.class_index is not None and args.classes is not None:
+        raise UsageError("--class K and --classes all exclude each other; give one")
+    path = write_samples(generator, meta, args.n, Path(args.out), args.format, args.seed, args.class_index,
+                         args.classes == "all")
+    count = args.n
+    if args.classes == "all":
+        classes = int(meta.get("num_classes") or 0)
+        count = max(1, args.n // classes) * classes if classes else args.n
+    print(f"wrote {count} samples to {path}")
     return 0
 
 
@@ -45,7 +55,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     device = torch.device(args.device)
     data = make_dataset(cfg.data, cfg.seed).to(device)
     n = args.n or cfg.eval.n
-    evaluator = RunEvaluator(data, n, device, cfg.eval.cache_dir, cfg.eval.evaluator_epochs, echo=print)
+    classes = int(meta.get("num_classes") or 0)
+    probs = (label_distribution(data.labels, classes, cfg.model.label_sampling == "balanced")
+             if classes and data.labels is not None else None)
+    evaluator = RunEvaluator(data, n, device, cfg.eval.cache_dir, cfg.eval.evaluator_epochs, echo=print,
+                             num_classes=classes, label_probs=probs)
     fixed = torch.Generator().manual_seed(cfg.seed + 2)
     fixed_z = torch.randn(cfg.log.n_samples, cfg.model.latent_dim, generator=fixed).to(device)
     scores = evaluator.evaluate(generator, cfg.model.latent_dim, meta.get("g_kwargs", {}), fixed_z, seed=args.seed)
@@ -97,6 +111,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "npy: raw array")
     p.add_argument("--seed", type=int, default=0, help="latent seed (default 0)")
     p.add_argument("--device", default="cpu", help="device to sample on (default cpu)")
+    p.add_argument("--class", dest="class_index", type=int, default=None, metavar="K",
+                   help="conditional runs: samples of class K only (0-based; generator.json lists the names)")
+    p.add_argument("--classes", default=None, metavar="all",
+                   help="conditional runs: 'all' writes n // classes samples of every class, one row per class")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("eval", help="evaluate a trained run offline (FD, KID, precision/recall, modes, ...)",

@@ -36,6 +36,7 @@ class DataSource:
     std: float = 0.0
     seed: int = 0
     notes: list = field(default_factory=list)  # one-line remarks for the user (e.g. skipped files)
+    class_names: Optional[list] = None  # names of the label classes (sub-folders of an image folder), when known
     _perm_cache: dict = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
@@ -74,6 +75,12 @@ class DataSource:
             out = self.sampler(size, gen)
             return out.to(device) if device is not None else out
         assert self.train is not None
+        out = self.train.index_select(0, self.batch_indices(index, size))
+        return out.to(device) if device is not None else out
+
+    def batch_indices(self, index: int, size: int) -> Tensor:
+        """Rows of the held data in the `index`-th batch: a fresh permutation per epoch, last partial batch dropped."""
+        assert self.train is not None
         per_epoch = self.batches_per_epoch(size)
         if per_epoch == 0:
             raise ValueError(f"dataset {self.name} has {len(self)} samples, fewer than one batch of {size}")
@@ -84,9 +91,14 @@ class DataSource:
             perm = torch.randperm(len(self), generator=gen).to(self.train.device)
             self._perm_cache.clear()
             self._perm_cache[(epoch, size)] = perm
-        idx = perm[pos * size:(pos + 1) * size]
-        out = self.train.index_select(0, idx)
-        return out.to(device) if device is not None else out
+        return perm[pos * size:(pos + 1) * size]
+
+    def rank_labels(self, index: int, size: int, rank: int, world: int, device: torch.device | None = None) -> Tensor:
+        """The labels of `rank_batch(index, size, rank, world)`, row for row."""
+        if self.labels is None:
+            raise ValueError(f"dataset {self.name} has no labels")
+        labels = self.labels.index_select(0, self.batch_indices(index, size * world))[rank * size:(rank + 1) * size]
+        return labels.to(device) if device is not None else labels
 
     def rank_batch(self, index: int, size: int, rank: int, world: int, device: torch.device | None = None) -> Tensor:
         """This rank's `size` samples of the `index`-th global batch of size * world (held data: a slice)."""

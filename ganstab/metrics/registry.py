@@ -40,6 +40,8 @@ METRICS: dict[str, Metric] = {
     "modes": Metric(True, "modes captured by a high-quality sample (PacGAN protocol)"),
     "hq_fraction": Metric(True, "fraction of samples within 3 std of their nearest mode"),
     "reverse_kl": Metric(False, "KL of the generated mode histogram to uniform"),
+    "class_accuracy": Metric(True, "conditional runs: evaluator accuracy of the fakes on their requested labels"),
+    "intra_fd": Metric(False, "conditional runs: mean over classes of the FD within each class"),
 }
 
 # data kind -> (main metric, tie-breaker or None)

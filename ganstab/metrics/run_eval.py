@@ -57,8 +57,11 @@ class RunEvaluator:
     """Scores samples of a generator for one dataset; built once per run (evaluator cached on disk)."""
 
     def __init__(self, data: DataSource, n: int, device: torch.device, cache_dir: Optional[Path] = None,
-                 evaluator_epochs: int = 3, echo: Callable[[str], None] = print) -> None:
+                 evaluator_epochs: int = 3, echo: Callable[[str], None] = print, num_classes: int = 0,
+                 label_probs: Optional[Tensor] = None) -> None:
         self.data = data
+        self.num_classes = num_classes  # > 0: a class-conditional G, scored per requested class too
+        self.label_probs = None if label_probs is None else label_probs.detach().float().cpu()
         self.n = n
         self.device = device
         self.evaluator = None
@@ -111,9 +114,45 @@ class RunEvaluator:
         """Sample `n` images/points from G (eval mode, no_grad, its own seeded noise) and score them."""
         gen = torch.Generator().manual_seed(seed)
         z = torch.randn(self.n, latent_dim, generator=gen).to(self.device)
+        if self.num_classes:
+            return self._evaluate_conditional(generator, z, gen, g_kwargs, fixed_z)
         samples = generate(generator, z, **g_kwargs)
         diversity = generate(generator, fixed_z, **g_kwargs) if fixed_z is not None else None
         return self.score_samples(samples, diversity)
+
+    def _evaluate_conditional(self, generator: nn.Module, z: Tensor, gen: torch.Generator,
+                              g_kwargs: dict[str, Any], fixed_z: Optional[Tensor]) -> dict[str, float]:
+        """Scores of a conditional G: the usual metrics over labels drawn like training's, plus per-class ones."""
+        probs = self.label_probs if self.label_probs is not None else torch.full((self.num_classes,),
+                                                                                   1.0 / self.num_classes)
+        labels = torch.multinomial(probs, self.n, replacement=True, generator=gen)
+        samples = generate(generator, z, labels=labels, **g_kwargs)
+        diversity = None
+        if fixed_z is not None:
+            rows = torch.arange(self.num_classes).repeat_interleave(max(1, len(fixed_z) // self.num_classes))
+            diversity = generate(generator, fixed_z[:len(rows)], labels=rows, **g_kwargs)
+        scores = self.score_samples(samples, diversity)
+        scores.update(self.class_scores(samples, labels))
+        return scores
+
+    def class_scores(self, samples: Tensor, labels: Tensor) -> dict[str, float]:
+        """`class_accuracy` (the evaluator classifies each fake as its requested label) and `intra_fd`
+        (the mean over classes of the FD between the fakes and the real test images of that class)."""
+        if self.evaluator is None or not getattr(self.evaluator, "is_classifier", False):
+            return {}
+        samples = to_data_size(samples.to(self.device).float(), self.data.shape[-1])
+        feats, probs = self.evaluator.features_and_probs(samples)
+        out = {"class_accuracy": float((probs.argmax(dim=1).cpu() == labels.cpu()).double().mean())}
+        real_labels = self.data.test_labels if self.data.test_labels is not None else self.data.labels
+        real_labels = real_labels[:len(self.reference.features)].cpu()
+        per_class = []
+        for k in range(self.num_classes):
+            real_k, fake_k = self.reference.features[real_labels == k], feats[labels.cpu() == k]
+            if len(real_k) > 1 and len(fake_k) > 1:
+                per_class.append(frechet_distance(real_k.cpu(), fake_k.cpu()))
+        if per_class:
+            out["intra_fd"] = float(sum(per_class) / len(per_class))
+        return out
 
     def is_better(self, new: dict[str, float], best: Optional[dict[str, float]]) -> bool:
         """Whether `new` beats `best` on this data's main metric (see `ganstab.metrics.registry`)."""

@@ -9,6 +9,8 @@ from torch import nn
 
 from ganstab.config import Config, ModelConfig
 from ganstab.errors import ConfigError
+from ganstab.models.conditional import (ConditionalDCGANGenerator, ConditionalMLPGenerator,
+                                        conditional_dcgan_discriminator, conditional_mlp_discriminator)
 from ganstab.models.dcgan import DCGANDiscriminator, DCGANGenerator, conv_plan
 from ganstab.models.mlp import MLPDiscriminator, MLPGenerator
 from ganstab.models.packing import PackedDiscriminator, check_packable, packed_shape
@@ -149,15 +151,53 @@ def check_fit(model_cfg: ModelConfig, shape: tuple[int, ...], cfg: Config | None
     check_packable(model_cfg.arch, getattr(model_cfg, "pack", 1))
 
 
-def build_generator(model_cfg: ModelConfig, shape: tuple[int, ...], cfg: Config | None = None) -> nn.Module:
-    """The generator named by `model_cfg.arch` for samples of `shape` (`cfg`: the full config, optional)."""
-    return _lookup(model_cfg, shape).build_g(model_cfg, tuple(shape), cfg)
+def _conditional_g(model_cfg: ModelConfig, shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """The class-conditional G of an mlp, toy or dcgan config (conditional BN or a label embedding)."""
+    if model_cfg.arch == "dcgan":
+        return ConditionalDCGANGenerator(model_cfg.latent_dim, shape[0], shape[1], model_cfg.width, model_cfg.g_norm,
+                                         num_classes)
+    default = MLP_HIDDEN if model_cfg.arch == "mlp" else [model_cfg.width] * model_cfg.depth
+    return ConditionalMLPGenerator(model_cfg.latent_dim, shape, _hidden(model_cfg, default), model_cfg.g_norm,
+                                   num_classes, tanh=len(shape) == 3)
 
 
-def build_discriminator(model_cfg: ModelConfig, shape: tuple[int, ...],
-                        cfg: Config | None = None) -> nn.Module:
-    """The discriminator named by `model_cfg.arch` for samples of `shape` (logits (B,), or (B/m,) packed)."""
+def _conditional_d(model_cfg: ModelConfig, shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """The projection (or AC-GAN) D of an mlp, toy or dcgan config."""
+    mode = model_cfg.d_condition
+    if model_cfg.arch == "dcgan":
+        return conditional_dcgan_discriminator(shape[0], shape[1], model_cfg.width, model_cfg.d_norm, num_classes, mode)
+    if model_cfg.arch == "mlp":
+        return conditional_mlp_discriminator(shape, list(reversed(_hidden(model_cfg, MLP_HIDDEN))), model_cfg.d_norm,
+                                             num_classes, mode)
+    return conditional_mlp_discriminator(shape, _hidden(model_cfg, [model_cfg.width] * model_cfg.depth),
+                                         model_cfg.d_norm, num_classes, mode)
+
+
+def _check_classes(model_cfg: ModelConfig, num_classes: int) -> None:
+    if model_cfg.conditional and num_classes < 2:
+        raise ConfigError(f"model.conditional=true needs labelled data with at least 2 classes, got {num_classes}; "
+                          "use data with labels (digits, fashion-mnist, mnist, npz with y, class sub-folders) "
+                          "or set model.conditional=false")
+
+
+def build_generator(model_cfg: ModelConfig, shape: tuple[int, ...], cfg: Config | None = None,
+                    num_classes: int = 0) -> nn.Module:
+    """The generator named by `model_cfg.arch` for samples of `shape`; class-conditional G(z, y) when asked for."""
     arch = _lookup(model_cfg, shape)
+    if model_cfg.conditional:
+        _check_classes(model_cfg, num_classes)
+        return _conditional_g(model_cfg, tuple(shape), num_classes)
+    return arch.build_g(model_cfg, tuple(shape), cfg)
+
+
+def build_discriminator(model_cfg: ModelConfig, shape: tuple[int, ...], cfg: Config | None = None,
+                        num_classes: int = 0) -> nn.Module:
+    """The discriminator named by `model_cfg.arch` for samples of `shape` (logits (B,), or (B/m,) packed; D(x, y)
+    when conditional)."""
+    arch = _lookup(model_cfg, shape)
+    if model_cfg.conditional:
+        _check_classes(model_cfg, num_classes)
+        return _conditional_d(model_cfg, tuple(shape), num_classes)
     pack = getattr(model_cfg, "pack", 1)
     if pack > 1:  # PacGAN: the inner D is built for m samples concatenated
         check_packable(model_cfg.arch, pack)

@@ -22,6 +22,7 @@ from ganstab.models.mlp import MLPDiscriminator, MLPGenerator
 from ganstab.models.norms import weight_layer
 
 __all__ = [
+    "label_distribution",
     "CONDITIONAL_MODES",
     "MAX_LABEL_EMBEDDING",
     "ACGANHead",
@@ -317,3 +318,10 @@ def conditional_r1(critic: LabelledCritic, real: Tensor, y: Tensor, scale: float
     """R1 penalty mean_i ||grad_x D(x_i, y_i)||_2^2 on real samples with their own labels."""
     _check_labels(y, real.shape[0])
     return _labelled_input_gradients(critic, real, y, scale).pow(2).sum(dim=1).mean()
+
+
+def label_distribution(labels: Tensor, num_classes: int, balanced: bool) -> Tensor:
+    """The class probabilities G's labels are drawn from: uniform when balanced, else the data's frequencies."""
+    if balanced:
+        return torch.full((num_classes,), 1.0 / num_classes)
+    return class_frequencies(labels.cpu(), num_classes).float()

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from ganstab import losses, penalties
-from ganstab.augment import AdaController, augment, parse_policy
+from ganstab.augment import AdaController, parse_policy
 from ganstab.config import Config
 from ganstab.data import DataSource
 from ganstab.rundir import RunDir, write_config
@@ -31,6 +31,7 @@ from ganstab.training.ema import ema_beta, make_ema, update_ema
 from ganstab.training.optim import grad_norm, make_optimizer
 from ganstab.training.recorder import Recorder
 from ganstab.training.interfaces import Divergence, RunResult, RunScorer, Watcher
+from ganstab.training.inputs import InputsMixin
 from ganstab.training.outputs import OutputsMixin
 from ganstab.training.progress import Progress
 from ganstab.training.recovery import RecoveryMixin
@@ -39,7 +40,7 @@ from ganstab.training.state import TrainerState
 __all__ = ["Trainer", "RunResult", "Divergence", "Watcher", "RunScorer"]
 
 
-class Trainer(TrainerState, RecoveryMixin, OutputsMixin):
+class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin):
     """n_critic D steps and one G step per step, logging, sampling, checkpointing and recovering."""
 
     def __init__(self, cfg: Config, data: DataSource, generator: nn.Module, discriminator: nn.Module,
@@ -71,6 +72,8 @@ class Trainer(TrainerState, RecoveryMixin, OutputsMixin):
                     if cfg.augment.ada_target > 0 else None)
         fixed = torch.Generator().manual_seed(cfg.seed + 2)
         self.fixed_z = torch.randn(cfg.log.n_samples, cfg.model.latent_dim, generator=fixed).to(self.device)
+        self.num_classes = data.num_classes if cfg.model.conditional else 0
+        self.label_probs = self._label_probs()
         self.step = self.d_steps = self.batch_index = self.images_seen = self.recoveries = 0
         self.elapsed = 0.0
         self.recorder = Recorder(self.run_dir.metrics)
@@ -82,6 +85,7 @@ class Trainer(TrainerState, RecoveryMixin, OutputsMixin):
         self._last_checkpoint_step = -1
         self._last_eval_step = -1
         self._pending_fake: Optional[Tensor] = None
+        self._pending_kw: dict[str, Any] = {}
 
     def _prepare_networks(self, generator: nn.Module, discriminator: nn.Module) -> tuple[nn.Module, nn.Module]:
         """SyncBN under DDP when asked for, channels_last for conv nets on CUDA."""
@@ -118,44 +122,6 @@ class Trainer(TrainerState, RecoveryMixin, OutputsMixin):
         """Extra arguments for G and D (the seam for progressive growing's resolution and alpha)."""
         return {}
 
-    def _shard(self, tensor: Tensor) -> Tensor:
-        """This rank's slice of a global batch."""
-        if not self.dist.active:
-            return tensor
-        per = tensor.shape[0] // self.dist.world
-        return tensor[self.dist.rank * per:(self.dist.rank + 1) * per]
-
-    def real_batch(self) -> Tensor:
-        """The next real batch (fresh for every D step; this rank's slice of the global batch)."""
-        size = self.cfg.train.batch_size
-        batch = self.data.rank_batch(self.batch_index, size, self.dist.rank, self.dist.world, self.device)
-        self.batch_index += 1
-        self.images_seen += size * self.dist.world
-        return batch.contiguous(memory_format=self.memory_format) if batch.dim() == 4 else batch
-
-    def latent(self, n: int) -> Tensor:
-        """This rank's slice of n * world latent codes from the run's own generator (checkpointed)."""
-        z = torch.randn(n * self.dist.world, self.cfg.model.latent_dim, device=self.device, generator=self.gen)
-        return self._shard(z)
-
-    def latent_local(self, n: int) -> Tensor:
-        """Latent codes that do not advance the run's generator (for probes)."""
-        return torch.randn(n, self.cfg.model.latent_dim, device=self.device)
-
-    def gp_alpha(self, n: int) -> Tensor:
-        """This rank's slice of the global interpolation coefficients for the gradient penalty."""
-        return self._shard(torch.rand(n * self.dist.world, device=self.device, generator=self.gen))
-
-    def augment_p(self) -> float:
-        """The augmentation probability now: ADA's adapted p, else `augment.p`."""
-        return self.ada.p if self.ada is not None else self.cfg.augment.p
-
-    def augmented(self, images: Tensor) -> Tensor:
-        """Everything D sees goes through the same differentiable augmentation (identity without a policy)."""
-        if not self.policy:
-            return images
-        return augment(images, self.policy, self.aug_gen, self.augment_p())
-
     # ----------------------------------------------------------------- phases
     def _fakes_for_d(self, n: int, kw: dict[str, Any]) -> Tensor:
         """Fakes for the D step: no-grad, or kept for the G step when `train.reuse_fakes` applies."""
@@ -163,6 +129,7 @@ class Trainer(TrainerState, RecoveryMixin, OutputsMixin):
         if self._reuse_fakes():
             with parallel.autocast(precision, self.device):
                 self._pending_fake = self.g_forward(self.latent(n), **kw)
+                self._pending_kw = kw
             return self._pending_fake.detach().float()  # D's loss does not reach G
         with torch.no_grad(), parallel.autocast(precision, self.device):
             return self.g_forward(self.latent(n), **kw).float()
@@ -172,17 +139,22 @@ class Trainer(TrainerState, RecoveryMixin, OutputsMixin):
         cfg = self.cfg
         kw = self.g_kwargs()
         real = self.real_batch()
+        if self.num_classes:  # fakes get the reals' labels: every GP interpolate has one label
+            kw["y"] = self.real_labels()
         fake = self._fakes_for_d(real.shape[0], kw)
         real, fake = self.augmented(real), self.augmented(fake)
         alpha = self.gp_alpha(real.shape[0]) if cfg.penalty.gp > 0 else None
         r1_gamma = penalties.lazy_weight(cfg.penalty.r1, cfg.penalty.r1_every, self.d_steps)
         with parallel.autocast(cfg.train.precision, self.device):
-            d_real, d_fake, gp, r1 = self.critic_net(
+            d_real, d_fake, gp, r1, classes = self.critic_net(
                 real, fake, gp_alpha=alpha, gp_target=cfg.penalty.gp_target, r1=r1_gamma > 0,
                 scale=self._penalty_scale(), d_kwargs=kw)
+            aux = None if classes is None else (losses.class_loss(classes[0], kw["y"])
+                                                + losses.class_loss(classes[1], kw["y"]))
             total, parts = losses.discriminator_objective(
                 cfg.loss.kind, d_real, d_fake, cfg.loss.real_label, cfg.loss.fake_label, gp=gp,
-                gp_weight=cfg.penalty.gp, r1=r1, r1_gamma=r1_gamma, drift_weight=cfg.penalty.drift)
+                gp_weight=cfg.penalty.gp, r1=r1, r1_gamma=r1_gamma, drift_weight=cfg.penalty.drift,
+                aux_class=aux, aux_weight=cfg.loss.acgan_weight)
         self.opt_d.zero_grad(set_to_none=True)
         self.scaler_d.scale(total).backward()
         self.scaler_d.step(self.opt_d)
@@ -206,14 +178,14 @@ class Trainer(TrainerState, RecoveryMixin, OutputsMixin):
     def g_step(self) -> None:
         """One G update through a frozen D (D's parameters get no gradient; D is not DDP-synced here)."""
         cfg = self.cfg
-        kw = self.g_kwargs()
         self.D.requires_grad_(False)
         try:
             with parallel.autocast(cfg.train.precision, self.device):
-                fake, self._pending_fake = self._pending_fake, None
+                fake, kw, self._pending_fake = self._pending_fake, self._pending_kw, None
                 if fake is None:
+                    kw = self.fake_kwargs(cfg.train.batch_size)
                     fake = self.g_forward(self.latent(cfg.train.batch_size), **kw)
-                loss = losses.generator_loss(cfg.loss.kind, self.d_forward(self.augmented(fake), **kw))
+                loss = self._g_objective(self.augmented(fake), kw)
             self.opt_g.zero_grad(set_to_none=True)
             self.scaler_g.scale(loss).backward()
             self.scaler_g.step(self.opt_g)
@@ -223,6 +195,15 @@ class Trainer(TrainerState, RecoveryMixin, OutputsMixin):
         self.recorder.record("loss_g", loss.detach())
         if self.G_ema is not None:
             update_ema(self.G_ema, self.G, ema_beta(cfg.train.batch_size * self.dist.world, cfg.train.ema))
+
+    def _g_objective(self, fake: Tensor, kw: dict[str, Any]) -> Tensor:
+        """G's loss through D (plus AC-GAN's class cross-entropy on the requested labels)."""
+        cfg = self.cfg
+        if getattr(self.D, "mode", None) == "acgan":
+            logits, class_logits = self.D.forward_with_classes(fake)
+            return (losses.generator_loss(cfg.loss.kind, logits)
+                    + cfg.loss.acgan_weight * losses.class_loss(class_logits, kw["y"]))
+        return losses.generator_loss(cfg.loss.kind, self.d_forward(fake, **kw))
 
     def train_step(self) -> None:
         """n_critic D steps, then one G step."""

@@ -10,7 +10,7 @@ import torch
 
 from ganstab.export import generator_meta, save_generator
 from ganstab.rundir import BEST_EVAL_FILE, append_jsonl, atomic_write
-from ganstab.sampling import generate, save_image_grid, save_scatter
+from ganstab.sampling import class_rows, generate, save_image_grid, save_scatter
 from ganstab.training.interfaces import Divergence
 from ganstab.training.recorder import clean_record
 
@@ -24,8 +24,14 @@ class OutputsMixin:
         """Sample grid (images) or scatter plot (points) from the fixed noise batch (rank 0 only)."""
         if not self.dist.is_main:
             return None
-        samples = generate(self.sampler_net(), self.fixed_z, **self.g_kwargs())
         path = self.run_dir.sample(self.step)
+        if self.num_classes:  # one row per class
+            labels = class_rows(self.num_classes, len(self.fixed_z))
+            samples = generate(self.sampler_net(), self.fixed_z[:len(labels)], labels=labels, **self.g_kwargs())
+            if self.data.kind != "points":
+                return save_image_grid(samples, path, nrow=len(labels) // self.num_classes)
+        else:
+            samples = generate(self.sampler_net(), self.fixed_z, **self.g_kwargs())
         if self.data.kind == "points":
             return save_scatter(samples, path, self.data.centers, title=f"step {self.step}")
         return save_image_grid(samples, path)
@@ -33,7 +39,7 @@ class OutputsMixin:
     def export(self, folder: Optional[Path] = None) -> Path:
         """Write the sampling network (EMA weights when enabled) as generator.safetensors + generator.json."""
         meta = generator_meta(self.cfg, self.shape, self.data.kind, self.G_ema is not None, self.step,
-                              self.images_seen, self.g_kwargs())
+                              self.images_seen, self.g_kwargs(), self.num_classes, self.data.class_names)
         return save_generator(folder if folder is not None else self.out, self.sampler_net(), meta)
 
     def evaluate(self) -> Optional[dict[str, Any]]:

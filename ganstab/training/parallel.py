@@ -130,8 +130,9 @@ def barrier(ctx: DistContext) -> None:
 class CriticPass(nn.Module):
     """Every D evaluation of one D step in a single module call, so DDP sees one forward per backward.
 
-    Returns (d_real, d_fake, gp, r1); gp/r1 are None when not requested. The penalties are the
-    pure functions of `ganstab.penalties`; this module only groups the calls.
+    Returns (d_real, d_fake, gp, r1, classes); gp/r1 are None when not requested, classes holds the
+    class logits on reals and fakes of an AC-GAN discriminator (None otherwise). The penalties are
+    the pure functions of `ganstab.penalties`; this module only groups the calls.
     """
 
     def __init__(self, discriminator: nn.Module) -> None:
@@ -140,20 +141,25 @@ class CriticPass(nn.Module):
 
     def forward(self, real: Tensor, fake: Tensor, gp_alpha: Optional[Tensor] = None, gp_target: float = 1.0,
                 r1: bool = False, scale: float | Tensor = 1.0, d_kwargs: Optional[dict[str, Any]] = None,
-                ) -> tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
-        """D logits on reals and fakes plus the requested penalties."""
+                ) -> tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor], Optional[tuple[Tensor, Tensor]]]:
+        """D logits on reals and fakes plus the requested penalties (and AC-GAN class logits)."""
         kw = d_kwargs or {}
 
         def critic(x: Tensor) -> Tensor:
             return self.D(x, **kw)
 
-        d_real = critic(real)
-        d_fake = critic(fake)
+        classes = None
+        if getattr(self.D, "mode", None) == "acgan":
+            (d_real, real_cls), (d_fake, fake_cls) = self.D.forward_with_classes(real), self.D.forward_with_classes(fake)
+            classes = (real_cls, fake_cls)
+        else:
+            d_real = critic(real)
+            d_fake = critic(fake)
         gp = None
         if gp_alpha is not None:
             gp = penalties.gradient_penalty(critic, real, fake, gp_target, alpha=gp_alpha, scale=scale)
         r1_value = penalties.r1_penalty(critic, real, scale=scale) if r1 else None
-        return d_real, d_fake, gp, r1_value
+        return d_real, d_fake, gp, r1_value, classes
 
 
 def wrap_ddp(module: nn.Module, ctx: DistContext, device: torch.device) -> nn.Module:

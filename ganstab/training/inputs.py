@@ -1,0 +1,79 @@
+"""What every step of the Trainer consumes: real batches and their labels, latents, GP alphas, augmentation.
+
+Every draw is a pure function of a counter (data batches) or comes from a checkpointed generator
+(latents, labels of fakes, GP coefficients, augmentation parameters), and under DDP each rank takes
+its slice of the global batch, so a resumed or distributed run follows the same trajectory.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import Tensor
+
+from ganstab.augment import augment
+from ganstab.models.conditional import label_distribution, sample_labels
+
+__all__ = ["InputsMixin"]
+
+
+class InputsMixin:
+    """Mixin of the Trainer: batches, labels, latents, alphas and the augmentation of everything D sees."""
+
+    def _label_probs(self) -> Optional[Tensor]:
+        """Class probabilities of G's labels: the data's class frequencies, or uniform (`model.label_sampling`)."""
+        if not self.num_classes:
+            return None
+        balanced = self.cfg.model.label_sampling == "balanced"
+        return label_distribution(self.data.labels, self.num_classes, balanced).to(self.device)
+
+    def real_labels(self) -> Tensor:
+        """Labels of the last real batch (this rank's slice), row for row."""
+        size = self.cfg.train.batch_size
+        return self.data.rank_labels(self.batch_index - 1, size, self.dist.rank, self.dist.world, self.device)
+
+    def fake_kwargs(self, n: int) -> dict[str, Any]:
+        """G's and D's arguments for n fresh fakes: a conditional run samples their labels (checkpointed generator)."""
+        kw = self.g_kwargs()
+        if self.num_classes:
+            kw["y"] = self._shard(sample_labels(n * self.dist.world, self.label_probs, self.gen))
+        return kw
+
+    def _shard(self, tensor: Tensor) -> Tensor:
+        """This rank's slice of a global batch."""
+        if not self.dist.active:
+            return tensor
+        per = tensor.shape[0] // self.dist.world
+        return tensor[self.dist.rank * per:(self.dist.rank + 1) * per]
+
+    def real_batch(self) -> Tensor:
+        """The next real batch (fresh for every D step; this rank's slice of the global batch)."""
+        size = self.cfg.train.batch_size
+        batch = self.data.rank_batch(self.batch_index, size, self.dist.rank, self.dist.world, self.device)
+        self.batch_index += 1
+        self.images_seen += size * self.dist.world
+        return batch.contiguous(memory_format=self.memory_format) if batch.dim() == 4 else batch
+
+    def latent(self, n: int) -> Tensor:
+        """This rank's slice of n * world latent codes from the run's own generator (checkpointed)."""
+        z = torch.randn(n * self.dist.world, self.cfg.model.latent_dim, device=self.device, generator=self.gen)
+        return self._shard(z)
+
+    def latent_local(self, n: int) -> Tensor:
+        """Latent codes that do not advance the run's generator (for probes)."""
+        return torch.randn(n, self.cfg.model.latent_dim, device=self.device)
+
+    def gp_alpha(self, n: int) -> Tensor:
+        """This rank's slice of the global interpolation coefficients for the gradient penalty."""
+        return self._shard(torch.rand(n * self.dist.world, device=self.device, generator=self.gen))
+
+    def augment_p(self) -> float:
+        """The augmentation probability now: ADA's adapted p, else `augment.p`."""
+        return self.ada.p if self.ada is not None else self.cfg.augment.p
+
+    def augmented(self, images: Tensor) -> Tensor:
+        """Everything D sees goes through the same differentiable augmentation (identity without a policy)."""
+        if not self.policy:
+            return images
+        return augment(images, self.policy, self.aug_gen, self.augment_p())
