@@ -107,6 +107,13 @@ def only(findings: list[Finding], code: str) -> Finding:
 
 
 CFG = DoctorConfig()
+# the same windows at this file's log interval of 100 steps: the former record counts x 100
+# (the defaults are those counts x 50, the default log.every)
+CFG100 = DoctorConfig(
+    explosion_window_steps=5000, explosion_min_history_steps=1000, explosion_patience_steps=200,
+    drift_window_steps=2000, d_acc_window_steps=2000, vanish_early_steps=2000, vanish_patience_steps=500,
+    osc_window_steps=2000, osc_patience_steps=1000, rearm_steps=2000,
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,7 +175,7 @@ def test_explosion_fires_on_grad_norm_spike() -> None:
     records = healthy_training(n=150)
     for i in range(100, 105):
         records[i]["grad_norm_d"] *= 1000.0
-    finding = only(detect_explosion(records, CFG, NS), "divergence.explosion")
+    finding = only(detect_explosion(records, CFG100, NS), "divergence.explosion")
     assert finding.metric == "grad_norm_d"
     assert finding.severity == "error"
     assert (finding.start_step, finding.end_step) == (10100, 10500)
@@ -183,7 +190,7 @@ def test_explosion_fires_on_negative_wasserstein_loss() -> None:
         record["loss_d"] = -2.0 + 0.3 * math.sin(i)
     for i in range(90, 95):
         records[i]["loss_d"] = -500.0
-    finding = only(detect_explosion(records, CFG, WGAN), "divergence.explosion")
+    finding = only(detect_explosion(records, CFG100, WGAN), "divergence.explosion")
     assert finding.metric == "loss_d"
     assert finding.evidence["value"] == -500.0
     assert (finding.start_step, finding.end_step) == (9100, 9500)
@@ -192,7 +199,7 @@ def test_explosion_fires_on_negative_wasserstein_loss() -> None:
 def test_explosion_ignores_single_spike() -> None:
     records = healthy_training(n=150)
     records[100]["grad_norm_d"] *= 1000.0  # one record: below explosion_patience=2
-    assert detect_explosion(records, CFG) == []
+    assert detect_explosion(records, CFG100) == []
 
 
 def wasserstein_drift(n: int = 120, start: int = 40) -> list[dict]:
@@ -208,7 +215,7 @@ def wasserstein_drift(n: int = 120, start: int = 40) -> list[dict]:
 
 def test_critic_drift_fires_for_wasserstein() -> None:
     records = wasserstein_drift()
-    finding = only(detect_critic_drift(records, CFG, WGAN), "divergence.critic_drift")
+    finding = only(detect_critic_drift(records, CFG100, WGAN), "divergence.critic_drift")
     assert finding.severity == "warning"
     assert not is_divergence(finding)
     # |d| first exceeds 100 at record 88 (10*1.05**48); the window reaches 19 records back
@@ -225,8 +232,8 @@ def test_critic_drift_silent_for_bounded_outputs_and_other_losses() -> None:
     for record in records:  # large but stationary outputs
         record["d_real"] = 500.0 + rng.gauss(0, 5)
         record["d_fake"] = -500.0 + rng.gauss(0, 5)
-    assert detect_critic_drift(records, CFG, WGAN) == []
-    assert detect_critic_drift(wasserstein_drift(), CFG, NS) == []
+    assert detect_critic_drift(records, CFG100, WGAN) == []
+    assert detect_critic_drift(wasserstein_drift(), CFG100, NS) == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,7 +250,7 @@ def overpowered(n: int = 100, first: int = 19, last: int = 59) -> list[dict]:
 
 
 def test_d_overpowers_fires_with_step_range_and_advice() -> None:
-    finding = only(detect_d_overpowers(overpowered(), CFG, NS), "d_overpowers")
+    finding = only(detect_d_overpowers(overpowered(), CFG100, NS), "d_overpowers")
     assert finding.severity == "warning"
     assert (finding.start_step, finding.end_step) == (2000, 6000)
     assert finding.evidence["d_acc_mean"] == pytest.approx((21 * 0.995 + 20 * 1.0) / 41)
@@ -253,18 +260,18 @@ def test_d_overpowers_fires_with_step_range_and_advice() -> None:
 
 
 def test_d_overpowers_advice_follows_context() -> None:
-    hinge = only(detect_d_overpowers(overpowered(), CFG, HINGE), "d_overpowers")
+    hinge = only(detect_d_overpowers(overpowered(), CFG100, HINGE), "d_overpowers")
     assert "real_label" not in hinge.advice and "smooth" not in hinge.advice
     assert "model.d_norm=spectral" not in hinge.advice  # already spectral
     assert "train.n_critic=1" not in hinge.advice  # already 1
     smoothed = dict(NS, real_label=0.9, n_critic=5)
-    advice = only(detect_d_overpowers(overpowered(), CFG, smoothed), "d_overpowers").advice
+    advice = only(detect_d_overpowers(overpowered(), CFG100, smoothed), "d_overpowers").advice
     assert "real_label" not in advice and "train.n_critic=1" in advice
 
 
 def test_d_overpowers_silent_when_short_or_wasserstein() -> None:
-    assert detect_d_overpowers(overpowered(first=19, last=30), CFG, NS) == []
-    assert detect_d_overpowers(overpowered(), CFG, WGAN) == []
+    assert detect_d_overpowers(overpowered(first=19, last=30), CFG100, NS) == []
+    assert detect_d_overpowers(overpowered(), CFG100, WGAN) == []
 
 
 def vanishing(n: int = 140, first: int = 100) -> list[dict]:
@@ -277,7 +284,7 @@ def vanishing(n: int = 140, first: int = 100) -> list[dict]:
 
 
 def test_vanishing_g_grad_fires() -> None:
-    finding = only(detect_vanishing_g_grad(vanishing(), CFG, {"loss_kind": "minimax"}), "vanishing_g_grad")
+    finding = only(detect_vanishing_g_grad(vanishing(), CFG100, {"loss_kind": "minimax"}), "vanishing_g_grad")
     assert finding.severity == "warning"
     assert (finding.start_step, finding.end_step) == (10100, 14000)
     assert finding.evidence["ratio"] > 500.0
@@ -289,8 +296,8 @@ def test_vanishing_g_grad_silent_when_d_does_not_win() -> None:
     records = vanishing()
     for record in records[100:]:
         record["d_acc"] = 0.7
-    assert detect_vanishing_g_grad(records, CFG, NS) == []
-    assert detect_vanishing_g_grad(vanishing(), CFG, WGAN) == []
+    assert detect_vanishing_g_grad(records, CFG100, NS) == []
+    assert detect_vanishing_g_grad(vanishing(), CFG100, WGAN) == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -390,7 +397,7 @@ def growing_oscillation(n: int = 200, start: int = 80) -> list[dict]:
 
 
 def test_oscillation_fires_on_growing_amplitude() -> None:
-    finding = only(detect_oscillation(growing_oscillation(), CFG, NS), "oscillation")
+    finding = only(detect_oscillation(growing_oscillation(), CFG100, NS), "oscillation")
     assert finding.severity == "warning" and finding.metric == "loss_d"
     # first flagged at record 122 (patience 10 after the growth shows in all three windows);
     # the reported range starts with the first of its three 20-record windows
@@ -403,7 +410,7 @@ def test_oscillation_silent_on_constant_amplitude() -> None:
     records = healthy_training(n=200)
     for i, record in enumerate(records):
         record["loss_d"] = 1.2 + 0.5 * math.sin(2 * math.pi * i / 6)
-    assert detect_oscillation(records, CFG) == []
+    assert detect_oscillation(records, CFG100) == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -452,7 +459,7 @@ def feed(tracker: Tracker, records: list[dict]) -> list[tuple[int, Finding]]:
 
 
 def test_tracker_reports_once_per_episode() -> None:
-    reported = feed(Tracker(CFG, NS), overpowered(n=100))
+    reported = feed(Tracker(CFG100, NS), overpowered(n=100))
     assert [(step, f.code) for step, f in reported] == [(3900, "d_overpowers")]
     assert reported[0][1].start_step == 2000
 
@@ -463,14 +470,14 @@ def test_tracker_rearms_only_after_clear_window() -> None:
     for first, last in episodes:
         for i in range(first, last + 1):
             records[i]["d_acc"] = 1.0
-    reported = feed(Tracker(CFG, NS), records)
+    reported = feed(Tracker(CFG100, NS), records)
     assert [(step, f.code, f.start_step) for step, f in reported] == [
         (3900, "d_overpowers", 2000), (15000, "d_overpowers", 13100)]
 
 
 def test_tracker_reports_severity_escalation() -> None:
     records = evals_of("eval_coverage", [0.5, 0.8, 0.9, 0.75, 0.74, 0.5, 0.5])
-    reported = feed(Tracker(CFG, NS), records)
+    reported = feed(Tracker(CFG100, NS), records)
     assert [(step, f.severity) for step, f in reported] == [(5000, "warning"), (6000, "error")]
 
 
@@ -484,16 +491,16 @@ def test_tracker_matches_diagnose_and_round_trips_state() -> None:
     evals = evals_of("eval_diversity", [0.9] * 5 + [0.3] * 5 + [0.9] * 20)
     records = merged(training, evals)
 
-    uninterrupted = feed(Tracker(CFG, NS), records)
+    uninterrupted = feed(Tracker(CFG100, NS), records)
     keys = {f.key for _, f in uninterrupted}
-    assert keys == {f.key for f in diagnose(records, CFG, NS)}
+    assert keys == {f.key for f in diagnose(records, CFG100, NS)}
     assert len(uninterrupted) == len(keys)
 
     cut = len(records) // 2
-    first = Tracker(CFG, NS)
+    first = Tracker(CFG100, NS)
     before = feed(first, records[:cut])
     state = json.loads(json.dumps(first.state_dict()))  # plain JSON values only
-    resumed = Tracker(CFG, NS)
+    resumed = Tracker(CFG100, NS)
     resumed.load_state_dict(state)
     after = feed(resumed, records[cut:])
     as_dicts = lambda pairs: [(step, f.to_dict()) for step, f in pairs]  # noqa: E731
@@ -502,7 +509,7 @@ def test_tracker_matches_diagnose_and_round_trips_state() -> None:
 
 
 def test_tracker_history_is_bounded_and_keeps_early_baseline() -> None:
-    cfg = DoctorConfig(tracker_history=60)
+    cfg = CFG100.model_copy(update={"tracker_history": 60})
     tracker = Tracker(cfg, {"loss_kind": "minimax"})
     reported = feed(tracker, vanishing(n=200, first=150))
     assert len(tracker.state_dict()["train"]) == 60
@@ -511,7 +518,7 @@ def test_tracker_history_is_bounded_and_keeps_early_baseline() -> None:
 
 
 def test_tracker_accepts_raw_nan_and_rollback() -> None:
-    tracker = Tracker(CFG, NS)
+    tracker = Tracker(CFG100, NS)
     feed(tracker, healthy_training(n=30))
     new = tracker.update({"step": 3100, "loss_d": float("nan"), "loss_g": 1.0, "d_acc": 0.7})
     assert [f.code for f in new] == ["divergence.nonfinite"] and is_divergence(new[0])
@@ -592,7 +599,7 @@ def test_diagnose_run_reads_context_from_config(tmp_path) -> None:
 
 
 def test_format_report_lists_each_finding() -> None:
-    findings = diagnose(merged(overpowered(), evals_of("eval_diversity", [0.9, 0.9, 0.2, 0.2])), CFG, NS)
+    findings = diagnose(merged(overpowered(), evals_of("eval_diversity", [0.9, 0.9, 0.2, 0.2])), CFG100, NS)
     report = format_report(findings)
     assert report.startswith("2 findings (1 error, 1 warning)")
     assert "WARNING  d_overpowers  steps 2000-6000" in report
