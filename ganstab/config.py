@@ -156,6 +156,18 @@ class ProgressiveConfig(_Section):
     grow: bool = True  # false: the same networks trained at full size from the start (for comparisons)
 
 
+# former doctor windows counted training records; a config naming one is read as count x the
+# default log.every (50) G steps under the new name
+LEGACY_LOG_EVERY = 50
+LEGACY_DOCTOR_WINDOWS: dict[str, str] = {
+    "explosion_window": "explosion_window_steps", "explosion_min_history": "explosion_min_history_steps",
+    "explosion_patience": "explosion_patience_steps", "drift_window": "drift_window_steps",
+    "d_acc_window": "d_acc_window_steps", "vanish_early_records": "vanish_early_steps",
+    "vanish_patience": "vanish_patience_steps", "osc_window": "osc_window_steps",
+    "osc_patience": "osc_patience_steps", "rearm_records": "rearm_steps",
+}
+
+
 class DoctorConfig(_Section):
     """Thresholds and windows of the stability doctor (`doctor.*`); each default is a conservative start.
 
@@ -294,6 +306,21 @@ class DoctorConfig(_Section):
     # evaluations an evaluation-line finding must stay clear before it can be reported again
     rearm_evals: int = 2
 
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_windows(cls, data: Any) -> Any:
+        """Read a former record-count window (a config.yaml of an older run) as count x 50 G steps."""
+        if not isinstance(data, Mapping):
+            return data
+        renamed = {old: new for old, new in LEGACY_DOCTOR_WINDOWS.items() if old in data and new not in data}
+        if not renamed:
+            return data
+        data = dict(data)
+        for old, new in renamed.items():
+            value = data.pop(old)
+            data[new] = value * LEGACY_LOG_EVERY if isinstance(value, int) and not isinstance(value, bool) else value
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> "DoctorConfig":
         """Windows positive, factors above 1, fractions in [0, 1], error thresholds beyond warnings."""
@@ -343,7 +370,7 @@ class DoctorConfig(_Section):
     def from_dict(cls, data: Mapping[str, Any]) -> "DoctorConfig":
         """Build from a (partial) dict; an unknown key is a ValueError that lists the known ones."""
         known = set(cls.model_fields)
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(data) - known - set(LEGACY_DOCTOR_WINDOWS))
         if unknown:
             raise ValueError(f"unknown doctor keys {unknown}; known: {sorted(known)}")
         return cls(**dict(data))

@@ -218,8 +218,8 @@ def test_critic_drift_fires_for_wasserstein() -> None:
     finding = only(detect_critic_drift(records, CFG100, WGAN), "divergence.critic_drift")
     assert finding.severity == "warning"
     assert not is_divergence(finding)
-    # |d| first exceeds 100 at record 88 (10*1.05**48); the window reaches 19 records back
-    assert finding.start_step == (88 - 19 + 1) * EVERY
+    # |d| first exceeds 100 at record 88 (step 8900, 10*1.05**48); its 2000-step window covers steps 6901-8900
+    assert finding.start_step == 8900 - 2000 + 1
     assert finding.end_step == 120 * EVERY
     assert finding.evidence["d_real"] > 100.0 and finding.evidence["d_fake"] < -100.0
     assert finding.evidence["increase_frac"] >= 0.8
@@ -400,8 +400,8 @@ def test_oscillation_fires_on_growing_amplitude() -> None:
     finding = only(detect_oscillation(growing_oscillation(), CFG100, NS), "oscillation")
     assert finding.severity == "warning" and finding.metric == "loss_d"
     # first flagged at record 122 (patience 10 after the growth shows in all three windows);
-    # the reported range starts with the first of its three 20-record windows
-    assert (finding.start_step, finding.end_step) == (6400, 20000)
+    # the reported range starts with the first G step of its three 2000-step windows (12300 - 6000 + 1)
+    assert (finding.start_step, finding.end_step) == (6301, 20000)
     assert finding.evidence["growth"] >= 1.5 ** 2
     assert "penalty.r1=10" in finding.advice
 

@@ -179,6 +179,7 @@ def detect_critic_drift(records: Records, cfg: DoctorConfig, context: Context = 
     Signal: |d_real| and |d_fake| both above `cfg.drift_threshold` and each increasing in at
     least `drift_monotone_frac` of record-to-record steps over the records of the last
     `drift_window_steps` G steps (at least `drift_min_records` of them).
+    The finding starts at the first G step of the window of its first flagged record.
     The Wasserstein critic is only defined up to a constant, so its outputs can drift together;
     Karras et al. 2018 (progressive GAN) add a drift penalty 0.001·D(real)² for this reason.
     Runs for Wasserstein losses and when the loss is unknown; other losses anchor the logits.
@@ -190,6 +191,7 @@ def detect_critic_drift(records: Records, cfg: DoctorConfig, context: Context = 
     if len(train) < cfg.drift_min_records:
         return []
     steps = [step_of(r) for r in train]
+    interval = log_interval(steps)
     real = [abs(float(r["d_real"])) for r in train]
     fake = [abs(float(r["d_fake"])) for r in train]
     # prefix counts of increases: up[i] = number of j in 1..i with a[j] > a[j-1]
@@ -215,7 +217,9 @@ def detect_critic_drift(records: Records, cfg: DoctorConfig, context: Context = 
         )
     findings = []
     for first, last in runs(flags):
-        start, end = steps[window_first[first]], steps[last]
+        # the first G step the window covers (a record at step s covers the interval's steps up to s)
+        start = max(steps[first] - cfg.drift_window_steps, steps[window_first[first]] - interval) + 1
+        end = steps[last]
         d_real, d_fake = float(train[last]["d_real"]), float(train[last]["d_fake"])
         message = (
             f"Critic outputs drifted to d_real {fmt(d_real)} and d_fake {fmt(d_fake)} (threshold "
@@ -675,6 +679,7 @@ def detect_oscillation(records: Records, cfg: DoctorConfig, context: Context = N
     """
     steps, values = series(training_records(records), cfg.osc_key)
     window, blocks = cfg.osc_window_steps, cfg.osc_blocks
+    interval = log_interval(steps)
     array = np.asarray(values, dtype=np.float64)
     # window ending at record e: records with a step in (steps[e] - window, steps[e]]
     begins = [bisect.bisect_right(steps, step - window) for step in steps]
@@ -710,7 +715,9 @@ def detect_oscillation(records: Records, cfg: DoctorConfig, context: Context = N
         std_last = float(std_by_end[peak])
         std_first = float(std_by_end[peak_chain[0]])
         growth = std_last / std_first if std_first > 0 else float(np.finfo(np.float64).max)
-        start, end = steps[begins[chains[first][0]]], steps[last]
+        # the first G step the oldest window covers (a record at step s covers the interval's steps up to s)
+        start = max(steps[first] - blocks * window, steps[begins[chains[first][0]]] - interval) + 1
+        end = steps[last]
         message = (
             f"The detrended std of {cfg.osc_key} grew from {fmt(std_first)} to {fmt(std_last)} "
             f"({fmt(growth)}x) across {blocks} consecutive windows of {window} steps over steps "
