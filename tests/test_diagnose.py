@@ -21,8 +21,10 @@ from ganstab.diagnose import (
     detect_coverage_drop,
     detect_critic_drift,
     detect_d_overpowers,
+    detect_dead,
     detect_diversity,
     detect_explosion,
+    detect_failed_evaluation,
     detect_modes,
     detect_nonfinite,
     detect_oscillation,
@@ -34,6 +36,7 @@ from ganstab.diagnose import (
     is_divergence,
     read_findings,
     read_records,
+    verdict,
     write_findings,
 )
 
@@ -633,3 +636,224 @@ def test_small_dip_after_all_modes_is_not_collapse():
     found = detect_modes(ring, DoctorConfig(), {"expected_modes": 8})
     assert [(f.code, f.severity, f.start_step, f.end_step) for f in found] == [
         ("mode_collapse.modes", "warning", 3000, 5000)]
+
+
+# ---------------------------------------------------------------------------------------------
+# windows in G steps: the same run logged every 10, 50 and 100 steps is diagnosed alike
+# ---------------------------------------------------------------------------------------------
+
+RUN_STEPS = 10000
+
+
+def _base(step: int) -> dict:
+    """A healthy, deterministic training line at `step` (a smooth function of the step)."""
+    return {
+        "step": step, "d_steps": step,
+        "loss_d": 1.2 + 0.1 * math.sin(step / 77), "loss_g": 1.0 + 0.2 * math.cos(step / 53),
+        "d_real": 0.5 + 0.1 * math.sin(step / 31), "d_fake": -0.5 + 0.1 * math.cos(step / 29),
+        "d_acc": 0.7 + 0.05 * math.sin(step / 91),
+        "grad_norm_d": 5.0 * math.exp(0.3 * math.sin(step / 61)),
+        "grad_norm_g": 1.0 * math.exp(0.3 * math.cos(step / 47)),
+    }
+
+
+def _nonfinite(r: dict) -> None:
+    if 6020 <= r["step"] <= 6330:
+        r["loss_d"] = None
+        r["nonfinite"] = ["loss_d"]
+
+
+def _explosion(r: dict) -> None:
+    if 7020 <= r["step"] <= 7430:
+        r["grad_norm_d"] *= 1000.0
+
+
+def _drift(r: dict) -> None:
+    level = 10.0 * math.exp(max(0, r["step"] - 4000) / 1000)
+    r["d_real"], r["d_fake"] = level, -level - 2.0
+
+
+def _dead(r: dict) -> None:
+    if r["step"] >= 8020:
+        r["grad_norm_g"] = 0.0
+
+
+def _overpowered(r: dict) -> None:
+    if 3020 <= r["step"] <= 5530:
+        r["d_acc"] = 1.0
+
+
+def _vanishing(r: dict) -> None:
+    if r["step"] >= 7020:
+        r["grad_norm_g"], r["d_acc"] = 1e-3, 0.999
+
+
+def _oscillating(r: dict) -> None:
+    amplitude = 0.02 * 2.0 ** (max(0, r["step"] - 4000) / 1000)
+    r["loss_d"] = 1.2 + amplitude * math.sin(2 * math.pi * r["step"] / 250)
+
+
+# family -> (how a line is changed, context, the codes expected)
+FAMILIES = {
+    "nonfinite": (_nonfinite, NS, ["divergence.nonfinite"]),
+    "explosion": (_explosion, NS, ["divergence.explosion"]),
+    "critic_drift": (_drift, WGAN, ["divergence.critic_drift"]),
+    "dead": (_dead, NS, ["training.dead"]),
+    "d_overpowers": (_overpowered, NS, ["d_overpowers"]),
+    "vanishing": (_vanishing, {"loss_kind": "minimax"}, ["d_overpowers", "vanishing_g_grad"]),
+    "oscillation": (_oscillating, NS, ["oscillation"]),
+}
+
+
+def logged_run(change, every: int) -> list[dict]:
+    """The synthetic run's training lines as written with log.every = `every`."""
+    records = []
+    for step in range(every, RUN_STEPS + 1, every):
+        record = _base(step)
+        change(record)
+        records.append(record)
+    return records
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_same_run_is_diagnosed_alike_at_any_log_interval(family: str) -> None:
+    change, context, codes = FAMILIES[family]
+    by_every = {every: diagnose(logged_run(change, every), CFG, context) for every in (10, 50, 100)}
+    reference = by_every[10]
+    assert sorted(f.code for f in reference) == codes, [f.to_dict() for f in reference]
+    for every, findings in by_every.items():
+        assert [(f.code, f.severity, f.metric) for f in findings] == [
+            (f.code, f.severity, f.metric) for f in reference], (every, [f.to_dict() for f in findings])
+        for finding, expected in zip(findings, reference):
+            assert abs(finding.start_step - expected.start_step) <= every, (every, finding.to_dict())
+            assert abs(finding.end_step - expected.end_step) <= every, (every, finding.to_dict())
+
+
+def test_run_with_fewer_lines_than_former_window_is_diagnosed() -> None:
+    # logged every 500 steps: 3 lines of D winning cover 1500 G steps, past d_acc_window_steps=1000
+    records = [dict(_base(step), d_acc=1.0 if 2000 <= step <= 3000 else 0.7) for step in range(500, 5001, 500)]
+    finding = only(detect_d_overpowers(records, CFG, NS), "d_overpowers")
+    assert (finding.start_step, finding.end_step) == (2000, 3000)
+    assert finding.evidence["records"] == 3
+    # two lines are below d_acc_min_records=3 whatever steps they span
+    records[5]["d_acc"] = 0.7
+    assert detect_d_overpowers(records, CFG, NS) == []
+
+
+def test_legacy_record_count_keys_read_as_steps() -> None:
+    cfg = DoctorConfig.from_dict({"d_acc_window": 20, "osc_window": 10, "rearm_records": 4})
+    assert (cfg.d_acc_window_steps, cfg.osc_window_steps, cfg.rearm_steps) == (1000, 500, 200)
+
+
+# ---------------------------------------------------------------------------------------------
+# dead training
+# ---------------------------------------------------------------------------------------------
+
+
+def test_dead_training_on_zero_grad_norm() -> None:
+    records = healthy_training(n=10)  # steps 100 .. 1000
+    for record in records[4:]:
+        record["grad_norm_d"] = 0.0
+    finding = only(detect_dead(records, CFG, {"loss_kind": "minimax", "d_norm": "none"}), "training.dead")
+    assert finding.severity == "error" and not is_divergence(finding)
+    assert (finding.start_step, finding.end_step) == (500, 1000)
+    assert finding.evidence == {"records": 6, "first_step": 500, "zero_grad_g": 0, "zero_grad_d": 1,
+                                "constant_losses": 0}
+    assert "grad_norm_d < 1e-08" in finding.message
+    for switch in ("optim.g_lr", "optim.d_lr", "loss.kind=nonsaturating", "loss.kind=hinge", "model.d_norm=spectral"):
+        assert switch in finding.advice
+
+
+def test_dead_training_on_constant_losses_and_silent_when_short() -> None:
+    records = healthy_training(n=10)
+    for record in records[6:]:
+        record["loss_d"], record["loss_g"] = 0.6931471805599453, 0.6931471805599453
+    # records 7..10 equal their predecessor (record 6 starts the constant value): steps 800-1000
+    finding = only(detect_dead(records, CFG, NS), "training.dead")
+    assert (finding.start_step, finding.end_step) == (800, 1000)
+    assert finding.evidence["constant_losses"] == 1 and finding.evidence["records"] == 3
+    records[8]["loss_g"] = 0.5  # breaks the run into pieces of one and two records
+    assert detect_dead(records, CFG, NS) == []
+    tiny = healthy_training(n=10)
+    tiny[5]["grad_norm_g"] = 1e-7  # small but not numerically zero
+    assert detect_dead(tiny, CFG, NS) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# failed evaluation, decisive final evaluation
+# ---------------------------------------------------------------------------------------------
+
+
+def test_failed_evaluation_on_images() -> None:
+    evals = [{"step": 1000, "eval_precision": 0.01, "eval_coverage": 0.0},  # early, not final: skipped
+             {"step": 2000, "eval_precision": 0.6, "eval_coverage": 0.5},
+             {"step": 3000, "eval_precision": 0.0344, "eval_coverage": 0.0139},
+             {"step": 4000, "eval_precision": 0.04, "eval_coverage": 0.02}]
+    finding = only(detect_failed_evaluation(evals, CFG, NS), "evaluation.failed")
+    assert (finding.severity, finding.start_step, finding.end_step, finding.metric) == (
+        "error", 3000, 4000, "eval_precision")
+    assert finding.evidence == {"precision": 0.04, "coverage": 0.02, "threshold": 0.05}
+    assert "eval_precision 0.04 and eval_coverage 0.02" in finding.message
+    # precision alone low (sharp but narrow samples) is not a failed evaluation
+    assert detect_failed_evaluation([dict(evals[3], eval_coverage=0.3)], CFG, NS) == []
+
+
+def test_failed_evaluation_single_final_on_points() -> None:
+    final = [{"step": 1000, "eval_modes": 0, "eval_hq_fraction": 0.0}]
+    finding = only(detect_failed_evaluation(final, CFG, {"expected_modes": 8}), "evaluation.failed")
+    assert (finding.severity, finding.start_step, finding.end_step, finding.metric) == (
+        "error", 1000, 1000, "eval_modes")
+    assert finding.evidence == {"modes": 0.0, "expected": 8.0, "threshold": 4.0}
+    # the mode detector agrees: 0 of 8 at the only (final) evaluation is a collapse, even in the warm-up
+    modes = only(detect_modes(final, CFG, {"expected_modes": 8}), "mode_collapse.modes")
+    assert (modes.severity, modes.start_step, modes.end_step) == ("error", 1000, 1000)
+    # all modes but most samples off them: hq_fraction below 0.10
+    off = [{"step": 3000, "eval_modes": 8, "eval_hq_fraction": 0.05}]
+    finding = only(detect_failed_evaluation(off, CFG, {"expected_modes": 8}), "evaluation.failed")
+    assert finding.metric == "eval_hq_fraction" and finding.evidence == {"hq_fraction": 0.05, "threshold": 0.1}
+    assert detect_failed_evaluation([{"step": 3000, "eval_modes": 6, "eval_hq_fraction": 0.5}], CFG,
+                                    {"expected_modes": 8}) == []
+
+
+def test_decisive_final_evaluation_for_class_kl_and_diversity() -> None:
+    assert [(f.severity, f.start_step) for f in detect_diversity(evals_of("eval_diversity", [0.9, 0.2]), CFG)] == [
+        ("error", 2000)]
+    assert [(f.severity, f.start_step) for f in detect_class_kl(evals_of("eval_class_kl", [0.05, 0.9]), CFG)] == [
+        ("error", 2000)]
+    # a final value at warning level alone is not decisive
+    assert detect_diversity(evals_of("eval_diversity", [0.9, 0.6]), CFG) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# explosion scale floor
+# ---------------------------------------------------------------------------------------------
+
+
+def test_loss_swing_near_zero_is_not_divergence_but_1e3_is() -> None:
+    records = healthy_training(n=100)
+    for i, record in enumerate(records):
+        record["loss_d"] = 0.037 + 0.005 * math.sin(i)
+    for i in range(60, 64):
+        records[i]["loss_d"] = 1.93  # a 50x deviation against the median's own scale
+    assert detect_explosion(records, CFG100, NS) == []
+    for i in range(80, 83):
+        records[i]["loss_d"] = 1e3
+    finding = only(detect_explosion(records, CFG100, NS), "divergence.explosion")
+    assert (finding.start_step, finding.end_step, finding.metric) == (8100, 8300, "loss_d")
+    assert finding.evidence["ratio"] == pytest.approx((1e3 - finding.evidence["median"]) / 1.0)
+    records[90]["loss_d"] = None
+    records[90]["nonfinite"] = ["loss_d"]
+    assert only(detect_nonfinite(records, CFG100, NS), "divergence.nonfinite").start_step == 9100
+
+
+# ---------------------------------------------------------------------------------------------
+# verdict
+# ---------------------------------------------------------------------------------------------
+
+
+def test_verdict() -> None:
+    info = Finding("stall", "info", 0, 1)
+    warning = Finding("d_overpowers", "warning", 0, 1)
+    error = Finding("training.dead", "error", 0, 1)
+    assert [verdict([]), verdict([info]), verdict([info, warning]), verdict([warning, error])] == [
+        "healthy", "healthy", "warnings", "failed"]
