@@ -693,15 +693,18 @@ def _oscillating(r: dict) -> None:
     r["loss_d"] = 1.2 + amplitude * math.sin(2 * math.pi * r["step"] / 250)
 
 
-# family -> (how a line is changed, context, the codes expected)
+# family -> (how a line is changed, context, the findings (code, severity, start, end) logged every 10 steps)
 FAMILIES = {
-    "nonfinite": (_nonfinite, NS, ["divergence.nonfinite"]),
-    "explosion": (_explosion, NS, ["divergence.explosion"]),
-    "critic_drift": (_drift, WGAN, ["divergence.critic_drift"]),
-    "dead": (_dead, NS, ["training.dead"]),
-    "d_overpowers": (_overpowered, NS, ["d_overpowers"]),
-    "vanishing": (_vanishing, {"loss_kind": "minimax"}, ["d_overpowers", "vanishing_g_grad"]),
-    "oscillation": (_oscillating, NS, ["oscillation"]),
+    "nonfinite": (_nonfinite, NS, [("divergence.nonfinite", "error", 6020, 6330)]),
+    "explosion": (_explosion, NS, [("divergence.explosion", "error", 7020, 7430)]),
+    # |d| crosses 100 at step 6302.6 (first line 6310); its 1000-step window starts at 5311
+    "critic_drift": (_drift, WGAN, [("divergence.critic_drift", "warning", 5311, 10000)]),
+    "dead": (_dead, NS, [("training.dead", "error", 8020, 10000)]),
+    "d_overpowers": (_overpowered, NS, [("d_overpowers", "warning", 3020, 5530)]),
+    "vanishing": (_vanishing, {"loss_kind": "minimax"}, [
+        ("d_overpowers", "warning", 7020, 10000), ("vanishing_g_grad", "warning", 7020, 10000)]),
+    # the first G step of the three 1000-step windows ending at the first flagged line
+    "oscillation": (_oscillating, NS, [("oscillation", "warning", 3151, 10000)]),
 }
 
 
@@ -717,10 +720,10 @@ def logged_run(change, every: int) -> list[dict]:
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_same_run_is_diagnosed_alike_at_any_log_interval(family: str) -> None:
-    change, context, codes = FAMILIES[family]
+    change, context, expected = FAMILIES[family]
     by_every = {every: diagnose(logged_run(change, every), CFG, context) for every in (10, 50, 100)}
     reference = by_every[10]
-    assert sorted(f.code for f in reference) == codes, [f.to_dict() for f in reference]
+    assert [(f.code, f.severity, f.start_step, f.end_step) for f in reference] == expected
     for every, findings in by_every.items():
         assert [(f.code, f.severity, f.metric) for f in findings] == [
             (f.code, f.severity, f.metric) for f in reference], (every, [f.to_dict() for f in findings])
