@@ -233,9 +233,11 @@ class DoctorConfig(_Section):
     # --- dead training ------------------------------------------------------------------------
     # a grad_norm_g or grad_norm_d below this is numerically zero
     dead_grad_norm: float = 1e-8
-    # G steps over which a zero gradient (or both losses exactly constant) must hold: an error
-    dead_window_steps: int = 200
-    # and at least this many records
+    # a window of this many G steps is dead when at least dead_fraction of its records show a zero
+    # gradient or both losses exactly equal to the previous record's: an error
+    dead_window_steps: int = 500
+    dead_fraction: float = 0.5
+    # records a dead window must hold
     dead_min_records: int = 3
 
     # --- mode collapse (evaluation lines) -------------------------------------------------------
@@ -349,7 +351,7 @@ class DoctorConfig(_Section):
             if getattr(self, name) <= 1.0:
                 raise ValueError(f"doctor.{name} must be > 1, got {getattr(self, name)}")
         for name in ("d_acc_threshold", "vanish_d_acc", "drift_monotone_frac", "modes_error_fraction",
-                     "modes_tolerance", "failed_modes_fraction"):
+                     "modes_tolerance", "failed_modes_fraction", "dead_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"doctor.{name} must lie in [0, 1], got {getattr(self, name)}")
         if self.coverage_error_margin < self.coverage_margin:

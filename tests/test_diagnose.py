@@ -759,23 +759,34 @@ def test_dead_training_on_zero_grad_norm() -> None:
         record["grad_norm_d"] = 0.0
     finding = only(detect_dead(records, CFG, {"loss_kind": "minimax", "d_norm": "none"}), "training.dead")
     assert finding.severity == "error" and not is_divergence(finding)
+    # the 500-step window (300, 700] is the first with half its 5 records dead; its first dead one is 500
     assert (finding.start_step, finding.end_step) == (500, 1000)
-    assert finding.evidence == {"records": 6, "first_step": 500, "zero_grad_g": 0, "zero_grad_d": 1,
+    assert finding.evidence == {"records": 6, "fraction": 0.75, "zero_grad_g": 0, "zero_grad_d": 1,
                                 "constant_losses": 0}
-    assert "grad_norm_d < 1e-08" in finding.message
+    assert "6 of 8 records (75%) show grad_norm_d < 1e-08" in finding.message
     for switch in ("optim.g_lr", "optim.d_lr", "loss.kind=nonsaturating", "loss.kind=hinge", "model.d_norm=spectral"):
         assert switch in finding.advice
+
+
+def test_dead_training_intermittent_revival_is_still_dead() -> None:
+    records = healthy_training(n=10)
+    for index in (1, 2, 4, 6, 8, 9):  # D's gradient zero in 6 of 10 records, briefly revived between
+        records[index]["grad_norm_d"] = 0.0
+    finding = only(detect_dead(records, CFG, NS), "training.dead")
+    assert (finding.start_step, finding.end_step) == (200, 1000)
+    assert finding.evidence["records"] == 6 and finding.evidence["fraction"] == pytest.approx(0.6)
 
 
 def test_dead_training_on_constant_losses_and_silent_when_short() -> None:
     records = healthy_training(n=10)
     for record in records[6:]:
         record["loss_d"], record["loss_g"] = 0.6931471805599453, 0.6931471805599453
-    # records 7..10 equal their predecessor (record 6 starts the constant value): steps 800-1000
+    # steps 800, 900, 1000 equal their predecessor (700 starts the constant value): 3 of the 5 in (500, 1000]
     finding = only(detect_dead(records, CFG, NS), "training.dead")
     assert (finding.start_step, finding.end_step) == (800, 1000)
-    assert finding.evidence["constant_losses"] == 1 and finding.evidence["records"] == 3
-    records[8]["loss_g"] = 0.5  # breaks the run into pieces of one and two records
+    assert finding.evidence == {"records": 3, "fraction": 0.6, "zero_grad_g": 0, "zero_grad_d": 0,
+                                "constant_losses": 1}
+    records[8]["loss_g"] = 0.5  # now only step 800 repeats its predecessor
     assert detect_dead(records, CFG, NS) == []
     tiny = healthy_training(n=10)
     tiny[5]["grad_norm_g"] = 1e-7  # small but not numerically zero

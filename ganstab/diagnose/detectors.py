@@ -254,26 +254,47 @@ def _dead_reasons(record: Mapping[str, Any], previous: Mapping[str, Any] | None,
 def detect_dead(records: Records, cfg: DoctorConfig, context: Context = None) -> list[Finding]:
     """Training that stopped learning: zero gradients or frozen losses over a window. An error.
 
-    Signal: in consecutive training records covering `dead_window_steps` G steps (at least
-    `dead_min_records` records), `grad_norm_g` or `grad_norm_d` below `dead_grad_norm`, or
-    `loss_d` and `loss_g` both exactly equal to the previous record's. A network whose gradient
-    is exactly zero (dead ReLUs, saturated sigmoids after a too-large step) never recovers on its
-    own; every later step is wasted.
+    Signal: a training record is dead when `grad_norm_g` or `grad_norm_d` is below
+    `dead_grad_norm`, or `loss_d` and `loss_g` both equal the previous record's exactly. A
+    window of the last `dead_window_steps` G steps (shorter at the start of a run; at least
+    `dead_min_records` records) is dead when at least `dead_fraction` of its records are; an episode (dead windows less than
+    a window apart) runs from the first dead record of its first dead window to the last of its last. A network whose gradient is exactly
+    zero (dead ReLUs, a saturated sigmoid after a too-large step) does not recover on its own,
+    even when a lucky batch briefly revives it.
     """
     train = training_records(records)
     reasons = [_dead_reasons(r, train[i - 1] if i else None, cfg) for i, r in enumerate(train)]
     steps = [step_of(r) for r in train]
+    dead_before = [0]  # prefix counts of dead records
+    for found in reasons:
+        dead_before.append(dead_before[-1] + bool(found))
+    window_first = [bisect.bisect_right(steps, step - cfg.dead_window_steps) for step in steps]
+    flags = []
+    for end, first in enumerate(window_first):
+        count = end - first + 1
+        dead = dead_before[end + 1] - dead_before[first]
+        flags.append(count >= cfg.dead_min_records and dead >= cfg.dead_fraction * count)
+    episodes: list[tuple[int, int]] = []
+    for first, last in runs(flags):  # dead windows less than a window apart are one episode
+        if episodes and steps[first] - steps[episodes[-1][1]] <= cfg.dead_window_steps:
+            episodes[-1] = (episodes[-1][0], last)
+        else:
+            episodes.append((first, last))
     findings = []
-    for first, last in long_runs(steps, [bool(r) for r in reasons], cfg.dead_window_steps, cfg.dead_min_records):
-        names = sorted({name for found in reasons[first:last + 1] for name in found})
-        count = last - first + 1
-        start, end = steps[first], steps[last]
+    for first, last in episodes:
+        dead_indices = [i for i in range(window_first[first], last + 1) if reasons[i]]
+        names = sorted({name for i in dead_indices for name in reasons[i]})
+        start, end = steps[dead_indices[0]], steps[dead_indices[-1]]
+        covered = last - window_first[first] + 1
+        fraction = len(dead_indices) / covered
         shown = ", ".join(n if n == "constant losses" else f"{n} < {fmt(cfg.dead_grad_norm)}" for n in names)
         message = (
-            f"Training is dead over steps {start}-{end} ({count} records): {shown}."
+            f"Training is dead over steps {start}-{end}: {len(dead_indices)} of {covered} records "
+            f"({fraction:.0%}) show {shown}."
         )
-        evidence = {"records": count, "first_step": start, "zero_grad_g": int("grad_norm_g" in names),
-                    "zero_grad_d": int("grad_norm_d" in names), "constant_losses": int("constant losses" in names)}
+        evidence = {"records": len(dead_indices), "fraction": fraction,
+                    "zero_grad_g": int("grad_norm_g" in names), "zero_grad_d": int("grad_norm_d" in names),
+                    "constant_losses": int("constant losses" in names)}
         findings.append(_finding("training.dead", "error", start, end, evidence, message, context))
     return findings
 
