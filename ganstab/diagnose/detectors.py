@@ -673,18 +673,19 @@ def detect_stall(records: Records, cfg: DoctorConfig, context: Context = None) -
     return findings
 
 
-def _detrended_std(values: np.ndarray) -> float:
-    """Spread of the residual of a least-squares line through `values` (equally spaced records).
+def _detrended_stds(values: np.ndarray, window: int) -> np.ndarray:
+    """Spread of the residual of a least-squares line over each run of `window` consecutive values.
 
     The spread is sqrt(pi/2) * mean |residual| (equal to the std for Gaussian noise, and less
-    swayed by single outliers).
+    swayed by single outliers); entry j covers values[j : j + window].
     """
-    t = np.arange(len(values), dtype=np.float64)
+    blocks = np.lib.stride_tricks.sliding_window_view(values, window)
+    t = np.arange(window, dtype=np.float64)
     t -= t.mean()
-    centred = values - values.mean()
+    centred = blocks - blocks.mean(axis=1, keepdims=True)
     slope = centred @ t / (t @ t)
-    residual = centred - slope * t
-    return float(np.sqrt(np.pi / 2) * np.abs(residual).mean())
+    residual = centred - slope[:, None] * t[None, :]
+    return np.sqrt(np.pi / 2) * np.abs(residual).mean(axis=1)
 
 
 def detect_oscillation(records: Records, cfg: DoctorConfig, context: Context = None) -> list[Finding]:
@@ -702,12 +703,18 @@ def detect_oscillation(records: Records, cfg: DoctorConfig, context: Context = N
     window, blocks = cfg.osc_window_steps, cfg.osc_blocks
     interval = log_interval(steps)
     array = np.asarray(values, dtype=np.float64)
-    # window ending at record e: records with a step in (steps[e] - window, steps[e]]
+    # window ending at record e: records with a step in (steps[e] - window, steps[e]]; only full
+    # windows (not cut by the start of the run) with at least osc_min_records records count
     begins = [bisect.bisect_right(steps, step - window) for step in steps]
-    std_by_end = [
-        _detrended_std(array[begin:end + 1]) if end - begin + 1 >= cfg.osc_min_records else None
-        for end, begin in enumerate(begins)
-    ]
+    std_by_end: list[float | None] = [None] * len(values)
+    by_length: dict[int, list[int]] = {}
+    for end, begin in enumerate(begins):
+        if end - begin + 1 >= cfg.osc_min_records and steps[end] - window >= steps[0] - interval:
+            by_length.setdefault(end - begin + 1, []).append(end)
+    for length, ends in by_length.items():  # one vectorised pass per window length (one when logging is regular)
+        stds = _detrended_stds(array, length)
+        for end in ends:
+            std_by_end[end] = float(stds[begins[end]])
 
     def chain(end: int) -> list[int] | None:
         """End indices of the `blocks` consecutive windows ending at record `end`, oldest first."""
