@@ -171,11 +171,26 @@ class ProgressiveConfig(_Section):
     grow: bool = True  # false: the same networks trained at full size from the start (for comparisons)
 
 
+# former doctor windows counted training records; a config naming one is read as count x the
+# default log.every (50) G steps under the new name
+LEGACY_LOG_EVERY = 50
+LEGACY_DOCTOR_WINDOWS: dict[str, str] = {
+    "explosion_window": "explosion_window_steps", "explosion_min_history": "explosion_min_history_steps",
+    "explosion_patience": "explosion_patience_steps", "drift_window": "drift_window_steps",
+    "d_acc_window": "d_acc_window_steps", "vanish_early_records": "vanish_early_steps",
+    "vanish_patience": "vanish_patience_steps", "osc_window": "osc_window_steps",
+    "osc_patience": "osc_patience_steps", "rearm_records": "rearm_steps",
+}
+
+
 class DoctorConfig(_Section):
     """Thresholds and windows of the stability doctor (`doctor.*`); each default is a conservative start.
 
-    Windows over training lines count training records (one per `log.every` G steps); windows
-    over evaluation lines count evaluations.
+    Windows over training lines are spans of G steps (names end in `_steps`), so a run is
+    diagnosed alike whatever its `log.every`; the span of consecutive records is last step -
+    first step + the log interval, and a statistic that needs several points also asks for a
+    minimum number of records (`*_min_records`). Each default is the former record count x 50,
+    the default `log.every`. Windows over evaluation lines count evaluations.
     """
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_assignment=True, frozen=False)
@@ -189,32 +204,56 @@ class DoctorConfig(_Section):
     explosion_keys: tuple[str, ...] = ("loss_d", "loss_g", "grad_norm_d", "grad_norm_g")
     # |value - running median| must exceed this many times the series' scale to count as exploding
     explosion_factor: float = 10.0
-    # number of earlier non-exploding records in the running median
-    explosion_window: int = 50
-    # records of history needed before the explosion check starts
-    explosion_min_history: int = 10
-    # consecutive exploding records needed for a finding (1 = a single spike fires)
-    explosion_patience: int = 2
+    # floor of that scale, in the series' units: the scale is max(|median|, IQR / 2, this), so a loss
+    # swinging near zero (loss_d 0.04 -> 2) is not a divergence while one reaching 1e3 still is
+    # (every ganstab loss kind lives on an O(1) scale; grad norms too in a healthy run)
+    explosion_scale_floor: float = 1.0
+    # G steps of earlier non-exploding records in the running median
+    explosion_window_steps: int = 2500
+    # G steps of history needed before the explosion check starts
+    explosion_min_history_steps: int = 500
+    # and at least this many records in that history (a median of fewer is noise)
+    explosion_min_records: int = 5
+    # G steps the explosion must last for a finding
+    explosion_patience_steps: int = 100
+    # and at least this many exploding records (a single spike never fires)
+    explosion_patience_records: int = 2
     # |d_real| and |d_fake| must both exceed this for critic drift (Wasserstein-like losses)
     drift_threshold: float = 100.0
-    # trailing records over which the growth of |d_real| and |d_fake| is judged
-    drift_window: int = 20
+    # trailing G steps over which the growth of |d_real| and |d_fake| is judged
+    drift_window_steps: int = 1000
+    # records the drift window must hold (a fraction of increases needs a few)
+    drift_min_records: int = 5
     # fraction of record-to-record increases of |d_real| and |d_fake| that counts as monotone
     drift_monotone_frac: float = 0.8
 
     # --- discriminator overpowering ----------------------------------------------------------
     # D accuracy at or above this is "D wins"
     d_acc_threshold: float = 0.99
-    # consecutive training records of D winning needed for a finding
-    d_acc_window: int = 20
+    # G steps of consecutive training records of D winning needed for a finding
+    d_acc_window_steps: int = 1000
+    # and at least this many records
+    d_acc_min_records: int = 3
     # grad_norm_g below early median / this factor counts as vanishing
     vanish_factor: float = 10.0
-    # first records with a finite grad_norm_g whose median is the reference
-    vanish_early_records: int = 20
+    # first G steps of records with a finite grad_norm_g whose median is the reference
+    vanish_early_steps: int = 1000
+    # records that reference median needs
+    vanish_min_records: int = 3
     # D accuracy at or above this is required alongside the collapsed G gradient
     vanish_d_acc: float = 0.95
-    # consecutive records with a vanished G gradient needed for a finding
-    vanish_patience: int = 5
+    # G steps of consecutive records with a vanished G gradient needed for a finding
+    vanish_patience_steps: int = 250
+
+    # --- dead training ------------------------------------------------------------------------
+    # a grad_norm_g or grad_norm_d below this is numerically zero
+    dead_grad_norm: float = 1e-8
+    # a window of this many G steps is dead when at least dead_fraction of its records show a zero
+    # gradient or both losses exactly equal to the previous record's: an error
+    dead_window_steps: int = 500
+    dead_fraction: float = 0.5
+    # records a dead window must hold
+    dead_min_records: int = 3
 
     # --- mode collapse (evaluation lines) -------------------------------------------------------
     # recall-like metrics whose fall from their best signals lost modes
@@ -242,6 +281,14 @@ class DoctorConfig(_Section):
     # absolute-threshold checks (class_kl, diversity, modes) ignore evaluations before this step
     eval_warmup_steps: int = 2000
 
+    # --- failed evaluation (any evaluation after eval_warmup_steps, and the final one) -----------
+    # images: eval_precision and eval_coverage both at or below this is an evaluation far from the data
+    failed_precision_coverage: float = 0.05
+    # 2-D data with known modes: eval_modes below expected * this is a failed evaluation
+    failed_modes_fraction: float = 0.5
+    # 2-D data: eval_hq_fraction (share of samples near some mode) below this is a failed evaluation
+    failed_hq_fraction: float = 0.10
+
     # --- progress ---------------------------------------------------------------------------
     # main metric for stall detection; None = eval_fd if logged, else eval_modes
     stall_metric: str | None = None
@@ -253,46 +300,73 @@ class DoctorConfig(_Section):
     stall_min_delta: float = 0.01
     # training key whose oscillation is watched
     osc_key: str = "loss_d"
-    # records per window over which the (linearly detrended) std is computed
-    osc_window: int = 20
+    # G steps per window over which the (linearly detrended) std is computed
+    osc_window_steps: int = 1000
+    # records each window must hold (a detrended std needs at least 3)
+    osc_min_records: int = 5
     # consecutive windows whose std must each grow by osc_growth
     osc_blocks: int = 3
     # factor by which each window's std must exceed the previous one's
     osc_growth: float = 1.5
     # the last window's std must be at least this (ignores growth of negligible noise)
     osc_min_std: float = 0.05
-    # consecutive records at which the growth must hold for a finding
-    osc_patience: int = 10
+    # G steps of consecutive records at which the growth must hold for a finding
+    osc_patience_steps: int = 500
 
     # --- incremental tracker ----------------------------------------------------------------
-    # training records kept by the Tracker (bounded history; evaluations are all kept)
+    # training records kept by the Tracker (a memory bound, not a diagnostic window; evaluations
+    # are all kept); it should cover the longest window above at the run's log.every
     tracker_history: int = 500
-    # training records a training-line finding must stay clear before it can be reported again
-    rearm_records: int = 20
+    # a training-line finding is reported again only when its new episode starts more than this
+    # many G steps after the previous one was last active
+    rearm_steps: int = 1000
     # evaluations an evaluation-line finding must stay clear before it can be reported again
     rearm_evals: int = 2
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_windows(cls, data: Any) -> Any:
+        """Read a former record-count window (a config.yaml of an older run) as count x 50 G steps."""
+        if not isinstance(data, Mapping):
+            return data
+        renamed = {old: new for old, new in LEGACY_DOCTOR_WINDOWS.items() if old in data and new not in data}
+        if not renamed:
+            return data
+        data = dict(data)
+        for old, new in renamed.items():
+            value = data.pop(old)
+            data[new] = value * LEGACY_LOG_EVERY if isinstance(value, int) and not isinstance(value, bool) else value
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> "DoctorConfig":
         """Windows positive, factors above 1, fractions in [0, 1], error thresholds beyond warnings."""
         positive_ints = (
-            "explosion_window", "explosion_min_history", "explosion_patience", "drift_window",
-            "d_acc_window", "vanish_early_records", "vanish_patience", "collapse_patience",
-            "stall_window", "osc_window", "osc_blocks", "osc_patience", "tracker_history", "rearm_records",
-            "rearm_evals",
+            "explosion_window_steps", "explosion_min_history_steps", "explosion_min_records",
+            "explosion_patience_steps", "explosion_patience_records", "drift_window_steps",
+            "drift_min_records", "d_acc_window_steps", "d_acc_min_records", "vanish_early_steps",
+            "vanish_min_records", "vanish_patience_steps", "dead_window_steps", "dead_min_records",
+            "collapse_patience", "stall_window", "osc_window_steps", "osc_min_records", "osc_blocks",
+            "osc_patience_steps", "tracker_history", "rearm_steps", "rearm_evals",
         )
         for name in positive_ints:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"doctor.{name} must be >= 1, got {getattr(self, name)}")
-        if self.osc_window < 3:
-            raise ValueError("doctor.osc_window must be >= 3 (a detrended std needs 3 points)")
+        if self.osc_min_records < 3:
+            raise ValueError("doctor.osc_min_records must be >= 3 (a detrended std needs 3 points)")
+        if self.drift_min_records < 2:
+            raise ValueError("doctor.drift_min_records must be >= 2 (an increase needs 2 points)")
+        for name in ("explosion_scale_floor", "dead_grad_norm", "failed_precision_coverage",
+                     "failed_hq_fraction"):
+            if getattr(self, name) < 0.0:
+                raise ValueError(f"doctor.{name} must be >= 0, got {getattr(self, name)}")
         if self.osc_blocks < 2:
             raise ValueError("doctor.osc_blocks must be >= 2 (growth compares windows)")
         for name in ("explosion_factor", "vanish_factor", "osc_growth"):
             if getattr(self, name) <= 1.0:
                 raise ValueError(f"doctor.{name} must be > 1, got {getattr(self, name)}")
         for name in ("d_acc_threshold", "vanish_d_acc", "drift_monotone_frac", "modes_error_fraction",
-                     "modes_tolerance"):
+                     "modes_tolerance", "failed_modes_fraction", "dead_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"doctor.{name} must lie in [0, 1], got {getattr(self, name)}")
         if self.coverage_error_margin < self.coverage_margin:
@@ -313,7 +387,7 @@ class DoctorConfig(_Section):
     def from_dict(cls, data: Mapping[str, Any]) -> "DoctorConfig":
         """Build from a (partial) dict; an unknown key is a ValueError that lists the known ones."""
         known = set(cls.model_fields)
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(data) - known - set(LEGACY_DOCTOR_WINDOWS))
         if unknown:
             raise ValueError(f"unknown doctor keys {unknown}; known: {sorted(known)}")
         return cls(**dict(data))

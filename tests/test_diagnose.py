@@ -21,8 +21,10 @@ from ganstab.diagnose import (
     detect_coverage_drop,
     detect_critic_drift,
     detect_d_overpowers,
+    detect_dead,
     detect_diversity,
     detect_explosion,
+    detect_failed_evaluation,
     detect_modes,
     detect_nonfinite,
     detect_oscillation,
@@ -34,6 +36,7 @@ from ganstab.diagnose import (
     is_divergence,
     read_findings,
     read_records,
+    verdict,
     write_findings,
 )
 
@@ -107,6 +110,13 @@ def only(findings: list[Finding], code: str) -> Finding:
 
 
 CFG = DoctorConfig()
+# the same windows at this file's log interval of 100 steps: the former record counts x 100
+# (the defaults are those counts x 50, the default log.every)
+CFG100 = DoctorConfig(
+    explosion_window_steps=5000, explosion_min_history_steps=1000, explosion_patience_steps=200,
+    drift_window_steps=2000, d_acc_window_steps=2000, vanish_early_steps=2000, vanish_patience_steps=500,
+    osc_window_steps=2000, osc_patience_steps=1000, rearm_steps=2000,
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,7 +178,7 @@ def test_explosion_fires_on_grad_norm_spike() -> None:
     records = healthy_training(n=150)
     for i in range(100, 105):
         records[i]["grad_norm_d"] *= 1000.0
-    finding = only(detect_explosion(records, CFG, NS), "divergence.explosion")
+    finding = only(detect_explosion(records, CFG100, NS), "divergence.explosion")
     assert finding.metric == "grad_norm_d"
     assert finding.severity == "error"
     assert (finding.start_step, finding.end_step) == (10100, 10500)
@@ -183,7 +193,7 @@ def test_explosion_fires_on_negative_wasserstein_loss() -> None:
         record["loss_d"] = -2.0 + 0.3 * math.sin(i)
     for i in range(90, 95):
         records[i]["loss_d"] = -500.0
-    finding = only(detect_explosion(records, CFG, WGAN), "divergence.explosion")
+    finding = only(detect_explosion(records, CFG100, WGAN), "divergence.explosion")
     assert finding.metric == "loss_d"
     assert finding.evidence["value"] == -500.0
     assert (finding.start_step, finding.end_step) == (9100, 9500)
@@ -192,7 +202,7 @@ def test_explosion_fires_on_negative_wasserstein_loss() -> None:
 def test_explosion_ignores_single_spike() -> None:
     records = healthy_training(n=150)
     records[100]["grad_norm_d"] *= 1000.0  # one record: below explosion_patience=2
-    assert detect_explosion(records, CFG) == []
+    assert detect_explosion(records, CFG100) == []
 
 
 def wasserstein_drift(n: int = 120, start: int = 40) -> list[dict]:
@@ -208,11 +218,11 @@ def wasserstein_drift(n: int = 120, start: int = 40) -> list[dict]:
 
 def test_critic_drift_fires_for_wasserstein() -> None:
     records = wasserstein_drift()
-    finding = only(detect_critic_drift(records, CFG, WGAN), "divergence.critic_drift")
+    finding = only(detect_critic_drift(records, CFG100, WGAN), "divergence.critic_drift")
     assert finding.severity == "warning"
     assert not is_divergence(finding)
-    # |d| first exceeds 100 at record 88 (10*1.05**48); the window reaches 19 records back
-    assert finding.start_step == (88 - 19 + 1) * EVERY
+    # |d| first exceeds 100 at record 88 (step 8900, 10*1.05**48); its 2000-step window covers steps 6901-8900
+    assert finding.start_step == 8900 - 2000 + 1
     assert finding.end_step == 120 * EVERY
     assert finding.evidence["d_real"] > 100.0 and finding.evidence["d_fake"] < -100.0
     assert finding.evidence["increase_frac"] >= 0.8
@@ -225,8 +235,8 @@ def test_critic_drift_silent_for_bounded_outputs_and_other_losses() -> None:
     for record in records:  # large but stationary outputs
         record["d_real"] = 500.0 + rng.gauss(0, 5)
         record["d_fake"] = -500.0 + rng.gauss(0, 5)
-    assert detect_critic_drift(records, CFG, WGAN) == []
-    assert detect_critic_drift(wasserstein_drift(), CFG, NS) == []
+    assert detect_critic_drift(records, CFG100, WGAN) == []
+    assert detect_critic_drift(wasserstein_drift(), CFG100, NS) == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,7 +253,7 @@ def overpowered(n: int = 100, first: int = 19, last: int = 59) -> list[dict]:
 
 
 def test_d_overpowers_fires_with_step_range_and_advice() -> None:
-    finding = only(detect_d_overpowers(overpowered(), CFG, NS), "d_overpowers")
+    finding = only(detect_d_overpowers(overpowered(), CFG100, NS), "d_overpowers")
     assert finding.severity == "warning"
     assert (finding.start_step, finding.end_step) == (2000, 6000)
     assert finding.evidence["d_acc_mean"] == pytest.approx((21 * 0.995 + 20 * 1.0) / 41)
@@ -253,18 +263,18 @@ def test_d_overpowers_fires_with_step_range_and_advice() -> None:
 
 
 def test_d_overpowers_advice_follows_context() -> None:
-    hinge = only(detect_d_overpowers(overpowered(), CFG, HINGE), "d_overpowers")
+    hinge = only(detect_d_overpowers(overpowered(), CFG100, HINGE), "d_overpowers")
     assert "real_label" not in hinge.advice and "smooth" not in hinge.advice
     assert "model.d_norm=spectral" not in hinge.advice  # already spectral
     assert "train.n_critic=1" not in hinge.advice  # already 1
     smoothed = dict(NS, real_label=0.9, n_critic=5)
-    advice = only(detect_d_overpowers(overpowered(), CFG, smoothed), "d_overpowers").advice
+    advice = only(detect_d_overpowers(overpowered(), CFG100, smoothed), "d_overpowers").advice
     assert "real_label" not in advice and "train.n_critic=1" in advice
 
 
 def test_d_overpowers_silent_when_short_or_wasserstein() -> None:
-    assert detect_d_overpowers(overpowered(first=19, last=30), CFG, NS) == []
-    assert detect_d_overpowers(overpowered(), CFG, WGAN) == []
+    assert detect_d_overpowers(overpowered(first=19, last=30), CFG100, NS) == []
+    assert detect_d_overpowers(overpowered(), CFG100, WGAN) == []
 
 
 def vanishing(n: int = 140, first: int = 100) -> list[dict]:
@@ -277,7 +287,7 @@ def vanishing(n: int = 140, first: int = 100) -> list[dict]:
 
 
 def test_vanishing_g_grad_fires() -> None:
-    finding = only(detect_vanishing_g_grad(vanishing(), CFG, {"loss_kind": "minimax"}), "vanishing_g_grad")
+    finding = only(detect_vanishing_g_grad(vanishing(), CFG100, {"loss_kind": "minimax"}), "vanishing_g_grad")
     assert finding.severity == "warning"
     assert (finding.start_step, finding.end_step) == (10100, 14000)
     assert finding.evidence["ratio"] > 500.0
@@ -289,8 +299,8 @@ def test_vanishing_g_grad_silent_when_d_does_not_win() -> None:
     records = vanishing()
     for record in records[100:]:
         record["d_acc"] = 0.7
-    assert detect_vanishing_g_grad(records, CFG, NS) == []
-    assert detect_vanishing_g_grad(vanishing(), CFG, WGAN) == []
+    assert detect_vanishing_g_grad(records, CFG100, NS) == []
+    assert detect_vanishing_g_grad(vanishing(), CFG100, WGAN) == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -390,11 +400,11 @@ def growing_oscillation(n: int = 200, start: int = 80) -> list[dict]:
 
 
 def test_oscillation_fires_on_growing_amplitude() -> None:
-    finding = only(detect_oscillation(growing_oscillation(), CFG, NS), "oscillation")
+    finding = only(detect_oscillation(growing_oscillation(), CFG100, NS), "oscillation")
     assert finding.severity == "warning" and finding.metric == "loss_d"
     # first flagged at record 122 (patience 10 after the growth shows in all three windows);
-    # the reported range starts with the first of its three 20-record windows
-    assert (finding.start_step, finding.end_step) == (6400, 20000)
+    # the reported range starts with the first G step of its three 2000-step windows (12300 - 6000 + 1)
+    assert (finding.start_step, finding.end_step) == (6301, 20000)
     assert finding.evidence["growth"] >= 1.5 ** 2
     assert "penalty.r1=10" in finding.advice
 
@@ -403,7 +413,7 @@ def test_oscillation_silent_on_constant_amplitude() -> None:
     records = healthy_training(n=200)
     for i, record in enumerate(records):
         record["loss_d"] = 1.2 + 0.5 * math.sin(2 * math.pi * i / 6)
-    assert detect_oscillation(records, CFG) == []
+    assert detect_oscillation(records, CFG100) == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -452,7 +462,7 @@ def feed(tracker: Tracker, records: list[dict]) -> list[tuple[int, Finding]]:
 
 
 def test_tracker_reports_once_per_episode() -> None:
-    reported = feed(Tracker(CFG, NS), overpowered(n=100))
+    reported = feed(Tracker(CFG100, NS), overpowered(n=100))
     assert [(step, f.code) for step, f in reported] == [(3900, "d_overpowers")]
     assert reported[0][1].start_step == 2000
 
@@ -463,14 +473,14 @@ def test_tracker_rearms_only_after_clear_window() -> None:
     for first, last in episodes:
         for i in range(first, last + 1):
             records[i]["d_acc"] = 1.0
-    reported = feed(Tracker(CFG, NS), records)
+    reported = feed(Tracker(CFG100, NS), records)
     assert [(step, f.code, f.start_step) for step, f in reported] == [
         (3900, "d_overpowers", 2000), (15000, "d_overpowers", 13100)]
 
 
 def test_tracker_reports_severity_escalation() -> None:
     records = evals_of("eval_coverage", [0.5, 0.8, 0.9, 0.75, 0.74, 0.5, 0.5])
-    reported = feed(Tracker(CFG, NS), records)
+    reported = feed(Tracker(CFG100, NS), records)
     assert [(step, f.severity) for step, f in reported] == [(5000, "warning"), (6000, "error")]
 
 
@@ -484,16 +494,16 @@ def test_tracker_matches_diagnose_and_round_trips_state() -> None:
     evals = evals_of("eval_diversity", [0.9] * 5 + [0.3] * 5 + [0.9] * 20)
     records = merged(training, evals)
 
-    uninterrupted = feed(Tracker(CFG, NS), records)
+    uninterrupted = feed(Tracker(CFG100, NS), records)
     keys = {f.key for _, f in uninterrupted}
-    assert keys == {f.key for f in diagnose(records, CFG, NS)}
+    assert keys == {f.key for f in diagnose(records, CFG100, NS)}
     assert len(uninterrupted) == len(keys)
 
     cut = len(records) // 2
-    first = Tracker(CFG, NS)
+    first = Tracker(CFG100, NS)
     before = feed(first, records[:cut])
     state = json.loads(json.dumps(first.state_dict()))  # plain JSON values only
-    resumed = Tracker(CFG, NS)
+    resumed = Tracker(CFG100, NS)
     resumed.load_state_dict(state)
     after = feed(resumed, records[cut:])
     as_dicts = lambda pairs: [(step, f.to_dict()) for step, f in pairs]  # noqa: E731
@@ -502,7 +512,7 @@ def test_tracker_matches_diagnose_and_round_trips_state() -> None:
 
 
 def test_tracker_history_is_bounded_and_keeps_early_baseline() -> None:
-    cfg = DoctorConfig(tracker_history=60)
+    cfg = CFG100.model_copy(update={"tracker_history": 60})
     tracker = Tracker(cfg, {"loss_kind": "minimax"})
     reported = feed(tracker, vanishing(n=200, first=150))
     assert len(tracker.state_dict()["train"]) == 60
@@ -511,7 +521,7 @@ def test_tracker_history_is_bounded_and_keeps_early_baseline() -> None:
 
 
 def test_tracker_accepts_raw_nan_and_rollback() -> None:
-    tracker = Tracker(CFG, NS)
+    tracker = Tracker(CFG100, NS)
     feed(tracker, healthy_training(n=30))
     new = tracker.update({"step": 3100, "loss_d": float("nan"), "loss_g": 1.0, "d_acc": 0.7})
     assert [f.code for f in new] == ["divergence.nonfinite"] and is_divergence(new[0])
@@ -592,7 +602,7 @@ def test_diagnose_run_reads_context_from_config(tmp_path) -> None:
 
 
 def test_format_report_lists_each_finding() -> None:
-    findings = diagnose(merged(overpowered(), evals_of("eval_diversity", [0.9, 0.9, 0.2, 0.2])), CFG, NS)
+    findings = diagnose(merged(overpowered(), evals_of("eval_diversity", [0.9, 0.9, 0.2, 0.2])), CFG100, NS)
     report = format_report(findings)
     assert report.startswith("2 findings (1 error, 1 warning)")
     assert "WARNING  d_overpowers  steps 2000-6000" in report
@@ -626,3 +636,238 @@ def test_small_dip_after_all_modes_is_not_collapse():
     found = detect_modes(ring, DoctorConfig(), {"expected_modes": 8})
     assert [(f.code, f.severity, f.start_step, f.end_step) for f in found] == [
         ("mode_collapse.modes", "warning", 3000, 5000)]
+
+
+# ---------------------------------------------------------------------------------------------
+# windows in G steps: the same run logged every 10, 50 and 100 steps is diagnosed alike
+# ---------------------------------------------------------------------------------------------
+
+RUN_STEPS = 10000
+
+
+def _base(step: int) -> dict:
+    """A healthy, deterministic training line at `step` (a smooth function of the step)."""
+    return {
+        "step": step, "d_steps": step,
+        "loss_d": 1.2 + 0.1 * math.sin(step / 77), "loss_g": 1.0 + 0.2 * math.cos(step / 53),
+        "d_real": 0.5 + 0.1 * math.sin(step / 31), "d_fake": -0.5 + 0.1 * math.cos(step / 29),
+        "d_acc": 0.7 + 0.05 * math.sin(step / 91),
+        "grad_norm_d": 5.0 * math.exp(0.3 * math.sin(step / 61)),
+        "grad_norm_g": 1.0 * math.exp(0.3 * math.cos(step / 47)),
+    }
+
+
+def _nonfinite(r: dict) -> None:
+    if 6020 <= r["step"] <= 6330:
+        r["loss_d"] = None
+        r["nonfinite"] = ["loss_d"]
+
+
+def _explosion(r: dict) -> None:
+    if 7020 <= r["step"] <= 7430:
+        r["grad_norm_d"] *= 1000.0
+
+
+def _drift(r: dict) -> None:
+    level = 10.0 * math.exp(max(0, r["step"] - 4000) / 1000)
+    r["d_real"], r["d_fake"] = level, -level - 2.0
+
+
+def _dead(r: dict) -> None:
+    if r["step"] >= 8020:
+        r["grad_norm_g"] = 0.0
+
+
+def _overpowered(r: dict) -> None:
+    if 3020 <= r["step"] <= 5530:
+        r["d_acc"] = 1.0
+
+
+def _vanishing(r: dict) -> None:
+    if r["step"] >= 7020:
+        r["grad_norm_g"], r["d_acc"] = 1e-3, 0.999
+
+
+def _oscillating(r: dict) -> None:
+    amplitude = 0.02 * 2.0 ** (max(0, r["step"] - 4000) / 1000)
+    r["loss_d"] = 1.2 + amplitude * math.sin(2 * math.pi * r["step"] / 250)
+
+
+# family -> (how a line is changed, context, the findings (code, severity, start, end) logged every 10 steps)
+FAMILIES = {
+    "nonfinite": (_nonfinite, NS, [("divergence.nonfinite", "error", 6020, 6330)]),
+    "explosion": (_explosion, NS, [("divergence.explosion", "error", 7020, 7430)]),
+    # |d| crosses 100 at step 6302.6 (first line 6310); its 1000-step window starts at 5311
+    "critic_drift": (_drift, WGAN, [("divergence.critic_drift", "warning", 5311, 10000)]),
+    "dead": (_dead, NS, [("training.dead", "error", 8020, 10000)]),
+    "d_overpowers": (_overpowered, NS, [("d_overpowers", "warning", 3020, 5530)]),
+    "vanishing": (_vanishing, {"loss_kind": "minimax"}, [
+        ("d_overpowers", "warning", 7020, 10000), ("vanishing_g_grad", "warning", 7020, 10000)]),
+    # the first G step of the three 1000-step windows ending at the first flagged line
+    "oscillation": (_oscillating, NS, [("oscillation", "warning", 3151, 10000)]),
+}
+
+
+def logged_run(change, every: int) -> list[dict]:
+    """The synthetic run's training lines as written with log.every = `every`."""
+    records = []
+    for step in range(every, RUN_STEPS + 1, every):
+        record = _base(step)
+        change(record)
+        records.append(record)
+    return records
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_same_run_is_diagnosed_alike_at_any_log_interval(family: str) -> None:
+    change, context, expected = FAMILIES[family]
+    by_every = {every: diagnose(logged_run(change, every), CFG, context) for every in (10, 50, 100)}
+    reference = by_every[10]
+    assert [(f.code, f.severity, f.start_step, f.end_step) for f in reference] == expected
+    for every, findings in by_every.items():
+        assert [(f.code, f.severity, f.metric) for f in findings] == [
+            (f.code, f.severity, f.metric) for f in reference], (every, [f.to_dict() for f in findings])
+        for finding, expected in zip(findings, reference):
+            assert abs(finding.start_step - expected.start_step) <= every, (every, finding.to_dict())
+            assert abs(finding.end_step - expected.end_step) <= every, (every, finding.to_dict())
+
+
+def test_run_with_fewer_lines_than_former_window_is_diagnosed() -> None:
+    # logged every 500 steps: 3 lines of D winning cover 1500 G steps, past d_acc_window_steps=1000
+    records = [dict(_base(step), d_acc=1.0 if 2000 <= step <= 3000 else 0.7) for step in range(500, 5001, 500)]
+    finding = only(detect_d_overpowers(records, CFG, NS), "d_overpowers")
+    assert (finding.start_step, finding.end_step) == (2000, 3000)
+    assert finding.evidence["records"] == 3
+    # two lines are below d_acc_min_records=3 whatever steps they span
+    records[5]["d_acc"] = 0.7
+    assert detect_d_overpowers(records, CFG, NS) == []
+
+
+def test_legacy_record_count_keys_read_as_steps() -> None:
+    cfg = DoctorConfig.from_dict({"d_acc_window": 20, "osc_window": 10, "rearm_records": 4})
+    assert (cfg.d_acc_window_steps, cfg.osc_window_steps, cfg.rearm_steps) == (1000, 500, 200)
+
+
+# ---------------------------------------------------------------------------------------------
+# dead training
+# ---------------------------------------------------------------------------------------------
+
+
+def test_dead_training_on_zero_grad_norm() -> None:
+    records = healthy_training(n=10)  # steps 100 .. 1000
+    for record in records[4:]:
+        record["grad_norm_d"] = 0.0
+    finding = only(detect_dead(records, CFG, {"loss_kind": "minimax", "d_norm": "none"}), "training.dead")
+    assert finding.severity == "error" and not is_divergence(finding)
+    # the 500-step window (300, 700] is the first with half its 5 records dead; its first dead one is 500
+    assert (finding.start_step, finding.end_step) == (500, 1000)
+    assert finding.evidence == {"records": 6, "fraction": 0.75, "zero_grad_g": 0, "zero_grad_d": 1,
+                                "constant_losses": 0}
+    assert "6 of 8 records (75%) show grad_norm_d < 1e-08" in finding.message
+    for switch in ("optim.g_lr", "optim.d_lr", "loss.kind=nonsaturating", "loss.kind=hinge", "model.d_norm=spectral"):
+        assert switch in finding.advice
+
+
+def test_dead_training_intermittent_revival_is_still_dead() -> None:
+    records = healthy_training(n=10)
+    for index in (1, 2, 4, 6, 8, 9):  # D's gradient zero in 6 of 10 records, briefly revived between
+        records[index]["grad_norm_d"] = 0.0
+    finding = only(detect_dead(records, CFG, NS), "training.dead")
+    assert (finding.start_step, finding.end_step) == (200, 1000)
+    assert finding.evidence["records"] == 6 and finding.evidence["fraction"] == pytest.approx(0.6)
+
+
+def test_dead_training_on_constant_losses_and_silent_when_short() -> None:
+    records = healthy_training(n=10)
+    for record in records[6:]:
+        record["loss_d"], record["loss_g"] = 0.6931471805599453, 0.6931471805599453
+    # steps 800, 900, 1000 equal their predecessor (700 starts the constant value): 3 of the 5 in (500, 1000]
+    finding = only(detect_dead(records, CFG, NS), "training.dead")
+    assert (finding.start_step, finding.end_step) == (800, 1000)
+    assert finding.evidence == {"records": 3, "fraction": 0.6, "zero_grad_g": 0, "zero_grad_d": 0,
+                                "constant_losses": 1}
+    records[8]["loss_g"] = 0.5  # now only step 800 repeats its predecessor
+    assert detect_dead(records, CFG, NS) == []
+    tiny = healthy_training(n=10)
+    tiny[5]["grad_norm_g"] = 1e-7  # small but not numerically zero
+    assert detect_dead(tiny, CFG, NS) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# failed evaluation, decisive final evaluation
+# ---------------------------------------------------------------------------------------------
+
+
+def test_failed_evaluation_on_images() -> None:
+    evals = [{"step": 1000, "eval_precision": 0.01, "eval_coverage": 0.0},  # early, not final: skipped
+             {"step": 2000, "eval_precision": 0.6, "eval_coverage": 0.5},
+             {"step": 3000, "eval_precision": 0.0344, "eval_coverage": 0.0139},
+             {"step": 4000, "eval_precision": 0.04, "eval_coverage": 0.02}]
+    finding = only(detect_failed_evaluation(evals, CFG, NS), "evaluation.failed")
+    assert (finding.severity, finding.start_step, finding.end_step, finding.metric) == (
+        "error", 3000, 4000, "eval_precision")
+    assert finding.evidence == {"precision": 0.04, "coverage": 0.02, "threshold": 0.05}
+    assert "eval_precision 0.04 and eval_coverage 0.02" in finding.message
+    # precision alone low (sharp but narrow samples) is not a failed evaluation
+    assert detect_failed_evaluation([dict(evals[3], eval_coverage=0.3)], CFG, NS) == []
+
+
+def test_failed_evaluation_single_final_on_points() -> None:
+    final = [{"step": 1000, "eval_modes": 0, "eval_hq_fraction": 0.0}]
+    finding = only(detect_failed_evaluation(final, CFG, {"expected_modes": 8}), "evaluation.failed")
+    assert (finding.severity, finding.start_step, finding.end_step, finding.metric) == (
+        "error", 1000, 1000, "eval_modes")
+    assert finding.evidence == {"modes": 0.0, "expected": 8.0, "threshold": 4.0}
+    # the mode detector agrees: 0 of 8 at the only (final) evaluation is a collapse, even in the warm-up
+    modes = only(detect_modes(final, CFG, {"expected_modes": 8}), "mode_collapse.modes")
+    assert (modes.severity, modes.start_step, modes.end_step) == ("error", 1000, 1000)
+    # all modes but most samples off them: hq_fraction below 0.10
+    off = [{"step": 3000, "eval_modes": 8, "eval_hq_fraction": 0.05}]
+    finding = only(detect_failed_evaluation(off, CFG, {"expected_modes": 8}), "evaluation.failed")
+    assert finding.metric == "eval_hq_fraction" and finding.evidence == {"hq_fraction": 0.05, "threshold": 0.1}
+    assert detect_failed_evaluation([{"step": 3000, "eval_modes": 6, "eval_hq_fraction": 0.5}], CFG,
+                                    {"expected_modes": 8}) == []
+
+
+def test_decisive_final_evaluation_for_class_kl_and_diversity() -> None:
+    assert [(f.severity, f.start_step) for f in detect_diversity(evals_of("eval_diversity", [0.9, 0.2]), CFG)] == [
+        ("error", 2000)]
+    assert [(f.severity, f.start_step) for f in detect_class_kl(evals_of("eval_class_kl", [0.05, 0.9]), CFG)] == [
+        ("error", 2000)]
+    # a final value at warning level alone is not decisive
+    assert detect_diversity(evals_of("eval_diversity", [0.9, 0.6]), CFG) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# explosion scale floor
+# ---------------------------------------------------------------------------------------------
+
+
+def test_loss_swing_near_zero_is_not_divergence_but_1e3_is() -> None:
+    records = healthy_training(n=100)
+    for i, record in enumerate(records):
+        record["loss_d"] = 0.037 + 0.005 * math.sin(i)
+    for i in range(60, 64):
+        records[i]["loss_d"] = 1.93  # a 50x deviation against the median's own scale
+    assert detect_explosion(records, CFG100, NS) == []
+    for i in range(80, 83):
+        records[i]["loss_d"] = 1e3
+    finding = only(detect_explosion(records, CFG100, NS), "divergence.explosion")
+    assert (finding.start_step, finding.end_step, finding.metric) == (8100, 8300, "loss_d")
+    assert finding.evidence["ratio"] == pytest.approx((1e3 - finding.evidence["median"]) / 1.0)
+    records[90]["loss_d"] = None
+    records[90]["nonfinite"] = ["loss_d"]
+    assert only(detect_nonfinite(records, CFG100, NS), "divergence.nonfinite").start_step == 9100
+
+
+# ---------------------------------------------------------------------------------------------
+# verdict
+# ---------------------------------------------------------------------------------------------
+
+
+def test_verdict() -> None:
+    info = Finding("stall", "info", 0, 1)
+    warning = Finding("d_overpowers", "warning", 0, 1)
+    error = Finding("training.dead", "error", 0, 1)
+    assert [verdict([]), verdict([info]), verdict([info, warning]), verdict([warning, error])] == [
+        "healthy", "healthy", "warnings", "failed"]

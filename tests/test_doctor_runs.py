@@ -26,8 +26,10 @@ def test_learning_rate_half_is_diagnosed_and_recovered(tmp_path: Path) -> None:
     result = train(cfg, echo=messages.append)
     findings = _findings(run)
     codes = {f["code"] for f in findings}
-    # lr 0.5 either blows up (divergence -> rollback with halved lrs) or lets D win outright
-    assert codes & {"divergence.explosion", "divergence.nonfinite", "d_overpowers", "vanishing_g_grad"}, codes
+    # lr 0.5 either blows up (divergence -> rollback with halved lrs), lets D win outright, or kills
+    # D's gradient (exactly zero in most records: training.dead)
+    assert codes & {"divergence.explosion", "divergence.nonfinite", "d_overpowers", "vanishing_g_grad",
+                    "training.dead"}, codes
     for f in findings:
         assert "fake_label" not in f["advice"]
     if any(c.startswith("divergence") for c in codes):

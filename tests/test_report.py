@@ -67,7 +67,10 @@ def test_training_writes_run_report(run_dir: Path) -> None:
     assert len(_images(_section(text, "grad-norms"))) == 1
     assert len(_images(_section(text, "samples"))) == 4
     assert "<code>model.width</code>" in _section(text, "config")
-    assert "No findings" in _section(text, "findings")
+    # 40 steps end far from the data: the final evaluation (0 of 25 modes) is decisive on its own
+    findings = _section(text, "findings")
+    assert "evaluation.failed" in findings and "mode_collapse.modes" in findings
+    assert '<div class="k">verdict</div><div class="v">failed</div>' in _section(text, "summary")
     assert "No automatic recoveries" in _section(text, "recoveries")
 
 
@@ -96,6 +99,9 @@ def test_findings_and_recoveries_are_shown(run_dir: Path, tmp_path: Path) -> Non
     recoveries = _section(text, "recoveries")
     assert recoveries.count("<tr>") == 2 and "loss_g exploded" in recoveries
     assert '<div class="k">errors</div><div class="v">1</div>' in _section(text, "summary")
+    # the verdict is the first card of the summary, marked as an error
+    assert _section(text, "summary").split('<div class="cards">', 1)[1].startswith(
+        '<div class="card error"><div class="k">verdict</div><div class="v">failed</div></div>')
     marked = _images(_section(text, "losses"))[0]
     assert marked != plain  # the spans and the recovery line are drawn on the timeline
 

@@ -10,7 +10,7 @@ import torch
 
 from ganstab.config import to_dict
 from ganstab.data import make_dataset
-from ganstab.diagnose import context_from_config, diagnose, format_report
+from ganstab.diagnose import context_from_config, diagnose, format_report, verdict
 from ganstab.errors import UsageError
 from ganstab.export import load_generator, write_samples
 from ganstab.metrics import RunEvaluator
@@ -89,7 +89,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         lines = [line for line in run.recoveries.read_text().splitlines() if line.strip()]
         print(f"automatic recoveries: {len(lines)} (see {run.recoveries})")
     print(format_report(findings))
-    return 1 if args.strict and any(f.severity == "error" for f in findings) else 0
+    outcome = verdict(findings)
+    print(f"verdict: {outcome}")
+    return 1 if args.strict and outcome == "failed" else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -129,7 +131,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("doctor", help="diagnose a run: mode collapse, divergence, stalls, with advice",
                        description="Run the stability detectors over a run's metrics.jsonl and print the findings.")
     p.add_argument("run", metavar="RUN_DIR", help="run directory")
-    p.add_argument("--strict", action="store_true", help="exit 1 when a finding of severity error is present")
+    p.add_argument("--strict", action="store_true", help="exit 1 when the verdict is failed (a finding of severity error)")
     p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("report", help="write a self-contained report.html for a run or an ablation",

@@ -186,6 +186,22 @@ def _mode_collapse(context: Mapping[str, Any]) -> str:
     )
 
 
+def _dead(context: Mapping[str, Any]) -> str:
+    options = [f"lower both learning rates ({KEY_LR_G}, {KEY_LR_D}; e.g. 2e-4)"]
+    if loss_family(context) not in ("ns", "hinge"):
+        options.append(f"{KEY_LOSS}={LOSS_NON_SATURATING} or {KEY_LOSS}={LOSS_HINGE}")
+    if _d_norm(context) != "spectral":
+        options.append(f"{KEY_D_NORM}=spectral")
+    return f"The networks stopped learning; restart (a dead network does not recover) and {_choices(options)}."
+
+
+def _failed_evaluation(context: Mapping[str, Any]) -> str:
+    return (
+        "The generator's samples are far from the data; check the samples, then "
+        f"{_mode_collapse(context)[0].lower()}{_mode_collapse(context)[1:]}"
+    )
+
+
 def _stall(context: Mapping[str, Any]) -> str:
     if loss_family(context) == "wasserstein":
         rates = f"both learning rates at 1e-4 ({KEY_LR_D}, {KEY_LR_G}) with {KEY_N_CRITIC}=5"
@@ -222,6 +238,8 @@ _BY_CODE = {
     "mode_collapse.class_kl": _mode_collapse,
     "mode_collapse.diversity": _mode_collapse,
     "mode_collapse.modes": _mode_collapse,
+    "training.dead": _dead,
+    "evaluation.failed": _failed_evaluation,
     "stall": _stall,
     "oscillation": _oscillation,
 }

@@ -23,9 +23,12 @@ from .series import (
     as_number,
     eval_records,
     fmt,
+    log_interval,
+    long_runs,
     median,
     runs,
     series,
+    span_steps,
     step_of,
     training_records,
 )
@@ -101,31 +104,40 @@ def detect_nonfinite(records: Records, cfg: DoctorConfig, context: Context = Non
     return findings
 
 
-def _exceedances(values: list[float], cfg: DoctorConfig) -> tuple[list[bool], list[tuple[float, float, float]]]:
-    """Per value: exploding or not, and (deviation ratio, baseline median, value)."""
-    history: deque[float] = deque()
-    ordered: list[float] = []  # the same values, sorted, for the median and quartiles
+def _exceedances(
+    steps: list[int], values: list[float], cfg: DoctorConfig
+) -> tuple[list[bool], list[tuple[float, float, float]]]:
+    """Per value: exploding or not, and (deviation ratio, baseline median, value).
+
+    The baseline holds the non-exploding values of the last `explosion_window_steps` G steps
+    before the newest one kept (so it freezes during an explosion); the check starts once it
+    spans `explosion_min_history_steps` and holds `explosion_min_records` values.
+    """
+    interval = log_interval(steps)
+    history: deque[tuple[int, float]] = deque()
+    ordered: list[float] = []  # the history's values, sorted, for the median and quartiles
     flags: list[bool] = []
     detail: list[tuple[float, float, float]] = []
     centre, scale, stale = 0.0, 1.0, True
-    for value in values:
+    for step, value in zip(steps, values):
         exceeding = False
         ratio = 0.0
-        if len(ordered) >= cfg.explosion_min_history:
+        if (len(ordered) >= cfg.explosion_min_records
+                and history[-1][0] - history[0][0] + interval >= cfg.explosion_min_history_steps):
             if stale:
                 centre = _quantile(ordered, 0.5)
                 spread = 0.5 * (_quantile(ordered, 0.75) - _quantile(ordered, 0.25))
-                scale = max(abs(centre), spread, 1e-12)
+                scale = max(abs(centre), spread, cfg.explosion_scale_floor, 1e-12)
                 stale = False
             ratio = abs(value - centre) / scale
             exceeding = ratio > cfg.explosion_factor
         flags.append(exceeding)
         detail.append((ratio, centre, value))
         if not exceeding:
-            history.append(value)
+            history.append((step, value))
             bisect.insort(ordered, value)
-            if len(history) > cfg.explosion_window:
-                del ordered[bisect.bisect_left(ordered, history.popleft())]
+            while history and history[0][0] <= step - cfg.explosion_window_steps:
+                del ordered[bisect.bisect_left(ordered, history.popleft()[1])]
             stale = True
     return flags, detail
 
@@ -134,18 +146,18 @@ def detect_explosion(records: Records, cfg: DoctorConfig, context: Context = Non
     """A loss or grad norm jumping far outside its running median: an error.
 
     Signal: for each key in `cfg.explosion_keys`, |value - m| > factor * s where m is the median
-    of the last `explosion_window` non-exploding values and s = max(|m|, IQR / 2) its scale, held
-    for `explosion_patience` records. Exploding gradients and losses precede NaNs in unstable
+    of the non-exploding values of the last `explosion_window_steps` G steps and
+    s = max(|m|, IQR / 2, `explosion_scale_floor`) its scale, held for `explosion_patience_steps`
+    G steps and `explosion_patience_records` records. The floor keeps a loss near zero (loss_d
+    0.04) from turning an ordinary swing to 2 into a "50x" deviation. Exploding gradients and losses precede NaNs in unstable
     GANs (Brock et al. 2019 trace BigGAN collapses to spikes in D's and G's spectra and losses).
     """
     train = training_records(records)
     findings = []
     for key in cfg.explosion_keys:
         steps, values = series(train, key)
-        flags, detail = _exceedances(values, cfg)
-        for first, last in runs(flags):
-            if last - first + 1 < cfg.explosion_patience:
-                continue
+        flags, detail = _exceedances(steps, values, cfg)
+        for first, last in long_runs(steps, flags, cfg.explosion_patience_steps, cfg.explosion_patience_records):
             peak = max(range(first, last + 1), key=lambda i: detail[i][0])
             ratio, centre, value = detail[peak]
             start, end = steps[first], steps[last]
@@ -165,7 +177,9 @@ def detect_critic_drift(records: Records, cfg: DoctorConfig, context: Context = 
     """Critic outputs growing without bound under a Wasserstein-like loss: a warning.
 
     Signal: |d_real| and |d_fake| both above `cfg.drift_threshold` and each increasing in at
-    least `drift_monotone_frac` of record-to-record steps over the last `drift_window` records.
+    least `drift_monotone_frac` of record-to-record steps over the records of the last
+    `drift_window_steps` G steps (at least `drift_min_records` of them).
+    The finding starts at the first G step of the window of its first flagged record.
     The Wasserstein critic is only defined up to a constant, so its outputs can drift together;
     Karras et al. 2018 (progressive GAN) add a drift penalty 0.001·D(real)² for this reason.
     Runs for Wasserstein losses and when the loss is unknown; other losses anchor the logits.
@@ -174,10 +188,10 @@ def detect_critic_drift(records: Records, cfg: DoctorConfig, context: Context = 
         return []
     train = [r for r in training_records(records)
              if as_number(r.get("d_real")) is not None and as_number(r.get("d_fake")) is not None]
-    window = cfg.drift_window
-    if len(train) < max(window, 2):
+    if len(train) < cfg.drift_min_records:
         return []
     steps = [step_of(r) for r in train]
+    interval = log_interval(steps)
     real = [abs(float(r["d_real"])) for r in train]
     fake = [abs(float(r["d_fake"])) for r in train]
     # prefix counts of increases: up[i] = number of j in 1..i with a[j] > a[j-1]
@@ -187,9 +201,13 @@ def detect_critic_drift(records: Records, cfg: DoctorConfig, context: Context = 
         up_fake.append(up_fake[-1] + (fake[i] > fake[i - 1]))
     flags = [False] * len(train)
     fracs = [0.0] * len(train)
-    diffs = max(window - 1, 1)
-    for i in range(window - 1, len(train)):
-        lo = i - window + 1
+    window_first = [0] * len(train)
+    for i in range(len(train)):
+        lo = bisect.bisect_right(steps, steps[i] - cfg.drift_window_steps)
+        window_first[i] = lo
+        if i - lo + 1 < cfg.drift_min_records:
+            continue
+        diffs = i - lo
         frac_real = (up_real[i] - up_real[lo]) / diffs
         frac_fake = (up_fake[i] - up_fake[lo]) / diffs
         fracs[i] = min(frac_real, frac_fake)
@@ -199,7 +217,9 @@ def detect_critic_drift(records: Records, cfg: DoctorConfig, context: Context = 
         )
     findings = []
     for first, last in runs(flags):
-        start, end = steps[first - window + 1], steps[last]
+        # the first G step the window covers (a record at step s covers the interval's steps up to s)
+        start = max(steps[first] - cfg.drift_window_steps, steps[window_first[first]] - interval) + 1
+        end = steps[last]
         d_real, d_fake = float(train[last]["d_real"]), float(train[last]["d_fake"])
         message = (
             f"Critic outputs drifted to d_real {fmt(d_real)} and d_fake {fmt(d_fake)} (threshold "
@@ -213,6 +233,73 @@ def detect_critic_drift(records: Records, cfg: DoctorConfig, context: Context = 
 
 
 # --------------------------------------------------------------------------------------------
+# dead training
+# --------------------------------------------------------------------------------------------
+
+
+def _dead_reasons(record: Mapping[str, Any], previous: Mapping[str, Any] | None, cfg: DoctorConfig) -> list[str]:
+    """Why a training record shows no learning: zero grad norms, or both losses equal to the previous record's."""
+    reasons = []
+    for key in ("grad_norm_g", "grad_norm_d"):
+        value = as_number(record.get(key))
+        if value is not None and abs(value) < cfg.dead_grad_norm:
+            reasons.append(key)
+    if previous is not None:
+        pairs = [(as_number(record.get(k)), as_number(previous.get(k))) for k in ("loss_d", "loss_g")]
+        if all(now is not None and now == before for now, before in pairs):
+            reasons.append("constant losses")
+    return reasons
+
+
+def detect_dead(records: Records, cfg: DoctorConfig, context: Context = None) -> list[Finding]:
+    """Training that stopped learning: zero gradients or frozen losses over a window. An error.
+
+    Signal: a training record is dead when `grad_norm_g` or `grad_norm_d` is below
+    `dead_grad_norm`, or `loss_d` and `loss_g` both equal the previous record's exactly. A
+    window of the last `dead_window_steps` G steps (shorter at the start of a run; at least
+    `dead_min_records` records) is dead when at least `dead_fraction` of its records are; an episode (dead windows less than
+    a window apart) runs from the first dead record of its first dead window to the last of its last. A network whose gradient is exactly
+    zero (dead ReLUs, a saturated sigmoid after a too-large step) does not recover on its own,
+    even when a lucky batch briefly revives it.
+    """
+    train = training_records(records)
+    reasons = [_dead_reasons(r, train[i - 1] if i else None, cfg) for i, r in enumerate(train)]
+    steps = [step_of(r) for r in train]
+    dead_before = [0]  # prefix counts of dead records
+    for found in reasons:
+        dead_before.append(dead_before[-1] + bool(found))
+    window_first = [bisect.bisect_right(steps, step - cfg.dead_window_steps) for step in steps]
+    flags = []
+    for end, first in enumerate(window_first):
+        count = end - first + 1
+        dead = dead_before[end + 1] - dead_before[first]
+        flags.append(count >= cfg.dead_min_records and dead >= cfg.dead_fraction * count)
+    episodes: list[tuple[int, int]] = []
+    for first, last in runs(flags):  # dead windows less than a window apart are one episode
+        if episodes and steps[first] - steps[episodes[-1][1]] <= cfg.dead_window_steps:
+            episodes[-1] = (episodes[-1][0], last)
+        else:
+            episodes.append((first, last))
+    findings = []
+    for first, last in episodes:
+        dead_indices = [i for i in range(window_first[first], last + 1) if reasons[i]]
+        names = sorted({name for i in dead_indices for name in reasons[i]})
+        start, end = steps[dead_indices[0]], steps[dead_indices[-1]]
+        covered = last - window_first[first] + 1
+        fraction = len(dead_indices) / covered
+        shown = ", ".join(n if n == "constant losses" else f"{n} < {fmt(cfg.dead_grad_norm)}" for n in names)
+        message = (
+            f"Training is dead over steps {start}-{end}: {len(dead_indices)} of {covered} records "
+            f"({fraction:.0%}) show {shown}."
+        )
+        evidence = {"records": len(dead_indices), "fraction": fraction,
+                    "zero_grad_g": int("grad_norm_g" in names), "zero_grad_d": int("grad_norm_d" in names),
+                    "constant_losses": int("constant losses" in names)}
+        findings.append(_finding("training.dead", "error", start, end, evidence, message, context))
+    return findings
+
+
+# --------------------------------------------------------------------------------------------
 # discriminator overpowering
 # --------------------------------------------------------------------------------------------
 
@@ -220,8 +307,8 @@ def detect_critic_drift(records: Records, cfg: DoctorConfig, context: Context = 
 def detect_d_overpowers(records: Records, cfg: DoctorConfig, context: Context = None) -> list[Finding]:
     """D classifying (almost) every real and fake correctly for a sustained window: a warning.
 
-    Signal: `d_acc` >= `cfg.d_acc_threshold` in at least `cfg.d_acc_window` consecutive training
-    records. A D that separates the distributions perfectly gives G vanishing or uninformative
+    Signal: `d_acc` >= `cfg.d_acc_threshold` in consecutive training records covering at least
+    `cfg.d_acc_window_steps` G steps (and `d_acc_min_records` records). A D that separates the distributions perfectly gives G vanishing or uninformative
     gradients (Arjovsky & Bottou 2017); skipped for Wasserstein losses, whose critic sign is
     arbitrary.
     """
@@ -229,10 +316,9 @@ def detect_d_overpowers(records: Records, cfg: DoctorConfig, context: Context = 
         return []
     steps, acc = series(training_records(records), "d_acc")
     findings = []
-    for first, last in runs([value >= cfg.d_acc_threshold for value in acc]):
+    flags = [value >= cfg.d_acc_threshold for value in acc]
+    for first, last in long_runs(steps, flags, cfg.d_acc_window_steps, cfg.d_acc_min_records):
         count = last - first + 1
-        if count < cfg.d_acc_window:
-            continue
         span = acc[first:last + 1]
         mean = sum(span) / count
         start, end = steps[first], steps[last]
@@ -248,16 +334,17 @@ def detect_d_overpowers(records: Records, cfg: DoctorConfig, context: Context = 
 def detect_vanishing_g_grad(records: Records, cfg: DoctorConfig, context: Context = None) -> list[Finding]:
     """G's gradient norm collapsing while D wins: a warning.
 
-    Signal: `grad_norm_g` below (median of its first `vanish_early_records` finite values) /
-    `vanish_factor` with `d_acc` >= `vanish_d_acc` in the same record, for `vanish_patience`
-    consecutive records. With an optimal D the minimax G loss saturates and its gradient
+    Signal: `grad_norm_g` below (median of its finite values in the first `vanish_early_steps`
+    G steps, at least `vanish_min_records` of them) / `vanish_factor` with `d_acc` >=
+    `vanish_d_acc` in the same record, for `vanish_patience_steps` G steps. With an optimal D the minimax G loss saturates and its gradient
     vanishes (Goodfellow et al. 2014; Arjovsky & Bottou 2017). Skipped for Wasserstein losses.
     """
     if loss_family(context) == "wasserstein":
         return []
     train = [r for r in training_records(records) if as_number(r.get("grad_norm_g")) is not None]
-    early_count = cfg.vanish_early_records
-    if len(train) <= early_count:
+    train_steps = [step_of(r) for r in train]
+    early_count = bisect.bisect_left(train_steps, train_steps[0] + cfg.vanish_early_steps) if train else 0
+    if early_count < cfg.vanish_min_records or len(train) <= early_count:
         return []
     early = median([float(r["grad_norm_g"]) for r in train[:early_count]])
     later = train[early_count:]
@@ -267,10 +354,8 @@ def detect_vanishing_g_grad(records: Records, cfg: DoctorConfig, context: Contex
         acc = as_number(record.get("d_acc"))
         flags.append(float(record["grad_norm_g"]) < limit and acc is not None and acc >= cfg.vanish_d_acc)
     findings = []
-    for first, last in runs(flags):
+    for first, last in long_runs(train_steps[early_count:], flags, cfg.vanish_patience_steps, 1):
         count = last - first + 1
-        if count < cfg.vanish_patience:
-            continue
         span = later[first:last + 1]
         grad = median([float(r["grad_norm_g"]) for r in span])
         acc_mean = sum(float(r["d_acc"]) for r in span) / count
@@ -296,6 +381,11 @@ def _eval_series(records: Records, key: str, warmup: int = 0) -> tuple[list[int]
     return [s for s, _ in kept], [v for _, v in kept]
 
 
+def _decisive_final(steps: list[int], values: list[float], warmup: int, error: Callable[[float], bool]) -> bool:
+    """True when the last evaluation meets the error condition: it counts even before the warm-up."""
+    return bool(values) and error(values[-1]) and steps[-1] < warmup
+
+
 def _threshold_runs(
     steps: list[int],
     values: list[float],
@@ -303,10 +393,14 @@ def _threshold_runs(
     error: Callable[[float], bool],
     patience: int,
 ) -> list[tuple[int, int, str]]:
-    """(first, last, severity) of runs of at least `patience` values meeting `warn`."""
+    """(first, last, severity) of runs of at least `patience` values meeting `warn`.
+
+    A shorter run that ends with the final evaluation counts when that evaluation meets `error`:
+    the run's last word is decisive even without a second evaluation to confirm it.
+    """
     found = []
     for first, last in runs([warn(v) for v in values]):
-        if last - first + 1 < patience:
+        if last - first + 1 < patience and not (last == len(values) - 1 and error(values[last])):
             continue
         severe = any(error(v) for v in values[first:last + 1])
         found.append((first, last, "error" if severe else "warning"))
@@ -357,10 +451,13 @@ def detect_class_kl(records: Records, cfg: DoctorConfig, context: Context = None
 
     Signal: `eval_class_kl` (KL in nats between the evaluator's class histogram of samples and
     the real class distribution) above `class_kl_warn` for `collapse_patience` evaluations after
-    `eval_warmup_steps`; an error above `class_kl_error`. Missing or over-represented classes
+    `eval_warmup_steps`; an error above `class_kl_error`, also from the final evaluation alone. Missing or over-represented classes
     are the classifier-based view of mode collapse (Santurkar et al. 2018).
     """
     steps, values = _eval_series(records, "eval_class_kl", cfg.eval_warmup_steps)
+    all_steps, all_values = _eval_series(records, "eval_class_kl")
+    if _decisive_final(all_steps, all_values, cfg.eval_warmup_steps, lambda v: v > cfg.class_kl_error):
+        steps, values = steps + all_steps[-1:], values + all_values[-1:]
     findings = []
     for first, last, severity in _threshold_runs(
         steps, values, lambda v: v > cfg.class_kl_warn, lambda v: v > cfg.class_kl_error,
@@ -383,10 +480,13 @@ def detect_diversity(records: Records, cfg: DoctorConfig, context: Context = Non
 
     Signal: `eval_diversity` (mean pairwise distance of a fixed-noise batch over that of real
     data; 1.0 = as diverse) below `diversity_warn` for `collapse_patience` evaluations after
-    `eval_warmup_steps`; an error below `diversity_error`. Low sample-to-sample distance is the
+    `eval_warmup_steps`; an error below `diversity_error`, also from the final evaluation alone. Low sample-to-sample distance is the
     direct symptom of collapse (cf. MS-SSIM diversity in Odena et al. 2017).
     """
     steps, values = _eval_series(records, "eval_diversity", cfg.eval_warmup_steps)
+    all_steps, all_values = _eval_series(records, "eval_diversity")
+    if _decisive_final(all_steps, all_values, cfg.eval_warmup_steps, lambda v: v < cfg.diversity_error):
+        steps, values = steps + all_steps[-1:], values + all_values[-1:]
     findings = []
     for first, last, severity in _threshold_runs(
         steps, values, lambda v: v < cfg.diversity_warn, lambda v: v < cfg.diversity_error,
@@ -412,7 +512,8 @@ def detect_modes(records: Records, cfg: DoctorConfig, context: Context = None) -
     the expected count (`cfg.expected_modes`, else `context["expected_modes"]`; neither: skip)
     by more than `modes_tolerance` of it and no higher than the best earlier evaluation, for
     `collapse_patience` evaluations after
-    `eval_warmup_steps`; an error at or below expected * `modes_error_fraction`. A run still
+    `eval_warmup_steps`; an error at or below expected * `modes_error_fraction`. A final
+    evaluation at or below that is decisive alone (0 of 8 modes at the end is a collapse). A run still
     gaining modes is learning, not collapsed; one stuck below or losing modes has dropped them
     (Lin et al. 2018, PacGAN; Metz et al. 2017, unrolled GANs).
     """
@@ -426,13 +527,16 @@ def detect_modes(records: Records, cfg: DoctorConfig, context: Context = None) -
     # "not gaining" = no new best: a run hopping between mode sets (22, 16, 21, 17, 13) is flagged too;
     # a dip within `modes_tolerance` of the expected count (25 -> 24) is not a collapse
     limit = expected * (1.0 - cfg.modes_tolerance)
+    decisive = expected * cfg.modes_error_fraction
+    final = len(all_values) - 1
     flags = [
-        value < limit and (i == 0 or value <= max(all_values[:i])) and all_steps[i] >= cfg.eval_warmup_steps
+        value < limit and (i == 0 or value <= max(all_values[:i]))
+        and (all_steps[i] >= cfg.eval_warmup_steps or (i == final and value <= decisive))
         for i, value in enumerate(all_values)
     ]
     findings = []
     for first, last in runs(flags):
-        if last - first + 1 < cfg.collapse_patience:
+        if last - first + 1 < cfg.collapse_patience and not (last == final and all_values[last] <= decisive):
             continue
         span = all_values[first:last + 1]
         worst = min(span)
@@ -444,6 +548,61 @@ def detect_modes(records: Records, cfg: DoctorConfig, context: Context = None) -
         )
         evidence = {"modes": worst, "expected": expected, "missing": expected - worst}
         findings.append(_finding("mode_collapse.modes", severity, start, end, evidence, message, context))
+    return findings
+
+
+def detect_failed_evaluation(records: Records, cfg: DoctorConfig, context: Context = None) -> list[Finding]:
+    """An evaluation far from the data: an error naming the metric and its value.
+
+    Signal, per evaluation after `eval_warmup_steps` and always for the final one: on images,
+    `eval_precision` and `eval_coverage` both at or below `failed_precision_coverage` (samples
+    neither look real nor reach the real manifold); on 2-D data with known modes, `eval_modes`
+    below expected * `failed_modes_fraction`, or `eval_hq_fraction` below `failed_hq_fraction`
+    (most samples far from every mode). One finding per run of failing evaluations.
+    """
+    evals = eval_records(records)
+    expected = cfg.expected_modes
+    if expected is None and context:
+        expected = as_number(context.get("expected_modes"))
+    failures: list[tuple[str, float, float]] = []  # (metric, value, threshold) per evaluation, or ("", 0, 0)
+    for record in evals:
+        precision, coverage = as_number(record.get("eval_precision")), as_number(record.get("eval_coverage"))
+        modes, hq = as_number(record.get("eval_modes")), as_number(record.get("eval_hq_fraction"))
+        limit = cfg.failed_precision_coverage
+        if precision is not None and coverage is not None and precision <= limit and coverage <= limit:
+            failures.append(("eval_precision+eval_coverage", max(precision, coverage), limit))
+        elif modes is not None and expected is not None and modes < float(expected) * cfg.failed_modes_fraction:
+            failures.append(("eval_modes", modes, float(expected) * cfg.failed_modes_fraction))
+        elif hq is not None and hq < cfg.failed_hq_fraction:
+            failures.append(("eval_hq_fraction", hq, cfg.failed_hq_fraction))
+        else:
+            failures.append(("", 0.0, 0.0))
+    final = len(evals) - 1
+    flags = [bool(failures[i][0]) and (step_of(r) >= cfg.eval_warmup_steps or i == final)
+             for i, r in enumerate(evals)]
+    findings = []
+    for first, last in runs(flags):
+        metric, value, threshold = failures[last]
+        record = evals[last]
+        start, end = step_of(evals[first]), step_of(record)
+        if metric == "eval_precision+eval_coverage":
+            precision, coverage = float(record["eval_precision"]), float(record["eval_coverage"])
+            detail = (f"eval_precision {fmt(precision)} and eval_coverage {fmt(coverage)} are both at or "
+                      f"below {fmt(threshold)}")
+            evidence = {"precision": precision, "coverage": coverage, "threshold": threshold}
+        elif metric == "eval_modes":
+            detail = f"eval_modes {fmt(value)} of {fmt(float(expected))} is below {fmt(threshold)}"
+            evidence = {"modes": value, "expected": float(expected), "threshold": threshold}
+        else:
+            detail = f"eval_hq_fraction {fmt(value)} is below {fmt(threshold)}"
+            evidence = {"hq_fraction": value, "threshold": threshold}
+        count = last - first + 1
+        message = (
+            f"The evaluation at step {end} is far from the data: {detail} ({count} failing "
+            f"evaluation{'s' if count != 1 else ''} over steps {start}-{end})."
+        )
+        findings.append(_finding("evaluation.failed", "error", start, end, evidence, message, context,
+                                 metric.split("+")[0]))
     return findings
 
 
@@ -514,8 +673,8 @@ def detect_stall(records: Records, cfg: DoctorConfig, context: Context = None) -
     return findings
 
 
-def _detrended_std(values: np.ndarray, window: int) -> np.ndarray:
-    """Spread of the residual of a least-squares line over each window of `window` values.
+def _detrended_stds(values: np.ndarray, window: int) -> np.ndarray:
+    """Spread of the residual of a least-squares line over each run of `window` consecutive values.
 
     The spread is sqrt(pi/2) * mean |residual| (equal to the std for Gaussian noise, and less
     swayed by single outliers); entry j covers values[j : j + window].
@@ -533,35 +692,63 @@ def detect_oscillation(records: Records, cfg: DoctorConfig, context: Context = N
     """Loss oscillations of growing amplitude: a warning.
 
     Signal: the detrended std of `cfg.osc_key` (loss_d) over `osc_blocks` consecutive windows of
-    `osc_window` records, each at least `osc_growth` times the previous, the last above
-    `osc_min_std`, holding at `osc_patience` consecutive records (noise alone rarely does).
+    `osc_window_steps` G steps (each holding at least `osc_min_records` records), each at least
+    `osc_growth` times the previous, the last above `osc_min_std`, holding for
+    `osc_patience_steps` G steps (noise alone rarely does).
     Simultaneous gradient descent on an unregularised GAN cycles around the equilibrium with
     growing amplitude (Mescheder et al. 2018, Dirac-GAN; Nagarajan & Kolter 2017); gradient
     penalties such as R1 damp it.
     """
     steps, values = series(training_records(records), cfg.osc_key)
-    window, blocks = cfg.osc_window, cfg.osc_blocks
-    span = window * blocks
-    if len(values) < span:
-        return []
-    std_by_end = _detrended_std(np.asarray(values, dtype=np.float64), window)  # index j ↔ end j+window-1
+    window, blocks = cfg.osc_window_steps, cfg.osc_blocks
+    interval = log_interval(steps)
+    array = np.asarray(values, dtype=np.float64)
+    # window ending at record e: records with a step in (steps[e] - window, steps[e]]; only full
+    # windows (not cut by the start of the run) with at least osc_min_records records count
+    begins = [bisect.bisect_right(steps, step - window) for step in steps]
+    std_by_end: list[float | None] = [None] * len(values)
+    by_length: dict[int, list[int]] = {}
+    for end, begin in enumerate(begins):
+        if end - begin + 1 >= cfg.osc_min_records and steps[end] - window >= steps[0] - interval:
+            by_length.setdefault(end - begin + 1, []).append(end)
+    for length, ends in by_length.items():  # one vectorised pass per window length (one when logging is regular)
+        stds = _detrended_stds(array, length)
+        for end in ends:
+            std_by_end[end] = float(stds[begins[end]])
+
+    def chain(end: int) -> list[int] | None:
+        """End indices of the `blocks` consecutive windows ending at record `end`, oldest first."""
+        ends = [end]
+        for _ in range(blocks - 1):
+            previous = begins[ends[-1]] - 1
+            if previous < 0:
+                return None
+            ends.append(previous)
+        return ends[::-1]
+
     flags = [False] * len(values)
-    for end in range(span - 1, len(values)):
-        stds = [std_by_end[end - window + 1 - k * window] for k in range(blocks - 1, -1, -1)]
+    chains: list[list[int] | None] = [None] * len(values)
+    for end in range(len(values)):
+        ends = chain(end)
+        if ends is None or any(std_by_end[e] is None for e in ends):
+            continue
+        stds = [std_by_end[e] for e in ends]
         growing = all(stds[k + 1] >= cfg.osc_growth * stds[k] for k in range(blocks - 1))
         flags[end] = growing and stds[-1] >= cfg.osc_min_std
+        chains[end] = ends
     findings = []
-    for first, last in runs(flags):
-        if last - first + 1 < cfg.osc_patience:
-            continue
-        peak = max(range(first, last + 1), key=lambda i: std_by_end[i - window + 1])
-        std_last = float(std_by_end[peak - window + 1])
-        std_first = float(std_by_end[peak - window + 1 - (blocks - 1) * window])
+    for first, last in long_runs(steps, flags, cfg.osc_patience_steps, 1):
+        peak = max(range(first, last + 1), key=lambda i: std_by_end[i])
+        peak_chain = chains[peak]
+        std_last = float(std_by_end[peak])
+        std_first = float(std_by_end[peak_chain[0]])
         growth = std_last / std_first if std_first > 0 else float(np.finfo(np.float64).max)
-        start, end = steps[first - span + 1], steps[last]
+        # the first G step the oldest window covers (a record at step s covers the interval's steps up to s)
+        start = max(steps[first] - blocks * window, steps[begins[chains[first][0]]] - interval) + 1
+        end = steps[last]
         message = (
             f"The detrended std of {cfg.osc_key} grew from {fmt(std_first)} to {fmt(std_last)} "
-            f"({fmt(growth)}x) across {blocks} consecutive windows of {window} records over steps "
+            f"({fmt(growth)}x) across {blocks} consecutive windows of {window} steps over steps "
             f"{start}-{end}."
         )
         evidence = {"std_first": std_first, "std_last": std_last, "growth": growth}
@@ -575,11 +762,12 @@ def detect_oscillation(records: Records, cfg: DoctorConfig, context: Context = N
 
 # detectors over training lines, and over evaluation lines (the Tracker reruns only the kind fed)
 TRAINING_DETECTORS: tuple[Detector, ...] = (
-    detect_nonfinite, detect_explosion, detect_critic_drift, detect_d_overpowers,
+    detect_nonfinite, detect_explosion, detect_critic_drift, detect_dead, detect_d_overpowers,
     detect_vanishing_g_grad, detect_oscillation,
 )
 EVAL_DETECTORS: tuple[Detector, ...] = (
-    detect_coverage_drop, detect_class_kl, detect_diversity, detect_modes, detect_stall,
+    detect_coverage_drop, detect_class_kl, detect_diversity, detect_modes, detect_failed_evaluation,
+    detect_stall,
 )
 DETECTORS: tuple[Detector, ...] = TRAINING_DETECTORS + EVAL_DETECTORS
 
@@ -587,6 +775,16 @@ DETECTORS: tuple[Detector, ...] = TRAINING_DETECTORS + EVAL_DETECTORS
 def sort_findings(findings: list[Finding]) -> list[Finding]:
     """Findings ordered by start step, then most severe first, then code."""
     return sorted(findings, key=lambda f: (f.start_step, -severity_rank(f.severity), f.code, f.metric or ""))
+
+
+def verdict(findings: Sequence[Finding]) -> str:
+    """One word for a run: "failed" with any error, "warnings" with any warning, else "healthy"."""
+    severities = {finding.severity for finding in findings}
+    if "error" in severities:
+        return "failed"
+    if "warning" in severities:
+        return "warnings"
+    return "healthy"
 
 
 def diagnose(records: Records, cfg: DoctorConfig | None = None, context: Context = None) -> list[Finding]:

@@ -76,3 +76,25 @@ def fmt(value: float) -> str:
     if 1000 <= abs(value) < 10000:
         return f"{value:.0f}"
     return f"{value:.3g}"
+
+
+def log_interval(steps: Sequence[int]) -> int:
+    """The run's logging interval in G steps: the median positive gap between records (0 if none)."""
+    gaps = [later - earlier for earlier, later in zip(steps, steps[1:]) if later > earlier]
+    return int(median(gaps)) if gaps else 0
+
+
+def span_steps(steps: Sequence[int], first: int, last: int, interval: int) -> int:
+    """G steps covered by records first..last (inclusive): last step - first step + the log interval."""
+    return steps[last] - steps[first] + interval
+
+
+def long_runs(
+    steps: Sequence[int], flags: Sequence[bool], min_steps: int, min_records: int
+) -> list[tuple[int, int]]:
+    """The runs of True in `flags` covering at least `min_steps` G steps and `min_records` records."""
+    interval = log_interval(steps)
+    return [
+        (first, last) for first, last in runs(flags)
+        if last - first + 1 >= min_records and span_steps(steps, first, last, interval) >= min_steps
+    ]

@@ -2,10 +2,11 @@
 
 A finding is identified by `Finding.key` (code plus series). It is reported when it first
 becomes active (its episode reaches the latest record of its kind), again only if its severity
-rises, and anew only when a later episode starts at least `rearm_records` training records
-(`rearm_evals` evaluations for evaluation findings) after the previous one was last active;
+rises, and anew only when a later episode starts more than `rearm_steps` G steps (training
+findings; `rearm_evals` evaluations for evaluation findings) after the previous one was last active;
 a rollback (a step not past the previous one) forgets the episodes of the discarded steps. History is bounded: the last
-`tracker_history` training records, the first records that fix the vanishing-gradient baseline,
+`tracker_history` training records, the records of the first `vanish_early_steps` G steps that fix
+the vanishing-gradient baseline,
 and every evaluation line (few), each reduced to the keys the detectors read.
 """
 
@@ -80,7 +81,7 @@ class Tracker:
             slim = {k: v for k, v in clean.items() if k in self._train_keys or k == "nonfinite"}
             self._add_training(slim, int(step))
             findings = self._run(TRAINING_DETECTORS, self._training_history())
-            new += self._refresh("train", findings, int(step), self.cfg.rearm_records)
+            new += self._refresh("train", findings, int(step), self.cfg.rearm_steps)
         if is_eval_record(clean):
             slim = {k: v for k, v in clean.items() if k == "step" or k.startswith("eval_") or k == "nonfinite"}
             if self._evals and int(self._evals[-1]["step"]) >= step:  # a rollback rewrites steps
@@ -112,7 +113,8 @@ class Tracker:
         self._train.append(record)
         index = self._n_train
         self._n_train += 1
-        if len(self._pinned) < self.cfg.vanish_early_records and as_number(record.get("grad_norm_g")) is not None:
+        if as_number(record.get("grad_norm_g")) is not None and (
+                not self._pinned or step < int(self._pinned[0][1]["step"]) + self.cfg.vanish_early_steps):
             self._pinned.append((index, record))
 
     def _training_history(self) -> list[dict[str, Any]]:
@@ -126,12 +128,18 @@ class Tracker:
             findings.extend(detector(records, self.cfg, self.context))
         return findings
 
-    def _gap(self, source: str, after: int, before: int) -> int:
-        """Records of `source` with a step strictly between `after` and `before` (history bound)."""
+    def _rearmed(self, source: str, after: int, before: int, rearm: int) -> bool:
+        """Whether an episode starting at `before` is new after one last active at `after`.
+
+        Training: more than `rearm` G steps apart; evaluations: at least `rearm` evaluations
+        strictly between. An episode that fell out of the bounded history is re-armed.
+        """
         history = self._train if source == "train" else self._evals
         if not history or int(history[0]["step"]) > after:
-            return max(self.cfg.rearm_records, self.cfg.rearm_evals)  # fell out of history: re-armed
-        return sum(1 for record in history if after < int(record["step"]) < before)
+            return True
+        if source == "train":
+            return before - after > rearm
+        return sum(1 for record in history if after < int(record["step"]) < before) >= rearm
 
     def _refresh(self, source: str, findings: list[Finding], step: int, rearm: int) -> list[Finding]:
         current: dict[str, Finding] = {}
@@ -144,7 +152,7 @@ class Tracker:
         new = []
         for key, finding in current.items():
             state = self._active.get(key)
-            if state is None or self._gap(source, int(state["last_end"]), finding.start_step) >= rearm:
+            if state is None or self._rearmed(source, int(state["last_end"]), finding.start_step, rearm):
                 self._active[key] = {"severity": finding.severity, "last_end": step, "source": source}
                 new.append(finding)
                 continue

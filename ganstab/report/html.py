@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
 import yaml
 
 from ganstab.config import Config, to_dict
+from ganstab.diagnose import Finding, verdict
 from ganstab.diagnose.findings import worst_first
 from ganstab.errors import ReportError
 from ganstab.report import figures as figs
@@ -285,7 +286,8 @@ def _samples_section(run_dir: Path, kind: str) -> str:
 def _summary_cards(records: Sequence[Mapping[str, Any]], findings: Sequence[Mapping[str, Any]],
                    recoveries: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> str:
     final = snapshot(records, findings)
-    items = [("steps", fmt(max((r.get("step") or 0 for r in records), default=0))),
+    outcome = verdict([Finding.from_dict(f) for f in findings])
+    items = [("verdict", outcome), ("steps", fmt(max((r.get("step") or 0 for r in records), default=0))),
              ("images seen", fmt(int(final.get("images_seen") or 0))),
              ("training time", f"{fmt(final.get('wall_time'), 3)} s" if final.get("wall_time") is not None else "n/a")]
     for key in ("loss_d", "loss_g", "d_real", "d_fake"):
@@ -293,7 +295,7 @@ def _summary_cards(records: Sequence[Mapping[str, Any]], findings: Sequence[Mapp
             items.append((key, fmt(final[key])))
     for key in sorted(k for k in final if k.startswith("eval_")):
         items.append((key, fmt(final[key])))
-    classes = {}
+    classes = {"verdict": {"failed": "error", "warnings": "warning"}.get(outcome, "")}
     for severity in worst_first():
         count = int(final.get(f"findings_{severity}") or 0)
         items.append((f"{severity}s", str(count)))
