@@ -28,7 +28,6 @@ from .series import (
     median,
     runs,
     series,
-    span_steps,
     step_of,
     training_records,
 )
@@ -688,6 +687,27 @@ def _detrended_stds(values: np.ndarray, window: int) -> np.ndarray:
     return np.sqrt(np.pi / 2) * np.abs(residual).mean(axis=1)
 
 
+def _window_stds(steps: list[int], values: list[float], window: int, min_records: int,
+                 interval: int) -> tuple[list[int], list[float | None]]:
+    """(first record of each window, detrended std of the window ending at each record or None).
+
+    The window ending at record e holds the records with a step in (steps[e] - window, steps[e]];
+    only full windows (not cut by the start of the run) with at least `min_records` records count.
+    """
+    array = np.asarray(values, dtype=np.float64)
+    begins = [bisect.bisect_right(steps, step - window) for step in steps]
+    std_by_end: list[float | None] = [None] * len(values)
+    by_length: dict[int, list[int]] = {}
+    for end, begin in enumerate(begins):
+        if end - begin + 1 >= min_records and steps[end] - window >= steps[0] - interval:
+            by_length.setdefault(end - begin + 1, []).append(end)
+    for length, ends in by_length.items():  # one vectorised pass per window length (one when logging is regular)
+        stds = _detrended_stds(array, length)
+        for end in ends:
+            std_by_end[end] = float(stds[begins[end]])
+    return begins, std_by_end
+
+
 def detect_oscillation(records: Records, cfg: DoctorConfig, context: Context = None) -> list[Finding]:
     """Loss oscillations of growing amplitude: a warning.
 
@@ -702,19 +722,7 @@ def detect_oscillation(records: Records, cfg: DoctorConfig, context: Context = N
     steps, values = series(training_records(records), cfg.osc_key)
     window, blocks = cfg.osc_window_steps, cfg.osc_blocks
     interval = log_interval(steps)
-    array = np.asarray(values, dtype=np.float64)
-    # window ending at record e: records with a step in (steps[e] - window, steps[e]]; only full
-    # windows (not cut by the start of the run) with at least osc_min_records records count
-    begins = [bisect.bisect_right(steps, step - window) for step in steps]
-    std_by_end: list[float | None] = [None] * len(values)
-    by_length: dict[int, list[int]] = {}
-    for end, begin in enumerate(begins):
-        if end - begin + 1 >= cfg.osc_min_records and steps[end] - window >= steps[0] - interval:
-            by_length.setdefault(end - begin + 1, []).append(end)
-    for length, ends in by_length.items():  # one vectorised pass per window length (one when logging is regular)
-        stds = _detrended_stds(array, length)
-        for end in ends:
-            std_by_end[end] = float(stds[begins[end]])
+    begins, std_by_end = _window_stds(steps, values, window, cfg.osc_min_records, interval)
 
     def chain(end: int) -> list[int] | None:
         """End indices of the `blocks` consecutive windows ending at record `end`, oldest first."""
