@@ -26,13 +26,19 @@ FORMAT = "ganstab-generator-1"
 
 
 def generator_meta(cfg: Config, shape: Sequence[int], kind: str, ema: bool, step: int, images_seen: int,
-                   g_kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """The JSON description of an exported generator: enough to rebuild it without the run's config."""
+                   g_kwargs: Mapping[str, Any], interrupted: bool = False) -> dict[str, Any]:
+    """The JSON description of an exported generator: enough to rebuild it without the run's config.
+
+    `interrupted` marks the export of a run stopped by a signal before `train.steps` (not finished).
+    """
     full = to_dict(cfg)
-    return {"format": FORMAT, "model": full["model"],
+    meta = {"format": FORMAT, "model": full["model"],
             "data": {"name": cfg.data.name, "shape": list(shape), "kind": kind},
             "progressive": full.get("progressive"), "ema": ema, "step": step, "images_seen": images_seen,
             "g_kwargs": dict(g_kwargs)}
+    if interrupted:
+        meta["interrupted"] = True
+    return meta
 
 
 def save_generator(folder: str | Path, net: nn.Module, meta: Mapping[str, Any]) -> Path:

@@ -25,7 +25,7 @@ from ganstab.metrics import RunEvaluator
 from ganstab.models import architectures, build_discriminator, build_generator, check_fit
 from ganstab.report.html import write_report
 from ganstab.report.plots import plot_run
-from ganstab.rundir import RunDir, prepare_out_dir
+from ganstab.rundir import RunDir, RunLock, acquire_lock, prepare_out_dir
 from ganstab.training import RunResult, Trainer, trainer_class
 from ganstab.training import checkpoint as ckpt
 from ganstab.training import parallel
@@ -127,7 +127,7 @@ def _start(cfg: Config, out: Path, resume: bool, overwrite: bool, allow_config_c
 
 
 def finish_run(trainer: Trainer) -> None:
-    """After a completed run (samples, evaluation and export written by the Trainer): plots and report."""
+    """After a completed or interrupted run (export written by the Trainer): plots and report."""
     if trainer.dist.is_main:
         plot_run(trainer.out)
         write_report(trainer.out)
@@ -141,13 +141,17 @@ def train(cfg: Config, *, overwrite: bool = False, resume: bool = False, allow_c
     if cfg.out is None:
         cfg.out = default_out(cfg)
     out = Path(cfg.out)
-    if not resume and cfg.train.resume == "auto" and ckpt.list_checkpoints(RunDir(out).checkpoints):
-        resume = True
-    trainer = _start(cfg, out, resume, overwrite, allow_config_change, echo, hooks)
+    lock: Optional[RunLock] = acquire_lock(out, echo) if main_process() else None  # before anything is read or cleared
     try:
-        result = trainer.run()
-        if not result.interrupted:
-            finish_run(trainer)
-        return result
+        if not resume and cfg.train.resume == "auto" and ckpt.list_checkpoints(RunDir(out).checkpoints):
+            resume = True
+        trainer = _start(cfg, out, resume, overwrite, allow_config_change, echo, hooks)
+        try:
+            result = trainer.run()
+            finish_run(trainer)  # an interrupted run gets its plots and report too
+            return result
+        finally:
+            parallel.shutdown_distributed(trainer.dist)
     finally:
-        parallel.shutdown_distributed(trainer.dist)
+        if lock is not None:
+            lock.release()

@@ -13,12 +13,13 @@ import json
 import os
 import re
 import shutil
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 from ganstab.config import Config, dump_yaml, read_yaml, validate
-from ganstab.errors import CheckpointError
+from ganstab.errors import CheckpointError, RunInUse
 
 __all__ = [
     "CONFIG_FILE", "METRICS_FILE", "FINDINGS_FILE", "RECOVERIES_FILE", "CHECKPOINT_DIR", "SAMPLES_DIR", "PLOTS_DIR",
@@ -26,7 +27,7 @@ __all__ = [
     "SUMMARY_JSON", "SUMMARY_CSV", "RUN_FILES", "TRAINING_KEYS", "RunDir", "atomic_write", "append_jsonl",
     "read_jsonl", "rewrite_jsonl", "is_eval_record", "is_training_record", "read_records", "truncate_metrics",
     "truncate_findings", "checkpoint_name", "checkpoint_step", "holds_run", "is_run_dir", "is_ablation_dir",
-    "load_run_config", "write_config", "prepare_out_dir",
+    "load_run_config", "write_config", "prepare_out_dir", "LOCK_FILE", "RunLock", "acquire_lock",
 ]
 
 CONFIG_FILE = "config.yaml"
@@ -42,6 +43,7 @@ REPORT_FILE = "report.html"
 BEST_DIR = "best"
 BEST_EVAL_FILE = "eval.json"
 TRAIN_LOG = "train.log"
+LOCK_FILE = ".lock"
 # an ablation folder
 PLAN_FILE = "ablation.json"
 SUMMARY_JSON = "summary.json"
@@ -80,6 +82,7 @@ class RunDir:
     report = property(lambda self: self.root / REPORT_FILE, doc="the HTML report")
     best = property(lambda self: self.root / BEST_DIR, doc="export of the best evaluation")
     train_log = property(lambda self: self.root / TRAIN_LOG, doc="log of a run trained by an ablation worker")
+    lock = property(lambda self: self.root / LOCK_FILE, doc="the owner's lock (PID and host) while a process uses it")
 
     def sample(self, step: int, suffix: str = "") -> Path:
         """The sample grid written after `step` G steps."""
@@ -301,3 +304,78 @@ def prepare_out_dir(out: str | Path, overwrite: bool, dry_run: bool = False) -> 
             shutil.rmtree(target)
         elif target.exists():
             target.unlink()
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this host (one we may not signal counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class RunLock:
+    """The lock of one run folder held by this process; `release` removes it (and the folder it created)."""
+
+    path: Path
+    created_folder: bool = False
+
+    def release(self) -> None:
+        """Remove the lock file if it is still ours; remove the run folder too if we made it and it is empty."""
+        try:
+            owner = json.loads(self.path.read_text(encoding="utf-8"))
+            if owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
+                self.path.unlink()
+        except (OSError, ValueError, AttributeError):
+            pass
+        if self.created_folder:
+            try:
+                self.path.parent.rmdir()  # only succeeds when nothing was written
+            except OSError:
+                pass
+
+    def __enter__(self) -> "RunLock":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def acquire_lock(run_dir: str | Path, echo: Callable[[str], None] = print) -> RunLock:
+    """Take RUN/.lock (PID and host) for this process; a live owner is RunInUse, a dead one on this host is replaced."""
+    root = Path(run_dir)
+    if root.exists() and not root.is_dir():
+        raise CheckpointError(f"output path {str(root)!r} is a file; choose another out=DIR")
+    created = not root.exists()
+    root.mkdir(parents=True, exist_ok=True)
+    path = RunDir(root).lock
+    host, payload = socket.gethostname(), json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            try:
+                owner = json.loads(path.read_text(encoding="utf-8"))
+                pid, owner_host = int(owner["pid"]), str(owner["host"])
+            except (OSError, ValueError, KeyError, TypeError):
+                pid, owner_host = -1, host  # torn or foreign lock: treat as stale
+            if owner_host != host or (pid > 0 and pid != os.getpid() and _pid_alive(pid)) or pid == os.getpid():
+                if created:
+                    RunLock(path, created).release()
+                raise RunInUse(f"run folder {str(root)!r} is in use by process {pid} on {owner_host}; "
+                               "wait for it to finish or stop it first") from None
+            echo(f"taking over the stale lock of {str(root)!r} (process {pid} on {owner_host} is gone)")
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(payload)
+        return RunLock(path, created)
+    raise RunInUse(f"run folder {str(root)!r} is in use (its lock keeps changing); wait for the other process "
+                   "to finish or stop it first")

@@ -296,10 +296,10 @@ class Trainer(TrainerState):
             return save_scatter(samples, path, self.data.centers, title=f"step {self.step}")
         return save_image_grid(samples, path)
 
-    def export(self, folder: Optional[Path] = None) -> Path:
+    def export(self, folder: Optional[Path] = None, interrupted: bool = False) -> Path:
         """Write the sampling network (EMA weights when enabled) as generator.safetensors + generator.json."""
         meta = generator_meta(self.cfg, self.shape, self.data.kind, self.G_ema is not None, self.step,
-                              self.images_seen, self.g_kwargs())
+                              self.images_seen, self.g_kwargs(), interrupted=interrupted)
         return save_generator(folder if folder is not None else self.out, self.sampler_net(), meta)
 
     def evaluate(self) -> Optional[dict[str, Any]]:
@@ -450,8 +450,9 @@ class Trainer(TrainerState):
         if self.step % self.cfg.log.every != 0:
             self.log_line()
         if self.dist.is_main:
+            self.export(interrupted=True)
             name = signal.Signals(self._stop_signal).name
-            self.echo(f"stopped by {name} at step {self.step}; checkpoint saved. "
+            self.echo(f"stopped by {name} at step {self.step}; checkpoint and generator saved. "
                       f"Resume with: ganstab train --resume {self.out}")
 
     def _finish_training(self) -> None:

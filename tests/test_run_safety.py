@@ -1,0 +1,117 @@
+"""Nothing lost, second round: the run-folder lock, duplicate YAML keys, interrupted runs, early data checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ganstab.cli import main
+from ganstab.errors import RunInUse
+from ganstab.rundir import LOCK_FILE, acquire_lock, checkpoint_step
+from ganstab.training.checkpoint import newest_valid_checkpoint
+
+HOST = socket.gethostname()
+TOY = ["--preset", "toy", "train.batch_size=64", "log.every=5", "log.progress=false", "model.width=16",
+       "train.device=cpu", "eval.final=false", "log.sample_every=100000"]
+
+
+def _one_error(capsys: pytest.CaptureFixture) -> list[str]:
+    return [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under a folder (the lock excluded) with its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != LOCK_FILE}
+
+
+# ------------------------------------------------------------------------------------------ the lock
+def test_lock_refuses_live_owner_and_takes_over_dead_one(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (run / LOCK_FILE).write_text(json.dumps({"pid": holder.pid, "host": HOST}))
+        with pytest.raises(RunInUse) as info:
+            acquire_lock(run, echo=lambda m: None)
+        assert str(info.value) == (f"run folder {str(run)!r} is in use by process {holder.pid} on {HOST}; "
+                                   "wait for it to finish or stop it first")
+    finally:
+        holder.kill()
+        holder.wait()
+    messages: list[str] = []
+    lock = acquire_lock(run, echo=messages.append)
+    assert messages == [f"taking over the stale lock of {str(run)!r} (process {holder.pid} on {HOST} is gone)"]
+    assert json.loads((run / LOCK_FILE).read_text()) == {"pid": os.getpid(), "host": HOST}
+    lock.release()
+    assert not (run / LOCK_FILE).exists()
+    assert run.is_dir()  # a folder we did not create stays
+
+
+def test_lock_on_other_host_is_respected_and_new_folder_removed(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / LOCK_FILE).write_text(json.dumps({"pid": 1, "host": "elsewhere"}))
+    with pytest.raises(RunInUse, match="in use by process 1 on elsewhere"):
+        acquire_lock(run)
+    fresh = tmp_path / "fresh"
+    acquire_lock(fresh).release()
+    assert not fresh.exists()  # created by the lock, nothing written: removed again
+
+
+def test_train_releases_lock(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert main(["train", *TOY, "train.steps=5", f"out={run}"]) == 0
+    assert (run / "generator.json").is_file() and not (run / LOCK_FILE).exists()
+
+
+def _wait_for(condition, proc: subprocess.Popen, seconds: float = 90.0) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if condition():
+            return
+        assert proc.poll() is None, proc.communicate()[1]
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for the training process")
+
+
+def test_resume_and_overwrite_of_live_run_refused_then_stale_lock_taken_over(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "ganstab", "train", *TOY, "train.steps=1000000", "train.threads=1", f"out={run}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    try:
+        _wait_for(lambda: (run / "metrics.jsonl").is_file() and (run / "metrics.jsonl").stat().st_size > 0, proc)
+        assert json.loads((run / LOCK_FILE).read_text()) == {"pid": proc.pid, "host": HOST}
+        os.kill(proc.pid, signal.SIGSTOP)  # alive but frozen: nothing may change while we try
+        before = _snapshot(run)
+        expected = (f"ganstab: error: run folder {str(run)!r} is in use by process {proc.pid} on {HOST}; "
+                    "wait for it to finish or stop it first")
+        capsys.readouterr()
+        assert main(["train", "--resume", str(run)]) == 2
+        assert _one_error(capsys) == [expected]
+        assert main(["train", *TOY, "train.steps=5", f"out={run}", "--overwrite"]) == 2
+        assert _one_error(capsys) == [expected]
+        assert main(["train", *TOY, "train.steps=5", f"out={run}"]) == 2
+        assert _one_error(capsys) == [expected]
+        assert _snapshot(run) == before
+    finally:
+        proc.kill()
+        proc.wait()
+    # the holder is gone: a resume takes the stale lock over and continues the run
+    capsys.readouterr()
+    newest = newest_valid_checkpoint(run / "checkpoints", warn=lambda m: None)
+    steps = checkpoint_step(newest.name) + 2
+    assert main(["train", "--resume", str(run), f"train.steps={steps}"]) == 0
+    out = capsys.readouterr().out
+    assert f"taking over the stale lock of {str(run)!r} (process {proc.pid} on {HOST} is gone)" in out
+    assert not (run / LOCK_FILE).exists()
