@@ -35,6 +35,31 @@ class _Loader(yaml.SafeLoader):
     """SafeLoader that also reads plain scalars such as 1e-4 as floats (YAML 1.2), not quoted ones."""
 
 
+class _DuplicateKey(yaml.YAMLError):
+    """A mapping of a YAML document names the same key twice (lines are 1-based)."""
+
+    def __init__(self, key: Any, first: int, second: int) -> None:
+        super().__init__(f"key {key!r} appears twice (lines {first} and {second})")
+        self.key, self.first, self.second = key, first, second
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    """A mapping like SafeLoader's, but a key given twice raises _DuplicateKey instead of keeping the last."""
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            continue  # SafeLoader reports unhashable keys itself
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise _DuplicateKey(key, seen[key], line)
+        seen[key] = line
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)$"),
@@ -414,6 +439,9 @@ def read_yaml(path: str | Path) -> dict:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
     except UnicodeDecodeError:
         raise ConfigError(f"config file {str(path)!r} is not UTF-8 text; pass a YAML file") from None
+    except _DuplicateKey as exc:
+        raise ConfigError(f"config file {str(path)!r}: key {exc.key!r} appears twice (lines {exc.first} and "
+                          f"{exc.second}); keep one") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

@@ -38,6 +38,8 @@ def _files(root: Path) -> dict[str, str]:
     (root / "bad.yaml").write_text("loss:\n  kind: [hinge\n")
     (root / "bin.yaml").write_bytes(b"\xff\xfe\x00\x81")
     (root / "section.yaml").write_text("loss: hinge\n")
+    (root / "dup.yaml").write_text("train:\n  steps: 2\nloss:\n  kind: hinge\ntrain:\n  steps: 3\n")
+    (root / "dup_nested.yaml").write_text("loss:\n  kind: hinge\n  kind: lsgan\n")
     (root / "file_out").write_text("not a folder")
     return {p.name: str(p) for p in root.iterdir()}
 
@@ -107,6 +109,10 @@ CASES: list[tuple[str, list[str], str]] = [
      "config file '{bad.yaml}' is not valid YAML at line 3; fix the syntax"),
     ("yaml list", ["train", "--config", "{list.yaml}"],
      "config file '{list.yaml}' must hold a mapping of keys, got list"),
+    ("yaml duplicate section", ["train", "--config", "{dup.yaml}"],
+     "config file '{dup.yaml}': key 'train' appears twice (lines 1 and 5); keep one"),
+    ("yaml duplicate key", ["train", "--config", "{dup_nested.yaml}"],
+     "config file '{dup_nested.yaml}': key 'kind' appears twice (lines 2 and 3); keep one"),
     ("yaml binary", ["train", "--config", "{bin.yaml}"],
      "config file '{bin.yaml}' is not UTF-8 text; pass a YAML file"),
     ("fashion missing", ["train", "data.name=fashion-mnist", "data.path={dir}/nowhere"],
