@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -14,13 +15,15 @@ from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from ganstab.config import Config, to_dict, validate
+from ganstab.data import dataset_shape, make_dataset
 from ganstab.data.toy import grid25_centers, ring8_centers
 from ganstab.errors import CheckpointError, ConfigError
 from ganstab.models import build_generator
-from ganstab.rundir import RunDir, atomic_write
+from ganstab.rundir import RunDir, atomic_write, newest_valid_checkpoint
 from ganstab.sampling import generate, save_image_folder, save_image_grid, save_scatter
 
-__all__ = ["FORMAT", "generator_meta", "save_generator", "load_generator", "write_samples"]
+__all__ = ["FORMAT", "generator_meta", "save_generator", "load_generator", "generator_from_checkpoint",
+           "load_run_generator", "write_samples"]
 
 FORMAT = "ganstab-generator-1"
 
@@ -75,6 +78,54 @@ def load_generator(run_dir: Path, device: str = "cpu") -> tuple[nn.Module, dict[
         raise CheckpointError(f"{str(weights_path)!r} does not match the architecture in generator.json "
                               f"({str(exc).splitlines()[0][:100]})") from None
     return generator.to(device).eval(), meta
+
+
+def generator_from_checkpoint(path: Path, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild G from a checkpoint's config and load its `g_ema` (else `g`) weights, read with weights_only=True."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"checkpoint {str(path)!r} needs to unpickle code, which ganstab refuses for "
+                              "safety") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read ({str(exc).splitlines()[0][:120]})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("config"), dict) or "g" not in state:
+        raise CheckpointError(f"{str(path)!r} is not a ganstab checkpoint")
+    try:
+        cfg = validate(state["config"])
+    except ConfigError as exc:
+        raise CheckpointError(f"checkpoint {str(path)!r} holds an invalid config ({exc})") from None
+    if cfg.model.arch == "progressive":
+        raise CheckpointError(f"{str(path.parent.parent)!r} has no exported generator and a progressive run's "
+                              "checkpoint cannot be sampled directly; resume it to export the generator")
+    shape = dataset_shape(cfg.data) or make_dataset(cfg.data, cfg.seed).shape
+    kind = "points" if len(shape) == 1 else "image"
+    weights = state["g_ema"] if state.get("g_ema") is not None else state["g"]
+    generator = build_generator(cfg.model, shape, cfg)
+    try:
+        generator.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint {str(path)!r} does not match its config's generator "
+                              f"({str(exc).splitlines()[0][:100]})") from None
+    meta = generator_meta(cfg, shape, kind, state.get("g_ema") is not None, int(state.get("step", 0)),
+                          int(state.get("images_seen", 0)), {})
+    return generator.to(device).eval(), meta
+
+
+def load_run_generator(run_dir: Path, device: str = "cpu",
+                       echo: Callable[[str], None] = print) -> tuple[nn.Module, dict[str, Any]]:
+    """The run's exported generator, or (killed before exporting) the newest valid checkpoint's, said in one line."""
+    run = RunDir(run_dir)
+    if run.generator_meta.is_file() or run.generator_weights.is_file():
+        return load_generator(run.root, device)
+    path = newest_valid_checkpoint(run.checkpoints, warn=lambda message: None)
+    if path is None:
+        return load_generator(run.root, device)  # raises: no export and no checkpoint
+    generator, meta = generator_from_checkpoint(path, device)
+    echo(f"{str(run.root)!r} has no exported generator; using checkpoint {path.name} (step {meta['step']}, "
+         f"{'EMA' if meta['ema'] else 'G'} weights)")
+    return generator, meta
 
 
 def write_samples(generator: nn.Module, meta: dict[str, Any], n: int, out: Path, fmt: str, seed: int = 0) -> Path:

@@ -9,6 +9,7 @@ so a crash at any moment leaves the previous version readable.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -27,7 +28,8 @@ __all__ = [
     "SUMMARY_JSON", "SUMMARY_CSV", "RUN_FILES", "TRAINING_KEYS", "RunDir", "atomic_write", "append_jsonl",
     "read_jsonl", "rewrite_jsonl", "is_eval_record", "is_training_record", "read_records", "truncate_metrics",
     "truncate_findings", "checkpoint_name", "checkpoint_step", "holds_run", "is_run_dir", "is_ablation_dir",
-    "load_run_config", "write_config", "prepare_out_dir", "LOCK_FILE", "RunLock", "acquire_lock",
+    "load_run_config", "write_config", "prepare_out_dir", "sha256_file", "list_checkpoints", "verify_checkpoint",
+    "newest_valid_checkpoint", "LOCK_FILE", "RunLock", "acquire_lock",
 ]
 
 CONFIG_FILE = "config.yaml"
@@ -102,6 +104,50 @@ def checkpoint_step(name: str) -> Optional[int]:
     """The step of a checkpoint file name, None for any other name."""
     match = _CHECKPOINT.match(name)
     return int(match.group(1)) if match else None
+
+
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def list_checkpoints(folder: Path) -> list[Path]:
+    """Checkpoint files in `folder`, oldest first (validity not checked)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [(step, p) for p in folder.iterdir() if (step := checkpoint_step(p.name)) is not None]
+    return [p for _, p in sorted(found)]
+
+
+def verify_checkpoint(path: Path) -> Optional[str]:
+    """None when the checkpoint's checksum file exists and matches, else the reason it is invalid."""
+    sidecar = path.with_name(path.name + ".sha256")
+    if not sidecar.is_file():
+        return "its checksum file is missing (the write did not finish)"
+    try:
+        expected = sidecar.read_text().split()[0]
+    except (OSError, IndexError):
+        return "its checksum file is unreadable"
+    if sha256_file(path) != expected:
+        return "its checksum does not match (truncated or corrupt)"
+    return None
+
+
+def newest_valid_checkpoint(folder: Path, warn: Callable[[str], None] = print) -> Optional[Path]:
+    """The newest checkpoint whose checksum matches; invalid newer ones are reported via `warn`."""
+    for path in reversed(list_checkpoints(folder)):
+        problem = verify_checkpoint(path)
+        if problem is None:
+            return path
+        warn(f"skipping checkpoint {path.name}: {problem}; using the previous one")
+    return None
 
 
 def _fsync_dir(folder: Path) -> None:

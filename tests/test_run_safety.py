@@ -16,6 +16,7 @@ import pytest
 
 from ganstab.cli import main
 from ganstab.errors import RunInUse
+from ganstab.pipeline import load_config, train
 from ganstab.rundir import LOCK_FILE, acquire_lock, checkpoint_step
 from ganstab.training.checkpoint import newest_valid_checkpoint
 
@@ -115,3 +116,40 @@ def test_resume_and_overwrite_of_live_run_refused_then_stale_lock_taken_over(tmp
     out = capsys.readouterr().out
     assert f"taking over the stale lock of {str(run)!r} (process {proc.pid} on {HOST} is gone)" in out
     assert not (run / LOCK_FILE).exists()
+
+
+# ------------------------------------------------------------------------------------- interrupted runs
+def test_sigterm_exports_generator_and_writes_report(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    cfg = load_config(None, TOY[2:] + ["train.steps=50", f"out={run}"], preset="toy")
+
+    def stop_at_three(trainer) -> None:
+        if trainer.step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    messages: list[str] = []
+    result = train(cfg, echo=messages.append, hooks={"after_step": stop_at_three})
+    assert result.interrupted and result.steps == 3
+    meta = json.loads((run / "generator.json").read_text())
+    assert (meta["step"], meta["interrupted"]) == (3, True)
+    assert (run / "generator.safetensors").is_file() and (run / "report.html").is_file()
+    assert messages[-1] == (f"stopped by SIGTERM at step 3; checkpoint and generator saved. "
+                            f"Resume with: ganstab train --resume {run}")
+    assert not (run / LOCK_FILE).exists()
+
+
+def test_sample_and_eval_fall_back_to_newest_checkpoint(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert main(["train", *TOY, "train.steps=10", "log.checkpoint_every=5", "eval.n=200", f"out={run}"]) == 0
+    assert main(["sample", "--run", str(run), "--format", "npy", "--n", "16", "--out", str(tmp_path / "a.npy")]) == 0
+    for name in ("generator.json", "generator.safetensors"):  # as if SIGKILLed before the export
+        (run / name).unlink()
+    capsys.readouterr()
+    assert main(["sample", "--run", str(run), "--format", "npy", "--n", "16", "--out", str(tmp_path / "b.npy")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    ema = "EMA" if load_config(None, [], preset="toy").train.ema > 0 else "G"
+    assert lines[0] == (f"{str(run)!r} has no exported generator; using checkpoint ckpt_0000010.pt (step 10, "
+                        f"{ema} weights)")
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))
+    assert main(["eval", "--run", str(run), "--n", "50"]) == 0
+    assert f"{str(run)!r} has no exported generator; using checkpoint ckpt_0000010.pt" in capsys.readouterr().out

@@ -12,7 +12,7 @@ from ganstab.config import to_dict
 from ganstab.data import make_dataset
 from ganstab.diagnose import context_from_config, diagnose, format_report
 from ganstab.errors import UsageError
-from ganstab.export import load_generator, write_samples
+from ganstab.export import load_generator, load_run_generator, write_samples
 from ganstab.metrics import RunEvaluator
 from ganstab.report.html import write_report
 from ganstab.rundir import RunDir, load_run_config, read_records
@@ -21,12 +21,12 @@ __all__ = ["cmd_sample", "cmd_eval", "cmd_doctor", "cmd_report", "register"]
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    """Write samples from a run's exported generator."""
+    """Write samples from a run's exported generator (or its newest valid checkpoint when none was exported)."""
     if args.format not in ("grid", "folder", "npy"):
         raise UsageError(f"--format must be grid, folder or npy, got {args.format!r}")
     if args.n <= 0:
         raise UsageError(f"--n must be positive, got {args.n}")
-    generator, meta = load_generator(Path(args.run), device=args.device)
+    generator, meta = load_run_generator(Path(args.run), device=args.device, echo=print)
     if args.format == "folder" and meta["data"].get("kind") == "points":
         raise UsageError("--format folder writes images, but this run generates 2-D points; use --format npy or grid")
     path = write_samples(generator, meta, args.n, Path(args.out), args.format, args.seed)
@@ -41,7 +41,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.n is not None and args.n < 2:
         raise UsageError(f"--n must be at least 2, got {args.n}")
     source = RunDir(run).best if args.best else run
-    generator, meta = load_generator(source, device=args.device)
+    if args.best:
+        generator, meta = load_generator(source, device=args.device)
+    else:
+        generator, meta = load_run_generator(source, device=args.device, echo=print)
     device = torch.device(args.device)
     data = make_dataset(cfg.data, cfg.seed).to(device)
     n = args.n or cfg.eval.n
