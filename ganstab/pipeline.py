@@ -20,7 +20,7 @@ from ganstab import config as config_module
 from ganstab.config import Config, default_out, to_dict
 from ganstab.data import DATASETS, DataSource, dataset_shape, make_dataset
 from ganstab.diagnose import Tracker, context_from_config
-from ganstab.errors import CheckpointError, ConfigError
+from ganstab.errors import CheckpointError, ConfigError, DataError
 from ganstab.metrics import RunEvaluator
 from ganstab.models import architectures, build_discriminator, build_generator, check_fit
 from ganstab.report.html import write_report
@@ -30,7 +30,7 @@ from ganstab.training import RunResult, Trainer, trainer_class
 from ganstab.training import checkpoint as ckpt
 from ganstab.training import parallel
 
-__all__ = ["check_config", "load_config", "make_trainer", "train", "LazyScorer", "RunResult", "main_process"]
+__all__ = ["check_config", "check_data", "check_memory", "available_memory", "load_config", "make_trainer", "train", "LazyScorer", "RunResult", "main_process"]
 
 
 def check_config(cfg: Config) -> None:
@@ -92,12 +92,61 @@ def make_trainer(cfg: Config, *, echo: Callable[[str], None] = print,
     if runtime.dist.is_main:
         for note in data.notes:
             echo(note)
+    check_data(cfg, data)
+    check_memory(cfg, data.shape, runtime.device)
     generator = build_generator(cfg.model, data.shape, cfg).to(runtime.device)
     discriminator = build_discriminator(cfg.model, data.shape, cfg).to(runtime.device)
     watcher = Tracker(cfg.doctor, context_from_config(to_dict(cfg)))
     scorer = LazyScorer(data, cfg, runtime.device, lambda message: echo(f"evaluator: {message}"))
     return trainer_class(cfg.model.arch)(cfg, data, generator, discriminator, runtime, watcher=watcher,
                                          scorer=scorer, echo=echo, hooks=hooks)
+
+
+TRAINING_BYTES_PER_PARAMETER = 16  # float32 weight + gradient + Adam's two moments
+
+
+def check_data(cfg: Config, data: DataSource) -> None:
+    """Held data must fill at least one batch (every D step takes a fresh batch of train.batch_size)."""
+    if data.sampler is None and len(data) < cfg.train.batch_size:
+        raise DataError(f"data set {cfg.data.name} has {len(data)} samples, fewer than one batch "
+                        f"(train.batch_size={cfg.train.batch_size}); set train.batch_size to at most {len(data)} "
+                        "or use more data")
+
+
+def available_memory(device: torch.device) -> Optional[int]:
+    """Bytes free for new tensors: CUDA's free memory, else MemAvailable of /proc/meminfo (None when unknown)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _parameter_count(cfg: Config, shape: tuple[int, ...]) -> Optional[int]:
+    """Parameters of G and D, counted on the meta device (nothing allocated); None when that is not possible."""
+    try:
+        with torch.device("meta"):
+            nets = (build_generator(cfg.model, shape, cfg), build_discriminator(cfg.model, shape, cfg))
+    except Exception:  # a layer that cannot be built on the meta device: skip the estimate
+        return None
+    return sum(p.numel() for net in nets for p in net.parameters())
+
+
+def check_memory(cfg: Config, shape: tuple[int, ...], device: torch.device) -> None:
+    """Refuse G and D whose training state (16 bytes a parameter) exceeds the free memory, before allocating."""
+    count = _parameter_count(cfg, tuple(shape))
+    free = available_memory(device)
+    if count is None or free is None or count * TRAINING_BYTES_PER_PARAMETER <= free:
+        return
+    need = count * TRAINING_BYTES_PER_PARAMETER
+    raise ConfigError(f"G and D would hold {count:,} parameters, needing about {need / 1e9:.1f} GB to train "
+                      f"(weights, gradients, Adam state) but {free / 1e9:.1f} GB of {device.type} memory is "
+                      "available; make the model smaller (model.hidden, model.width, model.depth)")
 
 
 def main_process() -> bool:

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from ganstab import pipeline
 from ganstab.cli import main
 from ganstab.errors import RunInUse
 from ganstab.pipeline import load_config, train
@@ -153,3 +155,22 @@ def test_sample_and_eval_fall_back_to_newest_checkpoint(tmp_path: Path, capsys) 
     np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))
     assert main(["eval", "--run", str(run), "--n", "50"]) == 0
     assert f"{str(run)!r} has no exported generator; using checkpoint ckpt_0000010.pt" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------- checks before the run folder
+def test_model_too_large_for_memory_refused_before_allocating(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(pipeline, "available_memory", lambda device: 8 * 10**9)
+    run = tmp_path / "run"
+    assert main(["train", *TOY, "train.steps=5", "model.hidden=[100000000]", f"out={run}"]) == 2
+    assert _one_error(capsys) == [
+        "ganstab: error: G and D would hold 900,000,003 parameters, needing about 14.4 GB to train (weights, "
+        "gradients, Adam state) but 8.0 GB of cpu memory is available; make the model smaller (model.hidden, "
+        "model.width, model.depth)"]
+    assert not run.exists()
+
+
+def test_available_memory_reads_meminfo() -> None:
+    free = pipeline.available_memory(torch.device("cpu"))
+    with open("/proc/meminfo") as fh:
+        line = next(line for line in fh if line.startswith("MemAvailable:"))
+    assert free is not None and abs(free - int(line.split()[1]) * 1024) < 2 * 10**9
