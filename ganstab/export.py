@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 import pickle
+import shutil
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from safetensors.torch import save as save_safetensors
@@ -17,15 +21,19 @@ from torch import nn
 from ganstab.config import Config, to_dict, validate
 from ganstab.data import dataset_shape, make_dataset
 from ganstab.data.toy import grid25_centers, ring8_centers
-from ganstab.errors import CheckpointError, ConfigError
+from ganstab.errors import CheckpointError, ConfigError, UsageError
 from ganstab.models import build_generator
 from ganstab.rundir import RunDir, atomic_write, newest_valid_checkpoint
-from ganstab.sampling import generate, save_image_folder, save_image_grid, save_scatter
+from ganstab.sampling import generate, save_image_grid, save_scatter, to_uint8
 
 __all__ = ["FORMAT", "generator_meta", "save_generator", "load_generator", "generator_from_checkpoint",
-           "load_run_generator", "write_samples"]
+           "load_run_generator", "GRID_MAX", "SAMPLE_CHUNK", "sample_bytes", "check_grid_size",
+           "check_sample_space",
+           "write_samples"]
 
 FORMAT = "ganstab-generator-1"
+GRID_MAX = 10_000  # most samples one PNG grid (or scatter plot) shows; more need --format folder or npy
+SAMPLE_CHUNK = 10_000  # samples generated (and latents drawn) at a time, so memory stays flat for any n
 
 
 def generator_meta(cfg: Config, shape: Sequence[int], kind: str, ema: bool, step: int, images_seen: int,
@@ -128,23 +136,95 @@ def load_run_generator(run_dir: Path, device: str = "cpu",
     return generator, meta
 
 
-def write_samples(generator: nn.Module, meta: dict[str, Any], n: int, out: Path, fmt: str, seed: int = 0) -> Path:
-    """Write n samples as a PNG grid, a folder of PNGs, or a .npy array; returns the path written."""
+def _chunks(generator: nn.Module, meta: dict[str, Any], n: int, seed: int) -> Iterator[torch.Tensor]:
+    """n samples in chunks of SAMPLE_CHUNK, latents drawn chunk by chunk from one seeded generator."""
     device = next(generator.parameters()).device
     gen = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, int(meta["model"]["latent_dim"]), generator=gen).to(device)
-    samples = generate(generator, z, **meta.get("g_kwargs", {}))
+    latent_dim = int(meta["model"]["latent_dim"])
+    for start in range(0, n, SAMPLE_CHUNK):
+        z = torch.randn(min(SAMPLE_CHUNK, n - start), latent_dim, generator=gen).to(device)
+        yield generate(generator, z, **meta.get("g_kwargs", {}))
+
+
+def _temp_for(path: Path) -> Path:
+    """A hidden temp name next to `path` that keeps its suffix (PIL and matplotlib pick the format from it)."""
+    return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+
+
+def _write_then_rename(path: Path, write: Callable[[Path], Any]) -> Path:
+    """Write via `write(temp)` and rename onto `path`, so `path` appears complete or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_for(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def sample_bytes(meta: Mapping[str, Any], n: int, fmt: str) -> int:
+    """Rough bytes on disk for n samples: float32 for npy, one uint8 per value (PNG upper bound) for folder."""
+    values = math.prod(int(s) for s in meta["data"]["shape"])
+    return n * values * (4 if fmt == "npy" else 1)
+
+
+def check_grid_size(n: int, fmt: str) -> None:
+    """A PNG grid (or scatter plot) shows at most GRID_MAX samples; more must be written as a folder or npy."""
+    if fmt == "grid" and n > GRID_MAX:
+        raise UsageError(f"--n {n} is more than one PNG grid shows (at most {GRID_MAX:,}); "
+                         "use --format folder or npy for more samples")
+
+
+def check_sample_space(meta: Mapping[str, Any], n: int, out: Path, fmt: str) -> None:
+    """Refuse n samples that would not fit on the disk holding `out` (a grid above GRID_MAX is refused too)."""
+    check_grid_size(n, fmt)
+    need = sample_bytes(meta, n, fmt)
+    where = Path(out).absolute()
+    while not where.exists():
+        where = where.parent
+    free = shutil.disk_usage(where).free
+    if need > free:
+        raise UsageError(f"--n {n} samples need about {need / 1e9:.1f} GB as --format {fmt} but only "
+                              f"{free / 1e9:.1f} GB is free at {str(where)!r}; lower --n or choose another --out")
+
+
+def write_samples(generator: nn.Module, meta: dict[str, Any], n: int, out: Path, fmt: str, seed: int = 0) -> Path:
+    """Write n samples as a PNG grid (at most GRID_MAX), a folder of PNGs or a .npy array, each file atomically.
+
+    npy and folder stream SAMPLE_CHUNK samples at a time, so any n that fits on disk works.
+    """
     out = Path(out)
     if fmt == "npy":
-        out.parent.mkdir(parents=True, exist_ok=True)
-        np.save(out, samples.numpy())
-        return out if out.suffix == ".npy" else out.with_name(out.name + ".npy")
+        path = out if out.suffix == ".npy" else out.with_name(out.name + ".npy")
+        shape = (n, *(int(s) for s in meta["data"]["shape"]))
+
+        def fill(tmp: Path) -> None:
+            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+            start = 0
+            for chunk in _chunks(generator, meta, n, seed):
+                array[start:start + len(chunk)] = chunk.numpy()
+                start += len(chunk)
+            array.flush()
+            del array
+
+        return _write_then_rename(path, fill)
     if fmt == "folder":
-        save_image_folder(samples, out)
+        out.mkdir(parents=True, exist_ok=True)
+        index = 0
+        for chunk in _chunks(generator, meta, n, seed):
+            for img in to_uint8(chunk):
+                image = Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img)
+                _write_then_rename(out / f"{index:06d}.png", lambda tmp: image.save(tmp))
+                index += 1
         return out
+    check_grid_size(n, fmt)
+    samples = next(_chunks(generator, meta, n, seed))
     if meta["data"].get("kind") == "points":
         centers: Optional[torch.Tensor] = None
         if meta["data"]["name"] in ("ring8", "grid25"):
             centers = ring8_centers() if meta["data"]["name"] == "ring8" else grid25_centers()
-        return save_scatter(samples, out, centers, title=f"{n} samples")
-    return save_image_grid(samples, out)
+        return _write_then_rename(out, lambda tmp: save_scatter(samples, tmp, centers, title=f"{n} samples"))
+    return _write_then_rename(out, lambda tmp: save_image_grid(samples, tmp))
+

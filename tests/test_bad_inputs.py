@@ -174,6 +174,15 @@ CASES: list[tuple[str, list[str], str]] = [
      "'{empty}' has no exported generator (generator.json + generator.safetensors); train it to the end or resume "
      "it first"),
     ("sample n zero", ["sample", "--run", "{empty}", "--out", "{dir}/x.png", "--n", "0"], "--n must be positive, got 0"),
+    ("sample bad device", ["sample", "--run", "{empty}", "--out", "{dir}/x.png", "--device", "bogus"],
+     "--device must be cpu, cuda, cuda:N, mps or auto, got 'bogus'"),
+    ("sample grid too large", ["sample", "--run", "{empty}", "--out", "{dir}/x.png", "--n", "999999999999"],
+     "--n 999999999999 is more than one PNG grid shows (at most 10,000); use --format folder or npy for more "
+     "samples"),
+    ("eval n too large", ["eval", "--run", "{empty}", "--n", "100000000"],
+     "--n must be at most 200,000 (the evaluator's limit, as for eval.n), got 100000000"),
+    ("eval bad device", ["eval", "--run", "{empty}", "--device", "gpu0"],
+     "--device must be cpu, cuda, cuda:N, mps or auto, got 'gpu0'"),
     ("sample bad format", ["sample", "--run", "{empty}", "--out", "x", "--format", "gif"],
      "--format must be grid, folder or npy, got 'gif'"),
 ]

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from ganstab import pipeline
+from ganstab import export, pipeline
 from ganstab.cli import main
 from ganstab.errors import RunInUse
 from ganstab.pipeline import load_config, train
-from ganstab.rundir import LOCK_FILE, acquire_lock, checkpoint_step
+from ganstab.rundir import LOCK_FILE, acquire_lock, checkpoint_step, is_eval_record, read_jsonl
 from ganstab.training.checkpoint import newest_valid_checkpoint
 
 HOST = socket.gethostname()
@@ -174,3 +174,68 @@ def test_available_memory_reads_meminfo() -> None:
     with open("/proc/meminfo") as fh:
         line = next(line for line in fh if line.startswith("MemAvailable:"))
     assert free is not None and abs(free - int(line.split()[1]) * 1024) < 2 * 10**9
+
+
+# ------------------------------------------------------------------------------------------ sample and eval
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_sample_on_cuda_without_cuda_refused(tmp_path: Path, capsys) -> None:
+    assert main(["sample", "--run", str(tmp_path), "--out", str(tmp_path / "x.png"), "--device", "cuda"]) == 2
+    assert _one_error(capsys) == ["ganstab: error: --device cuda but no CUDA device is available; use --device cpu"]
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 300-step toy grid25 run with a final evaluation of 300 samples."""
+    run = tmp_path_factory.mktemp("toy") / "run"
+    assert main(["train", *TOY[:-2], "train.steps=300", "eval.final=true", "eval.n=300", f"out={run}"]) == 0
+    return run
+
+
+def test_eval_reproduces_training_final_evaluation(toy_run: Path, capsys) -> None:
+    final = [r for r in read_jsonl(toy_run / "metrics.jsonl") if is_eval_record(r)][-1]
+    capsys.readouterr()
+    assert main(["eval", "--run", str(toy_run)]) == 0
+    cfg = load_config(None, [], preset="toy")
+    written = json.loads((toy_run / f"eval-n300-seed{cfg.seed + 3}.json").read_text())
+    assert written["seed"] == cfg.seed + 3 and written["step"] == final["step"] == 300
+    assert final["eval_modes"] > 0
+    for key in ("modes", "hq_fraction", "reverse_kl"):
+        assert written[key] == final[f"eval_{key}"], key
+    assert {f"eval_{k}": v for k, v in written.items() if f"eval_{k}" in final} == {
+        k: v for k, v in final.items() if k.startswith("eval_")}
+    assert main(["eval", "--run", str(toy_run), "--seed", "0"]) == 0  # the old default: other samples
+    old = json.loads((toy_run / "eval-n300-seed0.json").read_text())
+    assert [old[k] for k in ("modes", "hq_fraction", "reverse_kl")] != [
+        final[f"eval_{k}"] for k in ("modes", "hq_fraction", "reverse_kl")]
+
+
+def test_sample_npy_too_large_for_disk_refused(toy_run: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "big.npy"
+    assert main(["sample", "--run", str(toy_run), "--format", "npy", "--n", "999999999999", "--out", str(out)]) == 2
+    lines = _one_error(capsys)
+    assert len(lines) == 1 and lines[0].startswith(
+        "ganstab: error: --n 999999999999 samples need about 8000.0 GB as --format npy but only ")
+    assert lines[0].endswith(f"GB is free at {str(tmp_path)!r}; lower --n or choose another --out")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sample_npy_streams_in_chunks_and_appears_atomically(toy_run: Path, tmp_path: Path, monkeypatch) -> None:
+    assert main(["sample", "--run", str(toy_run), "--format", "npy", "--n", "10", "--out", str(tmp_path / "a")]) == 0
+    whole = np.load(tmp_path / "a.npy")
+    assert whole.shape == (10, 2) and whole.dtype == np.float32
+    monkeypatch.setattr(export, "SAMPLE_CHUNK", 4)
+    assert main(["sample", "--run", str(toy_run), "--format", "npy", "--n", "10", "--out", str(tmp_path / "b.npy")]) == 0
+    chunked = np.load(tmp_path / "b.npy")
+    assert chunked.shape == (10, 2) and np.isfinite(chunked).all()
+    calls = {"n": 0}
+    real_generate = export.generate
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(28, "No space left on device")
+        return real_generate(*args, **kwargs)
+
+    monkeypatch.setattr(export, "generate", failing)
+    assert main(["sample", "--run", str(toy_run), "--format", "npy", "--n", "10", "--out", str(tmp_path / "c.npy")]) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy", "b.npy"]  # no partial file, no temp file

@@ -37,7 +37,12 @@ from ganstab.training.recorder import Recorder, clean_record
 from ganstab.training.progress import Progress
 from ganstab.training.state import TrainerState
 
-__all__ = ["Trainer", "RunResult", "Divergence", "Watcher", "RunScorer"]
+__all__ = ["Trainer", "RunResult", "Divergence", "Watcher", "RunScorer", "training_eval_seed"]
+
+
+def training_eval_seed(seed: int) -> int:
+    """The latent seed of every evaluation during and after training (`ganstab eval` defaults to it too)."""
+    return seed + 3
 
 
 class Watcher(Protocol):
@@ -308,7 +313,7 @@ class Trainer(TrainerState):
             return None
         cfg = self.cfg
         scores = self.scorer.evaluate(self.sampler_net(), cfg.model.latent_dim, self.g_kwargs(), self.fixed_z,
-                                      seed=cfg.seed + 3)
+                                      seed=training_eval_seed(cfg.seed))
         line = clean_record({"step": self.step, "images_seen": self.images_seen, "time": round(self.elapsed, 3),
                              **{f"eval_{k}": v for k, v in scores.items()}})
         self.recorder.write(line)
