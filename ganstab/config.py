@@ -154,6 +154,7 @@ class LogConfig(_Section):
     keep_checkpoints: int = Field(default=3, ge=1, le=1000)
     n_samples: int = Field(default=64, gt=0, le=1024)
     progress: bool = True
+    progress_seconds: float = Field(default=30.0, gt=0)
 
 
 class EvalConfig(_Section):

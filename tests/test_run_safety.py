@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -21,6 +22,7 @@ from ganstab.errors import RunInUse
 from ganstab.pipeline import load_config, train
 from ganstab.rundir import LOCK_FILE, acquire_lock, checkpoint_step, is_eval_record, read_jsonl
 from ganstab.training.checkpoint import newest_valid_checkpoint
+from ganstab.training.progress import Progress, format_duration
 
 HOST = socket.gethostname()
 TOY = ["--preset", "toy", "train.batch_size=64", "log.every=5", "log.progress=false", "model.width=16",
@@ -239,3 +241,38 @@ def test_sample_npy_streams_in_chunks_and_appears_atomically(toy_run: Path, tmp_
     monkeypatch.setattr(export, "generate", failing)
     assert main(["sample", "--run", str(toy_run), "--format", "npy", "--n", "10", "--out", str(tmp_path / "c.npy")]) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy", "b.npy"]  # no partial file, no temp file
+
+
+# ------------------------------------------------------------------------------------- progress in a log file
+PROGRESS = re.compile(r"^progress: step (\d+)/40 \((\d+)%\), (\d+|-) images/s, loss_d (-?\d+\.\d{3}|-), "
+                      r"loss_g (-?\d+\.\d{3}|-), ETA (\d+:\d\d|-)$")
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_progress_lines_without_terminal(tmp_path: Path, progress: bool) -> None:
+    cfg = load_config(None, TOY[2:] + ["train.steps=40", f"log.progress={str(progress).lower()}",
+                                       "log.progress_seconds=0.0001", f"out={tmp_path / 'run'}"], preset="toy")
+    messages: list[str] = []
+    train(cfg, echo=messages.append)
+    lines = [m for m in messages if m.startswith("progress:")]
+    if not progress:
+        assert lines == []
+        return
+    assert len(lines) >= 2
+    matches = [PROGRESS.match(line) for line in lines]
+    assert all(matches), lines
+    steps = [int(m.group(1)) for m in matches]
+    assert steps == sorted(steps) and steps[-1] == 40
+    last = matches[-1]
+    assert (last.group(2), last.group(6)) == ("100", "0:00") and last.group(4) != "-"
+
+
+def test_progress_line_format() -> None:
+    progress = Progress(200, 50, enabled=True, terminal=False, echo=lambda m: None, every_seconds=30)
+    progress.started = 0.0
+    progress.step = 100
+    progress.losses = (1.23456, -0.5)
+    progress.images_per_second = 5400.4
+    assert progress.line(now=10.0) == ("progress: step 100/200 (50%), 5400 images/s, loss_d 1.235, loss_g -0.500, "
+                                       "ETA 0:20")
+    assert format_duration(3725) == "1:02:05"

@@ -433,8 +433,9 @@ class Trainer(TrainerState):
                 signal.signal(s, self._on_signal)
         except ValueError:  # not in the main thread
             previous = {}
-        self.progress = Progress(self.cfg.train.steps, self.step,
-                                 self.cfg.log.progress and sys.stderr.isatty() and self.dist.is_main)
+        self.progress = Progress(self.cfg.train.steps, self.step, self.cfg.log.progress and self.dist.is_main,
+                                 terminal=sys.stderr.isatty(), echo=self.echo,
+                                 every_seconds=self.cfg.log.progress_seconds)
         try:
             interrupted = self._train_until_done()
         finally:
