@@ -18,6 +18,7 @@ import torch
 
 from ganstab import export, pipeline
 from ganstab.cli import main
+from ganstab.config import KEY_HELP, known_keys
 from ganstab.errors import RunInUse
 from ganstab.pipeline import load_config, train
 from ganstab.rundir import LOCK_FILE, acquire_lock, checkpoint_step, is_eval_record, read_jsonl
@@ -276,3 +277,19 @@ def test_progress_line_format() -> None:
     assert progress.line(now=10.0) == ("progress: step 100/200 (50%), 5400 images/s, loss_d 1.235, loss_g -0.500, "
                                        "ETA 0:20")
     assert format_duration(3725) == "1:02:05"
+
+
+# ------------------------------------------------------------------------------------------- ganstab keys
+def test_every_key_has_a_description(capsys) -> None:
+    keys = known_keys()
+    assert set(KEY_HELP) == set(keys)
+    assert all(KEY_HELP[k].strip() and "\n" not in KEY_HELP[k] for k in keys)
+    assert main(["keys"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" = ", 1)[0] for line in lines] == keys
+    assert "model.width = 64  [dcgan/toy/progressive]  channel (dcgan, progressive) or layer (toy) width" in lines
+    assert "model.depth = 3  [toy only]  hidden layers of the toy MLPs" in lines
+    assert ("model.hidden = null  [mlp/toy]  G's hidden layer widths, D's reversed (mlp default 256-256; toy: "
+            "replaces width x depth)") in lines
+    assert "log.progress_seconds = 30.0  [all runs]  seconds between plain progress lines when there is no terminal" \
+        in lines
