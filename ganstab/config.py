@@ -155,6 +155,7 @@ class LogConfig(_Section):
     n_samples: int = Field(default=64, gt=0, le=1024)
     progress: bool = True
     progress_seconds: float = Field(default=30.0, gt=0)
+    tensorboard: bool = False
 
 
 class EvalConfig(_Section):
@@ -681,6 +682,7 @@ KEY_HELP: dict[str, str] = {
     "log.n_samples": "samples in each grid (fixed latents)",
     "log.progress": "show progress: a bar in a terminal, plain lines in a log file",
     "log.progress_seconds": "seconds between plain progress lines when there is no terminal",
+    "log.tensorboard": "also write TensorBoard events to RUN/tensorboard (needs pip install 'ganstab[tensorboard]')",
     "eval.every": "G steps between evaluations during training (0 = only the final one)",
     "eval.final": "evaluate the final generator",
     "eval.n": "generated samples per evaluation (at most 200,000)",

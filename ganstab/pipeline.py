@@ -25,6 +25,7 @@ from ganstab.metrics import RunEvaluator
 from ganstab.models import architectures, build_discriminator, build_generator, check_fit
 from ganstab.report.html import write_report
 from ganstab.report.plots import plot_run
+from ganstab.report.tensorboard import TensorBoardSink, require_tensorboard
 from ganstab.rundir import RunDir, RunLock, acquire_lock, prepare_out_dir
 from ganstab.training import RunResult, Trainer, trainer_class
 from ganstab.training import checkpoint as ckpt
@@ -43,6 +44,8 @@ def check_config(cfg: Config) -> None:
     shape = dataset_shape(cfg.data)
     if shape is not None:
         check_fit(cfg.model, shape, cfg)
+    if cfg.log.tensorboard:
+        require_tensorboard()
 
 
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = (), preset: str | None = None) -> Config:
@@ -98,8 +101,9 @@ def make_trainer(cfg: Config, *, echo: Callable[[str], None] = print,
     discriminator = build_discriminator(cfg.model, data.shape, cfg).to(runtime.device)
     watcher = Tracker(cfg.doctor, context_from_config(to_dict(cfg)))
     scorer = LazyScorer(data, cfg, runtime.device, lambda message: echo(f"evaluator: {message}"))
+    sink = TensorBoardSink(RunDir(cfg.out).tensorboard) if cfg.log.tensorboard else None
     return trainer_class(cfg.model.arch)(cfg, data, generator, discriminator, runtime, watcher=watcher,
-                                         scorer=scorer, echo=echo, hooks=hooks)
+                                         scorer=scorer, echo=echo, hooks=hooks, sink=sink)
 
 
 TRAINING_BYTES_PER_PARAMETER = 16  # float32 weight + gradient + Adam's two moments
@@ -200,6 +204,8 @@ def train(cfg: Config, *, overwrite: bool = False, resume: bool = False, allow_c
             finish_run(trainer)  # an interrupted run gets its plots and report too
             return result
         finally:
+            if trainer.sink is not None:
+                trainer.sink.close()
             parallel.shutdown_distributed(trainer.dist)
     finally:
         if lock is not None:

@@ -25,6 +25,7 @@ from ganstab.errors import CheckpointError, RunInUse
 __all__ = [
     "CONFIG_FILE", "METRICS_FILE", "FINDINGS_FILE", "RECOVERIES_FILE", "CHECKPOINT_DIR", "SAMPLES_DIR", "PLOTS_DIR",
     "GENERATOR_WEIGHTS", "GENERATOR_META", "REPORT_FILE", "BEST_DIR", "BEST_EVAL_FILE", "TRAIN_LOG", "PLAN_FILE",
+    "TENSORBOARD_DIR",
     "SUMMARY_JSON", "SUMMARY_CSV", "RUN_FILES", "TRAINING_KEYS", "RunDir", "atomic_write", "append_jsonl",
     "read_jsonl", "rewrite_jsonl", "is_eval_record", "is_training_record", "read_records", "truncate_metrics",
     "truncate_findings", "checkpoint_name", "checkpoint_step", "holds_run", "is_run_dir", "is_ablation_dir",
@@ -45,6 +46,7 @@ REPORT_FILE = "report.html"
 BEST_DIR = "best"
 BEST_EVAL_FILE = "eval.json"
 TRAIN_LOG = "train.log"
+TENSORBOARD_DIR = "tensorboard"
 LOCK_FILE = ".lock"
 # an ablation folder
 PLAN_FILE = "ablation.json"
@@ -53,7 +55,7 @@ SUMMARY_CSV = "summary.csv"
 
 # what `--overwrite` clears from a folder that holds a run
 RUN_FILES: tuple[str, ...] = (CONFIG_FILE, METRICS_FILE, FINDINGS_FILE, RECOVERIES_FILE, CHECKPOINT_DIR, SAMPLES_DIR,
-                              PLOTS_DIR, GENERATOR_WEIGHTS, GENERATOR_META, REPORT_FILE, BEST_DIR)
+                              PLOTS_DIR, GENERATOR_WEIGHTS, GENERATOR_META, REPORT_FILE, BEST_DIR, TENSORBOARD_DIR)
 _CHECKPOINT = re.compile(r"^ckpt_(\d{7,})\.pt$")
 
 # keys that only training lines of metrics.jsonl carry (evaluation lines carry `eval_*` keys instead)
@@ -84,6 +86,7 @@ class RunDir:
     report = property(lambda self: self.root / REPORT_FILE, doc="the HTML report")
     best = property(lambda self: self.root / BEST_DIR, doc="export of the best evaluation")
     train_log = property(lambda self: self.root / TRAIN_LOG, doc="log of a run trained by an ablation worker")
+    tensorboard = property(lambda self: self.root / TENSORBOARD_DIR, doc="TensorBoard events (log.tensorboard)")
     lock = property(lambda self: self.root / LOCK_FILE, doc="the owner's lock (PID and host) while a process uses it")
 
     def sample(self, step: int, suffix: str = "") -> Path:

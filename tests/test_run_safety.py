@@ -20,6 +20,7 @@ from ganstab import export, pipeline
 from ganstab.cli import main
 from ganstab.config import KEY_HELP, known_keys
 from ganstab.errors import RunInUse
+from ganstab.report import tensorboard as tensorboard_module
 from ganstab.pipeline import load_config, train
 from ganstab.rundir import LOCK_FILE, acquire_lock, checkpoint_step, is_eval_record, read_jsonl
 from ganstab.training.checkpoint import newest_valid_checkpoint
@@ -293,3 +294,40 @@ def test_every_key_has_a_description(capsys) -> None:
             "replaces width x depth)") in lines
     assert "log.progress_seconds = 30.0  [all runs]  seconds between plain progress lines when there is no terminal" \
         in lines
+
+
+# ------------------------------------------------------------------------------------------------ TensorBoard
+def test_tensorboard_requested_but_not_installed(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(tensorboard_module, "tensorboard_available", lambda: False)
+    assert main(["train", *TOY, "train.steps=5", "log.tensorboard=true", f"out={tmp_path / 'run'}"]) == 2
+    assert _one_error(capsys) == [
+        "ganstab: error: log.tensorboard=true needs the tensorboard package; install it with pip install "
+        "'ganstab[tensorboard]' (or pip install tensorboard), or set log.tensorboard=false"]
+    assert not (tmp_path / "run").exists()
+
+
+def test_tensorboard_events_read_back(tmp_path: Path) -> None:
+    if not tensorboard_module.tensorboard_available():
+        pytest.skip("tensorboard is not installed (pip install 'ganstab[tensorboard]')")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    assert main(["train", *TOY[:-2], "train.steps=20", "log.sample_every=10", "eval.every=10", "eval.n=100",
+                 "log.tensorboard=true", "doctor.d_acc_threshold=0.0", "doctor.d_acc_window=1",
+                 f"out={run}"]) == 0
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    events.Reload()
+    tags = events.Tags()
+    lines = read_jsonl(run / "metrics.jsonl")
+    training = [r for r in lines if "loss_d" in r]
+    loss_d = events.Scalars("train/loss_d")
+    assert [e.step for e in loss_d] == [r["step"] for r in training] == [5, 10, 15, 20]
+    np.testing.assert_allclose([e.value for e in loss_d], [r["loss_d"] for r in training], rtol=1e-6)
+    evals = [r for r in lines if is_eval_record(r)]
+    assert [(e.step, e.value) for e in events.Scalars("eval/modes")] == [(r["step"], r["eval_modes"]) for r in evals]
+    assert [e.step for e in events.Images("samples")] == [10, 20, 20]  # the final grid is written again at the end
+    assert "findings/text_summary" in tags["tensors"]
+    finding = events.Tensors("findings/text_summary")[0]
+    assert finding.step == 5
+    assert finding.tensor_proto.string_val[0].decode().startswith("**warning** at steps 5-5: D accuracy stayed at or "
+                                                                  "above 0 (mean 0.500)")

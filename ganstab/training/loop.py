@@ -37,7 +37,7 @@ from ganstab.training.recorder import Recorder, clean_record
 from ganstab.training.progress import Progress
 from ganstab.training.state import TrainerState
 
-__all__ = ["Trainer", "RunResult", "Divergence", "Watcher", "RunScorer", "training_eval_seed"]
+__all__ = ["Trainer", "RunResult", "Divergence", "Watcher", "RunScorer", "EventSink", "training_eval_seed"]
 
 
 def training_eval_seed(seed: int) -> int:
@@ -56,6 +56,22 @@ class Watcher(Protocol):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore `state_dict`."""
+
+
+class EventSink(Protocol):
+    """Where the loop mirrors its outputs besides the run folder's files (TensorBoard)."""
+
+    def scalars(self, step: int, record: dict[str, Any]) -> None:
+        """A logged training or evaluation line."""
+
+    def text(self, step: int, tag: str, text: str) -> None:
+        """A finding as text."""
+
+    def image(self, step: int, tag: str, png: Path) -> None:
+        """A sample grid or scatter plot written as PNG."""
+
+    def close(self) -> None:
+        """Flush and close."""
 
 
 class RunScorer(Protocol):
@@ -91,8 +107,10 @@ class Trainer(TrainerState):
 
     def __init__(self, cfg: Config, data: DataSource, generator: nn.Module, discriminator: nn.Module,
                  runtime: parallel.Runtime, *, watcher: Watcher, scorer: Optional[RunScorer] = None,
-                 echo: Callable[[str], None] = print, hooks: Optional[dict[str, Callable]] = None) -> None:
+                 echo: Callable[[str], None] = print, hooks: Optional[dict[str, Callable]] = None,
+                 sink: Optional[EventSink] = None) -> None:
         self.cfg = cfg
+        self.sink = sink if runtime.dist.is_main else None
         self.echo = echo
         self.hooks = hooks or {}
         self.out = Path(cfg.out)
@@ -285,6 +303,8 @@ class Trainer(TrainerState):
             self.recorder.load_state_dict({"sums": means, "counts": {k: 1 for k in means}})
         line = self.recorder.flush(fixed, write=self.dist.is_main)
         self.last_record = line
+        if self.sink is not None:
+            self.sink.scalars(self.step, line)
         return line
 
     def extra_log(self) -> dict[str, Any]:
@@ -298,8 +318,12 @@ class Trainer(TrainerState):
         samples = generate(self.sampler_net(), self.fixed_z, **self.g_kwargs())
         path = self.run_dir.sample(self.step)
         if self.data.kind == "points":
-            return save_scatter(samples, path, self.data.centers, title=f"step {self.step}")
-        return save_image_grid(samples, path)
+            save_scatter(samples, path, self.data.centers, title=f"step {self.step}")
+        else:
+            save_image_grid(samples, path)
+        if self.sink is not None:
+            self.sink.image(self.step, "samples", path)
+        return path
 
     def export(self, folder: Optional[Path] = None, interrupted: bool = False) -> Path:
         """Write the sampling network (EMA weights when enabled) as generator.safetensors + generator.json."""
@@ -317,6 +341,8 @@ class Trainer(TrainerState):
         line = clean_record({"step": self.step, "images_seen": self.images_seen, "time": round(self.elapsed, 3),
                              **{f"eval_{k}": v for k, v in scores.items()}})
         self.recorder.write(line)
+        if self.sink is not None:
+            self.sink.scalars(self.step, line)
         self._last_eval_step = self.step
         if self.scorer.is_better(scores, self.best_eval):
             self.best_eval = dict(scores, step=self.step)
@@ -338,6 +364,9 @@ class Trainer(TrainerState):
             for finding in findings:
                 self.echo(f"doctor: {finding.severity} at steps {finding.start_step}-{finding.end_step}: "
                           f"{finding.message} Advice: {finding.advice}")
+                if self.sink is not None:
+                    self.sink.text(self.step, "findings", f"**{finding.severity}** at steps {finding.start_step}-"
+                                   f"{finding.end_step}: {finding.message} Advice: {finding.advice}")
         diverged = [f for f in findings if f.is_divergence]
         if diverged:
             raise Divergence(diverged[0].message)
