@@ -31,7 +31,8 @@ from ganstab.training import RunResult, Trainer, trainer_class
 from ganstab.training import checkpoint as ckpt
 from ganstab.training import parallel
 
-__all__ = ["check_config", "check_data", "check_memory", "available_memory", "load_config", "make_trainer", "train", "LazyScorer", "RunResult", "main_process"]
+__all__ = ["check_config", "check_data", "check_memory", "available_memory", "load_config", "make_trainer", "train",
+           "LazyScorer", "RunResult", "main_process", "TRAINING_BYTES_PER_PARAMETER"]
 
 
 def check_config(cfg: Config) -> None:

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional
@@ -366,6 +367,19 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _read_lock(path: Path, host: str) -> tuple[int, str]:
+    """(pid, host) of a lock file; an empty one is re-read for a moment (its owner may be writing it), then stale."""
+    for attempt in range(20):
+        try:
+            owner = json.loads(path.read_text(encoding="utf-8"))
+            return int(owner["pid"]), str(owner["host"])
+        except FileNotFoundError:
+            return -1, host
+        except (OSError, ValueError, KeyError, TypeError):
+            time.sleep(0.05)
+    return -1, host  # still torn or foreign after a second: stale
+
+
 @dataclass
 class RunLock:
     """The lock of one run folder held by this process; `release` removes it (and the folder it created)."""
@@ -407,17 +421,16 @@ def acquire_lock(run_dir: str | Path, echo: Callable[[str], None] = print) -> Ru
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
-            try:
-                owner = json.loads(path.read_text(encoding="utf-8"))
-                pid, owner_host = int(owner["pid"]), str(owner["host"])
-            except (OSError, ValueError, KeyError, TypeError):
-                pid, owner_host = -1, host  # torn or foreign lock: treat as stale
+            pid, owner_host = _read_lock(path, host)
             if owner_host != host or (pid > 0 and pid != os.getpid() and _pid_alive(pid)) or pid == os.getpid():
                 if created:
                     RunLock(path, created).release()
                 raise RunInUse(f"run folder {str(root)!r} is in use by process {pid} on {owner_host}; "
                                "wait for it to finish or stop it first") from None
-            echo(f"taking over the stale lock of {str(root)!r} (process {pid} on {owner_host} is gone)")
+            if pid > 0:
+                echo(f"taking over the stale lock of {str(root)!r} (process {pid} on {owner_host} is gone)")
+            else:
+                echo(f"taking over the unreadable lock of {str(root)!r} (left by a process that died while taking it)")
             try:
                 path.unlink()
             except FileNotFoundError:

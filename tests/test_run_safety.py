@@ -228,7 +228,8 @@ def test_sample_npy_streams_in_chunks_and_appears_atomically(toy_run: Path, tmp_
     whole = np.load(tmp_path / "a.npy")
     assert whole.shape == (10, 2) and whole.dtype == np.float32
     monkeypatch.setattr(export, "SAMPLE_CHUNK", 4)
-    assert main(["sample", "--run", str(toy_run), "--format", "npy", "--n", "10", "--out", str(tmp_path / "b.npy")]) == 0
+    npy = ["sample", "--run", str(toy_run), "--format", "npy", "--n", "10", "--out"]
+    assert main([*npy, str(tmp_path / "b.npy")]) == 0
     chunked = np.load(tmp_path / "b.npy")
     assert chunked.shape == (10, 2) and np.isfinite(chunked).all()
     calls = {"n": 0}
@@ -241,7 +242,7 @@ def test_sample_npy_streams_in_chunks_and_appears_atomically(toy_run: Path, tmp_
         return real_generate(*args, **kwargs)
 
     monkeypatch.setattr(export, "generate", failing)
-    assert main(["sample", "--run", str(toy_run), "--format", "npy", "--n", "10", "--out", str(tmp_path / "c.npy")]) == 1
+    assert main([*npy, str(tmp_path / "c.npy")]) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy", "b.npy"]  # no partial file, no temp file
 
 
@@ -331,3 +332,13 @@ def test_tensorboard_events_read_back(tmp_path: Path) -> None:
     assert finding.step == 5
     assert finding.tensor_proto.string_val[0].decode().startswith("**warning** at steps 5-5: D accuracy stayed at or "
                                                                   "above 0 (mean 0.500)")
+
+
+def test_torn_lock_is_stale_after_a_moment(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / LOCK_FILE).write_text("")
+    messages: list[str] = []
+    acquire_lock(run, echo=messages.append).release()
+    assert messages == [f"taking over the unreadable lock of {str(run)!r} "
+                        "(left by a process that died while taking it)"]

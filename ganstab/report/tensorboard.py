@@ -28,8 +28,8 @@ def tensorboard_available() -> bool:
 def require_tensorboard() -> None:
     """ConfigError with the fix when log.tensorboard=true but tensorboard is not installed."""
     if not tensorboard_available():
-        raise ConfigError("log.tensorboard=true needs the tensorboard package; install it with "
-                          "pip install 'ganstab[tensorboard]' (or pip install tensorboard), or set log.tensorboard=false")
+        raise ConfigError("log.tensorboard=true needs the tensorboard package; install it with pip install "
+                          "'ganstab[tensorboard]' (or pip install tensorboard), or set log.tensorboard=false")
 
 
 def scalar_tag(key: str) -> str:
