@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from ganstab import export, pipeline
+from ganstab import ablate, export, pipeline
 from ganstab.cli import main
 from ganstab.config import KEY_HELP, known_keys
 from ganstab.errors import RunInUse
@@ -142,6 +142,7 @@ def test_sigterm_exports_generator_and_writes_report(tmp_path: Path) -> None:
     assert messages[-1] == (f"stopped by SIGTERM at step 3; checkpoint and generator saved. "
                             f"Resume with: ganstab train --resume {run}")
     assert not (run / LOCK_FILE).exists()
+    assert ablate._run_state(run) == "resume"  # an interrupted export does not make an ablation run finished
 
 
 def test_sample_and_eval_fall_back_to_newest_checkpoint(tmp_path: Path, capsys) -> None:
