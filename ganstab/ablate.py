@@ -238,7 +238,7 @@ def base_data(config: str | Path | None = None, overrides: Iterable[str] = (), p
 def _run_state(run_dir: Path) -> str:
     """finished (generator.json), resume (a valid checkpoint), restart (a run without one) or new."""
     run = RunDir(run_dir)
-    if run.generator_meta.is_file():
+    if run.generator_meta.is_file() and not _interrupted_export(run):
         return "finished"
     if ckpt.list_checkpoints(run.checkpoints):
         if ckpt.newest_valid_checkpoint(run.checkpoints, warn=lambda _msg: None) is not None:
@@ -247,6 +247,14 @@ def _run_state(run_dir: Path) -> str:
     if holds_run(run_dir):
         return "restart"
     return "new"
+
+
+def _interrupted_export(run: RunDir) -> bool:
+    """Whether the run's generator.json is the export of a run stopped by a signal (not finished)."""
+    try:
+        return bool(json.loads(run.generator_meta.read_text(encoding="utf-8")).get("interrupted"))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _config_changes(run_dir: Path, planned: dict) -> list[str]:

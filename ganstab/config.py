@@ -25,7 +25,8 @@ __all__ = ["Config", "ConfigError", "DataConfig", "ModelConfig", "LossConfig", "
            "TrainConfig", "AugmentConfig", "LogConfig", "EvalConfig", "ProgressiveConfig", "DoctorConfig", "NORMS", "SAFE_TO_CHANGE",
            "known_keys", "parse_override", "nest", "deep_merge", "read_yaml", "validate", "check_rules",
            "smoothing_warnings", "merge_sources", "load_config", "default_out", "to_dict", "dump_yaml",
-           "config_diff", "is_safe_change", "unsafe_changes", "check_conditional", "CONDITIONAL_ARCHS"]
+           "config_diff", "is_safe_change", "unsafe_changes", "check_conditional", "CONDITIONAL_ARCHS", "KEY_HELP",
+           "KEY_APPLIES", "key_help"]
 
 NORMS = ("batch", "instance", "layer", "spectral", "none")
 Norm = Literal["batch", "instance", "layer", "spectral", "none"]
@@ -35,6 +36,31 @@ class _Loader(yaml.SafeLoader):
     """SafeLoader that also reads plain scalars such as 1e-4 as floats (YAML 1.2), not quoted ones."""
 
 
+class _DuplicateKey(yaml.YAMLError):
+    """A mapping of a YAML document names the same key twice (lines are 1-based)."""
+
+    def __init__(self, key: Any, first: int, second: int) -> None:
+        super().__init__(f"key {key!r} appears twice (lines {first} and {second})")
+        self.key, self.first, self.second = key, first, second
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    """A mapping like SafeLoader's, but a key given twice raises _DuplicateKey instead of keeping the last."""
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            continue  # SafeLoader reports unhashable keys itself
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise _DuplicateKey(key, seen[key], line)
+        seen[key] = line
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)$"),
@@ -144,6 +170,8 @@ class LogConfig(_Section):
     keep_checkpoints: int = Field(default=3, ge=1, le=1000)
     n_samples: int = Field(default=64, gt=0, le=1024)
     progress: bool = True
+    progress_seconds: float = Field(default=30.0, gt=0)
+    tensorboard: bool = False
 
 
 class EvalConfig(_Section):
@@ -504,6 +532,9 @@ def read_yaml(path: str | Path) -> dict:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
     except UnicodeDecodeError:
         raise ConfigError(f"config file {str(path)!r} is not UTF-8 text; pass a YAML file") from None
+    except _DuplicateKey as exc:
+        raise ConfigError(f"config file {str(path)!r}: key {exc.key!r} appears twice (lines {exc.first} and "
+                          f"{exc.second}); keep one") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -708,3 +739,179 @@ def is_safe_change(change: str) -> bool:
 def unsafe_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """The changes between two config dicts that resuming must refuse unless told otherwise."""
     return [c for c in config_diff(old, new) if not is_safe_change(c)]
+
+
+# one line per key for `ganstab keys` (the doctor's from the comments above its fields)
+KEY_HELP: dict[str, str] = {
+    "seed": "seed of weights, latents, data order and evaluation (each run is a pure function of it)",
+    "out": "run folder; default runs/<name> derived from the config",
+    "data.name": "dataset: ring8, grid25, digits, fashion-mnist, mnist, idx, folder or npz",
+    "data.path": "folder or file of the data (mnist/idx/folder/npz; fashion-mnist's IDX folder)",
+    "data.image_size": "resize images to this side (images only; default: the data's own size)",
+    "data.channels": "force 1 (grey) or 3 (RGB) channels when reading an image folder (folder only)",
+    "data.limit": "use only the first N training samples (held data)",
+    "data.stream": "read folder images on demand instead of holding them in memory (folder only)",
+    "data.workers": "DataLoader worker processes when streaming (data.stream only)",
+    "model.arch": "architecture: mlp, dcgan, toy, resnet or progressive",
+    "model.latent_dim": "size of G's latent vector z",
+    "model.g_norm": "normalisation in G: batch, instance, layer, spectral or none",
+    "model.d_norm": "normalisation in D: batch, instance, layer, spectral or none (no batch with gp/r1)",
+    "model.width": "channel width (dcgan, progressive, resnet D; resnet G has twice as many) or layer width (toy)",
+    "model.depth": "hidden layers of the toy MLPs",
+    "model.hidden": "G's hidden layer widths, D's reversed (mlp default 256-256; toy: replaces width x depth)",
+    "model.pack": "PacGAN: D sees this many samples concatenated",
+    "loss.kind": "GAN loss: minimax, nonsaturating, wasserstein, lsgan or hinge",
+    "loss.real_label": "D's target for real samples (one-sided smoothing: 0.9; minimax/nonsaturating/lsgan)",
+    "loss.fake_label": "D's target for fakes (keep 0: smoothing it is discouraged; minimax/nonsaturating/lsgan)",
+    "penalty.gp": "WGAN-GP gradient penalty weight (per-sample, on interpolates; 0 = off)",
+    "penalty.gp_target": "gradient norm the penalty pulls toward (1 for WGAN-GP)",
+    "penalty.r1": "R1 penalty weight gamma on real samples (0 = off)",
+    "penalty.clip": "clip D's weights to [-c, c] after every D step (original WGAN; 0 = off)",
+    "penalty.drift": "drift term weight on D(real)^2 (progressive GAN uses 0.001; 0 = off)",
+    "optim.name": "optimiser of both networks: adam or rmsprop",
+    "optim.g_lr": "G's learning rate",
+    "optim.d_lr": "D's learning rate (TTUR: usually larger than G's)",
+    "optim.g_betas": "G's Adam betas (beta1, beta2) (adam only)",
+    "optim.d_betas": "D's Adam betas (beta1, beta2) (adam only)",
+    "train.steps": "G steps to train",
+    "train.batch_size": "samples per batch (per process under torchrun)",
+    "train.n_critic": "D steps per G step, each with a fresh real batch",
+    "train.ema": "half-life in images of the EMA copy of G used for samples and export (0 = off)",
+    "train.device": "auto, cpu, cuda, cuda:N or mps",
+    "train.threads": "torch CPU threads (0 = torch's default)",
+    "train.recover": "roll back to the newest checkpoint and lower the lrs after a divergence",
+    "train.max_recoveries": "most automatic roll-backs before the run stops",
+    "train.recover_lr_factor": "factor applied to both lrs at each roll-back",
+    "train.deterministic": "torch deterministic algorithms (slower; bit-identical reruns on GPU)",
+    "train.resume": "never, or auto: continue from the newest checkpoint in `out` when there is one",
+    "train.precision": "fp32, bf16, or fp16 (CUDA only, with one GradScaler per network)",
+    "train.compile": "torch.compile G and D where supported",
+    "train.time_budget": "stop after this many seconds of training (0 = run until train.steps)",
+    "train.reuse_fakes": "with n_critic=1 the G step reuses the D step's fakes (one G forward per step)",
+    "train.sync_bn": "SyncBatchNorm across processes under torchrun",
+    "log.every": "G steps between metrics.jsonl lines",
+    "log.sample_every": "G steps between sample grids",
+    "log.checkpoint_every": "G steps between checkpoints",
+    "log.keep_checkpoints": "newest checkpoints kept",
+    "log.n_samples": "samples in each grid (fixed latents)",
+    "log.progress": "show progress: a bar in a terminal, plain lines in a log file",
+    "log.progress_seconds": "seconds between plain progress lines when there is no terminal",
+    "log.tensorboard": "also write TensorBoard events to RUN/tensorboard (needs pip install 'ganstab[tensorboard]')",
+    "eval.every": "G steps between evaluations during training (0 = only the final one)",
+    "eval.final": "evaluate the final generator",
+    "eval.n": "generated samples per evaluation (at most 200,000)",
+    "eval.cache_dir": "folder for the evaluator network's cache (default: a per-user cache folder)",
+    "eval.evaluator_epochs": "epochs to train the evaluator network on the real images (images only)",
+    "progressive.start": "first resolution (a power of two)",
+    "progressive.stable_images": "real images shown at each resolution before the next fade-in",
+    "progressive.fade_images": "real images over which a new resolution fades in",
+    "progressive.increase_every": "epochs per resolution (sets stable and fade images; overrides them)",
+    "progressive.mbstd_group": "minibatch stddev group size (must divide train.batch_size; 0 = off)",
+    "progressive.equalized_lr": "equalised learning rate (weights scaled at run time)",
+    "progressive.pixel_norm": "pixel normalisation in G",
+    "progressive.max_width": "most channels of any block",
+    "progressive.reset_optimizer": "reset Adam's state when a resolution is added",
+    "progressive.grow": "false: train the full-size networks from the start (for comparisons)",
+    "doctor.nonfinite_keys": "training keys whose NaN/Inf (listed in `nonfinite`, or logged as null) is a divergence",
+    "doctor.explosion_keys": "training keys watched for explosions relative to their running median",
+    "doctor.explosion_factor": ("|value - running median| must exceed this many times the series' scale to count as "
+                                "exploding"),
+    "doctor.drift_threshold": ("|d_real| and |d_fake| must both exceed this for critic drift (Wasserstein-like "
+                               "losses)"),
+    "doctor.drift_monotone_frac": ("fraction of record-to-record increases of |d_real| and |d_fake| that counts as "
+                                   "monotone"),
+    "doctor.d_acc_threshold": "D accuracy at or above this is 'D wins'",
+    "doctor.vanish_factor": "grad_norm_g below early median / this factor counts as vanishing",
+    "doctor.vanish_d_acc": "D accuracy at or above this is required alongside the collapsed G gradient",
+    "doctor.coverage_keys": "recall-like metrics whose fall from their best signals lost modes",
+    "doctor.coverage_margin": "absolute drop from the best value that is a warning",
+    "doctor.coverage_error_margin": "absolute drop from the best value that is an error",
+    "doctor.class_kl_warn": "eval_class_kl (nats) above this is a warning",
+    "doctor.class_kl_error": "eval_class_kl (nats) above this is an error",
+    "doctor.diversity_warn": "eval_diversity (1.0 = as diverse as real data) below this is a warning",
+    "doctor.diversity_error": "eval_diversity below this is an error",
+    "doctor.expected_modes": "number of modes the data has (8 ring, 25 grid); None = skip, unless context gives it",
+    "doctor.modes_error_fraction": ("eval_modes at or below expected_modes * this is an error (fewer missing: a "
+                                    "warning)"),
+    "doctor.modes_tolerance": ("modes within this fraction of the expected count are not a collapse (a dip from 25 "
+                               "to 24 is noise)"),
+    "doctor.collapse_patience": "consecutive evaluations a mode-collapse condition must hold before it is reported",
+    "doctor.eval_warmup_steps": ("absolute-threshold checks (class_kl, diversity, modes) ignore evaluations before "
+                                 "this step"),
+    "doctor.stall_metric": "main metric for stall detection; None = eval_fd if logged, else eval_modes",
+    "doctor.stall_higher_is_better": ("direction of the main metric; None = known from its name (eval_fd lower, "
+                                      "eval_modes higher)"),
+    "doctor.stall_window": "evaluations without improvement that make a stall (info); twice as many make a warning",
+    "doctor.stall_min_delta": "relative improvement over the best needed to count as progress",
+    "doctor.osc_key": "training key whose oscillation is watched",
+    "doctor.osc_blocks": "consecutive windows whose std must each grow by osc_growth",
+    "doctor.osc_growth": "factor by which each window's std must exceed the previous one's",
+    "doctor.osc_min_std": "the last window's std must be at least this (ignores growth of negligible noise)",
+    "doctor.tracker_history": "training records kept by the Tracker (bounded history; evaluations are all kept)",
+    "doctor.rearm_evals": "evaluations an evaluation-line finding must stay clear before it can be reported again",
+    "augment.policy": "differentiable augmentations of every image D sees: color, translation, cutout (DiffAugment)",
+    "augment.p": "probability per sample and transform when ADA is off",
+    "augment.ada_target": "ADA: move p so that E[sign(D(real))] approaches this (0.6; 0 = off)",
+    "augment.ada_interval": "ADA: real images between updates of p",
+    "augment.ada_speed_images": "ADA: real images for p to move from 0 to 1",
+    "loss.acgan_weight": "weight of the AC-GAN class cross-entropy (model.d_condition=acgan)",
+    "model.conditional": "class-conditional G and D (labels from the data; sample with --class K)",
+    "model.d_condition": "how a conditional D uses the label: projection (Miyato & Koyama 2018) or acgan",
+    "model.label_sampling": "labels of G's fakes: the data's class frequencies, or balanced (uniform)",
+    "penalty.r1_every": "lazy R1 (StyleGAN2): R1 every k D steps with its weight times k",
+    "doctor.d_acc_min_records": 'and at least this many records',
+    "doctor.d_acc_window_steps": 'G steps of consecutive training records of D winning needed for a finding',
+    "doctor.dead_fraction": "fraction of a dead window's records that show a zero gradient or constant losses",
+    "doctor.dead_grad_norm": 'a grad_norm_g or grad_norm_d below this is numerically zero',
+    "doctor.dead_min_records": 'records a dead window must hold',
+    "doctor.dead_window_steps": "a window of this many G steps is dead when at least dead_fraction of its records show a zero gradient or both losses exactly equal to the previous record's: an error",
+    "doctor.drift_min_records": 'records the drift window must hold (a fraction of increases needs a few)',
+    "doctor.drift_window_steps": 'trailing G steps over which the growth of |d_real| and |d_fake| is judged',
+    "doctor.explosion_min_history_steps": 'G steps of history needed before the explosion check starts',
+    "doctor.explosion_min_records": 'and at least this many records in that history (a median of fewer is noise)',
+    "doctor.explosion_patience_records": 'and at least this many exploding records (a single spike never fires)',
+    "doctor.explosion_patience_steps": 'G steps the explosion must last for a finding',
+    "doctor.explosion_scale_floor": "floor of that scale, in the series' units: the scale is max(|median|, IQR / 2, this), so a loss swinging near zero (loss_d 0.04 -> 2) is not a divergence while one reaching 1e3 still is (every ganstab loss kind lives on an O(1) scale; grad norms too in a healthy run)",
+    "doctor.explosion_window_steps": 'G steps of earlier non-exploding records in the running median',
+    "doctor.failed_hq_fraction": '2-D data: eval_hq_fraction (share of samples near some mode) below this is a failed evaluation',
+    "doctor.failed_modes_fraction": '2-D data with known modes: eval_modes below expected * this is a failed evaluation',
+    "doctor.failed_precision_coverage": 'images: eval_precision and eval_coverage both at or below this is an evaluation far from the data',
+    "doctor.osc_min_records": 'records each window must hold (a detrended std needs at least 3)',
+    "doctor.osc_patience_steps": 'G steps of consecutive records at which the growth must hold for a finding',
+    "doctor.osc_window_steps": 'G steps per window over which the (linearly detrended) std is computed',
+    "doctor.rearm_steps": 'a training-line finding is reported again only when its new episode starts more than this many G steps after the previous one was last active',
+    "doctor.vanish_early_steps": 'first G steps of records with a finite grad_norm_g whose median is the reference',
+    "doctor.vanish_min_records": 'records that reference median needs',
+    "doctor.vanish_patience_steps": 'G steps of consecutive records with a vanished G gradient needed for a finding',
+}
+
+# keys that apply only to some architectures (or only to progressive growing); other keys apply to every run
+KEY_APPLIES: dict[str, str] = {
+    "model.conditional": "mlp/toy/dcgan",
+    "model.d_condition": "model.conditional=true",
+    "model.label_sampling": "model.conditional=true",
+    "loss.acgan_weight": "model.d_condition=acgan",
+    "augment.ada_interval": "augment.ada_target > 0",
+    "augment.ada_speed_images": "augment.ada_target > 0",
+    "penalty.r1_every": "penalty.r1 > 0",
+    "model.width": "dcgan/toy/resnet/progressive",
+    "model.depth": "toy only",
+    "model.hidden": "mlp/toy",
+    "model.g_norm": "mlp/dcgan/toy",
+    "model.d_norm": "all architectures",
+    "progressive.start": "progressive only",
+    "progressive.stable_images": "progressive only",
+    "progressive.fade_images": "progressive only",
+    "progressive.increase_every": "progressive only",
+    "progressive.mbstd_group": "progressive only",
+    "progressive.equalized_lr": "progressive only",
+    "progressive.pixel_norm": "progressive only",
+    "progressive.max_width": "progressive only",
+    "progressive.reset_optimizer": "progressive only",
+    "progressive.grow": "progressive only",
+}
+
+
+def key_help(key: str) -> tuple[str, str]:
+    """(description, what it applies to) of a dotted config key; 'all runs' unless the key is restricted."""
+    return KEY_HELP[key], KEY_APPLIES.get(key, "all runs")

@@ -6,7 +6,7 @@ This room sits at the top of the house: every other room may raise these, none i
 from __future__ import annotations
 
 __all__ = ["GanstabError", "ConfigError", "DataError", "CheckpointError", "TrainingDiverged", "ReportError",
-           "AblationError", "UsageError"]
+           "AblationError", "UsageError", "RunInUse"]
 
 
 class GanstabError(ValueError):
@@ -39,3 +39,7 @@ class AblationError(ConfigError):
 
 class UsageError(GanstabError):
     """A command-line usage problem (a bad argument or combination of arguments)."""
+
+
+class RunInUse(CheckpointError):
+    """A run folder that another live process holds (its lock file names the process)."""

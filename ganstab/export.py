@@ -3,39 +3,53 @@
 from __future__ import annotations
 
 import json
+import math
+import pickle
+import shutil
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from ganstab.config import Config, to_dict, validate
+from ganstab.data import dataset_shape, make_dataset
 from ganstab.data.toy import grid25_centers, ring8_centers
 from ganstab.errors import CheckpointError, ConfigError, UsageError
 from ganstab.models import build_generator
-from ganstab.rundir import RunDir, atomic_write
-from ganstab.sampling import generate, save_image_folder, save_image_grid, save_scatter
+from ganstab.rundir import RunDir, atomic_write, atomic_write_via, newest_valid_checkpoint
+from ganstab.sampling import generate, save_image_grid, save_scatter, to_uint8
 
-__all__ = ["FORMAT", "generator_meta", "save_generator", "load_generator", "write_samples", "sample_class_labels"]
+__all__ = ["FORMAT", "generator_meta", "save_generator", "load_generator", "generator_from_checkpoint",
+           "load_run_generator", "GRID_MAX", "SAMPLE_CHUNK", "sample_bytes", "check_grid_size",
+           "check_sample_space", "sample_class_labels", "write_samples"]
 
 FORMAT = "ganstab-generator-1"
+GRID_MAX = 10_000  # most samples one PNG grid (or scatter plot) shows; more need --format folder or npy
+SAMPLE_CHUNK = 10_000  # samples generated (and latents drawn) at a time, so memory stays flat for any n
 
 
 def generator_meta(cfg: Config, shape: Sequence[int], kind: str, ema: bool, step: int, images_seen: int,
-                   g_kwargs: Mapping[str, Any], num_classes: int = 0,
+                   g_kwargs: Mapping[str, Any], interrupted: bool = False, num_classes: int = 0,
                    class_names: Optional[Sequence[str]] = None) -> dict[str, Any]:
-    """The JSON description of an exported generator: enough to rebuild it without the run's config."""
+    """The JSON description of an exported generator: enough to rebuild it without the run's config.
+
+    `interrupted` marks the export of a run stopped by a signal before `train.steps` (not finished).
+    """
     full = to_dict(cfg)
-    return {"format": FORMAT, "model": full["model"],
+    meta = {"format": FORMAT, "model": full["model"],
             "data": {"name": cfg.data.name, "shape": list(shape), "kind": kind},
             "progressive": full.get("progressive"), "ema": ema, "step": step, "images_seen": images_seen,
             "g_kwargs": dict(g_kwargs), "num_classes": int(num_classes),
-            "class_names": list(class_names) if class_names else
-            ([str(k) for k in range(num_classes)] if num_classes else [])}
+            "class_names": list(class_names) if class_names else [str(k) for k in range(num_classes)]}
+    if interrupted:
+        meta["interrupted"] = True
+    return meta
 
 
 def save_generator(folder: str | Path, net: nn.Module, meta: Mapping[str, Any]) -> Path:
@@ -74,7 +88,71 @@ def load_generator(run_dir: Path, device: str = "cpu") -> tuple[nn.Module, dict[
     return generator.to(device).eval(), meta
 
 
-def sample_class_labels(meta: Mapping[str, Any], n: int, class_index: Optional[int], gen: torch.Generator,
+def generator_from_checkpoint(path: Path, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild G from a checkpoint's config and load its `g_ema` (else `g`) weights, read with weights_only=True."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"checkpoint {str(path)!r} needs to unpickle code, which ganstab refuses for "
+                              "safety") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read ({str(exc).splitlines()[0][:120]})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("config"), dict) or "g" not in state:
+        raise CheckpointError(f"{str(path)!r} is not a ganstab checkpoint")
+    try:
+        cfg = validate(state["config"])
+    except ConfigError as exc:
+        raise CheckpointError(f"checkpoint {str(path)!r} holds an invalid config ({exc})") from None
+    if cfg.model.arch == "progressive":
+        raise CheckpointError(f"{str(path.parent.parent)!r} has no exported generator and a progressive run's "
+                              "checkpoint cannot be sampled directly; resume it to export the generator")
+    shape = dataset_shape(cfg.data)
+    data = make_dataset(cfg.data, cfg.seed) if shape is None or cfg.model.conditional else None
+    shape = shape or data.shape
+    classes = data.num_classes if cfg.model.conditional else 0
+    kind = "points" if len(shape) == 1 else "image"
+    weights = state["g_ema"] if state.get("g_ema") is not None else state["g"]
+    generator = build_generator(cfg.model, shape, cfg, classes)
+    try:
+        generator.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint {str(path)!r} does not match its config's generator "
+                              f"({str(exc).splitlines()[0][:100]})") from None
+    meta = generator_meta(cfg, shape, kind, state.get("g_ema") is not None, int(state.get("step", 0)),
+                          int(state.get("images_seen", 0)), {}, num_classes=classes,
+                          class_names=data.class_names if data is not None else None)
+    return generator.to(device).eval(), meta
+
+
+def load_run_generator(run_dir: Path, device: str = "cpu",
+                       echo: Callable[[str], None] = print) -> tuple[nn.Module, dict[str, Any]]:
+    """The run's exported generator, or (killed before exporting) the newest valid checkpoint's, said in one line."""
+    run = RunDir(run_dir)
+    if run.generator_meta.is_file() or run.generator_weights.is_file():
+        return load_generator(run.root, device)
+    path = newest_valid_checkpoint(run.checkpoints, warn=lambda message: None)
+    if path is None:
+        return load_generator(run.root, device)  # raises: no export and no checkpoint
+    generator, meta = generator_from_checkpoint(path, device)
+    echo(f"{str(run.root)!r} has no exported generator; using checkpoint {path.name} (step {meta['step']}, "
+         f"{'EMA' if meta['ema'] else 'G'} weights)")
+    return generator, meta
+
+
+def _chunks(generator: nn.Module, meta: dict[str, Any], n: int, seed: int,
+            labels: Optional[torch.Tensor] = None) -> Iterator[torch.Tensor]:
+    """n samples in chunks of SAMPLE_CHUNK, latents drawn chunk by chunk from one seeded generator."""
+    device = next(generator.parameters()).device
+    gen = torch.Generator().manual_seed(seed)
+    latent_dim = int(meta["model"]["latent_dim"])
+    for start in range(0, n, SAMPLE_CHUNK):
+        z = torch.randn(min(SAMPLE_CHUNK, n - start), latent_dim, generator=gen).to(device)
+        chunk_labels = None if labels is None else labels[start:start + len(z)]
+        yield generate(generator, z, labels=chunk_labels, **meta.get("g_kwargs", {}))
+
+
+def sample_class_labels(meta: Mapping[str, Any], n: int, class_index: Optional[int], seed: int,
                         all_classes: bool = False) -> Optional[torch.Tensor]:
     """Labels for n samples of an exported conditional G: one class, one row per class, or uniform; None otherwise."""
     num_classes = int(meta.get("num_classes") or 0)
@@ -90,30 +168,75 @@ def sample_class_labels(meta: Mapping[str, Any], n: int, class_index: Optional[i
         return torch.full((n,), class_index, dtype=torch.long)
     if all_classes:
         return torch.arange(num_classes).repeat_interleave(max(1, n // num_classes))
-    return torch.randint(0, num_classes, (n,), generator=gen)
+    return torch.randint(0, num_classes, (n,), generator=torch.Generator().manual_seed(seed + 1))
+
+
+def sample_bytes(meta: Mapping[str, Any], n: int, fmt: str) -> int:
+    """Rough bytes on disk for n samples: float32 for npy, one uint8 per value (PNG upper bound) for folder."""
+    values = math.prod(int(s) for s in meta["data"]["shape"])
+    return n * values * (4 if fmt == "npy" else 1)
+
+
+def check_grid_size(n: int, fmt: str) -> None:
+    """A PNG grid (or scatter plot) shows at most GRID_MAX samples; more must be written as a folder or npy."""
+    if fmt == "grid" and n > GRID_MAX:
+        raise UsageError(f"--n {n} is more than one PNG grid shows (at most {GRID_MAX:,}); "
+                         "use --format folder or npy for more samples")
+
+
+def check_sample_space(meta: Mapping[str, Any], n: int, out: Path, fmt: str) -> None:
+    """Refuse n samples that would not fit on the disk holding `out` (a grid above GRID_MAX is refused too)."""
+    check_grid_size(n, fmt)
+    need = sample_bytes(meta, n, fmt)
+    where = Path(out).absolute()
+    while not where.exists():
+        where = where.parent
+    free = shutil.disk_usage(where).free
+    if need > free:
+        raise UsageError(f"--n {n} samples need about {need / 1e9:.1f} GB as --format {fmt} but only "
+                              f"{free / 1e9:.1f} GB is free at {str(where)!r}; lower --n or choose another --out")
 
 
 def write_samples(generator: nn.Module, meta: dict[str, Any], n: int, out: Path, fmt: str, seed: int = 0,
                   class_index: Optional[int] = None, all_classes: bool = False) -> Path:
-    """Write n samples (of one class, or one row per class) as a PNG grid, a folder of PNGs, or a .npy array."""
-    device = next(generator.parameters()).device
-    gen = torch.Generator().manual_seed(seed)
-    labels = sample_class_labels(meta, n, class_index, gen, all_classes)
-    n = n if labels is None else len(labels)
-    z = torch.randn(n, int(meta["model"]["latent_dim"]), generator=gen).to(device)
-    samples = generate(generator, z, labels=labels, **meta.get("g_kwargs", {}))
+    """Write n samples as a PNG grid (at most GRID_MAX), a folder of PNGs or a .npy array, each file atomically.
+
+    npy and folder stream SAMPLE_CHUNK samples at a time, so any n that fits on disk works. A
+    conditional G samples class `class_index`, one row per class (`all_classes`), or uniform labels.
+    """
     out = Path(out)
+    labels = sample_class_labels(meta, n, class_index, seed, all_classes)
+    n = n if labels is None else len(labels)
     if fmt == "npy":
-        out.parent.mkdir(parents=True, exist_ok=True)
-        np.save(out, samples.numpy())
-        return out if out.suffix == ".npy" else out.with_name(out.name + ".npy")
+        path = out if out.suffix == ".npy" else out.with_name(out.name + ".npy")
+        shape = (n, *(int(s) for s in meta["data"]["shape"]))
+
+        def fill(tmp: Path) -> None:
+            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+            start = 0
+            for chunk in _chunks(generator, meta, n, seed, labels):
+                array[start:start + len(chunk)] = chunk.numpy()
+                start += len(chunk)
+            array.flush()
+            del array
+
+        return atomic_write_via(path, fill)
     if fmt == "folder":
-        save_image_folder(samples, out)
+        out.mkdir(parents=True, exist_ok=True)
+        index = 0
+        for chunk in _chunks(generator, meta, n, seed, labels):
+            for img in to_uint8(chunk):
+                image = Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img)
+                atomic_write_via(out / f"{index:06d}.png", lambda tmp: image.save(tmp))
+                index += 1
         return out
+    check_grid_size(n, fmt)
+    samples = next(_chunks(generator, meta, n, seed, labels))
     if meta["data"].get("kind") == "points":
         centers: Optional[torch.Tensor] = None
         if meta["data"]["name"] in ("ring8", "grid25"):
             centers = ring8_centers() if meta["data"]["name"] == "ring8" else grid25_centers()
-        return save_scatter(samples, out, centers, title=f"{n} samples")
+        return atomic_write_via(out, lambda tmp: save_scatter(samples, tmp, centers, title=f"{n} samples"))
     rows = None if not all_classes or labels is None else n // int(meta["num_classes"])
-    return save_image_grid(samples, out, nrow=rows)
+    return atomic_write_via(out, lambda tmp: save_image_grid(samples, tmp, nrow=rows))
+

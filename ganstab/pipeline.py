@@ -26,12 +26,14 @@ from ganstab.metrics import RunEvaluator
 from ganstab.models import architectures, build_discriminator, build_generator, check_fit
 from ganstab.report.html import write_report
 from ganstab.report.plots import plot_run
-from ganstab.rundir import RunDir, prepare_out_dir
+from ganstab.report.tensorboard import TensorBoardSink, require_tensorboard
+from ganstab.rundir import RunDir, RunLock, acquire_lock, prepare_out_dir
 from ganstab.training import RunResult, Trainer, trainer_class
 from ganstab.training import checkpoint as ckpt
 from ganstab.training import parallel
 
-__all__ = ["check_config", "load_config", "make_trainer", "train", "LazyScorer", "RunResult", "main_process"]
+__all__ = ["check_config", "check_data", "check_memory", "available_memory", "load_config", "make_trainer", "train",
+           "LazyScorer", "RunResult", "main_process", "TRAINING_BYTES_PER_PARAMETER"]
 
 
 def check_config(cfg: Config) -> None:
@@ -48,6 +50,8 @@ def check_config(cfg: Config) -> None:
         if policy and len(shape) != 3:
             raise ConfigError(f"augment.policy transforms images, but {cfg.data.name} holds 2-D points; "
                               "remove augment.policy")
+    if cfg.log.tensorboard:
+        require_tensorboard()
 
 
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = (), preset: str | None = None) -> Config:
@@ -100,13 +104,16 @@ def make_trainer(cfg: Config, *, echo: Callable[[str], None] = print,
     if runtime.dist.is_main:
         for note in data.notes:
             echo(note)
+    check_data(cfg, data)
     classes = check_labels(cfg, data)
+    check_memory(cfg, data.shape, runtime.device, classes)
     generator = build_generator(cfg.model, data.shape, cfg, classes).to(runtime.device)
     discriminator = build_discriminator(cfg.model, data.shape, cfg, classes).to(runtime.device)
     watcher = Tracker(cfg.doctor, context_from_config(to_dict(cfg)))
     scorer = LazyScorer(data, cfg, runtime.device, lambda message: echo(f"evaluator: {message}"))
+    sink = TensorBoardSink(RunDir(cfg.out).tensorboard) if cfg.log.tensorboard else None
     trainer = trainer_class(cfg.model.arch)(cfg, data, generator, discriminator, runtime, watcher=watcher,
-                                            scorer=scorer, echo=echo, hooks=hooks)
+                                            scorer=scorer, echo=echo, hooks=hooks, sink=sink)
     scorer.label_probs = trainer.label_probs
     return trainer
 
@@ -123,6 +130,53 @@ def check_labels(cfg: Config, data: DataSource) -> int:
         raise DataError(f"the labels of data.name={cfg.data.name} do not fit its images ({len(data.labels)} labels "
                         f"for {len(data)} samples, smallest {int(data.labels.min())}); give one label 0..K-1 per sample")
     return data.num_classes
+
+
+TRAINING_BYTES_PER_PARAMETER = 16  # float32 weight + gradient + Adam's two moments
+
+
+def check_data(cfg: Config, data: DataSource) -> None:
+    """Held data must fill at least one batch (every D step takes a fresh batch of train.batch_size)."""
+    if data.sampler is None and len(data) < cfg.train.batch_size:
+        raise DataError(f"data set {cfg.data.name} has {len(data)} samples, fewer than one batch "
+                        f"(train.batch_size={cfg.train.batch_size}); set train.batch_size to at most {len(data)} "
+                        "or use more data")
+
+
+def available_memory(device: torch.device) -> Optional[int]:
+    """Bytes free for new tensors: CUDA's free memory, else MemAvailable of /proc/meminfo (None when unknown)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _parameter_count(cfg: Config, shape: tuple[int, ...], classes: int = 0) -> Optional[int]:
+    """Parameters of G and D, counted on the meta device (nothing allocated); None when that is not possible."""
+    try:
+        with torch.device("meta"):
+            nets = (build_generator(cfg.model, shape, cfg, classes), build_discriminator(cfg.model, shape, cfg, classes))
+    except Exception:  # a layer that cannot be built on the meta device: skip the estimate
+        return None
+    return sum(p.numel() for net in nets for p in net.parameters())
+
+
+def check_memory(cfg: Config, shape: tuple[int, ...], device: torch.device, classes: int = 0) -> None:
+    """Refuse G and D whose training state (16 bytes a parameter) exceeds the free memory, before allocating."""
+    count = _parameter_count(cfg, tuple(shape), classes)
+    free = available_memory(device)
+    if count is None or free is None or count * TRAINING_BYTES_PER_PARAMETER <= free:
+        return
+    need = count * TRAINING_BYTES_PER_PARAMETER
+    raise ConfigError(f"G and D would hold {count:,} parameters, needing about {need / 1e9:.1f} GB to train "
+                      f"(weights, gradients, Adam state) but {free / 1e9:.1f} GB of {device.type} memory is "
+                      "available; make the model smaller (model.hidden, model.width, model.depth)")
 
 
 def main_process() -> bool:
@@ -152,7 +206,7 @@ def _start(cfg: Config, out: Path, resume: bool, overwrite: bool, allow_config_c
 
 
 def finish_run(trainer: Trainer) -> None:
-    """After a completed run (samples, evaluation and export written by the Trainer): plots and report."""
+    """After a completed or interrupted run (export written by the Trainer): plots and report."""
     if trainer.dist.is_main:
         plot_run(trainer.out)
         write_report(trainer.out)
@@ -166,13 +220,19 @@ def train(cfg: Config, *, overwrite: bool = False, resume: bool = False, allow_c
     if cfg.out is None:
         cfg.out = default_out(cfg)
     out = Path(cfg.out)
-    if not resume and cfg.train.resume == "auto" and ckpt.list_checkpoints(RunDir(out).checkpoints):
-        resume = True
-    trainer = _start(cfg, out, resume, overwrite, allow_config_change, echo, hooks)
+    lock: Optional[RunLock] = acquire_lock(out, echo) if main_process() else None  # before anything is read or cleared
     try:
-        result = trainer.run()
-        if not result.interrupted:
-            finish_run(trainer)
-        return result
+        if not resume and cfg.train.resume == "auto" and ckpt.list_checkpoints(RunDir(out).checkpoints):
+            resume = True
+        trainer = _start(cfg, out, resume, overwrite, allow_config_change, echo, hooks)
+        try:
+            result = trainer.run()
+            finish_run(trainer)  # an interrupted run gets its plots and report too
+            return result
+        finally:
+            if trainer.sink is not None:
+                trainer.sink.close()
+            parallel.shutdown_distributed(trainer.dist)
     finally:
-        parallel.shutdown_distributed(trainer.dist)
+        if lock is not None:
+            lock.release()

@@ -9,24 +9,29 @@ so a crash at any moment leaves the previous version readable.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
+import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 from ganstab.config import Config, dump_yaml, read_yaml, validate
-from ganstab.errors import CheckpointError
+from ganstab.errors import CheckpointError, RunInUse
 
 __all__ = [
     "CONFIG_FILE", "METRICS_FILE", "FINDINGS_FILE", "RECOVERIES_FILE", "CHECKPOINT_DIR", "SAMPLES_DIR", "PLOTS_DIR",
     "GENERATOR_WEIGHTS", "GENERATOR_META", "REPORT_FILE", "BEST_DIR", "BEST_EVAL_FILE", "TRAIN_LOG", "PLAN_FILE",
-    "SUMMARY_JSON", "SUMMARY_CSV", "RUN_FILES", "TRAINING_KEYS", "RunDir", "atomic_write", "append_jsonl",
+    "TENSORBOARD_DIR",
+    "SUMMARY_JSON", "SUMMARY_CSV", "RUN_FILES", "TRAINING_KEYS", "RunDir", "atomic_write", "atomic_write_via", "append_jsonl",
     "read_jsonl", "rewrite_jsonl", "is_eval_record", "is_training_record", "read_records", "truncate_metrics",
     "truncate_findings", "checkpoint_name", "checkpoint_step", "holds_run", "is_run_dir", "is_ablation_dir",
-    "load_run_config", "write_config", "prepare_out_dir",
+    "load_run_config", "write_config", "prepare_out_dir", "sha256_file", "list_checkpoints", "verify_checkpoint",
+    "newest_valid_checkpoint", "LOCK_FILE", "RunLock", "acquire_lock",
 ]
 
 CONFIG_FILE = "config.yaml"
@@ -42,6 +47,8 @@ REPORT_FILE = "report.html"
 BEST_DIR = "best"
 BEST_EVAL_FILE = "eval.json"
 TRAIN_LOG = "train.log"
+TENSORBOARD_DIR = "tensorboard"
+LOCK_FILE = ".lock"
 # an ablation folder
 PLAN_FILE = "ablation.json"
 SUMMARY_JSON = "summary.json"
@@ -49,7 +56,7 @@ SUMMARY_CSV = "summary.csv"
 
 # what `--overwrite` clears from a folder that holds a run
 RUN_FILES: tuple[str, ...] = (CONFIG_FILE, METRICS_FILE, FINDINGS_FILE, RECOVERIES_FILE, CHECKPOINT_DIR, SAMPLES_DIR,
-                              PLOTS_DIR, GENERATOR_WEIGHTS, GENERATOR_META, REPORT_FILE, BEST_DIR)
+                              PLOTS_DIR, GENERATOR_WEIGHTS, GENERATOR_META, REPORT_FILE, BEST_DIR, TENSORBOARD_DIR)
 _CHECKPOINT = re.compile(r"^ckpt_(\d{7,})\.pt$")
 
 # keys that only training lines of metrics.jsonl carry (evaluation lines carry `eval_*` keys instead)
@@ -80,6 +87,8 @@ class RunDir:
     report = property(lambda self: self.root / REPORT_FILE, doc="the HTML report")
     best = property(lambda self: self.root / BEST_DIR, doc="export of the best evaluation")
     train_log = property(lambda self: self.root / TRAIN_LOG, doc="log of a run trained by an ablation worker")
+    tensorboard = property(lambda self: self.root / TENSORBOARD_DIR, doc="TensorBoard events (log.tensorboard)")
+    lock = property(lambda self: self.root / LOCK_FILE, doc="the owner's lock (PID and host) while a process uses it")
 
     def sample(self, step: int, suffix: str = "") -> Path:
         """The sample grid written after `step` G steps."""
@@ -99,6 +108,50 @@ def checkpoint_step(name: str) -> Optional[int]:
     """The step of a checkpoint file name, None for any other name."""
     match = _CHECKPOINT.match(name)
     return int(match.group(1)) if match else None
+
+
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def list_checkpoints(folder: Path) -> list[Path]:
+    """Checkpoint files in `folder`, oldest first (validity not checked)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [(step, p) for p in folder.iterdir() if (step := checkpoint_step(p.name)) is not None]
+    return [p for _, p in sorted(found)]
+
+
+def verify_checkpoint(path: Path) -> Optional[str]:
+    """None when the checkpoint's checksum file exists and matches, else the reason it is invalid."""
+    sidecar = path.with_name(path.name + ".sha256")
+    if not sidecar.is_file():
+        return "its checksum file is missing (the write did not finish)"
+    try:
+        expected = sidecar.read_text().split()[0]
+    except (OSError, IndexError):
+        return "its checksum file is unreadable"
+    if sha256_file(path) != expected:
+        return "its checksum does not match (truncated or corrupt)"
+    return None
+
+
+def newest_valid_checkpoint(folder: Path, warn: Callable[[str], None] = print) -> Optional[Path]:
+    """The newest checkpoint whose checksum matches; invalid newer ones are reported via `warn`."""
+    for path in reversed(list_checkpoints(folder)):
+        problem = verify_checkpoint(path)
+        if problem is None:
+            return path
+        warn(f"skipping checkpoint {path.name}: {problem}; using the previous one")
+    return None
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -133,6 +186,20 @@ def atomic_write(path: str | Path, data: bytes | str) -> Path:
             pass
         raise
     _fsync_dir(path.parent)
+    return path
+
+
+def atomic_write_via(path: str | Path, write: Callable[[Path], Any]) -> Path:
+    """Let `write(temp)` write a file (a PNG, an array) next to `path`, then rename it: complete or absent."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")  # keeps the suffix PIL reads
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -301,3 +368,90 @@ def prepare_out_dir(out: str | Path, overwrite: bool, dry_run: bool = False) -> 
             shutil.rmtree(target)
         elif target.exists():
             target.unlink()
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this host (one we may not signal counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_lock(path: Path, host: str) -> tuple[int, str]:
+    """(pid, host) of a lock file; an empty one is re-read for a moment (its owner may be writing it), then stale."""
+    for attempt in range(20):
+        try:
+            owner = json.loads(path.read_text(encoding="utf-8"))
+            return int(owner["pid"]), str(owner["host"])
+        except FileNotFoundError:
+            return -1, host
+        except (OSError, ValueError, KeyError, TypeError):
+            time.sleep(0.05)
+    return -1, host  # still torn or foreign after a second: stale
+
+
+@dataclass
+class RunLock:
+    """The lock of one run folder held by this process; `release` removes it (and the folder it created)."""
+
+    path: Path
+    created_folder: bool = False
+
+    def release(self) -> None:
+        """Remove the lock file if it is still ours; remove the run folder too if we made it and it is empty."""
+        try:
+            owner = json.loads(self.path.read_text(encoding="utf-8"))
+            if owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
+                self.path.unlink()
+        except (OSError, ValueError, AttributeError):
+            pass
+        if self.created_folder:
+            try:
+                self.path.parent.rmdir()  # only succeeds when nothing was written
+            except OSError:
+                pass
+
+    def __enter__(self) -> "RunLock":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def acquire_lock(run_dir: str | Path, echo: Callable[[str], None] = print) -> RunLock:
+    """Take RUN/.lock (PID and host) for this process; a live owner is RunInUse, a dead one on this host is replaced."""
+    root = Path(run_dir)
+    if root.exists() and not root.is_dir():
+        raise CheckpointError(f"output path {str(root)!r} is a file; choose another out=DIR")
+    created = not root.exists()
+    root.mkdir(parents=True, exist_ok=True)
+    path = RunDir(root).lock
+    host, payload = socket.gethostname(), json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            pid, owner_host = _read_lock(path, host)
+            if owner_host != host or (pid > 0 and pid != os.getpid() and _pid_alive(pid)) or pid == os.getpid():
+                if created:
+                    RunLock(path, created).release()
+                raise RunInUse(f"run folder {str(root)!r} is in use by process {pid} on {owner_host}; "
+                               "wait for it to finish or stop it first") from None
+            if pid > 0:
+                echo(f"taking over the stale lock of {str(root)!r} (process {pid} on {owner_host} is gone)")
+            else:
+                echo(f"taking over the unreadable lock of {str(root)!r} (left by a process that died while taking it)")
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(payload)
+        return RunLock(path, created)
+    raise RunInUse(f"run folder {str(root)!r} is in use (its lock keeps changing); wait for the other process "
+                   "to finish or stop it first")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from ganstab.cli import main
 from ganstab.presets import PRESETS
@@ -38,7 +39,16 @@ def _files(root: Path) -> dict[str, str]:
     (root / "bad.yaml").write_text("loss:\n  kind: [hinge\n")
     (root / "bin.yaml").write_bytes(b"\xff\xfe\x00\x81")
     (root / "section.yaml").write_text("loss: hinge\n")
+    (root / "dup.yaml").write_text("train:\n  steps: 2\nloss:\n  kind: hinge\ntrain:\n  steps: 3\n")
+    (root / "dup_nested.yaml").write_text("loss:\n  kind: hinge\n  kind: lsgan\n")
     (root / "file_out").write_text("not a folder")
+    (root / "img32").mkdir()
+    for i in range(32):
+        Image.fromarray(np.full((8, 8), i * 7, dtype=np.uint8)).save(root / "img32" / f"{i:02d}.png")
+    images = np.zeros((6, 8, 8), dtype=np.uint8)
+    np.savez(root / "y_short.npz", x=images, y=np.arange(5))
+    np.savez(root / "y_2d.npz", x=images, y=np.zeros((6, 2), dtype=np.int64))
+    np.savez(root / "y_negative.npz", x=images, y=np.array([0, 1, -1, 2, 0, 1]))
     return {p.name: str(p) for p in root.iterdir()}
 
 
@@ -107,6 +117,10 @@ CASES: list[tuple[str, list[str], str]] = [
      "config file '{bad.yaml}' is not valid YAML at line 3; fix the syntax"),
     ("yaml list", ["train", "--config", "{list.yaml}"],
      "config file '{list.yaml}' must hold a mapping of keys, got list"),
+    ("yaml duplicate section", ["train", "--config", "{dup.yaml}"],
+     "config file '{dup.yaml}': key 'train' appears twice (lines 1 and 5); keep one"),
+    ("yaml duplicate key", ["train", "--config", "{dup_nested.yaml}"],
+     "config file '{dup_nested.yaml}': key 'kind' appears twice (lines 2 and 3); keep one"),
     ("yaml binary", ["train", "--config", "{bin.yaml}"],
      "config file '{bin.yaml}' is not UTF-8 text; pass a YAML file"),
     ("fashion missing", ["train", "data.name=fashion-mnist", "data.path={dir}/nowhere"],
@@ -135,6 +149,20 @@ CASES: list[tuple[str, list[str], str]] = [
      "'{points3.npz}': points must be finite numbers"),
     ("npz float range", ["train", "data.name=npz", "data.path={floatimg.npz}"],
      "'{floatimg.npz}': float images must lie in [0, 1] or [-1, 1], found [3, 3]; store uint8 or rescale"),
+    ("data smaller than a batch", ["train", "data.limit=10", "train.batch_size=64"],
+     "data set digits has 10 samples, fewer than one batch (train.batch_size=64); set train.batch_size to at most "
+     "10 or use more data"),
+    ("folder smaller than a batch", ["train", "data.name=folder", "data.path={img32}", "train.batch_size=64"],
+     "data set folder has 32 samples, fewer than one batch (train.batch_size=64); set train.batch_size to at most "
+     "32 or use more data"),
+    ("npz labels too few", ["train", "data.name=npz", "data.path={y_short.npz}"],
+     "'{y_short.npz}': labels 'y' have shape (5,) but there are 6 samples; store one integer label per sample, "
+     "shape (6,)"),
+    ("npz labels 2-d", ["train", "data.name=npz", "data.path={y_2d.npz}"],
+     "'{y_2d.npz}': labels 'y' have shape (6, 2) but there are 6 samples; store one integer label per sample, "
+     "shape (6,)"),
+    ("npz negative labels", ["train", "data.name=npz", "data.path={y_negative.npz}"],
+     "'{y_negative.npz}': labels 'y' must be 0 or more, found -1; number the classes 0..K-1"),
     ("output is a file", ["train", "out={file_out}"],
      "output path '{file_out}' is a file; choose another out=DIR"),
     ("unknown preset", ["train", "--preset", "biggan"],
@@ -146,6 +174,15 @@ CASES: list[tuple[str, list[str], str]] = [
      "'{empty}' has no exported generator (generator.json + generator.safetensors); train it to the end or resume "
      "it first"),
     ("sample n zero", ["sample", "--run", "{empty}", "--out", "{dir}/x.png", "--n", "0"], "--n must be positive, got 0"),
+    ("sample bad device", ["sample", "--run", "{empty}", "--out", "{dir}/x.png", "--device", "bogus"],
+     "--device must be cpu, cuda, cuda:N, mps or auto, got 'bogus'"),
+    ("sample grid too large", ["sample", "--run", "{empty}", "--out", "{dir}/x.png", "--n", "999999999999"],
+     "--n 999999999999 is more than one PNG grid shows (at most 10,000); use --format folder or npy for more "
+     "samples"),
+    ("eval n too large", ["eval", "--run", "{empty}", "--n", "100000000"],
+     "--n must be at most 200,000 (the evaluator's limit, as for eval.n), got 100000000"),
+    ("eval bad device", ["eval", "--run", "{empty}", "--device", "gpu0"],
+     "--device must be cpu, cuda, cuda:N, mps or auto, got 'gpu0'"),
     ("sample bad format", ["sample", "--run", "{empty}", "--out", "x", "--format", "gif"],
      "--format must be grid, folder or npy, got 'gif'"),
 ]
@@ -171,7 +208,7 @@ def test_bad_input_one_line(tmp_path: Path, capsys, name: str, argv: list[str], 
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2
     assert lines == ["ganstab: error: " + fill(expected)]
-    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert not (tmp_path / "run").exists()  # refused before the run folder was made (or it was removed again)
 
 
 def test_case_count() -> None:

@@ -108,9 +108,10 @@ def test_keys_command_lists_every_key_with_default(capsys):
     assert main(["keys"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(" = ")[0] for line in lines] == known_keys()
-    assert "loss.kind = \"hinge\"" in lines
-    assert "optim.d_lr = 0.0004" in lines
-    assert "optim.g_betas = [0.0, 0.9]" in lines
+    defaults = {line.split("  [")[0] for line in lines}  # each line: key = default  [applies to]  description
+    assert "loss.kind = \"hinge\"" in defaults
+    assert "optim.d_lr = 0.0004" in defaults
+    assert "optim.g_betas = [0.0, 0.9]" in defaults
 
 
 # ---------------------------------------------------------------- overrides

@@ -8,12 +8,14 @@ import sys
 import warnings
 from pathlib import Path
 
+import torch
+
 from ganstab.config import Config, merge_sources, validate
 from ganstab.errors import UsageError
 from ganstab.pipeline import check_config, load_config
 from ganstab.rundir import RunDir
 
-__all__ = ["EXIT_USAGE", "Parser", "echo", "load_cli_config", "load_resume_config", "add_config_args",
+__all__ = ["cli_device", "EXIT_USAGE", "Parser", "echo", "load_cli_config", "load_resume_config", "add_config_args",
            "friendly_os_error"]
 
 EXIT_USAGE = 2
@@ -72,3 +74,23 @@ def friendly_os_error(exc: OSError) -> str:
     if exc.errno in (errno.EACCES, errno.EPERM):
         return f"permission denied for{where}; choose a writable location"
     return f"{exc.strerror or exc}{where}"
+
+
+def cli_device(name: str) -> torch.device:
+    """The device named by --device (cpu, cuda, cuda:N, mps or auto), checked to exist, as a one-line UsageError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device must be cpu, cuda, cuda:N, mps or auto, got {name!r}") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise UsageError(f"--device must be cpu, cuda, cuda:N, mps or auto, got {name!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name} but no CUDA device is available; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UsageError(f"--device {name} but only {torch.cuda.device_count()} CUDA device(s) exist; "
+                         "use --device cuda:0")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"--device {name} but MPS is not available; use --device cpu")
+    return device

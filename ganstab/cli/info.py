@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ganstab.config import Config, known_keys, to_dict
+from ganstab.config import Config, key_help, known_keys, to_dict
 from ganstab.presets import PRESETS
 
 __all__ = ["cmd_presets", "cmd_keys", "register"]
@@ -20,13 +20,14 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    """List every config key with its default."""
+    """List every config key with its default, what it applies to and a one-line description."""
     defaults = to_dict(Config())
     for key in known_keys():
         node = defaults
         for part in key.split("."):
             node = node.get(part) if isinstance(node, dict) else None
-        print(f"{key} = {json.dumps(node)}")
+        description, applies = key_help(key)
+        print(f"{key} = {json.dumps(node)}  [{applies}]  {description}")
     return 0
 
 
@@ -34,5 +35,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the `presets` and `keys` commands."""
     p = sub.add_parser("presets", help="list the presets")
     p.set_defaults(func=cmd_presets)
-    p = sub.add_parser("keys", help="list every config key with its default")
+    p = sub.add_parser("keys", help="list every config key: default, what it applies to, description")
     p.set_defaults(func=cmd_keys)

@@ -8,32 +8,40 @@ from pathlib import Path
 
 import torch
 
+from ganstab.cli.common import cli_device
 from ganstab.config import to_dict
 from ganstab.data import make_dataset
 from ganstab.diagnose import context_from_config, diagnose, format_report, verdict
 from ganstab.errors import UsageError
-from ganstab.export import load_generator, write_samples
+from ganstab.export import (GRID_MAX, check_grid_size, check_sample_space, load_generator, load_run_generator,
+                            write_samples)
 from ganstab.metrics import RunEvaluator
 from ganstab.models.conditional import label_distribution
 from ganstab.report.html import write_report
-from ganstab.rundir import RunDir, load_run_config, read_records
+from ganstab.rundir import RunDir, atomic_write, load_run_config, read_records
+from ganstab.training.loop import training_eval_seed
 
-__all__ = ["cmd_sample", "cmd_eval", "cmd_doctor", "cmd_report", "register"]
+EVAL_MAX = 200_000  # most samples `ganstab eval` scores (eval.n's own limit)
+
+__all__ = ["EVAL_MAX", "cmd_sample", "cmd_eval", "cmd_doctor", "cmd_report", "register"]
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    """Write samples from a run's exported generator."""
+    """Write samples from a run's exported generator (or its newest valid checkpoint when none was exported)."""
     if args.format not in ("grid", "folder", "npy"):
         raise UsageError(f"--format must be grid, folder or npy, got {args.format!r}")
     if args.n <= 0:
         raise UsageError(f"--n must be positive, got {args.n}")
-    generator, meta = load_generator(Path(args.run), device=args.device)
+    check_grid_size(args.n, args.format)
+    device = cli_device(args.device)
+    generator, meta = load_run_generator(Path(args.run), device=str(device), echo=print)
     if args.format == "folder" and meta["data"].get("kind") == "points":
         raise UsageError("--format folder writes images, but this run generates 2-D points; use --format npy or grid")
     if args.classes is not None and args.classes != "all":
         raise UsageError(f"--classes takes 'all' (one row per class), got {args.classes!r}; use --class K for one class")
     if args.class_index is not None and args.classes is not None:
         raise UsageError("--class K and --classes all exclude each other; give one")
+    check_sample_space(meta, args.n, Path(args.out), args.format)
     path = write_samples(generator, meta, args.n, Path(args.out), args.format, args.seed, args.class_index,
                          args.classes == "all")
     count = args.n
@@ -47,12 +55,17 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     """Score a run's exported generator (or its best/ export) against the real data."""
     run = Path(args.run)
-    cfg = load_run_config(run)
     if args.n is not None and args.n < 2:
         raise UsageError(f"--n must be at least 2, got {args.n}")
+    if args.n is not None and args.n > EVAL_MAX:
+        raise UsageError(f"--n must be at most {EVAL_MAX:,} (the evaluator's limit, as for eval.n), got {args.n}")
+    device = cli_device(args.device)
+    cfg = load_run_config(run)
     source = RunDir(run).best if args.best else run
-    generator, meta = load_generator(source, device=args.device)
-    device = torch.device(args.device)
+    if args.best:
+        generator, meta = load_generator(source, device=str(device))
+    else:
+        generator, meta = load_run_generator(source, device=str(device), echo=print)
     data = make_dataset(cfg.data, cfg.seed).to(device)
     n = args.n or cfg.eval.n
     classes = int(meta.get("num_classes") or 0)
@@ -62,15 +75,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
                              num_classes=classes, label_probs=probs)
     fixed = torch.Generator().manual_seed(cfg.seed + 2)
     fixed_z = torch.randn(cfg.log.n_samples, cfg.model.latent_dim, generator=fixed).to(device)
-    scores = evaluator.evaluate(generator, cfg.model.latent_dim, meta.get("g_kwargs", {}), fixed_z, seed=args.seed)
+    seed = training_eval_seed(cfg.seed) if args.seed is None else args.seed
+    scores = evaluator.evaluate(generator, cfg.model.latent_dim, meta.get("g_kwargs", {}), fixed_z, seed=seed)
     if evaluator.test_accuracy is not None:
         print(f"evaluator test accuracy: {evaluator.test_accuracy:.4f}")
     width = max(len(k) for k in scores)
     print(f"{source} ({n} samples, step {meta.get('step')}):")
     for key, value in scores.items():
         print(f"  {key:<{width}}  {value:.6g}")
-    out = run / f"eval-n{n}-seed{args.seed}{'-best' if args.best else ''}.json"
-    out.write_text(json.dumps({"n": n, "seed": args.seed, "step": meta.get("step"), **scores}, indent=2))
+    out = run / f"eval-n{n}-seed{seed}{'-best' if args.best else ''}.json"
+    atomic_write(out, json.dumps({"n": n, "seed": seed, "step": meta.get("step"), **scores}, indent=2))
     print(f"written: {out}")
     return 0
 
@@ -106,13 +120,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sample", help="write samples from a trained run",
                        description="Sample from a run's exported generator (EMA weights when trained with EMA).")
     p.add_argument("--run", required=True, metavar="DIR", help="run directory (holds generator.safetensors)")
-    p.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
+    p.add_argument("--n", type=int, default=64,
+                   help=f"number of samples (default 64; a grid shows at most {GRID_MAX:,}, folder and npy are "
+                        "written in chunks, any n that fits on disk)")
     p.add_argument("--out", required=True, metavar="PATH", help="output PNG, folder or .npy file")
     p.add_argument("--format", default="grid",
                    help="grid (default): one PNG; folder: one PNG per sample (for pytorch-fid/clean-fid); "
                         "npy: raw array")
     p.add_argument("--seed", type=int, default=0, help="latent seed (default 0)")
-    p.add_argument("--device", default="cpu", help="device to sample on (default cpu)")
+    p.add_argument("--device", default="cpu",
+                   help="device to sample on: cpu, cuda, cuda:N, mps or auto (default cpu)")
     p.add_argument("--class", dest="class_index", type=int, default=None, metavar="K",
                    help="conditional runs: samples of class K only (0-based; generator.json lists the names)")
     p.add_argument("--classes", default=None, metavar="all",
@@ -122,10 +139,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a trained run offline (FD, KID, precision/recall, modes, ...)",
                        description="Score a run's generator with ganstab's own evaluator network (no downloads).")
     p.add_argument("--run", required=True, metavar="DIR", help="run directory")
-    p.add_argument("--n", type=int, default=None, help="number of generated samples (default: eval.n of the run)")
-    p.add_argument("--seed", type=int, default=0, help="latent seed (default 0)")
+    p.add_argument("--n", type=int, default=None,
+                   help=f"number of generated samples (default: eval.n of the run; at most {EVAL_MAX:,})")
+    p.add_argument("--seed", type=int, default=None,
+                   help="latent seed (default: the run's seed + 3, the seed training's own evaluations use, so the "
+                        "scores of the final export equal the last eval_* line of metrics.jsonl at the same n)")
     p.add_argument("--best", action="store_true", help="score best/ (the best checkpoint by the main metric)")
-    p.add_argument("--device", default="cpu", help="device (default cpu)")
+    p.add_argument("--device", default="cpu", help="device: cpu, cuda, cuda:N, mps or auto (default cpu)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("doctor", help="diagnose a run: mode collapse, divergence, stalls, with advice",

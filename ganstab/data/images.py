@@ -192,4 +192,19 @@ def read_npz(path: str | Path) -> dict[str, Optional[np.ndarray]]:
         raise DataError(f"cannot read {str(path)!r} as .npz ({str(exc).splitlines()[0]}); save it with np.savez") from None
     if x.dtype == object:
         raise DataError(f"{str(path)!r} holds Python objects; store plain numeric arrays")
+    if y is not None:
+        check_labels(y, len(x), str(path))
     return {"train": x, "labels": y}
+
+
+def check_labels(y: np.ndarray, n: int, where: str) -> None:
+    """Labels must be one non-negative integer per sample; anything else is a DataError naming the fix."""
+    if y.ndim != 1 or len(y) != n:
+        raise DataError(f"{where!r}: labels 'y' have shape {tuple(y.shape)} but there are {n} samples; "
+                        f"store one integer label per sample, shape ({n},)")
+    if y.dtype == bool or not np.issubdtype(y.dtype, np.number):
+        raise DataError(f"{where!r}: labels 'y' must be integers, got dtype {y.dtype}")
+    if not np.issubdtype(y.dtype, np.integer) and not (np.isfinite(y).all() and (y == np.round(y)).all()):
+        raise DataError(f"{where!r}: labels 'y' must be whole numbers")
+    if n and float(y.min()) < 0:
+        raise DataError(f"{where!r}: labels 'y' must be 0 or more, found {y.min():.0f}; number the classes 0..K-1")

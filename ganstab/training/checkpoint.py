@@ -14,24 +14,21 @@ import os
 import pickle
 import random
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 import torch
 
 from ganstab.errors import CheckpointError
-from ganstab.rundir import atomic_write, checkpoint_name, checkpoint_step
+from ganstab.rundir import (atomic_write, checkpoint_name, list_checkpoints, newest_valid_checkpoint,
+                            sha256_file, verify_checkpoint)
+
+__all__ = ["FORMAT", "sha256_file", "rng_state", "set_rng_state", "checkpoint_path", "save_checkpoint",
+           "list_checkpoints", "verify_checkpoint", "load_checkpoint", "newest_valid_checkpoint"]
 
 FORMAT = "ganstab-checkpoint-1"
 
 
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def rng_state() -> dict[str, Any]:
@@ -93,27 +90,8 @@ def save_checkpoint(folder: Path, step: int, payload: dict[str, Any], keep: int)
     return path
 
 
-def list_checkpoints(folder: Path) -> list[Path]:
-    """Checkpoint files in `folder`, oldest first (validity not checked)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    found = [(step, p) for p in folder.iterdir() if (step := checkpoint_step(p.name)) is not None]
-    return [p for _, p in sorted(found)]
 
 
-def verify_checkpoint(path: Path) -> Optional[str]:
-    """None when the checkpoint's checksum file exists and matches, else the reason it is invalid."""
-    sidecar = path.with_name(path.name + ".sha256")
-    if not sidecar.is_file():
-        return "its checksum file is missing (the write did not finish)"
-    try:
-        expected = sidecar.read_text().split()[0]
-    except (OSError, IndexError):
-        return "its checksum file is unreadable"
-    if sha256_file(path) != expected:
-        return "its checksum does not match (truncated or corrupt)"
-    return None
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -134,12 +112,3 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         raise CheckpointError(f"{str(path)!r} is not a ganstab checkpoint (no '{FORMAT}' marker)")
     return data
 
-
-def newest_valid_checkpoint(folder: Path, warn: Callable[[str], None] = print) -> Optional[Path]:
-    """The newest checkpoint whose checksum matches; invalid newer ones are reported via `warn`."""
-    for path in reversed(list_checkpoints(folder)):
-        problem = verify_checkpoint(path)
-        if problem is None:
-            return path
-        warn(f"skipping checkpoint {path.name}: {problem}; using the previous one")
-    return None

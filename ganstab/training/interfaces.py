@@ -8,7 +8,12 @@ from typing import Any, Optional, Protocol, Sequence
 
 from torch import Tensor, nn
 
-__all__ = ["Watcher", "RunScorer", "RunResult", "Divergence"]
+__all__ = ["Watcher", "RunScorer", "EventSink", "RunResult", "Divergence", "training_eval_seed"]
+
+
+def training_eval_seed(seed: int) -> int:
+    """The latent seed of every evaluation during and after training (`ganstab eval` defaults to it too)."""
+    return seed + 3
 
 
 class Watcher(Protocol):
@@ -22,6 +27,22 @@ class Watcher(Protocol):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore `state_dict`."""
+
+
+class EventSink(Protocol):
+    """Where the loop mirrors its outputs besides the run folder's files (TensorBoard)."""
+
+    def scalars(self, step: int, record: dict[str, Any]) -> None:
+        """A logged training or evaluation line."""
+
+    def text(self, step: int, tag: str, text: str) -> None:
+        """A finding as text."""
+
+    def image(self, step: int, tag: str, png: Path) -> None:
+        """A sample grid or scatter plot written as PNG."""
+
+    def close(self) -> None:
+        """Flush and close."""
 
 
 class RunScorer(Protocol):

@@ -30,14 +30,14 @@ from ganstab.training import parallel
 from ganstab.training.ema import ema_beta, make_ema, update_ema
 from ganstab.training.optim import grad_norm, make_optimizer
 from ganstab.training.recorder import Recorder
-from ganstab.training.interfaces import Divergence, RunResult, RunScorer, Watcher
+from ganstab.training.interfaces import Divergence, EventSink, RunResult, RunScorer, Watcher, training_eval_seed
 from ganstab.training.inputs import InputsMixin
 from ganstab.training.outputs import OutputsMixin
 from ganstab.training.progress import Progress
 from ganstab.training.recovery import RecoveryMixin
 from ganstab.training.state import TrainerState
 
-__all__ = ["Trainer", "RunResult", "Divergence", "Watcher", "RunScorer"]
+__all__ = ["Trainer", "RunResult", "Divergence", "Watcher", "RunScorer", "EventSink", "training_eval_seed"]
 
 
 class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin):
@@ -45,8 +45,10 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin):
 
     def __init__(self, cfg: Config, data: DataSource, generator: nn.Module, discriminator: nn.Module,
                  runtime: parallel.Runtime, *, watcher: Watcher, scorer: Optional[RunScorer] = None,
-                 echo: Callable[[str], None] = print, hooks: Optional[dict[str, Callable]] = None) -> None:
+                 echo: Callable[[str], None] = print, hooks: Optional[dict[str, Callable]] = None,
+                 sink: Optional[EventSink] = None) -> None:
         self.cfg = cfg
+        self.sink = sink if runtime.dist.is_main else None
         self.echo = echo
         self.hooks = hooks or {}
         self.out = Path(cfg.out)
@@ -241,6 +243,8 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin):
             self.recorder.load_state_dict({"sums": means, "counts": {k: 1 for k in means}})
         line = self.recorder.flush(fixed, write=self.dist.is_main)
         self.last_record = line
+        if self.sink is not None:
+            self.sink.scalars(self.step, line)
         return line
 
     def extra_log(self) -> dict[str, Any]:
@@ -330,8 +334,9 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin):
                 signal.signal(s, self._on_signal)
         except ValueError:  # not in the main thread
             previous = {}
-        self.progress = Progress(self.cfg.train.steps, self.step,
-                                 self.cfg.log.progress and sys.stderr.isatty() and self.dist.is_main)
+        self.progress = Progress(self.cfg.train.steps, self.step, self.cfg.log.progress and self.dist.is_main,
+                                 terminal=sys.stderr.isatty(), echo=self.echo,
+                                 every_seconds=self.cfg.log.progress_seconds)
         try:
             interrupted = self._train_until_done()
         finally:
@@ -352,8 +357,9 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin):
         if self.step % self.cfg.log.every != 0:
             self.log_line()
         if self.dist.is_main:
+            self.export(interrupted=True)
             name = signal.Signals(self._stop_signal).name
-            self.echo(f"stopped by {name} at step {self.step}; checkpoint saved. "
+            self.echo(f"stopped by {name} at step {self.step}; checkpoint and generator saved. "
                       f"Resume with: ganstab train --resume {self.out}")
 
     def _finish_training(self) -> None:

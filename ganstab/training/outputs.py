@@ -11,7 +11,7 @@ import torch
 from ganstab.export import generator_meta, save_generator
 from ganstab.rundir import BEST_EVAL_FILE, append_jsonl, atomic_write
 from ganstab.sampling import class_rows, generate, save_image_grid, save_scatter
-from ganstab.training.interfaces import Divergence
+from ganstab.training.interfaces import Divergence, training_eval_seed
 from ganstab.training.recorder import clean_record
 
 __all__ = ["OutputsMixin"]
@@ -29,17 +29,25 @@ class OutputsMixin:
             labels = class_rows(self.num_classes, len(self.fixed_z))
             samples = generate(self.sampler_net(), self.fixed_z[:len(labels)], labels=labels, **self.g_kwargs())
             if self.data.kind != "points":
-                return save_image_grid(samples, path, nrow=len(labels) // self.num_classes)
+                save_image_grid(samples, path, nrow=len(labels) // self.num_classes)
+                if self.sink is not None:
+                    self.sink.image(self.step, "samples", path)
+                return path
         else:
             samples = generate(self.sampler_net(), self.fixed_z, **self.g_kwargs())
         if self.data.kind == "points":
-            return save_scatter(samples, path, self.data.centers, title=f"step {self.step}")
-        return save_image_grid(samples, path)
+            save_scatter(samples, path, self.data.centers, title=f"step {self.step}")
+        else:
+            save_image_grid(samples, path)
+        if self.sink is not None:
+            self.sink.image(self.step, "samples", path)
+        return path
 
-    def export(self, folder: Optional[Path] = None) -> Path:
+    def export(self, folder: Optional[Path] = None, interrupted: bool = False) -> Path:
         """Write the sampling network (EMA weights when enabled) as generator.safetensors + generator.json."""
         meta = generator_meta(self.cfg, self.shape, self.data.kind, self.G_ema is not None, self.step,
-                              self.images_seen, self.g_kwargs(), self.num_classes, self.data.class_names)
+                              self.images_seen, self.g_kwargs(), interrupted=interrupted,
+                              num_classes=self.num_classes, class_names=self.data.class_names)
         return save_generator(folder if folder is not None else self.out, self.sampler_net(), meta)
 
     def evaluate(self) -> Optional[dict[str, Any]]:
@@ -48,10 +56,12 @@ class OutputsMixin:
             return None
         cfg = self.cfg
         scores = self.scorer.evaluate(self.sampler_net(), cfg.model.latent_dim, self.g_kwargs(), self.fixed_z,
-                                      seed=cfg.seed + 3)
+                                      seed=training_eval_seed(cfg.seed))
         line = clean_record({"step": self.step, "images_seen": self.images_seen, "time": round(self.elapsed, 3),
                              **{f"eval_{k}": v for k, v in scores.items()}})
         self.recorder.write(line)
+        if self.sink is not None:
+            self.sink.scalars(self.step, line)
         self._last_eval_step = self.step
         if self.scorer.is_better(scores, self.best_eval):
             self.best_eval = dict(scores, step=self.step)
@@ -73,6 +83,9 @@ class OutputsMixin:
             for finding in findings:
                 self.echo(f"doctor: {finding.severity} at steps {finding.start_step}-{finding.end_step}: "
                           f"{finding.message} Advice: {finding.advice}")
+                if self.sink is not None:
+                    self.sink.text(self.step, "findings", f"**{finding.severity}** at steps {finding.start_step}-"
+                                   f"{finding.end_step}: {finding.message} Advice: {finding.advice}")
         diverged = [f for f in findings if f.is_divergence]
         if diverged:
             raise Divergence(diverged[0].message)

@@ -92,5 +92,7 @@ class ProgressiveTrainer(Trainer):
         samples = generate(self.sampler_net(), self.fixed_z, **self.g_kwargs())
         if samples.shape[-1] < self.schedule.final:
             samples = F.interpolate(samples, size=(self.schedule.final,) * 2, mode="nearest")
-        path = self.run_dir.sample(self.step, f"_res{self.resolution}")
-        return save_image_grid(samples, path)
+        path = save_image_grid(samples, self.run_dir.sample(self.step, f"_res{self.resolution}"))
+        if self.sink is not None:
+            self.sink.image(self.step, "samples", path)
+        return path
