@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 
-from ganstab.config import load_config
+from ganstab.pipeline import load_config
 from ganstab.train import train
-from ganstab.train.recorder import read_metrics
+from ganstab.rundir import read_jsonl as read_metrics
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

@@ -84,7 +84,7 @@ PUBLISHED = [
 
 def run_overrides(name: str, data: str, seed: int, out: Path, quick: bool, eval_every: int) -> tuple[str, list[str]]:
     """The preset and key=value overrides of one benchmark run."""
-    from ganstab.config import load_config
+    from ganstab.pipeline import load_config
 
     bench = CONFIGS[name]
     overrides = list(bench.overrides) + [f"data.name={data}", f"seed={seed}"]
@@ -119,7 +119,7 @@ def run_one(job: tuple[str, str, int, str, bool, int]) -> dict[str, Any]:
     name, data, seed, workdir, quick, eval_every = job
     import torch
 
-    from ganstab.config import load_config
+    from ganstab.pipeline import load_config
     from ganstab.train import train
 
     torch.set_num_threads(1)

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from ganstab.config import load_config
+from ganstab.pipeline import load_config
 from ganstab.train import train
-from ganstab.train.recorder import read_metrics
+from ganstab.rundir import read_jsonl as read_metrics
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, output_stem, write_results  # noqa: E402

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ganstab.config import load_config
-from ganstab.train.loop import make_trainer
+from ganstab.pipeline import load_config
+from ganstab.pipeline import make_trainer
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

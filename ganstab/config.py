@@ -526,6 +526,8 @@ def nest(dotted: str, value: Any) -> dict:
 def read_yaml(path: str | Path) -> dict:
     """Read a YAML mapping from a file, as ConfigError on any problem."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {str(path)!r} is a folder; pass a YAML file to --config")
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist; check the path given to --config")
     try:

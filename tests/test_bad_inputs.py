@@ -49,6 +49,13 @@ def _files(root: Path) -> dict[str, str]:
     np.savez(root / "y_short.npz", x=images, y=np.arange(5))
     np.savez(root / "y_2d.npz", x=images, y=np.zeros((6, 2), dtype=np.int64))
     np.savez(root / "y_negative.npz", x=images, y=np.array([0, 1, -1, 2, 0, 1]))
+    np.savez(root / "y_float.npz", x=images, y=np.array([0.5, 1, 0, 1, 0, 1]))
+    (root / "confdir").mkdir()
+    (root / "cfgonly").mkdir()
+    (root / "cfgonly" / "config.yaml").write_text("seed: 0\n")
+    (root / "badckpt" / "checkpoints").mkdir(parents=True)
+    (root / "badckpt" / "config.yaml").write_text("seed: 0\n")
+    (root / "badckpt" / "checkpoints" / "ckpt_0000010.pt").write_bytes(b"not a checkpoint")
     return {p.name: str(p) for p in root.iterdir()}
 
 
@@ -185,6 +192,78 @@ CASES: list[tuple[str, list[str], str]] = [
      "--device must be cpu, cuda, cuda:N, mps or auto, got 'gpu0'"),
     ("sample bad format", ["sample", "--run", "{empty}", "--out", "x", "--format", "gif"],
      "--format must be grid, folder or npy, got 'gif'"),
+    # added with augmentation, conditioning, lazy R1 and the ResNet (this round's new switches and commands)
+    ("conditional without labels", ["train", "model.conditional=true", "data.name=ring8", "model.arch=toy"],
+     "model.conditional=true needs labels, but data.name=ring8 has none; use labelled data (digits, fashion-mnist, "
+     "mnist, npz with y, an image folder with one sub-folder per class) or set model.conditional=false"),
+    ("conditional progressive", ["train", "model.conditional=true", "model.arch=progressive", "model.d_norm=none"],
+     "model.conditional=true is implemented for model.arch=mlp, toy, dcgan, not progressive; choose one of them or "
+     "set model.conditional=false"),
+    ("conditional packed", ["train", "model.conditional=true", "model.pack=2"],
+     "model.conditional=true cannot be combined with model.pack (PacGAN packs samples of different classes); set "
+     "model.pack=1"),
+    ("conditional streamed", ["train", "model.conditional=true", "data.name=folder", "data.path={empty}",
+                              "data.stream=true"],
+     "model.conditional=true needs the labels in memory; remove data.stream"),
+    ("unknown d_condition", ["train", "model.d_condition=aux"],
+     "config key 'model.d_condition': Input should be 'projection' or 'acgan', got 'aux'"),
+    ("unknown label sampling", ["train", "model.label_sampling=uniform"],
+     "config key 'model.label_sampling': Input should be 'frequency' or 'balanced', got 'uniform'"),
+    ("negative acgan weight", ["train", "loss.acgan_weight=-1"],
+     "config key 'loss.acgan_weight': Input should be greater than or equal to 0, got -1"),
+    ("unknown augmentation", ["train", "augment.policy=color,flip"],
+     "unknown augmentation 'flip' in augment.policy; known: color, translation, cutout"),
+    ("ada without policy", ["train", "augment.ada_target=0.6"],
+     "augment.ada_target adapts the probability of augment.policy, which is empty; set "
+     "augment.policy=color,translation,cutout or remove augment.ada_target"),
+    ("augmenting points", ["train", "augment.policy=color", "data.name=grid25", "model.arch=toy"],
+     "augment.policy transforms images, but grid25 holds 2-D points; remove augment.policy"),
+    ("augment p above 1", ["train", "augment.p=1.5"],
+     "config key 'augment.p': Input should be less than or equal to 1, got 1.5"),
+    ("ada interval zero", ["train", "augment.ada_interval=0"],
+     "config key 'augment.ada_interval': Input should be greater than or equal to 1, got 0"),
+    ("lazy r1 without r1", ["train", "penalty.r1_every=4"],
+     "penalty.r1_every sets how often R1 runs, but penalty.r1 is 0; set penalty.r1 (e.g. 0.1) or remove "
+     "penalty.r1_every"),
+    ("resnet on 8x8", ["train", "model.arch=resnet"],
+     "model.arch=resnet supports image sides 28, 32 and 64, got 8; set data.image_size=32 (or 28/64) to resize"),
+    ("zero progress interval", ["train", "log.progress_seconds=0"],
+     "config key 'log.progress_seconds': Input should be greater than 0, got 0"),
+    ("zero image size", ["train", "data.image_size=0"], "config key 'data.image_size': Input should be greater than 0, got 0"),
+    ("zero latent", ["train", "model.latent_dim=0"], "config key 'model.latent_dim': Input should be greater than 0, got 0"),
+    ("negative time budget", ["train", "train.time_budget=-1"],
+     "config key 'train.time_budget': Input should be greater than or equal to 0, got -1"),
+    ("keep no checkpoint", ["train", "log.keep_checkpoints=0"],
+     "config key 'log.keep_checkpoints': Input should be greater than or equal to 1, got 0"),
+    ("steps given a list", ["train", "train.steps=[1,2]"],
+     "config key 'train.steps': Input should be a valid integer, got [1, 2]"),
+    ("unknown optimiser", ["train", "optim.name=sgd"], "config key 'optim.name': Input should be 'adam' or 'rmsprop', got 'sgd'"),
+    ("progressive start not a power of two", ["train", "progressive.start=6", "model.arch=progressive",
+                                              "model.d_norm=none"],
+     "progressive.start must be a power of two (4, 8, 16, ...), got 6"),
+    ("pack not dividing the batch", ["train", "model.pack=3"],
+     "model.pack=3 does not divide train.batch_size=8; choose a batch size divisible by 3 or another model.pack"),
+    ("config is a folder", ["train", "--config", "{confdir}"],
+     "config file '{confdir}' is a folder; pass a YAML file to --config"),
+    ("resume without checkpoints", ["train", "--resume", "{cfgonly}"],
+     "no valid checkpoint in '{cfgonly}/checkpoints' to resume from; start a new run without --resume"),
+    ("resume with only a corrupt checkpoint", ["train", "--resume", "{badckpt}"],
+     "no valid checkpoint in '{badckpt}/checkpoints' to resume from; start a new run without --resume"),
+    ("npz fractional labels", ["train", "data.name=npz", "data.path={y_float.npz}"],
+     "'{y_float.npz}': labels 'y' must be whole numbers; store integer class indices 0..K-1"),
+    ("sample classes not all", ["sample", "--run", "{empty}", "--out", "{dir}/x.png", "--classes", "some"],
+     "--classes takes 'all' (one row per class), got 'some'; use --class K for one class"),
+    ("sample class and classes", ["sample", "--run", "{empty}", "--out", "{dir}/x.png", "--classes", "all",
+                                  "--class", "2"],
+     "--class K and --classes all exclude each other; give one"),
+    ("eval n of one", ["eval", "--run", "{empty}", "--n", "1"], "--n must be at least 2, got 1"),
+    ("doctor on a non-run", ["doctor", "{empty}"], "'{empty}' is not a ganstab run directory (no config.yaml)"),
+    ("ablate zero seeds", ["ablate", "--preset", "toy", "--seeds", "0", "--out", "{dir}/abl"],
+     "--seeds must be at least 1, got 0"),
+    ("ablate empty value", ["ablate", "--preset", "toy", "--vary", "loss.kind=", "--out", "{dir}/abl"],
+     "--vary 'loss.kind=' has an empty value; write it like --vary loss.kind=nonsaturating,hinge"),
+    ("ablate zero jobs", ["ablate", "--preset", "toy", "--jobs", "0", "--out", "{dir}/abl"],
+     "--jobs must be at least 1, got 0"),
 ]
 
 
@@ -212,4 +291,4 @@ def test_bad_input_one_line(tmp_path: Path, capsys, name: str, argv: list[str], 
 
 
 def test_case_count() -> None:
-    assert len(CASES) >= 40
+    assert len(CASES) >= 51 + 40  # the 51 rows of the first round plus at least 40 new ones

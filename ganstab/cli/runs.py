@@ -33,14 +33,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.n <= 0:
         raise UsageError(f"--n must be positive, got {args.n}")
     check_grid_size(args.n, args.format)
-    device = cli_device(args.device)
-    generator, meta = load_run_generator(Path(args.run), device=str(device), echo=print)
-    if args.format == "folder" and meta["data"].get("kind") == "points":
-        raise UsageError("--format folder writes images, but this run generates 2-D points; use --format npy or grid")
     if args.classes is not None and args.classes != "all":
         raise UsageError(f"--classes takes 'all' (one row per class), got {args.classes!r}; use --class K for one class")
     if args.class_index is not None and args.classes is not None:
         raise UsageError("--class K and --classes all exclude each other; give one")
+    device = cli_device(args.device)
+    generator, meta = load_run_generator(Path(args.run), device=str(device), echo=print)
+    if args.format == "folder" and meta["data"].get("kind") == "points":
+        raise UsageError("--format folder writes images, but this run generates 2-D points; use --format npy or grid")
     check_sample_space(meta, args.n, Path(args.out), args.format)
     path = write_samples(generator, meta, args.n, Path(args.out), args.format, args.seed, args.class_index,
                          args.classes == "all")

@@ -77,8 +77,9 @@ def _folder(cfg, seed: int) -> DataSource:
         raise DataError("data.name=folder needs data.path=DIR, a folder of images")
     if cfg.stream:
         return stream_folder(cfg, seed)
-    arr, skipped = _img.read_image_folder(cfg.path, cfg.image_size, cfg.channels)
-    source = _images("folder", {"train": arr}, cfg, seed, max_value=255.0)
+    arr, skipped, labels, names = _img.read_labelled_image_folder(cfg.path, cfg.image_size, cfg.channels)
+    source = _images("folder", {"train": arr, "labels": labels}, cfg, seed, max_value=255.0)
+    source.class_names = names
     if skipped:
         source.notes.append(f"data: skipped {skipped} file{'s' if skipped != 1 else ''} in {cfg.path} that "
                             f"are not readable images; using {len(source)} images")

@@ -7,6 +7,7 @@ Problems raise DataError with one line that names the file and the fix.
 from __future__ import annotations
 
 import gzip
+import warnings
 import struct
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -126,7 +127,39 @@ def list_image_files(folder: str | Path) -> list[Path]:
     return files
 
 
-GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+# single-channel modes wider than 8 bits (16-bit PNGs open as I;16 or I, TIFFs as F)
+WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "F")
+
+
+def wide_to_uint8(arr: np.ndarray, mode: str) -> np.ndarray:
+    """A 16-bit (or 32-bit / float) gray image scaled to uint8: 16-bit by /257, floats in [0, 1] by x255."""
+    values = arr.astype(np.float64)
+    if mode == "F":
+        top = 1.0 if values.max(initial=0.0) <= 1.0 else 255.0 if values.max(initial=0.0) <= 255.0 else 65535.0
+    else:
+        top = 65535.0 if values.max(initial=0.0) > 255 or mode.startswith("I;16") else 255.0
+    return np.clip(np.round(values / top * 255.0), 0, 255).astype(np.uint8)
+
+
+def class_of(path: Path, folder: Path) -> Optional[str]:
+    """The class of an image: the name of its first-level sub-folder (None for a file directly in `folder`)."""
+    parts = path.relative_to(folder).parts
+    return parts[0] if len(parts) > 1 else None
+
+
+def open_image(path: Path) -> "Image.Image":
+    """Open and decode one image completely; a decompression bomb is refused like an unreadable file."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as img:
+                img.load()
+                return img.copy()
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+            raise ValueError(f"{path}: {exc}") from None
 
 
 def convert_image(img: "Image.Image", size: int, channels: int) -> np.ndarray:
@@ -134,6 +167,8 @@ def convert_image(img: "Image.Image", size: int, channels: int) -> np.ndarray:
     from PIL import Image
 
     mode = "L" if channels == 1 else "RGB"
+    if img.mode in WIDE_MODES:  # 16-bit and float images: scale to 8 bits, not clip at 255
+        img = Image.fromarray(wide_to_uint8(np.asarray(img), img.mode))
     if img.mode == "P":
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA"):
@@ -149,20 +184,30 @@ def convert_image(img: "Image.Image", size: int, channels: int) -> np.ndarray:
 def read_image_folder(folder: str | Path, image_size: Optional[int], channels: Optional[int]) -> tuple[np.ndarray, int]:
     """Read every image under `folder` with Pillow, converted and resized to a square size.
 
-    Grayscale, RGB, RGBA and palette images are converted to the chosen mode (RGBA is composited
-    on black); files that are not images are skipped and counted. Returns (uint8 array
-    (N, H, W, C), skipped count).
+    Grayscale (8 and 16 bits), RGB, RGBA and palette images are converted to the chosen mode (RGBA
+    is composited on black); files that are not images, or decompression bombs, are skipped and
+    counted. Returns (uint8 array (N, H, W, C), skipped count).
     """
-    from PIL import Image, UnidentifiedImageError
+    arr, skipped, _, _ = read_labelled_image_folder(folder, image_size, channels)
+    return arr, skipped
 
+
+def read_labelled_image_folder(folder: str | Path, image_size: Optional[int], channels: Optional[int]
+                               ) -> tuple[np.ndarray, int, Optional[np.ndarray], Optional[list[str]]]:
+    """`read_image_folder` plus labels: with every image in one of >= 2 sub-folders, the sub-folder is its class.
+
+    Returns (images, skipped count, labels (N,) numbered by sorted class name or None, class names or None).
+    """
+    from PIL import UnidentifiedImageError
+
+    folder = Path(folder)
     files = list_image_files(folder)
-    opened = []
+    opened, classes = [], []
     skipped = 0
     for path in files:
         try:
-            with Image.open(path) as img:
-                img.load()
-                opened.append(img.copy())
+            opened.append(open_image(path))
+            classes.append(class_of(path, folder))
         except (UnidentifiedImageError, OSError, ValueError):
             skipped += 1
     if not opened:
@@ -170,7 +215,12 @@ def read_image_folder(folder: str | Path, image_size: Optional[int], channels: O
     if channels is None:
         channels = 1 if all(img.mode in GRAY_MODES for img in opened) else 3
     size = image_size or opened[0].size[0]
-    return np.stack([convert_image(img, size, channels) for img in opened]), skipped
+    images = np.stack([convert_image(img, size, channels) for img in opened])
+    names = sorted({c for c in classes if c is not None})
+    if len(names) < 2 or any(c is None for c in classes):
+        return images, skipped, None, None
+    index = {name: k for k, name in enumerate(names)}
+    return images, skipped, np.array([index[c] for c in classes], dtype=np.int64), names
 
 
 def read_npz(path: str | Path) -> dict[str, Optional[np.ndarray]]:
@@ -205,6 +255,6 @@ def check_labels(y: np.ndarray, n: int, where: str) -> None:
     if y.dtype == bool or not np.issubdtype(y.dtype, np.number):
         raise DataError(f"{where!r}: labels 'y' must be integers, got dtype {y.dtype}")
     if not np.issubdtype(y.dtype, np.integer) and not (np.isfinite(y).all() and (y == np.round(y)).all()):
-        raise DataError(f"{where!r}: labels 'y' must be whole numbers")
+        raise DataError(f"{where!r}: labels 'y' must be whole numbers; store integer class indices 0..K-1")
     if n and float(y.min()) < 0:
         raise DataError(f"{where!r}: labels 'y' must be 0 or more, found {y.min():.0f}; number the classes 0..K-1")

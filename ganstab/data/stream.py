@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from ganstab.data.images import GRAY_MODES, convert_image, list_image_files
+from ganstab.data.images import GRAY_MODES, convert_image, list_image_files, open_image
 from ganstab.data.source import DataSource, mix_seed
 from ganstab.errors import DataError
 
@@ -37,13 +37,11 @@ class ImageFiles(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> Tensor:
-        from PIL import Image, UnidentifiedImageError
+        from PIL import UnidentifiedImageError
 
         path = self.files[index]
         try:
-            with Image.open(path) as img:
-                img.load()
-                arr = convert_image(img, self.size, self.channels)
+            arr = convert_image(open_image(path), self.size, self.channels)
         except (UnidentifiedImageError, OSError, ValueError) as exc:
             raise DataError(f"{str(path)!r} could not be decoded ({type(exc).__name__}); "
                             "replace or remove the file") from None
