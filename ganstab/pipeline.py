@@ -91,6 +91,10 @@ class LazyScorer:
         """Whether `new` beats `best` on the data's main metric."""
         return self._get().is_better(new, best)
 
+    def main_metric_name(self) -> str:
+        """The name of the data's main metric."""
+        return self._get().main_metric[0]
+
 
 def make_trainer(cfg: Config, *, echo: Callable[[str], None] = print,
                  hooks: Optional[dict[str, Callable]] = None) -> Trainer:

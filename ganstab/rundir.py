@@ -27,7 +27,8 @@ __all__ = [
     "CONFIG_FILE", "METRICS_FILE", "FINDINGS_FILE", "RECOVERIES_FILE", "CHECKPOINT_DIR", "SAMPLES_DIR", "PLOTS_DIR",
     "GENERATOR_WEIGHTS", "GENERATOR_META", "REPORT_FILE", "BEST_DIR", "BEST_EVAL_FILE", "TRAIN_LOG", "PLAN_FILE",
     "TENSORBOARD_DIR",
-    "SUMMARY_JSON", "SUMMARY_CSV", "RUN_FILES", "TRAINING_KEYS", "RunDir", "atomic_write", "atomic_write_via", "append_jsonl",
+    "SUMMARY_JSON", "SUMMARY_CSV", "RUN_FILES", "TRAINING_KEYS", "RunDir", "atomic_write", "atomic_write_via", "keep_as_good", "newest_valid_before",
+    "list_good_checkpoints", "append_jsonl",
     "read_jsonl", "rewrite_jsonl", "is_eval_record", "is_training_record", "read_records", "truncate_metrics",
     "truncate_findings", "checkpoint_name", "checkpoint_step", "holds_run", "is_run_dir", "is_ablation_dir",
     "load_run_config", "write_config", "prepare_out_dir", "sha256_file", "list_checkpoints", "verify_checkpoint",
@@ -58,6 +59,7 @@ SUMMARY_CSV = "summary.csv"
 RUN_FILES: tuple[str, ...] = (CONFIG_FILE, METRICS_FILE, FINDINGS_FILE, RECOVERIES_FILE, CHECKPOINT_DIR, SAMPLES_DIR,
                               PLOTS_DIR, GENERATOR_WEIGHTS, GENERATOR_META, REPORT_FILE, BEST_DIR, TENSORBOARD_DIR)
 _CHECKPOINT = re.compile(r"^ckpt_(\d{7,})\.pt$")
+_GOOD_CHECKPOINT = re.compile(r"^good_(\d{7,})\.pt$")  # the last known good state, outside the rotation
 
 # keys that only training lines of metrics.jsonl carry (evaluation lines carry `eval_*` keys instead)
 TRAINING_KEYS: frozenset[str] = frozenset({
@@ -110,6 +112,53 @@ def checkpoint_step(name: str) -> Optional[int]:
     return int(match.group(1)) if match else None
 
 
+
+
+def list_good_checkpoints(folder: Path) -> list[Path]:
+    """The last-known-good checkpoint files kept outside the rotation, oldest first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _GOOD_CHECKPOINT.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+GOOD_CHECKPOINTS_KEPT = 3  # a rollback must reach back past the doctor's detection window
+
+
+def keep_as_good(path: Path, keep: int = GOOD_CHECKPOINTS_KEPT) -> Path:
+    """Hard-link a written checkpoint (and its checksum) as a known good one; only the newest `keep` stay."""
+    path = Path(path)
+    step = checkpoint_step(path.name)
+    if step is None:
+        raise ValueError(f"{path.name} is not a checkpoint file name")
+    good = path.with_name(f"good_{step:07d}.pt")
+    for source, target in ((path, good), (path.with_name(path.name + ".sha256"), good.with_name(good.name + ".sha256"))):
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        tmp.unlink(missing_ok=True)
+        os.link(source, tmp)
+        os.replace(tmp, target)
+    for old in list_good_checkpoints(path.parent)[:-keep]:
+        for victim in (old, old.with_name(old.name + ".sha256")):
+            victim.unlink(missing_ok=True)
+    return good
+
+
+def newest_valid_before(folder: Path, step: int, warn: Callable[[str], None] = print) -> Optional[Path]:
+    """The newest valid checkpoint (rotated or known good) taken strictly before `step`; when none is that
+    old, the oldest valid one (a rollback as far back as the folder allows)."""
+    candidates = sorted(((int(p.stem.split("_")[1]), p) for p in list_checkpoints(folder) + list_good_checkpoints(folder)),
+                        reverse=True)
+    valid = []
+    for at, path in candidates:
+        problem = verify_checkpoint(path)
+        if problem is not None:
+            warn(f"skipping checkpoint {path.name}: {problem}; using the previous one")
+            continue
+        if at < step:
+            return path
+        valid.append(path)
+    return valid[-1] if valid else None
 
 
 def sha256_file(path: Path) -> str:

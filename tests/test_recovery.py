@@ -80,3 +80,56 @@ def test_diverged_state_is_never_checkpointed(tmp_path: Path) -> None:
     line = json.loads((tmp_path / "run" / "recoveries.jsonl").read_text())
     assert line["step"] == 0
     assert line["reason"] == "non-finite weights in D at step 10"
+
+
+def _trained(tmp_path: Path, *extra: str):
+    from ganstab.pipeline import make_trainer
+
+    cfg = load_config(overrides=[f"out={tmp_path / 'run'}", *BASE, "train.steps=20", "log.checkpoint_every=5",
+                                 "log.keep_checkpoints=1", *extra])
+    trainer = make_trainer(cfg, echo=lambda m: None)
+    trainer.run()
+    return trainer
+
+
+def test_rollback_goes_before_the_episode_to_a_kept_good_checkpoint(tmp_path: Path) -> None:
+    from ganstab.training.interfaces import Divergence
+
+    trainer = _trained(tmp_path)
+    names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("*.pt"))
+    assert names == ["ckpt_0000020.pt", "good_0000010.pt", "good_0000015.pt", "good_0000020.pt"]
+    trainer.recover_or_stop(Divergence("loss_d exploded", "divergence.explosion", start_step=12))
+    assert trainer.step == 10  # the rotation kept only step 20; the episode began at 12
+    assert (trainer.lr_scale_g, trainer.lr_scale_d) == (0.5, 0.5)
+    line = json.loads((tmp_path / "run" / "recoveries.jsonl").read_text().splitlines()[-1])
+    assert {k: line[k] for k in ("recovery", "step", "failed_at", "code", "remedy", "from_checkpoint")} == {
+        "recovery": 1, "step": 10, "failed_at": 20, "code": "divergence.explosion",
+        "remedy": "scaled both learning rates", "from_checkpoint": "good_0000010.pt"}
+    assert line["lr_g"] == pytest.approx(0.5 * line["lr_g_before"]) and line["lr_d"] == pytest.approx(2e-4)
+
+
+def test_dead_training_lowers_only_d_and_never_stops_the_run(tmp_path: Path) -> None:
+    from ganstab.training.interfaces import Divergence
+
+    trainer = _trained(tmp_path, "train.max_recoveries=1")
+    dead = Divergence("grad_norm_d is 0", "training.dead", start_step=16, fatal=False)
+    trainer.recover_or_stop(dead)
+    assert trainer.step == 15
+    assert (trainer.lr_scale_g, trainer.lr_scale_d) == (1.0, 0.5)
+    assert trainer.opt_g.param_groups[0]["lr"] == pytest.approx(1e-4)
+    assert trainer.opt_d.param_groups[0]["lr"] == pytest.approx(2e-4)
+    trainer.recover_or_stop(dead)  # no recovery left: not fatal, so training simply goes on
+    assert trainer.recoveries == 1 and trainer.step == 15
+    with pytest.raises(TrainingDiverged):
+        trainer.recover_or_stop(Divergence("NaN", "divergence.nonfinite", start_step=16))
+
+
+def test_the_metric_after_a_recovery_is_recorded(tmp_path: Path) -> None:
+    from ganstab.training.interfaces import Divergence
+
+    trainer = _trained(tmp_path, "data.name=grid25", "model.arch=toy", "eval.n=200")
+    trainer.recover_or_stop(Divergence("NaN", "divergence.nonfinite", start_step=20))
+    trainer.evaluate()
+    lines = [json.loads(x) for x in (tmp_path / "run" / "recoveries.jsonl").read_text().splitlines()]
+    assert lines[-1]["recovery"] == 1 and lines[-1]["metric"] == "modes" and lines[-1]["after_step"] == 15
+    assert 0 <= lines[-1]["value"] <= 25

@@ -18,7 +18,7 @@ from ganstab.export import (GRID_MAX, check_grid_size, check_sample_space, load_
 from ganstab.metrics import RunEvaluator
 from ganstab.models.conditional import label_distribution
 from ganstab.report.html import write_report
-from ganstab.rundir import RunDir, atomic_write, load_run_config, read_records
+from ganstab.rundir import RunDir, atomic_write, load_run_config, read_records, read_jsonl
 from ganstab.training.loop import training_eval_seed
 
 EVAL_MAX = 200_000  # most samples `ganstab eval` scores (eval.n's own limit)
@@ -100,8 +100,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     last = max((int(r.get("step", 0)) for r in records), default=0)
     print(f"{run.root}: {len(records)} logged lines up to step {last}")
     if run.recoveries.is_file():
-        lines = [line for line in run.recoveries.read_text().splitlines() if line.strip()]
-        print(f"automatic recoveries: {len(lines)} (see {run.recoveries})")
+        events = [r for r in read_jsonl(run.recoveries) if "after_step" not in r]
+        print(f"automatic recoveries: {len(events)} (see {run.recoveries})")
     print(format_report(findings))
     outcome = verdict(findings)
     print(f"verdict: {outcome}")

@@ -258,13 +258,21 @@ def _findings_table(findings: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _recoveries_table(recoveries: Sequence[Mapping[str, Any]]) -> str:
-    if not recoveries:
+    events = [r for r in recoveries if "after_step" not in r]
+    if not events:
         return "<p>No automatic recoveries were needed.</p>"
-    rows = [[str(i), esc(r.get("step")), esc(r.get("reason", "")), esc(fmt(r.get("lr_scale"))),
-             esc(fmt(r.get("lr_g"))), esc(fmt(r.get("lr_d")))] for i, r in enumerate(recoveries, start=1)]
-    return ("<p>Each recovery rolled back to the step shown (dashed lines on the curves) and scaled both "
-            "learning rates.</p>" + table(["#", "rolled back to step", "reason", "lr scale", "lr_g", "lr_d"], rows,
-                                          numeric=[True, True, False, True, True, True]))
+    after = {r.get("recovery"): r for r in recoveries if "after_step" in r}
+    rows = []
+    for i, r in enumerate(events, start=1):
+        then = after.get(r.get("recovery", i))
+        rows.append([str(i), esc(r.get("step")), esc(r.get("reason", "")),
+                     esc(r.get("remedy", "scaled both learning rates")), esc(fmt(r.get("lr_g"))),
+                     esc(fmt(r.get("lr_d"))),
+                     esc(f"{then['metric']} {fmt(then['value'])} at step {then['after_step']}") if then else "—"])
+    return ("<p>Each recovery rolled back to the step shown (dashed lines on the curves) and applied the remedy "
+            "of its failure.</p>" + table(["#", "rolled back to step", "reason", "remedy", "lr_g", "lr_d",
+                                           "main metric afterwards"], rows,
+                                          numeric=[True, True, False, False, True, True, False]))
 
 
 def _samples_section(run_dir: Path, kind: str) -> str:

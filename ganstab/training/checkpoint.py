@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from ganstab.errors import CheckpointError
-from ganstab.rundir import (atomic_write, checkpoint_name, list_checkpoints, newest_valid_checkpoint,
-                            sha256_file, verify_checkpoint)
+from ganstab.rundir import (atomic_write, checkpoint_name, keep_as_good, list_checkpoints, newest_valid_before,
+                            newest_valid_checkpoint, sha256_file, verify_checkpoint)
 
-__all__ = ["FORMAT", "sha256_file", "rng_state", "set_rng_state", "checkpoint_path", "save_checkpoint",
+__all__ = ["FORMAT", "keep_as_good", "newest_valid_before", "sha256_file", "rng_state", "set_rng_state", "checkpoint_path", "save_checkpoint",
            "list_checkpoints", "verify_checkpoint", "load_checkpoint", "newest_valid_checkpoint"]
 
 FORMAT = "ganstab-checkpoint-1"

@@ -28,6 +28,9 @@ class Watcher(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore `state_dict`."""
 
+    def active_keys(self) -> list[str]:
+        """The episodes (findings) under way at the latest record; empty when all is well."""
+
 
 class EventSink(Protocol):
     """Where the loop mirrors its outputs besides the run folder's files (TensorBoard)."""
@@ -55,6 +58,9 @@ class RunScorer(Protocol):
     def is_better(self, new: dict[str, float], best: Optional[dict[str, float]]) -> bool:
         """Whether `new` beats `best` on the main metric."""
 
+    def main_metric_name(self) -> str:
+        """The name of the main metric (as in the scores)."""
+
 
 @dataclass
 class RunResult:
@@ -70,4 +76,10 @@ class RunResult:
 
 
 class Divergence(RuntimeError):
-    """Raised inside the loop when losses or weights become non-finite or the doctor sees an explosion."""
+    """Raised inside the loop on a failure that automatic recovery handles: non-finite values, an explosion
+    (`fatal`: the run stops when it cannot be recovered) or dead training (not fatal: training goes on)."""
+
+    def __init__(self, message: str, code: str = "divergence.nonfinite", start_step: int = 0,
+                 fatal: bool = True) -> None:
+        super().__init__(message)
+        self.code, self.start_step, self.fatal = code, int(start_step), fatal

@@ -64,7 +64,7 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin):
             self._compile()
         self.scaler_g = parallel.make_scaler(cfg.train.precision, self.device)
         self.scaler_d = parallel.make_scaler(cfg.train.precision, self.device)
-        self.lr_scale = 1.0
+        self.lr_scale = self.lr_scale_g = self.lr_scale_d = 1.0
         self.opt_g = make_optimizer(cfg.optim.name, self.G.parameters(), cfg.optim.g_lr, cfg.optim.g_betas)
         self.opt_d = make_optimizer(cfg.optim.name, self.D.parameters(), cfg.optim.d_lr, cfg.optim.d_betas)
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)

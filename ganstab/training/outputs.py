@@ -63,6 +63,7 @@ class OutputsMixin:
         if self.sink is not None:
             self.sink.scalars(self.step, line)
         self._last_eval_step = self.step
+        self.report_after_recovery(scores, self.scorer.main_metric_name())
         if self.scorer.is_better(scores, self.best_eval):
             self.best_eval = dict(scores, step=self.step)
             self.export(self.run_dir.best)
@@ -88,12 +89,15 @@ class OutputsMixin:
                                    f"{finding.end_step}: {finding.message} Advice: {finding.advice}")
         diverged = [f for f in findings if f.is_divergence]
         if diverged:
-            raise Divergence(diverged[0].message)
+            raise Divergence(diverged[0].message, diverged[0].code, diverged[0].start_step)
+        dead = [f for f in findings if f.code == "training.dead" and f.severity == "error"]
+        if dead:
+            raise Divergence(dead[0].message, dead[0].code, dead[0].start_step, fatal=False)
 
     def check_finite(self, line: dict[str, Any]) -> None:
         """Raise Divergence on a non-finite logged value or weight."""
         if line.get("nonfinite"):
-            raise Divergence(f"non-finite {', '.join(line['nonfinite'])} at step {self.step}")
+            raise Divergence(f"non-finite {', '.join(line['nonfinite'])} at step {self.step}", start_step=self.step)
         for name, net in (("G", self.G), ("D", self.D)):
             if not all(bool(torch.isfinite(p).all()) for p in net.parameters()):
-                raise Divergence(f"non-finite weights in {name} at step {self.step}")
+                raise Divergence(f"non-finite weights in {name} at step {self.step}", start_step=self.step)

@@ -1,43 +1,92 @@
-"""Automatic recovery of the Trainer: roll back to the newest valid checkpoint with lower learning rates."""
+"""Automatic recovery of the Trainer: each kind of failure gets its documented remedy.
+
+- divergence (NaN/Inf, an exploding loss or gradient): roll back and scale both learning rates by
+  `train.recover_lr_factor` (the run stops when this cannot be done: no recovery left);
+- dead training (a gradient at zero, losses constant: D has won): roll back and scale D's learning
+  rate only (training goes on when no recovery is left; the finding stays in findings.jsonl).
+
+A rollback goes to the newest valid checkpoint taken before the episode began: one of the rotated
+checkpoints or the last known good one, kept outside the rotation, so the same episode is not
+replayed. Every recovery is a line of recoveries.jsonl (what failed, what changed, where it rolled
+back to); the next evaluation after it adds a line with the main metric afterwards.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from ganstab.errors import TrainingDiverged
 from ganstab.rundir import append_jsonl
 from ganstab.training import checkpoint as ckpt
 from ganstab.training.interfaces import Divergence
 
-__all__ = ["RecoveryMixin"]
+__all__ = ["RecoveryMixin", "REMEDIES"]
+
+# failure code prefix -> (learning rates scaled, what the remedy is)
+REMEDIES: dict[str, tuple[tuple[str, ...], str]] = {
+    "divergence.": (("g", "d"), "scaled both learning rates"),
+    "training.dead": (("d",), "scaled D's learning rate"),
+}
+
+
+def remedy_for(code: str) -> tuple[tuple[str, ...], str]:
+    """The learning rates to scale and the remedy's description for a failure code."""
+    for prefix, remedy in REMEDIES.items():
+        if code.startswith(prefix):
+            return remedy
+    return REMEDIES["divergence."]
 
 
 class RecoveryMixin:
     """Mixin of the Trainer: `recover_or_stop`, `apply_lr_scale` and the message that gives up."""
 
     def recover_or_stop(self, exc: Divergence) -> None:
-        """Roll back after a divergence, or stop with TrainingDiverged when recovery is not possible."""
-        if not self._recover(str(exc)):
+        """Roll back with the failure's remedy, or stop (fatal failures) when recovery is not possible."""
+        if self._recover(exc):
+            return
+        if exc.fatal:
             raise TrainingDiverged(self._give_up_message(str(exc))) from None
 
-    def _recover(self, reason: str) -> bool:
-        """Roll back to the newest valid checkpoint and scale both lrs; False when not possible."""
+    def _recover(self, exc: Divergence) -> bool:
+        """Roll back to a checkpoint from before the episode and apply the remedy; False when not possible."""
         cfg = self.cfg
         if not cfg.train.recover or self.recoveries >= cfg.train.max_recoveries:
             return False
-        path = ckpt.newest_valid_checkpoint(self.run_dir.checkpoints, warn=self.echo)
+        path = ckpt.newest_valid_before(self.run_dir.checkpoints, max(exc.start_step, 1), warn=self.echo)
         if path is None:
             return False
-        recoveries, lr_scale = self.recoveries + 1, self.lr_scale * cfg.train.recover_lr_factor
+        before = self._lrs()
+        failed_at = self.step
+        recoveries, scales = self.recoveries + 1, {"g": self.lr_scale_g, "d": self.lr_scale_d}
+        nets, remedy = remedy_for(exc.code)
+        for net in nets:
+            scales[net] *= cfg.train.recover_lr_factor
         self.restore(ckpt.load_checkpoint(path, map_location=self.device), drop_findings=False)
-        self.recoveries, self.lr_scale = recoveries, lr_scale
+        self.recoveries, self.lr_scale_g, self.lr_scale_d = recoveries, scales["g"], scales["d"]
+        self.lr_scale = min(scales.values())
         self.apply_lr_scale()
-        lr_g, lr_d = self.opt_g.param_groups[0]["lr"], self.opt_d.param_groups[0]["lr"]
+        after = self._lrs()
+        self._report_after_recovery = recoveries
         if self.dist.is_main:
-            self.echo(f"recovery {recoveries}/{cfg.train.max_recoveries}: {reason}; rolled back to step {self.step} "
-                      f"and scaled both learning rates by {cfg.train.recover_lr_factor} "
-                      f"(lr_g={lr_g:.3g}, lr_d={lr_d:.3g})")
-            append_jsonl(self.run_dir.recoveries, [{"step": self.step, "reason": reason, "lr_scale": lr_scale,
-                                                    "lr_g": lr_g, "lr_d": lr_d}])
+            self.echo(f"recovery {recoveries}/{cfg.train.max_recoveries}: {exc}; rolled back to step {self.step} "
+                      f"and {remedy} by {cfg.train.recover_lr_factor} (lr_g={after[0]:.3g}, lr_d={after[1]:.3g})")
+            append_jsonl(self.run_dir.recoveries, [{
+                "recovery": recoveries, "step": self.step, "failed_at": failed_at, "code": exc.code,
+                "reason": str(exc), "remedy": remedy, "lr_scale": self.lr_scale, "lr_g_before": before[0],
+                "lr_d_before": before[1], "lr_g": after[0], "lr_d": after[1], "from_checkpoint": path.name}])
         return True
+
+    def _lrs(self) -> tuple[float, float]:
+        return self.opt_g.param_groups[0]["lr"], self.opt_d.param_groups[0]["lr"]
+
+    def report_after_recovery(self, scores: dict[str, Any], metric: str) -> None:
+        """After the first evaluation following a recovery: a recoveries.jsonl line with the metric then."""
+        number = getattr(self, "_report_after_recovery", 0)
+        if not number or not self.dist.is_main or metric not in scores:
+            return
+        append_jsonl(self.run_dir.recoveries, [{"recovery": number, "after_step": self.step, "metric": metric,
+                                                "value": scores[metric]}])
+        self._report_after_recovery = 0
 
     def _give_up_message(self, reason: str) -> str:
         if not self.cfg.train.recover:
@@ -51,7 +100,8 @@ class RecoveryMixin:
                 f"see 'ganstab doctor {self.out}'")
 
     def apply_lr_scale(self) -> None:
-        """Set both optimisers' lrs to the configured lrs times the recovery scale."""
-        for opt, base in ((self.opt_g, self.cfg.optim.g_lr), (self.opt_d, self.cfg.optim.d_lr)):
+        """Set each optimiser's lr to its configured lr times its recovery scale."""
+        for opt, base, scale in ((self.opt_g, self.cfg.optim.g_lr, self.lr_scale_g),
+                                 (self.opt_d, self.cfg.optim.d_lr, self.lr_scale_d)):
             for group in opt.param_groups:
-                group["lr"] = base * self.lr_scale
+                group["lr"] = base * scale
