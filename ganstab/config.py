@@ -13,10 +13,10 @@ import math
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Literal, Mapping, Optional
+from typing import Any, Iterable, Literal, Mapping, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ganstab.errors import ConfigError
 from ganstab.presets import PRESETS
@@ -177,7 +177,16 @@ class LogConfig(_Section):
 class EvalConfig(_Section):
     """Evaluation during and after training (`eval.*`)."""
 
-    every: int = Field(default=0, ge=0)
+    every: Union[int, str] = "auto"  # G steps between evaluations (0: only the final one); auto: scheduled by cost
+    budget: float = Field(default=0.05, gt=0.0, le=1.0)  # every=auto: evaluation time at most this fraction of training
+
+    @field_validator("every", mode="before")
+    @classmethod
+    def _every(cls, value: Any) -> Any:
+        """A number of G steps >= 0, or 'auto'."""
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            return value
+        raise ValueError(f"config key 'eval.every' must be auto or a number of G steps >= 0, got {value!r}")
     final: bool = True
     n: int = Field(default=2500, gt=1, le=200000)
     cache_dir: Optional[str] = None
@@ -799,7 +808,9 @@ KEY_HELP: dict[str, str] = {
     "log.progress": "show progress: a bar in a terminal, plain lines in a log file",
     "log.progress_seconds": "seconds between plain progress lines when there is no terminal",
     "log.tensorboard": "also write TensorBoard events to RUN/tensorboard (needs pip install 'ganstab[tensorboard]')",
-    "eval.every": "G steps between evaluations during training (0 = only the final one)",
+    "eval.every": "G steps between evaluations during training (0 = only the final one); auto: scheduled by cost, "
+                  "on log steps, so that evaluations take at most eval.budget of the training time",
+    "eval.budget": "eval.every=auto: the largest fraction of training time that evaluations may take (0.05)",
     "eval.final": "evaluate the final generator",
     "eval.n": "generated samples per evaluation (at most 200,000)",
     "eval.cache_dir": "folder for the evaluator network's cache (default: a per-user cache folder)",

@@ -91,6 +91,10 @@ class LazyScorer:
         """Whether `new` beats `best` on the data's main metric."""
         return self._get().is_better(new, best)
 
+    def prepare(self) -> None:
+        """Build the evaluator now (trains or loads the evaluator network once)."""
+        self._get()
+
     def main_metric_name(self) -> str:
         """The name of the data's main metric."""
         return self._get().main_metric[0]

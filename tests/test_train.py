@@ -297,8 +297,8 @@ def test_output_folder_holding_a_run_is_refused(tmp_path):
     result = train(toy_cfg(out, "train.steps=10"), overwrite=True, **QUIET)
     assert result.steps == 10
     assert [line["step"] for line in metrics(out)] == [5, 10]  # the old run's lines are gone
-    assert sorted(p.name for p in (out / "checkpoints").glob("*.pt")) == ["ckpt_0000000.pt", "ckpt_0000010.pt",
-                                                                   "good_0000010.pt"]  # last known good
+    assert sorted(p.name for p in (out / "checkpoints").glob("*.pt")) == [
+        "ckpt_0000000.pt", "ckpt_0000010.pt", "good_0000000.pt", "good_0000010.pt"]  # known good, kept apart
 
 
 def test_output_path_that_is_a_file(tmp_path):

@@ -42,6 +42,7 @@ METRICS: dict[str, Metric] = {
     "reverse_kl": Metric(False, "KL of the generated mode histogram to uniform"),
     "class_accuracy": Metric(True, "conditional runs: evaluator accuracy of the fakes on their requested labels"),
     "intra_fd": Metric(False, "conditional runs: mean over classes of the FD within each class"),
+    "time": Metric(False, "seconds the evaluation took (logged as eval_time; not a quality metric)"),
 }
 
 # data kind -> (main metric, tie-breaker or None)

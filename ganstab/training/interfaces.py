@@ -61,6 +61,9 @@ class RunScorer(Protocol):
     def main_metric_name(self) -> str:
         """The name of the main metric (as in the scores)."""
 
+    def prepare(self) -> None:
+        """Build (or load) the evaluator network now, so that its one-time cost is not an evaluation's."""
+
 
 @dataclass
 class RunResult:

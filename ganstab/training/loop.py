@@ -37,6 +37,9 @@ from ganstab.training.progress import Progress
 from ganstab.training.recovery import RecoveryMixin
 from ganstab.training.state import TrainerState
 
+# eval.every=auto: the cost assumed for the first evaluation (the first one then measures the real cost)
+FIRST_EVAL_GUESS_SECONDS = 1.0
+
 __all__ = ["Trainer", "RunResult", "Divergence", "Watcher", "RunScorer", "EventSink", "training_eval_seed"]
 
 
@@ -78,6 +81,8 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin):
         self.label_probs = self._label_probs()
         self.step = self.d_steps = self.batch_index = self.images_seen = self.recoveries = 0
         self.elapsed = 0.0
+        self.eval_seconds = 0.0  # time spent evaluating (the evaluator network's one-time training excluded)
+        self.eval_cost: Optional[float] = None  # seconds the last evaluation took
         self.recorder = Recorder(self.run_dir.metrics)
         self.tracker = watcher
         self.scorer = scorer
@@ -288,13 +293,24 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin):
             self.progress.update(self, line)
         if self.step % cfg.log.sample_every == 0:
             self.save_samples()
-        if cfg.eval.every and self.step % cfg.eval.every == 0:
+        if self._eval_due(on_interval):
             self.evaluate()
         if self.step % cfg.log.checkpoint_every == 0 and self._last_checkpoint_step != self.step:
             if not self._guarded(lambda: self.check_finite({})):  # never checkpoint a diverged state
                 return False
             self.save_checkpoint()
         return True
+
+    def _eval_due(self, on_log_step: bool) -> bool:
+        """Whether to evaluate now: every `eval.every` steps, or (auto) on a log step when the evaluations so
+        far plus one more stay within `eval.budget` of the training time."""
+        every = self.cfg.eval.every
+        if every != "auto":
+            return bool(every) and self.step % every == 0
+        if not on_log_step or self.step >= self.cfg.train.steps:
+            return False  # the final evaluation follows anyway
+        cost = self.eval_cost if self.eval_cost is not None else FIRST_EVAL_GUESS_SECONDS
+        return self.eval_seconds + cost <= self.cfg.eval.budget * self.elapsed
 
     def _train_until_done(self) -> bool:
         """The step loop; True when a signal stopped it."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -55,10 +56,14 @@ class OutputsMixin:
         if not self.dist.is_main or self.scorer is None:
             return None
         cfg = self.cfg
+        self.scorer.prepare()  # the evaluator network's one-time training is not an evaluation's cost
+        started = time.perf_counter()
         scores = self.scorer.evaluate(self.sampler_net(), cfg.model.latent_dim, self.g_kwargs(), self.fixed_z,
                                       seed=training_eval_seed(cfg.seed))
+        self.eval_cost = time.perf_counter() - started
+        self.eval_seconds += self.eval_cost
         line = clean_record({"step": self.step, "images_seen": self.images_seen, "time": round(self.elapsed, 3),
-                             **{f"eval_{k}": v for k, v in scores.items()}})
+                             **{f"eval_{k}": v for k, v in scores.items()}, "eval_time": round(self.eval_cost, 4)})
         self.recorder.write(line)
         if self.sink is not None:
             self.sink.scalars(self.step, line)

@@ -36,7 +36,7 @@ class TrainerState:
             "ada": self.ada.state_dict() if self.ada is not None else None,
             "recorder": self.recorder.state_dict(), "doctor": self.tracker.state_dict(),
             "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
-            "best_eval": self.best_eval,
+            "best_eval": self.best_eval, "eval_seconds": self.eval_seconds, "eval_cost": self.eval_cost,
             "config": to_dict(self.cfg),
         }
 
@@ -79,6 +79,8 @@ class TrainerState:
         ckpt.set_rng_state(state["rng"])
         self.recorder.load_state_dict(state.get("recorder", {}))
         self.best_eval = state.get("best_eval")
+        self.eval_seconds = float(state.get("eval_seconds", 0.0))
+        self.eval_cost = state.get("eval_cost")
         for name, scaler in (("scaler_g", self.scaler_g), ("scaler_d", self.scaler_d)):
             if state.get(name) and scaler.is_enabled():
                 scaler.load_state_dict(state[name])

@@ -1,0 +1,52 @@
+"""eval.every=auto: evaluations on log steps while their total time stays within eval.budget of training time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ganstab.errors import ConfigError
+from ganstab.pipeline import load_config, make_trainer
+from ganstab.rundir import is_eval_record, read_jsonl
+from ganstab.training.loop import FIRST_EVAL_GUESS_SECONDS
+
+BASE = ["log.progress=false", "data.name=grid25", "model.arch=toy", "model.width=16", "model.depth=2",
+        "train.batch_size=64", "log.every=10", "eval.n=300"]
+
+
+def _trainer(tmp_path: Path, *extra: str):
+    return make_trainer(load_config(overrides=[*BASE, f"out={tmp_path / 'run'}", *extra]), echo=lambda m: None)
+
+
+def test_auto_is_the_default_and_bad_values_are_one_line(tmp_path: Path) -> None:
+    assert load_config(overrides=[f"out={tmp_path}"]).eval.every == "auto"
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=[f"out={tmp_path}", "eval.every=often"])
+    assert str(err.value) == "config key 'eval.every' must be auto or a number of G steps >= 0, got 'often'"
+
+
+def test_auto_schedule_keeps_evaluations_within_the_budget(tmp_path: Path) -> None:
+    trainer = _trainer(tmp_path, "train.steps=1000")
+    trainer.step, trainer.elapsed = 100, 100.0
+    assert trainer.eval_cost is None
+    assert trainer._eval_due(True) is (FIRST_EVAL_GUESS_SECONDS <= 5.0)
+    trainer.eval_seconds, trainer.eval_cost = 4.0, 0.5
+    assert trainer._eval_due(True) is True          # 4.0 + 0.5 <= 0.05 x 100
+    assert trainer._eval_due(False) is False        # only on log steps
+    trainer.eval_seconds = 4.6
+    assert trainer._eval_due(True) is False         # 4.6 + 0.5 > 5
+    trainer.step = 1000
+    assert trainer._eval_due(True) is False         # the final evaluation follows anyway
+    fixed = _trainer(tmp_path / "fixed", "train.steps=1000", "eval.every=30")
+    assert [s for s in range(1, 100) if (setattr(fixed, "step", s) or fixed._eval_due(s % 10 == 0))] == [30, 60, 90]
+
+
+def test_evaluation_cost_is_logged_and_accounted(tmp_path: Path) -> None:
+    trainer = _trainer(tmp_path, "train.steps=40", "eval.every=20")
+    trainer.run()
+    lines = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if is_eval_record(r)]
+    assert [r["step"] for r in lines] == [20, 40]
+    assert all(r["eval_time"] > 0 for r in lines)
+    assert trainer.eval_seconds == pytest.approx(sum(r["eval_time"] for r in lines), abs=1e-3)
+    assert trainer.state()["eval_seconds"] == trainer.eval_seconds
