@@ -138,19 +138,22 @@ def test_mlp_generator_depends_on_the_label() -> None:
 
 
 @pytest.mark.parametrize("norm, conditional_bn", [("batch", True), ("spectral", False)])
-def test_dcgan_generator_conditions_through_batch_norm_or_input(norm, conditional_bn) -> None:
+def test_dcgan_generator_conditions_through_batch_norm_and_input(norm, conditional_bn) -> None:
     torch.manual_seed(0)
     g = ConditionalDCGANGenerator(4, 1, 8, 4, norm, 2)
     n_cbn = sum(isinstance(m, ConditionalBatchNorm2d) for m in g.modules())
     n_plain_bn = sum(type(m) is nn.BatchNorm2d and m.affine for m in g.modules())
-    assert (n_cbn > 0, g.embed is None, n_plain_bn) == (conditional_bn, conditional_bn, 0)
-    if conditional_bn:
-        with torch.no_grad():
-            g.layers[0].beta.weight[1].fill_(1.0)  # at init CBN ignores the label; give class 1 a shift
+    assert (n_cbn > 0, g.embed_dim, n_plain_bn) == (conditional_bn, 4, 0)
     z = torch.randn(1, 4).expand(4, 4)
     out = g(z, torch.tensor([0, 0, 1, 1]))
     assert out.shape == (4, 1, 8, 8)
-    assert not torch.allclose(out[0], out[2])
+    assert not torch.allclose(out[0], out[2])  # the label embedding tells classes apart from the first step
+    assert torch.allclose(out[0], out[1])
+    if conditional_bn:  # and each class's batch-norm gains act on it
+        with torch.no_grad():
+            g.layers[0].beta.weight[1].fill_(1.0)
+        moved = g(z, torch.tensor([0, 0, 1, 1]))
+        assert torch.allclose(moved[0], out[0]) and not torch.allclose(moved[2], out[2])
 
 
 # --- label sampling -----------------------------------------------------------------------------

@@ -219,7 +219,14 @@ class ConditionalMLPGenerator(nn.Module):
 
 
 class ConditionalDCGANGenerator(nn.Module):
-    """DCGANGenerator's layout; norm 'batch' -> every BN conditional, other norms -> [z, embed(y)] input."""
+    """DCGANGenerator's layout with the label in two places: an embedding concatenated to z, and (norm 'batch')
+    every batch norm conditional.
+
+    Conditional batch norm alone starts identical for every class (gamma 1, beta 0) and Adam moves each
+    class's gains by about one learning rate a step, so at TTUR's 1e-4 G ignores the label for thousands
+    of steps (measured: 10 % class accuracy on digits after 2,000 steps, chance); the embedding gives G
+    distinct inputs per class from the first step (93 % with it).
+    """
 
     def __init__(self, latent_dim: int, channels: int, side: int, width: int, norm: str, num_classes: int,
                  embed_dim: int | None = None) -> None:
@@ -228,12 +235,8 @@ class ConditionalDCGANGenerator(nn.Module):
         self.latent_dim = latent_dim
         self.num_classes = num_classes
         self.conditional_norm = norm == "batch"
-        if self.conditional_norm:
-            self.embed_dim = 0
-            self.embed: nn.Embedding | None = None
-        else:
-            self.embed_dim = label_embedding_dim(latent_dim) if embed_dim is None else embed_dim
-            self.embed = nn.Embedding(num_classes, self.embed_dim)
+        self.embed_dim = label_embedding_dim(latent_dim) if embed_dim is None else embed_dim
+        self.embed = nn.Embedding(num_classes, self.embed_dim)
         body = DCGANGenerator(latent_dim + self.embed_dim, channels, side, width, norm)
         self.base = body.base
         self.base_channels = body.base_channels
@@ -246,7 +249,7 @@ class ConditionalDCGANGenerator(nn.Module):
     def forward(self, z: Tensor, y: Tensor) -> Tensor:
         """Images (B, C, side, side) in [-1, 1] of classes y (B,)."""
         _check_labels(y, z.shape[0])
-        h = z if self.embed is None else torch.cat([z, self.embed(y).to(z.dtype)], dim=1)
+        h = torch.cat([z, self.embed(y).to(z.dtype)], dim=1)
         h = self.project(h).view(z.shape[0], self.base_channels, self.base, self.base)
         for layer in self.layers:
             h = layer(h, y) if isinstance(layer, ConditionalBatchNorm2d) else layer(h)
