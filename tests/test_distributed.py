@@ -81,3 +81,20 @@ def test_streamed_folder_two_ranks_equal_one_rank_with_double_batch(tmp_path: Pa
     for key in g_single:
         torch.testing.assert_close(g_ddp[key], g_single[key], rtol=1e-5, atol=1e-6)
     assert [r["images_seen"] for r in _records(ddp)] == [r["images_seen"] for r in _records(single)] == [48, 96]
+
+
+def test_conditional_two_ranks_equal_one_rank_with_double_batch(tmp_path: Path) -> None:
+    """Labels are sharded like the images: each rank's real labels and sampled fake labels are its slice."""
+    extra = ["model.conditional=true", "model.arch=dcgan"]
+    single = tmp_path / "single"
+    train(load_config(overrides=[f"out={single}", "train.steps=6", "train.batch_size=16", *COMMON, *extra]),
+          echo=lambda m: None)
+    ddp = tmp_path / "ddp"
+    done = _torchrun([f"out={ddp}", "train.steps=6", "train.batch_size=8", *COMMON, *extra], port=29621)
+    assert done.returncode == 0, done.stderr[-2000:]
+    g_single = load_file(str(single / "generator.safetensors"))
+    g_ddp = load_file(str(ddp / "generator.safetensors"))
+    assert "embed.weight" in g_single  # the label embedding is part of G
+    for key in g_single:
+        torch.testing.assert_close(g_ddp[key], g_single[key], rtol=1e-5, atol=1e-6)
+    assert json.loads((ddp / "generator.json").read_text())["num_classes"] == 10
