@@ -82,3 +82,16 @@ def test_conditional_training_on_class_folders_records_the_names(tmp_path: Path)
 
     meta = json.loads((tmp_path / "run" / "generator.json").read_text())
     assert meta["num_classes"] == 3 and meta["class_names"] == ["boots", "coats", "shirts"]
+
+
+def test_limited_training_set_keeps_the_full_evaluator_and_reference() -> None:
+    full = make_dataset(DataConfig(name="digits"))
+    limited = make_dataset(DataConfig(name="digits", limit=100))
+    assert len(limited) == 100 and len(full) > 1000
+    train, labels, test, test_labels = limited.evaluator_data()
+    reference = full.evaluator_data()
+    assert train.shape == reference[0].shape and labels.shape == reference[1].shape
+    assert test.shape == reference[2].shape  # the held-out split, the real reference of FD and coverage
+    import torch
+
+    assert torch.equal(limited.eval_reference(300), full.eval_reference(300))

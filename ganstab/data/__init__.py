@@ -42,11 +42,14 @@ def _images(name: str, parts: dict, data_cfg, seed: int, max_value: float) -> Da
     test = parts.get("test")
     test_t = None if test is None else _resize(_img.to_unit_range(test, max_value), data_cfg.image_size)
     labels = _labels(parts.get("labels"))
-    if data_cfg.limit is not None:
+    full_train, full_labels = None, None
+    if data_cfg.limit is not None and data_cfg.limit < len(train):
+        full_train, full_labels = train, labels
         train = train[: data_cfg.limit]
         labels = None if labels is None else labels[: data_cfg.limit]
     return DataSource(name=name, kind="image", shape=tuple(train.shape[1:]), train=train, labels=labels,
-                      test=test_t, test_labels=_labels(parts.get("test_labels")), seed=seed)
+                      test=test_t, test_labels=_labels(parts.get("test_labels")), seed=seed,
+                      full_train=full_train, full_labels=full_labels)
 
 
 def _ring8(cfg, seed: int) -> DataSource:

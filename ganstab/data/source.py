@@ -37,6 +37,9 @@ class DataSource:
     seed: int = 0
     notes: list = field(default_factory=list)  # one-line remarks for the user (e.g. skipped files)
     class_names: Optional[list] = None  # names of the label classes (sub-folders of an image folder), when known
+    # data.limit: the whole training split (CPU), on which the evaluator network still learns
+    full_train: Optional[Tensor] = field(default=None, repr=False)
+    full_labels: Optional[Tensor] = field(default=None, repr=False)
     _perm_cache: dict = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
@@ -106,9 +109,12 @@ class DataSource:
         return batch[rank * size:(rank + 1) * size]
 
     def evaluator_data(self) -> tuple[Tensor, Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
-        """(train, labels, test, test labels) on the CPU for the offline evaluator network."""
+        """(train, labels, test, test labels) on the CPU for the offline evaluator network (with data.limit the
+        whole training split: a limited run is scored by the same evaluator as a full one)."""
         assert self.train is not None
-        cpu = [None if t is None else t.cpu() for t in (self.train, self.labels, self.test, self.test_labels)]
+        train = self.full_train if self.full_train is not None else self.train
+        labels = self.full_labels if self.full_train is not None else self.labels
+        cpu = [None if t is None else t.cpu() for t in (train, labels, self.test, self.test_labels)]
         return cpu[0], cpu[1], cpu[2], cpu[3]
 
     def eval_reference(self, n: int) -> Tensor:
