@@ -1,0 +1,38 @@
+"""Leakage statistics: each one rises on images carrying its augmentation and stays put on clean ones."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ganstab.augment import adjust_color, cutout_square, translate
+from ganstab.metrics.leakage import border_rows, constant_squares, leakage_statistics, mean_color
+
+
+def _clean(n: int = 8, side: int = 16) -> torch.Tensor:
+    """Smooth images with no background edges and no flat squares."""
+    torch.manual_seed(0)
+    return (torch.rand(n, 1, side, side) * 0.8 - 0.2)
+
+
+def test_translation_shows_in_border_rows() -> None:
+    x = _clean()
+    assert border_rows(x) == 0.0
+    moved = translate(x, torch.full((8,), 2), torch.zeros(8, dtype=torch.long))
+    assert border_rows(moved) == pytest.approx(0.25)  # the top edge of every image (1 of 4 edges) is background
+
+
+def test_cutout_shows_in_constant_squares() -> None:
+    x = _clean()
+    assert constant_squares(x) == 0.0
+    half = cutout_square(x[:4], torch.full((4,), 4), torch.full((4,), 4), (8, 8))
+    assert constant_squares(torch.cat([half, x[4:]])) == pytest.approx(0.5)
+    blank = torch.full((2, 1, 16, 16), -1.0)  # flat background is not a cutout
+    assert constant_squares(blank) == 0.0
+
+
+def test_colour_shows_in_mean_colour() -> None:
+    x = _clean()
+    brighter = adjust_color(x, torch.full((8,), 0.3), torch.ones(8), torch.ones(8))
+    assert mean_color(brighter) - mean_color(x) == pytest.approx(0.3, abs=1e-6)
+    assert set(leakage_statistics(x)) == {"border_rows", "constant_squares", "mean_color"}
