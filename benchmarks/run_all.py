@@ -1,9 +1,10 @@
 """Run the whole benchmark suite one benchmark at a time (never two jobs on the same cores).
 
-Full suite: about 2 h 15 min on 2 CPU cores, estimated from its parts measured on 2026-11-27
-(modes2d 10 seeds x 7 configs x 2 datasets about 61 min; fashion 15 variants x 3 seeds x 60 s,
-60 min; progressive 2 x 240 s about 10 min; throughput about 3 min; evaluation cost under 1 min).
-`--quick`: a smoke version of each, 8 min 16 s measured; outputs carry a `-quick` suffix.
+Full suite: about 4 h on 2 CPU cores, estimated from its parts (modes2d 10 seeds x 7 configs x 2
+datasets about 61 min; fashion 15 variants x 3 seeds x 60 s, 60 min; progressive 2 x 240 s about
+10 min; throughput about 3 min; evaluation cost under 1 min; conditional 3 pairs x 600 s, 33 min
+measured; small_data 18 runs x 600 s two at a time, about 95 min). `--quick`: a smoke version of
+each (8 min 16 s before conditional and small_data were added); outputs carry a `-quick` suffix.
 
 Usage: python benchmarks/run_all.py [--quick]
 """
@@ -31,6 +32,8 @@ def main() -> int:
             ["modes2d.py", "--quick", "--tag", "quick", "--workdir", "/tmp/ganstab-modes2d-quick"],
             ["progressive.py", "--budget", "30", "--eval-every", "200", "--tag", "quick"],
             ["fashion.py", "--quick", "--only", "baseline", "recommended"],
+            ["conditional.py", "--quick"],
+            ["small_data.py", "--quick"],
         ]
     else:
         jobs = [
@@ -39,6 +42,8 @@ def main() -> int:
             ["modes2d.py"],
             ["progressive.py"],
             ["fashion.py"],
+            ["conditional.py"],
+            ["small_data.py"],
         ]
     failed = 0
     for job in jobs:
