@@ -142,7 +142,7 @@ def _parse_param(key: str, spec: Any) -> Param:
         raise ConfigError(f"search space key '{key}': unknown type {kind!r}; use type: float or type: int "
                           "(or choices: [...])")
     if "low" not in spec or "high" not in spec:
-        raise ConfigError(f"search space key '{key}': a {kind} range needs low and high")
+        raise ConfigError(f"search space key '{key}': type: {kind} needs low and high")
     low, high = _number(key, "low", spec["low"]), _number(key, "high", spec["high"])
     log = spec.get("log", False)
     if not isinstance(log, bool):
