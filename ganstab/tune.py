@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import difflib
 import hashlib
+import importlib.util
 import io
 import json
 import math
@@ -52,7 +53,7 @@ __all__ = ["Param", "TuneSettings", "DEFAULT_SPACES", "OPTUNA_MISSING", "require
            "read_space", "data_kind", "default_space", "objective_metric", "trial_data", "make_storage",
            "open_study", "mark_dead_trials", "run_worker", "run_tune", "trial_rows", "write_trials_csv",
            "write_best", "rerun_top", "TuneResult", "budget_overrides", "objective", "PruneHook", "TrialSeededTPE",
-           "pid_alive", "write_rerun_csv", "markdown_table", "finish_study", "default_storage", "STUDY_NAME"]
+           "pid_alive", "postgres_driver", "write_rerun_csv", "markdown_table", "finish_study", "default_storage", "STUDY_NAME"]
 
 OPTUNA_MISSING = "ganstab tune needs optuna; install it with: pip install 'ganstab[tune]' (or pip install 'optuna>=3.4')"
 STUDY_NAME = "ganstab-tune"
@@ -414,10 +415,22 @@ def make_storage(url: str) -> Any:
     try:
         if url.startswith("sqlite"):
             return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 120}})
-        return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # heartbeats are marked experimental
+            return optuna.storages.RDBStorage(postgres_driver(url), heartbeat_interval=30, grace_period=120)
     except Exception as exc:  # sqlalchemy/driver errors: one line with the fix
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"cannot open --storage {url!r}: {first}; check the URL, the server and its driver") from None
+
+
+def postgres_driver(url: str) -> str:
+    """A postgresql:// URL with the driver that is installed: SQLAlchemy 2.1 defaults to psycopg (3); with only
+    psycopg2 (the `dev` extra's psycopg2-binary) installed, ask for it by name."""
+    scheme, _, rest = url.partition("://")
+    if scheme in ("postgresql", "postgres") and importlib.util.find_spec("psycopg") is None \
+            and importlib.util.find_spec("psycopg2") is not None:
+        return f"postgresql+psycopg2://{rest}"
+    return url
 
 
 def _fingerprint(settings: TuneSettings) -> str:

@@ -106,7 +106,9 @@ def tune_report_html(view: TuneView) -> str:
                 "importance": ("Parameter importances", _importance), "best": ("Best trials", _best),
                 "rerun": ("Re-runs with fresh seeds", _rerun), "trials": ("Trials", _trials)}
     sections = [section(key, title, lambda build=build: build(view)) for key, (title, build) in builders.items()]
-    nav = [(key, builders[key][0].split()[0]) for key in TUNE_SECTIONS]
+    short = {"summary": "Summary", "history": "History", "importance": "Importances", "best": "Best",
+             "rerun": "Re-runs", "trials": "Trials"}
+    nav = [(key, short[key]) for key in TUNE_SECTIONS]
     subtitle = esc(f"{len(view.trials)} trials · objective {view.metric} · {view.out.resolve()}")
     return page(f"ganstab tune: {view.out.resolve().name}", subtitle, nav, sections)
 
