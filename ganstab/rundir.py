@@ -27,7 +27,8 @@ __all__ = [
     "CONFIG_FILE", "METRICS_FILE", "FINDINGS_FILE", "RECOVERIES_FILE", "CHECKPOINT_DIR", "SAMPLES_DIR", "PLOTS_DIR",
     "GENERATOR_WEIGHTS", "GENERATOR_META", "REPORT_FILE", "BEST_DIR", "BEST_EVAL_FILE", "TRAIN_LOG", "PLAN_FILE",
     "TENSORBOARD_DIR",
-    "SUMMARY_JSON", "SUMMARY_CSV", "RUN_FILES", "TRAINING_KEYS", "RunDir", "atomic_write", "atomic_write_via", "keep_as_good", "newest_valid_before",
+    "SUMMARY_JSON", "SUMMARY_CSV", "STUDY_DB", "TRIALS_DIR", "TRIALS_CSV", "BEST_CONFIG", "RERUN_DIR", "RERUN_CSV",
+    "RUN_FILES", "TRAINING_KEYS", "RunDir", "atomic_write", "atomic_write_via", "keep_as_good", "newest_valid_before",
     "list_good_checkpoints", "append_jsonl",
     "read_jsonl", "rewrite_jsonl", "is_eval_record", "is_training_record", "read_records", "truncate_metrics",
     "truncate_findings", "checkpoint_name", "checkpoint_step", "holds_run", "is_run_dir", "is_ablation_dir",
@@ -54,6 +55,13 @@ LOCK_FILE = ".lock"
 PLAN_FILE = "ablation.json"
 SUMMARY_JSON = "summary.json"
 SUMMARY_CSV = "summary.csv"
+# a tuning folder (ganstab tune)
+STUDY_DB = "study.db"
+TRIALS_DIR = "trials"
+TRIALS_CSV = "trials.csv"
+BEST_CONFIG = "best.yaml"
+RERUN_DIR = "rerun"
+RERUN_CSV = "rerun.csv"
 
 # what `--overwrite` clears from a folder that holds a run
 RUN_FILES: tuple[str, ...] = (CONFIG_FILE, METRICS_FILE, FINDINGS_FILE, RECOVERIES_FILE, CHECKPOINT_DIR, SAMPLES_DIR,

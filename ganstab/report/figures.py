@@ -208,3 +208,55 @@ def curve_chart(metric: str, curves: Mapping[str, tuple[Sequence[float], Sequenc
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     return to_png(fig)
+
+
+def history_figure(numbers: Sequence[int], values: Sequence[float], best: Sequence[float], metric: str,
+                   higher_is_better: bool) -> Optional[bytes]:
+    """Each completed trial's value (dots) and the best so far (a step line) against the trial number."""
+    if not numbers:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(10.5, 3.6), dpi=100)
+    ax.plot(numbers, values, "o", color=LINE_COLORS[0], markersize=5, label=f"{metric} of a trial")
+    ax.step(numbers, best, where="post", color=LINE_COLORS[2], linewidth=1.6, label="best so far")
+    ax.set_xlabel("trial", fontsize=9)
+    ax.set_ylabel(f"{metric} ({'higher' if higher_is_better else 'lower'} is better)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.tick_params(labelsize=8)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return to_png(fig)
+
+
+def importance_figure(importances: Mapping[str, float]) -> Optional[bytes]:
+    """Horizontal bars of parameter importances, the most important on top."""
+    if not importances:
+        return None
+    names = list(importances)[::-1]
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(10.5, 0.9 + 0.35 * len(names)), dpi=100)
+    ax.barh(names, [importances[n] for n in names], color=LINE_COLORS[0])
+    ax.set_xlabel("importance (optuna.importance.get_param_importances, normalised to sum 1)", fontsize=9)
+    ax.tick_params(labelsize=8)
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    return to_png(fig)
+
+
+def curves_figure(metric: str, curves: Mapping[str, tuple[Sequence[float], Sequence[float]]]) -> Optional[bytes]:
+    """One line per run of a metric against G steps; None when no run has a point."""
+    curves = {name: c for name, c in curves.items() if c[0]}
+    if not curves:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(10.5, 3.8), dpi=100)
+    for index, (name, (xs, ys)) in enumerate(curves.items()):
+        ax.plot(xs, ys, label=name, color=LINE_COLORS[index % len(LINE_COLORS)], linewidth=1.5, marker="o",
+                markersize=3)
+    ax.set_xlabel("G step", fontsize=9)
+    ax.set_ylabel(metric, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.tick_params(labelsize=8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    return to_png(fig)

@@ -1,0 +1,696 @@
+"""Hyperparameter search with Optuna: TPE over a search space, trials as ordinary runs, pruning, re-runs.
+
+A trial is the base config plus the sampled params, trained by `pipeline.train` into
+`OUT/trials/<number>/` for the same budget (G steps or seconds) and scored by the data's main
+metric (`metrics.registry`). Intermediate evaluations are reported to a successive-halving pruner;
+a doctor finding of severity error prunes at once; a config the rules refuse is pruned with the
+reason as a user attr. The study lives in an Optuna storage (SQLite `OUT/study.db` by default, any
+RDB URL, or `journal:PATH`), so re-running the command resumes and workers on other machines join
+by running the same command. Each trial records its pid and host: a worker starting marks RUNNING
+trials of dead processes on its host as FAIL. After the search the top configurations are
+re-trained with fresh seeds (through `ganstab.ablate`) and ranked by their mean; the winner is
+written as `best.yaml`.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import hashlib
+import importlib.util
+import io
+import json
+import math
+import multiprocessing
+import os
+import socket
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import yaml
+
+from ganstab.ablate import Variant, run_ablation
+from ganstab.config import deep_merge, known_keys, nest, read_yaml, to_dict, validate
+from ganstab.data import dataset_shape, make_dataset
+from ganstab.errors import ConfigError, GanstabError, TrainingDiverged
+from ganstab.metrics.registry import EVAL_PREFIX, higher_is_better, main_metric
+from ganstab.pipeline import check_config, train
+from ganstab.report.tune import TuneView, write_tune_report
+from ganstab.rundir import (BEST_CONFIG, RERUN_CSV, RERUN_DIR, STUDY_DB, TRIALS_CSV, TRIALS_DIR, RunDir,
+                            atomic_write, read_jsonl)
+
+try:  # optional dependency: pip install 'ganstab[tune]'
+    import optuna
+    from optuna.trial import TrialState
+except ImportError:  # pragma: no cover - exercised only where optuna is missing
+    optuna = None
+    TrialState = None
+
+__all__ = ["Param", "TuneSettings", "DEFAULT_SPACES", "OPTUNA_MISSING", "require_optuna", "parse_space",
+           "read_space", "data_kind", "default_space", "objective_metric", "trial_data", "make_storage",
+           "open_study", "mark_dead_trials", "run_worker", "run_tune", "trial_rows", "write_trials_csv",
+           "write_best", "rerun_top", "TuneResult", "budget_overrides", "objective", "PruneHook", "TrialSeededTPE",
+           "pid_alive", "postgres_driver", "write_rerun_csv", "markdown_table", "finish_study", "default_storage", "STUDY_NAME"]
+
+OPTUNA_MISSING = "ganstab tune needs optuna; install it with: pip install 'ganstab[tune]' (or pip install 'optuna>=3.4')"
+STUDY_NAME = "ganstab-tune"
+EVALUATIONS_PER_TRIAL = 5
+RERUN_SEED_OFFSET = 1000  # re-run seeds are --seed + 1000 + i: never the search's seed
+TIME_BUDGET_STEPS = 10 ** 9  # --trial-seconds: the clock, not the step count, ends a trial
+_SPEC_FIELDS = {"type", "low", "high", "log", "choices"}
+# findings over evaluation lines judge the objective itself: the pruner weighs those against the other trials
+# (an early evaluation of a short trial is always far from the data); errors over training lines prune at once
+EVAL_FINDING_CODES: tuple[str, ...] = ("mode_collapse.", "evaluation.", "stall")
+
+
+def require_optuna() -> None:
+    """ConfigError (one line) when optuna is not installed."""
+    if optuna is None:
+        raise ConfigError(OPTUNA_MISSING)
+
+
+# ------------------------------------------------------------------------------------------ spaces
+@dataclass(frozen=True)
+class Param:
+    """One searched config key: a float or int range (optionally log-scaled) or a list of choices."""
+
+    key: str
+    kind: str  # float | int | choices
+    low: Optional[float] = None
+    high: Optional[float] = None
+    log: bool = False
+    choices: tuple = ()
+
+    def suggest(self, trial: Any) -> Any:
+        """The value for this key sampled through an Optuna trial (lists among choices are sent as JSON)."""
+        if self.kind == "float":
+            return trial.suggest_float(self.key, self.low, self.high, log=self.log)
+        if self.kind == "int":
+            return trial.suggest_int(self.key, int(self.low), int(self.high), log=self.log)
+        return self.decode(trial.suggest_categorical(self.key, [self.encode(c) for c in self.choices]))
+
+    def encode(self, value: Any) -> Any:
+        """A choice as Optuna stores it: scalars as they are, lists as JSON text."""
+        return json.dumps(value) if isinstance(value, (list, dict)) else value
+
+    def decode(self, value: Any) -> Any:
+        """A stored choice back as the config value."""
+        if self.kind == "choices" and isinstance(value, str) and any(isinstance(c, (list, dict)) for c in self.choices):
+            return json.loads(value) if value.startswith(("[", "{")) else value
+        return value
+
+
+def _number(key: str, name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"search space key '{key}': {name} must be a finite number, got {value!r}")
+    return value
+
+
+def _check_space_key(key: Any) -> str:
+    if not isinstance(key, str) or not key:
+        raise ConfigError(f"search space keys must be dotted config keys like optim.g_lr, got {key!r}")
+    if key in ("seed", "out"):
+        raise ConfigError(f"search space key '{key}' is set by tune itself; use --seed and --out instead")
+    keys = known_keys()
+    if key not in keys:
+        close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"search space key '{key}' is not a config key{hint}; run 'ganstab keys' to list the keys")
+    return key
+
+
+def _parse_param(key: str, spec: Any) -> Param:
+    usage = "{type: float|int, low, high, log: true|false} or {choices: [...]}"
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"search space key '{key}' must map to {usage}, got {type(spec).__name__}")
+    unknown = sorted(set(map(str, spec)) - _SPEC_FIELDS)
+    if unknown:
+        raise ConfigError(f"search space key '{key}': unknown field {unknown[0]!r}; use type, low, high, log or choices")
+    if "choices" in spec:
+        choices = spec["choices"]
+        if set(spec) != {"choices"}:
+            raise ConfigError(f"search space key '{key}': give either choices or type/low/high, not both")
+        if not isinstance(choices, list) or not choices:
+            raise ConfigError(f"search space key '{key}': choices must be a non-empty list of values")
+        if len({json.dumps(c, sort_keys=True) for c in choices}) != len(choices):
+            raise ConfigError(f"search space key '{key}': choices lists a value twice; give each value once")
+        return Param(key, "choices", choices=tuple(choices))
+    kind = spec.get("type")
+    if kind not in ("float", "int"):
+        raise ConfigError(f"search space key '{key}': unknown type {kind!r}; use type: float or type: int "
+                          "(or choices: [...])")
+    if "low" not in spec or "high" not in spec:
+        raise ConfigError(f"search space key '{key}': type: {kind} needs low and high")
+    low, high = _number(key, "low", spec["low"]), _number(key, "high", spec["high"])
+    log = spec.get("log", False)
+    if not isinstance(log, bool):
+        raise ConfigError(f"search space key '{key}': log must be true or false, got {log!r}")
+    if kind == "int" and (low != int(low) or high != int(high)):
+        raise ConfigError(f"search space key '{key}': an int range needs whole numbers, got low={low}, high={high}")
+    if low >= high:
+        raise ConfigError(f"search space key '{key}': low ({low}) must be below high ({high})")
+    if log and low <= 0:
+        raise ConfigError(f"search space key '{key}': log: true needs low > 0, got low={low}")
+    return Param(key, kind, float(low) if kind == "float" else int(low), float(high) if kind == "float" else int(high),
+                 log)
+
+
+def parse_space(mapping: Any) -> dict[str, Param]:
+    """A search space from {dotted key: {type, low, high, log} | {choices: [...]}}; ConfigError when malformed."""
+    if not isinstance(mapping, Mapping):
+        raise ConfigError(f"a search space must be a mapping of config keys to ranges or choices, "
+                          f"got {type(mapping).__name__}")
+    if not mapping:
+        raise ConfigError("the search space is empty; give at least one config key to search")
+    return {key: _parse_param(_check_space_key(key), spec) for key, spec in mapping.items()}
+
+
+def read_space(path: str | Path) -> dict[str, Param]:
+    """A search space from a YAML file (see `parse_space`)."""
+    return parse_space(read_yaml(path))
+
+
+_COMMON_SPACE: dict[str, Any] = {
+    "loss.kind": {"choices": ["nonsaturating", "hinge", "wasserstein", "lsgan"]},
+    "model.d_norm": {"choices": ["none", "spectral", "layer"]},
+    "model.g_norm": {"choices": ["none", "batch", "layer"]},
+    "optim.g_lr": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True},
+    "optim.d_lr": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True},
+    "optim.g_betas": {"choices": [[0.0, 0.9], [0.5, 0.999]]},
+    "optim.d_betas": {"choices": [[0.0, 0.9], [0.5, 0.999]]},
+    "train.n_critic": {"type": "int", "low": 1, "high": 5},
+    "loss.real_label": {"choices": [1.0, 0.9]},  # one-sided smoothing only (Salimans et al. 2016)
+    "penalty.gp": {"choices": [0.0, 1.0, 10.0]},
+    "penalty.r1": {"choices": [0.0, 0.1, 1.0, 10.0]},
+    "train.ema": {"choices": [0.0, 10000.0]},
+}
+_AUGMENT = {"augment.policy": {"choices": ["", "translation", "color,translation,cutout"]}}
+DEFAULT_SPACES: dict[str, dict[str, Any]] = {
+    "points": {**_COMMON_SPACE, "train.batch_size": {"choices": [64, 128, 256]}},
+    "small_images": {**_COMMON_SPACE, "train.batch_size": {"choices": [32, 64, 128]}, **_AUGMENT},
+    "large_images": {**_COMMON_SPACE, "train.batch_size": {"choices": [16, 32, 64]}, **_AUGMENT},
+}
+
+
+def _shape(data: dict) -> tuple[int, ...]:
+    cfg = validate(data)
+    shape = dataset_shape(cfg.data)
+    return tuple(shape) if shape is not None else tuple(make_dataset(cfg.data, cfg.seed).shape)
+
+
+def data_kind(base: dict) -> str:
+    """'points', 'small_images' (side <= 32) or 'large_images': which default space fits the base config."""
+    shape = _shape(base)
+    if len(shape) != 3:
+        return "points"
+    return "small_images" if max(shape[1:]) <= 32 else "large_images"
+
+
+def default_space(kind: str) -> dict[str, Param]:
+    """The default search space of a data kind (see DEFAULT_SPACES)."""
+    if kind not in DEFAULT_SPACES:
+        raise ConfigError(f"unknown --data-kind {kind!r}; use one of {', '.join(DEFAULT_SPACES)}")
+    return parse_space(DEFAULT_SPACES[kind])
+
+
+def objective_metric(base: dict) -> tuple[str, bool]:
+    """(main metric, higher is better) of the base config's data, as the run evaluator scores it."""
+    cfg = validate(base)
+    if len(_shape(base)) == 3:
+        return main_metric("image")
+    source = make_dataset(cfg.data, cfg.seed)
+    return main_metric("modes" if source.centers is not None else "points")
+
+
+# ------------------------------------------------------------------------------------------ trials
+@dataclass
+class TuneSettings:
+    """Everything a worker needs: the base config, the space, the budget, the storage and the seeds."""
+
+    out: Path
+    base: dict
+    space: dict[str, Param]
+    storage: str
+    trials: Optional[int] = None
+    time_budget: Optional[float] = None
+    steps: Optional[int] = None
+    trial_seconds: Optional[float] = None
+    seed: int = 0
+    top: int = 3
+    rerun_seeds: int = 3
+    workers: int = 1
+    metric: str = "fd"
+    higher: bool = False
+
+
+def budget_overrides(settings: TuneSettings) -> dict:
+    """The budget every trial shares: G steps (eval.every = steps / 5) or seconds (eval.every = auto)."""
+    if settings.trial_seconds is not None:
+        return {"train": {"steps": TIME_BUDGET_STEPS, "time_budget": float(settings.trial_seconds)},
+                "eval": {"every": "auto"}}
+    steps = settings.steps if settings.steps is not None else validate(settings.base).train.steps
+    every = max(1, steps // EVALUATIONS_PER_TRIAL)
+    log_every = min(validate(settings.base).log.every, every)
+    return {"train": {"steps": steps, "time_budget": 0.0}, "eval": {"every": every, "final": True},
+            "log": {"every": log_every}}
+
+
+def trial_data(settings: TuneSettings, params: Mapping[str, Any], seed: int, out: Optional[Path]) -> dict:
+    """The nested config of a trial: base <- budget <- params, with its seed (and folder when given)."""
+    data = deep_merge(settings.base, budget_overrides(settings))
+    for key, value in params.items():
+        data = deep_merge(data, nest(key, value))
+    data = deep_merge(data, {"seed": seed})
+    if out is not None:
+        data = deep_merge(data, {"out": str(out), "log": {"progress": False}})
+        if settings.workers > 1:
+            data = deep_merge(data, {"train": {"threads": 1}})
+    return data
+
+
+def _last_eval(run: Path, name: str) -> Optional[tuple[int, float]]:
+    """(step, value) of the newest evaluation line of `name` in a run's metrics.jsonl."""
+    for record in reversed(read_jsonl(RunDir(run).metrics)):
+        value = record.get(name)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            return int(record["step"]), float(value)
+    return None
+
+
+class PruneHook:
+    """The after_step hook of a trial: report new evaluations to Optuna, prune on its word or on a doctor
+    error over training lines (divergence, dead D, ...)."""
+
+    def __init__(self, trial: Any, run: Path, metric: str) -> None:
+        self.trial, self.run, self.metric = trial, run, EVAL_PREFIX + metric
+        self.eval_seconds = 0.0
+        self.findings_seen = 0
+
+    def __call__(self, trainer: Any) -> None:
+        """Called after every training step (before that step's evaluation)."""
+        findings = RunDir(self.run).findings
+        if findings.is_file() and findings.stat().st_size != self.findings_seen:
+            self.findings_seen = findings.stat().st_size
+            errors = [f for f in read_jsonl(findings) if f.get("severity") == "error"
+                      and not str(f.get("code", "")).startswith(EVAL_FINDING_CODES)]
+            if errors:
+                self.trial.set_user_attr("pruned_by", f"doctor: {errors[0].get('code')} at step {trainer.step}")
+                raise optuna.TrialPruned(f"doctor error {errors[0].get('code')}")
+        if trainer.eval_seconds == self.eval_seconds:
+            return
+        self.eval_seconds = trainer.eval_seconds
+        last = _last_eval(self.run, self.metric)
+        if last is None:
+            return
+        self.trial.report(last[1], last[0])
+        if self.trial.should_prune():
+            self.trial.set_user_attr("pruned_by", f"pruner at step {last[0]} ({self.metric}={last[1]:.4g})")
+            raise optuna.TrialPruned(f"pruned at step {last[0]}")
+
+
+def _quiet_log(run: Path) -> Callable[[str], None]:
+    def echo(message: str) -> None:
+        with open(RunDir(run).train_log, "a", encoding="utf-8") as log:
+            log.write(message + "\n")
+    return echo
+
+
+def objective(trial: Any, settings: TuneSettings) -> float:
+    """Train one trial into OUT/trials/<number>/ and return its final main metric."""
+    trial.set_user_attr("pid", os.getpid())
+    trial.set_user_attr("host", socket.gethostname())
+    params = {key: param.suggest(trial) for key, param in settings.space.items()}
+    run = settings.out / TRIALS_DIR / str(trial.number)
+    trial.set_user_attr("run", str(run))
+    try:
+        cfg = validate(trial_data(settings, params, settings.seed, run))
+        check_config(cfg)
+    except ConfigError as exc:
+        trial.set_user_attr("config_error", str(exc))
+        raise optuna.TrialPruned(f"config refused: {exc}") from None
+    run.mkdir(parents=True, exist_ok=True)
+    try:
+        train(cfg, overwrite=True, echo=_quiet_log(run),
+              hooks={"after_step": PruneHook(trial, run, settings.metric)})
+    except TrainingDiverged as exc:
+        trial.set_user_attr("pruned_by", f"diverged: {str(exc).splitlines()[0]}")
+        raise optuna.TrialPruned("diverged") from None
+    final = _last_eval(run, EVAL_PREFIX + settings.metric)
+    if final is None:
+        raise GanstabError(f"trial {trial.number} logged no {settings.metric}; see {RunDir(run).train_log}")
+    return final[1]
+
+
+def _run_objective(trial: Any, settings: TuneSettings) -> float:
+    """`objective`, keeping any other failure's first line as the trial's `error` user attr (state FAIL)."""
+    try:
+        return objective(trial, settings)
+    except optuna.TrialPruned:
+        raise
+    except Exception as exc:
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        trial.set_user_attr("error", f"{type(exc).__name__}: {text}")
+        raise
+
+
+# ------------------------------------------------------------------------------------------ study
+_BaseSampler: Any = optuna.samplers.BaseSampler if optuna is not None else object
+
+
+class TrialSeededTPE(_BaseSampler):
+    """Optuna's TPE, its random state seeded per trial by (seed, trial number).
+
+    Every worker process draws the same values for a given trial number and history, so the same
+    --seed gives the same first trials, and workers sharing a study never draw the same start.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self._number = -1
+        self._tpe: Any = None
+
+    def tpe(self, number: int) -> Any:
+        """The TPE sampler of one trial number."""
+        if number != self._number:
+            self._number = number
+            self._tpe = optuna.samplers.TPESampler(seed=(self.seed * 1_000_003 + number) % 2 ** 32)
+        return self._tpe
+
+    def infer_relative_search_space(self, study: Any, trial: Any) -> dict:
+        """TPE's relative search space."""
+        return self.tpe(trial.number).infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: Any, trial: Any, search_space: dict) -> dict:
+        """TPE's relative sample."""
+        return self.tpe(trial.number).sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: Any, trial: Any, param_name: str, param_distribution: Any) -> Any:
+        """TPE's independent sample."""
+        return self.tpe(trial.number).sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: Any, trial: Any) -> None:
+        """TPE's hook before a trial."""
+        self.tpe(trial.number).before_trial(study, trial)
+
+    def after_trial(self, study: Any, trial: Any, state: Any, values: Optional[Sequence[float]]) -> None:
+        """TPE's hook after a trial."""
+        self.tpe(trial.number).after_trial(study, trial, state, values)
+
+
+def make_storage(url: str) -> Any:
+    """An Optuna storage from 'journal:PATH' (journal file) or an RDB URL (sqlite:///..., postgresql://...)."""
+    require_optuna()
+    if url.startswith("journal:"):
+        path = url[len("journal:"):]
+        if not path:
+            raise ConfigError("--storage journal: needs a file path, e.g. --storage journal:/shared/study.log")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(path))
+    if "://" not in url:
+        raise ConfigError(f"--storage {url!r} is neither an Optuna RDB URL (sqlite:///FILE, postgresql://USER@HOST/DB)"
+                          " nor journal:PATH")
+    try:
+        if url.startswith("sqlite"):
+            return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 120}})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # heartbeats are marked experimental
+            return optuna.storages.RDBStorage(postgres_driver(url), heartbeat_interval=30, grace_period=120)
+    except Exception as exc:  # sqlalchemy/driver errors: one line with the fix
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"cannot open --storage {url!r}: {first}; check the URL, the server and its driver") from None
+
+
+def postgres_driver(url: str) -> str:
+    """A postgresql:// URL with the driver that is installed: SQLAlchemy 2.1 defaults to psycopg (3); with only
+    psycopg2 (the `dev` extra's psycopg2-binary) installed, ask for it by name."""
+    scheme, _, rest = url.partition("://")
+    if scheme in ("postgresql", "postgres") and importlib.util.find_spec("psycopg") is None \
+            and importlib.util.find_spec("psycopg2") is not None:
+        return f"postgresql+psycopg2://{rest}"
+    return url
+
+
+def _fingerprint(settings: TuneSettings) -> str:
+    """A hash of what makes trials comparable: base config, space, budget and metric."""
+    space = {k: [p.kind, p.low, p.high, p.log, list(p.choices)] for k, p in sorted(settings.space.items())}
+    text = json.dumps([settings.base, space, budget_overrides(settings), settings.metric, settings.seed],
+                      sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def open_study(settings: TuneSettings) -> Any:
+    """Create or load the study (TPE seeded by --seed, successive halving); refuse one of another base or space."""
+    require_optuna()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name=STUDY_NAME, storage=make_storage(settings.storage),
+                                sampler=TrialSeededTPE(settings.seed),
+                                pruner=optuna.pruners.SuccessiveHalvingPruner(),
+                                direction="maximize" if settings.higher else "minimize", load_if_exists=True)
+    mine = _fingerprint(settings)
+    theirs = study.user_attrs.get("fingerprint")
+    if theirs is None:
+        study.set_user_attr("fingerprint", mine)
+    elif theirs != mine:
+        raise ConfigError(f"the study in {settings.storage} was started with another base config, space, budget or "
+                          "seed; rerun that exact command to resume it, or choose another --out/--storage")
+    return study
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host is running (a zombie counts as dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def mark_dead_trials(study: Any, echo: Callable[[str], None] = print) -> list[int]:
+    """Mark RUNNING trials whose worker (pid on this host) is gone as FAIL; their numbers."""
+    host, marked = socket.gethostname(), []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        pid = trial.user_attrs.get("pid")
+        if trial.user_attrs.get("host") == host and isinstance(pid, int) and pid != os.getpid() and not pid_alive(pid):
+            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+            marked.append(trial.number)
+            echo(f"trial {trial.number}: its worker (pid {pid}) is gone; marked FAIL")
+    return marked
+
+
+def _counts(study: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False):
+        counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
+    return counts
+
+
+def _progress(settings: TuneSettings, echo: Callable[[str], None]) -> Callable[[Any, Any], None]:
+    def report(study: Any, trial: Any) -> None:
+        seconds = trial.duration.total_seconds() if trial.duration else 0.0
+        value = f" {settings.metric}={trial.value:.4g}" if trial.value is not None else ""
+        note = trial.user_attrs.get("pruned_by") or trial.user_attrs.get("config_error") or trial.user_attrs.get("error")
+        try:
+            best = f"; best {study.best_value:.4g} (trial {study.best_trial.number})"
+        except ValueError:
+            best = ""
+        echo(f"trial {trial.number} {trial.state.name.lower()}{value} in {seconds:.1f} s"
+             f"{f' ({note})' if note else ''}{best}")
+    return report
+
+
+def run_worker(settings: TuneSettings, echo: Callable[[str], None] = print) -> None:
+    """Run trials until the study holds --trials finished or running ones, or --time-budget has passed."""
+    study = open_study(settings)
+    mark_dead_trials(study, echo)
+    deadline = time.time() + settings.time_budget if settings.time_budget else None
+    failed_in_a_row = 0
+    while failed_in_a_row < 3 and (deadline is None or time.time() < deadline):
+        counts = _counts(study)
+        if settings.trials is not None and (counts.get("COMPLETE", 0) + counts.get("PRUNED", 0)
+                                            + counts.get("RUNNING", 0)) >= settings.trials:
+            return
+        states: list[Any] = []
+        study.optimize(lambda trial: _run_objective(trial, settings), n_trials=1, catch=(Exception,),
+                       callbacks=[_progress(settings, echo), lambda _study, trial: states.append(trial.state)])
+        failed_in_a_row = failed_in_a_row + 1 if states and states[-1] == TrialState.FAIL else 0
+    if failed_in_a_row >= 3:
+        echo("three trials in a row failed; stopping this worker (see the trials' train.log)")
+
+
+def _worker_main(settings: TuneSettings) -> None:
+    """Entry point of a spawned worker process."""
+    run_worker(settings, echo=lambda message: print(message, flush=True))
+
+
+# ------------------------------------------------------------------------------------------ results
+@dataclass
+class TuneResult:
+    """What `run_tune` wrote: trial rows, re-run rows (ranked), best.yaml, report and the re-run table text."""
+
+    out: Path
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    rerun: list[dict[str, Any]] = field(default_factory=list)
+    best: Optional[Path] = None
+    report: Optional[Path] = None
+    table: str = ""
+
+
+def trial_rows(study: Any, space: Optional[Mapping[str, Param]] = None) -> list[dict[str, Any]]:
+    """One row per trial: number, state, value, params (as config values), duration (s), run folder, note."""
+    rows = []
+    for trial in study.get_trials(deepcopy=False):
+        attrs = trial.user_attrs
+        note = attrs.get("config_error") or attrs.get("pruned_by") or attrs.get("error") or ""
+        params = {k: space[k].decode(v) if space and k in space else v for k, v in trial.params.items()}
+        rows.append({"number": trial.number, "state": trial.state.name, "value": trial.value,
+                     "params": params, "duration": trial.duration.total_seconds() if trial.duration else None,
+                     "run": attrs.get("run", ""), "note": note})
+    return rows
+
+
+def write_trials_csv(out: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
+    """OUT/trials.csv: number, state, value, params (JSON), duration_s, run, note."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["number", "state", "value", "params", "duration_s", "run", "note"])
+    for row in rows:
+        writer.writerow([row["number"], row["state"], "" if row["value"] is None else row["value"],
+                         json.dumps(row["params"], sort_keys=True),
+                         "" if row["duration"] is None else round(row["duration"], 3), row["run"], row["note"]])
+    return atomic_write(out / TRIALS_CSV, buffer.getvalue())
+
+
+def _params_of(settings: TuneSettings, trial: Any) -> dict[str, Any]:
+    """A trial's params as config values (choices decoded)."""
+    return {k: settings.space[k].decode(v) if k in settings.space else v for k, v in trial.params.items()}
+
+
+def _top_trials(settings: TuneSettings, study: Any) -> list[Any]:
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    return sorted(done, key=lambda t: (-t.value if settings.higher else t.value, t.number))[:settings.top]
+
+
+def rerun_top(settings: TuneSettings, study: Any, echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Re-train the top completed trials with fresh seeds (OUT/rerun/, an ablation); rows ranked by mean."""
+    top = _top_trials(settings, study)
+    if not top or settings.rerun_seeds < 1:
+        return []
+    variants = []
+    for trial in top:
+        overrides: dict = {}
+        for key, value in _params_of(settings, trial).items():
+            overrides = deep_merge(overrides, nest(key, value))
+        variants.append(Variant(f"trial{trial.number}", overrides, [f"{k}={json.dumps(v)}" for k, v in
+                                                                     _params_of(settings, trial).items()]))
+    base = deep_merge(deep_merge(settings.base, budget_overrides(settings)), {"log": {"progress": False}})
+    seeds = [settings.seed + RERUN_SEED_OFFSET + i for i in range(settings.rerun_seeds)]
+    echo(f"re-running the top {len(top)} configurations with seeds {', '.join(map(str, seeds))}")
+    result = run_ablation(settings.out / RERUN_DIR, base, variants, seeds, jobs=settings.workers, echo=echo)
+    key = EVAL_PREFIX + settings.metric
+    stats = {v["name"]: v["final"].get(key, {"n": 0, "mean": None, "se": None}) for v in result.summary["variants"]}
+    rows = [{"trial": t.number, "search_value": t.value, "params": _params_of(settings, t),
+             **{k: stats.get(f"trial{t.number}", {}).get(k) for k in ("mean", "se", "n")}} for t in top]
+    rows.sort(key=lambda r: (r["mean"] is None, -(r["mean"] or 0.0) if settings.higher else (r["mean"] or 0.0),
+                             r["trial"]))
+    for rank, row in enumerate(rows, start=1):
+        row["rank"] = rank
+    return rows
+
+
+def write_rerun_csv(out: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
+    """OUT/rerun.csv: rank, trial, search value, mean, s.e., seeds, params (JSON)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["rank", "trial", "search_value", "mean", "se", "n", "params"])
+    for r in rows:
+        writer.writerow([r["rank"], r["trial"], r["search_value"], "" if r["mean"] is None else r["mean"],
+                         "" if r["se"] is None else r["se"], r["n"], json.dumps(r["params"], sort_keys=True)])
+    return atomic_write(out / RERUN_CSV, buffer.getvalue())
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], metric: str) -> str:
+    """The re-run ranking as a markdown table."""
+    def num(value: Any) -> str:
+        return "n/a" if value is None else f"{value:.4g}"
+
+    lines = [f"| rank | trial | search {metric} | mean {metric} | s.e. | seeds | params |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['rank']} | {r['trial']} | {num(r['search_value'])} | {num(r['mean'])} | {num(r['se'])} | {r['n']} "
+              f"| {json.dumps(r['params'], sort_keys=True)} |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_best(settings: TuneSettings, params: Mapping[str, Any]) -> Path:
+    """OUT/best.yaml: the complete config of the winner (base <- budget <- params), without out and seed."""
+    data = to_dict(validate(trial_data(settings, params, settings.seed, None)))
+    data.pop("out", None)
+    data.pop("seed", None)
+    return atomic_write(settings.out / BEST_CONFIG, yaml.safe_dump(data, sort_keys=False))
+
+
+def _importances(study: Any) -> tuple[Optional[dict[str, float]], str]:
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(done) < 2:
+        return None, f"Parameter importances need at least 2 completed trials; this study has {len(done)}."
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # equal importances when every trial scored alike
+            return dict(optuna.importance.get_param_importances(study)), ""
+    except (RuntimeError, ValueError, ZeroDivisionError) as exc:
+        return None, f"Parameter importances could not be computed: {str(exc).splitlines()[0] if str(exc) else exc}"
+
+
+def finish_study(settings: TuneSettings, study: Any, echo: Callable[[str], None] = print) -> TuneResult:
+    """After the search: trials.csv, re-runs of the top trials, rerun.csv, best.yaml and report.html."""
+    result = TuneResult(settings.out, trials=trial_rows(study, settings.space))
+    write_trials_csv(settings.out, result.trials)
+    result.rerun = rerun_top(settings, study, echo)
+    top = _top_trials(settings, study)
+    if result.rerun:
+        write_rerun_csv(settings.out, result.rerun)
+        result.table = markdown_table(result.rerun, settings.metric)
+        winner = next(t for t in top if t.number == result.rerun[0]["trial"])
+    else:
+        winner = top[0] if top else None
+    if winner is not None:
+        result.best = write_best(settings, _params_of(settings, winner))
+    importances, note = _importances(study)
+    view = TuneView(settings.out, settings.metric, settings.higher, result.trials, importances, note,
+                    [(f"trial {t.number}", Path(t.user_attrs["run"])) for t in top if t.user_attrs.get("run")],
+                    result.rerun, f"trial {winner.number}" if winner is not None else None)
+    result.report = write_tune_report(view)
+    return result
+
+
+def run_tune(settings: TuneSettings, echo: Callable[[str], None] = print) -> TuneResult:
+    """Search (in this process, or --workers spawned processes), then re-run the top trials and write the outputs."""
+    require_optuna()
+    if settings.trials is None and settings.time_budget is None:
+        raise ConfigError("give --trials N or --time-budget SECONDS to say when the search ends")
+    settings.out.mkdir(parents=True, exist_ok=True)
+    study = open_study(settings)  # created once here, before workers race to create it
+    echo(f"tune {settings.out}: {len(settings.space)} searched keys, objective {settings.metric} "
+         f"({'max' if settings.higher else 'min'}), storage {settings.storage}, {settings.workers} worker(s)")
+    if settings.workers == 1:
+        run_worker(settings, echo)
+    else:
+        context = multiprocessing.get_context("spawn")
+        processes = [context.Process(target=_worker_main, args=(settings,)) for _ in range(settings.workers)]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join()
+    return finish_study(settings, study, echo)
+
+
+def default_storage(out: Path) -> str:
+    """The SQLite URL of OUT/study.db."""
+    return f"sqlite:///{(Path(out) / STUDY_DB).resolve()}"
