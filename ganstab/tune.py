@@ -36,7 +36,7 @@ from ganstab.ablate import Variant, run_ablation
 from ganstab.config import deep_merge, known_keys, nest, read_yaml, to_dict, validate
 from ganstab.data import dataset_shape, make_dataset
 from ganstab.errors import ConfigError, GanstabError, TrainingDiverged
-from ganstab.metrics.registry import EVAL_PREFIX, higher_is_better, main_metric
+from ganstab.metrics.registry import EVAL_PREFIX, main_metric
 from ganstab.pipeline import check_config, train
 from ganstab.report.tune import TuneView, write_tune_report
 from ganstab.rundir import (BEST_CONFIG, RERUN_CSV, RERUN_DIR, STUDY_DB, TRIALS_CSV, TRIALS_DIR, RunDir,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional
 
 from ganstab.report import figures as figs
 from ganstab.report.html import cards, esc, fmt, img_tag, page, sample_paths, section, table
