@@ -38,7 +38,7 @@ from ganstab.training.recovery import RecoveryMixin
 from ganstab.training.state import TrainerState
 
 # eval.every=auto: the cost assumed for the first evaluation (the first one then measures the real cost)
-FIRST_EVAL_GUESS_SECONDS = 1.0
+FIRST_EVAL_GUESS_SECONDS = 0.25
 
 __all__ = ["Trainer", "RunResult", "Divergence", "Watcher", "RunScorer", "EventSink", "training_eval_seed"]
 
