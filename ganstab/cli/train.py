@@ -49,7 +49,7 @@ def _print_outputs(run: RunDir, result: object) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `train` command."""
-    p = sub.add_parser("train", help="train a GAN (no arguments: a ~1 minute demo on bundled digits)",
+    p = sub.add_parser("train", help="train a GAN (no arguments: a demo of about 25 s on the bundled digits)",
                        description="Train a GAN. Outputs go to the config's `out` folder (default runs/<name>).")
     add_config_args(p)
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its newest valid checkpoint")
