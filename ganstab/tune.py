@@ -49,7 +49,8 @@ except ImportError:  # pragma: no cover - exercised only where optuna is missing
     optuna = None
     TrialState = None
 
-__all__ = ["Param", "TuneSettings", "DEFAULT_SPACES", "OPTUNA_MISSING", "require_optuna", "parse_space",
+__all__ = [
+    "order_by_ranking", "Param", "TuneSettings", "DEFAULT_SPACES", "OPTUNA_MISSING", "require_optuna", "parse_space",
            "read_space", "data_kind", "default_space", "objective_metric", "trial_data", "make_storage",
            "open_study", "mark_dead_trials", "run_worker", "run_tune", "trial_rows", "write_trials_csv",
            "write_best", "rerun_top", "TuneResult", "budget_overrides", "objective", "PruneHook", "TrialSeededTPE",
@@ -599,11 +600,17 @@ def rerun_top(settings: TuneSettings, study: Any, echo: Callable[[str], None] = 
     stats = {v["name"]: v["final"].get(key, {"n": 0, "mean": None, "se": None}) for v in result.summary["variants"]}
     rows = [{"trial": t.number, "search_value": t.value, "params": _params_of(settings, t),
              **{k: stats.get(f"trial{t.number}", {}).get(k) for k in ("mean", "se", "n")}} for t in top]
-    rows.sort(key=lambda r: (r["mean"] is None, -(r["mean"] or 0.0) if settings.higher else (r["mean"] or 0.0),
-                             r["trial"]))
-    for rank, row in enumerate(rows, start=1):
+    return order_by_ranking(rows, result.summary["ranking"])
+
+
+def order_by_ranking(rows: list[dict[str, Any]], ranking: list[str]) -> list[dict[str, Any]]:
+    """Rows of the re-run trials ranked as the ablation summary ranks their variants ('trial<n>'): by the
+    mean of the main metric, ties broken by the registry's tie-breaker (hq_fraction for modes)."""
+    position = {name: i for i, name in enumerate(ranking)}
+    ordered = sorted(rows, key=lambda r: (position.get(f"trial{r['trial']}", len(position)), r["trial"]))
+    for rank, row in enumerate(ordered, start=1):
         row["rank"] = rank
-    return rows
+    return ordered
 
 
 def write_rerun_csv(out: Path, rows: Sequence[Mapping[str, Any]]) -> Path:

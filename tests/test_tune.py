@@ -421,3 +421,12 @@ def test_two_workers_share_one_postgresql_study(files: tuple[Path, Path], tmp_pa
     finally:
         pg(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop")
         shutil.rmtree(pg_root, ignore_errors=True)
+
+
+def test_rerun_rows_follow_the_summary_ranking_with_its_tie_breaker() -> None:
+    """Three re-runs all at 25 modes: the ablation summary ranks them by hq_fraction, and so must the table."""
+    from ganstab.tune import order_by_ranking
+
+    rows = [{"trial": 6, "mean": 25.0}, {"trial": 32, "mean": 25.0}, {"trial": 44, "mean": 25.0}]
+    ordered = order_by_ranking(rows, ["trial44", "trial6", "trial32"])
+    assert [(r["rank"], r["trial"]) for r in ordered] == [(1, 44), (2, 6), (3, 32)]
