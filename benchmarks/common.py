@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import statistics
 import platform
 from pathlib import Path
 from typing import Any
@@ -38,3 +40,13 @@ def write_results(stem: str, text: str, payload: Any) -> Path:
     (RESULTS / f"{stem}.md").write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
     (RESULTS / f"{stem}.json").write_text(json.dumps(payload, indent=2), encoding="utf-8")
     return HERE / f"{stem}.png"
+
+
+def mean_se_text(values: list) -> str:
+    """'mean ± s.e.' of the values that exist ('n/a' for none, the value alone for one)."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return f"{values[0]:.4g}"
+    return f"{statistics.fmean(values):.4g} ± {statistics.stdev(values) / math.sqrt(len(values)):.2g}"

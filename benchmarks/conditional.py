@@ -18,7 +18,6 @@ import argparse
 import datetime
 import math
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -33,7 +32,7 @@ from ganstab.rundir import RunDir, is_eval_record, read_jsonl
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import machine, output_stem, write_results  # noqa: E402
+from common import machine, mean_se_text as mean_se, output_stem, write_results  # noqa: E402
 
 NETWORKS = ["model.arch=dcgan", "model.width=32", "model.latent_dim=100", "model.g_norm=batch",
             "model.d_norm=spectral", "loss.kind=hinge", "optim.g_lr=1e-4", "optim.d_lr=4e-4",
@@ -80,16 +79,6 @@ def run_pair(seed: int, budget: float, eval_n: int, root: Path, data: str) -> di
         results[variant] = {"step": steps, "images_seen": final["images_seen"],
                             **{k: final.get(f"eval_{k}") for k in KEYS}}
     return results
-
-
-def mean_se(values: list[float]) -> str:
-    """'mean ± s.e.' of the values that exist."""
-    values = [v for v in values if v is not None]
-    if not values:
-        return "n/a"
-    if len(values) == 1:
-        return f"{values[0]:.4g}"
-    return f"{statistics.fmean(values):.4g} ± {statistics.stdev(values) / math.sqrt(len(values)):.2g}"
 
 
 def report(rows: dict[str, list[dict]], args: argparse.Namespace, accuracy: float, seconds: float) -> str:

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import math
-import statistics
 import subprocess
 import sys
 import time
@@ -38,7 +36,7 @@ from ganstab.sampling import generate
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import machine, output_stem, write_results  # noqa: E402
+from common import machine, mean_se_text as mean_se, output_stem, write_results  # noqa: E402
 
 COMMON = ["data.name=fashion-mnist", "data.limit=2000", "loss.kind=hinge", "model.d_norm=spectral",
           "model.g_norm=batch", "optim.g_lr=2e-4", "optim.d_lr=2e-4", "optim.g_betas=[0,0.9]",
@@ -94,16 +92,6 @@ def run_all(jobs: list[tuple[str, str, int]], args: argparse.Namespace, root: Pa
             print(f"  {key}: " + ", ".join(f"{k}={v:.4g}" for k, v in results[key].items() if v is not None),
                   flush=True)
     return results
-
-
-def mean_se(values: list) -> str:
-    """'mean ± s.e.' of the values that exist."""
-    values = [v for v in values if v is not None]
-    if not values:
-        return "n/a"
-    if len(values) == 1:
-        return f"{values[0]:.4g}"
-    return f"{statistics.fmean(values):.4g} ± {statistics.stdev(values) / math.sqrt(len(values)):.2g}"
 
 
 def main() -> None:

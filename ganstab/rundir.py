@@ -28,7 +28,7 @@ __all__ = [
     "GENERATOR_WEIGHTS", "GENERATOR_META", "REPORT_FILE", "BEST_DIR", "BEST_EVAL_FILE", "TRAIN_LOG", "PLAN_FILE",
     "TENSORBOARD_DIR",
     "SUMMARY_JSON", "SUMMARY_CSV", "STUDY_DB", "TRIALS_DIR", "TRIALS_CSV", "BEST_CONFIG", "RERUN_DIR", "RERUN_CSV",
-    "RUN_FILES", "TRAINING_KEYS", "RunDir", "atomic_write", "atomic_write_via", "keep_as_good", "newest_valid_before",
+    "RUN_FILES", "TRAINING_KEYS", "RunDir", "pid_alive", "atomic_write", "atomic_write_via", "keep_as_good", "newest_valid_before",
     "list_good_checkpoints", "append_jsonl",
     "read_jsonl", "rewrite_jsonl", "is_eval_record", "is_training_record", "read_records", "truncate_metrics",
     "truncate_findings", "checkpoint_name", "checkpoint_step", "holds_run", "is_run_dir", "is_ablation_dir",
@@ -427,15 +427,19 @@ def prepare_out_dir(out: str | Path, overwrite: bool, dry_run: bool = False) -> 
             target.unlink()
 
 
-def _pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this host (one we may not signal counts as alive)."""
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host is running (one we may not signal counts as alive, a zombie as dead)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _read_lock(path: Path, host: str) -> tuple[int, str]:
@@ -493,7 +497,7 @@ def acquire_lock(run_dir: str | Path, echo: Callable[[str], None] = print) -> Ru
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             pid, owner_host = _read_lock(path, host)
-            if owner_host != host or (pid > 0 and pid != os.getpid() and _pid_alive(pid)) or pid == os.getpid():
+            if owner_host != host or (pid > 0 and pid != os.getpid() and pid_alive(pid)) or pid == os.getpid():
                 if created:
                     RunLock(path, created).release()
                 raise RunInUse(f"run folder {str(root)!r} is in use by process {pid} on {owner_host}; "

@@ -40,7 +40,7 @@ from ganstab.metrics.registry import EVAL_PREFIX, main_metric
 from ganstab.pipeline import check_config, train
 from ganstab.report.tune import TuneView, write_tune_report
 from ganstab.rundir import (BEST_CONFIG, RERUN_CSV, RERUN_DIR, STUDY_DB, TRIALS_CSV, TRIALS_DIR, RunDir,
-                            atomic_write, read_jsonl)
+                            atomic_write, pid_alive, read_jsonl)
 
 try:  # optional dependency: pip install 'ganstab[tune]'
     import optuna
@@ -458,21 +458,6 @@ def open_study(settings: TuneSettings) -> Any:
         raise ConfigError(f"the study in {settings.storage} was started with another base config, space, budget or "
                           "seed; rerun that exact command to resume it, or choose another --out/--storage")
     return study
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process of this host is running (a zombie counts as dead)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def mark_dead_trials(study: Any, echo: Callable[[str], None] = print) -> list[int]:
