@@ -378,7 +378,6 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.mark.slow
 def test_two_workers_share_one_postgresql_study(files: tuple[Path, Path], tmp_path: Path) -> None:
     bin_dir = _postgres_bin()
     if bin_dir is None:
