@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import pickle
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
@@ -22,7 +21,7 @@ from ganstab.data import dataset_shape, make_dataset
 from ganstab.data.toy import grid25_centers, ring8_centers
 from ganstab.errors import CheckpointError, ConfigError, UsageError
 from ganstab.models import build_generator
-from ganstab.rundir import RunDir, atomic_write, atomic_write_via, newest_valid_checkpoint
+from ganstab.rundir import RunDir, atomic_write, atomic_write_via, load_checkpoint, newest_valid_checkpoint
 from ganstab.sampling import generate, save_image_grid, save_scatter, to_uint8
 
 __all__ = ["FORMAT", "generator_meta", "save_generator", "load_generator", "generator_from_checkpoint",
@@ -91,14 +90,8 @@ def load_generator(run_dir: Path, device: str = "cpu") -> tuple[nn.Module, dict[
 def generator_from_checkpoint(path: Path, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild G from a checkpoint's config and load its `g_ema` (else `g`) weights, read with weights_only=True."""
     path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise CheckpointError(f"checkpoint {str(path)!r} needs to unpickle code, which ganstab refuses for "
-                              "safety") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read ({str(exc).splitlines()[0][:120]})") from None
-    if not isinstance(state, dict) or not isinstance(state.get("config"), dict) or "g" not in state:
+    state = load_checkpoint(path)
+    if not isinstance(state.get("config"), dict) or "g" not in state:
         raise CheckpointError(f"{str(path)!r} is not a ganstab checkpoint")
     try:
         cfg = validate(state["config"])

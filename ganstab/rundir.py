@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import re
 import shutil
 import socket
@@ -19,6 +20,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional
+
+import torch
 
 from ganstab.config import Config, dump_yaml, read_yaml, validate
 from ganstab.errors import CheckpointError, RunInUse
@@ -28,7 +31,7 @@ __all__ = [
     "GENERATOR_WEIGHTS", "GENERATOR_META", "REPORT_FILE", "BEST_DIR", "BEST_EVAL_FILE", "TRAIN_LOG", "PLAN_FILE",
     "TENSORBOARD_DIR",
     "SUMMARY_JSON", "SUMMARY_CSV", "STUDY_DB", "TRIALS_DIR", "TRIALS_CSV", "BEST_CONFIG", "RERUN_DIR", "RERUN_CSV",
-    "RUN_FILES", "TRAINING_KEYS", "RunDir", "pid_alive", "atomic_write", "atomic_write_via", "keep_as_good", "newest_valid_before",
+    "RUN_FILES", "TRAINING_KEYS", "RunDir", "pid_alive", "CHECKPOINT_FORMAT", "load_checkpoint", "atomic_write", "atomic_write_via", "keep_as_good", "newest_valid_before",
     "list_good_checkpoints", "append_jsonl",
     "read_jsonl", "rewrite_jsonl", "is_eval_record", "is_training_record", "read_records", "truncate_metrics",
     "truncate_findings", "checkpoint_name", "checkpoint_step", "holds_run", "is_run_dir", "is_ablation_dir",
@@ -120,6 +123,28 @@ def checkpoint_step(name: str) -> Optional[int]:
     return int(match.group(1)) if match else None
 
 
+
+
+CHECKPOINT_FORMAT = "ganstab-checkpoint-1"  # the marker every checkpoint payload carries
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with weights_only=True; code-carrying pickles are refused with CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} needs to unpickle code, which ganstab refuses for safety; "
+            "only load checkpoints written by ganstab"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read ({str(exc).splitlines()[0][:120]})") from None
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{str(path)!r} is not a ganstab checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
+    return data
 
 
 def list_good_checkpoints(folder: Path) -> list[Path]:

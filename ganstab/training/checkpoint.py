@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -19,14 +18,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganstab.errors import CheckpointError
-from ganstab.rundir import (atomic_write, checkpoint_name, keep_as_good, list_checkpoints, newest_valid_before,
-                            newest_valid_checkpoint, sha256_file, verify_checkpoint)
+from ganstab.rundir import CHECKPOINT_FORMAT as FORMAT
+from ganstab.rundir import (atomic_write, checkpoint_name, keep_as_good, list_checkpoints, load_checkpoint,
+                            newest_valid_before, newest_valid_checkpoint, sha256_file, verify_checkpoint)
 
 __all__ = ["FORMAT", "keep_as_good", "newest_valid_before", "sha256_file", "rng_state", "set_rng_state", "checkpoint_path", "save_checkpoint",
            "list_checkpoints", "verify_checkpoint", "load_checkpoint", "newest_valid_checkpoint"]
 
-FORMAT = "ganstab-checkpoint-1"
 
 
 
@@ -88,27 +86,3 @@ def save_checkpoint(folder: Path, step: int, payload: dict[str, Any], keep: int)
             except OSError:
                 pass
     return path
-
-
-
-
-
-
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with weights_only=True; code-carrying pickles are refused with CheckpointError."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} needs to unpickle code, which ganstab refuses for safety; "
-            "only load checkpoints written by ganstab"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read ({str(exc).splitlines()[0][:120]})") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise CheckpointError(f"{str(path)!r} is not a ganstab checkpoint (no '{FORMAT}' marker)")
-    return data
-
