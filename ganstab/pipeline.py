@@ -24,6 +24,7 @@ from ganstab.diagnose import Tracker, context_from_config
 from ganstab.errors import CheckpointError, ConfigError, DataError
 from ganstab.metrics import RunEvaluator
 from ganstab.models import architectures, build_discriminator, build_generator, check_fit
+from ganstab.models.conditional import run_label_distribution
 from ganstab.report.html import write_report
 from ganstab.report.plots import plot_run
 from ganstab.report.tensorboard import TensorBoardSink, require_tensorboard
@@ -68,10 +69,8 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (), p
 class LazyScorer:
     """The run's evaluator, built (and its evaluator network trained or loaded) on first use."""
 
-    def __init__(self, data: DataSource, cfg: Config, device: torch.device, echo: Callable[[str], None],
-                 label_probs: Optional[Tensor] = None) -> None:
+    def __init__(self, data: DataSource, cfg: Config, device: torch.device, echo: Callable[[str], None]) -> None:
         self.data, self.cfg, self.device, self.echo = data, cfg, device, echo
-        self.label_probs = label_probs
         self.evaluator: Optional[RunEvaluator] = None
 
     def _get(self) -> RunEvaluator:
@@ -79,7 +78,9 @@ class LazyScorer:
             ev = self.cfg.eval
             classes = self.data.num_classes if self.cfg.model.conditional else 0
             self.evaluator = RunEvaluator(self.data, ev.n, self.device, ev.cache_dir, ev.evaluator_epochs,
-                                          echo=self.echo, num_classes=classes, label_probs=self.label_probs)
+                                          echo=self.echo, num_classes=classes,
+                                          label_probs=run_label_distribution(self.cfg.model, self.data.labels,
+                                                                             classes))
         return self.evaluator
 
     def evaluate(self, generator: nn.Module, latent_dim: int, g_kwargs: dict[str, Any],
@@ -120,10 +121,8 @@ def make_trainer(cfg: Config, *, echo: Callable[[str], None] = print,
     watcher = Tracker(cfg.doctor, context_from_config(to_dict(cfg)))
     scorer = LazyScorer(data, cfg, runtime.device, lambda message: echo(f"evaluator: {message}"))
     sink = TensorBoardSink(RunDir(cfg.out).tensorboard) if cfg.log.tensorboard else None
-    trainer = trainer_class(cfg.model.arch)(cfg, data, generator, discriminator, runtime, watcher=watcher,
-                                            scorer=scorer, echo=echo, hooks=hooks, sink=sink)
-    scorer.label_probs = trainer.label_probs
-    return trainer
+    return trainer_class(cfg.model.arch)(cfg, data, generator, discriminator, runtime, watcher=watcher,
+                                         scorer=scorer, echo=echo, hooks=hooks, sink=sink)
 
 
 def check_labels(cfg: Config, data: DataSource) -> int:

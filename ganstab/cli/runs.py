@@ -6,7 +6,6 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
 
 from ganstab.cli.common import cli_device
 from ganstab.config import to_dict
@@ -16,10 +15,10 @@ from ganstab.errors import UsageError
 from ganstab.export import (GRID_MAX, check_grid_size, check_sample_space, load_generator, load_run_generator,
                             write_samples)
 from ganstab.metrics import RunEvaluator
-from ganstab.models.conditional import label_distribution
+from ganstab.models.conditional import run_label_distribution
 from ganstab.report.html import write_report
 from ganstab.rundir import RunDir, atomic_write, load_run_config, read_records, read_jsonl
-from ganstab.training.loop import training_eval_seed
+from ganstab.training.interfaces import fixed_latents, training_eval_seed
 
 EVAL_MAX = 200_000  # most samples `ganstab eval` scores (eval.n's own limit)
 
@@ -69,12 +68,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     data = make_dataset(cfg.data, cfg.seed).to(device)
     n = args.n or cfg.eval.n
     classes = int(meta.get("num_classes") or 0)
-    probs = (label_distribution(data.labels, classes, cfg.model.label_sampling == "balanced")
-             if classes and data.labels is not None else None)
     evaluator = RunEvaluator(data, n, device, cfg.eval.cache_dir, cfg.eval.evaluator_epochs, echo=print,
-                             num_classes=classes, label_probs=probs)
-    fixed = torch.Generator().manual_seed(cfg.seed + 2)
-    fixed_z = torch.randn(cfg.log.n_samples, cfg.model.latent_dim, generator=fixed).to(device)
+                             num_classes=classes, label_probs=run_label_distribution(cfg.model, data.labels, classes))
+    fixed_z = fixed_latents(cfg.seed, cfg.log.n_samples, cfg.model.latent_dim).to(device)
     seed = training_eval_seed(cfg.seed) if args.seed is None else args.seed
     scores = evaluator.evaluate(generator, cfg.model.latent_dim, meta.get("g_kwargs", {}), fixed_z, seed=seed)
     if evaluator.test_accuracy is not None:

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ganstab.config import ModelConfig
 from ganstab.errors import DataError
 from ganstab.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from ganstab.models.mlp import MLPDiscriminator, MLPGenerator
@@ -23,6 +24,7 @@ from ganstab.models.norms import weight_layer
 
 __all__ = [
     "label_distribution",
+    "run_label_distribution",
     "CONDITIONAL_MODES",
     "MAX_LABEL_EMBEDDING",
     "ACGANHead",
@@ -328,3 +330,10 @@ def label_distribution(labels: Tensor, num_classes: int, balanced: bool) -> Tens
     if balanced:
         return torch.full((num_classes,), 1.0 / num_classes)
     return class_frequencies(labels.cpu(), num_classes).float()
+
+
+def run_label_distribution(model_cfg: ModelConfig, labels: Tensor | None, num_classes: int) -> Tensor | None:
+    """The label distribution of a run's fakes (`model.label_sampling`), None for an unconditional run."""
+    if not num_classes or labels is None:
+        return None
+    return label_distribution(labels, num_classes, model_cfg.label_sampling == "balanced")

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from ganstab.augment import augment
-from ganstab.models.conditional import label_distribution, sample_labels
+from ganstab.models.conditional import run_label_distribution, sample_labels
 
 __all__ = ["InputsMixin"]
 
@@ -23,10 +23,8 @@ class InputsMixin:
 
     def _label_probs(self) -> Optional[Tensor]:
         """Class probabilities of G's labels: the data's class frequencies, or uniform (`model.label_sampling`)."""
-        if not self.num_classes:
-            return None
-        balanced = self.cfg.model.label_sampling == "balanced"
-        return label_distribution(self.data.labels, self.num_classes, balanced).to(self.device)
+        probs = run_label_distribution(self.cfg.model, self.data.labels, self.num_classes)
+        return None if probs is None else probs.to(self.device)
 
     def real_labels(self) -> Tensor:
         """Labels of the last real batch (this rank's slice), row for row."""

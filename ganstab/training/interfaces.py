@@ -6,9 +6,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Protocol, Sequence
 
+import torch
 from torch import Tensor, nn
 
-__all__ = ["Watcher", "RunScorer", "EventSink", "RunResult", "Divergence", "training_eval_seed"]
+__all__ = ["Watcher", "RunScorer", "EventSink", "RunResult", "Divergence", "training_eval_seed", "fixed_latents"]
+
+
+def fixed_latents(seed: int, n: int, latent_dim: int) -> Tensor:
+    """The fixed noise batch of a run (sample grids, the diversity metric): the same in training and `ganstab eval`."""
+    return torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed + 2))
 
 
 def training_eval_seed(seed: int) -> int:

@@ -30,7 +30,8 @@ from ganstab.training import parallel
 from ganstab.training.ema import ema_beta, make_ema, update_ema
 from ganstab.training.optim import grad_norm, make_optimizer
 from ganstab.training.recorder import Recorder
-from ganstab.training.interfaces import Divergence, EventSink, RunResult, RunScorer, Watcher, training_eval_seed
+from ganstab.training.interfaces import (Divergence, EventSink, RunResult, RunScorer, Watcher, fixed_latents,
+                                         training_eval_seed)
 from ganstab.training.inputs import InputsMixin
 from ganstab.training.outputs import OutputsMixin
 from ganstab.training.progress import Progress
@@ -67,7 +68,7 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin):
             self._compile()
         self.scaler_g = parallel.make_scaler(cfg.train.precision, self.device)
         self.scaler_d = parallel.make_scaler(cfg.train.precision, self.device)
-        self.lr_scale = self.lr_scale_g = self.lr_scale_d = 1.0
+        self.lr_scale_g = self.lr_scale_d = 1.0  # recovery scales of each network's learning rate
         self.opt_g = make_optimizer(cfg.optim.name, self.G.parameters(), cfg.optim.g_lr, cfg.optim.g_betas)
         self.opt_d = make_optimizer(cfg.optim.name, self.D.parameters(), cfg.optim.d_lr, cfg.optim.d_betas)
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
@@ -75,8 +76,7 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin):
         self.aug_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 4)
         self.ada = (AdaController(cfg.augment.ada_target, cfg.augment.ada_interval, cfg.augment.ada_speed_images)
                     if cfg.augment.ada_target > 0 else None)
-        fixed = torch.Generator().manual_seed(cfg.seed + 2)
-        self.fixed_z = torch.randn(cfg.log.n_samples, cfg.model.latent_dim, generator=fixed).to(self.device)
+        self.fixed_z = fixed_latents(cfg.seed, cfg.log.n_samples, cfg.model.latent_dim).to(self.device)
         self.num_classes = data.num_classes if cfg.model.conditional else 0
         self.label_probs = self._label_probs()
         self.step = self.d_steps = self.batch_index = self.images_seen = self.recoveries = 0

@@ -26,20 +26,13 @@ class OutputsMixin:
         if not self.dist.is_main:
             return None
         path = self.run_dir.sample(self.step)
-        if self.num_classes:  # one row per class
-            labels = class_rows(self.num_classes, len(self.fixed_z))
-            samples = generate(self.sampler_net(), self.fixed_z[:len(labels)], labels=labels, **self.g_kwargs())
-            if self.data.kind != "points":
-                save_image_grid(samples, path, nrow=len(labels) // self.num_classes)
-                if self.sink is not None:
-                    self.sink.image(self.step, "samples", path)
-                return path
-        else:
-            samples = generate(self.sampler_net(), self.fixed_z, **self.g_kwargs())
+        labels = class_rows(self.num_classes, len(self.fixed_z)) if self.num_classes else None  # a row per class
+        z = self.fixed_z if labels is None else self.fixed_z[:len(labels)]
+        samples = generate(self.sampler_net(), z, labels=labels, **self.g_kwargs())
         if self.data.kind == "points":
             save_scatter(samples, path, self.data.centers, title=f"step {self.step}")
         else:
-            save_image_grid(samples, path)
+            save_image_grid(samples, path, nrow=None if labels is None else len(labels) // self.num_classes)
         if self.sink is not None:
             self.sink.image(self.step, "samples", path)
         return path

@@ -63,7 +63,6 @@ class RecoveryMixin:
             scales[net] *= cfg.train.recover_lr_factor
         self.restore(ckpt.load_checkpoint(path, map_location=self.device), drop_findings=False)
         self.recoveries, self.lr_scale_g, self.lr_scale_d = recoveries, scales["g"], scales["d"]
-        self.lr_scale = min(scales.values())
         self.apply_lr_scale()
         after = self._lrs()
         self._report_after_recovery = recoveries
@@ -72,7 +71,7 @@ class RecoveryMixin:
                       f"and {remedy} by {cfg.train.recover_lr_factor} (lr_g={after[0]:.3g}, lr_d={after[1]:.3g})")
             append_jsonl(self.run_dir.recoveries, [{
                 "recovery": recoveries, "step": self.step, "failed_at": failed_at, "code": exc.code,
-                "reason": str(exc), "remedy": remedy, "lr_scale": self.lr_scale, "lr_g_before": before[0],
+                "reason": str(exc), "remedy": remedy, "lr_scale": min(scales.values()), "lr_g_before": before[0],
                 "lr_d_before": before[1], "lr_g": after[0], "lr_d": after[1], "from_checkpoint": path.name}])
         return True
 

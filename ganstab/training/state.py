@@ -28,7 +28,7 @@ class TrainerState:
         return {
             "step": self.step, "d_steps": self.d_steps, "batch_index": self.batch_index,
             "images_seen": self.images_seen, "elapsed": self.elapsed, "recoveries": self.recoveries,
-            "lr_scale": self.lr_scale, "lr_scale_g": self.lr_scale_g, "lr_scale_d": self.lr_scale_d,
+            "lr_scale_g": self.lr_scale_g, "lr_scale_d": self.lr_scale_d,
             "g": self.G.state_dict(), "d": self.D.state_dict(),
             "g_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
@@ -68,9 +68,9 @@ class TrainerState:
         self.images_seen = int(state["images_seen"])
         self.elapsed = float(state["elapsed"])
         self.recoveries = int(state.get("recoveries", 0))
-        self.lr_scale = float(state.get("lr_scale", 1.0))
-        self.lr_scale_g = float(state.get("lr_scale_g", self.lr_scale))
-        self.lr_scale_d = float(state.get("lr_scale_d", self.lr_scale))
+        shared = float(state.get("lr_scale", 1.0))  # checkpoints of the first round kept one scale for both
+        self.lr_scale_g = float(state.get("lr_scale_g", shared))
+        self.lr_scale_d = float(state.get("lr_scale_d", shared))
         self.gen.set_state(state["gen"].to(self.gen.get_state().device))
         if state.get("aug_gen") is not None:
             self.aug_gen.set_state(state["aug_gen"].to(self.aug_gen.get_state().device))
