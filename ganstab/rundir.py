@@ -9,7 +9,9 @@ so a crash at any moment leaves the previous version readable.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -19,7 +21,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import torch
 
@@ -31,7 +33,7 @@ __all__ = [
     "GENERATOR_WEIGHTS", "GENERATOR_META", "REPORT_FILE", "BEST_DIR", "BEST_EVAL_FILE", "TRAIN_LOG", "PLAN_FILE",
     "TENSORBOARD_DIR",
     "SUMMARY_JSON", "SUMMARY_CSV", "STUDY_DB", "TRIALS_DIR", "TRIALS_CSV", "BEST_CONFIG", "RERUN_DIR", "RERUN_CSV",
-    "RUN_FILES", "TRAINING_KEYS", "RunDir", "pid_alive", "CHECKPOINT_FORMAT", "load_checkpoint", "atomic_write", "atomic_write_via", "keep_as_good", "newest_valid_before",
+    "RUN_FILES", "TRAINING_KEYS", "RunDir", "pid_alive", "CHECKPOINT_FORMAT", "load_checkpoint", "atomic_write", "atomic_write_via", "csv_text", "keep_as_good", "newest_valid_before",
     "list_good_checkpoints", "append_jsonl",
     "read_jsonl", "rewrite_jsonl", "is_eval_record", "is_training_record", "read_records", "truncate_metrics",
     "truncate_findings", "checkpoint_name", "checkpoint_step", "holds_run", "is_run_dir", "is_ablation_dir",
@@ -283,6 +285,15 @@ def atomic_write_via(path: str | Path, write: Callable[[Path], Any]) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """CSV text (csv module defaults) of a header and rows, ready for `atomic_write`."""
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 def append_jsonl(path: str | Path, records: Iterable[Mapping[str, Any]], sort_keys: bool = False) -> None:

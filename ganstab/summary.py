@@ -9,8 +9,6 @@ wall time, plus the ranking.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from pathlib import Path
@@ -19,7 +17,7 @@ from typing import Any, Mapping, Optional, Sequence
 from ganstab.diagnose.findings import worst_first
 from ganstab.errors import AblationError
 from ganstab.metrics.registry import ranking_keys
-from ganstab.rundir import (PLAN_FILE, SUMMARY_CSV, SUMMARY_JSON, RunDir, atomic_write, is_eval_record,
+from ganstab.rundir import (PLAN_FILE, SUMMARY_CSV, SUMMARY_JSON, RunDir, atomic_write, csv_text, is_eval_record,
                             is_training_record, read_jsonl, read_records)
 
 __all__ = ["BUDGET_FRACTIONS", "read_run", "snapshot", "mean_se", "aggregate", "ranking_keys", "rank_variants",
@@ -230,12 +228,9 @@ def write_summary(out: Path, summary: Mapping[str, Any]) -> tuple[Path, Path]:
     out = Path(out)
     json_path = atomic_write(out / SUMMARY_JSON, json.dumps(summary, indent=2))
     fields = ["rank", "variant", "scope", "fraction", "budget", "metric", "n", "mean", "se"]
-    buffer = io.StringIO(newline="")
-    writer = csv.DictWriter(buffer, fieldnames=fields)
-    writer.writeheader()
-    for row in summary_rows(summary):
-        writer.writerow({k: ("" if v is None else (repr(v) if isinstance(v, float) else v)) for k, v in row.items()})
-    csv_path = atomic_write(out / SUMMARY_CSV, buffer.getvalue())
+    rows = [["" if (v := row[k]) is None else (repr(v) if isinstance(v, float) else v) for k in fields]
+            for row in summary_rows(summary)]
+    csv_path = atomic_write(out / SUMMARY_CSV, csv_text(fields, rows))
     return json_path, csv_path
 
 

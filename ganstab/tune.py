@@ -14,11 +14,9 @@ written as `best.yaml`.
 
 from __future__ import annotations
 
-import csv
 import difflib
 import hashlib
 import importlib.util
-import io
 import json
 import math
 import multiprocessing
@@ -40,7 +38,7 @@ from ganstab.metrics.registry import EVAL_PREFIX, main_metric
 from ganstab.pipeline import check_config, train
 from ganstab.report.tune import TuneView, write_tune_report
 from ganstab.rundir import (BEST_CONFIG, RERUN_CSV, RERUN_DIR, STUDY_DB, TRIALS_CSV, TRIALS_DIR, RunDir,
-                            atomic_write, pid_alive, read_jsonl)
+                            atomic_write, csv_text, pid_alive, read_jsonl)
 
 try:  # optional dependency: pip install 'ganstab[tune]'
     import optuna
@@ -52,9 +50,9 @@ except ImportError:  # pragma: no cover - exercised only where optuna is missing
 __all__ = [
     "order_by_ranking", "Param", "TuneSettings", "DEFAULT_SPACES", "OPTUNA_MISSING", "require_optuna", "parse_space",
            "read_space", "data_kind", "default_space", "objective_metric", "trial_data", "make_storage",
-           "open_study", "mark_dead_trials", "run_worker", "run_tune", "trial_rows", "write_trials_csv",
+           "open_study", "mark_dead_trials", "decoded_params", "run_worker", "run_tune", "trial_rows", "write_trials_csv",
            "write_best", "rerun_top", "TuneResult", "budget_overrides", "objective", "PruneHook", "TrialSeededTPE",
-           "pid_alive", "postgres_driver", "write_rerun_csv", "markdown_table", "finish_study", "default_storage", "STUDY_NAME"]
+           "postgres_driver", "write_rerun_csv", "markdown_table", "finish_study", "default_storage", "STUDY_NAME"]
 
 OPTUNA_MISSING = "ganstab tune needs optuna; install it with: pip install 'ganstab[tune]' (or pip install 'optuna>=3.4')"
 STUDY_NAME = "ganstab-tune"
@@ -536,7 +534,7 @@ def trial_rows(study: Any, space: Optional[Mapping[str, Param]] = None) -> list[
     for trial in study.get_trials(deepcopy=False):
         attrs = trial.user_attrs
         note = attrs.get("config_error") or attrs.get("pruned_by") or attrs.get("error") or ""
-        params = {k: space[k].decode(v) if space and k in space else v for k, v in trial.params.items()}
+        params = decoded_params(space or {}, trial)
         rows.append({"number": trial.number, "state": trial.state.name, "value": trial.value,
                      "params": params, "duration": trial.duration.total_seconds() if trial.duration else None,
                      "run": attrs.get("run", ""), "note": note})
@@ -545,19 +543,16 @@ def trial_rows(study: Any, space: Optional[Mapping[str, Param]] = None) -> list[
 
 def write_trials_csv(out: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
     """OUT/trials.csv: number, state, value, params (JSON), duration_s, run, note."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["number", "state", "value", "params", "duration_s", "run", "note"])
-    for row in rows:
-        writer.writerow([row["number"], row["state"], "" if row["value"] is None else row["value"],
-                         json.dumps(row["params"], sort_keys=True),
-                         "" if row["duration"] is None else round(row["duration"], 3), row["run"], row["note"]])
-    return atomic_write(out / TRIALS_CSV, buffer.getvalue())
+    header = ["number", "state", "value", "params", "duration_s", "run", "note"]
+    return atomic_write(out / TRIALS_CSV, csv_text(header, (
+        [row["number"], row["state"], "" if row["value"] is None else row["value"],
+         json.dumps(row["params"], sort_keys=True), "" if row["duration"] is None else round(row["duration"], 3),
+         row["run"], row["note"]] for row in rows)))
 
 
-def _params_of(settings: TuneSettings, trial: Any) -> dict[str, Any]:
+def decoded_params(space: Mapping[str, Param], trial: Any) -> dict[str, Any]:
     """A trial's params as config values (choices decoded)."""
-    return {k: settings.space[k].decode(v) if k in settings.space else v for k, v in trial.params.items()}
+    return {k: space[k].decode(v) if k in space else v for k, v in trial.params.items()}
 
 
 def _top_trials(settings: TuneSettings, study: Any) -> list[Any]:
@@ -572,18 +567,18 @@ def rerun_top(settings: TuneSettings, study: Any, echo: Callable[[str], None] = 
         return []
     variants = []
     for trial in top:
+        params = decoded_params(settings.space, trial)
         overrides: dict = {}
-        for key, value in _params_of(settings, trial).items():
+        for key, value in params.items():
             overrides = deep_merge(overrides, nest(key, value))
-        variants.append(Variant(f"trial{trial.number}", overrides, [f"{k}={json.dumps(v)}" for k, v in
-                                                                     _params_of(settings, trial).items()]))
+        variants.append(Variant(f"trial{trial.number}", overrides, [f"{k}={json.dumps(v)}" for k, v in params.items()]))
     base = deep_merge(deep_merge(settings.base, budget_overrides(settings)), {"log": {"progress": False}})
     seeds = [settings.seed + RERUN_SEED_OFFSET + i for i in range(settings.rerun_seeds)]
     echo(f"re-running the top {len(top)} configurations with seeds {', '.join(map(str, seeds))}")
     result = run_ablation(settings.out / RERUN_DIR, base, variants, seeds, jobs=settings.workers, echo=echo)
     key = EVAL_PREFIX + settings.metric
     stats = {v["name"]: v["final"].get(key, {"n": 0, "mean": None, "se": None}) for v in result.summary["variants"]}
-    rows = [{"trial": t.number, "search_value": t.value, "params": _params_of(settings, t),
+    rows = [{"trial": t.number, "search_value": t.value, "params": decoded_params(settings.space, t),
              **{k: stats.get(f"trial{t.number}", {}).get(k) for k in ("mean", "se", "n")}} for t in top]
     return order_by_ranking(rows, result.summary["ranking"])
 
@@ -600,13 +595,10 @@ def order_by_ranking(rows: list[dict[str, Any]], ranking: list[str]) -> list[dic
 
 def write_rerun_csv(out: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
     """OUT/rerun.csv: rank, trial, search value, mean, s.e., seeds, params (JSON)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["rank", "trial", "search_value", "mean", "se", "n", "params"])
-    for r in rows:
-        writer.writerow([r["rank"], r["trial"], r["search_value"], "" if r["mean"] is None else r["mean"],
-                         "" if r["se"] is None else r["se"], r["n"], json.dumps(r["params"], sort_keys=True)])
-    return atomic_write(out / RERUN_CSV, buffer.getvalue())
+    header = ["rank", "trial", "search_value", "mean", "se", "n", "params"]
+    return atomic_write(out / RERUN_CSV, csv_text(header, (
+        [r["rank"], r["trial"], r["search_value"], "" if r["mean"] is None else r["mean"],
+         "" if r["se"] is None else r["se"], r["n"], json.dumps(r["params"], sort_keys=True)] for r in rows)))
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]], metric: str) -> str:
@@ -653,7 +645,7 @@ def finish_study(settings: TuneSettings, study: Any, echo: Callable[[str], None]
     else:
         winner = top[0] if top else None
     if winner is not None:
-        result.best = write_best(settings, _params_of(settings, winner))
+        result.best = write_best(settings, decoded_params(settings.space, winner))
     importances, note = _importances(study)
     view = TuneView(settings.out, settings.metric, settings.higher, result.trials, importances, note,
                     [(f"trial {t.number}", Path(t.user_attrs["run"])) for t in top if t.user_attrs.get("run")],
