@@ -36,7 +36,7 @@ __all__ = [
     "RUN_FILES", "TRAINING_KEYS", "RunDir", "pid_alive", "CHECKPOINT_FORMAT", "load_checkpoint", "atomic_write", "atomic_write_via", "csv_text", "keep_as_good", "newest_valid_before",
     "list_good_checkpoints", "append_jsonl",
     "read_jsonl", "rewrite_jsonl", "is_eval_record", "is_training_record", "read_records", "truncate_metrics",
-    "truncate_findings", "checkpoint_name", "checkpoint_step", "holds_run", "is_run_dir", "is_ablation_dir",
+    "truncate_findings", "checkpoint_name", "good_checkpoint_name", "checkpoint_step", "holds_run", "is_run_dir", "is_ablation_dir",
     "load_run_config", "write_config", "prepare_out_dir", "sha256_file", "list_checkpoints", "verify_checkpoint",
     "newest_valid_checkpoint", "LOCK_FILE", "RunLock", "acquire_lock",
 ]
@@ -119,6 +119,11 @@ def checkpoint_name(step: int) -> str:
     return f"ckpt_{step:07d}.pt"
 
 
+def good_checkpoint_name(step: int) -> str:
+    """The file name of the known-good copy (outside the rotation) of the checkpoint after `step` G steps."""
+    return f"good_{step:07d}.pt"
+
+
 def checkpoint_step(name: str) -> Optional[int]:
     """The step of a checkpoint file name, None for any other name."""
     match = _CHECKPOINT.match(name)
@@ -149,13 +154,17 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     return data
 
 
-def list_good_checkpoints(folder: Path) -> list[Path]:
-    """The last-known-good checkpoint files kept outside the rotation, oldest first."""
+def _numbered(folder: Path, pattern: re.Pattern) -> list[tuple[int, Path]]:
+    """(step, path) of the files in `folder` whose name matches `pattern` (the step its group 1), oldest first."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _GOOD_CHECKPOINT.match(p.name))]
-    return [p for _, p in sorted(found)]
+    return sorted((int(m.group(1)), p) for p in folder.iterdir() if (m := pattern.match(p.name)))
+
+
+def list_good_checkpoints(folder: Path) -> list[Path]:
+    """The last-known-good checkpoint files kept outside the rotation, oldest first."""
+    return [p for _, p in _numbered(folder, _GOOD_CHECKPOINT)]
 
 
 GOOD_CHECKPOINTS_KEPT = 3  # a rollback must reach back past the doctor's detection window
@@ -167,7 +176,7 @@ def keep_as_good(path: Path, keep: int = GOOD_CHECKPOINTS_KEPT) -> Path:
     step = checkpoint_step(path.name)
     if step is None:
         raise ValueError(f"{path.name} is not a checkpoint file name")
-    good = path.with_name(f"good_{step:07d}.pt")
+    good = path.with_name(good_checkpoint_name(step))
     for source, target in ((path, good), (path.with_name(path.name + ".sha256"), good.with_name(good.name + ".sha256"))):
         tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
         tmp.unlink(missing_ok=True)
@@ -182,8 +191,7 @@ def keep_as_good(path: Path, keep: int = GOOD_CHECKPOINTS_KEPT) -> Path:
 def newest_valid_before(folder: Path, step: int, warn: Callable[[str], None] = print) -> Optional[Path]:
     """The newest valid checkpoint (rotated or known good) taken strictly before `step`; when none is that
     old, the oldest valid one (a rollback as far back as the folder allows)."""
-    candidates = sorted(((int(p.stem.split("_")[1]), p) for p in list_checkpoints(folder) + list_good_checkpoints(folder)),
-                        reverse=True)
+    candidates = sorted(_numbered(folder, _CHECKPOINT) + _numbered(folder, _GOOD_CHECKPOINT), reverse=True)
     valid = []
     for at, path in candidates:
         problem = verify_checkpoint(path)
@@ -207,11 +215,7 @@ def sha256_file(path: Path) -> str:
 
 def list_checkpoints(folder: Path) -> list[Path]:
     """Checkpoint files in `folder`, oldest first (validity not checked)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    found = [(step, p) for p in folder.iterdir() if (step := checkpoint_step(p.name)) is not None]
-    return [p for _, p in sorted(found)]
+    return [p for _, p in _numbered(folder, _CHECKPOINT)]
 
 
 def verify_checkpoint(path: Path) -> Optional[str]:
