@@ -69,6 +69,7 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin):
         self.scaler_g = parallel.make_scaler(cfg.train.precision, self.device)
         self.scaler_d = parallel.make_scaler(cfg.train.precision, self.device)
         self.lr_scale_g = self.lr_scale_d = 1.0  # recovery scales of each network's learning rate
+        self._report_after_recovery = 0  # the recovery whose metric the next evaluation records (0: none)
         self.opt_g = make_optimizer(cfg.optim.name, self.G.parameters(), cfg.optim.g_lr, cfg.optim.g_betas)
         self.opt_d = make_optimizer(cfg.optim.name, self.D.parameters(), cfg.optim.d_lr, cfg.optim.d_betas)
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)

@@ -80,7 +80,7 @@ class RecoveryMixin:
 
     def report_after_recovery(self, scores: dict[str, Any], metric: str) -> None:
         """After the first evaluation following a recovery: a recoveries.jsonl line with the metric then."""
-        number = getattr(self, "_report_after_recovery", 0)
+        number = self._report_after_recovery
         if not number or not self.dist.is_main or metric not in scores:
             return
         append_jsonl(self.run_dir.recoveries, [{"recovery": number, "after_step": self.step, "metric": metric,
