@@ -282,6 +282,16 @@ class DoctorConfig(_Section):
     # G steps of consecutive records with a vanished G gradient needed for a finding
     vanish_patience_steps: int = 250
 
+    # --- discriminator overfitting (Karras et al. 2020) ---------------------------------------
+    # r_t = E[sign(D(real))] (logged as d_real_sign) at or above this is D memorising the reals
+    overfit_rt: float = 0.9
+    # G steps of consecutive records of that needed for a finding
+    overfit_window_steps: int = 2000
+    # and at least this many records
+    overfit_min_records: int = 3
+    # an adaptive augment_p below this can still rise, so ADA is handling the overfitting
+    overfit_p_max: float = 0.99
+
     # --- dead training ------------------------------------------------------------------------
     # a grad_norm_g or grad_norm_d below this is numerically zero
     dead_grad_norm: float = 1e-8
@@ -382,7 +392,8 @@ class DoctorConfig(_Section):
             "explosion_window_steps", "explosion_min_history_steps", "explosion_min_records",
             "explosion_patience_steps", "explosion_patience_records", "drift_window_steps",
             "drift_min_records", "d_acc_window_steps", "d_acc_min_records", "vanish_early_steps",
-            "vanish_min_records", "vanish_patience_steps", "dead_window_steps", "dead_min_records",
+            "vanish_min_records", "vanish_patience_steps", "overfit_window_steps", "overfit_min_records",
+            "dead_window_steps", "dead_min_records",
             "collapse_patience", "stall_window", "osc_window_steps", "osc_min_records", "osc_blocks",
             "osc_patience_steps", "tracker_history", "rearm_steps", "rearm_evals",
         )
@@ -402,7 +413,7 @@ class DoctorConfig(_Section):
         for name in ("explosion_factor", "vanish_factor", "osc_growth"):
             if getattr(self, name) <= 1.0:
                 raise ValueError(f"doctor.{name} must be > 1, got {getattr(self, name)}")
-        for name in ("d_acc_threshold", "vanish_d_acc", "drift_monotone_frac", "modes_error_fraction",
+        for name in ("d_acc_threshold", "vanish_d_acc", "overfit_rt", "overfit_p_max", "drift_monotone_frac", "modes_error_fraction",
                      "modes_tolerance", "failed_modes_fraction", "dead_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"doctor.{name} must lie in [0, 1], got {getattr(self, name)}")
@@ -889,6 +900,10 @@ KEY_HELP: dict[str, str] = {
     "doctor.failed_hq_fraction": '2-D data: eval_hq_fraction (share of samples near some mode) below this is a failed evaluation',
     "doctor.failed_modes_fraction": '2-D data with known modes: eval_modes below expected * this is a failed evaluation',
     "doctor.failed_precision_coverage": 'images: eval_precision and eval_coverage both at or below this is an evaluation far from the data',
+    "doctor.overfit_rt": 'r_t = E[sign(D(real))] (d_real_sign) at or above this is D memorising the training images',
+    "doctor.overfit_window_steps": 'G steps of consecutive records with r_t that high needed for a D-overfitting finding',
+    "doctor.overfit_min_records": 'and at least this many records',
+    "doctor.overfit_p_max": 'with ADA, no finding while augment_p is below this (ADA can still raise it)',
     "doctor.osc_min_records": 'records each window must hold (a detrended std needs at least 3)',
     "doctor.osc_patience_steps": 'G steps of consecutive records at which the growth must hold for a finding',
     "doctor.osc_window_steps": 'G steps per window over which the (linearly detrended) std is computed',

@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from ganstab.augment import adjust_color, cutout_square, translate
-from ganstab.metrics.leakage import border_rows, constant_squares, leakage_statistics, mean_color
+from ganstab.metrics.leakage import (
+    border_rows,
+    constant_squares,
+    dark_offset,
+    leakage_range,
+    leakage_statistics,
+    leaks,
+)
 
 
 def _clean(n: int = 8, side: int = 16) -> torch.Tensor:
@@ -31,8 +38,25 @@ def test_cutout_shows_in_constant_squares() -> None:
     assert constant_squares(blank) == 0.0
 
 
-def test_colour_shows_in_mean_colour() -> None:
-    x = _clean()
+def test_colour_shows_in_dark_offset() -> None:
+    x = torch.rand(8, 1, 16, 16) * 1.8 - 0.8
+    x[:, :, :4] = -1.0  # a quarter of every image is background: the 5th percentile is -1
+    assert dark_offset(x) == 0.0
     brighter = adjust_color(x, torch.full((8,), 0.3), torch.ones(8), torch.ones(8))
-    assert mean_color(brighter) - mean_color(x) == pytest.approx(0.3, abs=1e-6)
-    assert set(leakage_statistics(x)) == {"border_rows", "constant_squares", "mean_color"}
+    assert dark_offset(brighter) == pytest.approx(0.3, abs=1e-6)
+    darker = adjust_color(x, torch.full((8,), -0.2), torch.ones(8), torch.ones(8))
+    assert dark_offset(darker) == pytest.approx(0.2, abs=1e-6)  # below the background counts too
+    assert set(leakage_statistics(x)) == {"border_rows", "constant_squares", "dark_offset"}
+
+
+def test_range_over_real_subsets_and_one_sided_leaks() -> None:
+    x = _clean(n=10)
+    x[:5, :, 0, :] = -1.0  # the first five images have a black top row: border_rows 0.25 on each
+    ranges = leakage_range(x, parts=2)
+    assert ranges["border_rows"] == (0.0, 0.25)
+    assert ranges["constant_squares"] == (0.0, 0.0)
+    assert leaks({"border_rows": 0.2, "constant_squares": 0.0, "dark_offset": 0.0}, ranges) == []
+    assert leaks({"border_rows": 0.3, "constant_squares": 0.1, "dark_offset": 0.0}, ranges) == [
+        "border_rows", "constant_squares"]
+    with pytest.raises(ValueError, match="leakage_range needs at least 10 images for 10 parts, got 8"):
+        leakage_range(_clean(), parts=10)

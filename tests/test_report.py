@@ -59,11 +59,13 @@ def test_training_writes_run_report(run_dir: Path) -> None:
     has_eval = any(k.startswith("eval_") for line in (run_dir / "metrics.jsonl").read_text().splitlines()
                    for k in json.loads(line))
     images = _images(text)
-    # losses, D outputs (d_real/d_fake + d_acc), gradient norms, evaluation (when logged), then every sample grid
-    assert len(images) == 3 + int(has_eval) + len(samples)
+    # losses, D outputs (d_real/d_fake + d_acc), r_t (every run logs d_real_sign), gradient norms, evaluation
+    # (when logged), then every sample grid
+    assert len(images) == 4 + int(has_eval) + len(samples)
     assert images[-len(samples):] == [p.read_bytes() for p in samples]
     assert len(_images(_section(text, "losses"))) == 1
     assert len(_images(_section(text, "d-outputs"))) == 1
+    assert len(_images(_section(text, "augment"))) == 1  # r_t only: no ADA in this run
     assert len(_images(_section(text, "grad-norms"))) == 1
     assert len(_images(_section(text, "samples"))) == 4
     assert "<code>model.width</code>" in _section(text, "config")

@@ -56,7 +56,8 @@ def _check(report: Path, screenshot: Path, sections: tuple[str, ...]) -> browser
 def test_run_report_in_browser(run_dir: Path) -> None:
     check = _check(run_dir / "report.html", ARTIFACTS / "report_run.png", report_html.RUN_SECTIONS)
     assert check.title == "ganstab run: run"
-    assert len(check.images) == 3 + len(list((run_dir / "samples").glob("*.png"))) + int(
+    # losses, D outputs, r_t (every run logs d_real_sign), gradient norms, evaluation, samples
+    assert len(check.images) == 4 + len(list((run_dir / "samples").glob("*.png"))) + int(
         any("eval_" in line for line in (run_dir / "metrics.jsonl").read_text().splitlines()))
     assert check.height > 1500
 

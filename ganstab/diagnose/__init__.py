@@ -10,6 +10,7 @@ from .detectors import (
     detect_coverage_drop,
     detect_critic_drift,
     detect_d_overpowers,
+    detect_d_overfitting,
     detect_dead,
     detect_diversity,
     detect_explosion,
@@ -38,7 +39,7 @@ from .tracker import Tracker, normalize_record
 __all__ = [
     "CODES", "DETECTORS", "EVAL_DETECTORS", "SEVERITIES", "TRAINING_DETECTORS", "DoctorConfig",
     "Finding", "Tracker", "advice_for", "context_from_config", "detect_class_kl",
-    "detect_coverage_drop", "detect_critic_drift", "detect_d_overpowers", "detect_dead", "detect_diversity",
+    "detect_coverage_drop", "detect_critic_drift", "detect_d_overfitting", "detect_d_overpowers", "detect_dead", "detect_diversity",
     "detect_explosion", "detect_failed_evaluation", "detect_modes", "detect_nonfinite", "detect_oscillation", "detect_stall",
     "detect_vanishing_g_grad", "diagnose", "diagnose_run", "format_report", "is_divergence",
     "loss_family", "normalize_record", "read_context", "read_findings", "read_records",

@@ -27,6 +27,9 @@ KEY_N_CRITIC = "train.n_critic"
 KEY_EMA = "train.ema"
 KEY_LR_D = "optim.d_lr"
 KEY_LR_G = "optim.g_lr"
+KEY_POLICY = "augment.policy"
+KEY_ADA = "augment.ada_target"
+POLICY_ALL = "color,translation,cutout"
 
 # config values of loss.kind the advice names
 LOSS_NON_SATURATING = "nonsaturating"
@@ -150,6 +153,22 @@ def _d_overpowers(context: Mapping[str, Any]) -> str:
     return f"Try {_choices(options)}."
 
 
+def _d_overfitting(context: Mapping[str, Any]) -> str:
+    policy = str(context.get("augment_policy") or "").strip()
+    r1 = f"raise {KEY_R1}" if _active(context, "r1") else f"add {KEY_R1}=10"
+    if not policy:
+        return (
+            f"Augment everything D sees: {KEY_POLICY}={POLICY_ALL} with {KEY_ADA}=0.6 (ADA, Karras et al. "
+            f"2020), or a fixed policy (DiffAugment, Zhao et al. 2020); more training images also help."
+        )
+    missing = [name for name in POLICY_ALL.split(",") if name not in policy.replace(" ", "").split(",")]
+    stronger = f"extend {KEY_POLICY} with {','.join(missing)}, " if missing else ""
+    return (
+        f"Augmentation is already at its strongest setting; {stronger}{r1}, or train on more images "
+        f"(the samples will degrade from here)."
+    )
+
+
 def _vanishing(context: Mapping[str, Any]) -> str:
     family = loss_family(context)
     weaken = [] if _d_norm(context) == "spectral" else [f"{KEY_D_NORM}=spectral"]
@@ -233,6 +252,7 @@ _BY_CODE = {
     "divergence.explosion": _divergence,
     "divergence.critic_drift": _critic_drift,
     "d_overpowers": _d_overpowers,
+    "d_overfitting": _d_overfitting,
     "vanishing_g_grad": _vanishing,
     "mode_collapse.coverage": _mode_collapse,
     "mode_collapse.class_kl": _mode_collapse,

@@ -330,6 +330,41 @@ def detect_d_overpowers(records: Records, cfg: DoctorConfig, context: Context = 
     return findings
 
 
+def detect_d_overfitting(records: Records, cfg: DoctorConfig, context: Context = None) -> list[Finding]:
+    """D memorising the training images: r_t = E[sign(D(real))] near 1 for a sustained window. A warning.
+
+    Signal (Karras et al. 2020): `d_real_sign` >= `cfg.overfit_rt` in consecutive training records
+    covering at least `cfg.overfit_window_steps` G steps (and `overfit_min_records` records), while
+    no adaptive augmentation can still answer it (`augment_p` absent, or at least
+    `cfg.overfit_p_max`). On a small data set this precedes the collapse of the samples; the
+    remedy is augmentation of everything D sees. Skipped for Wasserstein losses, whose critic
+    sign is arbitrary.
+    """
+    if loss_family(context) == "wasserstein":
+        return []
+    train = [r for r in training_records(records) if as_number(r.get("d_real_sign")) is not None]
+    steps = [step_of(r) for r in train]
+    signs = [float(as_number(r["d_real_sign"])) for r in train]
+    probs = [as_number(r.get("augment_p")) for r in train]
+    flags = [rt >= cfg.overfit_rt and (p is None or p >= cfg.overfit_p_max) for rt, p in zip(signs, probs)]
+    findings = []
+    for first, last in long_runs(steps, flags, cfg.overfit_window_steps, cfg.overfit_min_records):
+        span = signs[first:last + 1]
+        mean = sum(span) / len(span)
+        start, end = steps[first], steps[last]
+        held = [p for p in probs[first:last + 1] if p is not None]
+        why = f" with augment_p at {fmt(min(held))} or more" if held else ""
+        message = (
+            f"D is overfitting the training images: r_t = E[sign(D(real))] stayed at or above "
+            f"{fmt(cfg.overfit_rt)} (mean {mean:.3f}){why} for {len(span)} records over steps {start}-{end}."
+        )
+        evidence = {"rt_mean": mean, "rt_min": min(span), "records": len(span)}
+        if held:
+            evidence["augment_p_min"] = min(held)
+        findings.append(_finding("d_overfitting", "warning", start, end, evidence, message, context))
+    return findings
+
+
 def detect_vanishing_g_grad(records: Records, cfg: DoctorConfig, context: Context = None) -> list[Finding]:
     """G's gradient norm collapsing while D wins: a warning.
 
@@ -771,7 +806,7 @@ def detect_oscillation(records: Records, cfg: DoctorConfig, context: Context = N
 # detectors over training lines, and over evaluation lines (the Tracker reruns only the kind fed)
 TRAINING_DETECTORS: tuple[Detector, ...] = (
     detect_nonfinite, detect_explosion, detect_critic_drift, detect_dead, detect_d_overpowers,
-    detect_vanishing_g_grad, detect_oscillation,
+    detect_d_overfitting, detect_vanishing_g_grad, detect_oscillation,
 )
 EVAL_DETECTORS: tuple[Detector, ...] = (
     detect_coverage_drop, detect_class_kl, detect_diversity, detect_modes, detect_failed_evaluation,

@@ -23,6 +23,9 @@ CONTEXT_KEYS: dict[str, str] = {
     "d_norm": "model.d_norm",
     "n_critic": "train.n_critic",
     "expected_modes": "doctor.expected_modes",
+    "augment_policy": "augment.policy",
+    "ada_target": "augment.ada_target",
+    "data_limit": "data.limit",
     "data_name": "data.name",
 }
 

@@ -8,7 +8,13 @@ values of generated images can be compared with the range of real images:
   (-1): translation pads with -1, so translated images have more of them;
 - `constant_squares`: the fraction of images holding a square of side >= side/4 of one constant
   value away from the background: cutout fills a square with 0;
-- `mean_color`: the mean value over all pixels: the colour transform shifts brightness.
+- `dark_offset`: how far each image's darkest pixels (its 5th percentile) sit from the background
+  value -1, averaged over images: the colour transform shifts brightness by up to +-0.5 and scales
+  contrast, which lifts or sinks the dark background of every image.
+
+Augmentation can only raise each of them, so the check is one-sided: `leakage_range` gives the
+range of each statistic over disjoint subsets of real images, and `leaks` names the statistics of
+generated images above that range's top.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["border_rows", "constant_squares", "mean_color", "leakage_statistics"]
+__all__ = ["border_rows", "constant_squares", "dark_offset", "leakage_statistics", "leakage_range", "leaks"]
 
 
 def border_rows(images: Tensor, background: float = -1.0, tol: float = 1e-3) -> float:
@@ -38,12 +44,27 @@ def constant_squares(images: Tensor, fraction: float = 0.25, background: float =
     return float(hit.flatten(1).any(dim=1).float().mean())
 
 
-def mean_color(images: Tensor) -> float:
-    """The mean pixel value of the images (in [-1, 1])."""
-    return float(images.float().mean())
+def dark_offset(images: Tensor, quantile: float = 0.05, background: float = -1.0) -> float:
+    """Mean over images of |the image's `quantile` pixel value - background|: 0 on images with a clean background."""
+    x = images.float().flatten(1)
+    return float((torch.quantile(x, quantile, dim=1) - background).abs().mean())
 
 
 def leakage_statistics(images: Tensor) -> dict[str, float]:
     """Every leakage statistic of a batch of images (N, C, H, W) in [-1, 1]."""
     return {"border_rows": border_rows(images), "constant_squares": constant_squares(images),
-            "mean_color": mean_color(images)}
+            "dark_offset": dark_offset(images)}
+
+
+def leakage_range(images: Tensor, parts: int = 10) -> dict[str, tuple[float, float]]:
+    """(min, max) of each statistic over `parts` disjoint equal subsets of the images (real ones)."""
+    if parts < 1 or images.shape[0] < parts:
+        raise ValueError(f"leakage_range needs at least {parts} images for {parts} parts, got {images.shape[0]}")
+    size = images.shape[0] // parts
+    values = [leakage_statistics(images[i * size:(i + 1) * size]) for i in range(parts)]
+    return {name: (min(v[name] for v in values), max(v[name] for v in values)) for name in values[0]}
+
+
+def leaks(statistics: dict[str, float], real_range: dict[str, tuple[float, float]]) -> list[str]:
+    """Names of the statistics above the top of the real images' range (augmentation only raises them)."""
+    return [name for name, value in statistics.items() if value > real_range[name][1]]

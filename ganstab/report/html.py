@@ -31,7 +31,7 @@ from ganstab.summary import main_curve, snapshot, summarize
 __all__ = ["write_report", "run_report_html", "ablation_report_html", "sample_paths", "RUN_SECTIONS",
            "ABLATION_SECTIONS", "REPORT_FILE", "ReportError", "is_run_dir", "is_ablation_dir"]
 MAX_SAMPLE_GRIDS = 12
-RUN_SECTIONS: tuple[str, ...] = ("summary", "config", "losses", "d-outputs", "grad-norms", "metrics", "samples",
+RUN_SECTIONS: tuple[str, ...] = ("summary", "config", "losses", "d-outputs", "augment", "grad-norms", "metrics", "samples",
                                  "findings", "recoveries")
 ABLATION_SECTIONS: tuple[str, ...] = ("summary", "bars", "curve", "budgets", "runs", "skipped")
 
@@ -351,6 +351,8 @@ def run_report_html(run_dir: str | Path) -> str:
         section("d-outputs", "Discriminator outputs: D(x) and D(G(z))",
                 curves([("mean D logit: d_real = D(x), d_fake = D(G(z))", ("d_real", "d_fake")),
                         ("D accuracy", ("d_acc",))])),
+        section("augment", "Discriminator overfitting and augmentation",
+                curves([("r_t = E[sign(D(x))]", ("d_real_sign", "ada_rt")), ("ADA probability", ("augment_p",))])),
         section("grad-norms", "Gradient norms", curves([("gradient norms", ("grad_norm_d", "grad_norm_g"))],
                                                        ("gradient norms",))),
         section("metrics", "Evaluation metrics",
@@ -363,13 +365,13 @@ def run_report_html(run_dir: str | Path) -> str:
     subtitle = esc(f"data {data.get('name', '?')} · arch {model.get('arch', '?')} · loss {loss.get('kind', '?')} · "
                    f"seed {config.get('seed', '?')} · {run_dir.resolve()}")
     nav = [("summary", "Summary"), ("config", "Config"), ("losses", "Losses"), ("d-outputs", "D outputs"),
-           ("grad-norms", "Grad norms"), ("metrics", "Metrics"), ("samples", "Samples"),
+           ("augment", "Augment"), ("grad-norms", "Grad norms"), ("metrics", "Metrics"), ("samples", "Samples"),
            ("findings", f"Findings ({len(findings)})"), ("recoveries", f"Recoveries ({len(recoveries)})")]
     return page(f"ganstab run: {run_dir.resolve().name}", subtitle, nav, sections)
 
 
 # ------------------------------------------------------------------------------------- ablation report
-_TRAINING_ORDER = ("loss_d", "loss_g", "d_real", "d_fake", "d_acc", "grad_norm_d", "grad_norm_g", "gp", "r1", "drift")
+_TRAINING_ORDER = ("loss_d", "loss_g", "d_real", "d_fake", "d_acc", "d_real_sign", "augment_p", "grad_norm_d", "grad_norm_g", "gp", "r1", "drift")
 
 
 def _metric_order(names: Sequence[str], main: str) -> list[str]:

@@ -14,6 +14,7 @@ PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("gradient norms", ("grad_norm_d", "grad_norm_g")),
     ("penalties", ("gp", "r1", "drift")),
     ("D accuracy", ("d_acc",)),
+    ("D overfitting r_t and ADA p", ("d_real_sign", "ada_rt", "augment_p")),
 )
 
 

@@ -182,6 +182,7 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin):
         self.recorder.record("d_real", d_real.mean())
         self.recorder.record("d_fake", d_fake.mean())
         self.recorder.record("d_acc", 0.5 * ((d_real > 0).float().mean() + (d_fake < 0).float().mean()))
+        self.recorder.record("d_real_sign", d_real.sign().mean())  # r_t of ADA, watched for D overfitting
 
     def g_step(self) -> None:
         """One G update through a frozen D (D's parameters get no gradient; D is not DDP-synced here)."""

@@ -1,0 +1,109 @@
+"""Automatic recovery measured: the same failing runs with `train.recover=true` and `false`, 3 seeds each.
+
+Cases (issue #14's reproductions, at default settings otherwise):
+- `lr0.5`: `data.name=digits model.arch=dcgan optim.g_lr=0.5 optim.d_lr=0.5 train.steps=300`, whose
+  gradients die within 50 steps (the doctor's `training.dead`; remedy: D's learning rate scaled);
+- `blog-ring8`: `--preset blog data.name=ring8 model.arch=toy`, which collapses to a few of the 8 modes
+  (the doctor's mode-collapse and failed-evaluation errors; no automatic remedy for collapse yet, so
+  both arms should match: the benchmark shows it rather than assumes it).
+
+For every run: the final evaluation (FD, precision, recall, coverage; modes and high-quality fraction
+on 2-D data), the doctor's verdict and the number of recoveries in recoveries.jsonl.
+
+Usage: python benchmarks/recovery.py [--seeds 3] [--jobs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ganstab.diagnose import verdict
+from ganstab.diagnose.findings import Finding
+from ganstab.rundir import RunDir, is_eval_record, read_jsonl
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from common import machine, mean_se_text as mean_se, output_stem, write_results  # noqa: E402
+
+CASES = {
+    "lr0.5": ["data.name=digits", "model.arch=dcgan", "optim.g_lr=0.5", "optim.d_lr=0.5", "train.steps=300"],
+    "blog-ring8": ["--preset", "blog", "data.name=ring8", "model.arch=toy"],
+}
+KEYS = {"lr0.5": ("fd", "precision", "recall", "coverage"), "blog-ring8": ("modes", "hq_fraction", "fd")}
+
+
+def command(case: str, recover: bool, seed: int, out: Path) -> list[str]:
+    """The `ganstab train` command line of one run."""
+    return [sys.executable, "-m", "ganstab", "train", "--overwrite", *CASES[case], f"seed={seed}", f"out={out}",
+            f"train.recover={'true' if recover else 'false'}", "train.threads=1", "log.progress=false"]
+
+
+def summary(out: Path, case: str) -> dict:
+    """Final evaluation, verdict and recovery count of a finished run."""
+    run = RunDir(out)
+    records = read_jsonl(run.metrics)
+    evals = [r for r in records if is_eval_record(r)]
+    final = evals[-1] if evals else {}
+    findings = [Finding.from_dict(f) for f in read_jsonl(run.findings)] if run.findings.is_file() else []
+    recoveries = [r for r in read_jsonl(run.recoveries) if "recovery" in r and "remedy" in r] \
+        if run.recoveries.is_file() else []
+    steps = max((r["step"] for r in records if "loss_d" in r), default=0)
+    return {"step": steps, **{k: final.get(f"eval_{k}") for k in KEYS[case]}, "verdict": verdict(findings),
+            "recoveries": len(recoveries), "codes": sorted({f.code for f in findings if f.severity == "error"})}
+
+
+def main() -> None:
+    """Run every case with recovery on and off, `--jobs` at a time, and write results/recovery.md/json."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args()
+    root = HERE / "runs" / output_stem("recovery")
+    root.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    jobs = [(case, recover, seed) for case in CASES for seed in range(args.seeds) for recover in (True, False)]
+    pending, running, results = list(jobs), [], {}
+    while pending or running:
+        while pending and len(running) < args.jobs:
+            case, recover, seed = key = pending.pop(0)
+            out = root / f"{case}-recover{int(recover)}" / f"seed{seed}"
+            log = open(root / f"{case}-recover{int(recover)}-seed{seed}.log", "w")
+            running.append((key, out, subprocess.Popen(command(case, recover, seed, out), stdout=log,
+                                                       stderr=subprocess.STDOUT)))
+        time.sleep(1)
+        for item in list(running):
+            key, out, proc = item
+            if proc.poll() is None:
+                continue
+            running.remove(item)
+            results[key] = {"exit": proc.returncode, **summary(out, key[0])}
+            print(f"  {key}: {results[key]}", flush=True)
+    lines = [f"# Recovery on and off ({args.seeds} seeds)", "",
+             f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()}; "
+             f"`python benchmarks/recovery.py --seeds {args.seeds} --jobs {args.jobs}` took "
+             f"{(time.perf_counter() - started) / 60:.1f} min.", ""]
+    for case in CASES:
+        keys = KEYS[case]
+        lines += [f"## {case}: `ganstab train {' '.join(CASES[case])}`", "",
+                  "| train.recover | G steps | " + " | ".join(keys) + " | recoveries | verdicts | errors |",
+                  "|---|---|" + "---|" * (len(keys) + 3)]
+        for recover in (True, False):
+            rows = [results[(case, recover, s)] for s in range(args.seeds) if (case, recover, s) in results]
+            cells = [mean_se([r[k] for r in rows]) for k in ("step", *keys, "recoveries")]
+            verdicts = ", ".join(r["verdict"] for r in rows)
+            codes = ", ".join(sorted({c for r in rows for c in r["codes"]})) or "none"
+            lines.append(f"| {str(recover).lower()} | " + " | ".join(cells) + f" | {verdicts} | {codes} |")
+        lines.append("")
+    text = "\n".join(lines)
+    write_results("recovery", text, {"args": vars(args), "machine": machine(),
+                                     "runs": {"/".join(map(str, k)): v for k, v in results.items()}})
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
