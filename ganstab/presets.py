@@ -85,6 +85,19 @@ PRESETS: dict[str, Preset] = {
             "log": _IMAGE_LOG,
         },
     ),
+    "small-data": Preset(
+        "Best of benchmarks/small_data.py (Fashion-MNIST, 2,000 images, 600 s): DCGAN width 32, hinge, spectral norm "
+        "in D, lr 2e-4 both, betas (0, 0.9), EMA; no augmentation (its D did not overfit there; the doctor says when "
+        "to add augment.policy with augment.ada_target).",
+        {
+            "data": {"name": "fashion-mnist"},
+            "model": {"arch": "dcgan", "latent_dim": 100, "width": 32, "g_norm": "batch", "d_norm": "spectral"},
+            "loss": {"kind": "hinge"},
+            "optim": {"g_lr": 2e-4, "d_lr": 2e-4, "g_betas": [0.0, 0.9], "d_betas": [0.0, 0.9]},
+            "train": {"batch_size": 64, "n_critic": 1, "ema": 10000.0, "steps": 10000},
+            "log": _IMAGE_LOG,
+        },
+    ),
     "progan": Preset(
         "Karras et al. 2018: progressive growing 4x4 -> full size, WGAN-GP + drift 0.001, lr 1e-3, betas (0, 0.99), "
         "pixel norm, minibatch stddev, equalised lr, EMA.",

@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ganstab.augment import adjust_color, cutout_square, translate
+from ganstab.augment import adjust_color, augment, cutout_square, translate
 from ganstab.metrics.leakage import (
+    EXPOSES,
     border_rows,
     constant_squares,
     dark_offset,
     leakage_range,
+    leak_thresholds,
     leakage_statistics,
     leaks,
 )
@@ -49,14 +51,28 @@ def test_colour_shows_in_dark_offset() -> None:
     assert set(leakage_statistics(x)) == {"border_rows", "constant_squares", "dark_offset"}
 
 
-def test_range_over_real_subsets_and_one_sided_leaks() -> None:
+def test_range_over_real_subsets_thresholds_and_one_sided_leaks() -> None:
     x = _clean(n=10)
     x[:5, :, 0, :] = -1.0  # the first five images have a black top row: border_rows 0.25 on each
     ranges = leakage_range(x, parts=2)
     assert ranges["border_rows"] == (0.0, 0.25)
     assert ranges["constant_squares"] == (0.0, 0.0)
-    assert leaks({"border_rows": 0.2, "constant_squares": 0.0, "dark_offset": 0.0}, ranges) == []
-    assert leaks({"border_rows": 0.3, "constant_squares": 0.1, "dark_offset": 0.0}, ranges) == [
+    # a quarter of the way from the real top to the augmented reals' value; never below the real top
+    limits = leak_thresholds(ranges, {"border_rows": 0.65, "constant_squares": 1.0, "dark_offset": -1.0})
+    assert limits["border_rows"] == pytest.approx(0.35) and limits["constant_squares"] == pytest.approx(0.25)
+    assert limits["dark_offset"] == ranges["dark_offset"][1]
+    assert leaks({"border_rows": 0.3, "constant_squares": 0.25, "dark_offset": 0.0}, limits) == []
+    assert leaks({"border_rows": 0.4, "constant_squares": 0.3, "dark_offset": 0.0}, limits) == [
         "border_rows", "constant_squares"]
     with pytest.raises(ValueError, match="leakage_range needs at least 10 images for 10 parts, got 8"):
         leakage_range(_clean(), parts=10)
+
+
+def test_each_statistic_rises_on_reals_put_through_its_transform() -> None:
+    x = torch.rand(64, 1, 16, 16) * 1.8 - 0.8
+    x[:, :, :, :3] = -1.0  # a background band on the left: every left edge is black already
+    gen = torch.Generator().manual_seed(0)
+    before = leakage_statistics(x)
+    for name, transform in EXPOSES.items():
+        after = leakage_statistics(augment(x, (transform,), gen, 1.0))
+        assert after[name] > before[name], (name, transform, before[name], after[name])
