@@ -813,7 +813,7 @@ def test_failed_evaluation_on_images() -> None:
 
 
 def test_failed_evaluation_single_final_on_points() -> None:
-    final = [{"step": 1000, "eval_modes": 0, "eval_hq_fraction": 0.0}]
+    final = [{"step": 1000, "eval_modes": 0, "eval_hq_fraction": 0.0, "final": True}]
     finding = only(detect_failed_evaluation(final, CFG, {"expected_modes": 8}), "evaluation.failed")
     assert (finding.severity, finding.start_step, finding.end_step, finding.metric) == (
         "error", 1000, 1000, "eval_modes")
@@ -829,13 +829,33 @@ def test_failed_evaluation_single_final_on_points() -> None:
                                     {"expected_modes": 8}) == []
 
 
+def finished(evals: list[dict]) -> list[dict]:
+    """The lines with the last marked as the run's final evaluation."""
+    return evals[:-1] + [dict(evals[-1], final=True)]
+
+
 def test_decisive_final_evaluation_for_class_kl_and_diversity() -> None:
-    assert [(f.severity, f.start_step) for f in detect_diversity(evals_of("eval_diversity", [0.9, 0.2]), CFG)] == [
-        ("error", 2000)]
-    assert [(f.severity, f.start_step) for f in detect_class_kl(evals_of("eval_class_kl", [0.05, 0.9]), CFG)] == [
-        ("error", 2000)]
+    # steps 500 and 1500, both inside the 2,000-step warm-up: only a final evaluation counts there
+    diversity, class_kl = evals_of("eval_diversity", [0.9, 0.2], 500), evals_of("eval_class_kl", [0.05, 0.9], 500)
+    assert [(f.severity, f.start_step) for f in detect_diversity(finished(diversity), CFG)] == [("error", 1500)]
+    assert [(f.severity, f.start_step) for f in detect_class_kl(finished(class_kl), CFG)] == [("error", 1500)]
     # a final value at warning level alone is not decisive
-    assert detect_diversity(evals_of("eval_diversity", [0.9, 0.6]), CFG) == []
+    assert detect_diversity(finished(evals_of("eval_diversity", [0.9, 0.6], 500)), CFG) == []
+    # the latest evaluation of a run still training is not its final one
+    assert detect_diversity(diversity, CFG) == [] and detect_class_kl(class_kl, CFG) == []
+
+
+def test_an_early_evaluation_during_training_is_not_decisive() -> None:
+    """Regression: under eval.every=auto the first evaluation comes at step 50, far from the data in every
+    healthy run; the Tracker saw it as the last (so "final") evaluation and raised three errors."""
+    early = {"step": 50, "eval_precision": 0.0008, "eval_coverage": 0.0004, "eval_class_kl": 1.5,
+             "eval_diversity": 0.29, "eval_modes": 0, "eval_hq_fraction": 0.0}
+    context = {"expected_modes": 8}
+    tracker = Tracker(CFG, context)
+    assert tracker.update(early) == []
+    assert diagnose([early], CFG, context) == []
+    codes = sorted(f.code for f in diagnose([dict(early, final=True)], CFG, context))
+    assert codes == ["evaluation.failed", "mode_collapse.class_kl", "mode_collapse.diversity", "mode_collapse.modes"]
 
 
 # ---------------------------------------------------------------------------------------------

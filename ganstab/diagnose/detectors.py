@@ -415,9 +415,21 @@ def _eval_series(records: Records, key: str, warmup: int = 0) -> tuple[list[int]
     return [s for s, _ in kept], [v for _, v in kept]
 
 
-def _decisive_final(steps: list[int], values: list[float], warmup: int, error: Callable[[float], bool]) -> bool:
-    """True when the last evaluation meets the error condition: it counts even before the warm-up."""
-    return bool(values) and error(values[-1]) and steps[-1] < warmup
+def ends_with_final(records: Records) -> bool:
+    """Whether the last evaluation line is the run's final evaluation (it carries `"final": true`).
+
+    Only that one may be decisive before the warm-up: during training the latest evaluation so far
+    is not the final one, and an early evaluation (step 50 under `eval.every=auto`) is far from the
+    data in every healthy run.
+    """
+    evals = eval_records(records)
+    return bool(evals) and evals[-1].get("final") is True
+
+
+def _decisive_final(records: Records, steps: list[int], values: list[float], warmup: int,
+                    error: Callable[[float], bool]) -> bool:
+    """True when the run's final evaluation meets the error condition: it counts even before the warm-up."""
+    return ends_with_final(records) and bool(values) and error(values[-1]) and steps[-1] < warmup
 
 
 def _threshold_runs(
@@ -490,7 +502,7 @@ def detect_class_kl(records: Records, cfg: DoctorConfig, context: Context = None
     """
     steps, values = _eval_series(records, "eval_class_kl", cfg.eval_warmup_steps)
     all_steps, all_values = _eval_series(records, "eval_class_kl")
-    if _decisive_final(all_steps, all_values, cfg.eval_warmup_steps, lambda v: v > cfg.class_kl_error):
+    if _decisive_final(records, all_steps, all_values, cfg.eval_warmup_steps, lambda v: v > cfg.class_kl_error):
         steps, values = steps + all_steps[-1:], values + all_values[-1:]
     findings = []
     for first, last, severity in _threshold_runs(
@@ -519,7 +531,7 @@ def detect_diversity(records: Records, cfg: DoctorConfig, context: Context = Non
     """
     steps, values = _eval_series(records, "eval_diversity", cfg.eval_warmup_steps)
     all_steps, all_values = _eval_series(records, "eval_diversity")
-    if _decisive_final(all_steps, all_values, cfg.eval_warmup_steps, lambda v: v < cfg.diversity_error):
+    if _decisive_final(records, all_steps, all_values, cfg.eval_warmup_steps, lambda v: v < cfg.diversity_error):
         steps, values = steps + all_steps[-1:], values + all_values[-1:]
     findings = []
     for first, last, severity in _threshold_runs(
@@ -562,7 +574,7 @@ def detect_modes(records: Records, cfg: DoctorConfig, context: Context = None) -
     # a dip within `modes_tolerance` of the expected count (25 -> 24) is not a collapse
     limit = expected * (1.0 - cfg.modes_tolerance)
     decisive = expected * cfg.modes_error_fraction
-    final = len(all_values) - 1
+    final = len(all_values) - 1 if ends_with_final(records) else -1
     flags = [
         value < limit and (i == 0 or value <= max(all_values[:i]))
         and (all_steps[i] >= cfg.eval_warmup_steps or (i == final and value <= decisive))
@@ -592,7 +604,8 @@ def detect_failed_evaluation(records: Records, cfg: DoctorConfig, context: Conte
     `eval_precision` and `eval_coverage` both at or below `failed_precision_coverage` (samples
     neither look real nor reach the real manifold); on 2-D data with known modes, `eval_modes`
     below expected * `failed_modes_fraction`, or `eval_hq_fraction` below `failed_hq_fraction`
-    (most samples far from every mode). One finding per run of failing evaluations.
+    (most samples far from every mode). One finding per run of failing evaluations. The final
+    evaluation is the line marked `"final": true` (see `ends_with_final`).
     """
     evals = eval_records(records)
     expected = cfg.expected_modes
@@ -611,7 +624,7 @@ def detect_failed_evaluation(records: Records, cfg: DoctorConfig, context: Conte
             failures.append(("eval_hq_fraction", hq, cfg.failed_hq_fraction))
         else:
             failures.append(("", 0.0, 0.0))
-    final = len(evals) - 1
+    final = len(evals) - 1 if ends_with_final(records) else -1
     flags = [bool(failures[i][0]) and (step_of(r) >= cfg.eval_warmup_steps or i == final)
              for i, r in enumerate(evals)]
     findings = []

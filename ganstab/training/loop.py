@@ -296,7 +296,7 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin):
         if self.step % cfg.log.sample_every == 0:
             self.save_samples()
         if self._eval_due(on_interval):
-            self.evaluate()
+            self.evaluate(final=cfg.eval.final and self.step >= cfg.train.steps)
         if self.step % cfg.log.checkpoint_every == 0 and self._last_checkpoint_step != self.step:
             if not self._guarded(lambda: self.check_finite({})):  # never checkpoint a diverged state
                 return False
@@ -386,7 +386,7 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin):
         if self._last_checkpoint_step != self.step:
             self.save_checkpoint()
         if self.cfg.eval.final and self._last_eval_step != self.step:
-            self.evaluate()
+            self.evaluate(final=True)
         if self.dist.is_main:
             self.export()
         parallel.barrier(self.dist)

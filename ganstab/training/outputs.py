@@ -44,8 +44,9 @@ class OutputsMixin:
                               num_classes=self.num_classes, class_names=self.data.class_names)
         return save_generator(folder if folder is not None else self.out, self.sampler_net(), meta)
 
-    def evaluate(self) -> Optional[dict[str, Any]]:
-        """Score the sampling network (rank 0), log an `eval_` line, keep the best export in best/."""
+    def evaluate(self, final: bool = False) -> Optional[dict[str, Any]]:
+        """Score the sampling network (rank 0), log an `eval_` line (`"final": true` on the run's last one), keep
+        the best export in best/."""
         if not self.dist.is_main or self.scorer is None:
             return None
         cfg = self.cfg
@@ -56,7 +57,8 @@ class OutputsMixin:
         self.eval_cost = time.perf_counter() - started
         self.eval_seconds += self.eval_cost
         line = clean_record({"step": self.step, "images_seen": self.images_seen, "time": round(self.elapsed, 3),
-                             **{f"eval_{k}": v for k, v in scores.items()}, "eval_time": round(self.eval_cost, 4)})
+                             **{f"eval_{k}": v for k, v in scores.items()}, "eval_time": round(self.eval_cost, 4),
+                             **({"final": True} if final else {})})
         self.recorder.write(line)
         if self.sink is not None:
             self.sink.scalars(self.step, line)
