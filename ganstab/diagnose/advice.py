@@ -158,8 +158,9 @@ def _d_overfitting(context: Mapping[str, Any]) -> str:
     r1 = f"raise {KEY_R1}" if _active(context, "r1") else f"add {KEY_R1}=10"
     if not policy:
         return (
-            f"Augment everything D sees: {KEY_POLICY}={POLICY_ALL} with {KEY_ADA}=0.6 (ADA, Karras et al. "
-            f"2020), or a fixed policy (DiffAugment, Zhao et al. 2020); more training images also help."
+            f"On a small data set, augment everything D sees: {KEY_POLICY}={POLICY_ALL} with {KEY_ADA}=0.6 "
+            f"(ADA, Karras et al. 2020), or a fixed policy (DiffAugment, Zhao et al. 2020); more training "
+            f"images also help. On a large one D is just ahead: see the D-overpowering advice."
         )
     missing = [name for name in POLICY_ALL.split(",") if name not in policy.replace(" ", "").split(",")]
     stronger = f"extend {KEY_POLICY} with {','.join(missing)}, " if missing else ""
