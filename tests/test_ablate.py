@@ -28,7 +28,8 @@ def _expected_final(run_dir: Path) -> dict[str, float]:
     training = [r for r in records if "loss_d" in r]
     last = training[-1]
     out = {k: float(v) for k, v in last.items()
-           if k in ("loss_d", "loss_g", "d_real", "d_fake", "d_acc", "grad_norm_d", "grad_norm_g", "gp", "r1", "drift")}
+           if k in ("loss_d", "loss_g", "d_real", "d_fake", "d_acc", "d_real_sign", "grad_norm_d", "grad_norm_g", "gp",
+                    "r1", "drift")}
     for record in records:
         for key, value in record.items():
             if key.startswith("eval_") and value is not None:
