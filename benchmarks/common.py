@@ -1,4 +1,5 @@
-"""What every benchmark script shares: the machine description and where its outputs go."""
+"""What every benchmark script shares: the machine description, where its outputs go, and a runner of
+training commands side by side."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import math
 import os
 import statistics
 import platform
+import subprocess
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Hashable, Sequence
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -50,3 +53,23 @@ def mean_se_text(values: list) -> str:
     if len(values) == 1:
         return f"{values[0]:.4g}"
     return f"{statistics.fmean(values):.4g} ± {statistics.stdev(values) / math.sqrt(len(values)):.2g}"
+
+
+def run_jobs(jobs: Sequence[tuple[Hashable, list[str], Path]], width: int,
+             done: Callable[[Hashable, int], None], poll_seconds: float = 1.0) -> None:
+    """Run (key, command, log path) jobs `width` at a time, output to the log; done(key, exit code) as each ends."""
+    pending = list(jobs)
+    running: list[tuple[Hashable, subprocess.Popen, Any]] = []
+    while pending or running:
+        while pending and len(running) < width:
+            key, command, log_path = pending.pop(0)
+            log = open(log_path, "w")
+            running.append((key, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), log))
+        time.sleep(poll_seconds)
+        for item in list(running):
+            key, proc, log = item
+            if proc.poll() is None:
+                continue
+            running.remove(item)
+            log.close()
+            done(key, proc.returncode)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from ganstab.rundir import RunDir, is_eval_record, read_jsonl
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import machine, mean_se_text as mean_se, output_stem, write_results  # noqa: E402
+from common import machine, mean_se_text as mean_se, output_stem, run_jobs, write_results  # noqa: E402
 
 CASES = {
     "lr0.5": ["data.name=digits", "model.arch=dcgan", "optim.g_lr=0.5", "optim.d_lr=0.5", "train.steps=300"],
@@ -67,22 +66,17 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     jobs = [(case, recover, seed) for case in CASES for seed in range(args.seeds) for recover in (True, False)]
-    pending, running, results = list(jobs), [], {}
-    while pending or running:
-        while pending and len(running) < args.jobs:
-            case, recover, seed = key = pending.pop(0)
-            out = root / f"{case}-recover{int(recover)}" / f"seed{seed}"
-            log = open(root / f"{case}-recover{int(recover)}-seed{seed}.log", "w")
-            running.append((key, out, subprocess.Popen(command(case, recover, seed, out), stdout=log,
-                                                       stderr=subprocess.STDOUT)))
-        time.sleep(1)
-        for item in list(running):
-            key, out, proc = item
-            if proc.poll() is None:
-                continue
-            running.remove(item)
-            results[key] = {"exit": proc.returncode, **summary(out, key[0])}
-            print(f"  {key}: {results[key]}", flush=True)
+    results: dict[tuple, dict] = {}
+
+    def run_dir(case: str, recover: bool, seed: int) -> Path:
+        return root / f"{case}-recover{int(recover)}" / f"seed{seed}"
+
+    def done(key: tuple, code: int) -> None:
+        results[key] = {"exit": code, **summary(run_dir(*key), key[0])}
+        print(f"  {key}: {results[key]}", flush=True)
+
+    run_jobs([((case, recover, seed), command(case, recover, seed, run_dir(case, recover, seed)),
+               root / f"{case}-recover{int(recover)}-seed{seed}.log") for case, recover, seed in jobs], args.jobs, done)
     lines = [f"# Recovery on and off ({args.seeds} seeds)", "",
              f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()}; "
              f"`python benchmarks/recovery.py --seeds {args.seeds} --jobs {args.jobs}` took "

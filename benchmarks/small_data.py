@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,7 +40,7 @@ from ganstab.sampling import generate
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import machine, mean_se_text as mean_se, output_stem, write_results  # noqa: E402
+from common import machine, mean_se_text as mean_se, output_stem, run_jobs, write_results  # noqa: E402
 
 COMMON = ["data.name=fashion-mnist", "data.limit=2000", "loss.kind=hinge", "model.d_norm=spectral",
           "model.g_norm=batch", "optim.g_lr=2e-4", "optim.d_lr=2e-4", "optim.g_betas=[0,0.9]",
@@ -72,21 +71,12 @@ def leak_of(run: Path, n: int = 2000) -> dict[str, float]:
 
 def train_all(jobs: list[tuple[str, str, int]], args: argparse.Namespace, root: Path) -> None:
     """Train the runs `args.jobs` at a time, each in root/<net>-<aug>/seed<k> with its log beside it."""
-    pending = list(jobs)
-    running: list[tuple[tuple, subprocess.Popen]] = []
-    while pending or running:
-        while pending and len(running) < args.jobs:
-            net, aug, seed = pending.pop(0)
-            out = root / f"{net}-{aug}" / f"seed{seed}"
-            log = open(root / f"{net}-{aug}-seed{seed}.log", "w")
-            cmd = [sys.executable, "-m", "ganstab", "train", "--overwrite", *overrides(net, aug, seed, args.budget, out)]
-            running.append(((net, aug, seed), subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)))
-        time.sleep(2)
-        for item in list(running):
-            key, proc = item
-            if proc.poll() is not None:
-                running.remove(item)
-                print(f"  {key}: " + ("done" if proc.returncode == 0 else f"failed (exit {proc.returncode})"), flush=True)
+    commands = [((net, aug, seed),
+                 [sys.executable, "-m", "ganstab", "train", "--overwrite",
+                  *overrides(net, aug, seed, args.budget, root / f"{net}-{aug}" / f"seed{seed}")],
+                 root / f"{net}-{aug}-seed{seed}.log") for net, aug, seed in jobs]
+    run_jobs(commands, args.jobs, lambda key, code: print(
+        f"  {key}: " + ("done" if code == 0 else f"failed (exit {code})"), flush=True))
 
 
 def collect(jobs: list[tuple[str, str, int]], root: Path, thresholds: dict) -> dict[tuple, dict]:
