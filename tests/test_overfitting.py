@@ -80,7 +80,7 @@ def test_the_window_is_in_steps_whatever_log_every(every: int) -> None:
 def test_context_reads_the_augmentation_and_diagnose_runs_the_detector() -> None:
     context = context_from_config({"augment": {"policy": "color", "ada_target": 0.6}, "data": {"limit": 2000},
                                    "loss": {"kind": "hinge"}})
-    assert context == {"loss_kind": "hinge", "augment_policy": "color", "ada_target": 0.6, "data_limit": 2000}
+    assert context == {"loss_kind": "hinge", "augment_policy": "color"}
     findings = diagnose(training([0.99] * 40), CFG, NS)
     assert [(f.code, f.severity) for f in findings] == [("d_overfitting", "info")]
     assert verdict(findings) == "healthy"  # info is advice, not a judgement of the run

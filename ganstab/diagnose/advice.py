@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from ganstab.augment import POLICIES
+
 # config keys the advice names (as in ganstab/config.py; one place to rename them)
 KEY_LOSS = "loss.kind"
 KEY_REAL_LABEL = "loss.real_label"
@@ -29,7 +31,7 @@ KEY_LR_D = "optim.d_lr"
 KEY_LR_G = "optim.g_lr"
 KEY_POLICY = "augment.policy"
 KEY_ADA = "augment.ada_target"
-POLICY_ALL = "color,translation,cutout"
+POLICY_ALL = ",".join(POLICIES)  # every transform ganstab has
 
 # config values of loss.kind the advice names
 LOSS_NON_SATURATING = "nonsaturating"

@@ -24,8 +24,6 @@ CONTEXT_KEYS: dict[str, str] = {
     "n_critic": "train.n_critic",
     "expected_modes": "doctor.expected_modes",
     "augment_policy": "augment.policy",
-    "ada_target": "augment.ada_target",
-    "data_limit": "data.limit",
     "data_name": "data.name",
 }
 
