@@ -8,6 +8,7 @@ Trainer has exported the generator, and the pipeline writes the plots and the HT
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import warnings
 from pathlib import Path
@@ -22,7 +23,7 @@ from ganstab.config import Config, default_out, to_dict
 from ganstab.data import DATASETS, DataSource, dataset_shape, make_dataset
 from ganstab.diagnose import Tracker, context_from_config
 from ganstab.errors import CheckpointError, ConfigError, DataError
-from ganstab.metrics import RunEvaluator
+from ganstab.metrics import RunEvaluator, evaluator_needs_training, warm_evaluator_cache
 from ganstab.models import architectures, build_discriminator, build_generator, check_fit
 from ganstab.models.conditional import run_label_distribution
 from ganstab.report.html import write_report
@@ -67,18 +68,41 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (), p
 
 
 class LazyScorer:
-    """The run's evaluator, built (and its evaluator network trained or loaded) on first use."""
+    """The run's evaluator, built (and its evaluator network trained or loaded) on first use; on the CPU a
+    missing evaluator network is trained in a process of its own beside the first training steps (`start`)."""
 
     def __init__(self, data: DataSource, cfg: Config, device: torch.device, echo: Callable[[str], None]) -> None:
         self.data, self.cfg, self.device, self.echo = data, cfg, device, echo
         self.evaluator: Optional[RunEvaluator] = None
+        self._warming: Optional[Any] = None  # the process training the evaluator network, while it runs
+
+    def start(self) -> None:
+        """Begin training a missing evaluator network beside training (CPU runs; elsewhere it trains on first use)."""
+        ev = self.cfg.eval
+        if self.evaluator is not None or self._warming is not None or self.device.type != "cpu":
+            return
+        if not evaluator_needs_training(self.data, ev.cache_dir, ev.evaluator_epochs, ev.evaluator_images):
+            return
+        self.echo("training its network beside the first training steps (once per data set, then cached)")
+        process = multiprocessing.get_context("spawn").Process(
+            target=warm_evaluator_cache, daemon=True,
+            args=(self.cfg.data, self.cfg.seed, ev.cache_dir, ev.evaluator_epochs, ev.evaluator_images))
+        process.start()
+        self._warming = process
+
+    def ready(self) -> bool:
+        """False while the evaluator network is still training beside the run."""
+        return self._warming is None or not self._warming.is_alive()
 
     def _get(self) -> RunEvaluator:
+        if self._warming is not None:
+            self._warming.join()  # on failure the cache stays empty and the evaluator trains here, saying why
+            self._warming = None
         if self.evaluator is None:
             ev = self.cfg.eval
             classes = self.data.num_classes if self.cfg.model.conditional else 0
             self.evaluator = RunEvaluator(self.data, ev.n, self.device, ev.cache_dir, ev.evaluator_epochs,
-                                          echo=self.echo, num_classes=classes,
+                                          echo=self.echo, num_classes=classes, evaluator_images=ev.evaluator_images,
                                           label_probs=run_label_distribution(self.cfg.model, self.data.labels,
                                                                              classes))
         return self.evaluator
@@ -87,6 +111,15 @@ class LazyScorer:
                  fixed_z: Optional[Tensor] = None, seed: int = 0) -> dict[str, float]:
         """Scores of `generator`'s samples (see `RunEvaluator.evaluate`)."""
         return self._get().evaluate(generator, latent_dim, g_kwargs, fixed_z, seed)
+
+    def quick_evaluate(self, generator: nn.Module, latent_dim: int, g_kwargs: dict[str, Any],
+                       fixed_z: Optional[Tensor] = None, seed: int = 0) -> dict[str, float]:
+        """Cheap scores between full evaluations (see `RunEvaluator.quick_evaluate`)."""
+        return self._get().quick_evaluate(generator, latent_dim, g_kwargs, fixed_z, seed)
+
+    def supports_quick(self) -> bool:
+        """Whether quick evaluations exist for this run (unconditional images)."""
+        return self.data.kind != "points" and not self.cfg.model.conditional
 
     def is_better(self, new: dict[str, float], best: Optional[dict[str, float]]) -> bool:
         """Whether `new` beats `best` on the data's main metric."""

@@ -69,6 +69,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     n = args.n or cfg.eval.n
     classes = int(meta.get("num_classes") or 0)
     evaluator = RunEvaluator(data, n, device, cfg.eval.cache_dir, cfg.eval.evaluator_epochs, echo=print,
+                             evaluator_images=cfg.eval.evaluator_images,
                              num_classes=classes, label_probs=run_label_distribution(cfg.model, data.labels, classes))
     fixed_z = fixed_latents(cfg.seed, cfg.log.n_samples, cfg.model.latent_dim).to(device)
     seed = training_eval_seed(cfg.seed) if args.seed is None else args.seed

@@ -601,59 +601,74 @@ def detect_modes(records: Records, cfg: DoctorConfig, context: Context = None) -
     return findings
 
 
+def _evaluation_failure(record: Mapping[str, Any], cfg: DoctorConfig, expected: Any) -> tuple[str, float, float]:
+    """(metric, value, threshold) of an evaluation far from the data, or ("", 0, 0)."""
+    precision, coverage = as_number(record.get("eval_precision")), as_number(record.get("eval_coverage"))
+    modes, hq = as_number(record.get("eval_modes")), as_number(record.get("eval_hq_fraction"))
+    fd, fd_real = as_number(record.get("eval_fd")), as_number(record.get("eval_fd_real"))
+    limit = cfg.failed_precision_coverage
+    if precision is not None and coverage is not None and precision <= limit and coverage <= limit:
+        return "eval_precision+eval_coverage", max(precision, coverage), limit
+    if fd is not None and fd_real is not None and fd_real > 0 and fd > cfg.failed_fd_multiple * fd_real:
+        return "eval_fd", fd, cfg.failed_fd_multiple * fd_real
+    if modes is not None and expected is not None and modes < float(expected) * cfg.failed_modes_fraction:
+        return "eval_modes", modes, float(expected) * cfg.failed_modes_fraction
+    if hq is not None and hq < cfg.failed_hq_fraction:
+        return "eval_hq_fraction", hq, cfg.failed_hq_fraction
+    return "", 0.0, 0.0
+
+
+def _failure_detail(failure: tuple[str, float, float], record: Mapping[str, Any], cfg: DoctorConfig,
+                    expected: Any) -> tuple[str, dict[str, float]]:
+    """The message part and evidence of one failing evaluation."""
+    metric, value, threshold = failure
+    if metric == "eval_precision+eval_coverage":
+        precision, coverage = float(record["eval_precision"]), float(record["eval_coverage"])
+        return (f"eval_precision {fmt(precision)} and eval_coverage {fmt(coverage)} are both at or below "
+                f"{fmt(threshold)}", {"precision": precision, "coverage": coverage, "threshold": threshold})
+    if metric == "eval_fd":
+        fd_real = float(record["eval_fd_real"])
+        return (f"eval_fd {fmt(value)} is above {fmt(cfg.failed_fd_multiple)} x the evaluator's real-vs-real FD "
+                f"{fmt(fd_real)} ({fmt(threshold)})",
+                {"fd": value, "fd_real": fd_real, "multiple": cfg.failed_fd_multiple, "threshold": threshold})
+    if metric == "eval_modes":
+        return (f"eval_modes {fmt(value)} of {fmt(float(expected))} is below {fmt(threshold)}",
+                {"modes": value, "expected": float(expected), "threshold": threshold})
+    return f"eval_hq_fraction {fmt(value)} is below {fmt(threshold)}", {"hq_fraction": value, "threshold": threshold}
+
+
 def detect_failed_evaluation(records: Records, cfg: DoctorConfig, context: Context = None) -> list[Finding]:
     """An evaluation far from the data: an error naming the metric and its value.
 
     Signal, per evaluation after `eval_warmup_steps` and always for the final one: on images,
     `eval_precision` and `eval_coverage` both at or below `failed_precision_coverage` (samples
-    neither look real nor reach the real manifold); on 2-D data with known modes, `eval_modes`
-    below expected * `failed_modes_fraction`, or `eval_hq_fraction` below `failed_hq_fraction`
-    (most samples far from every mode). One finding per run of failing evaluations. The final
-    evaluation is the line marked `"final": true` (see `ends_with_final`).
+    neither look real nor reach the real manifold); with an FD, `eval_fd` above
+    `failed_fd_multiple` times `eval_fd_real` (the evaluator's own real-vs-real FD at the same
+    sample size); on 2-D data with known modes, `eval_modes` below expected *
+    `failed_modes_fraction`, or `eval_hq_fraction` below `failed_hq_fraction` (most samples far
+    from every mode). One finding per run of failing evaluations. The final evaluation is the line
+    marked `"final": true` (see `ends_with_final`).
     """
     evals = eval_records(records)
     expected = cfg.expected_modes
     if expected is None and context:
         expected = as_number(context.get("expected_modes"))
-    failures: list[tuple[str, float, float]] = []  # (metric, value, threshold) per evaluation, or ("", 0, 0)
-    for record in evals:
-        precision, coverage = as_number(record.get("eval_precision")), as_number(record.get("eval_coverage"))
-        modes, hq = as_number(record.get("eval_modes")), as_number(record.get("eval_hq_fraction"))
-        limit = cfg.failed_precision_coverage
-        if precision is not None and coverage is not None and precision <= limit and coverage <= limit:
-            failures.append(("eval_precision+eval_coverage", max(precision, coverage), limit))
-        elif modes is not None and expected is not None and modes < float(expected) * cfg.failed_modes_fraction:
-            failures.append(("eval_modes", modes, float(expected) * cfg.failed_modes_fraction))
-        elif hq is not None and hq < cfg.failed_hq_fraction:
-            failures.append(("eval_hq_fraction", hq, cfg.failed_hq_fraction))
-        else:
-            failures.append(("", 0.0, 0.0))
+    failures = [_evaluation_failure(record, cfg, expected) for record in evals]
     final = len(evals) - 1 if ends_with_final(records) else -1
     flags = [bool(failures[i][0]) and (step_of(r) >= cfg.eval_warmup_steps or i == final)
              for i, r in enumerate(evals)]
     findings = []
     for first, last in runs(flags):
-        metric, value, threshold = failures[last]
         record = evals[last]
+        detail, evidence = _failure_detail(failures[last], record, cfg, expected)
         start, end = step_of(evals[first]), step_of(record)
-        if metric == "eval_precision+eval_coverage":
-            precision, coverage = float(record["eval_precision"]), float(record["eval_coverage"])
-            detail = (f"eval_precision {fmt(precision)} and eval_coverage {fmt(coverage)} are both at or "
-                      f"below {fmt(threshold)}")
-            evidence = {"precision": precision, "coverage": coverage, "threshold": threshold}
-        elif metric == "eval_modes":
-            detail = f"eval_modes {fmt(value)} of {fmt(float(expected))} is below {fmt(threshold)}"
-            evidence = {"modes": value, "expected": float(expected), "threshold": threshold}
-        else:
-            detail = f"eval_hq_fraction {fmt(value)} is below {fmt(threshold)}"
-            evidence = {"hq_fraction": value, "threshold": threshold}
         count = last - first + 1
         message = (
             f"The evaluation at step {end} is far from the data: {detail} ({count} failing "
             f"evaluation{'s' if count != 1 else ''} over steps {start}-{end})."
         )
         findings.append(_finding("evaluation.failed", "error", start, end, evidence, message, context,
-                                 metric.split("+")[0]))
+                                 failures[last][0].split("+")[0]))
     return findings
 
 

@@ -529,6 +529,46 @@ def _safe_key(dataset_key: str) -> str:
     return cleaned.strip("._")[:64] or "data"
 
 
+def capped_training_set(images: Tensor, labels: Optional[Tensor], epochs: int, max_images: int,
+                        seed: int) -> tuple[Tensor, Optional[Tensor], int]:
+    """(images, labels, epochs) showing at most `max_images` images in all: a seeded subset, whole epochs."""
+    if max_images < 2:
+        raise ValueError(f"max_images must be at least 2, got {max_images}")
+    n = images.shape[0]
+    if n * epochs <= max_images:
+        return images, labels, epochs
+    keep = min(n, max_images)
+    rows = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:keep].sort().values
+    return images[rows], None if labels is None else labels[rows], max(1, max_images // keep)
+
+
+def _cache_entry(cache_dir: Union[str, Path], dataset_key: str, images: Tensor, labels: Optional[Tensor],
+                 test_images: Optional[Tensor], test_labels: Optional[Tensor], settings: dict[str, Any],
+                 max_images: Optional[int]) -> tuple[Path, str, dict[str, Any]]:
+    """(cache stem, full digest, settings key) of an evaluator for these data and settings."""
+    key = dict(settings, version=EVALUATOR_VERSION)
+    if max_images is not None and images.shape[0] * int(settings["epochs"]) > max_images:
+        key["max_images"] = int(max_images)
+    settings_key = json.dumps(key, sort_keys=True)
+    digest = tensor_digest(images, labels, test_images, test_labels, extra=f"{dataset_key}|{settings_key}")
+    return Path(cache_dir) / f"evaluator-{_safe_key(dataset_key)}-{digest[:24]}", digest, key
+
+
+def evaluator_cached(cache_dir: Union[str, Path], dataset_key: str, images: Tensor, labels: Optional[Tensor],
+                     test_images: Optional[Tensor] = None, test_labels: Optional[Tensor] = None, *,
+                     epochs: int = 3, seed: int = 0, max_images: Optional[int] = None) -> bool:
+    """Whether `load_or_train_evaluator` (default network settings) would find these data's evaluator cached."""
+    settings = dict(epochs=epochs, seed=seed, feature_dim=128, batch_size=128, lr=3e-3, weight_decay=1e-4,
+                    widths=[32, 64, 128], dropout=0.2)
+    stem, digest, _ = _cache_entry(cache_dir, dataset_key, _validate_images(images, "images"), labels, test_images,
+                                   test_labels, settings, max_images)
+    weights_path, json_path = _stem_paths(stem)
+    try:
+        return weights_path.is_file() and json.loads(json_path.read_text()).get("data_hash") == digest
+    except (OSError, ValueError):
+        return False
+
+
 def load_or_train_evaluator(
     cache_dir: Union[str, Path],
     dataset_key: str,
@@ -546,9 +586,15 @@ def load_or_train_evaluator(
     weight_decay: float = 1e-4,
     widths: Sequence[int] = (32, 64, 128),
     dropout: float = 0.2,
+    max_images: Optional[int] = None,
     progress: Optional[Callable[[str], None]] = None,
 ) -> Evaluator:
     """Load the cached evaluator for these data and settings, or train, save and return a new one.
+
+    `max_images` caps the images shown in training (epochs x training images): above it the
+    evaluator trains on a seeded subset of at most `max_images` images for as many whole epochs
+    as fit (at least one), so its one-time cost stays small on a large data set; a cap that does
+    not bind changes nothing (not even the cache key).
 
     The cache file is `<cache_dir>/evaluator-<dataset_key>-<first 24 hex digits>` where the
     digest is a sha256 over the dataset key, the settings (JSON) and the bytes, dtypes and
@@ -557,11 +603,10 @@ def load_or_train_evaluator(
     the key: an evaluator trained on a GPU is reused on the CPU, so numbers stay comparable.
     """
     images = _validate_images(images, "images")
-    settings_key = json.dumps(dict(epochs=epochs, seed=seed, feature_dim=feature_dim, batch_size=batch_size, lr=lr,
-                                   weight_decay=weight_decay, widths=[int(w) for w in widths], dropout=dropout,
-                                   version=EVALUATOR_VERSION), sort_keys=True)
-    digest = tensor_digest(images, labels, test_images, test_labels, extra=f"{dataset_key}|{settings_key}")
-    stem = Path(cache_dir) / f"evaluator-{_safe_key(dataset_key)}-{digest[:24]}"
+    stem, digest, key = _cache_entry(cache_dir, dataset_key, images, labels, test_images, test_labels,
+                                     dict(epochs=epochs, seed=seed, feature_dim=feature_dim, batch_size=batch_size,
+                                          lr=lr, weight_decay=weight_decay, widths=[int(w) for w in widths],
+                                          dropout=dropout), max_images)
     weights_path, json_path = _stem_paths(stem)
     if weights_path.exists() and json_path.exists():
         try:
@@ -572,6 +617,11 @@ def load_or_train_evaluator(
             log.warning("evaluator cache entry %s has a different digest; retraining", stem)
         except (OSError, ValueError, KeyError, RuntimeError) as error:
             log.warning("evaluator cache entry %s is unreadable (%s); retraining", stem, error)
+    if "max_images" in key:
+        images, labels, epochs = capped_training_set(images, labels, epochs, int(max_images), seed)
+        if progress is not None:
+            progress(f"training on {images.shape[0]:,} images for {epochs} epoch(s) (eval.evaluator_images="
+                     f"{int(max_images):,})")
     evaluator = train_evaluator(images, labels, test_images=test_images, test_labels=test_labels, epochs=epochs,
                                 seed=seed, device=device, feature_dim=feature_dim, batch_size=batch_size, lr=lr,
                                 weight_decay=weight_decay, widths=widths, dropout=dropout, progress=progress)

@@ -17,15 +17,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ganstab.data import DataSource
-from ganstab.metrics.evaluator import evaluate_images, load_or_train_evaluator, prepare_reference
+from ganstab.data import DataSource, make_dataset
+from ganstab.metrics.evaluator import (evaluate_images, evaluator_cached, load_or_train_evaluator,
+                                      prepare_reference)
 from ganstab.metrics.modes import mode_coverage
 from ganstab.metrics.registry import is_better, main_metric
 from ganstab.metrics.stats import density_coverage, frechet_distance, precision_recall
 from ganstab.models.progressive import next_pow2
 from ganstab.sampling import generate
 
-__all__ = ["RunEvaluator", "default_cache_dir", "mean_pairwise_distance", "to_data_size"]
+__all__ = ["RunEvaluator", "default_cache_dir", "evaluator_needs_training", "mean_pairwise_distance",
+           "other_real_images", "to_data_size", "warm_evaluator_cache", "REAL_BASELINE_SEED"]
+
+#: A quick evaluation scores max(QUICK_MIN_SAMPLES, eval.n // QUICK_FRACTION) samples
+QUICK_FRACTION, QUICK_MIN_SAMPLES = 10, 250
+
+#: Seed of the second real sample behind `fd_real` (the evaluator's own real-vs-real FD at the run's eval.n)
+REAL_BASELINE_SEED = 20_240
 
 
 def default_cache_dir() -> Path:
@@ -43,6 +51,38 @@ def mean_pairwise_distance(x: Tensor, max_n: int = 512) -> float:
     return float(d.sum() / (n * (n - 1)))
 
 
+def evaluator_needs_training(data: DataSource, cache_dir: Optional[Path], epochs: int,
+                             max_images: Optional[int]) -> bool:
+    """Whether scoring this image data set first trains its evaluator network (no valid cache entry)."""
+    if data.kind == "points":
+        return False
+    train, labels, test, test_labels = data.evaluator_data()
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    return not evaluator_cached(cache, data.name, train, labels, test, test_labels, epochs=epochs,
+                                max_images=max_images)
+
+
+def warm_evaluator_cache(data_cfg: Any, seed: int, cache_dir: Optional[str], epochs: int,
+                         max_images: Optional[int], threads: int = 1) -> None:
+    """Train and cache the evaluator network of a data config (run in a process beside training, `threads`)."""
+    torch.set_num_threads(threads)
+    data = make_dataset(data_cfg, seed)
+    train, labels, test, test_labels = data.evaluator_data()
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    load_or_train_evaluator(cache, data.name, train, labels, test, test_labels, epochs=epochs, device="cpu",
+                            max_images=max_images, progress=lambda m: print(f"evaluator: {m}", flush=True))
+
+
+def other_real_images(train: Tensor, n: int, skip: int = 0) -> Optional[Tensor]:
+    """Up to n real training images other than the first `skip` (a seeded draw): the real-vs-real FD baseline's
+    second sample, None when fewer than 2 are left."""
+    pool = train[skip:]
+    if len(pool) < 2:
+        return None
+    rows = torch.randperm(len(pool), generator=torch.Generator().manual_seed(REAL_BASELINE_SEED))[:n]
+    return pool[rows.sort().values]
+
+
 def to_data_size(samples: Tensor, side: int) -> Tensor:
     """Bring samples of another side (a progressive run mid-growth) to the data's side for scoring."""
     if samples.dim() != 4 or samples.shape[-1] == side:
@@ -58,7 +98,7 @@ class RunEvaluator:
 
     def __init__(self, data: DataSource, n: int, device: torch.device, cache_dir: Optional[Path] = None,
                  evaluator_epochs: int = 3, echo: Callable[[str], None] = print, num_classes: int = 0,
-                 label_probs: Optional[Tensor] = None) -> None:
+                 label_probs: Optional[Tensor] = None, evaluator_images: Optional[int] = None) -> None:
         self.data = data
         self.num_classes = num_classes  # > 0: a class-conditional G, scored per requested class too
         self.label_probs = None if label_probs is None else label_probs.detach().float().cpu()
@@ -68,19 +108,27 @@ class RunEvaluator:
         self.reference = None
         self.kind = "modes" if data.kind == "points" and data.centers is not None else data.kind
         self.main_metric = main_metric(self.kind)
+        self.fd_real: Optional[float] = None  # FD of other real data against the reference: FD's floor at this n
         if data.kind == "points":
             self.real = data.eval_reference(n).to(device)
             self.real_diversity = mean_pairwise_distance(self.real)
+            if data.centers is None and data.sampler is not None:
+                other = data.sampler(n, torch.Generator().manual_seed(REAL_BASELINE_SEED)).to(device)
+                self.fd_real = frechet_distance(self.real, other)
             return
         cache = Path(cache_dir) if cache_dir else default_cache_dir()
         echo_fn = (lambda m: echo(f"evaluator: {m}"))
         train, labels, test, test_labels = data.evaluator_data()
         self.evaluator = load_or_train_evaluator(
             cache, data.name, train, labels, test, test_labels,
-            epochs=evaluator_epochs, device=device, progress=echo_fn)
+            epochs=evaluator_epochs, device=device, max_images=evaluator_images, progress=echo_fn)
         real = data.eval_reference(n).to(device)
         self.reference = prepare_reference(self.evaluator, real)
         self.real_diversity = mean_pairwise_distance(self.reference.features)
+        other = other_real_images(train, n, skip=0 if test is not None else len(real))
+        if other is not None:
+            feats = self.evaluator.features(other.to(device))
+            self.fd_real = frechet_distance(self.reference.features, feats)
 
     @property
     def test_accuracy(self) -> Optional[float]:
@@ -96,6 +144,8 @@ class RunEvaluator:
                 out.update(mode_coverage(samples.cpu(), self.data.centers.cpu(), self.data.std))
             else:
                 out["fd"] = frechet_distance(self.real, samples)
+                if self.fd_real is not None:
+                    out["fd_real"] = self.fd_real
                 out.update(precision_recall(self.real, samples, k=3))
                 out.update(density_coverage(self.real, samples, k=5))
             div = samples if diversity_samples is None else diversity_samples.to(self.device)
@@ -104,6 +154,8 @@ class RunEvaluator:
         side = self.data.shape[-1]
         samples = to_data_size(samples, side)
         out.update(evaluate_images(self.evaluator, self.reference, samples))
+        if self.fd_real is not None and "fd" in out:
+            out["fd_real"] = self.fd_real
         div = samples if diversity_samples is None else to_data_size(diversity_samples.to(self.device), side)
         feats = self.evaluator.features(div)
         out["diversity"] = mean_pairwise_distance(feats) / max(self.real_diversity, 1e-12)
@@ -119,6 +171,24 @@ class RunEvaluator:
         samples = generate(generator, z, **g_kwargs)
         diversity = generate(generator, fixed_z, **g_kwargs) if fixed_z is not None else None
         return self.score_samples(samples, diversity)
+
+    def quick_evaluate(self, generator: nn.Module, latent_dim: int, g_kwargs: dict[str, Any],
+                       fixed_z: Optional[Tensor] = None, seed: int = 0) -> dict[str, float]:
+        """Cheap scores between full evaluations (unconditional images): class_kl on max(250, n/10) samples (a
+        classifier evaluator) and the diversity of the fixed batch, as in a full evaluation; {} elsewhere."""
+        if self.data.kind == "points" or self.num_classes or self.evaluator is None:
+            return {}
+        gen = torch.Generator().manual_seed(seed)
+        z = torch.randn(max(QUICK_MIN_SAMPLES, self.n // QUICK_FRACTION), latent_dim, generator=gen).to(self.device)
+        side = self.data.shape[-1]
+        out: dict[str, float] = {}
+        if self.evaluator.is_classifier:
+            samples = to_data_size(generate(generator, z, **g_kwargs).to(self.device).float(), side)
+            out.update(evaluate_images(self.evaluator, self.reference, samples, metrics=["class_kl"]))
+        if fixed_z is not None:
+            feats = self.evaluator.features(to_data_size(generate(generator, fixed_z, **g_kwargs).to(self.device), side))
+            out["diversity"] = mean_pairwise_distance(feats) / max(self.real_diversity, 1e-12)
+        return {k: float(v) for k, v in out.items()}
 
     def _evaluate_conditional(self, generator: nn.Module, z: Tensor, gen: torch.Generator,
                               g_kwargs: dict[str, Any], fixed_z: Optional[Tensor]) -> dict[str, float]:

@@ -70,6 +70,19 @@ class RunScorer(Protocol):
     def prepare(self) -> None:
         """Build (or load) the evaluator network now, so that its one-time cost is not an evaluation's."""
 
+    def quick_evaluate(self, generator: nn.Module, latent_dim: int, g_kwargs: dict[str, Any],
+                       fixed_z: Optional[Tensor] = None, seed: int = 0) -> dict[str, float]:
+        """A few cheap scores (class balance, diversity) between full evaluations; {} when there are none."""
+
+    def supports_quick(self) -> bool:
+        """Whether `quick_evaluate` scores anything for this run."""
+
+    def start(self) -> None:
+        """Begin any one-time preparation beside training (it must not touch the loop's RNG)."""
+
+    def ready(self) -> bool:
+        """Whether an evaluation now would not wait for that preparation."""
+
 
 @dataclass
 class RunResult:
@@ -84,9 +97,14 @@ class RunResult:
     recoveries: int = 0
 
 
+#: Findings with this code prefix are a mode collapse: recovery rolls back to the best evaluation's state
+COLLAPSE_PREFIX = "mode_collapse."
+
+
 class Divergence(RuntimeError):
     """Raised inside the loop on a failure that automatic recovery handles: non-finite values, an explosion
-    (`fatal`: the run stops when it cannot be recovered) or dead training (not fatal: training goes on)."""
+    (`fatal`: the run stops when it cannot be recovered), dead training or a mode collapse (not fatal: training
+    goes on)."""
 
     def __init__(self, message: str, code: str = "divergence.nonfinite", start_step: int = 0,
                  fatal: bool = True) -> None:

@@ -32,19 +32,18 @@ from ganstab.training.optim import grad_norm, make_optimizer
 from ganstab.training.recorder import Recorder
 from ganstab.training.interfaces import (Divergence, EventSink, RunResult, RunScorer, Watcher, fixed_latents,
                                          training_eval_seed)
+from ganstab.training.eval_schedule import FIRST_EVAL_GUESS_SECONDS, EvalScheduleMixin
 from ganstab.training.inputs import InputsMixin
 from ganstab.training.outputs import OutputsMixin
 from ganstab.training.progress import Progress
 from ganstab.training.recovery import RecoveryMixin
 from ganstab.training.state import TrainerState
 
-# eval.every=auto: the cost assumed for the first evaluation (the first one then measures the real cost)
-FIRST_EVAL_GUESS_SECONDS = 0.25
 
-__all__ = ["Trainer", "RunResult", "Divergence", "Watcher", "RunScorer", "EventSink", "training_eval_seed"]
+__all__ = ["FIRST_EVAL_GUESS_SECONDS", "Trainer", "RunResult", "Divergence", "Watcher", "RunScorer", "EventSink", "training_eval_seed"]
 
 
-class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin):
+class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin, EvalScheduleMixin):
     """n_critic D steps and one G step per step, logging, sampling, checkpointing and recovering."""
 
     def __init__(self, cfg: Config, data: DataSource, generator: nn.Module, discriminator: nn.Module,
@@ -84,6 +83,8 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin):
         self.elapsed = 0.0
         self.eval_seconds = 0.0  # time spent evaluating (the evaluator network's one-time training excluded)
         self.eval_cost: Optional[float] = None  # seconds the last evaluation took
+        self.quick_seconds = 0.0  # of eval_seconds, the time of quick evaluations
+        self.quick_cost: Optional[float] = None  # seconds the last quick evaluation took
         self.recorder = Recorder(self.run_dir.metrics)
         self.tracker = watcher
         self.scorer = scorer
@@ -296,23 +297,16 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin):
         if self.step % cfg.log.sample_every == 0:
             self.save_samples()
         if self._eval_due(on_interval):
-            self.evaluate(final=cfg.eval.final and self.step >= cfg.train.steps)
+            if not self._guarded(lambda: self.evaluate(final=cfg.eval.final and self.step >= cfg.train.steps)):
+                return False
+        elif self._quick_eval_due(on_interval):
+            if not self._guarded(self.quick_evaluate):
+                return False
         if self.step % cfg.log.checkpoint_every == 0 and self._last_checkpoint_step != self.step:
             if not self._guarded(lambda: self.check_finite({})):  # never checkpoint a diverged state
                 return False
             self.save_checkpoint()
         return True
-
-    def _eval_due(self, on_log_step: bool) -> bool:
-        """Whether to evaluate now: every `eval.every` steps, or (auto) on a log step when the evaluations so
-        far plus one more stay within `eval.budget` of the training time."""
-        every = self.cfg.eval.every
-        if every != "auto":
-            return bool(every) and self.step % every == 0
-        if not on_log_step or self.step >= self.cfg.train.steps:
-            return False  # the final evaluation follows anyway
-        cost = self.eval_cost if self.eval_cost is not None else FIRST_EVAL_GUESS_SECONDS
-        return self.eval_seconds + cost <= self.cfg.eval.budget * self.elapsed
 
     def _train_until_done(self) -> bool:
         """The step loop; True when a signal stopped it."""
@@ -345,6 +339,8 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin):
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             write_config(self.out, self.cfg)
+        if self.dist.is_main and self.scorer is not None and (self.cfg.eval.final or self.cfg.eval.every):
+            self.scorer.start()
         parallel.barrier(self.dist)
         previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
         try:

@@ -12,7 +12,8 @@ import torch
 from ganstab.export import generator_meta, save_generator
 from ganstab.rundir import BEST_EVAL_FILE, append_jsonl, atomic_write
 from ganstab.sampling import class_rows, generate, save_image_grid, save_scatter
-from ganstab.training.interfaces import Divergence, training_eval_seed
+from ganstab.training.checkpoint import save_checkpoint
+from ganstab.training.interfaces import COLLAPSE_PREFIX, Divergence, training_eval_seed
 from ganstab.training.recorder import clean_record
 
 __all__ = ["OutputsMixin"]
@@ -46,7 +47,7 @@ class OutputsMixin:
 
     def evaluate(self, final: bool = False) -> Optional[dict[str, Any]]:
         """Score the sampling network (rank 0), log an `eval_` line (`"final": true` on the run's last one), keep
-        the best export in best/."""
+        the best export and its training state in best/; raise Divergence on a mode collapse during training."""
         if not self.dist.is_main or self.scorer is None:
             return None
         cfg = self.cfg
@@ -64,14 +65,46 @@ class OutputsMixin:
             self.sink.scalars(self.step, line)
         self._last_eval_step = self.step
         self.report_after_recovery(scores, self.scorer.main_metric_name())
-        if self.scorer.is_better(scores, self.best_eval):
+        collapse: Optional[Divergence] = None
+        try:
+            self.observe(line)
+        except Divergence as exc:  # of the evaluation findings only a collapse during training rolls back
+            if exc.code.startswith(COLLAPSE_PREFIX) and not final:
+                collapse = exc
+        if collapse is None and self.scorer.is_better(scores, self.best_eval):
             self.best_eval = dict(scores, step=self.step)
             self.export(self.run_dir.best)
             atomic_write(self.run_dir.best / BEST_EVAL_FILE, json.dumps(self.best_eval, indent=2))
+            if not final:  # the training state at the best evaluation: where a collapse rolls back to
+                save_checkpoint(self.run_dir.best, self.step, self.state(), keep=1)
+        if collapse is not None:
+            raise collapse
+        return line
+
+    def quick_evaluate(self) -> Optional[dict[str, Any]]:
+        """A cheap `eval_` line between full evaluations (`"quick": true`: class balance and diversity only); raise
+        Divergence on a mode collapse as `evaluate` does."""
+        if not self.dist.is_main or self.scorer is None:
+            return None
+        started = time.perf_counter()
+        scores = self.scorer.quick_evaluate(self.sampler_net(), self.cfg.model.latent_dim, self.g_kwargs(),
+                                            self.fixed_z, seed=training_eval_seed(self.cfg.seed))
+        self.quick_cost = time.perf_counter() - started
+        self.quick_seconds += self.quick_cost
+        self.eval_seconds += self.quick_cost
+        if not scores:
+            return None
+        line = clean_record({"step": self.step, "images_seen": self.images_seen, "time": round(self.elapsed, 3),
+                             **{f"eval_{k}": v for k, v in scores.items()}, "eval_time": round(self.quick_cost, 4),
+                             "quick": True})
+        self.recorder.write(line)
+        if self.sink is not None:
+            self.sink.scalars(self.step, line)
         try:
             self.observe(line)
-        except Divergence:
-            pass  # evaluation findings never trigger a rollback
+        except Divergence as exc:
+            if exc.code.startswith(COLLAPSE_PREFIX):
+                raise
         return line
 
     def observe(self, line: dict[str, Any]) -> None:
@@ -90,9 +123,10 @@ class OutputsMixin:
         diverged = [f for f in findings if f.is_divergence]
         if diverged:
             raise Divergence(diverged[0].message, diverged[0].code, diverged[0].start_step)
-        dead = [f for f in findings if f.code == "training.dead" and f.severity == "error"]
-        if dead:
-            raise Divergence(dead[0].message, dead[0].code, dead[0].start_step, fatal=False)
+        handled = [f for f in findings if f.severity == "error" and (f.code == "training.dead"
+                                                                      or f.code.startswith(COLLAPSE_PREFIX))]
+        if handled:
+            raise Divergence(handled[0].message, handled[0].code, handled[0].start_step, fatal=False)
 
     def check_finite(self, line: dict[str, Any]) -> None:
         """Raise Divergence on a non-finite logged value or weight."""

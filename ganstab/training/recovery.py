@@ -3,9 +3,13 @@
 - divergence (NaN/Inf, an exploding loss or gradient): roll back and scale both learning rates by
   `train.recover_lr_factor` (the run stops when this cannot be done: no recovery left);
 - dead training (a gradient at zero, losses constant: D has won): roll back and scale D's learning
-  rate only (training goes on when no recovery is left; the finding stays in findings.jsonl).
+  rate only (training goes on when no recovery is left; the finding stays in findings.jsonl);
+- mode collapse (the evaluation series: modes, coverage, class balance or diversity lost): roll back
+  to the training state of the best evaluation so far (kept in best/) and scale G's learning rate
+  only, the TTUR direction of the doctor's advice (G slower than D); training goes on when no
+  recovery is left.
 
-A rollback goes to the newest valid checkpoint taken before the episode began: one of the rotated
+Otherwise a rollback goes to the newest valid checkpoint taken before the episode began: one of the rotated
 checkpoints or the last known good one, kept outside the rotation, so the same episode is not
 replayed. Every recovery is a line of recoveries.jsonl (what failed, what changed, where it rolled
 back to); the next evaluation after it adds a line with the main metric afterwards.
@@ -16,9 +20,9 @@ from __future__ import annotations
 from typing import Any
 
 from ganstab.errors import TrainingDiverged
-from ganstab.rundir import append_jsonl
+from ganstab.rundir import append_jsonl, checkpoint_step
 from ganstab.training import checkpoint as ckpt
-from ganstab.training.interfaces import Divergence
+from ganstab.training.interfaces import COLLAPSE_PREFIX, Divergence
 
 __all__ = ["RecoveryMixin", "REMEDIES"]
 
@@ -26,6 +30,7 @@ __all__ = ["RecoveryMixin", "REMEDIES"]
 REMEDIES: dict[str, tuple[tuple[str, ...], str]] = {
     "divergence.": (("g", "d"), "scaled both learning rates"),
     "training.dead": (("d",), "scaled D's learning rate"),
+    COLLAPSE_PREFIX: (("g",), "scaled G's learning rate"),
 }
 
 
@@ -52,7 +57,7 @@ class RecoveryMixin:
         cfg = self.cfg
         if not cfg.train.recover or self.recoveries >= cfg.train.max_recoveries:
             return False
-        path = ckpt.newest_valid_before(self.run_dir.checkpoints, max(exc.start_step, 1), warn=self.echo)
+        path = self._rollback_target(exc)
         if path is None:
             return False
         before = self._lrs()
@@ -74,6 +79,18 @@ class RecoveryMixin:
                 "reason": str(exc), "remedy": remedy, "lr_scale": min(scales.values()), "lr_g_before": before[0],
                 "lr_d_before": before[1], "lr_g": after[0], "lr_d": after[1], "from_checkpoint": path.name}])
         return True
+
+    def _rollback_target(self, exc: Divergence) -> Any:
+        """The checkpoint to roll back to: for a collapse the best evaluation's state when it is from before the
+        episode began (a best inside the episode is already collapsed), else the newest valid checkpoint from
+        before the episode."""
+        start = max(exc.start_step, 1)
+        if exc.code.startswith(COLLAPSE_PREFIX):
+            best = ckpt.newest_valid_before(self.run_dir.best, start, warn=self.echo) \
+                if self.run_dir.best.is_dir() else None
+            if best is not None and (checkpoint_step(best.name) or 0) < start:
+                return best
+        return ckpt.newest_valid_before(self.run_dir.checkpoints, start, warn=self.echo)
 
     def _lrs(self) -> tuple[float, float]:
         return self.opt_g.param_groups[0]["lr"], self.opt_d.param_groups[0]["lr"]

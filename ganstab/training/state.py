@@ -37,6 +37,7 @@ class TrainerState:
             "recorder": self.recorder.state_dict(), "doctor": self.tracker.state_dict(),
             "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
             "best_eval": self.best_eval, "eval_seconds": self.eval_seconds, "eval_cost": self.eval_cost,
+            "quick_seconds": self.quick_seconds, "quick_cost": self.quick_cost,
             "config": to_dict(self.cfg),
         }
 
@@ -81,6 +82,8 @@ class TrainerState:
         self.best_eval = state.get("best_eval")
         self.eval_seconds = float(state.get("eval_seconds", 0.0))
         self.eval_cost = state.get("eval_cost")
+        self.quick_seconds = float(state.get("quick_seconds", 0.0))
+        self.quick_cost = state.get("quick_cost")
         for name, scaler in (("scaler_g", self.scaler_g), ("scaler_d", self.scaler_d)):
             if state.get(name) and scaler.is_enabled():
                 scaler.load_state_dict(state[name])

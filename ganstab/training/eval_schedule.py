@@ -1,0 +1,47 @@
+"""When the Trainer evaluates: every `eval.every` steps, or under `eval.every=auto` by measured cost.
+
+Under auto, a full evaluation comes on a log step whenever the evaluations so far plus one more stay
+within `eval.budget` of the training time; on images a quick one (class balance and diversity on a
+small sample) fills the log steps between, within QUICK_SHARE of that budget. The evaluator network's
+one-time training is no evaluation's cost, and while it still trains beside the run no evaluation
+waits for it.
+"""
+
+from __future__ import annotations
+
+__all__ = ["EvalScheduleMixin", "FIRST_EVAL_GUESS_SECONDS", "QUICK_SHARE"]
+
+# eval.every=auto: the cost assumed for the first evaluation (the first one then measures the real cost)
+FIRST_EVAL_GUESS_SECONDS = 0.25
+# eval.every=auto: the share of eval.budget that quick evaluations (images) may take between full ones
+QUICK_SHARE = 0.2
+
+
+class EvalScheduleMixin:
+    """Mixin of the Trainer: `_eval_due` (full evaluations) and `_quick_eval_due`."""
+
+    def _eval_due(self, on_log_step: bool) -> bool:
+        """Whether to evaluate now: every `eval.every` steps, or (auto) on a log step when the evaluations so
+        far plus one more stay within `eval.budget` of the training time."""
+        every = self.cfg.eval.every
+        if every != "auto":
+            return bool(every) and self.step % every == 0
+        if not on_log_step or self.step >= self.cfg.train.steps:
+            return False  # the final evaluation follows anyway
+        if self.scorer is not None and not self.scorer.ready():
+            return False  # the evaluator network is still training beside the run
+        cost = self.eval_cost if self.eval_cost is not None else FIRST_EVAL_GUESS_SECONDS
+        return self.eval_seconds + cost <= self.cfg.eval.budget * self.elapsed
+
+    def _quick_eval_due(self, on_log_step: bool) -> bool:
+        """eval.every=auto on images: a quick evaluation on a log step without a full one, while the quick ones
+        stay within QUICK_SHARE of `eval.budget` and all evaluations within the budget."""
+        if self.cfg.eval.every != "auto" or not on_log_step or self.step >= self.cfg.train.steps:
+            return False
+        if self.scorer is None or not self.scorer.supports_quick() or not self.scorer.ready():
+            return False
+        if self.eval_cost is None:
+            return False  # the first full evaluation comes first
+        cost = self.quick_cost if self.quick_cost is not None else FIRST_EVAL_GUESS_SECONDS
+        budget = self.cfg.eval.budget * self.elapsed
+        return self.quick_seconds + cost <= QUICK_SHARE * budget and self.eval_seconds + cost <= budget

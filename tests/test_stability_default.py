@@ -1,0 +1,183 @@
+"""Stability by default: a cheap evaluator trained beside the run, quick evaluations between full ones, the
+real-vs-real FD baseline and its failed-evaluation rule, and collapse recovery to the best evaluation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+import torch
+
+from ganstab.config import DoctorConfig
+from ganstab.diagnose.detectors import detect_failed_evaluation
+from ganstab.metrics.evaluator import capped_training_set, evaluator_cached, load_or_train_evaluator
+from ganstab.metrics.run_eval import QUICK_MIN_SAMPLES, RunEvaluator, other_real_images
+from ganstab.metrics.stats import frechet_distance
+from ganstab.pipeline import load_config, make_trainer
+from ganstab.rundir import is_eval_record, read_jsonl
+from ganstab.train import train
+from ganstab.training.eval_schedule import QUICK_SHARE
+
+DIGITS = ["data.name=digits", "model.arch=dcgan", "model.width=8", "train.batch_size=32", "log.progress=false",
+          "log.sample_every=100000", "train.threads=1"]
+
+
+def _images(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, 8, 8, generator=gen) * 2 - 1, torch.arange(n) % 4
+
+
+def test_the_evaluator_cap_shows_at_most_max_images_in_whole_epochs() -> None:
+    images, labels = _images(300)
+    same = capped_training_set(images, labels, 3, 900, seed=0)  # 3 x 300 = 900: the cap does not bind
+    assert same[0] is images and same[1] is labels and same[2] == 3
+    sub, sub_labels, epochs = capped_training_set(images, labels, 3, 500, seed=0)  # all 300 fit once (500 // 300)
+    assert (sub.shape[0], epochs) == (300, 1)
+    sub, sub_labels, epochs = capped_training_set(images, labels, 3, 120, seed=0)  # a subset of 120, one epoch
+    assert (sub.shape[0], epochs) == (120, 1)
+    rows = torch.randperm(300, generator=torch.Generator().manual_seed(0))[:120].sort().values
+    torch.testing.assert_close(sub, images[rows])
+    torch.testing.assert_close(sub_labels, labels[rows])
+    with pytest.raises(ValueError, match="max_images must be at least 2, got 1"):
+        capped_training_set(images, labels, 1, 1, seed=0)
+
+
+def test_a_cap_that_does_not_bind_keeps_the_cache_entry(tmp_path: Path) -> None:
+    images, labels = _images(300)
+    assert not evaluator_cached(tmp_path, "toy", images, labels, epochs=1)
+    load_or_train_evaluator(tmp_path, "toy", images, labels, epochs=1)
+    assert evaluator_cached(tmp_path, "toy", images, labels, epochs=1)
+    assert evaluator_cached(tmp_path, "toy", images, labels, epochs=1, max_images=300)  # 1 x 300 <= 300
+    assert not evaluator_cached(tmp_path, "toy", images, labels, epochs=1, max_images=200)  # binds: another net
+    capped = load_or_train_evaluator(tmp_path, "toy", images, labels, epochs=1, max_images=200)
+    assert evaluator_cached(tmp_path, "toy", images, labels, epochs=1, max_images=200)
+    assert len(list(tmp_path.glob("evaluator-toy-*.json"))) == 2
+    assert capped.settings.epochs == 1
+
+
+def test_fd_real_is_the_evaluators_own_real_vs_real_fd(tmp_path: Path) -> None:
+    cfg = load_config(overrides=[*DIGITS, f"out={tmp_path / 'run'}", f"eval.cache_dir={tmp_path / 'cache'}"])
+    trainer = make_trainer(cfg, echo=lambda m: None)
+    data = trainer.data
+    scorer = RunEvaluator(data, 300, torch.device("cpu"), tmp_path / "cache", 1, echo=lambda m: None)
+    train_images = data.evaluator_data()[0]
+    other = other_real_images(train_images, 300)
+    assert other is not None and other.shape[0] == 300
+    expected = frechet_distance(scorer.reference.features, scorer.evaluator.features(other))
+    assert scorer.fd_real == pytest.approx(expected)
+    assert 0 < scorer.fd_real < 5
+    real_as_fake = scorer.score_samples(data.test[:300])
+    assert real_as_fake["fd_real"] == scorer.fd_real
+
+
+def test_an_fd_far_above_the_real_baseline_is_a_failed_evaluation() -> None:
+    cfg = DoctorConfig()
+    ok = {"step": 100, "eval_fd": 19.0, "eval_fd_real": 0.02, "eval_precision": 0.4, "eval_coverage": 0.2,
+          "final": True}
+    assert detect_failed_evaluation([ok], cfg) == []  # 950 x the baseline: below 1000 x
+    bad = dict(ok, eval_fd=25.0)
+    [finding] = detect_failed_evaluation([bad], cfg)
+    assert finding.code == "evaluation.failed" and finding.severity == "error"
+    assert finding.message == ("The evaluation at step 100 is far from the data: eval_fd 25 is above 1000 x the "
+                               "evaluator's real-vs-real FD 0.02 (20) (1 failing evaluation over steps 100-100).")
+    assert finding.evidence == {"fd": 25.0, "fd_real": 0.02, "multiple": 1000.0, "threshold": pytest.approx(20.0)}
+    assert detect_failed_evaluation([dict(bad, eval_fd_real=None)], cfg) == []  # no baseline: no FD rule
+
+
+def test_quick_evaluations_fill_the_log_steps_within_their_share_of_the_budget(tmp_path: Path) -> None:
+    cfg = load_config(overrides=[*DIGITS, f"out={tmp_path / 'run'}", "train.steps=300", "log.every=5",
+                                 "eval.n=600", "eval.budget=1.0", f"eval.cache_dir={tmp_path / 'cache'}"])
+    trainer = make_trainer(cfg, echo=lambda m: None)
+    trainer.scorer.prepare()  # the evaluator network first, so the schedule starts at once
+    trainer.run()
+    evals = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if is_eval_record(r)]
+    quick = [r for r in evals if r.get("quick")]
+    full = [r for r in evals if not r.get("quick")]
+    assert quick and full[-1].get("final") is True
+    assert all(set(r) == {"step", "images_seen", "time", "eval_class_kl", "eval_diversity", "eval_time", "quick"}
+               for r in quick)
+    assert all(r["step"] % 5 == 0 for r in quick)
+    assert trainer.quick_seconds == pytest.approx(sum(r["eval_time"] for r in quick), abs=1e-3)
+    assert trainer.quick_seconds <= QUICK_SHARE * 1.0 * trainer.elapsed + 1e-6
+    assert trainer.eval_seconds == pytest.approx(sum(r["eval_time"] for r in evals), abs=1e-3)
+    assert QUICK_MIN_SAMPLES == 250
+
+
+class _CollapsingScorer:
+    """All 8 modes until `collapse_at`, then one: an evaluation series that collapses."""
+
+    def __init__(self, trainer: Any, collapse_at: int) -> None:
+        self.trainer, self.collapse_at = trainer, collapse_at
+
+    def evaluate(self, generator: Any, latent_dim: int, g_kwargs: dict, fixed_z: Optional[torch.Tensor] = None,
+                 seed: int = 0) -> dict[str, float]:
+        modes = 8.0 if self.trainer.step < self.collapse_at else 1.0
+        return {"modes": modes, "hq_fraction": 0.9, "reverse_kl": 0.0}
+
+    def quick_evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+        return {}
+
+    def is_better(self, new: dict[str, float], best: Optional[dict[str, float]]) -> bool:
+        return best is None or new["modes"] > best["modes"]
+
+    def main_metric_name(self) -> str:
+        return "modes"
+
+    def prepare(self) -> None:
+        pass
+
+    def start(self) -> None:
+        pass
+
+    def ready(self) -> bool:
+        return True
+
+    def supports_quick(self) -> bool:
+        return False
+
+
+def test_a_collapse_rolls_back_to_the_best_evaluation_and_slows_g(tmp_path: Path) -> None:
+    cfg = load_config(overrides=["data.name=ring8", "model.arch=toy", "model.width=16", "train.batch_size=32",
+                                 "log.progress=false", "log.every=5", "log.checkpoint_every=10", "eval.every=10",
+                                 "doctor.eval_warmup_steps=0", "train.steps=80", "train.max_recoveries=1",
+                                 f"out={tmp_path / 'run'}"])
+    trainer = make_trainer(cfg, echo=lambda m: None)
+    trainer.scorer = _CollapsingScorer(trainer, collapse_at=40)
+    lr_g, lr_d = cfg.optim.g_lr, cfg.optim.d_lr
+    result = trainer.run()
+    assert result.steps == 80 and result.recoveries == 1
+    assert sorted(p.name for p in (tmp_path / "run" / "best").glob("ckpt_*.pt")) == ["ckpt_0000010.pt"]
+    lines = read_jsonl(tmp_path / "run" / "recoveries.jsonl")
+    first = lines[0]
+    assert {k: first[k] for k in ("recovery", "step", "code", "remedy", "from_checkpoint")} == {
+        "recovery": 1, "step": 10, "code": "mode_collapse.modes", "remedy": "scaled G's learning rate",
+        "from_checkpoint": "ckpt_0000010.pt"}
+    assert first["failed_at"] == 50 and first["lr_g"] == pytest.approx(0.5 * lr_g) and first["lr_d"] == lr_d
+    records = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert [r["step"] for r in records if "loss_d" in r] == list(range(5, 85, 5))  # one line per step kept
+    last = [r for r in records if "loss_d" in r][-1]
+    assert last["lr_g"] == pytest.approx(0.5 * lr_g) and last["lr_d"] == pytest.approx(lr_d)
+    findings = [json.loads(x) for x in (tmp_path / "run" / "findings.jsonl").read_text().splitlines()]
+    assert {f["code"] for f in findings if f["severity"] == "error"} == {"mode_collapse.modes", "evaluation.failed"}
+
+
+def test_the_evaluator_trains_beside_the_run_without_touching_its_randomness(tmp_path: Path) -> None:
+    args = [*DIGITS, "train.steps=120", "log.every=10", "eval.n=300", "eval.evaluator_epochs=1"]
+    cold = load_config(overrides=[*args, f"out={tmp_path / 'cold'}", f"eval.cache_dir={tmp_path / 'cache'}"])
+    messages: list[str] = []
+    train(cold, echo=messages.append)
+    assert "evaluator: training its network beside the first training steps (once per data set, then cached)" in messages
+    assert len(list((tmp_path / "cache").glob("evaluator-digits-*.safetensors"))) == 1
+    warm = load_config(overrides=[*args, f"out={tmp_path / 'warm'}", f"eval.cache_dir={tmp_path / 'cache'}"])
+    messages.clear()
+    train(warm, echo=messages.append)
+    assert not any("beside" in m for m in messages)
+    loss = [{k: r[k] for k in ("step", "loss_d", "loss_g")} for r in read_jsonl(tmp_path / "cold" / "metrics.jsonl")
+            if "loss_d" in r]
+    again = [{k: r[k] for k in ("step", "loss_d", "loss_g")} for r in read_jsonl(tmp_path / "warm" / "metrics.jsonl")
+             if "loss_d" in r]
+    assert loss == again and len(loss) == 12
+    final = [r for r in read_jsonl(tmp_path / "cold" / "metrics.jsonl") if r.get("final")]
+    assert len(final) == 1 and final[0]["eval_fd"] > 0
