@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from ganstab.diagnose import verdict
+from ganstab.diagnose.findings import Finding
 from ganstab.pipeline import load_config
 from ganstab.train import train
 from ganstab.rundir import read_jsonl as read_metrics
@@ -84,8 +86,11 @@ def run_variant(name: str, seed: int, budget: float, eval_images: int, out: Path
     evals = [r for r in records if "eval_fd" in r]
     points = [{"time": r["time"], "images_seen": r["images_seen"], "step": r["step"],
                **{k[5:]: v for k, v in r.items() if k.startswith("eval_")}} for r in evals]
+    findings = read_metrics(run_dir / "findings.jsonl") if (run_dir / "findings.jsonl").is_file() else []
     return {"variant": name, "seed": seed, "final": points[-1], "points": points,
-            "images_seen": records[-1]["images_seen"], "steps": records[-1]["step"], "wall": wall}
+            "images_seen": records[-1]["images_seen"], "steps": records[-1]["step"], "wall": wall,
+            "verdict": verdict([Finding.from_dict(f) for f in findings]),
+            "findings": sorted({f"{f['code']} ({f['severity']})" for f in findings if f["severity"] != "info"})}
 
 
 def at_images(row: dict, images: int) -> dict | None:

@@ -4,8 +4,10 @@ Cases (issue #14's reproductions, at default settings otherwise):
 - `lr0.5`: `data.name=digits model.arch=dcgan optim.g_lr=0.5 optim.d_lr=0.5 train.steps=300`, whose
   gradients die within 50 steps (the doctor's `training.dead`; remedy: D's learning rate scaled);
 - `blog-ring8`: `--preset blog data.name=ring8 model.arch=toy`, which collapses to a few of the 8 modes
-  (the doctor's mode-collapse and failed-evaluation errors; no automatic remedy for collapse yet, so
-  both arms should match: the benchmark shows it rather than assumes it).
+  (the doctor's mode-collapse and failed-evaluation errors; remedy: roll back to the best evaluation's
+  state and scale G's learning rate);
+- `lsgan-ring8`: `--preset lsgan data.name=ring8 model.arch=toy`, a second collapsing recipe (BN in
+  G and D with the least-squares loss).
 
 For every run: the final evaluation (FD, precision, recall, coverage; modes and high-quality fraction
 on 2-D data), the doctor's verdict and the number of recoveries in recoveries.jsonl.
@@ -32,8 +34,10 @@ from common import machine, mean_se_text as mean_se, output_stem, run_jobs, writ
 CASES = {
     "lr0.5": ["data.name=digits", "model.arch=dcgan", "optim.g_lr=0.5", "optim.d_lr=0.5", "train.steps=300"],
     "blog-ring8": ["--preset", "blog", "data.name=ring8", "model.arch=toy"],
+    "lsgan-ring8": ["--preset", "lsgan", "data.name=ring8", "model.arch=toy"],
 }
-KEYS = {"lr0.5": ("fd", "precision", "recall", "coverage"), "blog-ring8": ("modes", "hq_fraction", "fd")}
+KEYS = {"lr0.5": ("fd", "precision", "recall", "coverage"), "blog-ring8": ("modes", "hq_fraction"),
+        "lsgan-ring8": ("modes", "hq_fraction")}
 
 
 def command(case: str, recover: bool, seed: int, out: Path) -> list[str]:
@@ -47,7 +51,7 @@ def summary(out: Path, case: str) -> dict:
     run = RunDir(out)
     records = read_jsonl(run.metrics)
     evals = [r for r in records if is_eval_record(r)]
-    final = evals[-1] if evals else {}
+    final = next((r for r in reversed(evals) if r.get("final")), evals[-1] if evals else {})
     findings = [Finding.from_dict(f) for f in read_jsonl(run.findings)] if run.findings.is_file() else []
     recoveries = [r for r in read_jsonl(run.recoveries) if "recovery" in r and "remedy" in r] \
         if run.recoveries.is_file() else []

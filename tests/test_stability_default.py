@@ -86,22 +86,42 @@ def test_an_fd_far_above_the_real_baseline_is_a_failed_evaluation() -> None:
     assert detect_failed_evaluation([dict(bad, eval_fd_real=None)], cfg) == []  # no baseline: no FD rule
 
 
-def test_quick_evaluations_fill_the_log_steps_within_their_share_of_the_budget(tmp_path: Path) -> None:
+def test_quick_evaluations_fill_log_steps_within_their_share_of_the_budget(tmp_path: Path) -> None:
     cfg = load_config(overrides=[*DIGITS, f"out={tmp_path / 'run'}", "train.steps=300", "log.every=5",
-                                 "eval.n=600", "eval.budget=1.0", f"eval.cache_dir={tmp_path / 'cache'}"])
+                                 "eval.n=600", f"eval.cache_dir={tmp_path / 'cache'}"])
     trainer = make_trainer(cfg, echo=lambda m: None)
-    trainer.scorer.prepare()  # the evaluator network first, so the schedule starts at once
+    trainer.scorer.prepare()
+    trainer.step, trainer.elapsed = 100, 100.0  # budget: 0.05 x 100 = 5 s, of which quick ones 1 s
+    assert trainer._quick_eval_due(True) is False  # the first full evaluation comes first
+    trainer.eval_cost, trainer.eval_seconds = 2.0, 3.0
+    assert trainer._quick_eval_due(True) is True  # guess 0.25 s: 0 + 0.25 <= 1 and 3.25 <= 5
+    assert trainer._quick_eval_due(False) is False  # only on log steps
+    trainer.quick_cost, trainer.quick_seconds = 0.1, 0.95
+    assert trainer._quick_eval_due(True) is False  # 0.95 + 0.1 > QUICK_SHARE x 5
+    trainer.quick_seconds, trainer.eval_seconds = 0.5, 4.95
+    assert trainer._quick_eval_due(True) is False  # within its share, but 4.95 + 0.1 > 5
+    trainer.eval_seconds = 4.0
+    assert trainer._quick_eval_due(True) is True
+    trainer.step = 300
+    assert trainer._quick_eval_due(True) is False  # the final evaluation follows anyway
+    assert QUICK_SHARE == 0.2
+    fixed = make_trainer(load_config(overrides=[*DIGITS, f"out={tmp_path / 'fixed'}", "eval.every=20"]),
+                         echo=lambda m: None)
+    fixed.step, fixed.elapsed, fixed.eval_cost = 100, 100.0, 0.1
+    assert fixed._quick_eval_due(True) is False  # quick evaluations only under eval.every=auto
+
+
+def test_a_quick_evaluation_is_a_cheap_eval_line(tmp_path: Path) -> None:
+    cfg = load_config(overrides=[*DIGITS, f"out={tmp_path / 'run'}", "train.steps=20", "log.every=5",
+                                 "eval.n=600", "eval.every=0", f"eval.cache_dir={tmp_path / 'cache'}"])
+    trainer = make_trainer(cfg, echo=lambda m: None)
     trainer.run()
-    evals = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if is_eval_record(r)]
-    quick = [r for r in evals if r.get("quick")]
-    full = [r for r in evals if not r.get("quick")]
-    assert quick and full[-1].get("final") is True
-    assert all(set(r) == {"step", "images_seen", "time", "eval_class_kl", "eval_diversity", "eval_time", "quick"}
-               for r in quick)
-    assert all(r["step"] % 5 == 0 for r in quick)
-    assert trainer.quick_seconds == pytest.approx(sum(r["eval_time"] for r in quick), abs=1e-3)
-    assert trainer.quick_seconds <= QUICK_SHARE * 1.0 * trainer.elapsed + 1e-6
-    assert trainer.eval_seconds == pytest.approx(sum(r["eval_time"] for r in evals), abs=1e-3)
+    line = trainer.quick_evaluate()
+    assert set(line) == {"step", "images_seen", "time", "eval_class_kl", "eval_diversity", "eval_time", "quick"}
+    assert line["step"] == 20 and line["quick"] is True and line["eval_class_kl"] >= 0
+    full = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r.get("final")][0]
+    assert line["eval_diversity"] == pytest.approx(full["eval_diversity"])  # the same fixed batch
+    assert trainer.quick_seconds == pytest.approx(line["eval_time"], abs=1e-3)
     assert QUICK_MIN_SAMPLES == 250
 
 

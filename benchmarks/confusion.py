@@ -1,0 +1,123 @@
+"""The stability doctor's verdicts against what the final evaluations say, over every benchmark run.
+
+Reads the run records of the 2-D benchmark (results/modes2d-<tag>.json), the Fashion-MNIST benchmark
+(results/fashion.json) and the long healthy runs (results/long_runs-healthy.json), and tabulates the
+doctor's verdict of each run (failed: an error; warnings: a warning; else healthy) against whether the
+run truly failed. "Truly failed" is fixed here, before the table, from the final evaluation alone:
+
+- 2-D data (PacGAN protocol): fewer than half the modes captured, or under 10 % high-quality samples;
+- images: coverage below 0.03 (Naeem et al. 2020: under 3 % of the real test images' neighbourhoods
+  hold a generated sample), whatever the precision.
+
+The goals (issue #14): every truly failed run flagged (verdict `failed`); no run of a healthy preset
+(`modes2d`, `hinge-sn`, the default recipe, `small-data`) with a warning or an error.
+
+Usage: python benchmarks/confusion.py [--modes2d-tag 3seeds]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from common import RESULTS, write_results  # noqa: E402
+
+HEALTHY_PRESETS = {"modes2d", "hinge-sn", "default", "small-data"}
+FAILED_COVERAGE = 0.03
+MODES = {"ring8": 8, "grid25": 25}
+
+
+def modes2d_runs(tag: str) -> list[dict[str, Any]]:
+    """(benchmark, case, seed, verdict, truly failed, why, healthy preset, findings) per 2-D run."""
+    path = RESULTS / f"modes2d-{tag}.json"
+    out = []
+    for run in json.loads(path.read_text())["runs"]:
+        severities = run["findings"]["by_severity"]
+        flagged = "failed" if severities.get("error") else "warnings" if severities.get("warning") else "healthy"
+        modes, hq = run.get("modes"), run.get("hq_fraction")
+        failed = modes is None or modes < MODES[run["data"]] / 2 or hq < 0.10
+        why = "no final evaluation" if modes is None else f"{modes:.0f}/{MODES[run['data']]} modes, HQ {hq:.2f}"
+        out.append({"benchmark": f"modes2d-{tag}", "case": f"{run['config']} {run['data']}", "seed": run["seed"],
+                    "verdict": flagged, "failed": failed, "final": why, "healthy_preset": run["config"] in
+                    HEALTHY_PRESETS, "findings": sorted(set(run["findings"]["codes"]))})
+    return out
+
+
+def fashion_runs() -> list[dict[str, Any]]:
+    """The same per Fashion-MNIST benchmark run (each trick alone at 60 s)."""
+    out = []
+    for row in json.loads((RESULTS / "fashion.json").read_text())["rows"]:
+        final = row["final"]
+        coverage = final.get("coverage")
+        out.append({"benchmark": "fashion", "case": row["variant"], "seed": row["seed"], "verdict": row["verdict"],
+                    "failed": coverage is None or coverage < FAILED_COVERAGE,
+                    "final": f"FD {final.get('fd', float('nan')):.3g}, precision {final.get('precision', 0):.3f}, "
+                             f"coverage {coverage if coverage is None else f'{coverage:.3f}'}",
+                    "healthy_preset": False, "findings": row["findings"]})
+    return out
+
+
+def long_runs() -> list[dict[str, Any]]:
+    """The same per long healthy run (10,000 steps at the defaults)."""
+    path = RESULTS / "long_runs-healthy.json"
+    if not path.is_file():
+        return []
+    out = []
+    for key, run in json.loads(path.read_text())["healthy"].items():
+        name, seed = key.split("/")
+        preset = name.rsplit("-", 1)[0]
+        coverage = run.get("coverage")
+        out.append({"benchmark": "long_runs", "case": name, "seed": int(seed), "verdict": run["verdict"],
+                    "failed": coverage is None or coverage < FAILED_COVERAGE,
+                    "final": f"FD {run['fd']:.3g}, precision {run['precision']:.3f}, coverage {coverage:.3f}"
+                    if coverage is not None else "no final evaluation",
+                    "healthy_preset": preset in HEALTHY_PRESETS, "findings": run["codes"]})
+    return out
+
+
+def markdown(runs: list[dict[str, Any]], tag: str) -> str:
+    """The confusion table, the goals' check and the runs behind every off-diagonal cell."""
+    lines = ["# The doctor's verdicts against the final evaluations", "",
+             f"Runs: results/modes2d-{tag}.json, results/fashion.json, results/long_runs-healthy.json "
+             f"({len(runs)} runs). Truly failed: 2-D, fewer than half the modes or under 10 % high-quality samples; "
+             f"images, final coverage below {FAILED_COVERAGE}.", "",
+             "| verdict | truly failed | not failed |", "|---|---|---|"]
+    for verdict in ("failed", "warnings", "healthy"):
+        bad = sum(r["verdict"] == verdict and r["failed"] for r in runs)
+        good = sum(r["verdict"] == verdict and not r["failed"] for r in runs)
+        lines.append(f"| {verdict} | {bad} | {good} |")
+    missed = [r for r in runs if r["failed"] and r["verdict"] != "failed"]
+    alarms = [r for r in runs if r["healthy_preset"] and r["verdict"] != "healthy"]
+    healthy_total = sum(r["healthy_preset"] for r in runs)
+    lines += ["", f"- Truly failed runs not flagged `failed`: {len(missed)} of {sum(r['failed'] for r in runs)}.",
+              f"- Healthy-preset runs with a warning or an error: {len(alarms)} of {healthy_total}.", ""]
+    for title, rows in (("Truly failed, not flagged failed", missed), ("Healthy presets flagged", alarms),
+                        ("Flagged failed, not truly failed", [r for r in runs if r["verdict"] == "failed"
+                                                              and not r["failed"]])):
+        if rows:
+            lines += [f"## {title}", "", "| benchmark | case | seed | verdict | final evaluation | findings |",
+                      "|---|---|---|---|---|---|"]
+            lines += [f"| {r['benchmark']} | {r['case']} | {r['seed']} | {r['verdict']} | {r['final']} | "
+                      f"{', '.join(r['findings']) or 'none'} |" for r in rows]
+            lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Read the benchmark records and write results/confusion.md/json."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--modes2d-tag", default="3seeds")
+    args = parser.parse_args()
+    runs = modes2d_runs(args.modes2d_tag) + fashion_runs() + long_runs()
+    text = markdown(runs, args.modes2d_tag)
+    write_results("confusion", text, {"runs": runs})
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

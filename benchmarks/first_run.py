@@ -1,0 +1,99 @@
+"""A first run's cost of the evaluator network, and the evaluation overhead at the defaults.
+
+For each data set (the demo's digits and Fashion-MNIST), `ganstab train data.name=NAME` at default
+settings is timed end to end (process start to exit) with a warm evaluator cache and with an empty one
+(a new GANSTAB_CACHE folder), alternating, `--repeats` times each; the empty-cache run trains the
+evaluator network beside its first training steps. Also reported: the evaluator's test accuracy, and
+from the warm runs' metrics.jsonl the evaluation overhead, the sum of `eval_time` (full and quick
+evaluations) over the training time.
+
+Usage: python benchmarks/first_run.py [--repeats 2] [--data digits fashion-mnist]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ganstab.rundir import is_eval_record, read_jsonl
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from common import machine, output_stem, write_results  # noqa: E402
+
+
+def timed_run(data: str, out: Path, cache: Path) -> dict[str, Any]:
+    """Wall time of one default `ganstab train` run, its training time and evaluation time."""
+    env = dict(os.environ, GANSTAB_CACHE=str(cache))
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "ganstab", "train", "--overwrite", f"data.name={data}", f"out={out}",
+                           "log.progress=false"], env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"{data}: exit {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}")
+    records = read_jsonl(out / "metrics.jsonl")
+    evals = [r for r in records if is_eval_record(r)]
+    train_time = max(r.get("time", 0.0) for r in records)
+    accuracy = None
+    for meta in cache.glob("evaluator-*.json"):
+        accuracy = json.loads(meta.read_text()).get("test_accuracy")
+    return {"wall": wall, "train_time": train_time, "eval_time": sum(r.get("eval_time", 0.0) for r in evals),
+            "full": sum(not r.get("quick") for r in evals), "quick": sum(bool(r.get("quick")) for r in evals),
+            "accuracy": accuracy}
+
+
+def main() -> None:
+    """Time warm and cold first runs per data set and write results/first_run.md/json."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--data", nargs="*", default=["digits", "fashion-mnist"])
+    args = parser.parse_args()
+    root = HERE / "runs" / output_stem("first_run")
+    root.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for data in args.data:
+        warm_cache = root / f"cache-{data}"
+        timed_run(data, root / f"{data}-prime", warm_cache)  # fills the warm cache
+        results[data] = {"warm": [], "cold": []}
+        for repeat in range(args.repeats):
+            for kind in ("cold", "warm"):
+                with tempfile.TemporaryDirectory() as empty:
+                    cache = Path(empty) if kind == "cold" else warm_cache
+                    row = timed_run(data, root / f"{data}-{kind}{repeat}", cache)
+                results[data][kind].append(row)
+                print(f"{data} {kind} {repeat}: {row}", flush=True)
+    lines = ["# A first run's evaluator cost and the evaluation overhead at the defaults", "",
+             f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()}; "
+             f"`python benchmarks/first_run.py {' '.join(sys.argv[1:])}` took "
+             f"{(time.perf_counter() - started) / 60:.1f} min. Each row: `ganstab train data.name=NAME` at default "
+             f"settings, process start to exit, mean of {args.repeats} (alternating cold and warm).", "",
+             "| data | wall, warm cache s | wall, empty cache s | first-run growth | evaluator test accuracy | "
+             "training s | evaluations (full + quick) | eval time s | eval overhead |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for data, rows in results.items():
+        warm, cold = (statistics.fmean(r["wall"] for r in rows[k]) for k in ("warm", "cold"))
+        train_time = statistics.fmean(r["train_time"] for r in rows["warm"])
+        eval_time = statistics.fmean(r["eval_time"] for r in rows["warm"])
+        full = statistics.fmean(r["full"] for r in rows["warm"])
+        quick = statistics.fmean(r["quick"] for r in rows["warm"])
+        accuracy = rows["cold"][0]["accuracy"]
+        lines.append(f"| {data} | {warm:.1f} | {cold:.1f} | {100 * (cold / warm - 1):+.1f} % | "
+                     f"{accuracy if accuracy is None else f'{accuracy:.3f}'} | {train_time:.1f} | {full:.0f} + "
+                     f"{quick:.0f} | {eval_time:.2f} | {100 * eval_time / train_time:.1f} % |")
+    text = "\n".join(lines) + "\n"
+    write_results(output_stem("first_run"), text, {"args": vars(args), "machine": machine(), "runs": results})
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
