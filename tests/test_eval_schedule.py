@@ -32,10 +32,13 @@ def test_auto_schedule_keeps_evaluations_within_the_budget(tmp_path: Path) -> No
     assert trainer.eval_cost is None
     assert trainer._eval_due(True) is (FIRST_EVAL_GUESS_SECONDS <= 5.0)
     trainer.eval_seconds, trainer.eval_cost = 4.0, 0.5
-    assert trainer._eval_due(True) is True          # 4.0 + 0.5 <= 0.05 x 100
+    assert trainer._eval_due(True) is True          # 4.0 + 0.5 + 0.5 (the final one, reserved) <= 0.05 x 100
     assert trainer._eval_due(False) is False        # only on log steps
-    trainer.eval_seconds = 4.6
-    assert trainer._eval_due(True) is False         # 4.6 + 0.5 > 5
+    trainer.eval_seconds = 4.1
+    assert trainer._eval_due(True) is False         # 4.1 + 0.5 + 0.5 > 5
+    no_final = _trainer(tmp_path / "no-final", "train.steps=1000", "eval.final=false")
+    no_final.step, no_final.elapsed, no_final.eval_seconds, no_final.eval_cost = 100, 100.0, 4.1, 0.5
+    assert no_final._eval_due(True) is True         # nothing to reserve: 4.1 + 0.5 <= 5
     trainer.step = 1000
     assert trainer._eval_due(True) is False         # the final evaluation follows anyway
     fixed = _trainer(tmp_path / "fixed", "train.steps=1000", "eval.every=30")

@@ -1,7 +1,7 @@
 """When the Trainer evaluates: every `eval.every` steps, or under `eval.every=auto` by measured cost.
 
-Under auto, a full evaluation comes on a log step whenever the evaluations so far plus one more stay
-within `eval.budget` of the training time; on images a quick one (class balance and diversity on a
+Under auto, a full evaluation comes on a log step whenever the evaluations so far, this one and the
+final one (reserved at the last measured cost) stay within `eval.budget` of the training time; on images a quick one (class balance and diversity on a
 small sample) fills the log steps between, within QUICK_SHARE of that budget. The evaluator network's
 one-time training is no evaluation's cost, and while it still trains beside the run no evaluation
 waits for it.
@@ -22,7 +22,8 @@ class EvalScheduleMixin:
 
     def _eval_due(self, on_log_step: bool) -> bool:
         """Whether to evaluate now: every `eval.every` steps, or (auto) on a log step when the evaluations so
-        far plus one more stay within `eval.budget` of the training time."""
+        far plus this one plus the final one (reserved at the same cost) stay within `eval.budget` of the
+        training time."""
         every = self.cfg.eval.every
         if every != "auto":
             return bool(every) and self.step % every == 0
@@ -31,11 +32,12 @@ class EvalScheduleMixin:
         if self.scorer is not None and not self.scorer.ready():
             return False  # the evaluator network is still training beside the run
         cost = self.eval_cost if self.eval_cost is not None else FIRST_EVAL_GUESS_SECONDS
-        return self.eval_seconds + cost <= self.cfg.eval.budget * self.elapsed
+        reserve = cost if self.cfg.eval.final else 0.0
+        return self.eval_seconds + cost + reserve <= self.cfg.eval.budget * self.elapsed
 
     def _quick_eval_due(self, on_log_step: bool) -> bool:
         """eval.every=auto on images: a quick evaluation on a log step without a full one, while the quick ones
-        stay within QUICK_SHARE of `eval.budget` and all evaluations within the budget."""
+        stay within QUICK_SHARE of `eval.budget` and all evaluations, the final one reserved, within the budget."""
         if self.cfg.eval.every != "auto" or not on_log_step or self.step >= self.cfg.train.steps:
             return False
         if self.scorer is None or not self.scorer.supports_quick() or not self.scorer.ready():
@@ -44,4 +46,5 @@ class EvalScheduleMixin:
             return False  # the first full evaluation comes first
         cost = self.quick_cost if self.quick_cost is not None else FIRST_EVAL_GUESS_SECONDS
         budget = self.cfg.eval.budget * self.elapsed
-        return self.quick_seconds + cost <= QUICK_SHARE * budget and self.eval_seconds + cost <= budget
+        reserve = self.eval_cost if self.cfg.eval.final else 0.0
+        return self.quick_seconds + cost <= QUICK_SHARE * budget and self.eval_seconds + cost + reserve <= budget
