@@ -16,7 +16,7 @@ from ganstab.metrics.evaluator import capped_training_set, evaluator_cached, loa
 from ganstab.metrics.run_eval import QUICK_MIN_SAMPLES, RunEvaluator, other_real_images
 from ganstab.metrics.stats import frechet_distance
 from ganstab.pipeline import load_config, make_trainer
-from ganstab.rundir import is_eval_record, read_jsonl
+from ganstab.rundir import read_jsonl
 from ganstab.train import train
 from ganstab.training.eval_schedule import QUICK_SHARE
 
