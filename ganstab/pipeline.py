@@ -67,6 +67,10 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (), p
     return cfg
 
 
+#: An evaluator network shown fewer training images than this trains on first use, not in a process beside the run
+BACKGROUND_EVALUATOR_IMAGES = 10_000
+
+
 class LazyScorer:
     """The run's evaluator, built (and its evaluator network trained or loaded) on first use; on the CPU a
     missing evaluator network is trained in a process of its own beside the first training steps (`start`)."""
@@ -81,6 +85,11 @@ class LazyScorer:
         ev = self.cfg.eval
         if self.evaluator is not None or self._warming is not None or self.device.type != "cpu":
             return
+        if self.data.kind == "points":
+            return
+        shown = len(self.data.evaluator_data()[0]) * ev.evaluator_epochs
+        if min(shown, ev.evaluator_images or shown) < BACKGROUND_EVALUATOR_IMAGES:
+            return  # about a second of training: cheaper on first use than a process of its own
         if not evaluator_needs_training(self.data, ev.cache_dir, ev.evaluator_epochs, ev.evaluator_images):
             return
         self.echo("training its network beside the first training steps (once per data set, then cached)")

@@ -15,7 +15,8 @@ from ganstab.diagnose.detectors import detect_failed_evaluation
 from ganstab.metrics.evaluator import capped_training_set, evaluator_cached, load_or_train_evaluator
 from ganstab.metrics.run_eval import QUICK_MIN_SAMPLES, RunEvaluator, other_real_images
 from ganstab.metrics.stats import frechet_distance
-from ganstab.pipeline import load_config, make_trainer
+from ganstab import pipeline
+from ganstab.pipeline import BACKGROUND_EVALUATOR_IMAGES, load_config, make_trainer
 from ganstab.rundir import read_jsonl
 from ganstab.train import train
 from ganstab.training.eval_schedule import QUICK_SHARE
@@ -94,7 +95,7 @@ def test_quick_evaluations_fill_log_steps_within_their_share_of_the_budget(tmp_p
     trainer.step, trainer.elapsed = 100, 100.0  # budget: 0.05 x 100 = 5 s, of which quick ones 1 s
     assert trainer._quick_eval_due(True) is False  # the first full evaluation comes first
     trainer.eval_cost, trainer.eval_seconds = 1.0, 2.0
-    assert trainer._quick_eval_due(True) is True  # guess 0.25 s: 0 + 0.25 <= 1 and 2 + 0.25 + 1 (final) <= 5
+    assert trainer._quick_eval_due(True) is True  # guess 0.1 x 1 s: 0 + 0.1 <= 1 and 2 + 0.1 + 1 (final) <= 5
     assert trainer._quick_eval_due(False) is False  # only on log steps
     trainer.quick_cost, trainer.quick_seconds = 0.1, 0.95
     assert trainer._quick_eval_due(True) is False  # 0.95 + 0.1 > QUICK_SHARE x 5
@@ -183,7 +184,19 @@ def test_a_collapse_rolls_back_to_the_best_evaluation_and_slows_g(tmp_path: Path
     assert {f["code"] for f in findings if f["severity"] == "error"} == {"mode_collapse.modes", "evaluation.failed"}
 
 
-def test_the_evaluator_trains_beside_the_run_without_touching_its_randomness(tmp_path: Path) -> None:
+def test_a_cheap_evaluator_trains_on_first_use(tmp_path: Path) -> None:
+    assert BACKGROUND_EVALUATOR_IMAGES == 10_000  # digits: 1,437 images x 3 epochs train in about a second
+    cfg = load_config(overrides=[*DIGITS, "train.steps=20", f"out={tmp_path / 'run'}",
+                                 f"eval.cache_dir={tmp_path / 'cache'}"])
+    messages: list[str] = []
+    train(cfg, echo=messages.append)
+    assert not any("beside" in m for m in messages)
+    assert len(list((tmp_path / "cache").glob("evaluator-digits-*.safetensors"))) == 1
+
+
+def test_the_evaluator_trains_beside_the_run_without_touching_its_randomness(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipeline, "BACKGROUND_EVALUATOR_IMAGES", 0)  # digits stand in for a large data set
     args = [*DIGITS, "train.steps=120", "log.every=10", "eval.n=300", "eval.evaluator_epochs=1"]
     cold = load_config(overrides=[*args, f"out={tmp_path / 'cold'}", f"eval.cache_dir={tmp_path / 'cache'}"])
     messages: list[str] = []
