@@ -68,7 +68,12 @@ def evaluator_needs_training(data: DataSource, cache_dir: Optional[Path], epochs
 
 def warm_evaluator_cache(data_cfg: Any, seed: int, cache_dir: Optional[str], epochs: int,
                          max_images: Optional[int], threads: int = 1) -> None:
-    """Train and cache the evaluator network of a data config (run in a process beside training, `threads`)."""
+    """Train and cache the evaluator network of a data config (run in a process beside training, `threads`, at
+    the lowest CPU priority: it takes the cycles training leaves idle, and the whole CPU once training waits)."""
+    try:
+        os.nice(19)
+    except OSError:
+        pass
     torch.set_num_threads(threads)
     data = make_dataset(data_cfg, seed)
     train, labels, test, test_labels = data.evaluator_data()
