@@ -1,7 +1,7 @@
 """The stability doctor's verdicts against what the final evaluations say, over every benchmark run.
 
 Reads the run records of the 2-D benchmark (results/modes2d-<tag>.json), the Fashion-MNIST benchmark
-(results/fashion.json) and the long healthy runs (results/long_runs-healthy.json), and tabulates the
+(results/fashion-<tag>.json) and the long healthy runs (results/long_runs-healthy.json), and tabulates the
 doctor's verdict of each run (failed: an error; warnings: a warning; else healthy) against whether the
 run truly failed. "Truly failed" is fixed here, before the table, from the final evaluation alone:
 
@@ -12,7 +12,7 @@ run truly failed. "Truly failed" is fixed here, before the table, from the final
 The goals (issue #14): every truly failed run flagged (verdict `failed`); no run of a healthy preset
 (`modes2d`, `hinge-sn`, the default recipe, `small-data`) with a warning or an error.
 
-Usage: python benchmarks/confusion.py [--modes2d-tag 3seeds]
+Usage: python benchmarks/confusion.py [--modes2d-tag 3seeds] [--fashion-tag doctor]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import RESULTS, write_results  # noqa: E402
+from common import RESULTS, output_stem, write_results  # noqa: E402
 
 HEALTHY_PRESETS = {"modes2d", "hinge-sn", "default", "small-data"}
 FAILED_COVERAGE = 0.03
@@ -48,10 +48,10 @@ def modes2d_runs(tag: str) -> list[dict[str, Any]]:
     return out
 
 
-def fashion_runs() -> list[dict[str, Any]]:
+def fashion_runs(tag: str) -> list[dict[str, Any]]:
     """The same per Fashion-MNIST benchmark run (each trick alone at 60 s)."""
     out = []
-    for row in json.loads((RESULTS / "fashion.json").read_text())["rows"]:
+    for row in json.loads((RESULTS / output_stem("fashion", tag)).with_suffix(".json").read_text())["rows"]:
         final = row["final"]
         coverage = final.get("coverage")
         out.append({"benchmark": "fashion", "case": row["variant"], "seed": row["seed"], "verdict": row["verdict"],
@@ -80,10 +80,11 @@ def long_runs() -> list[dict[str, Any]]:
     return out
 
 
-def markdown(runs: list[dict[str, Any]], tag: str) -> str:
+def markdown(runs: list[dict[str, Any]], tag: str, fashion_tag: str) -> str:
     """The confusion table, the goals' check and the runs behind every off-diagonal cell."""
     lines = ["# The doctor's verdicts against the final evaluations", "",
-             f"Runs: results/modes2d-{tag}.json, results/fashion.json, results/long_runs-healthy.json "
+             f"Runs: results/modes2d-{tag}.json, results/{output_stem('fashion', fashion_tag)}.json, "
+             "results/long_runs-healthy.json "
              f"({len(runs)} runs). Truly failed: 2-D, fewer than half the modes or under 10 % high-quality samples; "
              f"images, final coverage below {FAILED_COVERAGE}.", "",
              "| verdict | truly failed | not failed |", "|---|---|---|"]
@@ -112,9 +113,10 @@ def main() -> None:
     """Read the benchmark records and write results/confusion.md/json."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modes2d-tag", default="3seeds")
+    parser.add_argument("--fashion-tag", default="doctor")
     args = parser.parse_args()
-    runs = modes2d_runs(args.modes2d_tag) + fashion_runs() + long_runs()
-    text = markdown(runs, args.modes2d_tag)
+    runs = modes2d_runs(args.modes2d_tag) + fashion_runs(args.fashion_tag) + long_runs()
+    text = markdown(runs, args.modes2d_tag, args.fashion_tag)
     write_results("confusion", text, {"runs": runs})
     print(text)
 

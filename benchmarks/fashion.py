@@ -120,6 +120,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=None, help="variant names to run")
     parser.add_argument("--data", default="fashion-mnist")
     parser.add_argument("--out", default="benchmarks/runs/fashion")
+    parser.add_argument("--tag", default="", help="suffix of the output files (fashion-<tag>.md ...)")
     args = parser.parse_args()
     names = args.only or (["baseline", "recommended", "blog-as-published"] if args.quick else list(VARIANTS))
     budget, seeds = (30.0, 1) if args.quick else (args.budget, args.seeds)
@@ -137,7 +138,7 @@ def main() -> None:
                for r in rows if r["variant"] not in SLOW]
     reached = min(aligned, default=0)
     command = (f"python benchmarks/fashion.py --budget {budget:g} --seeds {seeds}{' --quick' if args.quick else ''}"
-               + (f" --only {' '.join(args.only)}" if args.only else ""))
+               + (f" --only {' '.join(args.only)}" if args.only else "") + (f" --tag {args.tag}" if args.tag else ""))
     info = machine()
     lines = [f"# {args.data}: each trick alone at an equal budget", "",
              f"- Command: `{command}`",
@@ -172,7 +173,8 @@ def main() -> None:
                      + " | ".join(cells) + " |")
     text = "\n".join(lines)
     print(text)
-    png = write_results(output_stem("fashion", "quick" if args.quick else ""), text, {"command": command, "rows": rows})
+    tag = "quick" if args.quick else args.tag
+    png = write_results(output_stem("fashion", tag), text, {"command": command, "rows": rows})
     plot_curves(rows, names, png)
 
 
