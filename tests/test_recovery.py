@@ -12,7 +12,7 @@ from ganstab.pipeline import load_config
 from ganstab.errors import TrainingDiverged
 from ganstab.train import train
 
-BASE = ["eval.final=false", "log.progress=false", "log.every=5", "log.checkpoint_every=10", "log.sample_every=1000",
+BASE = ["eval.final=false", "eval.every=0", "log.progress=false", "log.every=5", "log.checkpoint_every=10", "log.sample_every=1000",
         "train.batch_size=16", "model.width=8", "train.steps=40"]
 
 
