@@ -314,8 +314,9 @@ class DoctorConfig(_Section):
     class_kl_warn: float = 0.1
     # eval_class_kl (nats) above this is an error
     class_kl_error: float = 0.5
-    # eval_diversity (1.0 = as diverse as real data) below this is a warning
-    diversity_warn: float = 0.75
+    # eval_diversity (1.0 = as diverse as real data) below this is a warning; healthy Fashion-MNIST runs measured
+    # 0.68 (dcgan width 32, 2,600 steps) and 0.74-0.79 (the default recipe, 10,000 steps), so 0.75 was a false alarm
+    diversity_warn: float = 0.65
     # eval_diversity below this is an error
     diversity_error: float = 0.4
     # number of modes the data has (8 ring, 25 grid); None = skip, unless context gives it

@@ -214,3 +214,16 @@ def test_the_evaluator_trains_beside_the_run_without_touching_its_randomness(tmp
     assert loss == again and len(loss) == 12
     final = [r for r in read_jsonl(tmp_path / "cold" / "metrics.jsonl") if r.get("final")]
     assert len(final) == 1 and final[0]["eval_fd"] > 0
+
+
+def test_quick_lines_do_not_feed_the_class_kl_detector() -> None:
+    from ganstab.diagnose.detectors import detect_class_kl
+
+    cfg = DoctorConfig(eval_warmup_steps=0)
+    quick = [{"step": s, "eval_class_kl": 0.11, "eval_diversity": 0.8, "quick": True} for s in (100, 200, 300)]
+    full = [{"step": s, "eval_class_kl": 0.05, "eval_fd": 1.0} for s in (150, 250)]
+    records = sorted(quick + full, key=lambda r: r["step"])
+    assert detect_class_kl(records, cfg) == []  # 0.11 > class_kl_warn on the quick lines only
+    [finding] = detect_class_kl([dict(r, quick=False) for r in quick], cfg)  # the same values as full lines
+    assert (finding.code, finding.severity) == ("mode_collapse.class_kl", "warning")
+    assert DoctorConfig().diversity_warn == 0.65
