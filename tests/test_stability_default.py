@@ -227,3 +227,17 @@ def test_quick_lines_do_not_feed_the_class_kl_detector() -> None:
     [finding] = detect_class_kl([dict(r, quick=False) for r in quick], cfg)  # the same values as full lines
     assert (finding.code, finding.severity) == ("mode_collapse.class_kl", "warning")
     assert DoctorConfig().diversity_warn == 0.65
+
+
+def test_low_diversity_still_rising_is_learning_not_collapse() -> None:
+    from ganstab.diagnose.detectors import detect_diversity
+
+    cfg = DoctorConfig(eval_warmup_steps=2000)
+    rising = [(1000, 0.21), (1500, 0.6), (2000, 0.62), (2050, 0.64), (2100, 0.7), (3000, 0.8)]
+    records = [{"step": s, "eval_diversity": v} for s, v in rising]
+    assert detect_diversity(records, cfg) == []  # a small-data run's measured climb
+    falling = rising[:-1] + [(2200, 0.6), (2300, 0.55), (2400, 0.5)]
+    [finding] = detect_diversity([{"step": s, "eval_diversity": v} for s, v in falling], cfg)
+    assert (finding.code, finding.severity, finding.start_step, finding.end_step) == (
+        "mode_collapse.diversity", "warning", 2200, 2400)
+    assert finding.evidence["diversity"] == 0.5
