@@ -3,7 +3,9 @@
 Reads the run records of the 2-D benchmark (results/modes2d-<tag>.json), the Fashion-MNIST benchmark
 (results/fashion-<tag>.json) and the long healthy runs (results/long_runs-healthy.json), and tabulates the
 doctor's verdict of each run (failed: an error; warnings: a warning; else healthy) against whether the
-run truly failed. "Truly failed" is fixed here, before the table, from the final evaluation alone:
+run truly failed. The verdict is the shipped doctor's (its default thresholds, not those stored in each
+run's config.yaml) over each saved run folder's metrics.jsonl (the runs' own live findings may include
+episodes a recovery rolled back). "Truly failed" is fixed here, before the table, from the final evaluation alone:
 
 - 2-D data (PacGAN protocol): fewer than half the modes captured, or under 10 % high-quality samples;
 - images: coverage below 0.03 (Naeem et al. 2020: under 3 % of the real test images' neighbourhoods
@@ -27,9 +29,18 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import RESULTS, output_stem, write_results  # noqa: E402
 
+from ganstab.diagnose import diagnose_run, verdict  # noqa: E402
+
+RUNS = HERE / "runs"
 HEALTHY_PRESETS = {"modes2d", "hinge-sn", "default", "small-data"}
 FAILED_COVERAGE = 0.03
 MODES = {"ring8": 8, "grid25": 25}
+
+
+def doctor(run_dir: Path) -> tuple[str, list[str]]:
+    """The shipped doctor's verdict (default thresholds) and findings above info over a run folder's metrics."""
+    findings = diagnose_run(run_dir)
+    return verdict(findings), sorted({f"{f.code} ({f.severity})" for f in findings if f.severity != "info"})
 
 
 def modes2d_runs(tag: str) -> list[dict[str, Any]]:
@@ -37,14 +48,13 @@ def modes2d_runs(tag: str) -> list[dict[str, Any]]:
     path = RESULTS / f"modes2d-{tag}.json"
     out = []
     for run in json.loads(path.read_text())["runs"]:
-        severities = run["findings"]["by_severity"]
-        flagged = "failed" if severities.get("error") else "warnings" if severities.get("warning") else "healthy"
+        flagged, codes = doctor(RUNS / "modes2d" / f"{run['config']}-{run['data']}-s{run['seed']}")
         modes, hq = run.get("modes"), run.get("hq_fraction")
         failed = modes is None or modes < MODES[run["data"]] / 2 or hq < 0.10
         why = "no final evaluation" if modes is None else f"{modes:.0f}/{MODES[run['data']]} modes, HQ {hq:.2f}"
         out.append({"benchmark": f"modes2d-{tag}", "case": f"{run['config']} {run['data']}", "seed": run["seed"],
                     "verdict": flagged, "failed": failed, "final": why, "healthy_preset": run["config"] in
-                    HEALTHY_PRESETS, "findings": sorted(set(run["findings"]["codes"]))})
+                    HEALTHY_PRESETS, "findings": codes})
     return out
 
 
@@ -54,11 +64,12 @@ def fashion_runs(tag: str) -> list[dict[str, Any]]:
     for row in json.loads((RESULTS / output_stem("fashion", tag)).with_suffix(".json").read_text())["rows"]:
         final = row["final"]
         coverage = final.get("coverage")
-        out.append({"benchmark": "fashion", "case": row["variant"], "seed": row["seed"], "verdict": row["verdict"],
+        flagged, codes = doctor(RUNS / "fashion" / row["variant"] / f"seed{row['seed']}")
+        out.append({"benchmark": "fashion", "case": row["variant"], "seed": row["seed"], "verdict": flagged,
                     "failed": coverage is None or coverage < FAILED_COVERAGE,
                     "final": f"FD {final.get('fd', float('nan')):.3g}, precision {final.get('precision', 0):.3f}, "
                              f"coverage {coverage if coverage is None else f'{coverage:.3f}'}",
-                    "healthy_preset": False, "findings": row["findings"]})
+                    "healthy_preset": False, "findings": codes})
     return out
 
 
@@ -72,11 +83,12 @@ def long_runs() -> list[dict[str, Any]]:
         name, seed = key.split("/")
         preset = name.rsplit("-", 1)[0]
         coverage = run.get("coverage")
-        out.append({"benchmark": "long_runs", "case": name, "seed": int(seed), "verdict": run["verdict"],
+        flagged, codes = doctor(RUNS / "long_runs-healthy" / name / f"seed{seed}")
+        out.append({"benchmark": "long_runs", "case": name, "seed": int(seed), "verdict": flagged,
                     "failed": coverage is None or coverage < FAILED_COVERAGE,
                     "final": f"FD {run['fd']:.3g}, precision {run['precision']:.3f}, coverage {coverage:.3f}"
                     if coverage is not None else "no final evaluation",
-                    "healthy_preset": preset in HEALTHY_PRESETS, "findings": run["codes"]})
+                    "healthy_preset": preset in HEALTHY_PRESETS, "findings": codes})
     return out
 
 
@@ -88,10 +100,10 @@ def markdown(runs: list[dict[str, Any]], tag: str, fashion_tag: str) -> str:
              f"({len(runs)} runs). Truly failed: 2-D, fewer than half the modes or under 10 % high-quality samples; "
              f"images, final coverage below {FAILED_COVERAGE}.", "",
              "| verdict | truly failed | not failed |", "|---|---|---|"]
-    for verdict in ("failed", "warnings", "healthy"):
-        bad = sum(r["verdict"] == verdict and r["failed"] for r in runs)
-        good = sum(r["verdict"] == verdict and not r["failed"] for r in runs)
-        lines.append(f"| {verdict} | {bad} | {good} |")
+    for flag in ("failed", "warnings", "healthy"):
+        bad = sum(r["verdict"] == flag and r["failed"] for r in runs)
+        good = sum(r["verdict"] == flag and not r["failed"] for r in runs)
+        lines.append(f"| {flag} | {bad} | {good} |")
     missed = [r for r in runs if r["failed"] and r["verdict"] != "failed"]
     alarms = [r for r in runs if r["healthy_preset"] and r["verdict"] != "healthy"]
     healthy_total = sum(r["healthy_preset"] for r in runs)
@@ -101,7 +113,7 @@ def markdown(runs: list[dict[str, Any]], tag: str, fashion_tag: str) -> str:
                         ("Flagged failed, not truly failed", [r for r in runs if r["verdict"] == "failed"
                                                               and not r["failed"]])):
         if rows:
-            lines += [f"## {title}", "", "| benchmark | case | seed | verdict | final evaluation | findings |",
+            lines += [f"## {title}", "", "| benchmark | case | seed | verdict | final evaluation | findings above info |",
                       "|---|---|---|---|---|---|"]
             lines += [f"| {r['benchmark']} | {r['case']} | {r['seed']} | {r['verdict']} | {r['final']} | "
                       f"{', '.join(r['findings']) or 'none'} |" for r in rows]
