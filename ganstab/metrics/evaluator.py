@@ -554,12 +554,17 @@ def _cache_entry(cache_dir: Union[str, Path], dataset_key: str, images: Tensor, 
     return Path(cache_dir) / f"evaluator-{_safe_key(dataset_key)}-{digest[:24]}", digest, key
 
 
+#: the network settings `load_or_train_evaluator` takes besides epochs and seed (defaults: EvaluatorSettings')
+NETWORK_SETTINGS = ("feature_dim", "batch_size", "lr", "weight_decay", "widths", "dropout")
+
+
 def evaluator_cached(cache_dir: Union[str, Path], dataset_key: str, images: Tensor, labels: Optional[Tensor],
                      test_images: Optional[Tensor] = None, test_labels: Optional[Tensor] = None, *,
                      epochs: int = 3, seed: int = 0, max_images: Optional[int] = None) -> bool:
     """Whether `load_or_train_evaluator` (default network settings) would find these data's evaluator cached."""
-    settings = dict(epochs=epochs, seed=seed, feature_dim=128, batch_size=128, lr=3e-3, weight_decay=1e-4,
-                    widths=[32, 64, 128], dropout=0.2)
+    defaults = {f.name: f.default for f in dataclasses.fields(EvaluatorSettings)}
+    settings = dict(epochs=epochs, seed=seed, **{name: defaults[name] for name in NETWORK_SETTINGS})
+    settings["widths"] = [int(w) for w in settings["widths"]]
     stem, digest, _ = _cache_entry(cache_dir, dataset_key, _validate_images(images, "images"), labels, test_images,
                                    test_labels, settings, max_images)
     weights_path, json_path = _stem_paths(stem)

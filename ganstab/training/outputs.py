@@ -57,20 +57,12 @@ class OutputsMixin:
                                       seed=training_eval_seed(cfg.seed))
         self.eval_cost = time.perf_counter() - started
         self.eval_seconds += self.eval_cost
-        line = clean_record({"step": self.step, "images_seen": self.images_seen, "time": round(self.elapsed, 3),
-                             **{f"eval_{k}": v for k, v in scores.items()}, "eval_time": round(self.eval_cost, 4),
-                             **({"final": True} if final else {})})
-        self.recorder.write(line)
-        if self.sink is not None:
-            self.sink.scalars(self.step, line)
+        line = self._write_eval_line(scores, self.eval_cost, {"final": True} if final else {})
         self._last_eval_step = self.step
         self.report_after_recovery(scores, self.scorer.main_metric_name())
-        collapse: Optional[Divergence] = None
-        try:
-            self.observe(line)
-        except Divergence as exc:  # of the evaluation findings only a collapse during training rolls back
-            if exc.code.startswith(COLLAPSE_PREFIX) and not final:
-                collapse = exc
+        collapse = self._observe_evaluation(line)
+        if final:
+            collapse = None  # the run's last word is judged, but rolls nothing back
         if collapse is None and self.scorer.is_better(scores, self.best_eval):
             self.best_eval = dict(scores, step=self.step)
             self.export(self.run_dir.best)
@@ -94,18 +86,30 @@ class OutputsMixin:
         self.eval_seconds += self.quick_cost
         if not scores:
             return None
+        line = self._write_eval_line(scores, self.quick_cost, {"quick": True})
+        collapse = self._observe_evaluation(line)
+        if collapse is not None:
+            raise collapse
+        return line
+
+    def _write_eval_line(self, scores: dict[str, Any], cost: float, flags: dict[str, bool]) -> dict[str, Any]:
+        """Write an evaluation's `eval_` line (metrics.jsonl and the event sink) and return it."""
         line = clean_record({"step": self.step, "images_seen": self.images_seen, "time": round(self.elapsed, 3),
-                             **{f"eval_{k}": v for k, v in scores.items()}, "eval_time": round(self.quick_cost, 4),
-                             "quick": True})
+                             **{f"eval_{k}": v for k, v in scores.items()}, "eval_time": round(cost, 4), **flags})
         self.recorder.write(line)
         if self.sink is not None:
             self.sink.scalars(self.step, line)
+        return line
+
+    def _observe_evaluation(self, line: dict[str, Any]) -> Optional[Divergence]:
+        """Feed an evaluation line to the doctor; the mode collapse it found (the one evaluation finding that
+        rolls back), else None."""
         try:
             self.observe(line)
         except Divergence as exc:
             if exc.code.startswith(COLLAPSE_PREFIX):
-                raise
-        return line
+                return exc
+        return None
 
     def observe(self, line: dict[str, Any]) -> None:
         """Feed a logged line to the doctor; print and store new findings; raise on divergence."""
