@@ -8,7 +8,6 @@ Trainer has exported the generator, and the pipeline writes the plots and the HT
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import warnings
 from pathlib import Path
@@ -23,7 +22,7 @@ from ganstab.config import Config, default_out, to_dict
 from ganstab.data import DATASETS, DataSource, dataset_shape, make_dataset
 from ganstab.diagnose import Tracker, context_from_config
 from ganstab.errors import CheckpointError, ConfigError, DataError
-from ganstab.metrics import RunEvaluator, evaluator_needs_training, warm_evaluator_cache
+from ganstab.metrics import RunEvaluator
 from ganstab.models import architectures, build_discriminator, build_generator, check_fit
 from ganstab.models.conditional import run_label_distribution
 from ganstab.report.html import write_report
@@ -67,46 +66,14 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (), p
     return cfg
 
 
-#: An evaluator network shown fewer training images than this trains on first use, not in a process beside the run
-BACKGROUND_EVALUATOR_IMAGES = 10_000
-
-
 class LazyScorer:
-    """The run's evaluator, built (and its evaluator network trained or loaded) on first use; on the CPU a
-    missing evaluator network is trained in a process of its own beside the first training steps (`start`)."""
+    """The run's evaluator, built (and its evaluator network trained or loaded) on first use."""
 
     def __init__(self, data: DataSource, cfg: Config, device: torch.device, echo: Callable[[str], None]) -> None:
         self.data, self.cfg, self.device, self.echo = data, cfg, device, echo
         self.evaluator: Optional[RunEvaluator] = None
-        self._warming: Optional[Any] = None  # the process training the evaluator network, while it runs
-
-    def start(self) -> None:
-        """Begin training a missing evaluator network beside training (CPU runs; elsewhere it trains on first use)."""
-        ev = self.cfg.eval
-        if self.evaluator is not None or self._warming is not None or self.device.type != "cpu":
-            return
-        if self.data.kind == "points":
-            return
-        shown = len(self.data.evaluator_data()[0]) * ev.evaluator_epochs
-        if min(shown, ev.evaluator_images or shown) < BACKGROUND_EVALUATOR_IMAGES:
-            return  # about a second of training: cheaper on first use than a process of its own
-        if not evaluator_needs_training(self.data, ev.cache_dir, ev.evaluator_epochs, ev.evaluator_images):
-            return
-        self.echo("training its network beside the first training steps (once per data set, then cached)")
-        process = multiprocessing.get_context("spawn").Process(
-            target=warm_evaluator_cache, daemon=True,
-            args=(self.cfg.data, self.cfg.seed, ev.cache_dir, ev.evaluator_epochs, ev.evaluator_images))
-        process.start()
-        self._warming = process
-
-    def ready(self) -> bool:
-        """False while the evaluator network is still training beside the run."""
-        return self._warming is None or not self._warming.is_alive()
 
     def _get(self) -> RunEvaluator:
-        if self._warming is not None:
-            self._warming.join()  # on failure the cache stays empty and the evaluator trains here, saying why
-            self._warming = None
         if self.evaluator is None:
             ev = self.cfg.eval
             classes = self.data.num_classes if self.cfg.model.conditional else 0
@@ -161,7 +128,7 @@ def make_trainer(cfg: Config, *, echo: Callable[[str], None] = print,
     generator = build_generator(cfg.model, data.shape, cfg, classes).to(runtime.device)
     discriminator = build_discriminator(cfg.model, data.shape, cfg, classes).to(runtime.device)
     watcher = Tracker(cfg.doctor, context_from_config(to_dict(cfg)))
-    scorer = LazyScorer(data, cfg, runtime.device, lambda message: echo(f"evaluator: {message}"))
+    scorer = LazyScorer(data, cfg, runtime.device, echo)
     sink = TensorBoardSink(RunDir(cfg.out).tensorboard) if cfg.log.tensorboard else None
     return trainer_class(cfg.model.arch)(cfg, data, generator, discriminator, runtime, watcher=watcher,
                                          scorer=scorer, echo=echo, hooks=hooks, sink=sink)

@@ -187,10 +187,12 @@ _COMMON_SPACE: dict[str, Any] = {
     "train.ema": {"choices": [0.0, 10000.0]},
 }
 _AUGMENT = {"augment.policy": {"choices": ["", "translation", "color,translation,cutout"]}}
+# images: the networks too, since under a wall-clock budget small fully connected nets can beat convolutional ones
+_NETWORKS = {"model.arch": {"choices": ["mlp", "dcgan"]}}
 DEFAULT_SPACES: dict[str, dict[str, Any]] = {
     "points": {**_COMMON_SPACE, "train.batch_size": {"choices": [64, 128, 256]}},
-    "small_images": {**_COMMON_SPACE, "train.batch_size": {"choices": [32, 64, 128]}, **_AUGMENT},
-    "large_images": {**_COMMON_SPACE, "train.batch_size": {"choices": [16, 32, 64]}, **_AUGMENT},
+    "small_images": {**_NETWORKS, **_COMMON_SPACE, "train.batch_size": {"choices": [32, 64, 128]}, **_AUGMENT},
+    "large_images": {**_NETWORKS, **_COMMON_SPACE, "train.batch_size": {"choices": [16, 32, 64]}, **_AUGMENT},
 }
 
 

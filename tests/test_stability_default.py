@@ -1,4 +1,4 @@
-"""Stability by default: a cheap evaluator trained beside the run, quick evaluations between full ones, the
+"""Stability by default: a cheap evaluator trained on first use, quick evaluations between full ones, the
 real-vs-real FD baseline and its failed-evaluation rule, and collapse recovery to the best evaluation."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import torch
 
 from ganstab.config import DoctorConfig
 from ganstab.diagnose.detectors import detect_failed_evaluation
-from ganstab.metrics.evaluator import capped_training_set, evaluator_cached, load_or_train_evaluator
+from ganstab.metrics.evaluator import (EVALUATOR_VERSION, EvaluatorSettings, capped_training_set,
+                                      load_or_train_evaluator)
 from ganstab.metrics.run_eval import QUICK_MIN_SAMPLES, RunEvaluator, other_real_images
 from ganstab.metrics.stats import frechet_distance
-from ganstab import pipeline
-from ganstab.pipeline import BACKGROUND_EVALUATOR_IMAGES, load_config, make_trainer
+from ganstab.pipeline import load_config, make_trainer
 from ganstab.rundir import read_jsonl
 from ganstab.train import train
 from ganstab.training.eval_schedule import QUICK_SHARE
@@ -47,15 +47,20 @@ def test_the_evaluator_cap_shows_at_most_max_images_in_whole_epochs() -> None:
 
 def test_a_cap_that_does_not_bind_keeps_the_cache_entry(tmp_path: Path) -> None:
     images, labels = _images(300)
-    assert not evaluator_cached(tmp_path, "toy", images, labels, epochs=1)
-    load_or_train_evaluator(tmp_path, "toy", images, labels, epochs=1)
-    assert evaluator_cached(tmp_path, "toy", images, labels, epochs=1)
-    assert evaluator_cached(tmp_path, "toy", images, labels, epochs=1, max_images=300)  # 1 x 300 <= 300
-    assert not evaluator_cached(tmp_path, "toy", images, labels, epochs=1, max_images=200)  # binds: another net
-    capped = load_or_train_evaluator(tmp_path, "toy", images, labels, epochs=1, max_images=200)
-    assert evaluator_cached(tmp_path, "toy", images, labels, epochs=1, max_images=200)
+    first = load_or_train_evaluator(tmp_path, "toy", images, labels, epochs=1)
+    same = load_or_train_evaluator(tmp_path, "toy", images, labels, epochs=1, max_images=300)  # 1 x 300 <= 300
+    assert same.data_hash == first.data_hash
+    assert len(list(tmp_path.glob("evaluator-toy-*.json"))) == 1
+    capped = load_or_train_evaluator(tmp_path, "toy", images, labels, epochs=1, max_images=200)  # binds: another net
+    assert capped.data_hash != first.data_hash
     assert len(list(tmp_path.glob("evaluator-toy-*.json"))) == 2
     assert capped.settings.epochs == 1
+
+
+def test_the_evaluator_network_is_the_small_one_of_version_2() -> None:
+    settings = EvaluatorSettings(kind="classifier", in_channels=1, height=28, width=28, num_classes=10)
+    assert (settings.widths, settings.feature_dim, settings.epochs, settings.version) == ((16, 32, 64), 128, 3, 2)
+    assert EVALUATOR_VERSION == 2  # version 1 was widths (32, 64, 128): its FD values are another scale
 
 
 def test_fd_real_is_the_evaluators_own_real_vs_real_fd(tmp_path: Path) -> None:
@@ -149,12 +154,6 @@ class _CollapsingScorer:
     def prepare(self) -> None:
         pass
 
-    def start(self) -> None:
-        pass
-
-    def ready(self) -> bool:
-        return True
-
     def supports_quick(self) -> bool:
         return False
 
@@ -184,29 +183,17 @@ def test_a_collapse_rolls_back_to_the_best_evaluation_and_slows_g(tmp_path: Path
     assert {f["code"] for f in findings if f["severity"] == "error"} == {"mode_collapse.modes", "evaluation.failed"}
 
 
-def test_a_cheap_evaluator_trains_on_first_use(tmp_path: Path) -> None:
-    assert BACKGROUND_EVALUATOR_IMAGES == 10_000  # digits: 1,437 images x 3 epochs train in about a second
-    cfg = load_config(overrides=[*DIGITS, "train.steps=20", f"out={tmp_path / 'run'}",
-                                 f"eval.cache_dir={tmp_path / 'cache'}"])
-    messages: list[str] = []
-    train(cfg, echo=messages.append)
-    assert not any("beside" in m for m in messages)
-    assert len(list((tmp_path / "cache").glob("evaluator-digits-*.safetensors"))) == 1
-
-
-def test_the_evaluator_trains_beside_the_run_without_touching_its_randomness(tmp_path: Path,
-                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pipeline, "BACKGROUND_EVALUATOR_IMAGES", 0)  # digits stand in for a large data set
+def test_the_evaluator_trains_on_first_use_without_touching_the_runs_randomness(tmp_path: Path) -> None:
     args = [*DIGITS, "train.steps=120", "log.every=10", "eval.n=300", "eval.evaluator_epochs=1"]
     cold = load_config(overrides=[*args, f"out={tmp_path / 'cold'}", f"eval.cache_dir={tmp_path / 'cache'}"])
     messages: list[str] = []
     train(cold, echo=messages.append)
-    assert "evaluator: training its network beside the first training steps (once per data set, then cached)" in messages
+    assert sum(m.startswith("evaluator: epoch 1/1: loss ") for m in messages) == 1, messages  # once, one prefix
     assert len(list((tmp_path / "cache").glob("evaluator-digits-*.safetensors"))) == 1
     warm = load_config(overrides=[*args, f"out={tmp_path / 'warm'}", f"eval.cache_dir={tmp_path / 'cache'}"])
     messages.clear()
     train(warm, echo=messages.append)
-    assert not any("beside" in m for m in messages)
+    assert not any(m.startswith("evaluator: epoch") for m in messages)
     loss = [{k: r[k] for k in ("step", "loss_d", "loss_g")} for r in read_jsonl(tmp_path / "cold" / "metrics.jsonl")
             if "loss_d" in r]
     again = [{k: r[k] for k in ("step", "loss_d", "loss_g")} for r in read_jsonl(tmp_path / "warm" / "metrics.jsonl")

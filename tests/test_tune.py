@@ -126,6 +126,8 @@ def test_default_spaces_parse_and_fit_their_data() -> None:
         assert {"loss.kind", "optim.g_lr", "optim.d_lr", "penalty.gp", "penalty.r1", "train.ema"} <= set(space)
         assert space["optim.g_lr"].log and space["loss.real_label"].choices == (1.0, 0.9)
         assert ("augment.policy" in space) == (kind != "points")
+        assert (space["model.arch"].choices if "model.arch" in space else None) == (
+            None if kind == "points" else ("mlp", "dcgan"))
     assert tune.data_kind({"data": {"name": "grid25"}}) == "points"
     assert tune.data_kind({"data": {"name": "digits"}}) == "small_images"
     assert tune.objective_metric({"data": {"name": "grid25"}}) == ("modes", True)

@@ -14,7 +14,7 @@ from ganstab.metrics.evaluator import (
     train_evaluator,
 )
 from ganstab.metrics.registry import METRICS, higher_is_better, is_better, main_metric, ranking_keys
-from ganstab.metrics.run_eval import RunEvaluator, default_cache_dir, evaluator_needs_training, warm_evaluator_cache
+from ganstab.metrics.run_eval import RunEvaluator, default_cache_dir
 from ganstab.metrics.modes import GRID25_STD, HQ_STDS, RING8_STD, grid25_centers, mode_coverage, ring8_centers
 from ganstab.metrics.stats import (
     class_histogram,
@@ -38,8 +38,6 @@ __all__ = [
     "main_metric",
     "ranking_keys",
     "RunEvaluator",
-    "evaluator_needs_training",
-    "warm_evaluator_cache",
     "default_cache_dir",
     "CLASS_METRICS",
     "METRIC_NAMES",

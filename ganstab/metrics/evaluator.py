@@ -49,7 +49,7 @@ from ganstab.metrics.stats import (
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the architecture or the training recipe changes, so old caches are not reused.
-EVALUATOR_VERSION = 1
+EVALUATOR_VERSION = 2
 FORMAT = "ganstab-evaluator"
 
 DeviceLike = Union[str, torch.device]
@@ -69,7 +69,7 @@ class EvaluatorSettings:
     width: int
     num_classes: int = 0  # 0 for the autoencoder
     feature_dim: int = 128
-    widths: tuple[int, int, int] = (32, 64, 128)
+    widths: tuple[int, int, int] = (16, 32, 64)
     epochs: int = 3
     batch_size: int = 128
     lr: float = 3e-3
@@ -399,7 +399,7 @@ def train_evaluator(
     batch_size: int = 128,
     lr: float = 3e-3,
     weight_decay: float = 1e-4,
-    widths: Sequence[int] = (32, 64, 128),
+    widths: Sequence[int] = (16, 32, 64),
     dropout: float = 0.2,
     progress: Optional[Callable[[str], None]] = None,
 ) -> Evaluator:
@@ -480,7 +480,7 @@ def _fit(evaluator: Evaluator, images: Tensor, labels: Optional[Tensor],
                 total_loss += float(loss.detach())
             if progress is not None:
                 progress(
-                    f"evaluator epoch {epoch + 1}/{epochs}: loss {total_loss / steps_per_epoch:.4f}, "
+                    f"epoch {epoch + 1}/{epochs}: loss {total_loss / steps_per_epoch:.4f}, "
                     f"{time.perf_counter() - started:.1f}s"
                 )
 
@@ -554,26 +554,6 @@ def _cache_entry(cache_dir: Union[str, Path], dataset_key: str, images: Tensor, 
     return Path(cache_dir) / f"evaluator-{_safe_key(dataset_key)}-{digest[:24]}", digest, key
 
 
-#: the network settings `load_or_train_evaluator` takes besides epochs and seed (defaults: EvaluatorSettings')
-NETWORK_SETTINGS = ("feature_dim", "batch_size", "lr", "weight_decay", "widths", "dropout")
-
-
-def evaluator_cached(cache_dir: Union[str, Path], dataset_key: str, images: Tensor, labels: Optional[Tensor],
-                     test_images: Optional[Tensor] = None, test_labels: Optional[Tensor] = None, *,
-                     epochs: int = 3, seed: int = 0, max_images: Optional[int] = None) -> bool:
-    """Whether `load_or_train_evaluator` (default network settings) would find these data's evaluator cached."""
-    defaults = {f.name: f.default for f in dataclasses.fields(EvaluatorSettings)}
-    settings = dict(epochs=epochs, seed=seed, **{name: defaults[name] for name in NETWORK_SETTINGS})
-    settings["widths"] = [int(w) for w in settings["widths"]]
-    stem, digest, _ = _cache_entry(cache_dir, dataset_key, _validate_images(images, "images"), labels, test_images,
-                                   test_labels, settings, max_images)
-    weights_path, json_path = _stem_paths(stem)
-    try:
-        return weights_path.is_file() and json.loads(json_path.read_text()).get("data_hash") == digest
-    except (OSError, ValueError):
-        return False
-
-
 def load_or_train_evaluator(
     cache_dir: Union[str, Path],
     dataset_key: str,
@@ -589,7 +569,7 @@ def load_or_train_evaluator(
     batch_size: int = 128,
     lr: float = 3e-3,
     weight_decay: float = 1e-4,
-    widths: Sequence[int] = (32, 64, 128),
+    widths: Sequence[int] = (16, 32, 64),
     dropout: float = 0.2,
     max_images: Optional[int] = None,
     progress: Optional[Callable[[str], None]] = None,
@@ -607,6 +587,7 @@ def load_or_train_evaluator(
     an unreadable or mismatched entry is retrained and overwritten. The device is not part of
     the key: an evaluator trained on a GPU is reused on the CPU, so numbers stay comparable.
     """
+    started = time.perf_counter()
     images = _validate_images(images, "images")
     stem, digest, key = _cache_entry(cache_dir, dataset_key, images, labels, test_images, test_labels,
                                      dict(epochs=epochs, seed=seed, feature_dim=feature_dim, batch_size=batch_size,
@@ -632,6 +613,9 @@ def load_or_train_evaluator(
                                 weight_decay=weight_decay, widths=widths, dropout=dropout, progress=progress)
     evaluator.data_hash = digest
     evaluator.save(stem)
+    if progress is not None:
+        accuracy = "" if math.isnan(evaluator.test_accuracy) else f", test accuracy {evaluator.test_accuracy:.4f}"
+        progress(f"trained in {time.perf_counter() - started:.1f}s{accuracy} (cached in {stem.parent})")
     return evaluator
 
 

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ganstab.data import DataSource, make_dataset
-from ganstab.metrics.evaluator import (evaluate_images, evaluator_cached, load_or_train_evaluator,
+from ganstab.data import DataSource
+from ganstab.metrics.evaluator import (evaluate_images, load_or_train_evaluator,
                                       prepare_reference)
 from ganstab.metrics.modes import mode_coverage
 from ganstab.metrics.registry import is_better, main_metric
@@ -26,8 +26,8 @@ from ganstab.metrics.stats import density_coverage, frechet_distance, precision_
 from ganstab.models.progressive import next_pow2
 from ganstab.sampling import generate
 
-__all__ = ["RunEvaluator", "default_cache_dir", "evaluator_needs_training", "mean_pairwise_distance",
-           "other_real_images", "to_data_size", "warm_evaluator_cache", "REAL_BASELINE_SEED"]
+__all__ = ["RunEvaluator", "default_cache_dir", "mean_pairwise_distance",
+           "other_real_images", "to_data_size", "REAL_BASELINE_SEED"]
 
 #: KID (and its std) over this many random subsets of 1,000: its expectation does not depend on the count
 #: (each subset's MMD^2 is unbiased), and 20 cost a fifth of the usual 100 (KID was 2/3 of an evaluation's time)
@@ -53,33 +53,6 @@ def mean_pairwise_distance(x: Tensor, max_n: int = 512) -> float:
         return 0.0
     d = torch.cdist(x, x)
     return float(d.sum() / (n * (n - 1)))
-
-
-def evaluator_needs_training(data: DataSource, cache_dir: Optional[Path], epochs: int,
-                             max_images: Optional[int]) -> bool:
-    """Whether scoring this image data set first trains its evaluator network (no valid cache entry)."""
-    if data.kind == "points":
-        return False
-    train, labels, test, test_labels = data.evaluator_data()
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    return not evaluator_cached(cache, data.name, train, labels, test, test_labels, epochs=epochs,
-                                max_images=max_images)
-
-
-def warm_evaluator_cache(data_cfg: Any, seed: int, cache_dir: Optional[str], epochs: int,
-                         max_images: Optional[int], threads: int = 1) -> None:
-    """Train and cache the evaluator network of a data config (run in a process beside training, `threads`, at
-    the lowest CPU priority: it takes the cycles training leaves idle, and the whole CPU once training waits)."""
-    try:
-        os.nice(19)
-    except OSError:
-        pass
-    torch.set_num_threads(threads)
-    data = make_dataset(data_cfg, seed)
-    train, labels, test, test_labels = data.evaluator_data()
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    load_or_train_evaluator(cache, data.name, train, labels, test, test_labels, epochs=epochs, device="cpu",
-                            max_images=max_images, progress=lambda m: print(f"evaluator: {m}", flush=True))
 
 
 def other_real_images(train: Tensor, n: int, skip: int = 0) -> Optional[Tensor]:

@@ -1,10 +1,10 @@
 """When the Trainer evaluates: every `eval.every` steps, or under `eval.every=auto` by measured cost.
 
 Under auto, a full evaluation comes on a log step whenever the evaluations so far, this one and the
-final one (reserved at the last measured cost) stay within `eval.budget` of the training time; on images a quick one (class balance and diversity on a
-small sample) fills the log steps between, within QUICK_SHARE of that budget. The evaluator network's
-one-time training is no evaluation's cost, and while it still trains beside the run no evaluation
-waits for it.
+final one (reserved at the last measured cost) stay within `eval.budget` of the training time; on
+images a quick one (class balance and diversity on a small sample) fills the log steps between,
+within QUICK_SHARE of that budget. The evaluator network's one-time training (at the first
+evaluation) is no evaluation's cost and no training time.
 """
 
 from __future__ import annotations
@@ -31,8 +31,6 @@ class EvalScheduleMixin:
             return bool(every) and self.step % every == 0
         if not on_log_step or self.step >= self.cfg.train.steps:
             return False  # the final evaluation follows anyway
-        if self.scorer is not None and not self.scorer.ready():
-            return False  # the evaluator network is still training beside the run
         cost = self.eval_cost if self.eval_cost is not None else FIRST_EVAL_GUESS_SECONDS
         reserve = cost if self.cfg.eval.final else 0.0
         return self.eval_seconds + cost + reserve <= self.cfg.eval.budget * self.elapsed
@@ -42,7 +40,7 @@ class EvalScheduleMixin:
         stay within QUICK_SHARE of `eval.budget` and all evaluations, the final one reserved, within the budget."""
         if self.cfg.eval.every != "auto" or not on_log_step or self.step >= self.cfg.train.steps:
             return False
-        if self.scorer is None or not self.scorer.supports_quick() or not self.scorer.ready():
+        if self.scorer is None or not self.scorer.supports_quick():
             return False
         if self.eval_cost is None:
             return False  # the first full evaluation comes first

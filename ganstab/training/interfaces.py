@@ -77,12 +77,6 @@ class RunScorer(Protocol):
     def supports_quick(self) -> bool:
         """Whether `quick_evaluate` scores anything for this run."""
 
-    def start(self) -> None:
-        """Begin any one-time preparation beside training (it must not touch the loop's RNG)."""
-
-    def ready(self) -> bool:
-        """Whether an evaluation now would not wait for that preparation."""
-
 
 @dataclass
 class RunResult:

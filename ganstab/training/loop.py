@@ -339,8 +339,6 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin, EvalSchedu
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             write_config(self.out, self.cfg)
-        if self.dist.is_main and self.scorer is not None and (self.cfg.eval.final or self.cfg.eval.every):
-            self.scorer.start()
         parallel.barrier(self.dist)
         previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
         try:

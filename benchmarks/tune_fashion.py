@@ -1,0 +1,129 @@
+"""A tuned recipe against every shipped image preset on Fashion-MNIST, at an equal wall-clock budget.
+
+The tuned recipe is the `best.yaml` of a `ganstab tune` study (the command is in RESULTS.md); every
+image preset is trained as shipped, with its own networks and settings, only its step count
+replaced by the clock. Each run trains `--budget` seconds (`--jobs` runs side by side with one
+thread each, so whatever else the machine does slows them alike), with fresh seeds 2000, 2001, ...
+(never a seed of the study's trials or re-runs), and ends with one evaluation of 5,000 samples
+against the held-out test split by ganstab's evaluator network: FD, KID, precision, recall and
+coverage, as mean ± standard error over the seeds.
+
+Finished runs (a `generator.json` in the run folder) are kept, so the table can be filled over
+several sittings: `--only NAME ...` trains some rows, `--collect` only re-reads the run folders.
+
+Usage: python benchmarks/tune_fashion.py --best runs/tune-fashion/best.yaml [--budget 600] [--seeds 3]
+       [--jobs 2] [--only tuned dcgan ...] [--collect]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ganstab.presets import PRESETS
+from ganstab.rundir import RunDir, is_eval_record, read_jsonl
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from common import machine, mean_se_text as mean_se, output_stem, run_jobs, write_results  # noqa: E402
+
+#: the shipped presets whose data are images (the others are 2-D point recipes)
+IMAGE_PRESETS = [name for name, preset in PRESETS.items() if preset.values.get("data", {}).get("name") != "grid25"
+                 and preset.values.get("model", {}).get("arch") != "toy"]
+KEYS = ("fd", "kid", "precision", "recall", "coverage")
+SEED0 = 2000
+
+
+def run_overrides(seed: int, budget: float, out: Path) -> list[str]:
+    """What every run shares: Fashion-MNIST, the clock, one thread, one final evaluation of 5,000 samples."""
+    return ["data.name=fashion-mnist", f"seed={seed}", f"out={out}", "train.steps=1000000000",
+            f"train.time_budget={budget}", "eval.n=5000", "eval.every=0", "train.threads=1", "log.progress=false",
+            "log.sample_every=1000000000", "log.checkpoint_every=5000"]
+
+
+def command(name: str, best: Path, seed: int, budget: float, out: Path) -> list[str]:
+    """The `ganstab train` command of one run: the tuned config or a preset, then the shared overrides."""
+    source = ["--config", str(best)] if name == "tuned" else ["--preset", name]
+    return [sys.executable, "-m", "ganstab", "train", "--overwrite", *source, *run_overrides(seed, budget, out)]
+
+
+def finished(out: Path) -> bool:
+    """Whether a run folder holds a finished run."""
+    return RunDir(out).generator_meta.is_file()
+
+
+def collect(names: list[str], seeds: list[int], root: Path) -> dict[str, list[dict[str, Any]]]:
+    """Each finished run's G steps and final evaluation, per configuration."""
+    results: dict[str, list[dict[str, Any]]] = {}
+    for name in names:
+        for seed in seeds:
+            out = root / name / f"seed{seed}"
+            if not finished(out):
+                continue
+            records = read_jsonl(RunDir(out).metrics)
+            final = [r for r in records if is_eval_record(r)][-1]
+            steps = max(r["step"] for r in records if "loss_d" in r)
+            results.setdefault(name, []).append({"seed": seed, "step": steps,
+                                                 **{k: final.get(f"eval_{k}") for k in KEYS}})
+    return results
+
+
+def main() -> None:
+    """Train the missing runs, then write results/tune_fashion.md/json."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--best", type=Path, required=True, help="the study's best.yaml")
+    parser.add_argument("--budget", type=float, default=600.0)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--only", nargs="*", default=None, help="train only these rows (tuned and preset names)")
+    parser.add_argument("--collect", action="store_true", help="train nothing: re-read the run folders")
+    args = parser.parse_args()
+    if not args.best.is_file():
+        raise SystemExit(f"--best {args.best}: no such file; run the study first (see RESULTS.md)")
+    names = ["tuned", *IMAGE_PRESETS]
+    unknown = sorted(set(args.only or []) - set(names))
+    if unknown:
+        raise SystemExit(f"--only {' '.join(unknown)}: not a row; use some of {', '.join(names)}")
+    seeds = [SEED0 + i for i in range(args.seeds)]
+    root = HERE / "runs" / output_stem("tune_fashion")
+    root.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    if not args.collect:
+        wanted = [n for n in names if args.only is None or n in args.only]
+        jobs = [((name, seed), command(name, args.best, seed, args.budget, root / name / f"seed{seed}"),
+                 root / f"{name}-seed{seed}.log")
+                for seed in seeds for name in wanted if not finished(root / name / f"seed{seed}")]
+        print(f"{len(jobs)} runs of {args.budget:.0f} s, {args.jobs} at a time", flush=True)
+        run_jobs(jobs, args.jobs, lambda key, code: print(
+            f"  {key}: " + ("done" if code == 0 else f"failed (exit {code})"), flush=True))
+    results = collect(names, seeds, root)
+    ranked = sorted(results, key=lambda n: statistics.fmean(r["fd"] for r in results[n]))
+    lines = [f"# Tuned recipe against the image presets on Fashion-MNIST ({args.budget:.0f} s per run)", "",
+             f"Written {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()} by "
+             f"`python benchmarks/tune_fashion.py {' '.join(sys.argv[1:])}` ({(time.perf_counter() - started) / 60:.1f}"
+             f" min; finished runs of earlier sittings are re-read). Seeds {', '.join(map(str, seeds))}; rows ranked "
+             "by mean FD; mean ± s.e. over the finished seeds.", "",
+             "| configuration | runs | G steps | " + " | ".join(KEYS) + " |", "|---|---|---|" + "---|" * len(KEYS)]
+    for name in ranked:
+        rows = results[name]
+        lines.append(f"| {name} | {len(rows)} | " + " | ".join(mean_se([r[k] for r in rows]) for k in ("step", *KEYS))
+                     + " |")
+    missing = [n for n in names if len(results.get(n, [])) < len(seeds)]
+    if missing:
+        lines += ["", "Not (fully) run yet: " + ", ".join(f"{n} ({len(results.get(n, []))} of {len(seeds)})"
+                                                            for n in missing) + "."]
+    text = "\n".join(lines)
+    write_results("tune_fashion", text, {"args": {k: str(v) for k, v in vars(args).items()}, "machine": machine(),
+                                         "best": args.best.read_text(), "runs": results})
+    print(text)
+    print(json.dumps({"ranking": ranked}))
+
+
+if __name__ == "__main__":
+    main()
