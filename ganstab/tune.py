@@ -289,6 +289,7 @@ class PruneHook:
         self.trial, self.run, self.metric = trial, run, EVAL_PREFIX + metric
         self.eval_seconds = 0.0
         self.findings_seen = 0
+        self.reported_step: Optional[int] = None
 
     def __call__(self, trainer: Any) -> None:
         """Called after every training step (before that step's evaluation)."""
@@ -304,8 +305,9 @@ class PruneHook:
             return
         self.eval_seconds = trainer.eval_seconds
         last = _last_eval(self.run, self.metric)
-        if last is None:
-            return
+        if last is None or last[0] == self.reported_step:
+            return  # none yet, or a quick evaluation (no main metric) since the last report
+        self.reported_step = last[0]
         self.trial.report(last[1], last[0])
         if self.trial.should_prune():
             self.trial.set_user_attr("pruned_by", f"pruner at step {last[0]} ({self.metric}={last[1]:.4g})")

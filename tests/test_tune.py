@@ -201,6 +201,11 @@ def test_prune_hook_reports_evaluations_and_prunes(tmp_path: Path) -> None:
     trainer.eval_seconds = 0.5
     hook(trainer)
     assert keep.reports == [(10, 4.0)]
+    trainer.eval_seconds = 0.6  # a quick evaluation: no new main metric, nothing reported twice
+    with (tmp_path / "metrics.jsonl").open("a") as fh:
+        fh.write(json.dumps({"step": 11, "eval_class_kl": 0.1, "quick": True}) + "\n")
+    hook(trainer)
+    assert keep.reports == [(10, 4.0)]
     stop = FakeTrial(prune=True)
     with pytest.raises(optuna.TrialPruned):
         tune.PruneHook(stop, tmp_path, "modes")(trainer)
