@@ -12,7 +12,7 @@ Finished runs (a `generator.json` in the run folder) are kept, so the table can 
 several sittings: `--only NAME ...` trains some rows, `--collect` only re-reads the run folders.
 
 Usage: python benchmarks/tune_fashion.py --best runs/tune-fashion/best.yaml [--budget 600] [--seeds 3]
-       [--jobs 2] [--only tuned dcgan ...] [--collect]
+       [--jobs 2] [--only tuned dcgan ...] [--collect] [--tag smoke]
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from typing import Any
 import torch
 
 from ganstab.data import make_dataset
+from ganstab.diagnose import verdict
+from ganstab.diagnose.findings import Finding
 from ganstab.metrics import RunEvaluator
 from ganstab.pipeline import load_config
 from ganstab.presets import PRESETS
@@ -76,8 +78,12 @@ def collect(names: list[str], seeds: list[int], root: Path) -> dict[str, list[di
             records = read_jsonl(RunDir(out).metrics)
             final = [r for r in records if is_eval_record(r)][-1]
             steps = max(r["step"] for r in records if "loss_d" in r)
+            findings = read_jsonl(RunDir(out).findings) if RunDir(out).findings.is_file() else []
             results.setdefault(name, []).append({"seed": seed, "step": steps,
-                                                 **{k: final.get(f"eval_{k}") for k in KEYS}})
+                                                 **{k: final.get(f"eval_{k}") for k in KEYS},
+                                                 "verdict": verdict([Finding.from_dict(f) for f in findings]),
+                                                 "errors": sorted({f["code"] for f in findings
+                                                                   if f["severity"] == "error"})})
     return results
 
 
@@ -90,6 +96,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--only", nargs="*", default=None, help="train only these rows (tuned and preset names)")
     parser.add_argument("--collect", action="store_true", help="train nothing: re-read the run folders")
+    parser.add_argument("--tag", default="", help="a suffix of the run folder and results (e.g. smoke)")
     args = parser.parse_args()
     if not args.best.is_file():
         raise SystemExit(f"--best {args.best}: no such file; run the study first (see RESULTS.md)")
@@ -98,7 +105,8 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"--only {' '.join(unknown)}: not a row; use some of {', '.join(names)}")
     seeds = [SEED0 + i for i in range(args.seeds)]
-    root = HERE / "runs" / output_stem("tune_fashion")
+    stem = output_stem("tune_fashion", args.tag)
+    root = HERE / "runs" / stem
     root.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     cfg = load_config(overrides=["data.name=fashion-mnist", "out=/tmp/unused"])
@@ -121,17 +129,21 @@ def main() -> None:
              f" min; finished runs of earlier sittings are re-read). Seeds {', '.join(map(str, seeds))}; rows ranked "
              f"by mean FD; mean ± s.e. over the finished seeds; evaluator test accuracy {evaluator.test_accuracy:.4f}.",
              "",
-             "| configuration | runs | G steps | " + " | ".join(KEYS) + " |", "|---|---|---|" + "---|" * len(KEYS)]
+             "| configuration | runs | G steps | " + " | ".join(KEYS) + " | doctor's verdicts |",
+             "|---|---|---|" + "---|" * (len(KEYS) + 1)]
     for name in ranked:
         rows = results[name]
+        verdicts = ", ".join(f"{v} {sum(r['verdict'] == v for r in rows)}" for v in ("healthy", "warnings", "failed")
+                             if any(r["verdict"] == v for r in rows))
+        errors = sorted({code for r in rows for code in r["errors"]})
         lines.append(f"| {name} | {len(rows)} | " + " | ".join(mean_se([r[k] for r in rows]) for k in ("step", *KEYS))
-                     + " |")
+                     + f" | {verdicts}{' (' + ', '.join(errors) + ')' if errors else ''} |")
     missing = [n for n in names if len(results.get(n, [])) < len(seeds)]
     if missing:
         lines += ["", "Not (fully) run yet: " + ", ".join(f"{n} ({len(results.get(n, []))} of {len(seeds)})"
                                                             for n in missing) + "."]
     text = "\n".join(lines)
-    write_results("tune_fashion", text, {"args": {k: str(v) for k, v in vars(args).items()}, "machine": machine(),
+    write_results(stem, text, {"args": {k: str(v) for k, v in vars(args).items()}, "machine": machine(),
                                          "evaluator_accuracy": evaluator.test_accuracy,
                                          "best": args.best.read_text(), "runs": results})
     print(text)

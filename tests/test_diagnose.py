@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import random
 
 import pytest
@@ -891,3 +892,23 @@ def test_verdict() -> None:
     error = Finding("training.dead", "error", 0, 1)
     assert [verdict([]), verdict([info]), verdict([info, warning]), verdict([warning, error])] == [
         "healthy", "healthy", "warnings", "failed"]
+
+
+BN_D_CONTEXTS = [{"loss_kind": kind, "d_norm": "batch", "n_critic": n_critic}
+                 for kind in ("nonsaturating", "minimax", "hinge", "lsgan", "wasserstein") for n_critic in (1, 5)]
+
+
+@pytest.mark.parametrize("context", BN_D_CONTEXTS)
+@pytest.mark.parametrize("code", CODES)
+def test_advice_for_a_batch_norm_d_never_proposes_a_penalty_the_config_refuses(code: str, context: dict) -> None:
+    advice = advice_for(code, context)
+    for sentence in re.split(r"\. (?=[A-Z])", advice):
+        if "penalty.r1" in sentence or "penalty.gp" in sentence:
+            assert "model.d_norm=layer" in sentence or "model.d_norm=spectral" in sentence, (code, advice)
+
+
+def test_collapse_advice_for_a_batch_norm_d_leads_with_hinge_and_spectral_norm() -> None:
+    assert advice_for("mode_collapse.modes", {"loss_kind": "nonsaturating", "d_norm": "batch"}) == (
+        "Batch norm in D couples the samples of a batch and rules out R1 and the gradient penalty: try "
+        "loss.kind=hinge with model.d_norm=spectral and TTUR (optim.d_lr=4e-4, optim.g_lr=1e-4), or "
+        "loss.kind=wasserstein with penalty.gp=10, train.n_critic=5 and model.d_norm=layer (WGAN-GP).")

@@ -88,6 +88,13 @@ def _choices(options: list[str]) -> str:
     return ", ".join(options[:-1]) + ", or " + options[-1]
 
 
+def _penalised(context: Mapping[str, Any], suggestion: str) -> str:
+    """A penalty suggestion, with the D normalisation it needs when D uses batch norm (the config refuses the pair)."""
+    if _d_norm(context) == "batch":
+        return f"{suggestion} with {KEY_D_NORM}=layer (batch norm in D rules penalties out)"
+    return suggestion
+
+
 def _bn_penalty_note(context: Mapping[str, Any]) -> str | None:
     if _d_norm(context) == "batch" and (_active(context, "gp") or _active(context, "r1")):
         return (
@@ -105,8 +112,8 @@ def _divergence(context: Mapping[str, Any]) -> str:
     if family == "wasserstein":
         if not _active(context, "gp"):
             return (
-                f"Use the gradient penalty {KEY_GP}=10 (WGAN-GP) and lower both learning rates "
-                f"to 1e-4 ({KEY_LR_D}=1e-4, {KEY_LR_G}=1e-4)."
+                f"Use {_penalised(context, f'the gradient penalty {KEY_GP}=10 (WGAN-GP)')} and lower both "
+                f"learning rates to 1e-4 ({KEY_LR_D}=1e-4, {KEY_LR_G}=1e-4)."
             )
         return (
             f"Lower both learning rates to 1e-4 ({KEY_LR_D}=1e-4, {KEY_LR_G}=1e-4) and add the "
@@ -115,7 +122,7 @@ def _divergence(context: Mapping[str, Any]) -> str:
     options = [f"lower both learning rates ({KEY_LR_D}, {KEY_LR_G})"]
     if _d_norm(context) != "spectral":
         options.append(f"{KEY_D_NORM}=spectral")
-    if not _active(context, "r1") and not _active(context, "gp"):
+    if not _active(context, "r1") and not _active(context, "gp") and _d_norm(context) != "batch":
         options.append(f"the R1 penalty {KEY_R1}=10")
     return f"Resume from the last good checkpoint and {_choices(options)}."
 
@@ -129,7 +136,7 @@ def _critic_drift(context: Mapping[str, Any]) -> str:
             "outputs near zero"
         )
     if not _active(context, "gp"):
-        return f"{first}, and use the gradient penalty {KEY_GP}=10 rather than weight clipping alone."
+        return f"{first}, and use {_penalised(context, f'the gradient penalty {KEY_GP}=10')} rather than weight clipping alone."
     return f"{first}."
 
 
@@ -147,7 +154,7 @@ def _d_overpowers(context: Mapping[str, Any]) -> str:
     else:
         if not spectral:
             options.append(f"{KEY_D_NORM}=spectral")
-        if not _active(context, "r1") and not _active(context, "gp"):
+        if not _active(context, "r1") and not _active(context, "gp") and _d_norm(context) != "batch":
             options.append(f"the R1 penalty {KEY_R1}=10")
     if n_critic is None or n_critic > 1:
         options.append(f"{KEY_N_CRITIC}=1")
@@ -157,7 +164,7 @@ def _d_overpowers(context: Mapping[str, Any]) -> str:
 
 def _d_overfitting(context: Mapping[str, Any]) -> str:
     policy = str(context.get("augment_policy") or "").strip()
-    r1 = f"raise {KEY_R1}" if _active(context, "r1") else f"add {KEY_R1}=10"
+    r1 = f"raise {KEY_R1}" if _active(context, "r1") else _penalised(context, f"add {KEY_R1}=10")
     if not policy:
         return (
             f"On a small data set, augment everything D sees: {KEY_POLICY}={POLICY_ALL} with {KEY_ADA}=0.6 "
@@ -185,13 +192,20 @@ def _vanishing(context: Mapping[str, Any]) -> str:
             f"{KEY_LOSS}={LOSS_NON_SATURATING}, and weaken D with {_choices(weaken)}."
         )
     return (
-        f"Weaken D with {_choices(weaken)}; {KEY_LOSS}={LOSS_WASSERSTEIN} with {KEY_GP}=10 keeps "
+        f"Weaken D with {_choices(weaken)}; {KEY_LOSS}={LOSS_WASSERSTEIN} with "
+        f"{_penalised(context, f'{KEY_GP}=10')} keeps "
         "G's gradient informative when D separates the distributions."
     )
 
 
 def _mode_collapse(context: Mapping[str, Any]) -> str:
     family = loss_family(context)
+    if _d_norm(context) == "batch":  # measured: hinge + spectral norm rescued the collapsing BN-D recipes
+        return (
+            f"Batch norm in D couples the samples of a batch and rules out R1 and the gradient penalty: try "
+            f"{KEY_LOSS}={LOSS_HINGE} with {KEY_D_NORM}=spectral and TTUR ({KEY_LR_D}=4e-4, {KEY_LR_G}=1e-4), or "
+            f"{KEY_LOSS}={LOSS_WASSERSTEIN} with {KEY_GP}=10, {KEY_N_CRITIC}=5 and {KEY_D_NORM}=layer (WGAN-GP)."
+        )
     if family == "wasserstein":
         steps = []
         n_critic = _number(context, "n_critic")
@@ -237,13 +251,13 @@ def _stall(context: Mapping[str, Any]) -> str:
 
 def _oscillation(context: Mapping[str, Any]) -> str:
     if loss_family(context) == "wasserstein" and not _active(context, "gp"):
-        first = f"Add the gradient penalty {KEY_GP}=10"
+        first = _penalised(context, f"Add the gradient penalty {KEY_GP}=10")
     elif _active(context, "r1"):
         first = f"Raise the R1 penalty {KEY_R1}"
     elif _active(context, "gp"):
         first = f"Raise the gradient penalty {KEY_GP}"
     else:
-        first = f"Add the R1 penalty {KEY_R1}=10 (Mescheder et al. 2018)"
+        first = _penalised(context, f"Add the R1 penalty {KEY_R1}=10 (Mescheder et al. 2018)")
     return (
         f"{first} and lower both learning rates ({KEY_LR_D}, {KEY_LR_G}); "
         f"an EMA of G ({KEY_EMA} > 0) steadies the samples."
