@@ -98,6 +98,21 @@ PRESETS: dict[str, Preset] = {
             "log": _IMAGE_LOG,
         },
     ),
+    "fashion-10min": Preset(
+        "Winner of the Fashion-MNIST study (ganstab tune, 45 min, 60 s trials; benchmarks/RESULTS.md), trained for "
+        "600 s: MLP G/D, BN in G, no D norm, nonsaturating + R1 10, G lr 7.2e-3 / D lr 1.3e-3, betas (0, 0.9), "
+        "n_critic 3.",
+        {
+            "data": {"name": "fashion-mnist"},
+            "model": {"arch": "mlp", "latent_dim": 64, "g_norm": "batch", "d_norm": "none"},
+            "loss": {"kind": "nonsaturating"},
+            "penalty": {"r1": 10.0},
+            "optim": {"g_lr": 0.007204504178057644, "d_lr": 0.001338153544201111, "g_betas": [0.0, 0.9],
+                      "d_betas": [0.0, 0.9]},
+            "train": {"batch_size": 64, "n_critic": 3, "ema": 0.0, "steps": 1_000_000, "time_budget": 600.0},
+            "log": _IMAGE_LOG,
+        },
+    ),
     "progan": Preset(
         "Karras et al. 2018: progressive growing 4x4 -> full size, WGAN-GP + drift 0.001, lr 1e-3, betas (0, 0.99), "
         "pixel norm, minibatch stddev, equalised lr, EMA.",
