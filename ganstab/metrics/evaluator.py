@@ -554,6 +554,23 @@ def _cache_entry(cache_dir: Union[str, Path], dataset_key: str, images: Tensor, 
     return Path(cache_dir) / f"evaluator-{_safe_key(dataset_key)}-{digest[:24]}", digest, key
 
 
+def _load_cached(stem: Path, digest: str, device: DeviceLike) -> Optional[Evaluator]:
+    """The cache entry at `stem` when it holds this digest; None (saying why) when it is missing or stale."""
+    weights_path, json_path = _stem_paths(stem)
+    if not (weights_path.exists() and json_path.exists()):
+        return None
+    try:
+        cached = Evaluator.load(stem, device=device)
+    except (OSError, ValueError, KeyError, RuntimeError) as error:
+        log.warning("evaluator cache entry %s is unreadable (%s); retraining", stem, error)
+        return None
+    if cached.data_hash != digest:
+        log.warning("evaluator cache entry %s has a different digest; retraining", stem)
+        return None
+    log.info("evaluator cache hit: %s", stem)
+    return cached
+
+
 def load_or_train_evaluator(
     cache_dir: Union[str, Path],
     dataset_key: str,
@@ -593,16 +610,9 @@ def load_or_train_evaluator(
                                      dict(epochs=epochs, seed=seed, feature_dim=feature_dim, batch_size=batch_size,
                                           lr=lr, weight_decay=weight_decay, widths=[int(w) for w in widths],
                                           dropout=dropout), max_images)
-    weights_path, json_path = _stem_paths(stem)
-    if weights_path.exists() and json_path.exists():
-        try:
-            cached = Evaluator.load(stem, device=device)
-            if cached.data_hash == digest:
-                log.info("evaluator cache hit: %s", stem)
-                return cached
-            log.warning("evaluator cache entry %s has a different digest; retraining", stem)
-        except (OSError, ValueError, KeyError, RuntimeError) as error:
-            log.warning("evaluator cache entry %s is unreadable (%s); retraining", stem, error)
+    cached = _load_cached(stem, digest, device)
+    if cached is not None:
+        return cached
     if "max_images" in key:
         images, labels, epochs = capped_training_set(images, labels, epochs, int(max_images), seed)
         if progress is not None:
