@@ -1,5 +1,8 @@
-"""What every benchmark script shares: the machine description, where its outputs go, and a runner of
-training commands side by side."""
+"""What every benchmark script shares: the machine description, where its outputs go, a runner of
+training commands side by side, and the final record of a finished run.
+
+Importing it checks that `ganstab` comes from this checkout: a script in a second worktree would
+otherwise measure the editable install's code while its `python -m ganstab` runs measure its own."""
 
 from __future__ import annotations
 
@@ -13,8 +16,31 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Hashable, Sequence
 
+import ganstab
+from ganstab.diagnose import verdict
+from ganstab.diagnose.findings import Finding
+from ganstab.rundir import RunDir, is_eval_record, read_jsonl
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
+EVAL_KEYS = ("fd", "kid", "precision", "recall", "coverage")
+
+if Path(ganstab.__file__).resolve().parents[1] != HERE.parent:
+    raise SystemExit(f"benchmarks: ganstab is imported from {Path(ganstab.__file__).parent}, not from this checkout "
+                     f"{HERE.parent}: run `pip install -e {HERE.parent}` or set PYTHONPATH={HERE.parent}")
+
+
+def final_record(out: Path, keys: Sequence[str] = EVAL_KEYS) -> dict[str, Any] | None:
+    """A finished run's G steps, final evaluation (`keys`), doctor's verdict and error codes; None if unfinished."""
+    run = RunDir(out)
+    if not run.generator_meta.is_file():
+        return None
+    records = read_jsonl(run.metrics)
+    final = [r for r in records if is_eval_record(r)][-1]
+    findings = read_jsonl(run.findings) if run.findings.is_file() else []
+    return {"step": max(r["step"] for r in records if "loss_d" in r), **{k: final.get(f"eval_{k}") for k in keys},
+            "verdict": verdict([Finding.from_dict(f) for f in findings]),
+            "errors": sorted({f["code"] for f in findings if f["severity"] == "error"})}
 
 
 def machine() -> dict[str, Any]:

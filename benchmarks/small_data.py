@@ -35,12 +35,11 @@ from ganstab.metrics import RunEvaluator
 from ganstab.augment import augment
 from ganstab.metrics.leakage import EXPOSES, leak_thresholds, leakage_range, leakage_statistics, leaks
 from ganstab.pipeline import load_config
-from ganstab.rundir import RunDir, is_eval_record, read_jsonl
 from ganstab.sampling import generate
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import machine, mean_se_text as mean_se, output_stem, run_jobs, write_results  # noqa: E402
+from common import final_record, machine, mean_se_text as mean_se, output_stem, run_jobs, write_results  # noqa: E402
 
 COMMON = ["data.name=fashion-mnist", "data.limit=2000", "loss.kind=hinge", "model.d_norm=spectral",
           "model.g_norm=batch", "optim.g_lr=2e-4", "optim.d_lr=2e-4", "optim.g_betas=[0,0.9]",
@@ -84,14 +83,12 @@ def collect(jobs: list[tuple[str, str, int]], root: Path, thresholds: dict) -> d
     results = {}
     for net, aug, seed in jobs:
         out = root / f"{net}-{aug}" / f"seed{seed}"
-        if not RunDir(out).generator_meta.is_file():
+        record = final_record(out, KEYS)
+        if record is None:
             print(f"  {(net, aug, seed)}: no finished run in {out}", flush=True)
             continue
-        records = read_jsonl(RunDir(out).metrics)
-        final = [r for r in records if is_eval_record(r)][-1]
-        steps = max(r["step"] for r in records if "loss_d" in r)
         leak = leak_of(out)
-        results[(net, aug, seed)] = {"step": steps, **{k: final.get(f"eval_{k}") for k in KEYS}, **leak,
+        results[(net, aug, seed)] = {"step": record["step"], **{k: record[k] for k in KEYS}, **leak,
                                      "leaked": leaks(leak, thresholds)}
         print(f"  {(net, aug, seed)}: " + ", ".join(f"{k}={v:.4g}" for k, v in results[(net, aug, seed)].items()
                                                    if isinstance(v, float)), flush=True)

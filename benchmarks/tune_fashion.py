@@ -29,23 +29,21 @@ from typing import Any
 import torch
 
 from ganstab.data import make_dataset
-from ganstab.diagnose import verdict
-from ganstab.diagnose.findings import Finding
 from ganstab.metrics import RunEvaluator
 from ganstab.pipeline import load_config
 from ganstab.presets import PRESETS
-from ganstab.rundir import RunDir, is_eval_record, read_jsonl
+from ganstab.rundir import RunDir
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import machine, mean_se_text as mean_se, output_stem, run_jobs, write_results  # noqa: E402
+from common import (EVAL_KEYS as KEYS, final_record, machine, mean_se_text as mean_se,  # noqa: E402
+                    output_stem, run_jobs, write_results)
 
 #: the preset that ships the study's winner: the "tuned" row itself
 TUNED_PRESET = "fashion-10min"
 #: the shipped presets whose data are images (the others are 2-D point recipes), the tuned one aside
 IMAGE_PRESETS = [name for name, preset in PRESETS.items() if preset.values.get("model", {}).get("arch") != "toy"
                  and name != TUNED_PRESET]
-KEYS = ("fd", "kid", "precision", "recall", "coverage")
 SEED0 = 2000
 
 
@@ -68,22 +66,13 @@ def finished(out: Path) -> bool:
 
 
 def collect(names: list[str], seeds: list[int], root: Path) -> dict[str, list[dict[str, Any]]]:
-    """Each finished run's G steps and final evaluation, per configuration."""
+    """Each finished run's G steps, final evaluation and verdict, per configuration."""
     results: dict[str, list[dict[str, Any]]] = {}
     for name in names:
         for seed in seeds:
-            out = root / name / f"seed{seed}"
-            if not finished(out):
-                continue
-            records = read_jsonl(RunDir(out).metrics)
-            final = [r for r in records if is_eval_record(r)][-1]
-            steps = max(r["step"] for r in records if "loss_d" in r)
-            findings = read_jsonl(RunDir(out).findings) if RunDir(out).findings.is_file() else []
-            results.setdefault(name, []).append({"seed": seed, "step": steps,
-                                                 **{k: final.get(f"eval_{k}") for k in KEYS},
-                                                 "verdict": verdict([Finding.from_dict(f) for f in findings]),
-                                                 "errors": sorted({f["code"] for f in findings
-                                                                   if f["severity"] == "error"})})
+            record = final_record(root / name / f"seed{seed}", KEYS)
+            if record is not None:
+                results.setdefault(name, []).append({"seed": seed, **record})
     return results
 
 

@@ -95,6 +95,11 @@ def _penalised(context: Mapping[str, Any], suggestion: str) -> str:
     return suggestion
 
 
+def _can_offer_r1(context: Mapping[str, Any]) -> bool:
+    """True when R1 may be added as it is: no penalty yet and no batch norm in D (the config refuses that pair)."""
+    return not _active(context, "r1") and not _active(context, "gp") and _d_norm(context) != "batch"
+
+
 def _bn_penalty_note(context: Mapping[str, Any]) -> str | None:
     if _d_norm(context) == "batch" and (_active(context, "gp") or _active(context, "r1")):
         return (
@@ -122,7 +127,7 @@ def _divergence(context: Mapping[str, Any]) -> str:
     options = [f"lower both learning rates ({KEY_LR_D}, {KEY_LR_G})"]
     if _d_norm(context) != "spectral":
         options.append(f"{KEY_D_NORM}=spectral")
-    if not _active(context, "r1") and not _active(context, "gp") and _d_norm(context) != "batch":
+    if _can_offer_r1(context):
         options.append(f"the R1 penalty {KEY_R1}=10")
     return f"Resume from the last good checkpoint and {_choices(options)}."
 
@@ -154,7 +159,7 @@ def _d_overpowers(context: Mapping[str, Any]) -> str:
     else:
         if not spectral:
             options.append(f"{KEY_D_NORM}=spectral")
-        if not _active(context, "r1") and not _active(context, "gp") and _d_norm(context) != "batch":
+        if _can_offer_r1(context):
             options.append(f"the R1 penalty {KEY_R1}=10")
     if n_critic is None or n_critic > 1:
         options.append(f"{KEY_N_CRITIC}=1")
