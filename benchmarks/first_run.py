@@ -9,14 +9,13 @@ of two wall times, the evaluator's test accuracy, and
 from the warm runs' metrics.jsonl the evaluation overhead, the sum of `eval_time` (full and quick
 evaluations) over the training time.
 
-Usage: python benchmarks/first_run.py [--repeats 2] [--data digits fashion-mnist]
+Usage: python benchmarks/first_run.py [--repeats 2] [--data digits fashion-mnist] [--tag TAG]
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import statistics
 import subprocess
@@ -45,14 +44,22 @@ def timed_run(data: str, out: Path, cache: Path) -> dict[str, Any]:
     records = read_jsonl(out / "metrics.jsonl")
     evals = [r for r in records if is_eval_record(r)]
     train_time = max(r.get("time", 0.0) for r in records)
-    accuracy = None
-    for meta in cache.glob("evaluator-*.json"):
-        accuracy = json.loads(meta.read_text()).get("test_accuracy")
-    fits = [line for line in proc.stdout.splitlines() if line.startswith("evaluator: trained in ")]
-    fit_seconds = float(fits[-1].split()[3].rstrip("s,")) if fits else 0.0
+    steps = [r for r in records if "loss_d" in r]
+    first_eval = evals[0]["step"] if evals else None
+    before = [r for r in steps if first_eval is None or r["step"] <= first_eval]
+    # 'evaluator: trained in 3.1s, test accuracy 0.861 (cached in DIR)', only when the cache was empty (the
+    # warm cache folder may also hold older evaluator versions, so its files do not say which one was used)
+    fits = [line.split() for line in proc.stdout.splitlines() if line.startswith("evaluator: trained in ")]
+    fit_seconds = float(fits[-1][3].rstrip("s,")) if fits else 0.0
+    accuracy = float(fits[-1][fits[-1].index("accuracy") + 1]) if fits and "accuracy" in fits[-1] else None
     return {"fit_seconds": fit_seconds, "wall": wall, "train_time": train_time, "eval_time": sum(r.get("eval_time", 0.0) for r in evals),
             "full": sum(not r.get("quick") for r in evals), "quick": sum(bool(r.get("quick")) for r in evals),
-            "accuracy": accuracy}
+            "accuracy": accuracy, "first_eval_step": first_eval,
+            # training seconds per 1,000 steps up to the first evaluation (which trains the evaluator when the
+            # cache is empty) and after it: where a cold run's training slows down, if it does
+            "ms_per_step_before": 1000 * before[-1]["time"] / before[-1]["step"] if before else None,
+            "ms_per_step_after": (1000 * (steps[-1]["time"] - before[-1]["time"]) / (steps[-1]["step"] - before[-1]["step"])
+                                  if before and steps[-1]["step"] > before[-1]["step"] else None)}
 
 
 def main() -> None:
@@ -60,8 +67,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--data", nargs="*", default=["digits", "fashion-mnist"])
+    parser.add_argument("--tag", default="", help="suffix of the output files (results/first_run-TAG.md)")
     args = parser.parse_args()
-    root = HERE / "runs" / output_stem("first_run")
+    root = HERE / "runs" / output_stem("first_run", args.tag)
     root.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     results: dict[str, dict[str, list[dict[str, Any]]]] = {}
@@ -83,11 +91,14 @@ def main() -> None:
              f"settings, process start to exit, mean of {args.repeats} (alternating cold and warm).", "",
              "| data | wall, warm cache s | wall, empty cache s | first-run growth | evaluator training s (growth) | "
              "evaluator test accuracy | "
-             "training s | evaluations (full + quick) | eval time s | eval overhead |",
+             "training s, warm / empty (s.e. of the difference) | evaluations (full + quick) | eval time s | eval overhead |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for data, rows in results.items():
         warm, cold = (statistics.fmean(r["wall"] for r in rows[k]) for k in ("warm", "cold"))
         train_time = statistics.fmean(r["train_time"] for r in rows["warm"])
+        cold_train = statistics.fmean(r["train_time"] for r in rows["cold"])
+        gaps = [c["train_time"] - w["train_time"] for c, w in zip(rows["cold"], rows["warm"])]
+        gap_se = statistics.stdev(gaps) / len(gaps) ** 0.5 if len(gaps) > 1 else float("nan")
         eval_time = statistics.fmean(r["eval_time"] for r in rows["warm"])
         full = statistics.fmean(r["full"] for r in rows["warm"])
         quick = statistics.fmean(r["quick"] for r in rows["warm"])
@@ -95,10 +106,11 @@ def main() -> None:
         fit = statistics.fmean(r["fit_seconds"] for r in rows["cold"])
         lines.append(f"| {data} | {warm:.1f} | {cold:.1f} | {100 * (cold / warm - 1):+.1f} % | "
                      f"{fit:.1f} ({100 * fit / warm:.1f} %) | "
-                     f"{accuracy if accuracy is None else f'{accuracy:.3f}'} | {train_time:.1f} | {full:.0f} + "
+                     f"{accuracy if accuracy is None else f'{accuracy:.3f}'} | {train_time:.1f} / {cold_train:.1f} "
+                     f"({cold_train - train_time:+.1f} ± {gap_se:.1f}) | {full:.0f} + "
                      f"{quick:.0f} | {eval_time:.2f} | {100 * eval_time / train_time:.1f} % |")
     text = "\n".join(lines) + "\n"
-    write_results(output_stem("first_run"), text, {"args": vars(args), "machine": machine(), "runs": results})
+    write_results(output_stem("first_run", args.tag), text, {"args": vars(args), "machine": machine(), "runs": results})
     print(text)
 
 
