@@ -30,11 +30,16 @@ if Path(ganstab.__file__).resolve().parents[1] != HERE.parent:
                      f"{HERE.parent}: run `pip install -e {HERE.parent}` or set PYTHONPATH={HERE.parent}")
 
 
+def finished(out: Path) -> bool:
+    """Whether a run folder holds a finished run (its generator was exported)."""
+    return RunDir(out).generator_meta.is_file()
+
+
 def final_record(out: Path, keys: Sequence[str] = EVAL_KEYS) -> dict[str, Any] | None:
     """A finished run's G steps, final evaluation (`keys`), doctor's verdict and error codes; None if unfinished."""
-    run = RunDir(out)
-    if not run.generator_meta.is_file():
+    if not finished(out):
         return None
+    run = RunDir(out)
     records = read_jsonl(run.metrics)
     final = [r for r in records if is_eval_record(r)][-1]
     findings = read_jsonl(run.findings) if run.findings.is_file() else []

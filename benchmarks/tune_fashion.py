@@ -32,11 +32,10 @@ from ganstab.data import make_dataset
 from ganstab.metrics import RunEvaluator
 from ganstab.pipeline import load_config
 from ganstab.presets import PRESETS
-from ganstab.rundir import RunDir
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import (EVAL_KEYS as KEYS, final_record, machine, mean_se_text as mean_se,  # noqa: E402
+from common import (EVAL_KEYS as KEYS, final_record, finished, machine, mean_se_text as mean_se,  # noqa: E402
                     output_stem, run_jobs, write_results)
 
 #: the preset that ships the study's winner: the "tuned" row itself
@@ -58,11 +57,6 @@ def command(name: str, best: Path, seed: int, budget: float, out: Path) -> list[
     """The `ganstab train` command of one run: the tuned config or a preset, then the shared overrides."""
     source = ["--config", str(best)] if name == "tuned" else ["--preset", name]
     return [sys.executable, "-m", "ganstab", "train", "--overwrite", *source, *run_overrides(seed, budget, out)]
-
-
-def finished(out: Path) -> bool:
-    """Whether a run folder holds a finished run."""
-    return RunDir(out).generator_meta.is_file()
 
 
 def collect(names: list[str], seeds: list[int], root: Path) -> dict[str, list[dict[str, Any]]]:
