@@ -117,7 +117,7 @@ def make_trainer(cfg: Config, *, echo: Callable[[str], None] = print,
     if cfg.out is None:
         cfg.out = default_out(cfg)
     runtime = parallel.init_runtime(cfg.train)
-    torch.manual_seed(cfg.seed)
+    ckpt.seed_everything(cfg.seed)
     data = make_dataset(cfg.data, cfg.seed).to(runtime.device)
     if runtime.dist.is_main:
         for note in data.notes:

@@ -85,3 +85,78 @@ def test_resume_refuses_changed_config(tmp_path: Path) -> None:
                               "pass --allow-config-change to resume anyway")
     # safe keys (steps, log intervals) may change
     assert _run(tmp_path / "run", 20, ["log.every=5"], resume=True).steps == 20
+
+
+def _train_counting(out: Path, steps: int, extra: list[str], resume: bool = False) -> tuple[list[int], list[str]]:
+    """Train (or resume) and return the step number after each step this process trained, and its messages."""
+    trained: list[int] = []
+    messages: list[str] = []
+    cfg = load_config(overrides=[f"out={out}", f"train.steps={steps}", *BASE, *extra])
+    train(cfg, overwrite=not resume, resume=resume, echo=messages.append,
+          hooks={"after_step": lambda trainer: trained.append(trainer.step)})
+    return trained, messages
+
+
+def _assert_same_run(a: Path, b: Path) -> None:
+    assert _records(a) == _records(b)
+    g_a, g_b = load_file(str(a / "generator.safetensors")), load_file(str(b / "generator.safetensors"))
+    assert g_a.keys() == g_b.keys()
+    for key in g_a:
+        assert torch.equal(g_a[key], g_b[key]), key
+
+
+def test_resume_trains_only_the_steps_after_the_newest_checkpoint(tmp_path: Path) -> None:
+    """A deterministic restart from an older checkpoint gives the same records: count the steps trained instead."""
+    extra = VARIANTS["mlp-ada-lazy-r1"]
+    _run(tmp_path / "full", 40, extra)
+    _run(tmp_path / "half", 20, extra)
+    names = sorted(p.name for p in (tmp_path / "half" / "checkpoints").glob("ckpt_*.pt"))
+    assert names == ["ckpt_0000000.pt", "ckpt_0000010.pt", "ckpt_0000020.pt"]
+    # the step-20 checkpoint holds the pending log sums of steps 19 and 20 (log.every=3): resume must keep them
+    state = torch.load(tmp_path / "half" / "checkpoints" / "ckpt_0000020.pt", weights_only=True)
+    assert state["recorder"]["counts"]["loss_d"] == 2
+    assert state["batch_index"] == 20 and state["images_seen"] == 20 * 16
+    trained, messages = _train_counting(tmp_path / "half", 40, extra, resume=True)
+    assert trained == list(range(21, 41))
+    assert "resuming from ckpt_0000020.pt (step 20)" in messages
+    _assert_same_run(tmp_path / "full", tmp_path / "half")
+
+
+def test_resume_skips_a_damaged_newest_checkpoint(tmp_path: Path) -> None:
+    """A newest checkpoint whose checksum fails is skipped with a message; the previous valid one is used."""
+    extra = VARIANTS["mlp-ada-lazy-r1"]
+    _run(tmp_path / "full", 40, extra)
+    _run(tmp_path / "half", 20, extra)
+    newest = tmp_path / "half" / "checkpoints" / "ckpt_0000020.pt"
+    data = bytearray(newest.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    newest.write_bytes(bytes(data))
+    trained, messages = _train_counting(tmp_path / "half", 40, extra, resume=True)
+    assert trained == list(range(11, 41))
+    assert "resuming from ckpt_0000010.pt (step 10)" in messages
+    assert any(m.startswith("skipping checkpoint ckpt_0000020.pt: ") for m in messages), messages
+    _assert_same_run(tmp_path / "full", tmp_path / "half")
+
+
+def test_resume_restores_the_global_rng_states(tmp_path: Path) -> None:
+    """User code that draws from torch's, numpy's and python's global generators draws the same after a resume."""
+    import random
+
+    import numpy as np
+
+    def draws(out: Path, steps: int, resume: bool) -> dict[int, tuple[float, float, float]]:
+        seen: dict[int, tuple[float, float, float]] = {}
+
+        def hook(trainer) -> None:
+            seen[trainer.step] = (torch.rand(()).item(), float(np.random.rand()), random.random())
+
+        cfg = load_config(overrides=[f"out={out}", f"train.steps={steps}", *BASE])
+        train(cfg, overwrite=not resume, resume=resume, echo=lambda m: None, hooks={"after_step": hook})
+        return seen
+
+    full = draws(tmp_path / "full", 30, resume=False)
+    draws(tmp_path / "half", 20, resume=False)
+    torch.manual_seed(12345), np.random.seed(12345), random.seed(12345)  # a process in another state
+    resumed = draws(tmp_path / "half", 30, resume=True)
+    assert sorted(resumed) == list(range(21, 31))
+    assert resumed == {step: full[step] for step in range(21, 31)}

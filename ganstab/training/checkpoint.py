@@ -22,11 +22,15 @@ from ganstab.rundir import CHECKPOINT_FORMAT as FORMAT
 from ganstab.rundir import (atomic_write, checkpoint_name, keep_as_good, list_checkpoints, load_checkpoint,
                             newest_valid_before, newest_valid_checkpoint, sha256_file, verify_checkpoint)
 
-__all__ = ["FORMAT", "keep_as_good", "newest_valid_before", "sha256_file", "rng_state", "set_rng_state", "checkpoint_path", "save_checkpoint",
+__all__ = ["FORMAT", "keep_as_good", "newest_valid_before", "sha256_file", "seed_everything", "rng_state", "set_rng_state", "checkpoint_path", "save_checkpoint",
            "list_checkpoints", "verify_checkpoint", "load_checkpoint", "newest_valid_checkpoint"]
 
 
-
+def seed_everything(seed: int) -> None:
+    """Seed torch's, numpy's and python's global generators, so that a run (and user code in its hooks) repeats."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
 
 
 def rng_state() -> dict[str, Any]:
