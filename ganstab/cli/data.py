@@ -24,6 +24,7 @@ class PrepareProgress:
     def __init__(self, terminal: bool, echo: Callable[[str], None] = echo, every_seconds: float = 30.0) -> None:
         self.terminal, self.echo, self.every_seconds = terminal, echo, every_seconds
         self.bar: Optional[tqdm] = None
+        self.shown = -1  # the count of the last line written (the final one is written once)
         self.started = self.last_line = time.monotonic()
 
     def __call__(self, done: int, total: int) -> None:
@@ -34,8 +35,8 @@ class PrepareProgress:
             self.bar.update(done - self.bar.n)
             return
         now = time.monotonic()
-        if now - self.last_line >= self.every_seconds or done == total:
-            self.last_line = now
+        if (now - self.last_line >= self.every_seconds or done == total) and done != self.shown:
+            self.last_line, self.shown = now, done
             self.echo(self.line(done, total, now))
 
     def line(self, done: int, total: int, now: float) -> str:
@@ -78,8 +79,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
          f"to {result.dest}; transform {args.transform}, resize filter {args.filter}")
     if result.skipped:
         shown = ", ".join(result.skipped[:3]) + (", ..." if len(result.skipped) > 3 else "")
-        echo(f"skipped {len(result.skipped)} file{'s' if len(result.skipped) != 1 else ''} that are not readable "
-             f"images: {shown}")
+        echo(f"skipped {len(result.skipped)} unreadable file{'s' if len(result.skipped) != 1 else ''} (not "
+             f"images): {shown}")
     if result.resolution & (result.resolution - 1):
         echo(f"note: {result.resolution} is not a power of two; stylegan2-ada, stylegan3 and R3GAN train at "
              "power-of-two resolutions only (pass --resolution)")

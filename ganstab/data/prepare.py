@@ -1,14 +1,12 @@
 """Write any dataset ganstab reads in the StyleGAN family's format (stylegan2-ada, stylegan3, R3GAN, projected-gan,
 stylegan-xl): `NNNNN/imgNNNNNNNN.png` (uncompressed 8-bit PNGs, 1000 per folder) plus `dataset.json`, into a
-folder or an uncompressed zip, written under a temporary name and renamed when complete.
+folder or an uncompressed zip, written under a temporary name and renamed when complete (rundir.atomic_write_via).
 """
 
 from __future__ import annotations
 
 import io
 import json
-import os
-import shutil
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +21,7 @@ from ganstab.data.archive import (LABELS_FILE, UNREADABLE, ImageArchive, detect_
                                   stylegan_labels, studiogan_held_out)
 from ganstab.data.images import GRAY_MODES, class_of, convert_mode, list_image_files, open_image
 from ganstab.errors import DataError, UsageError
+from ganstab.rundir import atomic_write_via
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -239,13 +238,6 @@ def _png(img: "Image.Image") -> bytes:
     return buffer.getvalue()
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    elif path.exists():
-        path.unlink()
-
-
 def check_dest(dest: str | Path) -> None:
     """DEST must be new and its folder must exist (UsageError otherwise): nothing is ever overwritten."""
     dest = Path(dest)
@@ -268,57 +260,61 @@ def prepare_dataset(src: SourceImages, dest: str | Path, resolution: Optional[in
         raise UsageError(f"--filter must be one of {', '.join(FILTERS)}, got {resize_filter!r}")
     if transform != "resize" and resolution is None:
         raise UsageError(f"--transform {transform} needs --resolution N (the side of the square output images)")
-    is_zip = dest.suffix.lower() == ".zip"
-    tmp = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
-    _remove(tmp)
-    write, close = _dest_writer(tmp, is_zip)
     auto_channels = channels is None and src.channels is None
-    channels = channels or src.channels
-    native = resolution is None  # the first image sets the resolution and every other must match it
-    first = ""
-    written, processed, skipped, labels = 0, 0, [], []
+    state = {"channels": channels or src.channels, "resolution": resolution, "first": ""}
+    written, skipped, labels = 0, [], []
     total = src.total if max_images is None else min(src.total, max_images)
-    try:
-        for name, img, label in src.items:
-            if max_images is not None and written >= max_images:
-                break
-            processed += 1
-            if img is None:
-                skipped.append(name)
+
+    def write_all(tmp: Path) -> None:
+        nonlocal written
+        write, close = _dest_writer(tmp, dest.suffix.lower() == ".zip")
+        try:
+            processed = 0
+            for name, img, label in src.items:
+                if max_images is not None and written >= max_images:
+                    break
+                processed += 1
+                if img is None:
+                    skipped.append(name)
+                else:
+                    out = _checked(img, name, state, native=resolution is None, auto_channels=auto_channels)
+                    fname = archive_name(written)
+                    write(fname, _png(fit_image(out, state["resolution"], transform, resize_filter)))
+                    labels.append([fname, label])
+                    written += 1
                 progress(min(processed, total), total)
-                continue
-            if not first:
-                first = name
-                channels = channels or (1 if img.mode in GRAY_MODES else 3)
-                resolution = resolution or _native_resolution(img, name)
-            elif auto_channels and channels == 1 and img.mode not in GRAY_MODES:
-                raise DataError(f"{name} is a colour image but the first image, {first}, is gray; pass --channels 3 "
-                                "to keep colour (or --channels 1 to store every image gray)")
-            if native and img.size != (resolution, resolution):
-                raise DataError(f"{name} is {img.size[0]}x{img.size[1]} but the first image, {first}, is "
-                                f"{resolution}x{resolution}; pass --resolution N to resize every image to one size")
-            fname = archive_name(written)
-            write(fname, _png(fit_image(convert_mode(img, channels), resolution, transform, resize_filter)))
-            labels.append([fname, label])
-            written += 1
-            progress(min(processed, total), total)
-        if written == 0:
-            raise DataError(f"{src.description} holds no readable images ({len(skipped)} files skipped)")
-        write(LABELS_FILE, json.dumps({"labels": labels if src.labelled else None}).encode("utf-8"))
-        close()
-        if dest.exists():
-            raise UsageError(f"DEST {str(dest)!r} appeared while this dataset was written; nothing was replaced, "
-                             "choose a new path")
-        os.rename(tmp, dest)
-    except BaseException:
-        close()
-        _remove(tmp)
-        raise
+            if written == 0:
+                raise DataError(f"{src.description} holds no readable images ({len(skipped)} files skipped)")
+            write(LABELS_FILE, json.dumps({"labels": labels if src.labelled else None}).encode("utf-8"))
+            if dest.exists():
+                raise UsageError(f"DEST {str(dest)!r} appeared while the dataset was written; nothing was replaced, "
+                                 "choose a new path")
+        finally:
+            close()
+
+    try:
+        atomic_write_via(dest, write_all)
     finally:
         src.close()
     classes = 1 + max(label for _, label in labels) if src.labelled else 0
-    return PrepareResult(dest=dest, written=written, resolution=int(resolution), channels=int(channels),
-                         classes=classes, skipped=skipped, source=src.description)
+    return PrepareResult(dest=dest, written=written, resolution=int(state["resolution"]),
+                         channels=int(state["channels"]), classes=classes, skipped=skipped, source=src.description)
+
+
+def _checked(img: "Image.Image", name: str, state: dict, native: bool, auto_channels: bool) -> "Image.Image":
+    """The image in the dataset's mode; the first image sets channels (and the resolution without --resolution)."""
+    if not state["first"]:
+        state["first"] = name
+        state["channels"] = state["channels"] or (1 if img.mode in GRAY_MODES else 3)
+        state["resolution"] = state["resolution"] or _native_resolution(img, name)
+    elif auto_channels and state["channels"] == 1 and img.mode not in GRAY_MODES:
+        raise DataError(f"{name} is a colour image but the first image, {state['first']}, is gray; pass --channels 3 "
+                        "to keep colour (or --channels 1 to store every image gray)")
+    if native and img.size != (state["resolution"],) * 2:
+        raise DataError(f"{name} is {img.size[0]}x{img.size[1]} but the first image, {state['first']}, is "
+                        f"{state['resolution']}x{state['resolution']}; pass --resolution N to resize every image to "
+                        "one size")
+    return convert_mode(img, state["channels"])
 
 
 def _native_resolution(img: "Image.Image", name: str) -> int:
