@@ -1,4 +1,4 @@
-"""The StyleGAN family's dataset format both ways (`ganstab data prepare`, data.name=folder/stylegan) and
+"""The StyleGAN family's dataset format both ways (`ganstab data prepare`, data.name=folder) and
 StudioGAN's train/valid layout: exact round trips, the layout's details, transforms, and bad inputs."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from PIL import Image
 from ganstab.cli import main
 from ganstab.cli.data import PrepareProgress
 from ganstab.config import DataConfig
-from ganstab.data import make_dataset
+from ganstab.data import DATASETS, make_dataset
 from ganstab.data.archive import detect_layout, parse_labels
 from ganstab.data.prepare import archive_name, fit_image, open_source, prepare_dataset
 from ganstab.errors import DataError
@@ -62,12 +62,11 @@ def test_prepare_npz_reads_back_identical_images_and_labels(tmp_path: Path, caps
     assert out[-1] == (f"wrote 40 images of 16x16x3 (labels of 4 classes) to {tmp_path / dest}; transform resize, "
                        "resize filter lanczos")
     original = make_dataset(DataConfig(name="npz", path=str(src)))
-    for name in ("folder", "stylegan"):
-        back = make_dataset(DataConfig(name=name, path=str(tmp_path / dest)))
-        assert back.shape == (3, 16, 16) and len(back) == 40
-        assert torch.equal(back.train, original.train)
-        assert torch.equal(back.labels, original.labels)
-        assert back.labels.tolist() == [k % 4 for k in range(40)]
+    back = make_dataset(DataConfig(name="folder", path=str(tmp_path / dest)))
+    assert back.shape == (3, 16, 16) and len(back) == 40
+    assert torch.equal(back.train, original.train)
+    assert torch.equal(back.labels, original.labels)
+    assert back.labels.tolist() == [k % 4 for k in range(40)]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data.npz", dest]  # the temporary name is gone
 
 
@@ -139,6 +138,19 @@ def test_hand_written_dataset_json_backslashes_and_order(tmp_path: Path) -> None
     assert detect_layout(root) == "stylegan" and detect_layout(tmp_path / "x.zip") == "stylegan"
 
 
+def test_unreadable_member_of_a_zip_is_skipped_with_its_label(tmp_path: Path) -> None:
+    with zipfile.ZipFile(tmp_path / "d.zip", "w") as z:
+        for k in (0, 2, 3):
+            z.write(_png(tmp_path / f"{k}.png", value=k), archive_name(k))
+        z.writestr(archive_name(1), b"\x89PNG\r\n\x1a\n truncated")
+        z.writestr("README.txt", "not an image, not counted")
+        z.writestr("dataset.json", json.dumps({"labels": [[archive_name(k), k + 5] for k in range(4)]}))
+    source = make_dataset(DataConfig(name="folder", path=str(tmp_path / "d.zip")))
+    assert source.labels.tolist() == [5, 7, 8] and len(source) == 3
+    assert source.notes == [f"data: skipped 1 file in {tmp_path / 'd.zip'} that is not a readable image "
+                            "(00000/img00000001.png); using 3 images"]
+
+
 def test_parse_labels_values() -> None:
     assert parse_labels(b'{"labels": null}', "f") is None
     assert parse_labels(b'{"labels": [["a\\\\b.png", 2], ["c.png", 0]], "extra": 1}', "f") == {"a/b.png": 2,
@@ -151,17 +163,16 @@ def test_studiogan_train_and_valid(tmp_path: Path) -> None:
             for k in range(count):
                 _png(tmp_path / "sg" / split / cls / f"{k}.png", value=hash((split, cls, k)) % 1000)
     assert detect_layout(tmp_path / "sg") == "studiogan"
-    for name in ("folder", "studiogan"):
-        source = make_dataset(DataConfig(name=name, path=str(tmp_path / "sg")))
-        assert (len(source), tuple(source.test.shape)) == (6, (4, 3, 8, 8))
-        assert source.labels.tolist() == [0, 0, 0, 1, 1, 1]
-        assert source.test_labels.tolist() == [0, 0, 1, 1]
-        assert source.class_names == ["ant", "bird"]
+    source = make_dataset(DataConfig(name="folder", path=str(tmp_path / "sg")))
+    assert (len(source), tuple(source.test.shape)) == (6, (4, 3, 8, 8))
+    assert source.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert source.test_labels.tolist() == [0, 0, 1, 1]
+    assert source.class_names == ["ant", "bird"]
     expected = np.asarray(Image.open(tmp_path / "sg/valid/bird/1.png"), dtype=np.float32) / 127.5 - 1.0
     assert torch.equal(source.test[3], torch.from_numpy(expected).permute(2, 0, 1))
     result = prepare_dataset(open_source(str(tmp_path / "sg"), split="test"), tmp_path / "valid.zip")
     assert (result.written, result.classes) == (4, 2)
-    back = make_dataset(DataConfig(name="stylegan", path=str(tmp_path / "valid.zip")))
+    back = make_dataset(DataConfig(name="folder", path=str(tmp_path / "valid.zip")))
     assert torch.equal(back.train, source.test) and torch.equal(back.labels, source.test_labels)
 
 
@@ -300,18 +311,16 @@ BAD = [
      "'{noimages}' holds no image files; pass a dataset written by 'ganstab data prepare' or stylegan2-ada's "
      "dataset_tool.py"),
     ("streamed zip", TRAIN + ["data.path={corrupt}", "data.stream=true"],
-     "data.stream=true streams a plain folder of images, not a stylegan dataset ({corrupt}); remove data.stream"),
+     "data.stream=true streams a plain folder of images, not a StyleGAN dataset ({corrupt}); remove data.stream"),
     ("studiogan stray class", TRAIN + ["data.path={studio}"],
      "'{studio}/valid' has images in 'c', a class folder train/ lacks; use the same class folders in both splits"),
-    ("stylegan without a path", TRAIN + ["data.name=stylegan"],
-     "data.name=stylegan needs data.path=DIR or FILE.zip, a StyleGAN dataset"),
     ("prepare into an existing DEST", ["data", "prepare", "digits", "{taken}"],
      "DEST '{taken}' already exists; choose a new path or remove it first"),
     ("prepare into a missing folder", ["data", "prepare", "digits", "{dir}/no/such/out.zip"],
      "the folder of DEST, '{dir}/no/such', does not exist; create it first"),
     ("prepare a missing SRC", ["data", "prepare", "{dir}/nothing", "{dir}/out.zip"],
-     "SRC '{dir}/nothing' is neither a data.name (ring8, grid25, digits, fashion-mnist, mnist, idx, folder, "
-     "stylegan, studiogan, npz) nor an existing file or folder; pass one of them"),
+     "SRC '{dir}/nothing' is neither a data.name (" + ", ".join(DATASETS) + ") nor an existing file or folder; "
+     "pass one of them"),
     ("prepare mixed resolutions", ["data", "prepare", "{mixed}", "{dir}/out.zip"],
      "00000/img00000001.png is 16x16 but the first image, 00000/img00000000.png, is 8x8; pass --resolution N to "
      "resize every image to one size"),
@@ -335,8 +344,7 @@ BAD = [
     ("prepare test split of a folder", ["data", "prepare", "{colour}", "{dir}/out.zip", "--split", "test"],
      "--split test: a folder of images ({colour}) has no held-out split; use --split train"),
     ("prepare unknown name", ["data", "prepare", "{colour}", "{dir}/out.zip", "--name", "cifar"],
-     "--name 'cifar' is not a data.name; known datasets: ring8, grid25, digits, fashion-mnist, mnist, idx, folder, "
-     "stylegan, studiogan, npz"),
+     "--name 'cifar' is not a data.name; known datasets: " + ", ".join(DATASETS)),
     ("prepare unknown transform", ["data", "prepare", "digits", "{dir}/out.zip", "--transform", "crop"],
      "argument --transform: invalid choice: 'crop' (choose from 'resize', 'center-crop', 'center-crop-wide'); see "
      "'ganstab data prepare --help'"),
@@ -364,7 +372,7 @@ def test_bad_dataset_input_one_line(tmp_path: Path, capsys, name: str, argv: lis
 
 
 def test_bad_case_count() -> None:
-    assert len(BAD) == 27
+    assert len(BAD) == 26
 
 
 def test_parse_labels_rejects_duplicates_and_strings() -> None:

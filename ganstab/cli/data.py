@@ -96,7 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q = family.add_parser(
         "prepare", help="write a dataset as stylegan2-ada's dataset_tool.py does (zip or folder + dataset.json)",
         description="Write SRC in the StyleGAN family's dataset format (stylegan2-ada, stylegan3, R3GAN, "
-                    "projected-gan, stylegan-xl; ganstab reads it back with data.name=folder or stylegan): "
+                    "projected-gan, stylegan-xl; ganstab reads it back with data.name=folder): "
                     "uncompressed 8-bit PNGs named 00000/img00000000.png, 1000 per folder, and dataset.json "
                     "with the labels ({\"labels\": [[name, class], ...]}, or null without labels).")
     q.add_argument("src", metavar="SRC",

@@ -79,7 +79,8 @@ def _idx(cfg, seed: int) -> DataSource:
 def _archive(cfg, seed: int, layout: str) -> DataSource:
     """A StyleGAN-family zip/folder (labels from dataset.json) or a StudioGAN train/valid folder."""
     if cfg.stream:
-        raise DataError(f"data.stream=true streams a plain folder of images, not a {layout} dataset "
+        pretty = {"stylegan": "StyleGAN", "studiogan": "StudioGAN"}[layout]
+        raise DataError(f"data.stream=true streams a plain folder of images, not a {pretty} dataset "
                         f"({cfg.path}); remove data.stream")
     read = read_stylegan if layout == "stylegan" else read_studiogan
     found: ArchiveData = read(cfg.path, cfg.image_size, cfg.channels)
@@ -93,9 +94,8 @@ def _archive(cfg, seed: int, layout: str) -> DataSource:
 
 def _folder(cfg, seed: int) -> DataSource:
     if cfg.path is None:
-        what = {"folder": "DIR, a folder of images", "studiogan": "DIR, a folder holding train/ and valid/"}
-        raise DataError(f"data.name={cfg.name} needs data.path={what.get(cfg.name, 'DIR or FILE.zip, a StyleGAN dataset')}")
-    layout = detect_layout(cfg.path) if cfg.name == "folder" else cfg.name
+        raise DataError("data.name=folder needs data.path=DIR, a folder of images")
+    layout = detect_layout(cfg.path)
     if layout != "images":
         return _archive(cfg, seed, layout)
     if cfg.stream:
@@ -148,8 +148,6 @@ DATASETS: dict[str, Callable] = {
     "mnist": _idx,
     "idx": _idx,
     "folder": _folder,
-    "stylegan": _folder,
-    "studiogan": _folder,
     "npz": _npz,
 }
 

@@ -165,8 +165,8 @@ class ArchiveData:
 def skipped_note(skipped: list[str], where: str, using: int) -> str:
     """The one-line note about files that were not readable images (the first three named)."""
     shown = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
-    return (f"data: skipped {len(skipped)} file{'s' if len(skipped) != 1 else ''} in {where} that are not readable "
-            f"images ({shown}); using {using} images")
+    what = "file in {} that is not a readable image" if len(skipped) == 1 else "files in {} that are not readable images"
+    return f"data: skipped {len(skipped)} {what.format(where)} ({shown}); using {using} images"
 
 
 def stylegan_labels(archive: ImageArchive, names: list[str]) -> Optional[dict[str, int]]:

@@ -26,12 +26,11 @@ from ganstab.rundir import atomic_write_via
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["TRANSFORMS", "FILTERS", "FILE_LAYOUTS", "SourceImages", "PrepareResult", "archive_name", "check_dest", "fit_image",
+__all__ = ["TRANSFORMS", "FILTERS", "SourceImages", "PrepareResult", "archive_name", "check_dest", "fit_image",
            "open_source", "prepare_dataset"]
 
 TRANSFORMS = ("resize", "center-crop", "center-crop-wide")
 FILTERS = ("lanczos", "bicubic", "bilinear", "box")  # Pillow resampling filters; lanczos is dataset_tool's default
-FILE_LAYOUTS = ("folder", "stylegan", "studiogan")  # data.names whose files `prepare` reads one at a time
 
 
 @dataclass
@@ -211,9 +210,8 @@ def open_source(src: str, name: Optional[str] = None, split: str = "train", limi
             name = "folder"
     if name not in DATASETS:
         raise UsageError(f"--name {name!r} is not a data.name; known datasets: {', '.join(DATASETS)}")
-    if name in FILE_LAYOUTS and path_arg is not None:
-        layout = detect_layout(path) if name == "folder" else name
-        return _files_source(path, layout, split)
+    if name == "folder" and path_arg is not None:  # image files, read one at a time
+        return _files_source(path, detect_layout(path), split)
     return _held(name, path_arg, split, limit)
 
 
