@@ -26,8 +26,9 @@ from ganstab.errors import DataError
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["LABELS_FILE", "STUDIOGAN_SPLITS", "ImageArchive", "ArchiveData", "detect_layout", "image_names",
-           "parse_labels", "read_stylegan", "read_studiogan", "studiogan_held_out", "skipped_note"]
+__all__ = ["LABELS_FILE", "STUDIOGAN_SPLITS", "UNREADABLE", "ImageArchive", "ArchiveData", "detect_layout",
+           "image_names", "parse_labels", "stylegan_labels", "iter_archive_images", "read_stylegan", "read_studiogan",
+           "studiogan_held_out", "skipped_note"]
 
 LABELS_FILE = "dataset.json"
 STUDIOGAN_SPLITS = ("train", "valid", "test")
@@ -165,7 +166,8 @@ class ArchiveData:
 def skipped_note(skipped: list[str], where: str, using: int) -> str:
     """The one-line note about files that were not readable images (the first three named)."""
     shown = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
-    what = "file in {} that is not a readable image" if len(skipped) == 1 else "files in {} that are not readable images"
+    what = "file in {} that is not a readable image" if len(skipped) == 1 else \
+        "files in {} that are not readable images"
     return f"data: skipped {len(skipped)} {what.format(where)} ({shown}); using {using} images"
 
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
-import numpy as np
 import torch
 
 from ganstab.config import DataConfig
@@ -123,25 +122,23 @@ def _held(name: str, path: Optional[str], split: str, limit: Optional[int]) -> S
                         channels=int(x.shape[1]))
 
 
-def _archive_items(archive: ImageArchive, names: list[str], labels: Optional[dict[str, int]]
-                   ) -> Iterator[tuple[str, Optional["Image.Image"], Optional[int]]]:
+def _decoded(names: list[str], open_one: Callable[[str], "Image.Image"], label_of: Callable[[str], Optional[int]]
+             ) -> Iterator[tuple[str, Optional["Image.Image"], Optional[int]]]:
+    """(name, image or None when it does not decode, label) for each name, decoding one file at a time."""
     for name in names:
         try:
-            img = archive.open_image(name)
+            img = open_one(name)
         except UNREADABLE:
             img = None
-        yield name, img, None if labels is None else labels[name]
+        yield name, img, label_of(name)
 
 
 def _file_items(files: list[Path], root: Path, classes: Optional[dict[str, int]]
                 ) -> Iterator[tuple[str, Optional["Image.Image"], Optional[int]]]:
-    for file in files:
-        try:
-            img = open_image(file)
-        except UNREADABLE:
-            img = None
-        label = None if classes is None else classes[class_of(file, root) or ""]
-        yield file.relative_to(root).as_posix(), img, label
+    """The files under `root`, named relative to it, labelled by their class folder when `classes` is given."""
+    names = [f.relative_to(root).as_posix() for f in files]
+    return _decoded(names, lambda name: open_image(root / name),
+                    lambda name: None if classes is None else classes[class_of(root / name, root) or ""])
 
 
 def _class_index(files: list[Path], root: Path) -> Optional[dict[str, int]]:
@@ -160,8 +157,9 @@ def _files_source(path: Path, layout: str, split: str) -> SourceImages:
         archive = ImageArchive(path)
         names = image_names(archive.names)
         labels = stylegan_labels(archive, names)
-        return SourceImages(description=str(path), total=len(names), items=_archive_items(archive, names, labels),
-                            labelled=labels is not None, close=archive.close)
+        items = _decoded(names, archive.open_image, lambda name: None if labels is None else labels[name])
+        return SourceImages(description=str(path), total=len(names), items=items, labelled=labels is not None,
+                            close=archive.close)
     if layout == "studiogan":
         train_files = list_image_files(path / "train")
         train_classes = _class_index(train_files, path / "train")
