@@ -22,10 +22,11 @@ from ganstab.errors import DataError
 
 
 def _npz(path: Path, n: int = 40, channels: int = 3, size: int = 16, classes: int = 4) -> Path:
-    """A uint8 npz of random images with labels 0..classes-1."""
+    """A uint8 npz of random images with labels 0..classes-1 (none when classes is 0)."""
     rng = np.random.default_rng(1)
     shape = (n, size, size, channels) if channels == 3 else (n, size, size)
-    np.savez(path, x=rng.integers(0, 256, shape, dtype=np.uint8), y=np.arange(n) % classes)
+    labels = {"y": np.arange(n) % classes} if classes else {}
+    np.savez(path, x=rng.integers(0, 256, shape, dtype=np.uint8), **labels)
     return path
 
 
@@ -176,6 +177,33 @@ def test_studiogan_train_and_valid(tmp_path: Path) -> None:
     assert torch.equal(back.train, source.test) and torch.equal(back.labels, source.test_labels)
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_streamed_zip_gives_the_held_images_in_the_sampler_order(tmp_path: Path, workers: int) -> None:
+    prepare_dataset(open_source(str(_npz(tmp_path / "d.npz", n=24, classes=0))), tmp_path / "d.zip")
+    with zipfile.ZipFile(tmp_path / "d.zip", "a") as z:
+        z.writestr("00000/img00000024.png", b"\x89PNG\r\n\x1a\n truncated")  # skipped by the header scan
+    held = make_dataset(DataConfig(name="folder", path=str(tmp_path / "d.zip")))
+    streamed = make_dataset(DataConfig(name="folder", path=str(tmp_path / "d.zip"), stream=True, workers=workers))
+    assert type(streamed).__name__ == "StreamingSource" and (len(streamed), streamed.shape) == (24, (3, 16, 16))
+    assert streamed.notes == [f"data: skipped 1 file in {tmp_path / 'd.zip'} that are not readable images; "
+                              "streaming 24 images"]
+    for index in (0, 1, 2, 3):  # two epochs of 3 batches of 8 (+ one into the second)
+        order = list(streamed.epoch_sampler(index // 3, 0, 1))[(index % 3) * 8:(index % 3 + 1) * 8]
+        assert torch.equal(streamed.batch(index, 8), held.train[order])
+
+
+def test_streamed_member_that_fails_to_decode_is_named(tmp_path: Path) -> None:
+    prepare_dataset(open_source(str(_npz(tmp_path / "d.npz", n=8, size=64))), tmp_path / "d.zip")  # 12 kB members
+    raw = (tmp_path / "d.zip").read_bytes()
+    member = raw.index(b"IDAT", raw.index(b"00000/img00000003.png"))
+    (tmp_path / "d.zip").write_bytes(raw[:member + 8] + bytes(64) + raw[member + 72:])  # header intact, data broken
+    streamed = make_dataset(DataConfig(name="folder", path=str(tmp_path / "d.zip"), stream=True))
+    with pytest.raises(DataError) as info:
+        streamed.batch(0, 8)
+    assert str(info.value) == (f"'00000/img00000003.png' in '{tmp_path / 'd.zip'}' could not be decoded "
+                               "(BadZipFile); replace or remove the file")
+
+
 # ---------------------------------------------------------------- transforms, skips, progress
 
 def _ramp(w: int, h: int) -> Image.Image:
@@ -310,8 +338,12 @@ BAD = [
     ("zip without images", TRAIN + ["data.path={noimages}"],
      "'{noimages}' holds no image files; pass a dataset written by 'ganstab data prepare' or stylegan2-ada's "
      "dataset_tool.py"),
-    ("streamed zip", TRAIN + ["data.path={corrupt}", "data.stream=true"],
-     "data.stream=true streams a plain folder of images, not a StyleGAN dataset ({corrupt}); remove data.stream"),
+    ("streamed corrupt zip", TRAIN + ["data.path={corrupt}", "data.stream=true"],
+     "'{corrupt}' is not a readable zip file (File is not a zip file); copy it again or re-create it with "
+     "'ganstab data prepare'"),
+    ("streamed StudioGAN", TRAIN + ["data.path={studio}", "data.stream=true"],
+     "data.stream=true streams a folder of images or a StyleGAN zip, not StudioGAN's train/ and valid/ ({studio}); "
+     "remove data.stream"),
     ("studiogan stray class", TRAIN + ["data.path={studio}"],
      "'{studio}/valid' has images in 'c', a class folder train/ lacks; use the same class folders in both splits"),
     ("prepare into an existing DEST", ["data", "prepare", "digits", "{taken}"],
@@ -372,7 +404,7 @@ def test_bad_dataset_input_one_line(tmp_path: Path, capsys, name: str, argv: lis
 
 
 def test_bad_case_count() -> None:
-    assert len(BAD) == 26
+    assert len(BAD) == 27
 
 
 def test_parse_labels_rejects_duplicates_and_strings() -> None:

@@ -78,10 +78,11 @@ def _idx(cfg, seed: int) -> DataSource:
 
 def _archive(cfg, seed: int, layout: str) -> DataSource:
     """A StyleGAN-family zip/folder (labels from dataset.json) or a StudioGAN train/valid folder."""
+    if cfg.stream and layout == "stylegan":
+        return stream_folder(cfg, seed)
     if cfg.stream:
-        pretty = {"stylegan": "StyleGAN", "studiogan": "StudioGAN"}[layout]
-        raise DataError(f"data.stream=true streams a plain folder of images, not a {pretty} dataset "
-                        f"({cfg.path}); remove data.stream")
+        raise DataError(f"data.stream=true streams a folder of images or a StyleGAN zip, not StudioGAN's train/ "
+                        f"and valid/ ({cfg.path}); remove data.stream")
     read = read_stylegan if layout == "stylegan" else read_studiogan
     found: ArchiveData = read(cfg.path, cfg.image_size, cfg.channels)
     parts = {"train": found.images, "labels": found.labels, "test": found.test, "test_labels": found.test_labels}

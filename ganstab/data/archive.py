@@ -16,7 +16,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import TYPE_CHECKING, BinaryIO, Iterator, Optional
 
 import numpy as np
 
@@ -62,6 +62,12 @@ class ImageArchive:
         if self.zip is not None:
             return self.zip.read(name)
         return (self.path / name).read_bytes()
+
+    def open_file(self, name: str) -> BinaryIO:
+        """One file opened for reading (a zip member is read as far as the reader goes, e.g. a header)."""
+        if self.zip is not None:
+            return self.zip.open(name)
+        return open(self.path / name, "rb")
 
     def open_image(self, name: str) -> "Image.Image":
         """One file decoded as an image (raises one of UNREADABLE when it is not one)."""
