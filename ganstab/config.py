@@ -775,7 +775,7 @@ KEY_HELP: dict[str, str] = {
     "seed": "seed of weights, latents, data order and evaluation (each run is a pure function of it)",
     "out": "run folder; default runs/<name> derived from the config",
     "data.name": "dataset: ring8, grid25, digits, fashion-mnist, mnist, idx, folder or npz",
-    "data.path": "folder or file of the data (mnist/idx/folder/npz; fashion-mnist's IDX folder)",
+    "data.path": "folder or file of the data (mnist/idx/folder/npz, a StyleGAN .zip; fashion-mnist's IDX folder)",
     "data.image_size": "resize images to this side (images only; default: the data's own size)",
     "data.channels": "force 1 (grey) or 3 (RGB) channels when reading an image folder (folder only)",
     "data.limit": "use only the first N training samples (held data)",

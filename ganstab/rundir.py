@@ -278,7 +278,8 @@ def atomic_write(path: str | Path, data: bytes | str) -> Path:
 
 
 def atomic_write_via(path: str | Path, write: Callable[[Path], Any]) -> Path:
-    """Let `write(temp)` write a file (a PNG, an array) next to `path`, then rename it: complete or absent."""
+    """Let `write(temp)` write a file (a PNG, an array) or a folder next to `path`, then rename it: complete or
+    absent."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")  # keeps the suffix PIL reads
@@ -286,7 +287,10 @@ def atomic_write_via(path: str | Path, write: Callable[[Path], Any]) -> Path:
         write(tmp)
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
         raise
     return path
 

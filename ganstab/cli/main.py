@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Callable, Optional, Sequence
 
-from ganstab.cli import ablate, info, runs, train, tune
+from ganstab.cli import ablate, data, info, runs, train, tune
 from ganstab.cli.common import EXIT_USAGE, Parser, friendly_os_error
 from ganstab.errors import GanstabError, UsageError
 
@@ -15,7 +15,7 @@ __all__ = ["COMMAND_FAMILIES", "build_parser", "main"]
 
 # every command family, in the order `ganstab --help` lists them
 COMMAND_FAMILIES: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
-    train.register, runs.register, info.register, ablate.register, tune.register,
+    train.register, runs.register, info.register, ablate.register, tune.register, data.register,
 )
 
 

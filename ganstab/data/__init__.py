@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ganstab.data import images as _img
+from ganstab.data.archive import ArchiveData, detect_layout, read_studiogan, read_stylegan, skipped_note
 from ganstab.data.source import DataSource
 from ganstab.data.toy import GRID25_STD, RING8_STD, grid25_centers, mixture_sampler, ring8_centers
 from ganstab.config import DataConfig
@@ -75,9 +76,29 @@ def _idx(cfg, seed: int) -> DataSource:
     return _images(cfg.name, _img.read_idx_folder(cfg.path, cfg.name), cfg, seed, max_value=255.0)
 
 
+def _archive(cfg, seed: int, layout: str) -> DataSource:
+    """A StyleGAN-family zip/folder (labels from dataset.json) or a StudioGAN train/valid folder."""
+    if cfg.stream and layout == "stylegan":
+        return stream_folder(cfg, seed)
+    if cfg.stream:
+        raise DataError(f"data.stream=true streams a folder of images or a StyleGAN zip, not StudioGAN's train/ "
+                        f"and valid/ ({cfg.path}); remove data.stream")
+    read = read_stylegan if layout == "stylegan" else read_studiogan
+    found: ArchiveData = read(cfg.path, cfg.image_size, cfg.channels)
+    parts = {"train": found.images, "labels": found.labels, "test": found.test, "test_labels": found.test_labels}
+    source = _images(cfg.name, parts, cfg, seed, max_value=255.0)
+    source.class_names = found.class_names
+    if found.skipped:
+        source.notes.append(skipped_note(found.skipped, cfg.path, len(found.images)))
+    return source
+
+
 def _folder(cfg, seed: int) -> DataSource:
     if cfg.path is None:
         raise DataError("data.name=folder needs data.path=DIR, a folder of images")
+    layout = detect_layout(cfg.path)
+    if layout != "images":
+        return _archive(cfg, seed, layout)
     if cfg.stream:
         return stream_folder(cfg, seed)
     arr, skipped, labels, names = _img.read_labelled_image_folder(cfg.path, cfg.image_size, cfg.channels)

@@ -10,7 +10,7 @@ import gzip
 import warnings
 import struct
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, BinaryIO, Optional
 
 import numpy as np
 import torch
@@ -148,8 +148,9 @@ def class_of(path: Path, folder: Path) -> Optional[str]:
     return parts[0] if len(parts) > 1 else None
 
 
-def open_image(path: Path) -> "Image.Image":
-    """Open and decode one image completely; a decompression bomb is refused like an unreadable file."""
+def open_image(path: "Path | BinaryIO") -> "Image.Image":
+    """Open and decode one image (a path or a binary file) completely; a decompression bomb is refused like an
+    unreadable file."""
     from PIL import Image
 
     with warnings.catch_warnings():
@@ -162,8 +163,8 @@ def open_image(path: Path) -> "Image.Image":
             raise ValueError(f"{path}: {exc}") from None
 
 
-def convert_image(img: "Image.Image", size: int, channels: int) -> np.ndarray:
-    """A Pillow image as uint8 (size, size, channels): palette/alpha composited on black, then resized."""
+def convert_mode(img: "Image.Image", channels: int) -> "Image.Image":
+    """A Pillow image in mode L (channels 1) or RGB (3): wide gray scaled to 8 bits, palette/alpha composited on black."""
     from PIL import Image
 
     mode = "L" if channels == 1 else "RGB"
@@ -174,7 +175,14 @@ def convert_image(img: "Image.Image", size: int, channels: int) -> np.ndarray:
     if img.mode in ("RGBA", "LA"):
         background = Image.new("RGBA", img.size, (0, 0, 0, 255))
         img = Image.alpha_composite(background, img.convert("RGBA"))
-    img = img.convert(mode)
+    return img.convert(mode)
+
+
+def convert_image(img: "Image.Image", size: int, channels: int) -> np.ndarray:
+    """A Pillow image as uint8 (size, size, channels): palette/alpha composited on black, then resized."""
+    from PIL import Image
+
+    img = convert_mode(img, channels)
     if img.size != (size, size):
         img = img.resize((size, size), Image.BICUBIC)
     arr = np.array(img, dtype=np.uint8)  # a writable copy

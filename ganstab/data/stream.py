@@ -9,17 +9,22 @@ batch size, rank, world): a resumed run re-opens the loader at the batch it stop
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from ganstab.data.archive import UNREADABLE, ImageArchive, detect_layout, image_names
 from ganstab.data.images import GRAY_MODES, convert_image, list_image_files, open_image
 from ganstab.data.source import DataSource, mix_seed
 from ganstab.errors import DataError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 #: Images the offline evaluator learns from when the data are streamed (a seeded subset).
 EVALUATOR_SUBSET = 10_000
@@ -37,27 +42,58 @@ class ImageFiles(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> Tensor:
-        from PIL import UnidentifiedImageError
-
-        path = self.files[index]
         try:
-            arr = convert_image(open_image(path), self.size, self.channels)
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise DataError(f"{str(path)!r} could not be decoded ({type(exc).__name__}); "
+            arr = convert_image(self.open(index), self.size, self.channels)
+        except UNREADABLE as exc:
+            raise DataError(f"{self.where(index)} could not be decoded ({type(exc).__name__}); "
                             "replace or remove the file") from None
         return torch.from_numpy(arr).permute(2, 0, 1).float().div(127.5).sub(1.0)
 
+    def open(self, index: int) -> "Image.Image":
+        """The index-th image, decoded."""
+        return open_image(self.files[index])
 
-def scan_folder(folder: str | Path, limit: Optional[int]) -> tuple[list[Path], list[str], int, int]:
-    """Files whose header Pillow reads (no decoding): (files, their modes, first file's width, skipped count)."""
-    from PIL import Image, UnidentifiedImageError
+    def where(self, index: int) -> str:
+        """The index-th file, quoted, for messages."""
+        return repr(str(self.files[index]))
 
+
+class ArchiveImages(ImageFiles):
+    """Members of a StyleGAN zip (or files of its folder) decoded on demand; each process opens the zip itself."""
+
+    def __init__(self, path: str | Path, names: list[str], size: int, channels: int) -> None:
+        super().__init__([Path(n) for n in names], size, channels)
+        self.path, self.names = Path(path), list(names)
+        self._archive: Optional[ImageArchive] = None
+        self._pid = -1
+
+    def open(self, index: int) -> "Image.Image":
+        """The index-th member, decoded (the zip is reopened in a new DataLoader worker process)."""
+        if self._archive is None or self._pid != os.getpid():
+            self._archive, self._pid = ImageArchive(self.path), os.getpid()
+        return self._archive.open_image(self.names[index])
+
+    def where(self, index: int) -> str:
+        """The member and its zip or folder, for messages."""
+        return f"{self.names[index]!r} in {str(self.path)!r}"
+
+    def __getstate__(self) -> dict:
+        return dict(self.__dict__, _archive=None, _pid=-1)
+
+
+def scan_folder(folder: str | Path, limit: Optional[int], archive: Optional[ImageArchive] = None
+                ) -> tuple[list, list[str], int, int]:
+    """Files whose header Pillow reads (no decoding): (files, their modes, first file's width, skipped count); with
+    `archive`, the image members of a StyleGAN zip or folder by name."""
+    from PIL import Image
+
+    candidates = list_image_files(folder) if archive is None else image_names(archive.names)
     files, modes, skipped, first_width = [], [], 0, 0
-    for path in list_image_files(folder):
+    for path in candidates:
         try:
-            with Image.open(path) as img:
+            with (open(path, "rb") if archive is None else archive.open_file(path)) as file, Image.open(file) as img:
                 mode, width = img.mode, img.size[0]
-        except (UnidentifiedImageError, OSError, ValueError):
+        except UNREADABLE:
             skipped += 1
             continue
         files.append(path)
@@ -167,10 +203,16 @@ def _worker_message(exc: Exception) -> str:
 
 def stream_folder(data_cfg: Any, seed: int) -> StreamingSource:
     """A StreamingSource over `data.path` (channels and size from the file headers when not given)."""
-    files, modes, first_width, skipped = scan_folder(data_cfg.path, data_cfg.limit)
+    archive = ImageArchive(data_cfg.path) if detect_layout(data_cfg.path) == "stylegan" else None
+    try:
+        files, modes, first_width, skipped = scan_folder(data_cfg.path, data_cfg.limit, archive)
+    finally:
+        if archive is not None:
+            archive.close()
     channels = data_cfg.channels or (1 if all(m in GRAY_MODES for m in modes) else 3)
     size = data_cfg.image_size or first_width
-    dataset = ImageFiles(files, size, channels)
+    dataset = ImageFiles(files, size, channels) if archive is None else ArchiveImages(data_cfg.path, files, size,
+                                                                                      channels)
     source = StreamingSource(name="folder", kind="image", shape=(channels, size, size), seed=seed,
                              dataset=dataset, workers=data_cfg.workers)
     if skipped:
@@ -179,4 +221,4 @@ def stream_folder(data_cfg: Any, seed: int) -> StreamingSource:
     return source
 
 
-__all__ = ["ImageFiles", "StreamingSource", "stream_folder", "scan_folder", "EVALUATOR_SUBSET"]
+__all__ = ["ImageFiles", "ArchiveImages", "StreamingSource", "stream_folder", "scan_folder", "EVALUATOR_SUBSET"]
