@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from ganstab.cli import main
 from ganstab.config import load_config as load_plain_config
 from ganstab.errors import CheckpointError, ConfigError
+from ganstab.export import load_generator
 from ganstab.models import build_discriminator
 from ganstab.models.freeze import discriminator_blocks, freeze_discriminator_blocks
 from ganstab.pipeline import load_config
@@ -81,6 +82,8 @@ def test_fine_tuning_starts_from_the_source_and_keeps_frozen_blocks(source: Path
     assert frozen == ["net.0.bias", "net.0.parametrizations.weight.original"]
     for key in frozen:
         assert torch.equal(end["d"][key], src["d"][key]), key
+    generator, meta = load_generator(out)  # the export of a FreezeD run loads (freeze_d is no part of G)
+    assert "freeze_d" not in meta["model"] and generator.training is False
     out_weight = "net.4.parametrizations.weight.original"  # (its bias can stand still: hinge gradients cancel)
     assert not torch.equal(end["d"][out_weight], src["d"][out_weight])  # the output layer learned
     assert not torch.equal(end["g"]["net.0.weight"], src["g"]["net.0.weight"])
