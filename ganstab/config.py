@@ -98,6 +98,7 @@ class ModelConfig(_Section):
     conditional: bool = False  # class-conditional G (conditional BN / label embedding) and D (projection or AC-GAN)
     d_condition: Literal["projection", "acgan"] = "projection"  # how D uses the label (Miyato & Koyama 2018 / AC-GAN)
     label_sampling: Literal["frequency", "balanced"] = "frequency"  # labels of G's fakes: data frequencies or uniform
+    freeze_d: int = Field(default=0, ge=0, le=1000)  # FreezeD: D's first K blocks keep train.init_from's weights
 
 
 class LossConfig(_Section):
@@ -159,6 +160,7 @@ class TrainConfig(_Section):
     time_budget: float = Field(default=0.0, ge=0.0)  # seconds of training; 0 = until train.steps
     reuse_fakes: bool = True  # n_critic=1: the G step reuses the D step's fakes (one G forward per step)
     sync_bn: bool = False
+    init_from: Optional[str] = None  # fine-tuning: start G (and D, G's EMA) from a run folder, checkpoint or export
 
 
 class LogConfig(_Section):
@@ -635,6 +637,12 @@ def check_rules(cfg: Config) -> None:
     if cfg.augment.ada_target > 0 and not cfg.augment.policy.strip():
         raise ConfigError("augment.ada_target adapts the probability of augment.policy, which is empty; "
                           "set augment.policy=color,translation,cutout or remove augment.ada_target")
+    if cfg.model.freeze_d and not cfg.train.init_from:
+        raise ConfigError("model.freeze_d freezes D's first blocks at trained weights, but train.init_from is not set; "
+                          "set train.init_from=RUN (a trained run) or remove model.freeze_d")
+    if cfg.model.freeze_d and cfg.model.arch == "progressive":
+        raise ConfigError("model.freeze_d is not supported by model.arch=progressive (its D grows new blocks); "
+                          "use mlp, dcgan or resnet, or remove model.freeze_d")
     if cfg.penalty.r1_every > 1 and cfg.penalty.r1 == 0:
         raise ConfigError("penalty.r1_every sets how often R1 runs, but penalty.r1 is 0; set penalty.r1 "
                           "(e.g. 0.1) or remove penalty.r1_every")
@@ -789,6 +797,8 @@ KEY_HELP: dict[str, str] = {
     "model.depth": "hidden layers of the toy MLPs",
     "model.hidden": "G's hidden layer widths, D's reversed (mlp default 256-256; toy: replaces width x depth)",
     "model.pack": "PacGAN: D sees this many samples concatenated",
+    "model.freeze_d": "FreezeD (Mo et al. 2020): D's first K blocks (weight layers with their norms; a residual "
+                      "block or a conditional head counts as one) keep train.init_from's weights",
     "loss.kind": "GAN loss: minimax, nonsaturating, wasserstein, lsgan or hinge",
     "loss.real_label": "D's target for real samples (one-sided smoothing: 0.9; minimax/nonsaturating/lsgan)",
     "loss.fake_label": "D's target for fakes (keep 0: smoothing it is discouraged; minimax/nonsaturating/lsgan)",
@@ -818,6 +828,8 @@ KEY_HELP: dict[str, str] = {
     "train.time_budget": "stop after this many seconds of training (0 = run until train.steps)",
     "train.reuse_fakes": "with n_critic=1 the G step reuses the D step's fakes (one G forward per step)",
     "train.sync_bn": "SyncBatchNorm across processes under torchrun",
+    "train.init_from": "fine-tune: start G (and D and G's EMA, from a checkpoint) from a run folder (its newest "
+                       "valid checkpoint, else its export), a checkpoint .pt or a generator.safetensors",
     "log.every": "G steps between metrics.jsonl lines",
     "log.sample_every": "G steps between sample grids",
     "log.checkpoint_every": "G steps between checkpoints",
@@ -925,6 +937,7 @@ KEY_HELP: dict[str, str] = {
 
 # keys that apply only to some architectures (or only to progressive growing); other keys apply to every run
 KEY_APPLIES: dict[str, str] = {
+    "model.freeze_d": "train.init_from with D weights; not progressive",
     "model.conditional": "mlp/toy/dcgan",
     "model.d_condition": "model.conditional=true",
     "model.label_sampling": "model.conditional=true",

@@ -24,13 +24,17 @@ from ganstab.models import build_generator
 from ganstab.rundir import RunDir, atomic_write, atomic_write_via, load_checkpoint, newest_valid_checkpoint
 from ganstab.sampling import generate, save_image_grid, save_scatter, to_uint8
 
-__all__ = ["FORMAT", "generator_meta", "save_generator", "load_generator", "generator_from_checkpoint",
+__all__ = ["FORMAT", "TRAINING_ONLY_MODEL_KEYS", "generator_meta", "save_generator", "load_generator", "generator_from_checkpoint",
            "load_run_generator", "GRID_MAX", "SAMPLE_CHUNK", "sample_bytes", "check_grid_size",
            "check_sample_space", "sample_class_labels", "write_samples"]
 
 FORMAT = "ganstab-generator-1"
 GRID_MAX = 10_000  # most samples one PNG grid (or scatter plot) shows; more need --format folder or npy
 SAMPLE_CHUNK = 10_000  # samples generated (and latents drawn) at a time, so memory stays flat for any n
+
+
+# model.* keys that say how a run trained, not what G is: left out of generator.json (its rules need the run's config)
+TRAINING_ONLY_MODEL_KEYS: tuple[str, ...] = ("freeze_d",)
 
 
 def generator_meta(cfg: Config, shape: Sequence[int], kind: str, ema: bool, step: int, images_seen: int,
@@ -41,7 +45,8 @@ def generator_meta(cfg: Config, shape: Sequence[int], kind: str, ema: bool, step
     `interrupted` marks the export of a run stopped by a signal before `train.steps` (not finished).
     """
     full = to_dict(cfg)
-    meta = {"format": FORMAT, "model": full["model"],
+    model = {k: v for k, v in full["model"].items() if k not in TRAINING_ONLY_MODEL_KEYS}
+    meta = {"format": FORMAT, "model": model,
             "data": {"name": cfg.data.name, "shape": list(shape), "kind": kind},
             "progressive": full.get("progressive"), "ema": ema, "step": step, "images_seen": images_seen,
             "g_kwargs": dict(g_kwargs), "num_classes": int(num_classes),

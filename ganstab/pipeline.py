@@ -24,6 +24,7 @@ from ganstab.diagnose import Tracker, context_from_config
 from ganstab.errors import CheckpointError, ConfigError, DataError
 from ganstab.metrics import RunEvaluator
 from ganstab.models import architectures, build_discriminator, build_generator, check_fit
+from ganstab.models.freeze import freeze_discriminator_blocks
 from ganstab.models.conditional import run_label_distribution
 from ganstab.report.html import write_report
 from ganstab.report.plots import plot_run
@@ -31,6 +32,7 @@ from ganstab.report.tensorboard import TensorBoardSink, require_tensorboard
 from ganstab.rundir import RunDir, RunLock, acquire_lock, prepare_out_dir
 from ganstab.training import RunResult, Trainer, trainer_class
 from ganstab.training import checkpoint as ckpt
+from ganstab.training.transfer import read_init_weights
 from ganstab.training import parallel
 
 __all__ = ["check_config", "check_data", "check_memory", "available_memory", "load_config", "make_trainer", "train",
@@ -127,6 +129,11 @@ def make_trainer(cfg: Config, *, echo: Callable[[str], None] = print,
     check_memory(cfg, data.shape, runtime.device, classes)
     generator = build_generator(cfg.model, data.shape, cfg, classes).to(runtime.device)
     discriminator = build_discriminator(cfg.model, data.shape, cfg, classes).to(runtime.device)
+    if cfg.model.freeze_d:
+        try:
+            freeze_discriminator_blocks(discriminator, cfg.model.freeze_d)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     watcher = Tracker(cfg.doctor, context_from_config(to_dict(cfg)))
     scorer = LazyScorer(data, cfg, runtime.device, echo)
     sink = TensorBoardSink(RunDir(cfg.out).tensorboard) if cfg.log.tensorboard else None
@@ -215,6 +222,10 @@ def _start(cfg: Config, out: Path, resume: bool, overwrite: bool, allow_config_c
     if main_process():
         prepare_out_dir(out, overwrite, dry_run=True)  # refuse before any work
     trainer = make_trainer(cfg, echo=echo, hooks=hooks)  # data and models load before anything is removed
+    if cfg.train.init_from:
+        loaded = trainer.initialise_from(read_init_weights(cfg.train.init_from, warn=echo))
+        frozen = f"; D's first {cfg.model.freeze_d} blocks frozen" if cfg.model.freeze_d else ""
+        echo(f"fine-tuning from {cfg.train.init_from}: {loaded} loaded{frozen}")
     if main_process():
         prepare_out_dir(out, overwrite)
     parallel.barrier(trainer.dist)

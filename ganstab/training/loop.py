@@ -70,7 +70,8 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin, EvalSchedu
         self.lr_scale_g = self.lr_scale_d = 1.0  # recovery scales of each network's learning rate
         self._report_after_recovery = 0  # the recovery whose metric the next evaluation records (0: none)
         self.opt_g = make_optimizer(cfg.optim.name, self.G.parameters(), cfg.optim.g_lr, cfg.optim.g_betas)
-        self.opt_d = make_optimizer(cfg.optim.name, self.D.parameters(), cfg.optim.d_lr, cfg.optim.d_betas)
+        self.d_trainable = [p for p in self.D.parameters() if p.requires_grad]  # model.freeze_d leaves out blocks
+        self.opt_d = make_optimizer(cfg.optim.name, self.d_trainable, cfg.optim.d_lr, cfg.optim.d_betas)
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
         self.policy = parse_policy(cfg.augment.policy)
         self.aug_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 4)
@@ -201,7 +202,8 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin, EvalSchedu
             self.scaler_g.step(self.opt_g)
             self.scaler_g.update()
         finally:
-            self.D.requires_grad_(True)
+            for param in self.d_trainable:  # frozen blocks (model.freeze_d) stay frozen
+                param.requires_grad_(True)
         self.recorder.record("loss_g", loss.detach())
         if self.G_ema is not None:
             update_ema(self.G_ema, self.G, ema_beta(cfg.train.batch_size * self.dist.world, cfg.train.ema))

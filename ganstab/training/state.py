@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from ganstab.config import to_dict, unsafe_changes
-from ganstab.errors import CheckpointError
+from ganstab.errors import CheckpointError, ConfigError
 from ganstab.rundir import truncate_findings, truncate_metrics
 from ganstab.training import checkpoint as ckpt
 from ganstab.training import parallel
+from ganstab.training.transfer import InitWeights
 
 __all__ = ["TrainerState"]
 
@@ -59,6 +60,31 @@ class TrainerState:
                 f"the checkpoint does not fit this model ({str(exc).splitlines()[0][:100]}); "
                 "it was written for another architecture or data shape"
             ) from None
+
+    def initialise_from(self, weights: InitWeights) -> str:
+        """Start G (and D, G's EMA where the source holds them) from trained weights; returns what was loaded."""
+        def load(net: Any, state: dict[str, Any], name: str) -> None:
+            try:
+                net.load_state_dict(state)
+            except (RuntimeError, KeyError, ValueError) as exc:
+                detail = " ".join(str(exc).split())[:160]
+                raise CheckpointError(f"train.init_from: the {name} in {str(weights.source)!r} does not fit this "
+                                      f"model ({detail}); use the model.* settings, data shape and classes of the "
+                                      "run it comes from") from None
+
+        if self.cfg.model.freeze_d and weights.d is None:
+            raise ConfigError(f"model.freeze_d freezes blocks of a trained D, but {str(weights.source)!r} holds a "
+                              "generator only; give train.init_from a run folder with a checkpoint or remove "
+                              "model.freeze_d")
+        load(self.G, weights.g, "generator")
+        loaded = ["G"]
+        if weights.d is not None:
+            load(self.D, weights.d, "discriminator")
+            loaded.append("D")
+        if self.G_ema is not None:
+            load(self.G_ema, weights.g_ema if weights.g_ema is not None else self.G.state_dict(), "EMA generator")
+            loaded.append("G's EMA" if weights.g_ema is not None else "G's EMA (a copy of G)")
+        return ", ".join(loaded)
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore a state written by `state()`."""
