@@ -4,6 +4,8 @@
 - Other point data: Frechet distance, precision/recall and density/coverage on raw coordinates.
 - Images: features of an evaluator network trained by ganstab on the real training split and
   cached on disk (`eval.cache_dir`), compared with the real test split.
+- Stacked images (stacked-fashion-mnist): the evaluator of the 1-channel data on every channel
+  (`metrics.stacked`), plus the modes captured and their reverse KL (`metrics.stacked_modes`).
 Every metric is returned under its plain name; the loop logs them with an `eval_` prefix.
 """
 
@@ -22,6 +24,7 @@ from ganstab.metrics.evaluator import (evaluate_images, load_or_train_evaluator,
                                       prepare_reference)
 from ganstab.metrics.modes import mode_coverage
 from ganstab.metrics.registry import is_better, main_metric
+from ganstab.metrics.stacked import StackedEvaluator
 from ganstab.metrics.stats import density_coverage, frechet_distance, precision_recall
 from ganstab.models.progressive import next_pow2
 from ganstab.sampling import generate
@@ -100,10 +103,15 @@ class RunEvaluator:
             return
         cache = Path(cache_dir) if cache_dir else default_cache_dir()
         echo_fn = (lambda m: echo(f"evaluator: {m}"))
-        train, labels, test, test_labels = data.evaluator_data()
+        # stacked data: the network of the 1-channel data (the same cache entry), applied to every channel
+        source = data.channel_source if data.channel_source is not None else data
+        train, labels, test, test_labels = source.evaluator_data()
         self.evaluator = load_or_train_evaluator(
-            cache, data.name, train, labels, test, test_labels,
+            cache, source.name, train, labels, test, test_labels,
             epochs=evaluator_epochs, device=device, max_images=evaluator_images, progress=echo_fn)
+        if data.channel_source is not None:
+            self.evaluator = StackedEvaluator(self.evaluator, data.shape[0])
+            train, _, test, _ = data.evaluator_data()
         real = data.eval_reference(n).to(device)
         self.reference = prepare_reference(self.evaluator, real)
         self.real_diversity = mean_pairwise_distance(self.reference.features)
@@ -141,6 +149,8 @@ class RunEvaluator:
         div = samples if diversity_samples is None else to_data_size(diversity_samples.to(self.device), side)
         feats = self.evaluator.features(div)
         out["diversity"] = mean_pairwise_distance(feats) / max(self.real_diversity, 1e-12)
+        if isinstance(self.evaluator, StackedEvaluator) and self.evaluator.is_classifier:
+            out.update(self.evaluator.mode_scores(samples))
         return {k: float(v) for k, v in out.items()}
 
     def evaluate(self, generator: nn.Module, latent_dim: int, g_kwargs: dict[str, Any],
