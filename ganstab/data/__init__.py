@@ -144,11 +144,11 @@ DATASETS: dict[str, Callable] = {
     "grid25": _grid25,
     "digits": _digits,
     "fashion-mnist": _fashion,
-    "stacked-fashion-mnist": _stacked_fashion,
     "mnist": _idx,
     "idx": _idx,
     "folder": _folder,
     "npz": _npz,
+    "stacked-fashion-mnist": _stacked_fashion,
 }
 
 

@@ -27,7 +27,7 @@ from ganstab.metrics.registry import is_better, main_metric
 from ganstab.metrics.stacked import StackedEvaluator
 from ganstab.metrics.stats import density_coverage, frechet_distance, precision_recall
 from ganstab.models.progressive import next_pow2
-from ganstab.sampling import generate
+from ganstab.sampling import class_rows, generate
 
 __all__ = ["RunEvaluator", "default_cache_dir", "mean_pairwise_distance",
            "other_real_images", "to_data_size", "REAL_BASELINE_SEED"]
@@ -191,7 +191,7 @@ class RunEvaluator:
         samples = generate(generator, z, labels=labels, **g_kwargs)
         diversity = None
         if fixed_z is not None:
-            rows = torch.arange(self.num_classes).repeat_interleave(max(1, len(fixed_z) // self.num_classes))
+            rows = class_rows(self.num_classes, len(fixed_z))
             diversity = generate(generator, fixed_z[:len(rows)], labels=rows, **g_kwargs)
         scores = self.score_samples(samples, diversity)
         scores.update(self.class_scores(samples, labels))
