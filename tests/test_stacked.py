@@ -17,11 +17,10 @@ from torch.testing import assert_close
 
 from ganstab.config import DataConfig
 from ganstab.data import FASHION_MNIST_PATH, dataset_shape, make_dataset
-from ganstab.errors import DataError
 from ganstab.data.stacked import STACKED_TEST_SIZE, STACKED_TRAIN_SIZE, stack_channels, triple_labels
-from ganstab.metrics import RunEvaluator, StackedEvaluator, joint_class_probs, stacked_modes
+from ganstab.metrics import RunEvaluator, StackedEvaluator, channel_class_probs, stacked_modes
 from ganstab.metrics.evaluator import Evaluator, EvaluatorSettings
-from ganstab.metrics.stats import frechet_distance
+from ganstab.metrics.stats import class_histogram, class_kl, frechet_distance, inception_score
 from ganstab.sampling import class_rows
 
 HAVE_FASHION = (Path(FASHION_MNIST_PATH) / "train-images-idx3-ubyte.gz").is_file() or \
@@ -76,17 +75,22 @@ def test_triple_labels_read_the_first_channel_as_hundreds():
     assert triple_labels(torch.tensor([[1, 0, 1]]), 2).tolist() == [5]
 
 
-def test_joint_class_probs_is_the_outer_product_in_label_order():
+def test_channel_class_probs_put_the_channels_side_by_side():
     p0, p1 = torch.tensor([[0.2, 0.8]]), torch.tensor([[0.5, 0.5]])
-    assert_close(joint_class_probs([p0, p1]), torch.tensor([[0.1, 0.1, 0.4, 0.4]]))
+    assert_close(channel_class_probs([p0, p1]), torch.tensor([[0.1, 0.4, 0.25, 0.25]]))
     gen = torch.Generator().manual_seed(0)
-    probs = [torch.rand(5, 10, generator=gen).softmax(dim=1) for _ in range(3)]
-    joint = joint_class_probs(probs)
-    assert joint.shape == (5, 1000)
-    assert_close(joint.sum(dim=1), torch.ones(5))
-    assert_close(joint[:, 123], probs[0][:, 1] * probs[1][:, 2] * probs[2][:, 3])
-    argmaxes = torch.stack([p.argmax(dim=1) for p in probs], dim=1)
-    assert torch.equal(joint.argmax(dim=1), triple_labels(argmaxes, 10))
+    fake = [torch.rand(40, 10, generator=gen).softmax(dim=1) for _ in range(3)]
+    real = [torch.rand(40, 10, generator=gen).softmax(dim=1) for _ in range(3)]
+    stacked_fake, stacked_real = channel_class_probs(fake), channel_class_probs(real)
+    assert stacked_fake.shape == (40, 30)
+    assert_close(stacked_fake.sum(dim=1), torch.ones(40))
+    # class KL over (channel, class) pairs = the mean of the channels' class KLs
+    per_channel = [class_kl(f, class_histogram(r, 10)) for f, r in zip(fake, real)]
+    assert_close(class_kl(stacked_fake, class_histogram(stacked_real, 30)), sum(per_channel) / 3,
+                 rtol=1e-6, atol=1e-12)
+    # IS = the geometric mean of the channels' scores
+    scores = [inception_score(f, splits=1)[0] for f in fake]
+    assert_close(inception_score(stacked_fake, splits=1)[0], math.prod(scores) ** (1 / 3), rtol=1e-6, atol=0.0)
 
 
 # ---------------------------------------------------------------- stacking and the data set
@@ -156,15 +160,6 @@ def test_stacked_data_without_a_test_split_and_with_a_limit(tmp_path):
     assert torch.equal(source.eval_reference(10), source.train[:10])
 
 
-def test_stacked_data_without_fashion_mnist_names_the_fix(tmp_path):
-    with pytest.raises(DataError) as info:
-        make_dataset(DataConfig(name="stacked-fashion-mnist", path=str(tmp_path / "nowhere")))
-    assert str(info.value) == (
-        f"Fashion-MNIST not found at {str(tmp_path / 'nowhere')!r}; install it with "
-        "'apt-get install dataset-fashion-mnist' or pass data.path=DIR holding the IDX files"
-    )
-
-
 def test_stacked_shape_without_files():
     assert dataset_shape(DataConfig(name="stacked-fashion-mnist")) == (3, 28, 28)
     assert dataset_shape(DataConfig(name="stacked-fashion-mnist", image_size=32)) == (3, 32, 32)
@@ -209,10 +204,11 @@ def test_stacked_evaluator_applies_the_channel_network_to_every_channel():
     feats, probs = stacked.features_and_probs(images)
     assert_close(feats, features)
     channel_probs = [base.class_probs(images[:, c:c + 1]) for c in range(3)]
-    assert_close(probs, joint_class_probs(channel_probs))
+    assert_close(probs, torch.cat(channel_probs, dim=1) / 3)
     assert_close(stacked.class_probs(images), probs)
     classes = stacked.channel_classes(images)
     assert torch.equal(classes, torch.stack([p.argmax(dim=1) for p in channel_probs], dim=1))
+    assert torch.equal(stacked.labels_from_probs(probs), classes[:, 0] * 100 + classes[:, 1] * 10 + classes[:, 2])
     assert stacked.mode_scores(images) == stacked_modes(classes)
     with pytest.raises(ValueError) as info:
         stacked.features(images[:, :1])
@@ -274,6 +270,13 @@ def test_run_evaluator_on_real_stacked_images_counts_their_modes(tmp_path):
     assert scores == {**scores, **scorer.evaluator.mode_scores(real)}
     # the reference scored against itself
     assert abs(scores["fd"]) < 1e-3 and scores["precision"] == 1.0
+    assert abs(scores["class_kl"]) < 1e-9
+    # conditional accuracy compares predicted triples with the requested labels
+    predicted = scorer.evaluator.labels_from_probs(scorer.evaluator.class_probs(real))
+    assert scorer.class_scores(real, predicted)["class_accuracy"] == 1.0
+    assert scorer.class_scores(real, (predicted + 1) % 1000)["class_accuracy"] == 0.0
+    other = scorer.score_samples(source.train[:500])  # other real images: no collapse for the doctor to see
+    assert 0.0 < other["class_kl"] < 0.1 and 0.0 < other["reverse_kl"] < math.log(1000)
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ from ganstab.metrics.registry import METRICS, higher_is_better, is_better, main_
 from ganstab.metrics.run_eval import RunEvaluator, default_cache_dir
 from ganstab.metrics.modes import (GRID25_STD, HQ_STDS, RING8_STD, grid25_centers, mode_coverage, ring8_centers,
                                    stacked_modes)
-from ganstab.metrics.stacked import StackedEvaluator, joint_class_probs
+from ganstab.metrics.stacked import StackedEvaluator, channel_class_probs
 from ganstab.metrics.stats import (
     class_histogram,
     class_kl,
@@ -59,7 +59,7 @@ __all__ = [
     "ring8_centers",
     "stacked_modes",
     "StackedEvaluator",
-    "joint_class_probs",
+    "channel_class_probs",
     "class_histogram",
     "class_kl",
     "density_coverage",

@@ -204,7 +204,9 @@ class RunEvaluator:
             return {}
         samples = to_data_size(samples.to(self.device).float(), self.data.shape[-1])
         feats, probs = self.evaluator.features_and_probs(samples)
-        out = {"class_accuracy": float((probs.argmax(dim=1).cpu() == labels.cpu()).double().mean())}
+        predicted = (self.evaluator.labels_from_probs(probs) if isinstance(self.evaluator, StackedEvaluator)
+                     else probs.argmax(dim=1))
+        out = {"class_accuracy": float((predicted.cpu() == labels.cpu()).double().mean())}
         real_labels = self.data.test_labels if self.data.test_labels is not None else self.data.labels
         real_labels = real_labels[:len(self.reference.features)].cpu()
         per_class = []
