@@ -78,8 +78,8 @@ def _stacked_fashion(cfg, seed: int) -> DataSource:
     assert base.train is not None
     classes = max(base.num_classes, 0 if base.test_labels is None else int(base.test_labels.max()) + 1) or 10
     size = cfg.limit or STACKED_TRAIN_SIZE
-    train, labels = stack_channels(base.train, base.labels, size, torch.Generator().manual_seed(mix_seed(seed, 0, 4)),
-                                   classes=classes)
+    draw = torch.Generator().manual_seed(mix_seed(seed, 0, 4))  # salt 4: 1-3 are batches, epochs, eval reference
+    train, labels = stack_channels(base.train, base.labels, size, draw, classes=classes)
     test, test_labels = None, None
     if base.test is not None:
         test, test_labels = stack_channels(base.test, base.test_labels, STACKED_TEST_SIZE,
