@@ -79,7 +79,7 @@ class DataConfig(_Section):
     path: Optional[str] = None
     image_size: Optional[int] = Field(default=None, gt=0, le=1024)
     channels: Optional[Literal[1, 3]] = None
-    limit: Optional[int] = Field(default=None, gt=0)
+    limit: Optional[int] = Field(default=None, gt=0)  # stacked-fashion-mnist: stacked training images drawn
     stream: bool = False  # folder only: read images on demand (DataLoader + DistributedSampler)
     workers: int = Field(default=0, ge=0, le=64)  # DataLoader worker processes when streaming
 
@@ -782,11 +782,12 @@ def unsafe_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
 KEY_HELP: dict[str, str] = {
     "seed": "seed of weights, latents, data order and evaluation (each run is a pure function of it)",
     "out": "run folder; default runs/<name> derived from the config",
-    "data.name": "dataset: ring8, grid25, digits, fashion-mnist, mnist, idx, folder or npz",
-    "data.path": "folder or file of the data (mnist/idx/folder/npz, a StyleGAN .zip; fashion-mnist's IDX folder)",
+    "data.name": "dataset: ring8, grid25, digits, fashion-mnist, stacked-fashion-mnist, mnist, idx, folder or npz",
+    "data.path": "folder or file of the data (mnist/idx/folder/npz, a StyleGAN .zip; (stacked-)fashion-mnist's IDX folder)",
     "data.image_size": "resize images to this side (images only; default: the data's own size)",
     "data.channels": "force 1 (grey) or 3 (RGB) channels when reading an image folder (folder only)",
-    "data.limit": "use only the first N training samples (held data)",
+    "data.limit": ("use only the first N training samples (held data); stacked-fashion-mnist: draw N stacked "
+                   "training images (default 60,000)"),
     "data.stream": "read folder images on demand instead of holding them in memory (folder only)",
     "data.workers": "DataLoader worker processes when streaming (data.stream only)",
     "model.arch": "architecture: mlp, dcgan, toy, resnet or progressive",

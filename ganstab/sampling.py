@@ -115,6 +115,7 @@ def save_image_folder(images: Tensor, folder: Path) -> int:
 
 
 def class_rows(num_classes: int, n: int) -> Tensor:
-    """Labels for a grid with one row per class: each class repeated max(1, n // num_classes) times."""
+    """Labels for a grid with one row per class: each class repeated max(1, n // num_classes) times; with more
+    classes than n (stacked data: 1,000), the first n classes once each, so that there are never more than n."""
     per_class = max(1, n // num_classes)
-    return torch.arange(num_classes).repeat_interleave(per_class)
+    return torch.arange(min(num_classes, n)).repeat_interleave(per_class)

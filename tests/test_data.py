@@ -284,9 +284,10 @@ def test_idx_folder_without_images(tmp_path):
     )
 
 
-def test_missing_fashion_mnist_folder(tmp_path):
+@pytest.mark.parametrize("name", ["fashion-mnist", "stacked-fashion-mnist"])
+def test_missing_fashion_mnist_folder(tmp_path, name):
     with pytest.raises(DataError) as info:
-        make_dataset(DataConfig(name="fashion-mnist", path=str(tmp_path / "nowhere")))
+        make_dataset(DataConfig(name=name, path=str(tmp_path / "nowhere")))
     assert str(info.value) == (
         f"Fashion-MNIST not found at {str(tmp_path / 'nowhere')!r}; install it with "
         "'apt-get install dataset-fashion-mnist' or pass data.path=DIR holding the IDX files"

@@ -10,7 +10,9 @@ import torch.nn.functional as F
 
 from ganstab.data import images as _img
 from ganstab.data.archive import ArchiveData, detect_layout, read_studiogan, read_stylegan, skipped_note
-from ganstab.data.source import DataSource
+from ganstab.data.source import DataSource, mix_seed
+from ganstab.data.stacked import (STACK_CHANNELS, STACKED_TEST_SEED, STACKED_TEST_SIZE, STACKED_TRAIN_SIZE,
+                                  stack_channels)
 from ganstab.data.toy import GRID25_STD, RING8_STD, grid25_centers, mixture_sampler, ring8_centers
 from ganstab.config import DataConfig
 from ganstab.data.stream import stream_folder
@@ -68,6 +70,23 @@ def _digits(cfg, seed: int) -> DataSource:
 def _fashion(cfg, seed: int) -> DataSource:
     parts = _img.read_idx_folder(cfg.path or FASHION_MNIST_PATH, "fashion-mnist")
     return _images("fashion-mnist", parts, cfg, seed, max_value=255.0)
+
+
+def _stacked_fashion(cfg, seed: int) -> DataSource:
+    """Fashion-MNIST stacked three deep: data.limit (default 60,000) training images drawn with the run's seed
+    from the training split, 10,000 test images drawn with one fixed seed from the test split."""
+    base = _fashion(cfg.model_copy(update={"limit": None}), seed)
+    assert base.train is not None
+    classes = max(base.num_classes, 0 if base.test_labels is None else int(base.test_labels.max()) + 1) or 10
+    size = cfg.limit or STACKED_TRAIN_SIZE
+    draw = torch.Generator().manual_seed(mix_seed(seed, 0, 4))  # salt 4: 1-3 are batches, epochs, eval reference
+    train, labels = stack_channels(base.train, base.labels, size, draw, classes=classes)
+    test, test_labels = None, None
+    if base.test is not None:
+        test, test_labels = stack_channels(base.test, base.test_labels, STACKED_TEST_SIZE,
+                                           torch.Generator().manual_seed(STACKED_TEST_SEED), classes=classes)
+    return DataSource(name="stacked-fashion-mnist", kind="image", shape=tuple(train.shape[1:]), train=train,
+                      labels=labels, test=test, test_labels=test_labels, seed=seed, channel_source=base)
 
 
 def _idx(cfg, seed: int) -> DataSource:
@@ -150,6 +169,7 @@ DATASETS: dict[str, Callable] = {
     "idx": _idx,
     "folder": _folder,
     "npz": _npz,
+    "stacked-fashion-mnist": _stacked_fashion,
 }
 
 
@@ -174,4 +194,7 @@ def dataset_shape(data_cfg: DataConfig) -> Optional[tuple[int, ...]]:
     if data_cfg.name in ("fashion-mnist", "mnist"):
         size = data_cfg.image_size or 28
         return (1, size, size)
+    if data_cfg.name == "stacked-fashion-mnist":
+        size = data_cfg.image_size or 28
+        return (STACK_CHANNELS, size, size)
     return None

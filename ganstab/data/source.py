@@ -40,6 +40,8 @@ class DataSource:
     # data.limit: the whole training split (CPU), on which the evaluator network still learns
     full_train: Optional[Tensor] = field(default=None, repr=False)
     full_labels: Optional[Tensor] = field(default=None, repr=False)
+    # stacked data: the 1-channel data set each channel is drawn from (its evaluator classifies every channel)
+    channel_source: Optional["DataSource"] = field(default=None, repr=False)
     _perm_cache: dict = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:

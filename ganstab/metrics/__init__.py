@@ -1,4 +1,4 @@
-"""Evaluation: the maths (FD, KID, precision/recall, density/coverage, class KL, IS, 2-D modes), the
+"""Evaluation: the maths (FD, KID, precision/recall, density/coverage, class KL, IS, 2-D and stacked modes), the
 evaluator network, the run evaluator and one registry of metric names, directions and the main metric."""
 
 from ganstab.metrics.evaluator import (
@@ -15,7 +15,9 @@ from ganstab.metrics.evaluator import (
 )
 from ganstab.metrics.registry import METRICS, higher_is_better, is_better, main_metric, ranking_keys
 from ganstab.metrics.run_eval import RunEvaluator, default_cache_dir
-from ganstab.metrics.modes import GRID25_STD, HQ_STDS, RING8_STD, grid25_centers, mode_coverage, ring8_centers
+from ganstab.metrics.modes import (GRID25_STD, HQ_STDS, RING8_STD, grid25_centers, mode_coverage, ring8_centers,
+                                   stacked_modes)
+from ganstab.metrics.stacked import StackedEvaluator, channel_class_probs
 from ganstab.metrics.stats import (
     class_histogram,
     class_kl,
@@ -55,6 +57,9 @@ __all__ = [
     "grid25_centers",
     "mode_coverage",
     "ring8_centers",
+    "stacked_modes",
+    "StackedEvaluator",
+    "channel_class_probs",
     "class_histogram",
     "class_kl",
     "density_coverage",

@@ -1,4 +1,5 @@
-"""Mode coverage of 2-D samples against known mixture centres (the PacGAN protocol)."""
+"""Mode statistics: 2-D samples against known mixture centres, and stacked images by their class triples
+(both the PacGAN protocol)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import math
 
 import torch
 
+from ganstab.data.stacked import triple_labels
 from ganstab.data.toy import GRID25_STD, RING8_STD, grid25_centers, ring8_centers
 from ganstab.metrics.stats import ArrayLike
 
-__all__ = ["mode_coverage", "ring8_centers", "grid25_centers", "RING8_STD", "GRID25_STD", "HQ_STDS"]
+__all__ = ["mode_coverage", "stacked_modes", "ring8_centers", "grid25_centers", "RING8_STD", "GRID25_STD", "HQ_STDS"]
 
 #: A sample is high quality when it lies within this many standard deviations of its nearest mode.
 HQ_STDS = 3.0
@@ -59,3 +61,26 @@ def mode_coverage(samples: ArrayLike, centers: ArrayLike, std: float) -> dict[st
         "hq_fraction": float(high_quality.double().mean()),
         "reverse_kl": reverse_kl,
     }
+
+
+def stacked_modes(channel_classes: ArrayLike, classes: int = 10) -> dict[str, float]:
+    """Modes of stacked images from the (N, C) class of each channel; keys modes, reverse_kl.
+
+    A sample's mode is its class tuple, one of K = classes ** C (1,000 for three channels of ten
+    classes). With n_k the samples of mode k and p_k = n_k / N:
+      - modes = #{k : n_k >= 1}, the distinct tuples among the N samples;
+      - reverse_kl = KL(p || u) = sum_k p_k log(K p_k), u uniform over all K modes and 0 log 0 = 0,
+        the direction PacGAN and VEEGAN call reverse KL (the model's histogram first); 0 for an
+        even spread over every mode, log K when every sample has the same tuple.
+    """
+    predictions = torch.as_tensor(channel_classes).detach().cpu()
+    if predictions.ndim != 2 or predictions.shape[0] == 0 or predictions.shape[1] == 0:
+        raise ValueError(f"channel classes must have shape (N, C) with N, C >= 1, got {tuple(predictions.shape)}")
+    if predictions.is_floating_point() or int(predictions.min()) < 0 or int(predictions.max()) >= classes:
+        raise ValueError(f"channel classes must be integers in [0, {classes}), got values "
+                         f"{predictions.min().item()}..{predictions.max().item()}")
+    num_modes = classes ** predictions.shape[1]
+    counts = torch.bincount(triple_labels(predictions, classes), minlength=num_modes).to(torch.float64)
+    p = counts / counts.sum()
+    terms = torch.where(p > 0, p * (p.clamp_min(1e-300) * num_modes).log(), 0.0)
+    return {"modes": int((counts > 0).sum()), "reverse_kl": max(0.0, float(terms.sum()))}

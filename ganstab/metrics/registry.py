@@ -37,9 +37,10 @@ METRICS: dict[str, Metric] = {
     "class_kl": Metric(False, "KL of the generated class histogram to the real one (mode collapse)"),
     "is": Metric(True, "classifier-based inception score"),
     "diversity": Metric(True, "mean pairwise feature distance of the fixed batch over that of real data"),
-    "modes": Metric(True, "modes captured by a high-quality sample (PacGAN protocol)"),
+    "modes": Metric(True, "modes captured (PacGAN protocol): 2-D mixtures, by a high-quality sample; stacked "
+                          "images, distinct class triples"),
     "hq_fraction": Metric(True, "fraction of samples within 3 std of their nearest mode"),
-    "reverse_kl": Metric(False, "KL of the generated mode histogram to uniform"),
+    "reverse_kl": Metric(False, "KL(p_model || uniform) of the generated mode histogram"),
     "class_accuracy": Metric(True, "conditional runs: evaluator accuracy of the fakes on their requested labels"),
     "intra_fd": Metric(False, "conditional runs: mean over classes of the FD within each class"),
     "time": Metric(False, "seconds the evaluation took (logged as eval_time; not a quality metric)"),

@@ -4,6 +4,8 @@
 - Other point data: Frechet distance, precision/recall and density/coverage on raw coordinates.
 - Images: features of an evaluator network trained by ganstab on the real training split and
   cached on disk (`eval.cache_dir`), compared with the real test split.
+- Stacked images (stacked-fashion-mnist): the evaluator of the 1-channel data on every channel
+  (`metrics.stacked`), plus the modes captured and their reverse KL (`metrics.stacked_modes`).
 Every metric is returned under its plain name; the loop logs them with an `eval_` prefix.
 """
 
@@ -22,9 +24,10 @@ from ganstab.metrics.evaluator import (evaluate_images, load_or_train_evaluator,
                                       prepare_reference)
 from ganstab.metrics.modes import mode_coverage
 from ganstab.metrics.registry import is_better, main_metric
+from ganstab.metrics.stacked import StackedEvaluator
 from ganstab.metrics.stats import density_coverage, frechet_distance, precision_recall
 from ganstab.models.progressive import next_pow2
-from ganstab.sampling import generate
+from ganstab.sampling import class_rows, generate
 
 __all__ = ["RunEvaluator", "default_cache_dir", "mean_pairwise_distance",
            "other_real_images", "to_data_size", "REAL_BASELINE_SEED"]
@@ -100,10 +103,15 @@ class RunEvaluator:
             return
         cache = Path(cache_dir) if cache_dir else default_cache_dir()
         echo_fn = (lambda m: echo(f"evaluator: {m}"))
-        train, labels, test, test_labels = data.evaluator_data()
+        # stacked data: the network of the 1-channel data (the same cache entry), applied to every channel
+        source = data.channel_source if data.channel_source is not None else data
+        train, labels, test, test_labels = source.evaluator_data()
         self.evaluator = load_or_train_evaluator(
-            cache, data.name, train, labels, test, test_labels,
+            cache, source.name, train, labels, test, test_labels,
             epochs=evaluator_epochs, device=device, max_images=evaluator_images, progress=echo_fn)
+        if data.channel_source is not None:
+            self.evaluator = StackedEvaluator(self.evaluator, data.shape[0])
+            train, _, test, _ = data.evaluator_data()
         real = data.eval_reference(n).to(device)
         self.reference = prepare_reference(self.evaluator, real)
         self.real_diversity = mean_pairwise_distance(self.reference.features)
@@ -141,6 +149,8 @@ class RunEvaluator:
         div = samples if diversity_samples is None else to_data_size(diversity_samples.to(self.device), side)
         feats = self.evaluator.features(div)
         out["diversity"] = mean_pairwise_distance(feats) / max(self.real_diversity, 1e-12)
+        if isinstance(self.evaluator, StackedEvaluator) and self.evaluator.is_classifier:
+            out.update(self.evaluator.mode_scores(samples))
         return {k: float(v) for k, v in out.items()}
 
     def evaluate(self, generator: nn.Module, latent_dim: int, g_kwargs: dict[str, Any],
@@ -181,7 +191,7 @@ class RunEvaluator:
         samples = generate(generator, z, labels=labels, **g_kwargs)
         diversity = None
         if fixed_z is not None:
-            rows = torch.arange(self.num_classes).repeat_interleave(max(1, len(fixed_z) // self.num_classes))
+            rows = class_rows(self.num_classes, len(fixed_z))
             diversity = generate(generator, fixed_z[:len(rows)], labels=rows, **g_kwargs)
         scores = self.score_samples(samples, diversity)
         scores.update(self.class_scores(samples, labels))
@@ -194,7 +204,9 @@ class RunEvaluator:
             return {}
         samples = to_data_size(samples.to(self.device).float(), self.data.shape[-1])
         feats, probs = self.evaluator.features_and_probs(samples)
-        out = {"class_accuracy": float((probs.argmax(dim=1).cpu() == labels.cpu()).double().mean())}
+        predicted = (self.evaluator.labels_from_probs(probs) if isinstance(self.evaluator, StackedEvaluator)
+                     else probs.argmax(dim=1))
+        out = {"class_accuracy": float((predicted.cpu() == labels.cpu()).double().mean())}
         real_labels = self.data.test_labels if self.data.test_labels is not None else self.data.labels
         real_labels = real_labels[:len(self.reference.features)].cpu()
         per_class = []
