@@ -161,3 +161,17 @@ def test_conditional_relativistic_g_step_passes_the_real_labels(tmp_path):
     finally:
         handle.remove()
     assert len(seen) == 2 and torch.equal(seen[0], labels)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_cuda_mixed_precision_with_r1_r2_lecam_relativistic(tmp_path, precision):
+    """fp16: R1 and R2 through the AMP gradient-penalty recipe (scaled outputs, unscaled gradients)."""
+    out = tmp_path / precision
+    train(toy_cfg(out, "data.name=digits", "model.arch=dcgan", "model.width=8", "train.batch_size=16",
+                  "model.d_norm=layer", "loss.kind=relativistic", "penalty.r1=1", "penalty.r2=1", "penalty.r2_every=2",
+                  "penalty.lecam=0.3", f"train.precision={precision}", "train.device=cuda"), **QUIET)
+    for line in metrics(out):
+        assert "nonfinite" not in line
+        assert {"r1", "r2", "lecam"} <= set(line)
