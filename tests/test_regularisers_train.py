@@ -98,8 +98,8 @@ def test_d_step_r2_is_the_penalty_on_the_fakes_with_weight_gamma_over_two(tmp_pa
     assert any(p.grad.abs().sum() > 0 for p in before.parameters())
 
 
-def d_calls(trainer) -> tuple[list[torch.Tensor], list[torch.Tensor], list[bool]]:
-    """Hook D: the inputs and outputs of every call, and whether grad was enabled."""
+def d_calls(trainer):
+    """Hook D: the inputs and outputs of every call, whether grad was enabled, and the hook's handle."""
     inputs, outputs, grad = [], [], []
 
     def hook(module, args, out):
