@@ -104,14 +104,15 @@ class ModelConfig(_Section):
 class LossConfig(_Section):
     """The GAN loss and D's label targets (`loss.*`)."""
 
-    kind: Literal["minimax", "nonsaturating", "wasserstein", "lsgan", "hinge"] = "hinge"
+    kind: Literal["minimax", "nonsaturating", "wasserstein", "lsgan", "hinge", "relativistic",
+                  "relativistic_average"] = "hinge"
     acgan_weight: float = Field(default=1.0, ge=0.0)  # model.d_condition=acgan: weight of the class cross-entropy
     real_label: float = Field(default=1.0, ge=0.0, le=1.0)
     fake_label: float = Field(default=0.0, ge=0.0, le=1.0)
 
 
 class PenaltyConfig(_Section):
-    """Regularisers of D: gradient penalty, R1, weight clipping, drift (`penalty.*`)."""
+    """Regularisers of D: gradient penalty, R1, R2, LeCam, weight clipping, drift (`penalty.*`)."""
 
     gp: float = Field(default=0.0, ge=0.0)
     gp_target: float = Field(default=1.0, gt=0.0)
@@ -119,6 +120,10 @@ class PenaltyConfig(_Section):
     r1_every: int = Field(default=1, ge=1, le=1000)  # lazy R1 (StyleGAN2): every k D steps with weight x k
     clip: float = Field(default=0.0, ge=0.0)
     drift: float = Field(default=0.0, ge=0.0)
+    r2: float = Field(default=0.0, ge=0.0)  # R2 (R1 on fakes, detached from G), weighted gamma / 2 like R1
+    r2_every: int = Field(default=1, ge=1, le=1000)  # lazy R2: every k D steps with weight x k (own interval)
+    lecam: float = Field(default=0.0, ge=0.0)  # LeCam (Tseng et al. 2021) weight lambda; 0 = off
+    lecam_decay: float = Field(default=0.99, ge=0.0, lt=1.0)  # decay of the EMAs of D's mean real/fake logits
 
 
 class AugmentConfig(_Section):
@@ -238,7 +243,7 @@ class DoctorConfig(_Section):
     # --- divergence -----------------------------------------------------------------------
     # training keys whose NaN/Inf (listed in `nonfinite`, or logged as null) is a divergence
     nonfinite_keys: tuple[str, ...] = (
-        "loss_d", "loss_g", "grad_norm_d", "grad_norm_g", "d_real", "d_fake", "gp", "r1", "drift",
+        "loss_d", "loss_g", "grad_norm_d", "grad_norm_g", "d_real", "d_fake", "gp", "r1", "drift", "r2", "lecam",
     )
     # training keys watched for explosions relative to their running median
     explosion_keys: tuple[str, ...] = ("loss_d", "loss_g", "grad_norm_d", "grad_norm_g")
@@ -599,13 +604,14 @@ def check_rules(cfg: Config) -> None:
     for key, betas in (("optim.g_betas", cfg.optim.g_betas), ("optim.d_betas", cfg.optim.d_betas)):
         if not all(0.0 <= b < 1.0 for b in betas):
             raise ConfigError(f"config key '{key}' must hold two numbers in [0, 1), got {list(betas)}")
-    if cfg.model.d_norm == "batch" and (cfg.penalty.gp > 0 or cfg.penalty.r1 > 0):
+    if cfg.model.d_norm == "batch" and (cfg.penalty.gp > 0 or cfg.penalty.r1 > 0 or cfg.penalty.r2 > 0):
         raise ConfigError(
-            "model.d_norm=batch cannot be used with a gradient penalty (penalty.gp/penalty.r1): batch norm couples "
-            "samples and breaks the per-sample gradient; use model.d_norm=layer, instance, spectral or none"
+            "model.d_norm=batch cannot be used with a gradient penalty (penalty.gp/penalty.r1/penalty.r2): batch "
+            "norm couples samples and breaks the per-sample gradient; use model.d_norm=layer, instance, spectral "
+            "or none"
         )
     smoothing = cfg.loss.real_label != 1.0 or cfg.loss.fake_label != 0.0
-    if smoothing and cfg.loss.kind in ("wasserstein", "hinge"):
+    if smoothing and cfg.loss.kind in ("wasserstein", "hinge", "relativistic", "relativistic_average"):
         raise ConfigError(
             f"label smoothing (loss.real_label/loss.fake_label) has no meaning for loss.kind={cfg.loss.kind}; "
             "remove it or use nonsaturating/minimax/lsgan"
@@ -646,6 +652,12 @@ def check_rules(cfg: Config) -> None:
     if cfg.penalty.r1_every > 1 and cfg.penalty.r1 == 0:
         raise ConfigError("penalty.r1_every sets how often R1 runs, but penalty.r1 is 0; set penalty.r1 "
                           "(e.g. 0.1) or remove penalty.r1_every")
+    if cfg.penalty.r2_every > 1 and cfg.penalty.r2 == 0:
+        raise ConfigError("penalty.r2_every sets how often R2 runs, but penalty.r2 is 0; set penalty.r2 "
+                          "(e.g. 0.1) or remove penalty.r2_every")
+    if cfg.penalty.lecam_decay != PenaltyConfig.model_fields["lecam_decay"].default and cfg.penalty.lecam == 0:
+        raise ConfigError("penalty.lecam_decay sets the decay of LeCam's moving averages, but penalty.lecam is 0; "
+                          "set penalty.lecam (e.g. 0.3) or remove penalty.lecam_decay")
 
 
 CONDITIONAL_ARCHS: tuple[str, ...] = ("mlp", "toy", "dcgan")
@@ -793,14 +805,15 @@ KEY_HELP: dict[str, str] = {
     "model.arch": "architecture: mlp, dcgan, toy, resnet or progressive",
     "model.latent_dim": "size of G's latent vector z",
     "model.g_norm": "normalisation in G: batch, instance, layer, spectral or none",
-    "model.d_norm": "normalisation in D: batch, instance, layer, spectral or none (no batch with gp/r1)",
+    "model.d_norm": "normalisation in D: batch, instance, layer, spectral or none (no batch with gp/r1/r2)",
     "model.width": "channel width (dcgan, progressive, resnet D; resnet G has twice as many) or layer width (toy)",
     "model.depth": "hidden layers of the toy MLPs",
     "model.hidden": "G's hidden layer widths, D's reversed (mlp default 256-256; toy: replaces width x depth)",
     "model.pack": "PacGAN: D sees this many samples concatenated",
     "model.freeze_d": "FreezeD (Mo et al. 2020): D's first K blocks (weight layers with their norms; a residual "
                       "block or a conditional head counts as one) keep train.init_from's weights",
-    "loss.kind": "GAN loss: minimax, nonsaturating, wasserstein, lsgan or hinge",
+    "loss.kind": ("GAN loss: minimax, nonsaturating, wasserstein, lsgan, hinge, relativistic (RpGAN: pairs "
+                  "softplus(D(fake) - D(real))) or relativistic_average (RaGAN)"),
     "loss.real_label": "D's target for real samples (one-sided smoothing: 0.9; minimax/nonsaturating/lsgan)",
     "loss.fake_label": "D's target for fakes (keep 0: smoothing it is discouraged; minimax/nonsaturating/lsgan)",
     "penalty.gp": "WGAN-GP gradient penalty weight (per-sample, on interpolates; 0 = off)",
@@ -905,6 +918,12 @@ KEY_HELP: dict[str, str] = {
     "model.d_condition": "how a conditional D uses the label: projection (Miyato & Koyama 2018) or acgan",
     "model.label_sampling": "labels of G's fakes: the data's class frequencies, or balanced (uniform)",
     "penalty.r1_every": "lazy R1 (StyleGAN2): R1 every k D steps with its weight times k",
+    "penalty.r2": "R2 penalty weight gamma on generated samples (R1 on fakes, detached from G; weighted gamma/2; "
+                  "0 = off)",
+    "penalty.r2_every": "lazy R2: R2 every k D steps with its weight times k (its own interval, apart from R1's)",
+    "penalty.lecam": "LeCam weight lambda (Tseng et al. 2021): D's logits pulled toward EMAs of the other side's "
+                     "mean (0 = off)",
+    "penalty.lecam_decay": "decay of LeCam's EMAs of D's mean real and fake logits (0.99 as in the paper)",
     "doctor.d_acc_min_records": 'and at least this many records',
     "doctor.d_acc_window_steps": 'G steps of consecutive training records of D winning needed for a finding',
     "doctor.dead_fraction": "fraction of a dead window's records that show a zero gradient or constant losses",
@@ -946,6 +965,8 @@ KEY_APPLIES: dict[str, str] = {
     "augment.ada_interval": "augment.ada_target > 0",
     "augment.ada_speed_images": "augment.ada_target > 0",
     "penalty.r1_every": "penalty.r1 > 0",
+    "penalty.r2_every": "penalty.r2 > 0",
+    "penalty.lecam_decay": "penalty.lecam > 0",
     "model.width": "dcgan/toy/resnet/progressive",
     "model.depth": "toy only",
     "model.hidden": "mlp/toy",

@@ -59,9 +59,19 @@ def gradient_penalty(
     return (norms - target).pow(2).mean()
 
 
+def _zero_centred_penalty(discriminator: Critic, x: Tensor, scale: float | Tensor) -> Tensor:
+    """mean_i ||grad_x D(x_i)||_2^2, per sample (the penalty of R1 and R2)."""
+    return _input_gradients(discriminator, x, scale).pow(2).sum(dim=1).mean()
+
+
 def r1_penalty(discriminator: Critic, real: Tensor, scale: float | Tensor = 1.0) -> Tensor:
     """R1 penalty mean_i ||grad_x D(x_i)||_2^2 on real samples (Mescheder et al. 2018)."""
-    return _input_gradients(discriminator, real, scale).pow(2).sum(dim=1).mean()
+    return _zero_centred_penalty(discriminator, real, scale)
+
+
+def r2_penalty(discriminator: Critic, fake: Tensor, scale: float | Tensor = 1.0) -> Tensor:
+    """R2 penalty mean_i ||grad_x D(x_i)||_2^2 on generated samples, detached from G (Mescheder et al. 2018; R3GAN)."""
+    return _zero_centred_penalty(discriminator, fake, scale)
 
 
 @torch.no_grad()

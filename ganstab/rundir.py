@@ -77,7 +77,7 @@ _GOOD_CHECKPOINT = re.compile(r"^good_(\d{7,})\.pt$")  # the last known good sta
 # keys that only training lines of metrics.jsonl carry (evaluation lines carry `eval_*` keys instead)
 TRAINING_KEYS: frozenset[str] = frozenset({
     "d_steps", "loss_d", "loss_g", "d_real", "d_fake", "d_acc", "d_real_sign", "grad_norm_d", "grad_norm_g",
-    "gp", "r1", "drift", "lr_g", "lr_d",
+    "gp", "r1", "drift", "r2", "lecam", "lr_g", "lr_d",
 })
 
 

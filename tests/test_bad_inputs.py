@@ -76,17 +76,24 @@ CASES: list[tuple[str, list[str], str]] = [
     ("zero n_critic", ["train", "train.n_critic=0"],
      "config key 'train.n_critic': Input should be greater than or equal to 1, got 0"),
     ("unknown loss", ["train", "loss.kind=wgan"],
-     "config key 'loss.kind': Input should be 'minimax', 'nonsaturating', 'wasserstein', 'lsgan' or 'hinge', got 'wgan'"),
+     "config key 'loss.kind': Input should be 'minimax', 'nonsaturating', 'wasserstein', 'lsgan', 'hinge', "
+     "'relativistic' or 'relativistic_average', got 'wgan'"),
     ("unknown norm", ["train", "model.g_norm=group"],
      "config key 'model.g_norm': Input should be 'batch', 'instance', 'layer', 'spectral' or 'none', got 'group'"),
     ("bn with gp", ["train", "model.d_norm=batch", "penalty.gp=10", "loss.kind=wasserstein"],
-     "model.d_norm=batch cannot be used with a gradient penalty (penalty.gp/penalty.r1): batch norm couples samples "
-     "and breaks the per-sample gradient; use model.d_norm=layer, instance, spectral or none"),
+     "model.d_norm=batch cannot be used with a gradient penalty (penalty.gp/penalty.r1/penalty.r2): batch norm "
+     "couples samples and breaks the per-sample gradient; use model.d_norm=layer, instance, spectral or none"),
     ("bn with r1", ["train", "model.d_norm=batch", "penalty.r1=1"],
-     "model.d_norm=batch cannot be used with a gradient penalty (penalty.gp/penalty.r1): batch norm couples samples "
-     "and breaks the per-sample gradient; use model.d_norm=layer, instance, spectral or none"),
+     "model.d_norm=batch cannot be used with a gradient penalty (penalty.gp/penalty.r1/penalty.r2): batch norm "
+     "couples samples and breaks the per-sample gradient; use model.d_norm=layer, instance, spectral or none"),
     ("smoothing with hinge", ["train", "loss.kind=hinge", "loss.real_label=0.9"],
      "label smoothing (loss.real_label/loss.fake_label) has no meaning for loss.kind=hinge; remove it or use "
+     "nonsaturating/minimax/lsgan"),
+    ("bn with r2", ["train", "model.d_norm=batch", "penalty.r2=1"],
+     "model.d_norm=batch cannot be used with a gradient penalty (penalty.gp/penalty.r1/penalty.r2): batch norm "
+     "couples samples and breaks the per-sample gradient; use model.d_norm=layer, instance, spectral or none"),
+    ("smoothing with relativistic", ["train", "loss.kind=relativistic", "loss.real_label=0.9"],
+     "label smoothing (loss.real_label/loss.fake_label) has no meaning for loss.kind=relativistic; remove it or use "
      "nonsaturating/minimax/lsgan"),
     ("smoothing with wasserstein", ["train", "loss.kind=wasserstein", "loss.fake_label=0.1"],
      "label smoothing (loss.real_label/loss.fake_label) has no meaning for loss.kind=wasserstein; remove it or use "
@@ -225,6 +232,16 @@ CASES: list[tuple[str, list[str], str]] = [
     ("lazy r1 without r1", ["train", "penalty.r1_every=4"],
      "penalty.r1_every sets how often R1 runs, but penalty.r1 is 0; set penalty.r1 (e.g. 0.1) or remove "
      "penalty.r1_every"),
+    ("lazy r2 without r2", ["train", "penalty.r2_every=4"],
+     "penalty.r2_every sets how often R2 runs, but penalty.r2 is 0; set penalty.r2 (e.g. 0.1) or remove "
+     "penalty.r2_every"),
+    ("lecam decay without lecam", ["train", "penalty.lecam_decay=0.9"],
+     "penalty.lecam_decay sets the decay of LeCam's moving averages, but penalty.lecam is 0; set penalty.lecam "
+     "(e.g. 0.3) or remove penalty.lecam_decay"),
+    ("lecam decay of 1", ["train", "penalty.lecam=0.3", "penalty.lecam_decay=1"],
+     "config key 'penalty.lecam_decay': Input should be less than 1, got 1"),
+    ("negative r2", ["train", "penalty.r2=-1"],
+     "config key 'penalty.r2': Input should be greater than or equal to 0, got -1"),
     ("resnet on 8x8", ["train", "model.arch=resnet"],
      "model.arch=resnet supports image sides 28, 32 and 64, got 8; set data.image_size=32 (or 28/64) to resize"),
     ("zero progress interval", ["train", "log.progress_seconds=0"],

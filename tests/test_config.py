@@ -187,8 +187,8 @@ def test_unknown_key_suggests_the_closest():
     ("log.progress=maybe",
      "config key 'log.progress': Input should be a valid boolean, unable to interpret input, got 'maybe'"),
     ("loss.kind=foo",
-     "config key 'loss.kind': Input should be 'minimax', 'nonsaturating', 'wasserstein', 'lsgan' or 'hinge', "
-     "got 'foo'"),
+     "config key 'loss.kind': Input should be 'minimax', 'nonsaturating', 'wasserstein', 'lsgan', 'hinge', "
+     "'relativistic' or 'relativistic_average', got 'foo'"),
     ("model.g_norm=bogus",
      "config key 'model.g_norm': Input should be 'batch', 'instance', 'layer', 'spectral' or 'none', got 'bogus'"),
     ("data=3", "config key 'data' must be a section of key: value pairs, got 3"),
@@ -220,12 +220,12 @@ def test_non_finite_lr_rejected(value):
 
 
 BN_PENALTY = (
-    "model.d_norm=batch cannot be used with a gradient penalty (penalty.gp/penalty.r1): batch norm couples "
-    "samples and breaks the per-sample gradient; use model.d_norm=layer, instance, spectral or none"
+    "model.d_norm=batch cannot be used with a gradient penalty (penalty.gp/penalty.r1/penalty.r2): batch norm "
+    "couples samples and breaks the per-sample gradient; use model.d_norm=layer, instance, spectral or none"
 )
 
 
-@pytest.mark.parametrize("penalty", ["penalty.gp=10", "penalty.r1=1"])
+@pytest.mark.parametrize("penalty", ["penalty.gp=10", "penalty.r1=1", "penalty.r2=1", "penalty.r2=0.1"])
 def test_batch_norm_critic_with_penalty(penalty):
     assert config_error(["model.d_norm=batch", penalty]) == BN_PENALTY
     # the same with the preset that uses BN in D
@@ -234,11 +234,11 @@ def test_batch_norm_critic_with_penalty(penalty):
 
 @pytest.mark.parametrize("norm", ["layer", "instance", "spectral", "none"])
 def test_other_critic_norms_allow_penalties(norm):
-    cfg = load_quiet(["model.arch=dcgan", f"model.d_norm={norm}", "penalty.gp=10", "penalty.r1=1"])
+    cfg = load_quiet(["model.arch=dcgan", f"model.d_norm={norm}", "penalty.gp=10", "penalty.r1=1", "penalty.r2=1"])
     assert cfg.model.d_norm == norm
 
 
-@pytest.mark.parametrize("kind", ["wasserstein", "hinge"])
+@pytest.mark.parametrize("kind", ["wasserstein", "hinge", "relativistic", "relativistic_average"])
 @pytest.mark.parametrize("labels", [["loss.real_label=0.9"], ["loss.fake_label=0.1"]])
 def test_label_smoothing_with_wasserstein_and_hinge(kind, labels):
     assert config_error([f"loss.kind={kind}", *labels]) == (
@@ -399,3 +399,44 @@ def test_unknown_key_message_is_one_line():
     with pytest.raises(ConfigError) as info:
         validate({"loss": {"ki\nnd": "hinge"}})
     assert "\n" not in str(info.value)
+
+
+# ---------------------------------------------------------------- issue #26: R2, LeCam, relativistic losses
+
+def test_r2_and_lecam_defaults_are_off():
+    cfg = load_quiet([])
+    assert (cfg.penalty.r2, cfg.penalty.r2_every, cfg.penalty.lecam, cfg.penalty.lecam_decay) == (0.0, 1, 0.0, 0.99)
+
+
+def test_r2_and_lecam_switches_and_their_intervals():
+    cfg = load_quiet(["loss.kind=relativistic", "penalty.r1=0.2", "penalty.r1_every=4", "penalty.r2=0.2",
+                      "penalty.r2_every=8", "penalty.lecam=0.3", "penalty.lecam_decay=0.9"])
+    assert cfg.loss.kind == "relativistic"
+    assert (cfg.penalty.r2, cfg.penalty.r2_every, cfg.penalty.lecam, cfg.penalty.lecam_decay) == (0.2, 8, 0.3, 0.9)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["penalty.r2_every=2"], "penalty.r2_every sets how often R2 runs, but penalty.r2 is 0; set penalty.r2 (e.g. 0.1) "
+                             "or remove penalty.r2_every"),
+    (["penalty.r1=1", "penalty.r2_every=2"], "penalty.r2_every sets how often R2 runs, but penalty.r2 is 0; set "
+                                             "penalty.r2 (e.g. 0.1) or remove penalty.r2_every"),
+    (["penalty.lecam_decay=0.5"], "penalty.lecam_decay sets the decay of LeCam's moving averages, but penalty.lecam "
+                                  "is 0; set penalty.lecam (e.g. 0.3) or remove penalty.lecam_decay"),
+    (["penalty.lecam=0.1", "penalty.lecam_decay=1.0"],
+     "config key 'penalty.lecam_decay': Input should be less than 1, got 1.0"),
+    (["penalty.lecam=-0.1"], "config key 'penalty.lecam': Input should be greater than or equal to 0, got -0.1"),
+    (["penalty.r2=1", "penalty.r2_every=0"],
+     "config key 'penalty.r2_every': Input should be greater than or equal to 1, got 0"),
+])
+def test_r2_and_lecam_rules(overrides, message):
+    assert config_error(overrides) == message
+
+
+def test_new_keys_are_described():
+    from ganstab.config import key_help
+
+    for key in ("penalty.r2", "penalty.r2_every", "penalty.lecam", "penalty.lecam_decay"):
+        assert key_help(key)[0]
+    assert key_help("penalty.r2_every")[1] == "penalty.r2 > 0"
+    assert key_help("penalty.lecam_decay")[1] == "penalty.lecam > 0"
+    assert "relativistic_average" in key_help("loss.kind")[0]

@@ -57,6 +57,29 @@ def test_two_ranks_equal_one_rank_with_double_batch(tmp_path: Path) -> None:
                      "ckpt_0000012.pt", "ckpt_0000012.pt.sha256"]
 
 
+def test_r2_lecam_relativistic_two_ranks_equal_one_rank_with_double_batch(tmp_path: Path) -> None:
+    """R2 (and R1) inside the DDP-wrapped CriticPass, LeCam's all-reduced anchors, the G step's fresh real batch."""
+    common = ["eval.final=false", "log.every=3", "log.progress=false", "train.threads=1", "model.width=8",
+              "model.g_norm=layer", "model.d_norm=layer", "loss.kind=relativistic", "penalty.r1=1", "penalty.r2=1",
+              "penalty.r2_every=2", "penalty.lecam=0.3", "penalty.lecam_decay=0.9", "train.ema=0",
+              "log.sample_every=1000", "train.steps=6"]
+    single = tmp_path / "single"
+    train(load_config(overrides=[f"out={single}", "train.batch_size=16", *common]), echo=lambda m: None)
+    ddp = tmp_path / "ddp"
+    proc = _torchrun([f"out={ddp}", "train.batch_size=8", *common], port=29631)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    g_single = load_file(str(single / "generator.safetensors"))
+    g_ddp = load_file(str(ddp / "generator.safetensors"))
+    for key in g_single:  # double back-propagation through 6 steps: reduction order moves a few weights by ~5e-6
+        torch.testing.assert_close(g_ddp[key], g_single[key], rtol=1e-5, atol=1e-5)
+    a, b = _records(single), _records(ddp)
+    # two real batches per step (D's and the G step's): 2 x 16 images
+    assert [r["images_seen"] for r in b] == [r["images_seen"] for r in a] == [96, 192]
+    for x, y in zip(a, b):
+        for key in ("loss_d", "loss_g", "r1", "r2", "lecam", "d_real", "d_fake"):
+            assert y[key] == pytest.approx(x[key], rel=1e-4, abs=1e-6), key
+
+
 def test_streamed_folder_two_ranks_equal_one_rank_with_double_batch(tmp_path: Path) -> None:
     """data.stream=true: each rank reads its DistributedSampler shard; the union per step is the 2B batch."""
     import numpy as np

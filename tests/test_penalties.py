@@ -11,7 +11,7 @@ from torch import nn
 from torch.testing import assert_close
 
 import ganstab.penalties as pen
-from ganstab.penalties import clip_weights, gradient_penalty, interpolate, r1_penalty
+from ganstab.penalties import clip_weights, gradient_penalty, interpolate, lazy_weight, r1_penalty, r2_penalty
 
 
 class LinearCritic(nn.Module):
@@ -201,6 +201,76 @@ def test_scale_gives_same_result_as_one(scale):
     lin = LinearCritic(unit_w(2, 2.0))
     assert_close(gradient_penalty(lin, torch.randn(8, 2), torch.randn(8, 2), scale=scale), torch.tensor(1.0))
     assert_close(r1_penalty(lin, torch.randn(8, 2), scale=scale), torch.tensor(4.0))
+
+
+# ---------------------------------------------------------------- R2: R1's penalty on fakes, detached from G
+
+def single_r2_by_hand(critic: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """||grad_x D(x)||^2 for one sample, written without the library."""
+    x = x.detach().clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x).sum(), x)
+    return grad.pow(2).sum()
+
+
+@pytest.mark.parametrize("make_critic,shape", [(mlp_critic, (8, 2)), (conv_critic, (5, 1, 28, 28))])
+def test_r2_is_mean_of_single_sample_penalties(make_critic, shape):
+    critic = make_critic()
+    fake = torch.randn(shape, generator=torch.Generator().manual_seed(6))
+    batch = r2_penalty(critic, fake)
+    by_hand = torch.stack([single_r2_by_hand(critic, fake[i:i + 1]) for i in range(shape[0])])
+    assert batch.shape == torch.Size([])
+    assert_close(batch, by_hand.mean())
+    singles = torch.stack([r2_penalty(critic, fake[i:i + 1]) for i in range(shape[0])])
+    assert_close(singles, by_hand)
+    assert by_hand.std() > 0  # the per-sample values differ, so the comparison means something
+
+
+@pytest.mark.parametrize("shape", [(16, 2), (5, 1, 4, 4)])
+def test_r2_of_linear_critic_is_squared_norm_and_its_gradient(shape):
+    w = unit_w(math.prod(shape[1:]), 2.0)
+    critic = LinearCritic(w)
+    r2 = r2_penalty(critic, torch.randn(shape))
+    # ||grad|| = ||w|| = 2 for every sample: 4 (one norm over the batch would give 4 B)
+    assert_close(r2, torch.tensor(4.0))
+    r2.backward()
+    assert_close(critic.w.grad, 2 * w)  # d/dw ||w||^2 = 2 w
+
+
+def test_r2_is_r1_at_the_same_points_and_gives_g_no_gradient():
+    critic = mlp_critic(seed=2)
+    weight = torch.randn(3, 2, requires_grad=True)  # a linear "generator" of the fakes
+    fake = torch.randn(6, 3) @ weight
+    r2 = r2_penalty(critic, fake)
+    assert_close(r2, r1_penalty(critic, fake.detach()))
+    r2.backward()
+    assert weight.grad is None  # the penalty is taken at the detached fakes
+    assert critic[0].weight.grad is not None and critic[0].weight.grad.abs().sum() > 0  # D gets one
+
+
+@pytest.mark.parametrize("scale", [1024.0, 0.125])
+def test_r2_scale_gives_same_result_as_one(scale):
+    critic = conv_critic(seed=4)
+    fake = torch.randn(4, 1, 28, 28)
+    assert_close(r2_penalty(critic, fake, scale=scale), r2_penalty(critic, fake, scale=1.0))
+    assert_close(r2_penalty(LinearCritic(unit_w(2, 2.0)), torch.randn(8, 2), scale=scale), torch.tensor(4.0))
+
+
+def test_r2_under_bf16_autocast_is_close_to_float32():
+    critic = conv_critic(seed=5)
+    fake = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(8))
+    exact = r2_penalty(critic, fake)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = r2_penalty(critic, fake)
+    assert low.dtype == torch.float32
+    assert_close(low, exact, rtol=0.05, atol=0.0)  # bf16 keeps 8 bits of mantissa
+    lin = LinearCritic(unit_w(2, 2.0))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert_close(r2_penalty(lin, torch.randn(8, 2)), torch.tensor(4.0), rtol=0.02, atol=0.0)
+
+
+def test_lazy_r2_weight_schedule():
+    # R2 every 3 D steps with weight 3 gamma, on d_steps 0, 3, 6 (the same rule as lazy R1)
+    assert [lazy_weight(0.5, 3, d) for d in range(7)] == [1.5, 0.0, 0.0, 1.5, 0.0, 0.0, 1.5]
 
 
 # ---------------------------------------------------------------- weight clipping

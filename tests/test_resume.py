@@ -26,6 +26,10 @@ VARIANTS = {
                         "loss.kind=nonsaturating"],
     "dcgan-conditional-cbn-gp": ["model.arch=dcgan", "model.conditional=true", "model.d_norm=layer",
                                  "loss.kind=wasserstein", "penalty.gp=10", "train.n_critic=2", "train.ema=500"],
+    # the G step scores a fresh real batch; LeCam's EMAs are training state: a resume that did not restore
+    # them would restart the zero-debiased averages and change every later D step
+    "mlp-relativistic-r2-lecam": ["loss.kind=relativistic", "penalty.r1=0.1", "penalty.r2=0.1", "penalty.r2_every=2",
+                                  "penalty.lecam=0.3", "penalty.lecam_decay=0.9"],
     "mlp-conditional-acgan": ["model.conditional=true", "model.d_condition=acgan", "loss.kind=nonsaturating",
                               "model.label_sampling=balanced"],
     "progressive-mid-fade": ["model.arch=progressive", "progressive.stable_images=300", "progressive.fade_images=400",

@@ -347,7 +347,7 @@ def run_report_html(run_dir: str | Path) -> str:
     sections = [
         section("summary", "Summary", lambda: _summary_cards(records, findings, recoveries, meta)),
         section("config", "Configuration", lambda: _config_section(config)),
-        section("losses", "Losses", curves([("losses", ("loss_d", "loss_g")), ("penalties", ("gp", "r1", "drift"))])),
+        section("losses", "Losses", curves([("losses", ("loss_d", "loss_g")), ("penalties", ("gp", "r1", "drift", "r2", "lecam"))])),
         section("d-outputs", "Discriminator outputs: D(x) and D(G(z))",
                 curves([("mean D logit: d_real = D(x), d_fake = D(G(z))", ("d_real", "d_fake")),
                         ("D accuracy", ("d_acc",))])),
@@ -371,7 +371,8 @@ def run_report_html(run_dir: str | Path) -> str:
 
 
 # ------------------------------------------------------------------------------------- ablation report
-_TRAINING_ORDER = ("loss_d", "loss_g", "d_real", "d_fake", "d_acc", "d_real_sign", "augment_p", "grad_norm_d", "grad_norm_g", "gp", "r1", "drift")
+_TRAINING_ORDER = ("loss_d", "loss_g", "d_real", "d_fake", "d_acc", "d_real_sign", "augment_p", "grad_norm_d", "grad_norm_g", "gp", "r1", "drift",
+                   "r2", "lecam")
 
 
 def _metric_order(names: Sequence[str], main: str) -> list[str]:

@@ -12,7 +12,7 @@ PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("losses", ("loss_d", "loss_g")),
     ("discriminator outputs", ("d_real", "d_fake")),
     ("gradient norms", ("grad_norm_d", "grad_norm_g")),
-    ("penalties", ("gp", "r1", "drift")),
+    ("penalties", ("gp", "r1", "drift", "r2", "lecam")),
     ("D accuracy", ("d_acc",)),
     ("D overfitting r_t and ADA p", ("d_real_sign", "ada_rt", "augment_p")),
 )

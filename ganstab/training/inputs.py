@@ -53,6 +53,19 @@ class InputsMixin:
         self.images_seen += size * self.dist.world
         return batch.contiguous(memory_format=self.memory_format) if batch.dim() == 4 else batch
 
+    def g_step_reals(self) -> tuple[Tensor, dict[str, Any]]:
+        """A fresh real batch for G's relativistic loss, augmented like everything D sees, with D's arguments.
+
+        Fresh, as in R3GAN (brownvc/R3GAN `training/training_loop.py` draws the G phase its own real
+        batch): it comes from the same data stream as D's batches (the next one; `images_seen` counts
+        it, since D scores it), so resume and DDP sharding stay exact; conditional runs pass its labels.
+        """
+        real = self.real_batch()
+        kw = self.g_kwargs()
+        if self.num_classes:
+            kw["y"] = self.real_labels()
+        return self.augmented(real), kw
+
     def latent(self, n: int) -> Tensor:
         """This rank's slice of n * world latent codes from the run's own generator (checkpointed)."""
         z = torch.randn(n * self.dist.world, self.cfg.model.latent_dim, device=self.device, generator=self.gen)

@@ -34,6 +34,7 @@ from ganstab.training.interfaces import (Divergence, EventSink, RunResult, RunSc
                                          training_eval_seed)
 from ganstab.training.eval_schedule import FIRST_EVAL_GUESS_SECONDS, EvalScheduleMixin
 from ganstab.training.inputs import InputsMixin
+from ganstab.training.lecam import LeCamAnchors
 from ganstab.training.outputs import OutputsMixin
 from ganstab.training.progress import Progress
 from ganstab.training.recovery import RecoveryMixin
@@ -77,6 +78,7 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin, EvalSchedu
         self.aug_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 4)
         self.ada = (AdaController(cfg.augment.ada_target, cfg.augment.ada_interval, cfg.augment.ada_speed_images)
                     if cfg.augment.ada_target > 0 else None)
+        self.lecam = LeCamAnchors(cfg.penalty.lecam_decay, self.device) if cfg.penalty.lecam > 0 else None
         self.fixed_z = fixed_latents(cfg.seed, cfg.log.n_samples, cfg.model.latent_dim).to(self.device)
         self.num_classes = data.num_classes if cfg.model.conditional else 0
         self.label_probs = self._label_probs()
@@ -155,16 +157,19 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin, EvalSchedu
         real, fake = self.augmented(real), self.augmented(fake)
         alpha = self.gp_alpha(real.shape[0]) if cfg.penalty.gp > 0 else None
         r1_gamma = penalties.lazy_weight(cfg.penalty.r1, cfg.penalty.r1_every, self.d_steps)
+        r2_gamma = penalties.lazy_weight(cfg.penalty.r2, cfg.penalty.r2_every, self.d_steps)
         with parallel.autocast(cfg.train.precision, self.device):
-            d_real, d_fake, gp, r1, classes = self.critic_net(
+            d_real, d_fake, gp, r1, classes, r2 = self.critic_net(
                 real, fake, gp_alpha=alpha, gp_target=cfg.penalty.gp_target, r1=r1_gamma > 0,
-                scale=self._penalty_scale(), d_kwargs=kw)
+                scale=self._penalty_scale(), d_kwargs=kw, r2=r2_gamma > 0)
             aux = None if classes is None else (losses.class_loss(classes[0], kw["y"])
                                                 + losses.class_loss(classes[1], kw["y"]))
+            anchors = None if self.lecam is None else self.lecam.update(d_real, d_fake, self.dist)
             total, parts = losses.discriminator_objective(
                 cfg.loss.kind, d_real, d_fake, cfg.loss.real_label, cfg.loss.fake_label, gp=gp,
                 gp_weight=cfg.penalty.gp, r1=r1, r1_gamma=r1_gamma, drift_weight=cfg.penalty.drift,
-                aux_class=aux, aux_weight=cfg.loss.acgan_weight)
+                aux_class=aux, aux_weight=cfg.loss.acgan_weight, r2=r2, r2_gamma=r2_gamma,
+                lecam_anchors=anchors, lecam_weight=cfg.penalty.lecam)
         self.opt_d.zero_grad(set_to_none=True)
         self.scaler_d.scale(total).backward()
         self.scaler_d.step(self.opt_d)
@@ -209,13 +214,22 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin, EvalSchedu
             update_ema(self.G_ema, self.G, ema_beta(cfg.train.batch_size * self.dist.world, cfg.train.ema))
 
     def _g_objective(self, fake: Tensor, kw: dict[str, Any]) -> Tensor:
-        """G's loss through D (plus AC-GAN's class cross-entropy on the requested labels)."""
+        """G's loss through D (relativistic kinds: against D's logits on a fresh real batch; plus AC-GAN's CE)."""
         cfg = self.cfg
+        real_logits = None
+        if cfg.loss.kind in losses.RELATIVISTIC_KINDS:  # the only kinds that pay for a D pass on reals here
+            real, real_kw = self.g_step_reals()
+            with torch.no_grad():
+                real_logits = self._critic(real, real_kw)[0]
+        logits, class_logits = self._critic(fake, kw)
+        loss = losses.generator_loss(cfg.loss.kind, logits, real_logits)
+        return loss if class_logits is None else loss + cfg.loss.acgan_weight * losses.class_loss(class_logits, kw["y"])
+
+    def _critic(self, x: Tensor, kw: dict[str, Any]) -> tuple[Tensor, Optional[Tensor]]:
+        """D's logits in the G step, and an AC-GAN discriminator's class logits (else None)."""
         if getattr(self.D, "mode", None) == "acgan":
-            logits, class_logits = self.D.forward_with_classes(fake)
-            return (losses.generator_loss(cfg.loss.kind, logits)
-                    + cfg.loss.acgan_weight * losses.class_loss(class_logits, kw["y"]))
-        return losses.generator_loss(cfg.loss.kind, self.d_forward(fake, **kw))
+            return self.D.forward_with_classes(x)
+        return self.d_forward(x, **kw), None
 
     def train_step(self) -> None:
         """n_critic D steps, then one G step."""

@@ -112,6 +112,15 @@ def all_reduce_mean(values: dict[str, float], ctx: DistContext, device: torch.de
     return dict(zip(keys, tensor.tolist()))
 
 
+def mean_over_ranks(tensor: Tensor, ctx: DistContext) -> Tensor:
+    """The element-wise mean of a tensor over ranks, on its device (no host sync); the tensor itself in one process."""
+    if not ctx.active:
+        return tensor
+    total = tensor.detach().clone()
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total / ctx.world
+
+
 def any_rank(flag: bool, ctx: DistContext, device: torch.device) -> bool:
     """True when `flag` is set on any rank (used so that every rank stops at the same step)."""
     if not ctx.active:
@@ -130,8 +139,8 @@ def barrier(ctx: DistContext) -> None:
 class CriticPass(nn.Module):
     """Every D evaluation of one D step in a single module call, so DDP sees one forward per backward.
 
-    Returns (d_real, d_fake, gp, r1, classes); gp/r1 are None when not requested, classes holds the
-    class logits on reals and fakes of an AC-GAN discriminator (None otherwise). The penalties are
+    Returns (d_real, d_fake, gp, r1, classes, r2); gp/r1/r2 are None when not requested, classes holds
+    the class logits on reals and fakes of an AC-GAN discriminator (None otherwise). The penalties are
     the pure functions of `ganstab.penalties`; this module only groups the calls.
     """
 
@@ -141,7 +150,9 @@ class CriticPass(nn.Module):
 
     def forward(self, real: Tensor, fake: Tensor, gp_alpha: Optional[Tensor] = None, gp_target: float = 1.0,
                 r1: bool = False, scale: float | Tensor = 1.0, d_kwargs: Optional[dict[str, Any]] = None,
-                ) -> tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor], Optional[tuple[Tensor, Tensor]]]:
+                r2: bool = False,
+                ) -> tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor], Optional[tuple[Tensor, Tensor]],
+                           Optional[Tensor]]:
         """D logits on reals and fakes plus the requested penalties (and AC-GAN class logits)."""
         kw = d_kwargs or {}
 
@@ -159,7 +170,8 @@ class CriticPass(nn.Module):
         if gp_alpha is not None:
             gp = penalties.gradient_penalty(critic, real, fake, gp_target, alpha=gp_alpha, scale=scale)
         r1_value = penalties.r1_penalty(critic, real, scale=scale) if r1 else None
-        return d_real, d_fake, gp, r1_value, classes
+        r2_value = penalties.r2_penalty(critic, fake, scale=scale) if r2 else None
+        return d_real, d_fake, gp, r1_value, classes, r2_value
 
 
 def wrap_ddp(module: nn.Module, ctx: DistContext, device: torch.device) -> nn.Module:

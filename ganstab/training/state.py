@@ -2,7 +2,7 @@
 
 A checkpoint holds G, D, G-EMA, both optimisers and AMP scalers, the step counters, the batch
 counter (the data order is a pure function of it), every RNG state, the recorder's pending sums,
-the doctor's state, the best evaluation and the config (`ganstab.training.checkpoint` writes it
+LeCam's anchors (when `penalty.lecam` is on), the doctor's state, the best evaluation and the config (`ganstab.training.checkpoint` writes it
 atomically with a checksum).
 """
 
@@ -35,6 +35,7 @@ class TrainerState:
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
             "gen": self.gen.get_state(), "aug_gen": self.aug_gen.get_state(), "rng": ckpt.rng_state(),
             "ada": self.ada.state_dict() if self.ada is not None else None,
+            "lecam": self.lecam.state_dict() if self.lecam is not None else None,
             "recorder": self.recorder.state_dict(), "doctor": self.tracker.state_dict(),
             "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
             "best_eval": self.best_eval, "eval_seconds": self.eval_seconds, "eval_cost": self.eval_cost,
@@ -103,6 +104,8 @@ class TrainerState:
             self.aug_gen.set_state(state["aug_gen"].to(self.aug_gen.get_state().device))
         if self.ada is not None and state.get("ada"):
             self.ada.load_state_dict(state["ada"])
+        if self.lecam is not None and state.get("lecam"):
+            self.lecam.load_state_dict(state["lecam"])
         ckpt.set_rng_state(state["rng"])
         self.recorder.load_state_dict(state.get("recorder", {}))
         self.best_eval = state.get("best_eval")
