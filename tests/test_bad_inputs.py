@@ -107,7 +107,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("bad device", ["train", "train.device=gpu"],
      "config key 'train.device' must be auto, cpu, cuda, cuda:N or mps, got 'gpu'"),
     ("unknown dataset", ["train", "data.name=cifar"],
-     "unknown data.name 'cifar'; known datasets: ring8, grid25, digits, fashion-mnist, mnist, idx, folder, npz"),
+     "unknown data.name 'cifar'; known datasets: ring8, grid25, digits, fashion-mnist, mnist, idx, folder, npz, "
+     "stacked-fashion-mnist"),
     ("unknown arch", ["train", "model.arch=stylegan"],
      "unknown model.arch 'stylegan'; known architectures: mlp, dcgan, toy, resnet, progressive"),
     ("toy arch on images", ["train", "model.arch=toy"],
