@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["LOSS_KINDS", "TARGETED_KINDS", "discriminator_loss", "generator_loss", "drift_penalty",
-           "discriminator_objective", "class_loss"]
+           "discriminator_objective", "class_loss", "generator_objective"]
 
 LOSS_KINDS: tuple[str, ...] = ("minimax", "nonsaturating", "wasserstein", "lsgan", "hinge")
 # Losses whose D targets are probabilities, so that label smoothing means something.
@@ -112,12 +112,19 @@ def discriminator_objective(
     drift_weight: float = 0.0,
     aux_class: Optional[Tensor] = None,
     aux_weight: float = 0.0,
+    bcr_real: Optional[Tensor] = None,
+    bcr_real_weight: float = 0.0,
+    bcr_fake: Optional[Tensor] = None,
+    bcr_fake_weight: float = 0.0,
+    zcr: Optional[Tensor] = None,
+    zcr_weight: float = 0.0,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """D's objective: loss + gp_weight * GP + r1_gamma / 2 * R1 + drift_weight * mean(D(real)^2) + aux_weight * CE.
+    """D's objective: loss + gp_weight * GP + r1_gamma / 2 * R1 + drift_weight * mean(D(real)^2) + aux_weight * CE
+    + bcr_real_weight * bCR(real) + bcr_fake_weight * bCR(fake) + zcr_weight * zCR(D).
 
     Returns (total, parts) where parts holds `loss_d` and each active term's unweighted value
-    (`gp`, `r1`, `drift`, `class_d`: AC-GAN's class cross-entropy), for logging. GP and R1 are
-    computed by `ganstab.penalties`.
+    (`gp`, `r1`, `drift`, `class_d`: AC-GAN's class cross-entropy, `bcr_real`, `bcr_fake`, `zcr_d`),
+    for logging. GP, R1 and the consistency terms are computed by `ganstab.penalties`.
     """
     loss = discriminator_loss(kind, real_logits, fake_logits, real_target, fake_target)
     parts: dict[str, Tensor] = {"loss_d": loss}
@@ -135,7 +142,23 @@ def discriminator_objective(
     if aux_class is not None:
         total = total + aux_weight * aux_class
         parts["class_d"] = aux_class
+    for name, term, weight in (("bcr_real", bcr_real, bcr_real_weight), ("bcr_fake", bcr_fake, bcr_fake_weight),
+                               ("zcr_d", zcr, zcr_weight)):
+        if term is not None:
+            total = total + weight * term
+            parts[name] = term
     return total, parts
+
+
+def generator_objective(loss: Tensor, zcr: Optional[Tensor] = None,
+                        zcr_weight: float = 0.0) -> tuple[Tensor, dict[str, Tensor]]:
+    """G's objective: its loss - zcr_weight * zCR(G), the diversity term mean (G(z) - G(z + eps))^2 (Zhao et al. 2020).
+
+    Returns (total, parts) where parts holds `zcr_g`, the unweighted diversity term, when given.
+    """
+    if zcr is None:
+        return loss, {}
+    return loss - zcr_weight * zcr, {"zcr_g": zcr}
 
 
 def class_loss(class_logits: Tensor, labels: Tensor) -> Tensor:
