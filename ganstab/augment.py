@@ -141,7 +141,7 @@ def _unknown_transform(name: str, key: str = "augment.policy") -> ConfigError:
 
 
 def parse_policy(text: str, key: str = "augment.policy") -> tuple[str, ...]:
-    """Comma-separated transform names ('color,translation,cutout') -> tuple; ConfigError (naming `key`) on an unknown name."""
+    """Comma-separated transform names ('color,translation,cutout') -> tuple; ConfigError naming `key` if unknown."""
     names = tuple(part.strip() for part in text.split(",") if part.strip())
     for name in names:
         if name not in POLICIES:

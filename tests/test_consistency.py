@@ -161,7 +161,7 @@ def test_generate_pairs_g_of_z_with_g_of_perturbed_z(tmp_path: Path) -> None:
     trainer = _trainer(tmp_path / "run", "model.g_norm=none", "penalty.zcr=5", "penalty.zcr_sigma=0.25")
     state = trainer.gen.get_state()
     with torch.no_grad():
-        fake, fake_eps = trainer._generate(4, {})
+        fake, fake_eps = trainer.generate(4, {})
         trainer.gen.set_state(state)
         z, noise = trainer.latent(4), trainer.latent(4)
         assert_close(fake, trainer.G(z))
@@ -172,7 +172,7 @@ def test_generate_without_zcr_draws_one_latent_batch(tmp_path: Path) -> None:
     trainer = _trainer(tmp_path / "run", "model.g_norm=none")
     state = trainer.gen.get_state()
     with torch.no_grad():
-        fake, fake_eps = trainer._generate(4, {})
+        fake, fake_eps = trainer.generate(4, {})
         trainer.gen.set_state(state)
         assert_close(fake, trainer.G(trainer.latent(4)))
     assert fake_eps is None

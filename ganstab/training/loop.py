@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from ganstab import losses, penalties
 from ganstab.augment import AdaController, parse_policy
-from ganstab.config import Config, configured_value
+from ganstab.config import Config
 from ganstab.data import DataSource
 from ganstab.rundir import RunDir, write_config
 from ganstab.training import checkpoint as ckpt
@@ -37,14 +37,16 @@ from ganstab.training.inputs import InputsMixin
 from ganstab.training.outputs import OutputsMixin
 from ganstab.training.progress import Progress
 from ganstab.training.recovery import RecoveryMixin
-from ganstab.training.schedule import scheduled_values
+from ganstab.training.consistency import ConsistencyMixin
+from ganstab.training.hyper import HyperMixin
 from ganstab.training.state import TrainerState
 
 
 __all__ = ["FIRST_EVAL_GUESS_SECONDS", "Trainer", "RunResult", "Divergence", "Watcher", "RunScorer", "EventSink", "training_eval_seed"]
 
 
-class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin, EvalScheduleMixin):
+class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin, EvalScheduleMixin, ConsistencyMixin,
+              HyperMixin):
     """n_critic D steps and one G step per step, logging, sampling, checkpointing and recovering."""
 
     def __init__(self, cfg: Config, data: DataSource, generator: nn.Module, discriminator: nn.Module,
@@ -75,7 +77,6 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin, EvalSchedu
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
         self.policy = parse_policy(cfg.augment.policy)
         self.cr_policy = parse_policy(cfg.penalty.cr_policy, "penalty.cr_policy")
-        self.scheduled: dict[str, float] = {}  # this step's values of the `schedule.*` keys
         self.aug_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 4)
         self.ada = (AdaController(cfg.augment.ada_target, cfg.augment.ada_interval, cfg.augment.ada_speed_images)
                     if cfg.augment.ada_target > 0 else None)
@@ -137,35 +138,17 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin, EvalSchedu
 
     # ----------------------------------------------------------------- phases
     def _fakes_for_d(self, n: int, kw: dict[str, Any]) -> tuple[Tensor, Optional[Tensor]]:
-        """Fakes for the D step (and zCR's perturbed ones): no-grad, or kept for the G step when `train.reuse_fakes` applies."""
+        """Fakes (and zCR's G(z + eps)) for the D step: no-grad, or kept for the G step under `train.reuse_fakes`."""
         precision = self.cfg.train.precision
         if self._reuse_fakes():
             with parallel.autocast(precision, self.device):
-                self._pending_fake, self._pending_fake_eps = self._generate(n, kw)
+                self._pending_fake, self._pending_fake_eps = self.generate(n, kw)
                 self._pending_kw = kw
             fake, fake_eps = self._pending_fake.detach(), self._pending_fake_eps  # D's loss does not reach G
         else:
             with torch.no_grad(), parallel.autocast(precision, self.device):
-                fake, fake_eps = self._generate(n, kw)
+                fake, fake_eps = self.generate(n, kw)
         return fake.float(), None if fake_eps is None else fake_eps.detach().float()
-
-    def _zcr_active(self) -> bool:
-        """zCR needs G(z + eps) beside G(z) (for D's consistency term, G's diversity term or both)."""
-        return self.cfg.penalty.zcr > 0 or self.cfg.penalty.zcr_gen > 0
-
-    def _generate(self, n: int, kw: dict[str, Any]) -> tuple[Tensor, Optional[Tensor]]:
-        """G(z) for n fresh latents; with zCR also G(z + sigma * noise), from one G pass over the batch [z; z + eps].
-
-        One pass keeps a single forward per backward under DDP; G's batch norm (if any) then normalises
-        both halves with the same statistics, so the pair differs by the latent perturbation only.
-        """
-        z = self.latent(n)
-        if not self._zcr_active():
-            return self.g_forward(z, **kw), None
-        z_eps = penalties.perturb_latents(z, self.latent(n), self.cfg.penalty.zcr_sigma)
-        both_kw = {k: torch.cat([v, v]) if k == "y" else v for k, v in kw.items()}
-        both = self.g_forward(torch.cat([z, z_eps]), **both_kw)
-        return both[:z.shape[0]], both[z.shape[0]:]
 
     def d_step(self) -> None:
         """One D update: objective on a fresh real batch and no-grad fakes, step, then clipping."""
@@ -175,25 +158,21 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin, EvalSchedu
         if self.num_classes:  # fakes get the reals' labels: every GP interpolate has one label
             kw["y"] = self.real_labels()
         fake, fake_eps = self._fakes_for_d(real.shape[0], kw)
-        real = self.augmented(real)
-        fake, fake_eps = (self.augmented(fake), None) if fake_eps is None else self.augmented_pair(fake, fake_eps)
+        real, (fake, fake_eps) = self.augmented(real), self.augmented_pair(fake, fake_eps)
         alpha = self.gp_alpha(real.shape[0]) if cfg.penalty.gp > 0 else None
         r1_gamma = penalties.lazy_weight(self.hyper("penalty.r1"), cfg.penalty.r1_every, self.d_steps)
-        extra = self._consistency_inputs(real, fake, fake_eps)
+        extra = self.consistency_inputs(real, fake, fake_eps)
         with parallel.autocast(cfg.train.precision, self.device):
             d_real, d_fake, gp, r1, classes, extra_logits = self.critic_net(
                 real, fake, gp_alpha=alpha, gp_target=cfg.penalty.gp_target, r1=r1_gamma > 0,
                 scale=self._penalty_scale(), d_kwargs=kw, extra=tuple(extra.values()))
             aux = None if classes is None else (losses.class_loss(classes[0], kw["y"])
                                                 + losses.class_loss(classes[1], kw["y"]))
-            cr = self._consistency_terms(d_real, d_fake, dict(zip(extra, extra_logits)))
+            cr = self.consistency_objective_terms(d_real, d_fake, dict(zip(extra, extra_logits)))
             total, parts = losses.discriminator_objective(
                 cfg.loss.kind, d_real, d_fake, cfg.loss.real_label, cfg.loss.fake_label, gp=gp,
                 gp_weight=self.hyper("penalty.gp"), r1=r1, r1_gamma=r1_gamma, drift_weight=self.hyper("penalty.drift"),
-                aux_class=aux, aux_weight=cfg.loss.acgan_weight,
-                bcr_real=cr.get("bcr_real"), bcr_real_weight=self.hyper("penalty.bcr_real"),
-                bcr_fake=cr.get("bcr_fake"), bcr_fake_weight=self.hyper("penalty.bcr_fake"),
-                zcr=cr.get("zcr"), zcr_weight=self.hyper("penalty.zcr"))
+                aux_class=aux, aux_weight=cfg.loss.acgan_weight, **cr)
         self.opt_d.zero_grad(set_to_none=True)
         self.scaler_d.scale(total).backward()
         self.scaler_d.step(self.opt_d)
@@ -201,8 +180,7 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin, EvalSchedu
         if cfg.penalty.clip > 0:
             penalties.clip_weights(self.D, cfg.penalty.clip)
         self.d_steps += 1
-        for name, value in parts.items():
-            self.recorder.record(name, value.detach())
+        self.recorder.record_all(parts)
         d_real, d_fake = d_real.detach().float(), d_fake.detach().float()
         if self.ada is not None:
             self.ada.observe(d_real)
@@ -215,24 +193,6 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin, EvalSchedu
         self.recorder.record("d_acc", 0.5 * ((d_real > 0).float().mean() + (d_fake < 0).float().mean()))
         self.recorder.record("d_real_sign", d_real.sign().mean())  # r_t of ADA, watched for D overfitting
 
-    def _consistency_inputs(self, real: Tensor, fake: Tensor, fake_eps: Optional[Tensor]) -> dict[str, Tensor]:
-        """Images whose D logits the consistency terms need: bCR's T(real) and T(fake), zCR's G(z + eps)."""
-        penalty = self.cfg.penalty
-        extra: dict[str, Tensor] = {}
-        if penalty.bcr_real > 0:
-            extra["bcr_real"] = self.cr_transformed(real)
-        if penalty.bcr_fake > 0:
-            extra["bcr_fake"] = self.cr_transformed(fake)
-        if penalty.zcr > 0 and fake_eps is not None:
-            extra["zcr"] = fake_eps
-        return extra
-
-    @staticmethod
-    def _consistency_terms(d_real: Tensor, d_fake: Tensor, extra_logits: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Unweighted bCR (D(x) vs D(T(x)) on reals and fakes) and zCR (D(G(z)) vs D(G(z + eps))) values."""
-        partner = {"bcr_real": d_real, "bcr_fake": d_fake, "zcr": d_fake}
-        return {name: penalties.consistency_penalty(partner[name], logits) for name, logits in extra_logits.items()}
-
     def g_step(self) -> None:
         """One G update through a frozen D (D's parameters get no gradient; D is not DDP-synced here)."""
         cfg = self.cfg
@@ -243,11 +203,10 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin, EvalSchedu
                 fake_eps, self._pending_fake_eps = self._pending_fake_eps, None
                 if fake is None:
                     kw = self.fake_kwargs(cfg.train.batch_size)
-                    fake, fake_eps = self._generate(cfg.train.batch_size, kw)
+                    fake, fake_eps = self.generate(cfg.train.batch_size, kw)
                 loss = self._g_objective(self.augmented(fake), kw)
-                zcr_g = (penalties.consistency_penalty(fake, fake_eps)
-                         if fake_eps is not None and cfg.penalty.zcr_gen > 0 else None)
-                loss, g_parts = losses.generator_objective(loss, zcr_g, self.hyper("penalty.zcr_gen"))
+                loss, g_parts = losses.generator_objective(loss, self.generator_consistency(fake, fake_eps),
+                                                           self.hyper("penalty.zcr_gen"))
             self.opt_g.zero_grad(set_to_none=True)
             self.scaler_g.scale(loss).backward()
             self.scaler_g.step(self.opt_g)
@@ -255,8 +214,7 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin, EvalSchedu
         finally:
             self.D.requires_grad_(True)
         self.recorder.record("loss_g", loss.detach())
-        for name, value in g_parts.items():
-            self.recorder.record(name, value.detach())
+        self.recorder.record_all(g_parts)
         if self.G_ema is not None:
             update_ema(self.G_ema, self.G, ema_beta(cfg.train.batch_size * self.dist.world, cfg.train.ema))
 
@@ -276,25 +234,6 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin, EvalSchedu
             self.d_step()
         self.g_step()
         self.step += 1
-
-    def apply_schedules(self) -> None:
-        """Set this step's `schedule.*` values (a pure function of the checkpointed images_seen) and the optimisers'.
-
-        Learning rates become the scheduled value times the recovery scale, Adam's beta2 the scheduled one.
-        """
-        if not self.cfg.schedule:
-            return
-        self.scheduled = scheduled_values(self.cfg, self.images_seen)
-        self.apply_lr_scale()
-        for opt, key in ((self.opt_g, "optim.g_beta2"), (self.opt_d, "optim.d_beta2")):
-            if key in self.scheduled:
-                for group in opt.param_groups:
-                    group["betas"] = (group["betas"][0], self.scheduled[key])
-
-    def hyper(self, key: str) -> float:
-        """A schedulable key's value for this step: the scheduled one, else the configured one."""
-        value = self.scheduled.get(key)
-        return configured_value(self.cfg, key) if value is None else value
 
     def _penalty_scale(self) -> float | Tensor:
         """fp16: D's loss scale as a device tensor (no host sync), for the AMP gradient-penalty recipe."""
@@ -320,8 +259,7 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin, EvalSchedu
             "time": round(self.elapsed, 3),
         }
         fixed.update(self.extra_log())
-        fixed.update({key.replace(".", "_"): value for key, value in self.scheduled.items()
-                      if not key.endswith("_lr")})  # the lrs are lr_g / lr_d
+        fixed.update(self.schedule_log())
         if self.dist.active:
             means = parallel.all_reduce_mean(self.recorder.pending(), self.dist, self.device)
             self.recorder.load_state_dict({"sums": means, "counts": {k: 1 for k in means}})
