@@ -135,17 +135,17 @@ POLICIES: dict[str, Callable[[Tensor, torch.Generator], Tensor]] = {
 }
 
 
-def _unknown_transform(name: str) -> ConfigError:
-    """The one-line error for a transform name that is not in POLICIES."""
-    return ConfigError(f"unknown augmentation {name!r} in augment.policy; known: {', '.join(POLICIES)}")
+def _unknown_transform(name: str, key: str = "augment.policy") -> ConfigError:
+    """The one-line error for a transform name that is not in POLICIES (`key`: the config key that named it)."""
+    return ConfigError(f"unknown augmentation {name!r} in {key}; known: {', '.join(POLICIES)}")
 
 
-def parse_policy(text: str) -> tuple[str, ...]:
-    """Comma-separated transform names ('color,translation,cutout') -> tuple; ConfigError on an unknown name."""
+def parse_policy(text: str, key: str = "augment.policy") -> tuple[str, ...]:
+    """Comma-separated transform names ('color,translation,cutout') -> tuple; ConfigError naming `key` if unknown."""
     names = tuple(part.strip() for part in text.split(",") if part.strip())
     for name in names:
         if name not in POLICIES:
-            raise _unknown_transform(name)
+            raise _unknown_transform(name, key)
     return names
 
 

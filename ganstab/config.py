@@ -26,7 +26,8 @@ __all__ = ["Config", "ConfigError", "DataConfig", "ModelConfig", "LossConfig", "
            "known_keys", "parse_override", "nest", "deep_merge", "read_yaml", "validate", "check_rules",
            "smoothing_warnings", "merge_sources", "load_config", "default_out", "to_dict", "dump_yaml",
            "config_diff", "is_safe_change", "unsafe_changes", "check_conditional", "CONDITIONAL_ARCHS", "KEY_HELP",
-           "KEY_APPLIES", "key_help"]
+           "KEY_APPLIES", "key_help", "ScheduleEntry", "SCHEDULABLE", "configured_value", "check_schedules",
+           "check_fine_tuning", "check_penalties"]
 
 NORMS = ("batch", "instance", "layer", "spectral", "none")
 Norm = Literal["batch", "instance", "layer", "spectral", "none"]
@@ -124,6 +125,12 @@ class PenaltyConfig(_Section):
     r2_every: int = Field(default=1, ge=1, le=1000)  # lazy R2: every k D steps with weight x k (own interval)
     lecam: float = Field(default=0.0, ge=0.0)  # LeCam (Tseng et al. 2021) weight lambda; 0 = off
     lecam_decay: float = Field(default=0.99, ge=0.0, lt=1.0)  # decay of the EMAs of D's mean real/fake logits
+    bcr_real: float = Field(default=0.0, ge=0.0)  # bCR (Zhao et al. 2020): weight of (D(x) - D(T(x)))^2 on reals
+    bcr_fake: float = Field(default=0.0, ge=0.0)  # bCR: the same on fakes
+    cr_policy: str = "translation"  # bCR's transforms T (DiffAugment names), applied on top of augment.policy
+    zcr: float = Field(default=0.0, ge=0.0)  # zCR: D's weight of (D(G(z)) - D(G(z + eps)))^2
+    zcr_gen: float = Field(default=0.0, ge=0.0)  # zCR: G's weight of the diversity term -(G(z) - G(z + eps))^2
+    zcr_sigma: float = Field(default=0.03, gt=0.0, le=10.0)  # zCR: std of the latent perturbation eps
 
 
 class AugmentConfig(_Section):
@@ -144,6 +151,34 @@ class OptimConfig(_Section):
     d_lr: float = Field(default=4e-4, gt=0.0, le=10.0)
     g_betas: tuple[float, float] = (0.0, 0.9)
     d_betas: tuple[float, float] = (0.0, 0.9)
+
+
+class ScheduleEntry(_Section):
+    """One `schedule.<name>` entry: `key` moves from its configured value to `end` over `images` real images."""
+
+    key: str
+    end: float
+    images: int = Field(gt=0)
+    kind: Literal["linear", "cosine"] = "cosine"
+
+
+# config keys a schedule may move -> (lowest, highest, lowest excluded, highest excluded); optim.*_beta2 is
+# the second of optim.*_betas
+SCHEDULABLE: dict[str, tuple[float, float, bool, bool]] = {
+    "optim.g_lr": (0.0, 10.0, True, False),
+    "optim.d_lr": (0.0, 10.0, True, False),
+    "optim.g_beta2": (0.0, 1.0, False, True),
+    "optim.d_beta2": (0.0, 1.0, False, True),
+    "penalty.r1": (0.0, math.inf, False, True),
+    "penalty.gp": (0.0, math.inf, False, True),
+    "penalty.drift": (0.0, math.inf, False, True),
+    "penalty.bcr_real": (0.0, math.inf, False, True),
+    "penalty.bcr_fake": (0.0, math.inf, False, True),
+    "penalty.zcr": (0.0, math.inf, False, True),
+    "penalty.zcr_gen": (0.0, math.inf, False, True),
+    "penalty.r2": (0.0, math.inf, False, True),
+    "penalty.lecam": (0.0, math.inf, False, True),
+}
 
 
 class TrainConfig(_Section):
@@ -471,6 +506,7 @@ class Config(_Section):
     eval: EvalConfig = EvalConfig()
     progressive: ProgressiveConfig = ProgressiveConfig()
     doctor: DoctorConfig = DoctorConfig()
+    schedule: dict[str, ScheduleEntry] = {}  # name -> a config key's value as a function of images seen
 
 
 def known_keys(model: type[BaseModel] | None = None, prefix: str = "") -> list[str]:
@@ -643,12 +679,24 @@ def check_rules(cfg: Config) -> None:
     if cfg.augment.ada_target > 0 and not cfg.augment.policy.strip():
         raise ConfigError("augment.ada_target adapts the probability of augment.policy, which is empty; "
                           "set augment.policy=color,translation,cutout or remove augment.ada_target")
+    check_fine_tuning(cfg)
+    check_penalties(cfg)
+    check_schedules(cfg)
+
+
+
+def check_fine_tuning(cfg: Config) -> None:
+    """model.freeze_d needs trained weights to freeze (train.init_from) and a D that does not grow."""
     if cfg.model.freeze_d and not cfg.train.init_from:
         raise ConfigError("model.freeze_d freezes D's first blocks at trained weights, but train.init_from is not set; "
                           "set train.init_from=RUN (a trained run) or remove model.freeze_d")
     if cfg.model.freeze_d and cfg.model.arch == "progressive":
         raise ConfigError("model.freeze_d is not supported by model.arch=progressive (its D grows new blocks); "
                           "use mlp, dcgan or resnet, or remove model.freeze_d")
+
+
+def check_penalties(cfg: Config) -> None:
+    """A regulariser's interval, decay or transforms are set only with the regulariser itself."""
     if cfg.penalty.r1_every > 1 and cfg.penalty.r1 == 0:
         raise ConfigError("penalty.r1_every sets how often R1 runs, but penalty.r1 is 0; set penalty.r1 "
                           "(e.g. 0.1) or remove penalty.r1_every")
@@ -658,6 +706,45 @@ def check_rules(cfg: Config) -> None:
     if cfg.penalty.lecam_decay != PenaltyConfig.model_fields["lecam_decay"].default and cfg.penalty.lecam == 0:
         raise ConfigError("penalty.lecam_decay sets the decay of LeCam's moving averages, but penalty.lecam is 0; "
                           "set penalty.lecam (e.g. 0.3) or remove penalty.lecam_decay")
+    if (cfg.penalty.bcr_real > 0 or cfg.penalty.bcr_fake > 0) and not cfg.penalty.cr_policy.strip():
+        raise ConfigError("penalty.bcr_real/penalty.bcr_fake compare D(x) with D(T(x)), but penalty.cr_policy (T) "
+                          "is empty; set penalty.cr_policy=translation")
+
+
+def configured_value(cfg: Config, key: str) -> float:
+    """The configured value of a schedulable key ('optim.g_beta2' is the second of optim.g_betas)."""
+    section, name = key.split(".")
+    if name.endswith("_beta2"):
+        return float(getattr(cfg.optim, name.replace("_beta2", "_betas"))[1])
+    return float(getattr(getattr(cfg, section), name))
+
+
+def _interval(low: float, high: float, low_open: bool, high_open: bool) -> str:
+    """'(0, 10]'-style text of a range."""
+    return f"{'(' if low_open else '['}{low:g}, {'inf' if math.isinf(high) else f'{high:g}'}{')' if high_open else ']'}"
+
+
+def check_schedules(cfg: Config) -> None:
+    """Each `schedule.<name>` moves a schedulable key, once, to an end value in that key's range."""
+    owner: dict[str, str] = {}
+    for name, entry in cfg.schedule.items():
+        if entry.key not in SCHEDULABLE:
+            raise ConfigError(f"schedule.{name}.key: {entry.key!r} cannot be scheduled; schedulable keys: "
+                              f"{', '.join(SCHEDULABLE)}")
+        if entry.key in owner:
+            raise ConfigError(f"schedule.{owner[entry.key]} and schedule.{name} both move {entry.key}; keep one")
+        owner[entry.key] = name
+        low, high, low_open, high_open = SCHEDULABLE[entry.key]
+        if not (low < entry.end if low_open else low <= entry.end) or not (
+                entry.end < high if high_open else entry.end <= high):
+            raise ConfigError(f"schedule.{name}.end={entry.end:g} is outside the range of {entry.key}, "
+                              f"{_interval(low, high, low_open, high_open)}; choose an end value inside it")
+        if entry.key.startswith("penalty.") and configured_value(cfg, entry.key) == 0:
+            raise ConfigError(f"schedule.{name} moves {entry.key}, which is 0 (off); set {entry.key} to the value "
+                              "the schedule starts from")
+        if entry.key.endswith("_beta2") and cfg.optim.name != "adam":
+            raise ConfigError(f"schedule.{name} moves {entry.key}, but optim.name={cfg.optim.name} has no betas; "
+                              "use optim.name=adam or remove the schedule")
 
 
 CONDITIONAL_ARCHS: tuple[str, ...] = ("mlp", "toy", "dcgan")
@@ -924,6 +1011,14 @@ KEY_HELP: dict[str, str] = {
     "penalty.lecam": "LeCam weight lambda (Tseng et al. 2021): D's logits pulled toward EMAs of the other side's "
                      "mean (0 = off)",
     "penalty.lecam_decay": "decay of LeCam's EMAs of D's mean real and fake logits (0.99 as in the paper)",
+    "penalty.bcr_real": "bCR (Zhao et al. 2020) on reals: weight of mean (D(x) - D(T(x)))^2 (paper: 10; 0 = off)",
+    "penalty.bcr_fake": "bCR on fakes: weight of mean (D(G(z)) - D(T(G(z))))^2 (paper: 10; 0 = off)",
+    "penalty.cr_policy": "bCR's transforms T: color, translation, cutout (applied after augment.policy, p = 1)",
+    "penalty.zcr": "zCR (Zhao et al. 2020) for D: weight of mean (D(G(z)) - D(G(z + eps)))^2 (paper: 5; 0 = off)",
+    "penalty.zcr_gen": "zCR for G: weight of the diversity term -mean (G(z) - G(z + eps))^2 (paper: 0.5; 0 = off)",
+    "penalty.zcr_sigma": "zCR: standard deviation of the latent perturbation eps ~ N(0, sigma^2) (paper: 0.03)",
+    "schedule": ("named schedules {key, end, images, kind: cosine|linear}: key goes from its configured value to "
+                 "end over images real images (lr, beta2 as optim.g_beta2, penalty weights; see README)"),
     "doctor.d_acc_min_records": 'and at least this many records',
     "doctor.d_acc_window_steps": 'G steps of consecutive training records of D winning needed for a finding',
     "doctor.dead_fraction": "fraction of a dead window's records that show a zero gradient or constant losses",
@@ -967,6 +1062,8 @@ KEY_APPLIES: dict[str, str] = {
     "penalty.r1_every": "penalty.r1 > 0",
     "penalty.r2_every": "penalty.r2 > 0",
     "penalty.lecam_decay": "penalty.lecam > 0",
+    "penalty.cr_policy": "penalty.bcr_real or penalty.bcr_fake > 0",
+    "penalty.zcr_sigma": "penalty.zcr or penalty.zcr_gen > 0",
     "model.width": "dcgan/toy/resnet/progressive",
     "model.depth": "toy only",
     "model.hidden": "mlp/toy",

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["LOSS_KINDS", "TARGETED_KINDS", "RELATIVISTIC_KINDS", "discriminator_loss", "generator_loss",
-           "drift_penalty", "lecam_penalty", "discriminator_objective", "class_loss"]
+           "drift_penalty", "lecam_penalty", "discriminator_objective", "generator_objective", "class_loss"]
 
 LOSS_KINDS: tuple[str, ...] = ("minimax", "nonsaturating", "wasserstein", "lsgan", "hinge", "relativistic",
                                "relativistic_average")
@@ -172,39 +172,46 @@ def discriminator_objective(
     r2_gamma: float = 0.0,
     lecam_anchors: Optional[tuple[Tensor, Tensor]] = None,
     lecam_weight: float = 0.0,
+    bcr_real: Optional[Tensor] = None,
+    bcr_real_weight: float = 0.0,
+    bcr_fake: Optional[Tensor] = None,
+    bcr_fake_weight: float = 0.0,
+    zcr: Optional[Tensor] = None,
+    zcr_weight: float = 0.0,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """D's objective: the loss plus each active weighted regulariser (GP, R1, drift, AC-GAN CE, R2, LeCam).
+    """D's objective: the loss plus each active weighted regulariser (GP, R1, drift, AC-GAN CE, R2, LeCam, bCR, zCR).
 
     total = loss + gp_weight * GP + r1_gamma / 2 * R1 + drift_weight * mean(D(real)^2) + aux_weight * CE
-    + r2_gamma / 2 * R2 + lecam_weight * LeCam. Returns (total, parts) where parts holds `loss_d` and
-    each active term's unweighted value (`gp`, `r1`, `drift`, `class_d`: AC-GAN's class cross-entropy,
-    `r2`, `lecam`), for logging. GP, R1 and R2 are computed by `ganstab.penalties`; LeCam here from
-    the logits and the anchors (alpha_R, alpha_F) that the training loop keeps.
+    + r2_gamma / 2 * R2 + lecam_weight * LeCam + bcr_real_weight * bCR(real) + bcr_fake_weight * bCR(fake)
+    + zcr_weight * zCR(D). Returns (total, parts) where parts holds `loss_d` and each active term's
+    unweighted value (`gp`, `r1`, `drift`, `class_d`: AC-GAN's class cross-entropy, `r2`, `lecam`,
+    `bcr_real`, `bcr_fake`, `zcr_d`), for logging. GP, R1, R2 and the consistency terms are computed by
+    `ganstab.penalties`; LeCam here from the logits and the anchors (alpha_R, alpha_F) the loop keeps.
     """
     loss = discriminator_loss(kind, real_logits, fake_logits, real_target, fake_target)
+    drift = drift_penalty(real_logits) if drift_weight > 0 else None
+    lecam = None if lecam_anchors is None else lecam_penalty(real_logits, fake_logits, *lecam_anchors)
     parts: dict[str, Tensor] = {"loss_d": loss}
     total = loss
-    if gp is not None:
-        total = total + gp_weight * gp
-        parts["gp"] = gp
-    if r1 is not None:
-        total = total + 0.5 * r1_gamma * r1
-        parts["r1"] = r1
-    if drift_weight > 0:
-        drift = drift_penalty(real_logits)
-        total = total + drift_weight * drift
-        parts["drift"] = drift
-    if aux_class is not None:
-        total = total + aux_weight * aux_class
-        parts["class_d"] = aux_class
-    if r2 is not None:
-        total = total + 0.5 * r2_gamma * r2
-        parts["r2"] = r2
-    if lecam_anchors is not None:
-        lecam = lecam_penalty(real_logits, fake_logits, *lecam_anchors)
-        total = total + lecam_weight * lecam
-        parts["lecam"] = lecam
+    for name, term, weight in (("gp", gp, gp_weight), ("r1", r1, 0.5 * r1_gamma), ("drift", drift, drift_weight),
+                               ("class_d", aux_class, aux_weight), ("r2", r2, 0.5 * r2_gamma),
+                               ("lecam", lecam, lecam_weight), ("bcr_real", bcr_real, bcr_real_weight),
+                               ("bcr_fake", bcr_fake, bcr_fake_weight), ("zcr_d", zcr, zcr_weight)):
+        if term is not None:
+            total = total + weight * term
+            parts[name] = term
     return total, parts
+
+
+def generator_objective(loss: Tensor, zcr: Optional[Tensor] = None,
+                        zcr_weight: float = 0.0) -> tuple[Tensor, dict[str, Tensor]]:
+    """G's objective: its loss - zcr_weight * zCR(G), the diversity term mean (G(z) - G(z + eps))^2 (Zhao et al. 2020).
+
+    Returns (total, parts) where parts holds `zcr_g`, the unweighted diversity term, when given.
+    """
+    if zcr is None:
+        return loss, {}
+    return loss - zcr_weight * zcr, {"zcr_g": zcr}
 
 
 def class_loss(class_logits: Tensor, labels: Tensor) -> Tensor:

@@ -83,6 +83,28 @@ def clip_weights(module: nn.Module, c: float) -> None:
         param.clamp_(-c, c)
 
 
+def consistency_penalty(a: Tensor, b: Tensor) -> Tensor:
+    """mean_i mean_j (a_ij - b_ij)^2: per sample, the mean squared difference over its features, then over the batch.
+
+    Consistency regularisation (Zhao et al. 2020, "Improved Consistency Regularization for GANs"):
+    bCR uses it on D's logits of x and T(x) (reals and fakes, T a random transform), zCR on D's
+    logits of G(z) and G(z + eps) and, negated, on the images G(z), G(z + eps) as G's diversity term.
+    Both sides carry gradients. Over features it is a mean, not a sum (as StudioGAN's MSE), so a
+    weight means the same at any image size; for logits (B,) or (B, 1) it is mean_i (a_i - b_i)^2.
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"consistency penalty needs equal shapes, got {tuple(a.shape)} and {tuple(b.shape)}")
+    diff = (a.float() - b.float()).reshape(a.shape[0], -1)
+    return diff.pow(2).mean(dim=1).mean()
+
+
+def perturb_latents(z: Tensor, noise: Tensor, sigma: float) -> Tensor:
+    """zCR's perturbed latents z + sigma * noise, with noise ~ N(0, 1) drawn by the caller (so eps ~ N(0, sigma^2))."""
+    if z.shape != noise.shape:
+        raise ValueError(f"latents and noise shapes differ: {tuple(z.shape)} vs {tuple(noise.shape)}")
+    return z + sigma * noise
+
+
 def lazy_weight(weight: float, every: int, d_step: int) -> float:
     """Lazy regularisation (StyleGAN2): the full weight times `every` on every `every`-th D step, else 0."""
     if every < 1:

@@ -47,12 +47,17 @@ def check_config(cfg: Config) -> None:
         raise ConfigError(f"unknown model.arch {cfg.model.arch!r}; known architectures: "
                           f"{', '.join(architectures())}")
     policy = parse_policy(cfg.augment.policy)
+    bcr = cfg.penalty.bcr_real > 0 or cfg.penalty.bcr_fake > 0
+    cr_policy = parse_policy(cfg.penalty.cr_policy, "penalty.cr_policy")
     shape = dataset_shape(cfg.data)
     if shape is not None:
         check_fit(cfg.model, shape, cfg)
         if policy and len(shape) != 3:
             raise ConfigError(f"augment.policy transforms images, but {cfg.data.name} holds 2-D points; "
                               "remove augment.policy")
+        if bcr and cr_policy and len(shape) != 3:
+            raise ConfigError(f"penalty.bcr_real/penalty.bcr_fake compare D on images and their transforms, but "
+                              f"{cfg.data.name} holds 2-D points; remove them (penalty.zcr works on any data)")
     if cfg.log.tensorboard:
         require_tensorboard()
 

@@ -88,3 +88,21 @@ class InputsMixin:
         if not self.policy:
             return images
         return augment(images, self.policy, self.aug_gen, self.augment_p())
+
+    def augmented_pair(self, first: Tensor, second: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
+        """Both batches augmented with the same draws, sample for sample (zCR compares G(z) with G(z + eps)).
+
+        Without a second batch it is `augmented(first)` and None.
+        """
+        if second is None:
+            return self.augmented(first), None
+        if not self.policy:
+            return first, second
+        state = self.aug_gen.get_state()
+        first = augment(first, self.policy, self.aug_gen, self.augment_p())
+        self.aug_gen.set_state(state)
+        return first, augment(second, self.policy, self.aug_gen, self.augment_p())
+
+    def cr_transformed(self, images: Tensor) -> Tensor:
+        """bCR's T(x): `penalty.cr_policy` on every sample (p = 1), its parameters from the augmentation generator."""
+        return augment(images, self.cr_policy, self.aug_gen, 1.0)

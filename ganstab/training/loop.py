@@ -34,17 +34,21 @@ from ganstab.training.interfaces import (Divergence, EventSink, RunResult, RunSc
                                          training_eval_seed)
 from ganstab.training.eval_schedule import FIRST_EVAL_GUESS_SECONDS, EvalScheduleMixin
 from ganstab.training.inputs import InputsMixin
+from ganstab.training.networks import NetworksMixin
 from ganstab.training.lecam import LeCamAnchors
 from ganstab.training.outputs import OutputsMixin
 from ganstab.training.progress import Progress
 from ganstab.training.recovery import RecoveryMixin
+from ganstab.training.consistency import ConsistencyMixin
+from ganstab.training.hyper import HyperMixin
 from ganstab.training.state import TrainerState
 
 
 __all__ = ["FIRST_EVAL_GUESS_SECONDS", "Trainer", "RunResult", "Divergence", "Watcher", "RunScorer", "EventSink", "training_eval_seed"]
 
 
-class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin, EvalScheduleMixin):
+class Trainer(NetworksMixin, InputsMixin, TrainerState, RecoveryMixin, OutputsMixin, EvalScheduleMixin, ConsistencyMixin,
+              HyperMixin):
     """n_critic D steps and one G step per step, logging, sampling, checkpointing and recovering."""
 
     def __init__(self, cfg: Config, data: DataSource, generator: nn.Module, discriminator: nn.Module,
@@ -75,6 +79,7 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin, EvalSchedu
         self.opt_d = make_optimizer(cfg.optim.name, self.d_trainable, cfg.optim.d_lr, cfg.optim.d_betas)
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
         self.policy = parse_policy(cfg.augment.policy)
+        self.cr_policy = parse_policy(cfg.penalty.cr_policy, "penalty.cr_policy")
         self.aug_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 4)
         self.ada = (AdaController(cfg.augment.ada_target, cfg.augment.ada_interval, cfg.augment.ada_speed_images)
                     if cfg.augment.ada_target > 0 else None)
@@ -98,36 +103,7 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin, EvalSchedu
         self._last_eval_step = -1
         self._pending_fake: Optional[Tensor] = None
         self._pending_kw: dict[str, Any] = {}
-
-    def _prepare_networks(self, generator: nn.Module, discriminator: nn.Module) -> tuple[nn.Module, nn.Module]:
-        """SyncBN under DDP when asked for, channels_last for conv nets on CUDA."""
-        if self.dist.active and self.cfg.train.sync_bn:
-            generator = nn.SyncBatchNorm.convert_sync_batchnorm(generator)
-            discriminator = nn.SyncBatchNorm.convert_sync_batchnorm(discriminator)
-        self.memory_format = torch.preserve_format
-        if self.device.type == "cuda" and len(self.shape) == 3:
-            self.memory_format = torch.channels_last
-            generator.to(memory_format=torch.channels_last)
-            discriminator.to(memory_format=torch.channels_last)
-        return generator, discriminator
-
-    def _compile(self) -> None:
-        """torch.compile G and D where supported; fall back to eager with a message otherwise."""
-        saved = [{k: v.clone() for k, v in net.state_dict().items()} for net in (self.G, self.D)]
-        try:
-            g_compiled = torch.compile(self.G_net)
-            d_compiled = torch.compile(self.D)
-            kw = self.g_kwargs()
-            with torch.no_grad():
-                d_compiled(g_compiled(self.latent_local(2), **kw), **kw)
-        except Exception as exc:  # compile support varies by platform and PyTorch build
-            self.echo(f"train.compile: torch.compile is not supported here ({type(exc).__name__}); "
-                      "continuing without it")
-            return
-        finally:
-            for net, state in zip((self.G, self.D), saved):  # the probe must not move BN statistics
-                net.load_state_dict(state)
-        self.g_forward, self.d_forward = g_compiled, d_compiled
+        self._pending_fake_eps: Optional[Tensor] = None
 
     # ----------------------------------------------------------------- inputs
     def g_kwargs(self) -> dict[str, Any]:
@@ -135,16 +111,18 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin, EvalSchedu
         return {}
 
     # ----------------------------------------------------------------- phases
-    def _fakes_for_d(self, n: int, kw: dict[str, Any]) -> Tensor:
-        """Fakes for the D step: no-grad, or kept for the G step when `train.reuse_fakes` applies."""
+    def _fakes_for_d(self, n: int, kw: dict[str, Any]) -> tuple[Tensor, Optional[Tensor]]:
+        """Fakes (and zCR's G(z + eps)) for the D step: no-grad, or kept for the G step under `train.reuse_fakes`."""
         precision = self.cfg.train.precision
         if self._reuse_fakes():
             with parallel.autocast(precision, self.device):
-                self._pending_fake = self.g_forward(self.latent(n), **kw)
+                self._pending_fake, self._pending_fake_eps = self.generate(n, kw)
                 self._pending_kw = kw
-            return self._pending_fake.detach().float()  # D's loss does not reach G
-        with torch.no_grad(), parallel.autocast(precision, self.device):
-            return self.g_forward(self.latent(n), **kw).float()
+            fake, fake_eps = self._pending_fake.detach(), self._pending_fake_eps  # D's loss does not reach G
+        else:
+            with torch.no_grad(), parallel.autocast(precision, self.device):
+                fake, fake_eps = self.generate(n, kw)
+        return fake.float(), None if fake_eps is None else fake_eps.detach().float()
 
     def d_step(self) -> None:
         """One D update: objective on a fresh real batch and no-grad fakes, step, then clipping."""
@@ -153,23 +131,25 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin, EvalSchedu
         real = self.real_batch()
         if self.num_classes:  # fakes get the reals' labels: every GP interpolate has one label
             kw["y"] = self.real_labels()
-        fake = self._fakes_for_d(real.shape[0], kw)
-        real, fake = self.augmented(real), self.augmented(fake)
+        fake, fake_eps = self._fakes_for_d(real.shape[0], kw)
+        real, (fake, fake_eps) = self.augmented(real), self.augmented_pair(fake, fake_eps)
         alpha = self.gp_alpha(real.shape[0]) if cfg.penalty.gp > 0 else None
-        r1_gamma = penalties.lazy_weight(cfg.penalty.r1, cfg.penalty.r1_every, self.d_steps)
-        r2_gamma = penalties.lazy_weight(cfg.penalty.r2, cfg.penalty.r2_every, self.d_steps)
+        r1_gamma = penalties.lazy_weight(self.hyper("penalty.r1"), cfg.penalty.r1_every, self.d_steps)
+        r2_gamma = penalties.lazy_weight(self.hyper("penalty.r2"), cfg.penalty.r2_every, self.d_steps)
+        extra = self.consistency_inputs(real, fake, fake_eps)
         with parallel.autocast(cfg.train.precision, self.device):
-            d_real, d_fake, gp, r1, classes, r2 = self.critic_net(
+            d_real, d_fake, gp, r1, classes, r2, extra_logits = self.critic_net(
                 real, fake, gp_alpha=alpha, gp_target=cfg.penalty.gp_target, r1=r1_gamma > 0,
-                scale=self._penalty_scale(), d_kwargs=kw, r2=r2_gamma > 0)
+                scale=self._penalty_scale(), d_kwargs=kw, r2=r2_gamma > 0, extra=tuple(extra.values()))
             aux = None if classes is None else (losses.class_loss(classes[0], kw["y"])
                                                 + losses.class_loss(classes[1], kw["y"]))
             anchors = None if self.lecam is None else self.lecam.update(d_real, d_fake, self.dist)
+            cr = self.consistency_objective_terms(d_real, d_fake, dict(zip(extra, extra_logits)))
             total, parts = losses.discriminator_objective(
                 cfg.loss.kind, d_real, d_fake, cfg.loss.real_label, cfg.loss.fake_label, gp=gp,
-                gp_weight=cfg.penalty.gp, r1=r1, r1_gamma=r1_gamma, drift_weight=cfg.penalty.drift,
+                gp_weight=self.hyper("penalty.gp"), r1=r1, r1_gamma=r1_gamma, drift_weight=self.hyper("penalty.drift"),
                 aux_class=aux, aux_weight=cfg.loss.acgan_weight, r2=r2, r2_gamma=r2_gamma,
-                lecam_anchors=anchors, lecam_weight=cfg.penalty.lecam)
+                lecam_anchors=anchors, lecam_weight=self.hyper("penalty.lecam"), **cr)
         self.opt_d.zero_grad(set_to_none=True)
         self.scaler_d.scale(total).backward()
         self.scaler_d.step(self.opt_d)
@@ -177,8 +157,7 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin, EvalSchedu
         if cfg.penalty.clip > 0:
             penalties.clip_weights(self.D, cfg.penalty.clip)
         self.d_steps += 1
-        for name, value in parts.items():
-            self.recorder.record(name, value.detach())
+        self.recorder.record_all(parts)
         d_real, d_fake = d_real.detach().float(), d_fake.detach().float()
         if self.ada is not None:
             self.ada.observe(d_real)
@@ -198,10 +177,13 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin, EvalSchedu
         try:
             with parallel.autocast(cfg.train.precision, self.device):
                 fake, kw, self._pending_fake = self._pending_fake, self._pending_kw, None
+                fake_eps, self._pending_fake_eps = self._pending_fake_eps, None
                 if fake is None:
                     kw = self.fake_kwargs(cfg.train.batch_size)
-                    fake = self.g_forward(self.latent(cfg.train.batch_size), **kw)
+                    fake, fake_eps = self.generate(cfg.train.batch_size, kw)
                 loss = self._g_objective(self.augmented(fake), kw)
+                loss, g_parts = losses.generator_objective(loss, self.generator_consistency(fake, fake_eps),
+                                                           self.hyper("penalty.zcr_gen"))
             self.opt_g.zero_grad(set_to_none=True)
             self.scaler_g.scale(loss).backward()
             self.scaler_g.step(self.opt_g)
@@ -210,6 +192,7 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin, EvalSchedu
             for param in self.d_trainable:  # frozen blocks (model.freeze_d) stay frozen
                 param.requires_grad_(True)
         self.recorder.record("loss_g", loss.detach())
+        self.recorder.record_all(g_parts)
         if self.G_ema is not None:
             update_ema(self.G_ema, self.G, ema_beta(cfg.train.batch_size * self.dist.world, cfg.train.ema))
 
@@ -232,7 +215,8 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin, EvalSchedu
         return self.d_forward(x, **kw), None
 
     def train_step(self) -> None:
-        """n_critic D steps, then one G step."""
+        """The scheduled values for this step, n_critic D steps, then one G step."""
+        self.apply_schedules()
         for _ in range(self.cfg.train.n_critic):
             self.d_step()
         self.g_step()
@@ -262,6 +246,7 @@ class Trainer(InputsMixin, TrainerState, RecoveryMixin, OutputsMixin, EvalSchedu
             "time": round(self.elapsed, 3),
         }
         fixed.update(self.extra_log())
+        fixed.update(self.schedule_log())
         if self.dist.active:
             means = parallel.all_reduce_mean(self.recorder.pending(), self.dist, self.device)
             self.recorder.load_state_dict({"sums": means, "counts": {k: 1 for k in means}})

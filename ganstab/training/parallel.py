@@ -139,8 +139,9 @@ def barrier(ctx: DistContext) -> None:
 class CriticPass(nn.Module):
     """Every D evaluation of one D step in a single module call, so DDP sees one forward per backward.
 
-    Returns (d_real, d_fake, gp, r1, classes, r2); gp/r1/r2 are None when not requested, classes holds
-    the class logits on reals and fakes of an AC-GAN discriminator (None otherwise). The penalties are
+    Returns (d_real, d_fake, gp, r1, classes, r2, extra_logits); gp/r1/r2 are None when not requested,
+    classes holds the class logits on reals and fakes of an AC-GAN discriminator (None otherwise),
+    extra_logits D's logits on each batch of `extra` (the consistency terms' T(x) and G(z + eps)). The penalties are
     the pure functions of `ganstab.penalties`; this module only groups the calls.
     """
 
@@ -150,9 +151,9 @@ class CriticPass(nn.Module):
 
     def forward(self, real: Tensor, fake: Tensor, gp_alpha: Optional[Tensor] = None, gp_target: float = 1.0,
                 r1: bool = False, scale: float | Tensor = 1.0, d_kwargs: Optional[dict[str, Any]] = None,
-                r2: bool = False,
+                r2: bool = False, extra: tuple[Tensor, ...] = (),
                 ) -> tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor], Optional[tuple[Tensor, Tensor]],
-                           Optional[Tensor]]:
+                           Optional[Tensor], tuple[Tensor, ...]]:
         """D logits on reals and fakes plus the requested penalties (and AC-GAN class logits)."""
         kw = d_kwargs or {}
 
@@ -171,7 +172,7 @@ class CriticPass(nn.Module):
             gp = penalties.gradient_penalty(critic, real, fake, gp_target, alpha=gp_alpha, scale=scale)
         r1_value = penalties.r1_penalty(critic, real, scale=scale) if r1 else None
         r2_value = penalties.r2_penalty(critic, fake, scale=scale) if r2 else None
-        return d_real, d_fake, gp, r1_value, classes, r2_value
+        return d_real, d_fake, gp, r1_value, classes, r2_value, tuple(critic(x) for x in extra)
 
 
 def wrap_ddp(module: nn.Module, ctx: DistContext, device: torch.device) -> nn.Module:

@@ -48,6 +48,11 @@ class Recorder:
             self._sums[name] = value
             self._counts[name] = 1
 
+    def record_all(self, values: dict[str, Any]) -> None:
+        """`record` each (name, value) of a dict (an objective's parts)."""
+        for name, value in values.items():
+            self.record(name, value)
+
     def pending(self) -> dict[str, float]:
         """Means of the values recorded since the last flush, as Python floats."""
         out = {}

@@ -116,8 +116,8 @@ class RecoveryMixin:
                 f"see 'ganstab doctor {self.out}'")
 
     def apply_lr_scale(self) -> None:
-        """Set each optimiser's lr to its configured lr times its recovery scale."""
-        for opt, base, scale in ((self.opt_g, self.cfg.optim.g_lr, self.lr_scale_g),
-                                 (self.opt_d, self.cfg.optim.d_lr, self.lr_scale_d)):
+        """Set each optimiser's lr to its configured (or scheduled: `hyper`) lr times its recovery scale."""
+        for opt, base, scale in ((self.opt_g, self.hyper("optim.g_lr"), self.lr_scale_g),
+                                 (self.opt_d, self.hyper("optim.d_lr"), self.lr_scale_d)):
             for group in opt.param_groups:
                 group["lr"] = base * scale

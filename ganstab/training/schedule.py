@@ -1,4 +1,8 @@
-"""Progressive-growing schedule (Karras et al. 2018) as pure functions of images seen.
+"""Schedules as pure functions of images seen: progressive growing's phases and the `schedule.*` ramps.
+
+`schedule_value` moves a value from start to end over a number of real images (linear, or a
+half cosine as R3GAN's recipes do for gamma, the learning rate and Adam's beta2), and
+`scheduled_values` evaluates every `schedule.<name>` entry of a config at `images_seen`.
 
 The schedule is a sequence of phases measured in real images shown to D:
 
@@ -13,11 +17,41 @@ the same resolution and alpha without storing any flags.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+from ganstab.config import Config, configured_value
 from ganstab.models.progressive import is_pow2, next_pow2
 
-__all__ = ["ProgressiveSchedule", "is_pow2", "next_pow2", "phase_index", "progressive_state", "schedule_from_epochs"]
+__all__ = ["ProgressiveSchedule", "is_pow2", "next_pow2", "phase_index", "progressive_state", "schedule_from_epochs",
+           "schedule_value", "scheduled_values"]
+
+
+def schedule_value(start: float, end: float, images: int, images_seen: int, kind: str = "cosine") -> float:
+    """start + (end - start) * s(t), t = min(images_seen / images, 1); s = t (linear) or (1 - cos(pi t)) / 2 (cosine).
+
+    The value is `start` at 0 images and `end` from `images` on; the cosine moves slowly at both
+    ends (R3GAN's `cosine_decay_with_warmup` without warm-up has the same shape).
+    """
+    if images < 1:
+        raise ValueError(f"a schedule needs images >= 1, got {images}")
+    if images_seen < 0:
+        raise ValueError(f"images_seen must be >= 0, got {images_seen}")
+    t = min(images_seen / images, 1.0)
+    if kind == "linear":
+        shape = t
+    elif kind == "cosine":
+        shape = 0.5 * (1.0 - math.cos(math.pi * t))
+    else:
+        raise ValueError(f"unknown schedule kind {kind!r}; known kinds: linear, cosine")
+    return end if t >= 1.0 else start + (end - start) * shape
+
+
+def scheduled_values(cfg: Config, images_seen: int) -> dict[str, float]:
+    """{scheduled key: its value after images_seen real images}, each starting from the key's configured value."""
+    return {entry.key: schedule_value(configured_value(cfg, entry.key), entry.end, entry.images, images_seen,
+                                      entry.kind)
+            for entry in cfg.schedule.values()}
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,7 @@ class TrainerState:
                 scaler.load_state_dict(state[name])
         if state.get("doctor"):
             self.tracker.load_state_dict(state["doctor"])
+        self.apply_schedules()  # the restored images_seen's scheduled values (lrs times the restored scales)
 
     def save_checkpoint(self) -> Path:
         """Write the current state atomically and keep the newest `log.keep_checkpoints`."""
