@@ -245,21 +245,23 @@ class ImageGenerator(nn.Module):
 
     def __init__(self, generator: nn.Module, meta: Mapping[str, Any], source: str = "this generator") -> None:
         super().__init__()
-        shape = tuple(int(s) for s in meta["data"]["shape"])
-        if meta["data"].get("kind") == "points" or len(shape) != 3:
+        if meta["data"].get("kind") == "points" or len(meta["data"]["shape"]) != 3:
             raise UsageError(f"{source} generates 2-D points (data.name={meta['data']['name']}), not images; "
                              "image tools cannot read them: write them with ganstab sample --format npy")
-        if shape[0] not in (1, 3):
-            raise UsageError(f"{source} generates {shape[0]}-channel images; only gray (1) or RGB (3) images "
-                             "can be given to image tools: use ganstab sample --format npy for the raw values")
         self.generator = generator.eval()
         self.meta = dict(meta)
         self.latent_dim = int(meta["model"]["latent_dim"])
         self.num_classes = int(meta.get("num_classes") or 0)
         self.class_names = list(meta.get("class_names") or [])
-        self.image_shape = shape
         self.g_kwargs = dict(meta.get("g_kwargs") or {})
         super().train(False)
+        with torch.no_grad():  # the shape G really draws (a progressive G exports at the resolution it reached)
+            labels = torch.zeros(1, dtype=torch.long) if self.num_classes else None
+            probe = self(torch.zeros(1, self.latent_dim), labels)
+        self.image_shape: tuple[int, ...] = tuple(probe.shape[1:])
+        if self.image_shape[0] not in (1, 3):
+            raise UsageError(f"{source} generates {self.image_shape[0]}-channel images; only gray (1) or RGB (3) "
+                             "images can be given to image tools: use ganstab sample --format npy for the raw values")
 
     def train(self, mode: bool = True) -> "ImageGenerator":
         """Stays in eval mode whatever `mode` says: an exported G samples with its running statistics."""

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ganstab.config import validate
+from ganstab.config import load_config, validate
 from ganstab.errors import UsageError
 from ganstab.export import (ImageGenerator, UInt8Generator, generator_meta, load_generator, load_generator_module,
                             save_generator, write_samples)
@@ -120,6 +120,16 @@ def test_conditional_module_fixed_class_drawn_labels_and_given_labels(tmp_path: 
         with torch.no_grad():
             expected = quantize(module(z, labels))
         assert torch.equal(drawn(z)[:, 1], expected[:, 0])
+
+
+def test_progressive_module_draws_at_the_resolution_it_reached(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    cfg = load_config(preset="progan", overrides=["data.name=digits", f"model.latent_dim={LATENT}"])
+    net = build_generator(cfg.model, (1, 8, 8), cfg, 0)
+    meta = generator_meta(cfg, (1, 8, 8), "image", True, 20, 320, {"resolution": 4, "alpha": 1.0})
+    module = load_generator_module(save_generator(tmp_path / "run", net, meta).parent, **QUIET)
+    assert module.image_shape == (1, 4, 4)
+    assert module.uint8()(_latents(3)).shape == (3, 3, 4, 4)
 
 
 def test_module_stays_in_eval_mode(tmp_path: Path) -> None:
