@@ -22,11 +22,12 @@ from ganstab.data.toy import grid25_centers, ring8_centers
 from ganstab.errors import CheckpointError, ConfigError, UsageError
 from ganstab.models import build_generator
 from ganstab.rundir import RunDir, atomic_write, atomic_write_via, load_checkpoint, newest_valid_checkpoint
-from ganstab.sampling import generate, save_image_grid, save_scatter, to_uint8
+from ganstab.sampling import generate, save_image_grid, save_scatter, to_uint8, to_uint8_rgb
 
 __all__ = ["FORMAT", "TRAINING_ONLY_MODEL_KEYS", "generator_meta", "save_generator", "load_generator", "generator_from_checkpoint",
            "load_run_generator", "GRID_MAX", "SAMPLE_CHUNK", "sample_bytes", "check_grid_size",
-           "check_sample_space", "sample_class_labels", "write_samples"]
+           "check_sample_space", "sample_class_labels", "write_samples", "ImageGenerator", "UInt8Generator",
+           "load_generator_module"]
 
 FORMAT = "ganstab-generator-1"
 GRID_MAX = 10_000  # most samples one PNG grid (or scatter plot) shows; more need --format folder or npy
@@ -238,3 +239,96 @@ def write_samples(generator: nn.Module, meta: dict[str, Any], n: int, out: Path,
     rows = None if not all_classes or labels is None else n // int(meta["num_classes"])
     return atomic_write_via(out, lambda tmp: save_image_grid(samples, tmp, nrow=rows))
 
+
+
+class ImageGenerator(nn.Module):
+    """An exported image G as a plain module: forward(z, labels=None) -> float (N, C, H, W) in [-1, 1].
+
+    z is (N, latent_dim) drawn from N(0, I); a class-conditional G needs `labels`, (N,) class indices.
+    It stays in eval mode (BN uses its running statistics); `uint8()` wraps it for FID tools.
+    """
+
+    def __init__(self, generator: nn.Module, meta: Mapping[str, Any], source: str = "this generator") -> None:
+        super().__init__()
+        if meta["data"].get("kind") == "points" or len(meta["data"]["shape"]) != 3:
+            raise UsageError(f"{source} generates 2-D points (data.name={meta['data']['name']}), not images; "
+                             "image tools cannot read them: write them with ganstab sample --format npy")
+        self.generator = generator.eval()
+        self.meta = dict(meta)
+        self.latent_dim = int(meta["model"]["latent_dim"])
+        self.num_classes = int(meta.get("num_classes") or 0)
+        self.class_names = list(meta.get("class_names") or [])
+        self.g_kwargs = dict(meta.get("g_kwargs") or {})
+        super().train(False)
+        with torch.no_grad():  # the shape G really draws (a progressive G exports at the resolution it reached)
+            labels = torch.zeros(1, dtype=torch.long) if self.num_classes else None
+            probe = self(torch.zeros(1, self.latent_dim), labels)
+        self.image_shape: tuple[int, ...] = tuple(probe.shape[1:])
+        if self.image_shape[0] not in (1, 3):
+            raise UsageError(f"{source} generates {self.image_shape[0]}-channel images; only gray (1) or RGB (3) "
+                             "images can be given to image tools: use ganstab sample --format npy for the raw values")
+
+    def train(self, mode: bool = True) -> "ImageGenerator":
+        """Stays in eval mode whatever `mode` says: an exported G samples with its running statistics."""
+        return super().train(False)
+
+    def forward(self, z: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Images for latents z (N, latent_dim) and, for a conditional G, class indices `labels` (N,)."""
+        if z.dim() != 2 or z.shape[1] != self.latent_dim:
+            raise UsageError(f"z has shape {tuple(z.shape)}; this generator takes (N, {self.latent_dim}) latents "
+                             "drawn from N(0, I)")
+        device = next(self.generator.parameters()).device
+        if self.num_classes and labels is None:
+            raise UsageError(f"this generator is class-conditional ({self.num_classes} classes): pass labels (N,) "
+                             "or use .uint8(class_index=K), which draws them")
+        if not self.num_classes and labels is not None:
+            raise UsageError("this generator is unconditional: call it without labels")
+        extra: dict[str, Any] = {}
+        if labels is not None:
+            labels = torch.as_tensor(labels).long()
+            in_range = not len(labels) or 0 <= int(labels.min()) <= int(labels.max()) < self.num_classes
+            if labels.shape != (z.shape[0],) or not in_range:
+                raise UsageError(f"labels must be {z.shape[0]} class indices in 0..{self.num_classes - 1}, one per "
+                                 f"latent; got shape {tuple(labels.shape)}")
+            extra["y"] = labels.to(device)
+        return self.generator(z.to(device), **self.g_kwargs, **extra)
+
+    def uint8(self, class_index: Optional[int] = None, seed: int = 0) -> "UInt8Generator":
+        """This G for FID tools: forward(z) -> uint8 (N, 3, H, W) in [0, 255]; see UInt8Generator."""
+        return UInt8Generator(self, class_index, seed)
+
+
+class UInt8Generator(nn.Module):
+    """forward(z) -> uint8 (N, 3, H, W) in [0, 255]: torch-fidelity's generator input and clean-fid's `gen=`.
+
+    Pixels follow ganstab.sampling.quantize (the rule of `ganstab sample --format folder`), gray is repeated on
+    three channels. A conditional G samples class `class_index`, or, without one, labels drawn uniformly on
+    each call from a generator seeded with `seed`; labels passed to forward are used as given.
+    """
+
+    def __init__(self, images: ImageGenerator, class_index: Optional[int] = None, seed: int = 0) -> None:
+        super().__init__()
+        if class_index is not None and not images.num_classes:
+            raise UsageError("class_index needs a class-conditional generator; this one is unconditional")
+        if class_index is not None and not 0 <= class_index < images.num_classes:
+            raise UsageError(f"class_index {class_index} is out of range: this generator has {images.num_classes} "
+                             f"classes (0..{images.num_classes - 1})")
+        self.images = images
+        self.class_index = class_index
+        self.z_size = images.latent_dim
+        self.label_rng = torch.Generator().manual_seed(seed)
+
+    @torch.no_grad()
+    def forward(self, z: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """uint8 (N, 3, H, W) images in [0, 255] for latents z (N, latent_dim), on G's device."""
+        if labels is None and self.images.num_classes:
+            labels = (torch.full((z.shape[0],), self.class_index, dtype=torch.long) if self.class_index is not None
+                      else torch.randint(0, self.images.num_classes, (z.shape[0],), generator=self.label_rng))
+        return to_uint8_rgb(self.images(z, labels))
+
+
+def load_generator_module(run_dir: str | Path, device: str = "cpu",
+                          echo: Callable[[str], None] = print) -> ImageGenerator:
+    """A run's generator as an ImageGenerator module (exported, else newest checkpoint); 2-D point runs refused."""
+    generator, meta = load_run_generator(Path(run_dir), device, echo)
+    return ImageGenerator(generator, meta, source=f"run {str(run_dir)!r}")

@@ -13,6 +13,9 @@ from torch import Tensor, nn
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+__all__ = ["generate", "quantize", "to_uint8", "to_uint8_rgb", "image_grid", "save_image_grid", "save_scatter",
+           "save_figure", "save_image_folder", "class_rows"]
+
 
 @torch.no_grad()
 def generate(generator: nn.Module, z: Tensor, batch_size: int = 256, labels: Optional[Tensor] = None,
@@ -30,10 +33,25 @@ def generate(generator: nn.Module, z: Tensor, batch_size: int = 256, labels: Opt
     return torch.cat(outs).cpu()
 
 
+def quantize(images: Tensor) -> Tensor:
+    """(N, C, H, W) in [-1, 1] -> uint8 (N, C, H, W): round((clamp(x, -1, 1) + 1) * 127.5), halves to even (0 -> 128).
+
+    The one pixel rule of every PNG, grid and uint8 tensor ganstab writes: -1 -> 0, 1 -> 255.
+    """
+    return ((images.detach().float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
+
+
 def to_uint8(images: Tensor) -> np.ndarray:
-    """(N, C, H, W) in [-1, 1] -> uint8 (N, H, W, C)."""
-    arr = ((images.clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
-    return arr.permute(0, 2, 3, 1).cpu().numpy()
+    """(N, C, H, W) in [-1, 1] -> uint8 (N, H, W, C), by `quantize`."""
+    return quantize(images).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def to_uint8_rgb(images: Tensor) -> Tensor:
+    """(N, 1 or 3, H, W) in [-1, 1] -> uint8 (N, 3, H, W) by `quantize`; gray repeated on 3 channels for FID tools."""
+    if images.dim() != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"expected images of shape (N, 1 or 3, H, W), got {tuple(images.shape)}")
+    pixels = quantize(images)
+    return pixels.repeat(1, 3, 1, 1) if pixels.shape[1] == 1 else pixels
 
 
 def image_grid(images: Tensor, nrow: Optional[int] = None, pad: int = 2, upscale: int = 1) -> np.ndarray:
