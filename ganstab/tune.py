@@ -173,7 +173,7 @@ def read_space(path: str | Path) -> dict[str, Param]:
 
 
 _COMMON_SPACE: dict[str, Any] = {
-    "loss.kind": {"choices": ["nonsaturating", "hinge", "wasserstein", "lsgan"]},
+    "loss.kind": {"choices": ["nonsaturating", "hinge", "wasserstein", "lsgan", "relativistic"]},
     "model.d_norm": {"choices": ["none", "spectral", "layer"]},
     "model.g_norm": {"choices": ["none", "batch", "layer"]},
     "optim.g_lr": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True},
@@ -184,9 +184,11 @@ _COMMON_SPACE: dict[str, Any] = {
     "loss.real_label": {"choices": [1.0, 0.9]},  # one-sided smoothing only (Salimans et al. 2016)
     "penalty.gp": {"choices": [0.0, 1.0, 10.0]},
     "penalty.r1": {"choices": [0.0, 0.1, 1.0, 10.0]},
+    "penalty.r2": {"choices": [0.0, 0.1, 1.0, 10.0]},  # R1 on fakes (R3GAN pairs it with the relativistic loss)
     "train.ema": {"choices": [0.0, 10000.0]},
 }
-_AUGMENT = {"augment.policy": {"choices": ["", "translation", "color,translation,cutout"]}}
+_AUGMENT = {"augment.policy": {"choices": ["", "translation", "color,translation,cutout"]},
+            "penalty.lecam": {"choices": [0.0, 0.3]}}  # LeCam (Tseng et al. 2021), for a D that overfits few images
 # images: the networks too, since under a wall-clock budget small fully connected nets can beat convolutional ones
 _NETWORKS = {"model.arch": {"choices": ["mlp", "dcgan"]}}
 DEFAULT_SPACES: dict[str, dict[str, Any]] = {

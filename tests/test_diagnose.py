@@ -903,7 +903,7 @@ BN_D_CONTEXTS = [{"loss_kind": kind, "d_norm": "batch", "n_critic": n_critic}
 def test_advice_for_a_batch_norm_d_never_proposes_a_penalty_the_config_refuses(code: str, context: dict) -> None:
     advice = advice_for(code, context)
     for sentence in re.split(r"\. (?=[A-Z])", advice):
-        if "penalty.r1" in sentence or "penalty.gp" in sentence:
+        if "penalty.r1" in sentence or "penalty.gp" in sentence or "penalty.r2" in sentence:
             assert "model.d_norm=layer" in sentence or "model.d_norm=spectral" in sentence, (code, advice)
 
 
@@ -912,3 +912,29 @@ def test_collapse_advice_for_a_batch_norm_d_leads_with_hinge_and_spectral_norm()
         "Batch norm in D couples the samples of a batch and rules out R1 and the gradient penalty: try "
         "loss.kind=hinge with model.d_norm=spectral and TTUR (optim.d_lr=4e-4, optim.g_lr=1e-4), or "
         "loss.kind=wasserstein with penalty.gp=10, train.n_critic=5 and model.d_norm=layer (WGAN-GP).")
+
+
+def test_oscillation_advice_offers_the_relativistic_loss_with_r1_and_r2() -> None:
+    assert advice_for("oscillation", {"loss_kind": "hinge", "d_norm": "spectral"}) == (
+        "Add the R1 penalty penalty.r1=10 (Mescheder et al. 2018) and lower both learning rates (optim.d_lr, "
+        "optim.g_lr); an EMA of G (train.ema > 0) steadies the samples. Or switch to the relativistic pairing loss "
+        "with both penalties (loss.kind=relativistic, penalty.r1=0.05 and penalty.r2=0.05, or --preset r3gan): "
+        "R3GAN (Huang et al. 2024) shows it converges locally where other losses can circle.")
+    assert advice_for("oscillation", {"loss_kind": "relativistic", "r1": 0.05, "d_norm": "none"}) == (
+        "Raise the R1 penalty penalty.r1 and lower both learning rates (optim.d_lr, optim.g_lr); an EMA of G "
+        "(train.ema > 0) steadies the samples. The relativistic loss needs R2 beside R1 for its convergence "
+        "result: set penalty.r2 to the value of penalty.r1.")
+    assert "relativistic" not in advice_for("oscillation", {"loss_kind": "relativistic", "r1": 0.05, "r2": 0.05})
+
+
+def test_d_overfitting_advice_offers_lecam_once() -> None:
+    full = {"augment_policy": "color,translation,cutout", "r1": 1.0, "d_norm": "none"}
+    assert advice_for("d_overfitting", full) == (
+        "Augmentation is already at its strongest setting; add LeCam (penalty.lecam=0.3, Tseng et al. 2021, made "
+        "for limited data), raise penalty.r1, or train on more images (the samples will degrade from here).")
+    assert "LeCam" not in advice_for("d_overfitting", {**full, "lecam": 0.3})
+
+
+def test_context_reads_r2_and_lecam_from_the_config() -> None:
+    context = context_from_config({"loss": {"kind": "relativistic"}, "penalty": {"r1": 0.1, "r2": 0.2, "lecam": 0.3}})
+    assert (context["loss_kind"], context["r1"], context["r2"], context["lecam"]) == ("relativistic", 0.1, 0.2, 0.3)

@@ -123,7 +123,10 @@ def test_space_parses_ranges_and_choices(files: tuple[Path, Path]) -> None:
 def test_default_spaces_parse_and_fit_their_data() -> None:
     for kind in tune.DEFAULT_SPACES:
         space = tune.default_space(kind)
-        assert {"loss.kind", "optim.g_lr", "optim.d_lr", "penalty.gp", "penalty.r1", "train.ema"} <= set(space)
+        assert {"loss.kind", "optim.g_lr", "optim.d_lr", "penalty.gp", "penalty.r1", "penalty.r2",
+                "train.ema"} <= set(space)
+        assert "relativistic" in space["loss.kind"].choices
+        assert ("penalty.lecam" in space) == (kind != "points")
         assert space["optim.g_lr"].log and space["loss.real_label"].choices == (1.0, 0.9)
         assert ("augment.policy" in space) == (kind != "points")
         assert (space["model.arch"].choices if "model.arch" in space else None) == (

@@ -23,6 +23,8 @@ KEY_LOSS = "loss.kind"
 KEY_REAL_LABEL = "loss.real_label"
 KEY_GP = "penalty.gp"
 KEY_R1 = "penalty.r1"
+KEY_R2 = "penalty.r2"
+KEY_LECAM = "penalty.lecam"
 KEY_DRIFT = "penalty.drift"
 KEY_D_NORM = "model.d_norm"
 KEY_N_CRITIC = "train.n_critic"
@@ -46,11 +48,13 @@ _FAMILIES = {
     "ns": "ns", "non_saturating": "ns", "nonsaturating": "ns", "bce": "ns", "vanilla": "ns",
     "standard": "ns", "gan": "ns",
     "lsgan": "lsgan", "least_squares": "lsgan", "ls": "lsgan", "lsq": "lsgan", "mse": "lsgan",
+    "relativistic": "relativistic", "rpgan": "relativistic", "relativistic_average": "relativistic",
+    "ragan": "relativistic",
 }
 
 
 def loss_family(context: Mapping[str, Any] | None) -> str | None:
-    """Normalised loss family of the run: wasserstein, hinge, minimax, ns, lsgan, or None if unknown."""
+    """Normalised loss family of the run: wasserstein, hinge, minimax, ns, lsgan, relativistic, or None if unknown."""
     if not context or context.get("loss_kind") is None:
         return None
     name = str(context["loss_kind"]).strip().lower().replace("-", "_").replace(" ", "_")
@@ -101,7 +105,7 @@ def _can_offer_r1(context: Mapping[str, Any]) -> bool:
 
 
 def _bn_penalty_note(context: Mapping[str, Any]) -> str | None:
-    if _d_norm(context) == "batch" and (_active(context, "gp") or _active(context, "r1")):
+    if _d_norm(context) == "batch" and any(_active(context, key) for key in ("gp", "r1", "r2")):
         return (
             "Batch norm in D couples samples and breaks the per-sample gradient penalty; "
             f"set {KEY_D_NORM}=layer (or spectral)."
@@ -178,8 +182,9 @@ def _d_overfitting(context: Mapping[str, Any]) -> str:
         )
     missing = [name for name in POLICY_ALL.split(",") if name not in policy.replace(" ", "").split(",")]
     stronger = f"extend {KEY_POLICY} with {','.join(missing)}, " if missing else ""
+    lecam = "" if _active(context, "lecam") else f"add LeCam ({KEY_LECAM}=0.3, Tseng et al. 2021, made for limited data), "
     return (
-        f"Augmentation is already at its strongest setting; {stronger}{r1}, or train on more images "
+        f"Augmentation is already at its strongest setting; {stronger}{lecam}{r1}, or train on more images "
         f"(the samples will degrade from here)."
     )
 
@@ -263,9 +268,17 @@ def _oscillation(context: Mapping[str, Any]) -> str:
         first = f"Raise the gradient penalty {KEY_GP}"
     else:
         first = _penalised(context, f"Add the R1 penalty {KEY_R1}=10 (Mescheder et al. 2018)")
+    relativistic = ""
+    if loss_family(context) != "relativistic" and _d_norm(context) != "batch":
+        relativistic = (f" Or switch to the relativistic pairing loss with both penalties ({KEY_LOSS}=relativistic, "
+                        f"{KEY_R1}=0.05 and {KEY_R2}=0.05, or --preset r3gan): R3GAN (Huang et al. 2024) shows it "
+                        "converges locally where other losses can circle.")
+    elif loss_family(context) == "relativistic" and _active(context, "r1") and not _active(context, "r2"):
+        relativistic = (f" The relativistic loss needs R2 beside R1 for its convergence result: set {KEY_R2} to "
+                        f"the value of {KEY_R1}.")
     return (
         f"{first} and lower both learning rates ({KEY_LR_D}, {KEY_LR_G}); "
-        f"an EMA of G ({KEY_EMA} > 0) steadies the samples."
+        f"an EMA of G ({KEY_EMA} > 0) steadies the samples.{relativistic}"
     )
 
 

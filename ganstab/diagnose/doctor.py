@@ -19,6 +19,8 @@ CONTEXT_KEYS: dict[str, str] = {
     "real_label": "loss.real_label",
     "gp": "penalty.gp",
     "r1": "penalty.r1",
+    "r2": "penalty.r2",
+    "lecam": "penalty.lecam",
     "drift": "penalty.drift",
     "d_norm": "model.d_norm",
     "n_critic": "train.n_critic",
