@@ -650,8 +650,11 @@ class RunLock:
         self.release()
 
 
-def acquire_lock(run_dir: str | Path, echo: Callable[[str], None] = print) -> RunLock:
-    """Take RUN/.lock (PID and host) for this process; a live owner is RunInUse, a dead one on this host is replaced."""
+def acquire_lock(run_dir: str | Path, echo: Callable[[str], None] = print, what: str = "run folder") -> RunLock:
+    """Take RUN/.lock (PID and host) for this process; a live owner is RunInUse, a dead one on this host is replaced.
+
+    `what` names the folder in messages (an ablation or tuning folder is locked the same way).
+    """
     root = Path(run_dir)
     if root.exists() and not root.is_dir():
         raise CheckpointError(f"output path {str(root)!r} is a file; choose another out=DIR")
@@ -667,7 +670,7 @@ def acquire_lock(run_dir: str | Path, echo: Callable[[str], None] = print) -> Ru
             if owner_host != host or (pid > 0 and pid != os.getpid() and pid_alive(pid)) or pid == os.getpid():
                 if created:
                     RunLock(path, created).release()
-                raise RunInUse(f"run folder {str(root)!r} is in use by process {pid} on {owner_host}; "
+                raise RunInUse(f"{what} {str(root)!r} is in use by process {pid} on {owner_host}; "
                                "wait for it to finish or stop it first") from None
             if pid > 0:
                 echo(f"taking over the stale lock of {str(root)!r} (process {pid} on {owner_host} is gone)")
@@ -681,5 +684,5 @@ def acquire_lock(run_dir: str | Path, echo: Callable[[str], None] = print) -> Ru
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(payload)
         return RunLock(path, created)
-    raise RunInUse(f"run folder {str(root)!r} is in use (its lock keeps changing); wait for the other process "
+    raise RunInUse(f"{what} {str(root)!r} is in use (its lock keeps changing); wait for the other process "
                    "to finish or stop it first")

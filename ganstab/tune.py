@@ -38,7 +38,7 @@ from ganstab.metrics.registry import EVAL_PREFIX, main_metric
 from ganstab.pipeline import check_config, train
 from ganstab.report.tune import TuneView, write_tune_report
 from ganstab.rundir import (BEST_CONFIG, RERUN_CSV, RERUN_DIR, STUDY_DB, TRIALS_CSV, TRIALS_DIR, RunDir,
-                            atomic_write, csv_text, pid_alive, read_jsonl)
+                            acquire_lock, atomic_write, csv_text, pid_alive, read_jsonl)
 
 try:  # optional dependency: pip install 'ganstab[tune]'
     import optuna
@@ -52,7 +52,7 @@ __all__ = [
            "read_space", "data_kind", "default_space", "objective_metric", "trial_data", "make_storage",
            "open_study", "mark_dead_trials", "decoded_params", "run_worker", "run_tune", "trial_rows", "write_trials_csv",
            "write_best", "rerun_top", "TuneResult", "budget_overrides", "objective", "PruneHook", "TrialSeededTPE",
-           "postgres_driver", "write_rerun_csv", "markdown_table", "finish_study", "default_storage", "STUDY_NAME"]
+           "postgres_driver", "check_space", "write_rerun_csv", "markdown_table", "finish_study", "default_storage", "STUDY_NAME"]
 
 OPTUNA_MISSING = "ganstab tune needs optuna; install it with: pip install 'ganstab[tune]' (or pip install 'optuna>=3.4')"
 STUDY_NAME = "ganstab-tune"
@@ -403,9 +403,21 @@ class TrialSeededTPE(_BaseSampler):
         self.tpe(trial.number).after_trial(study, trial, state, values)
 
 
+def _in_memory(url: str) -> bool:
+    """Whether an SQLite URL names an in-memory database (gone when its connection closes)."""
+    scheme, _, rest = url.partition("://")
+    if not scheme.startswith("sqlite"):
+        return False
+    path = rest[1:] if rest.startswith("/") else rest
+    return not path.split("?")[0] or ":memory:" in path or "mode=memory" in rest
+
+
 def make_storage(url: str) -> Any:
     """An Optuna storage from 'journal:PATH' (journal file) or an RDB URL (sqlite:///..., postgresql://...)."""
     require_optuna()
+    if _in_memory(url):
+        raise ConfigError(f"--storage {url!r} is an in-memory database, which cannot hold a study across the "
+                          "processes and connections of a search (workers, re-runs, resume); use sqlite:///FILE")
     if url.startswith("journal:"):
         path = url[len("journal:"):]
         if not path:
@@ -658,12 +670,55 @@ def finish_study(settings: TuneSettings, study: Any, echo: Callable[[str], None]
     return result
 
 
+def _values(param: Param) -> tuple:
+    """The values of a searched key that every trial can meet: its choices, or the ends of its range."""
+    return param.choices if param.kind == "choices" else (param.low, param.high)
+
+
+def _refusal(settings: TuneSettings, params: Mapping[str, Any]) -> Optional[str]:
+    """Why the config of a trial with these params is refused (None when it is accepted)."""
+    try:
+        check_config(validate(trial_data(settings, params, settings.seed, None)))
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
+def check_space(settings: TuneSettings) -> None:
+    """Refuse, before the first trial, a choice (or range end) that the config rules refuse with the base config and
+    with every single other searched value beside it; one a search can never use."""
+    for key, param in settings.space.items():
+        for value in _values(param):
+            problem = _refusal(settings, {key: value})
+            if problem is None or any(_refusal(settings, {key: value, other: alt}) is None
+                                      for other, beside in settings.space.items() if other != key
+                                      for alt in _values(beside)):
+                continue
+            what = "the choice" if param.kind == "choices" else ("low" if value == param.low else "high")
+            raise ConfigError(f"search space key '{key}': {what} {json.dumps(value)} is refused ({problem}); "
+                              "remove or fix it")
+
+
 def run_tune(settings: TuneSettings, echo: Callable[[str], None] = print) -> TuneResult:
-    """Search (in this process, or --workers spawned processes), then re-run the top trials and write the outputs."""
+    """Search (in this process, or --workers spawned processes), then re-run the top trials and write the outputs.
+
+    Everything is checked before the first trial (the space's values, the storage), and one process at a time
+    owns OUT (its lock, as a run folder's)."""
     require_optuna()
     if settings.trials is None and settings.time_budget is None:
         raise ConfigError("give --trials N or --time-budget SECONDS to say when the search ends")
-    settings.out.mkdir(parents=True, exist_ok=True)
+    check_space(settings)
+    if _in_memory(settings.storage):
+        make_storage(settings.storage)  # raises: refused before the folder is made
+    lock = acquire_lock(settings.out, echo, what="tuning folder")
+    try:
+        return _tune_locked(settings, echo)
+    finally:
+        lock.release()
+
+
+def _tune_locked(settings: TuneSettings, echo: Callable[[str], None]) -> TuneResult:
+    """`run_tune` once this process holds OUT's lock."""
     study = open_study(settings)  # created once here, before workers race to create it
     echo(f"tune {settings.out}: {len(settings.space)} searched keys, objective {settings.metric} "
          f"({'max' if settings.higher else 'min'}), storage {settings.storage}, {settings.workers} worker(s)")
