@@ -15,7 +15,7 @@ import torch
 from ganstab.config import Config, merge_sources, validate
 from ganstab.errors import UsageError
 from ganstab.pipeline import check_config, load_config
-from ganstab.rundir import RunDir, is_run_dir, newest_valid_checkpoint, user_path
+from ganstab.rundir import RUN_FILES, RunDir, is_run_dir, newest_valid_checkpoint, user_path
 
 __all__ = ["cli_device", "EXIT_USAGE", "exit_status", "Parser", "echo", "load_cli_config", "load_resume_config", "add_config_args",
            "friendly_os_error"]
@@ -76,7 +76,7 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
 def _after_disk_full(path: Optional[str]) -> str:
     """What to do after a full disk: resume from the run's newest valid checkpoint when one exists, else start again."""
     for folder in (Path(path).parents if path else ()):
-        if is_run_dir(folder):
+        if is_run_dir(folder) or Path(path).relative_to(folder).parts[0] in RUN_FILES:  # config.yaml may be the one
             newest = newest_valid_checkpoint(RunDir(folder).checkpoints, warn=lambda _message: None)
             if newest is None:
                 return f"start the run again (no checkpoint of {str(folder)!r} was written yet)"
