@@ -33,12 +33,12 @@ import yaml
 from ganstab.ablate import Variant, run_ablation
 from ganstab.config import deep_merge, known_keys, nest, read_yaml, to_dict, validate
 from ganstab.data import dataset_shape, make_dataset
-from ganstab.errors import ConfigError, GanstabError, TrainingDiverged
+from ganstab.errors import ConfigError, GanstabError, RunInUse, TrainingDiverged
 from ganstab.metrics.registry import EVAL_PREFIX, main_metric
 from ganstab.pipeline import check_config, train
 from ganstab.report.tune import TuneView, write_tune_report
 from ganstab.rundir import (BEST_CONFIG, RERUN_CSV, RERUN_DIR, STUDY_DB, TRIALS_CSV, TRIALS_DIR, RunDir,
-                            acquire_lock, atomic_write, csv_text, pid_alive, read_jsonl)
+                            atomic_write, csv_text, pid_alive, read_jsonl)
 
 try:  # optional dependency: pip install 'ganstab[tune]'
     import optuna
@@ -591,12 +591,30 @@ def rerun_top(settings: TuneSettings, study: Any, echo: Callable[[str], None] = 
     base = deep_merge(deep_merge(settings.base, budget_overrides(settings)), {"log": {"progress": False}})
     seeds = [settings.seed + RERUN_SEED_OFFSET + i for i in range(settings.rerun_seeds)]
     echo(f"re-running the top {len(top)} configurations with seeds {', '.join(map(str, seeds))}")
-    result = run_ablation(settings.out / RERUN_DIR, base, variants, seeds, jobs=settings.workers, echo=echo)
+    result = _rerun_when_free(settings.out / RERUN_DIR, base, variants, seeds, settings.workers, echo)
     key = EVAL_PREFIX + settings.metric
     stats = {v["name"]: v["final"].get(key, {"n": 0, "mean": None, "se": None}) for v in result.summary["variants"]}
     rows = [{"trial": t.number, "search_value": t.value, "params": decoded_params(settings.space, t),
              **{k: stats.get(f"trial{t.number}", {}).get(k) for k in ("mean", "se", "n")}} for t in top]
     return order_by_ranking(rows, result.summary["ranking"])
+
+
+RERUN_POLL_SECONDS = 2.0  # how often a command sharing OUT looks whether the other one's re-runs are done
+
+
+def _rerun_when_free(out: Path, base: dict, variants: Sequence[Variant], seeds: Sequence[int], workers: int,
+                     echo: Callable[[str], None]) -> Any:
+    """`run_ablation` of the re-runs; while another command sharing OUT holds OUT/rerun, wait for it, then
+    summarise (its finished runs are skipped, so the work is shared, never done twice or reported as failed)."""
+    waiting = False
+    while True:
+        try:
+            return run_ablation(out, base, variants, seeds, jobs=workers, echo=echo)
+        except RunInUse as exc:
+            if not waiting:
+                echo(f"waiting: {str(exc).split(';')[0]} (another tune command on this folder re-runs the top trials)")
+                waiting = True
+            time.sleep(RERUN_POLL_SECONDS)
 
 
 def order_by_ranking(rows: list[dict[str, Any]], ranking: list[str]) -> list[dict[str, Any]]:
@@ -702,23 +720,15 @@ def check_space(settings: TuneSettings) -> None:
 def run_tune(settings: TuneSettings, echo: Callable[[str], None] = print) -> TuneResult:
     """Search (in this process, or --workers spawned processes), then re-run the top trials and write the outputs.
 
-    Everything is checked before the first trial (the space's values, the storage), and one process at a time
-    owns OUT (its lock, as a run folder's)."""
+    Everything is checked before the first trial (the space's values, the storage). Several commands may share
+    OUT and its study: trials get distinct numbers, and the re-runs (an ablation, locked) are done by one at a time."""
     require_optuna()
     if settings.trials is None and settings.time_budget is None:
         raise ConfigError("give --trials N or --time-budget SECONDS to say when the search ends")
     check_space(settings)
     if _in_memory(settings.storage):
         make_storage(settings.storage)  # raises: refused before the folder is made
-    lock = acquire_lock(settings.out, echo, what="tuning folder")
-    try:
-        return _tune_locked(settings, echo)
-    finally:
-        lock.release()
-
-
-def _tune_locked(settings: TuneSettings, echo: Callable[[str], None]) -> TuneResult:
-    """`run_tune` once this process holds OUT's lock."""
+    settings.out.mkdir(parents=True, exist_ok=True)
     study = open_study(settings)  # created once here, before workers race to create it
     echo(f"tune {settings.out}: {len(settings.space)} searched keys, objective {settings.metric} "
          f"({'max' if settings.higher else 'min'}), storage {settings.storage}, {settings.workers} worker(s)")

@@ -20,7 +20,7 @@ from typing import Callable
 
 import pytest
 
-from ganstab import export
+from ganstab import export, tune
 from ganstab.cli import main
 from ganstab.cli import train as cli_train
 from ganstab.cli.common import friendly_os_error
@@ -225,10 +225,6 @@ CASES: list[tuple[str, Callable[[Path], None], list[str], int, str, tuple[str, .
      ["ablate", *TOY, "--vary", "loss.kind=hinge,lsgan", "--seeds", "1", "--jobs", "1", "--out", "{run}"], 2,
      "ganstab: error: ablation folder '{run}' is in use by process {ppid} on {host}; wait for it to finish or stop "
      "it first", ()),
-    ("tune_folder_in_use", lock_by_live_process,
-     ["tune", *TOY, "--space", "{tmp}/space_ok.yaml", "--trials", "1", "--rerun-seeds", "0", "--out", "{run}"], 2,
-     "ganstab: error: tuning folder '{run}' is in use by process {ppid} on {host}; wait for it to finish or stop it "
-     "first", ()),
     # --- everything checked before the first trial or run
     ("ablate_variant_key_twice", nothing,
      ["ablate", *TOY, "--variants", "{tmp}/dup.yaml", "--seeds", "1", "--jobs", "1", "--out", "{run}"], 2,
@@ -255,7 +251,7 @@ CASES: list[tuple[str, Callable[[Path], None], list[str], int, str, tuple[str, .
      "processes and connections of a search (workers, re-runs, resume); use sqlite:///FILE", ()),
 ]
 # cases whose folder is made by the command itself (no trained run is copied in)
-FRESH = {"ablate_folder_in_use", "tune_folder_in_use", "ablate_variant_key_twice", "ablate_variant_key_also_varied",
+FRESH = {"ablate_folder_in_use", "ablate_variant_key_twice", "ablate_variant_key_also_varied",
          "tune_space_bad_choice", "tune_storage_in_memory", "tune_storage_memory_file"}
 
 
@@ -301,6 +297,35 @@ def test_hostile_readback(tmp_path: Path, base_run: Path, capsys: pytest.Capture
     for path, data in before.items():  # nothing that existed before lost or changed, but what the command writes
         if path not in changes:
             assert after.get(path) == data, path
+
+
+def test_tune_commands_sharing_a_folder_wait_for_the_other_ones_reruns(tmp_path: Path, capsys, monkeypatch) -> None:
+    out = tmp_path / "study"
+    (tmp_path / "space_ok.yaml").write_text(SPACE_OK)
+    holder = subprocess.Popen(["sleep", "60"])  # holds OUT/rerun as another tune command re-running the top trials
+    (out / "rerun").mkdir(parents=True)
+    (out / "rerun" / LOCK_FILE).write_text(json.dumps({"pid": holder.pid, "host": HOST}))
+    real_sleep = tune.time.sleep
+
+    def other_finishes(seconds: float) -> None:  # the first wait: the other command ends (its lock is then stale)
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+        real_sleep(min(seconds, 0.01))
+
+    monkeypatch.setattr(tune.time, "sleep", other_finishes)
+    try:
+        status = main(["tune", *TOY, "--space", str(tmp_path / "space_ok.yaml"), "--trials", "1", "--steps", "2",
+                       "--top", "1", "--rerun-seeds", "1", "--out", str(out)])
+    finally:
+        holder.wait()
+    text = capsys.readouterr().out
+    assert status == 0, text
+    assert (f"waiting: ablation folder '{out}/rerun' is in use by process {holder.pid} on {HOST} (another tune "
+            "command on this folder re-runs the top trials)") in text.splitlines()
+    assert (f"taking over the stale lock of '{out}/rerun' (process {holder.pid} on {HOST} is gone)"
+            in text.splitlines())
+    assert (out / "best.yaml").is_file() and not (out / "rerun" / LOCK_FILE).exists()
 
 
 # ------------------------------------------------------------------------------------------ verdicts
