@@ -74,6 +74,7 @@ class AblationResult:
     invalid: list[tuple[str, str]] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
     report: Optional[Path] = None
+    stop_signal: Optional[int] = None  # the signal that interrupted a run (its exit status is 128 + it)
 
 
 def safe_name(text: str, limit: int = 120) -> str:
@@ -344,7 +345,7 @@ def _run_one(spec: dict) -> dict:
                     "seconds": time.perf_counter() - started}
     status = "interrupted" if result.interrupted else "done"
     return {"run": spec["run"], "status": status, "message": "", "seconds": time.perf_counter() - started,
-            "steps": result.steps}
+            "steps": result.steps, "signal": result.stop_signal}
 
 
 def default_jobs() -> int:
@@ -411,6 +412,7 @@ def _run_locked(out: Path, base: dict, variants: Sequence[Variant], seeds: Seque
                 echo(f"[{done}/{len(todo)}] {info['run']}: done{how} in {info['seconds']:.1f} s")
             elif info["status"] == "interrupted":
                 result.interrupted.append(info["run"])
+                result.stop_signal = result.stop_signal or info.get("signal")
                 echo(f"[{done}/{len(todo)}] {info['run']}: interrupted; checkpoint saved")
             else:
                 result.failed.append((info["run"], info["message"]))

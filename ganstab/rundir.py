@@ -146,7 +146,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is damaged or foreign
         raise CheckpointError(f"checkpoint {str(path)!r} is not a PyTorch checkpoint archive (damaged, truncated or "
-                              "another kind of file); delete it so the previous checkpoint is used")
+                              "another kind of file); delete it and its .sha256 file to fall back to an older checkpoint, if any")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's notes on pickle protocols: the error below says it all
@@ -158,10 +158,10 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
                 "only load checkpoints written by ganstab"
             ) from None
         raise CheckpointError(f"checkpoint {str(path)!r} cannot be read (its pickled data is damaged); "
-                              "delete it so the previous checkpoint is used") from None
+                              "delete it and its .sha256 file to fall back to an older checkpoint, if any") from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError) as exc:
         raise CheckpointError(f"checkpoint {str(path)!r} cannot be read ({one_line(exc, 160)}); "
-                              "delete it so the previous checkpoint is used") from None
+                              "delete it and its .sha256 file to fall back to an older checkpoint, if any") from None
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{str(path)!r} is not a ganstab checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
     return data

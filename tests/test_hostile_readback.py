@@ -20,6 +20,7 @@ from typing import Callable
 
 import pytest
 
+from ganstab import ablate as ablate_module
 from ganstab import export, tune
 from ganstab.cli import main
 from ganstab.cli import train as cli_train
@@ -213,10 +214,10 @@ CASES: list[tuple[str, Callable[[Path], None], list[str], int, str, tuple[str, .
     # --- checkpoints of random bytes are damaged files, not code
     ("sample_checkpoint_random_bytes", random_checkpoints(drop_export=True), SAMPLE, 2,
      "ganstab: error: checkpoint '{run}/checkpoints/ckpt_0000004.pt' is not a PyTorch checkpoint archive (damaged, "
-     "truncated or another kind of file); delete it so the previous checkpoint is used", ()),
+     "truncated or another kind of file); delete it and its .sha256 file to fall back to an older checkpoint, if any", ()),
     ("resume_checkpoint_random_bytes", random_checkpoints(drop_export=False), RESUME, 2,
      "ganstab: error: checkpoint '{run}/checkpoints/ckpt_0000004.pt' is not a PyTorch checkpoint archive (damaged, "
-     "truncated or another kind of file); delete it so the previous checkpoint is used", ()),
+     "truncated or another kind of file); delete it and its .sha256 file to fall back to an older checkpoint, if any", ()),
     ("resume_config_yaml_tag", write("config.yaml", b"seed: !!python/object:os.system {}\n"), RESUME, 2,
      "ganstab: error: config file '{run}/config.yaml' uses the YAML tag '!!python/object:os.system' at line 1, which "
      "ganstab does not load (plain values only); remove the tag", ()),
@@ -403,6 +404,16 @@ def test_sigterm_exits_143(tmp_path: Path, monkeypatch) -> None:
     real = cli_train.train
     monkeypatch.setattr(cli_train, "train", lambda cfg, **kw: real(cfg, **kw, hooks={"after_step": stop_at_two}))
     assert main(["train", *TOY, "train.steps=20", f"out={run}"]) == 128 + signal.SIGTERM == 143
+
+
+def test_sigterm_stops_an_ablation_with_143(tmp_path: Path, monkeypatch) -> None:
+    def stop_at_one(trainer) -> None:
+        if trainer.step == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    real = ablate_module.train
+    monkeypatch.setattr(ablate_module, "train", lambda cfg, **kw: real(cfg, **kw, hooks={"after_step": stop_at_one}))
+    assert main(["ablate", *TOY, "train.steps=20", "--seeds", "1", "--jobs", "1", "--out", str(tmp_path / "ab")]) == 143
 
 
 def test_disk_full_says_whether_a_checkpoint_exists(tmp_path: Path, base_run: Path) -> None:
