@@ -25,7 +25,8 @@ from ganstab import export, tune
 from ganstab.cli import main
 from ganstab.cli import train as cli_train
 from ganstab.cli.common import friendly_os_error
-from ganstab.rundir import LOCK_FILE, atomic_write, read_metrics, skipped_note
+from ganstab import rundir
+from ganstab.rundir import LOCK_FILE, atomic_write
 
 HOST = socket.gethostname()
 TINY = ["data.name=digits", "train.steps=4", "train.batch_size=16", "model.width=8", "log.every=1",
@@ -295,9 +296,10 @@ def test_hostile_readback(tmp_path: Path, base_run: Path, capsys: pytest.Capture
     if status == 2:
         assert len([line for line in captured.err.splitlines() if line.strip()]) == 1
     after = _snapshot(run)
-    for path, data in before.items():  # nothing that existed before lost or changed, but what the command writes
+    assert sorted(after) == sorted(before)  # nothing lost, nothing left behind (a refused ablate or tune makes no folder)
+    for path, data in before.items():  # and nothing changed but what the command exists to write
         if path not in changes:
-            assert after.get(path) == data, path
+            assert after[path] == data, path
 
 
 def test_tune_commands_sharing_a_folder_wait_for_the_other_ones_reruns(tmp_path: Path, capsys, monkeypatch) -> None:
@@ -355,13 +357,13 @@ def test_read_metrics_counts_what_it_skips(tmp_path: Path) -> None:
     (tmp_path / "metrics.jsonl").write_bytes(
         b'{"step": 1, "loss_d": 1.0}\n\xff\n{"step": 2, "loss_d": NaN}\n"text"\n{"step": 2, "loss_d": 0.5, '
         b'"nonfinite": ["loss_g"], "loss_g": null}\n{"step": 3')
-    found = read_metrics(tmp_path)
+    found = rundir.read_metrics(tmp_path)
     assert [r["step"] for r in found.records] == [1, 2]
     assert [(s.number, s.reason) for s in found.skipped] == [
         (2, "not UTF-8 text"), (3, "'loss_d' is nan (JSON has no such number; ganstab writes null)"),
         (4, "a JSON str, not an object"), (6, "not JSON")]
     assert found.last_line == 6 and found.last_line_skipped
-    assert skipped_note(found.skipped) == (
+    assert rundir.skipped_note(found.skipped) == (
         f"skipped 4 damaged lines of {tmp_path / 'metrics.jsonl'} (line 2: not UTF-8 text; line 3: 'loss_d' is nan "
         "(JSON has no such number; ganstab writes null); line 4: a JSON str, not an object; ...); the rest was read")
 
@@ -377,7 +379,7 @@ def test_resume_goes_on_past_damaged_lines_and_keeps_them(tmp_path: Path, base_r
                       "must be a non-negative integer, got \"x\"); kept as they are")
     text = (run / "metrics.jsonl").read_bytes()
     assert b"\xff\xfe garbage\n" in text and b'{"step": "x"}\n' in text  # a user may still repair them
-    assert max(r["step"] for r in read_metrics(run).records) == 5
+    assert max(r["step"] for r in rundir.read_metrics(run).records) == 5
 
 
 # ------------------------------------------------------------------------------------------ true messages
