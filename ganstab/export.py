@@ -181,6 +181,11 @@ def generator_from_checkpoint(path: Path, device: str = "cpu") -> tuple[nn.Modul
     classes = data.num_classes if cfg.model.conditional else 0
     kind = "points" if len(shape) == 1 else "image"
     weights = state["g_ema"] if state.get("g_ema") is not None else state["g"]
+    short = memory_shortfall(cfg, tuple(shape), available_memory(torch.device(device)), classes)
+    if short is not None:
+        raise CheckpointError(f"checkpoint {str(path)!r} holds a config whose G and D have {short.parameters:,} "
+                              f"parameters (about {short.need / 1e9:.1f} GB, the memory check of training) but "
+                              f"{short.free / 1e9:.1f} GB is available; load it on a larger machine")
     generator = build_generator(cfg.model, shape, cfg, classes)
     try:
         generator.load_state_dict(weights)

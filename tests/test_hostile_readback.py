@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+import torch
 
 from ganstab import ablate as ablate_module
-from ganstab import export, tune
+from ganstab import export, rundir, tune
 from ganstab.cli import main
 from ganstab.cli import train as cli_train
 from ganstab.cli.common import friendly_os_error
-from ganstab import rundir
+from ganstab.errors import CheckpointError
 from ganstab.rundir import LOCK_FILE, atomic_write
 
 HOST = socket.gethostname()
@@ -97,6 +98,20 @@ def random_checkpoints(drop_export: bool) -> Callable[[Path], None]:
         if drop_export:
             (run / "generator.json").unlink()
             (run / "generator.safetensors").unlink()
+    return damage
+
+
+def checkpoint_config(change: Callable[[dict], None]) -> Callable[[Path], None]:
+    """No export; every checkpoint's config changed (its checksum kept matching): only the checkpoint is sampled."""
+    def damage(run: Path) -> None:
+        (run / "generator.json").unlink()
+        (run / "generator.safetensors").unlink()
+        for path in (run / "checkpoints").glob("*.pt"):
+            state = torch.load(path, weights_only=True)
+            change(state["config"])
+            torch.save(state, path)
+            path.with_name(path.name + ".sha256").write_text(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  "
+                                                             f"{path.name}\n")
     return damage
 
 
@@ -216,6 +231,11 @@ CASES: list[tuple[str, Callable[[Path], None], list[str], int, str, tuple[str, .
     ("sample_checkpoint_random_bytes", random_checkpoints(drop_export=True), SAMPLE, 2,
      "ganstab: error: checkpoint '{run}/checkpoints/ckpt_0000004.pt' is not a PyTorch checkpoint archive (damaged, "
      "truncated or another kind of file); delete it and its .sha256 file to fall back to an older checkpoint, if any", ()),
+    ("sample_checkpoint_config_too_large", checkpoint_config(lambda c: c["model"].update(hidden=[10**6, 10**6])),
+     SAMPLE, 2,
+     "ganstab: error: checkpoint '{run}/checkpoints/ckpt_0000004.pt' holds a config whose G and D have "
+     "2,000,201,000,065 parameters (about 32003.2 GB, the memory check of training) but 8.0 GB is available; load it "
+     "on a larger machine", ()),
     ("resume_checkpoint_random_bytes", random_checkpoints(drop_export=False), RESUME, 2,
      "ganstab: error: checkpoint '{run}/checkpoints/ckpt_0000004.pt' is not a PyTorch checkpoint archive (damaged, "
      "truncated or another kind of file); delete it and its .sha256 file to fall back to an older checkpoint, if any", ()),
@@ -458,18 +478,13 @@ def test_atomic_write_error_names_the_target_not_the_temp_file(tmp_path: Path, m
 
 
 def test_code_carrying_checkpoint_is_still_refused_as_code(tmp_path: Path) -> None:
-    import torch
-
-    from ganstab.errors import CheckpointError
-    from ganstab.rundir import load_checkpoint
-
     class Payload:
         def __reduce__(self):
             return (subprocess.call, (["true"],))
 
     torch.save({"format": "ganstab-checkpoint-1", "x": Payload()}, tmp_path / "ckpt_0000001.pt")
     with pytest.raises(CheckpointError) as caught:
-        load_checkpoint(tmp_path / "ckpt_0000001.pt")
+        rundir.load_checkpoint(tmp_path / "ckpt_0000001.pt")
     assert str(caught.value) == (f"checkpoint '{tmp_path}/ckpt_0000001.pt' needs to unpickle code, which ganstab "
                                  "refuses for safety; only load checkpoints written by ganstab")
 
