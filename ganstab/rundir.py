@@ -40,7 +40,7 @@ __all__ = [
     "list_good_checkpoints", "append_jsonl",
     "read_jsonl", "rewrite_jsonl", "is_eval_record", "SkippedLine", "JsonLines", "read_json_lines", "metrics_problem",
     "read_metrics", "skipped_note", "user_path", "is_training_record", "read_records", "truncate_metrics",
-    "truncate_findings", "checkpoint_name", "good_checkpoint_name", "checkpoint_step", "holds_run", "is_run_dir", "is_ablation_dir",
+    "truncate_findings", "checkpoint_name", "good_checkpoint_name", "checkpoint_step", "holds_run", "is_run_dir", "finished_export", "is_ablation_dir",
     "load_run_config", "write_config", "prepare_out_dir", "sha256_file", "list_checkpoints", "verify_checkpoint",
     "newest_valid_checkpoint", "LOCK_FILE", "RunLock", "acquire_lock",
 ]
@@ -552,6 +552,15 @@ def holds_run(path: str | Path) -> bool:
 def is_run_dir(path: str | Path) -> bool:
     """A folder with a config.yaml (a run, finished or not)."""
     return RunDir(path).config.is_file()
+
+
+def finished_export(run_dir: str | Path) -> bool:
+    """Whether a run holds the export of a finished run: a readable generator.json not marked interrupted."""
+    try:
+        meta = json.loads(RunDir(run_dir).generator_meta.read_bytes().decode("utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and not meta.get("interrupted")
 
 
 def is_ablation_dir(path: str | Path) -> bool:

@@ -18,8 +18,8 @@ from ganstab.export import (GRID_MAX, check_grid_size, check_sample_space, load_
 from ganstab.metrics import RunEvaluator
 from ganstab.models.conditional import run_label_distribution
 from ganstab.report.html import write_report
-from ganstab.rundir import (JsonLines, RunDir, atomic_write, is_run_dir, load_run_config, read_jsonl, read_metrics,
-                            skipped_note)
+from ganstab.rundir import (JsonLines, RunDir, atomic_write, finished_export, is_run_dir, load_run_config, read_jsonl,
+                            read_metrics, skipped_note)
 from ganstab.training.interfaces import fixed_latents, training_eval_seed
 
 EVAL_MAX = 200_000  # most samples `ganstab eval` scores (eval.n's own limit)
@@ -111,7 +111,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         events = [r for r in read_jsonl(run.recoveries) if "after_step" not in r]
         print(f"automatic recoveries: {len(events)} (see {run.recoveries})")
     print(format_report(findings))
-    reason = unread_reason(found, finished=run.generator_meta.is_file())
+    reason = unread_reason(found, finished=finished_export(run.root))
     outcome = "unknown" if reason else verdict(findings)
     print(f"verdict: {outcome}" + (f" ({reason})" if reason else ""))
     return 1 if args.strict and outcome in ("failed", "unknown") else 0
