@@ -30,7 +30,7 @@ from ganstab.config import (config_diff, deep_merge, is_safe_change, known_keys,
 from ganstab.errors import AblationError, ConfigError, GanstabError
 from ganstab.pipeline import check_config, train
 from ganstab.report.html import write_report
-from ganstab.rundir import PLAN_FILE, SUMMARY_CSV, SUMMARY_JSON, RunDir, atomic_write, holds_run
+from ganstab.rundir import PLAN_FILE, SUMMARY_CSV, SUMMARY_JSON, RunDir, acquire_lock, atomic_write, holds_run
 from ganstab.summary import format_summary, run_name, summarize
 from ganstab.training import checkpoint as ckpt
 
@@ -74,6 +74,7 @@ class AblationResult:
     invalid: list[tuple[str, str]] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
     report: Optional[Path] = None
+    stop_signal: Optional[int] = None  # the signal that interrupted a run (its exit status is 128 + it)
 
 
 def safe_name(text: str, limit: int = 120) -> str:
@@ -156,6 +157,7 @@ def _nest(mapping: Mapping[str, Any], where: str) -> tuple[dict, list[str]]:
     """Nested overrides and 'key=value' labels from a nested or dotted mapping."""
     out: dict = {}
     labels: list[str] = []
+    seen: set[str] = set()
 
     def walk(node: Mapping[str, Any], prefix: str) -> None:
         for key, value in node.items():
@@ -166,6 +168,9 @@ def _nest(mapping: Mapping[str, Any], where: str) -> tuple[dict, list[str]]:
                 walk(value, f"{dotted}.")
                 continue
             _check_key(dotted, where)
+            if dotted in seen:
+                raise AblationError(f"{where}: sets '{dotted}' twice (as a dotted key and nested); keep one")
+            seen.add(dotted)
             nonlocal out
             out = deep_merge(out, nest(dotted, value))
             labels.append(f"{dotted}={json.dumps(value)}")
@@ -201,6 +206,12 @@ def make_variants(vary: Sequence[str] = (), variants_file: str | Path | None = N
         if not vary:
             out = named
         else:
+            varied = {label.split("=", 1)[0] for label in grid[0].labels}
+            for variant in named:
+                both = sorted(varied & {label.split("=", 1)[0] for label in variant.labels})
+                if both:
+                    raise AblationError(f"--variants {str(variants_file)!r}, variant {variant.name!r} sets '{both[0]}', "
+                                        f"which --vary also varies; give that key in one of them")
             out = [Variant(safe_name(f"{n.name},{g.name}"), deep_merge(n.overrides, g.overrides), n.labels + g.labels)
                    for n in named for g in grid]
     names = [v.name for v in out]
@@ -334,7 +345,7 @@ def _run_one(spec: dict) -> dict:
                     "seconds": time.perf_counter() - started}
     status = "interrupted" if result.interrupted else "done"
     return {"run": spec["run"], "status": status, "message": "", "seconds": time.perf_counter() - started,
-            "steps": result.steps}
+            "steps": result.steps, "signal": result.stop_signal}
 
 
 def default_jobs() -> int:
@@ -369,6 +380,16 @@ def run_ablation(out: str | Path, base: dict, variants: Sequence[Variant], seeds
     jobs = default_jobs() if jobs is None else jobs
     if jobs < 1:
         raise AblationError(f"--jobs must be at least 1, got {jobs}")
+    lock = acquire_lock(out, echo, what="ablation folder")  # one process per ablation folder, as per run folder
+    try:
+        return _run_locked(out, base, variants, seeds, jobs, overwrite, report, echo)
+    finally:
+        lock.release()
+
+
+def _run_locked(out: Path, base: dict, variants: Sequence[Variant], seeds: Sequence[int], jobs: int,
+                overwrite: bool, report: bool, echo: Callable[[str], None]) -> AblationResult:
+    """`run_ablation` once this process holds the ablation folder's lock."""
     specs, invalid = plan_runs(out, base, variants, seeds, jobs, overwrite, warn=echo)
     result = AblationResult(out, invalid=list(invalid))
     for name, reason in invalid:
@@ -391,6 +412,7 @@ def run_ablation(out: str | Path, base: dict, variants: Sequence[Variant], seeds
                 echo(f"[{done}/{len(todo)}] {info['run']}: done{how} in {info['seconds']:.1f} s")
             elif info["status"] == "interrupted":
                 result.interrupted.append(info["run"])
+                result.stop_signal = result.stop_signal or info.get("signal")
                 echo(f"[{done}/{len(todo)}] {info['run']}: interrupted; checkpoint saved")
             else:
                 result.failed.append((info["run"], info["message"]))

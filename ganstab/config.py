@@ -607,6 +607,13 @@ def read_yaml(path: str | Path) -> dict:
     except _DuplicateKey as exc:
         raise ConfigError(f"config file {str(path)!r}: key {exc.key!r} appears twice (lines {exc.first} and "
                           f"{exc.second}); keep one") from None
+    except yaml.constructor.ConstructorError as exc:  # well-formed YAML with a tag that names a type, e.g. !!python/object
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        tag = re.search(r"tag '([^']*)'", str(exc.problem or ""))
+        shown = f" {tag.group(1).replace('tag:yaml.org,2002:', '!!')!r}" if tag else ""
+        raise ConfigError(f"config file {str(path)!r} uses the YAML tag{shown}{where}, which ganstab does not load "
+                          "(plain values only); remove the tag") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

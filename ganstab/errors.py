@@ -6,7 +6,7 @@ This room sits at the top of the house: every other room may raise these, none i
 from __future__ import annotations
 
 __all__ = ["GanstabError", "ConfigError", "DataError", "CheckpointError", "TrainingDiverged", "ReportError",
-           "AblationError", "UsageError", "RunInUse"]
+           "AblationError", "UsageError", "RunInUse", "one_line"]
 
 
 class GanstabError(ValueError):
@@ -43,3 +43,9 @@ class UsageError(GanstabError):
 
 class RunInUse(CheckpointError):
     """A run folder that another live process holds (its lock file names the process)."""
+
+
+def one_line(exc: BaseException, limit: int = 200) -> str:
+    """An exception's whole text on one line (its lines joined, whitespace collapsed), cut at `limit` characters."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -19,15 +19,17 @@ from torch import nn
 from ganstab.config import Config, to_dict, validate
 from ganstab.data import dataset_shape, make_dataset
 from ganstab.data.toy import grid25_centers, ring8_centers
-from ganstab.errors import CheckpointError, ConfigError, UsageError
+from ganstab.errors import CheckpointError, ConfigError, UsageError, one_line
 from ganstab.models import build_generator
-from ganstab.rundir import RunDir, atomic_write, atomic_write_via, load_checkpoint, newest_valid_checkpoint
+from ganstab.models.memory import available_memory, memory_shortfall
+from ganstab.rundir import (GENERATOR_META, GENERATOR_WEIGHTS, RunDir, atomic_write, atomic_write_via, load_checkpoint,
+                            newest_valid_checkpoint)
 from ganstab.sampling import generate, save_image_grid, save_scatter, to_uint8, to_uint8_rgb
 
-__all__ = ["FORMAT", "TRAINING_ONLY_MODEL_KEYS", "generator_meta", "save_generator", "load_generator", "generator_from_checkpoint",
-           "load_run_generator", "GRID_MAX", "SAMPLE_CHUNK", "sample_bytes", "check_grid_size",
-           "check_sample_space", "sample_class_labels", "write_samples", "ImageGenerator", "UInt8Generator",
-           "load_generator_module"]
+__all__ = ["FORMAT", "TRAINING_ONLY_MODEL_KEYS", "generator_meta", "save_generator", "load_generator",
+           "generator_from_checkpoint", "load_run_generator", "state_dict_problem", "GRID_MAX", "SAMPLE_CHUNK",
+           "sample_bytes", "check_grid_size", "check_sample_space", "sample_class_labels", "write_samples",
+           "ImageGenerator", "UInt8Generator", "load_generator_module"]
 
 FORMAT = "ganstab-generator-1"
 GRID_MAX = 10_000  # most samples one PNG grid (or scatter plot) shows; more need --format folder or npy
@@ -66,21 +68,95 @@ def save_generator(folder: str | Path, net: nn.Module, meta: Mapping[str, Any]) 
     return run.generator_weights
 
 
+_PROGRESSIVE_KWARGS = frozenset({"resolution", "alpha"})  # what a progressive G's forward takes besides z
+
+
+def _describe(meta: Any, meta_path: Path) -> tuple[Config, tuple[int, ...], int]:
+    """(config, data shape, classes) of a generator.json, every field checked; CheckpointError (one line) otherwise."""
+    where = f"{str(meta_path)!r}"
+
+    def refuse(problem: str) -> CheckpointError:
+        return CheckpointError(f"{where} is not a valid ganstab generator description ({problem}); restore it, or "
+                               f"delete {GENERATOR_META} and {GENERATOR_WEIGHTS} to sample from the newest checkpoint")
+
+    if not isinstance(meta, dict):
+        raise refuse(f"a JSON {type(meta).__name__}, not an object")
+    if meta.get("format") != FORMAT:
+        raise refuse(f"'format' is {meta.get('format')!r}, not {FORMAT!r}")
+    data = meta.get("data")
+    if not isinstance(meta.get("model"), dict) or not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        raise refuse("'model' and 'data' must be objects and 'data.name' a name")
+    shape = data.get("shape")
+    if (not isinstance(shape, list) or len(shape) not in (1, 3)
+            or any(isinstance(s, bool) or not isinstance(s, int) or s <= 0 for s in shape)):
+        raise refuse(f"'data.shape' must be 1 or 3 positive integers, got {json.dumps(shape)[:60]}")
+    kind = "points" if len(shape) == 1 else "image"
+    if data.get("kind", kind) != kind:
+        raise refuse(f"'data.kind' is {data.get('kind')!r} but the shape {shape} holds {kind}s")
+    classes = meta.get("num_classes", 0)
+    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 0:
+        raise refuse(f"'num_classes' must be a non-negative integer, got {json.dumps(classes)[:40]}")
+    names = meta.get("class_names", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or (names and len(names) != classes):
+        raise refuse(f"'class_names' must list one name for each of the {classes} classes")
+    progressive = meta.get("progressive")
+    try:
+        cfg = validate({"model": meta["model"], "data": {"name": data["name"]},
+                        **({"progressive": progressive} if progressive else {})})
+    except ConfigError as exc:
+        raise refuse(str(exc)) from None
+    if bool(classes) != cfg.model.conditional:
+        raise refuse(f"'num_classes' is {classes} but model.conditional is {str(cfg.model.conditional).lower()}; "
+                     "a class-conditional G has 1 or more classes, an unconditional one 0")
+    g_kwargs = meta.get("g_kwargs", {})
+    wanted = _PROGRESSIVE_KWARGS if cfg.model.arch == "progressive" else frozenset()
+    if (not isinstance(g_kwargs, dict) or set(g_kwargs) != wanted
+            or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in g_kwargs.values())):
+        expected = "resolution and alpha numbers" if wanted else "empty ({})"
+        raise refuse(f"'g_kwargs' must be {expected} for model.arch={cfg.model.arch}, got {json.dumps(g_kwargs)[:60]}")
+    for key in ("step", "images_seen"):
+        value = meta.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise refuse(f"'{key}' must be a non-negative integer, got {json.dumps(value)[:40]}")
+    return cfg, tuple(shape), classes
+
+
+def state_dict_problem(exc: BaseException) -> str:
+    """torch's load_state_dict error on one line: every missing, unexpected or mismatched key it names."""
+    return one_line(exc, 240)
+
+
 def load_generator(run_dir: Path, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild G from run_dir/generator.json and load generator.safetensors into it."""
+    """Rebuild G from run_dir/generator.json and load generator.safetensors into it.
+
+    The description is untrusted input: every field is checked, and G and D of its config must pass the
+    memory check of training before anything is built.
+    """
     run_dir = Path(run_dir)
     meta_path, weights_path = RunDir(run_dir).generator_meta, RunDir(run_dir).generator_weights
     if not meta_path.is_file() or not weights_path.is_file():
         raise CheckpointError(f"{str(run_dir)!r} has no exported generator (generator.json + generator.safetensors); "
                               "train it to the end or resume it first")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        full_cfg = validate({"model": meta["model"], "data": {"name": meta["data"]["name"]},
-                             **({"progressive": meta["progressive"]} if meta.get("progressive") else {})})
-        shape = tuple(int(s) for s in meta["data"]["shape"])
-    except (json.JSONDecodeError, KeyError, TypeError, ConfigError) as exc:
-        raise CheckpointError(f"{str(meta_path)!r} is not a valid ganstab generator description ({exc})") from None
-    generator = build_generator(full_cfg.model, shape, full_cfg, int(meta.get("num_classes") or 0))
+        meta = json.loads(meta_path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        problem = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else "not JSON"
+        raise CheckpointError(f"{str(meta_path)!r} is not a valid ganstab generator description ({problem}); "
+                              f"restore it, or delete {GENERATOR_META} and {GENERATOR_WEIGHTS} to sample from the "
+                              "newest checkpoint") from None
+    full_cfg, shape, classes = _describe(meta, meta_path)
+    where = torch.device(device)
+    short = memory_shortfall(full_cfg, shape, available_memory(where), classes)
+    if short is not None:
+        raise CheckpointError(f"{str(meta_path)!r} describes G and D of {short.parameters:,} parameters (about "
+                              f"{short.need / 1e9:.1f} GB, the memory check of training) but {short.free / 1e9:.1f} GB "
+                              f"of {where.type} memory is available; load it on a larger machine, or check that "
+                              f"{GENERATOR_META} is the one its training wrote")
+    try:
+        generator = build_generator(full_cfg.model, shape, full_cfg, classes)
+    except (ConfigError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{str(meta_path)!r} describes a generator that cannot be built ({one_line(exc)}); "
+                              f"restore {GENERATOR_META}") from None
     try:
         state = load_file(str(weights_path), device="cpu")
     except (SafetensorError, OSError) as exc:
@@ -89,7 +165,7 @@ def load_generator(run_dir: Path, device: str = "cpu") -> tuple[nn.Module, dict[
         generator.load_state_dict(state)
     except RuntimeError as exc:
         raise CheckpointError(f"{str(weights_path)!r} does not match the architecture in generator.json "
-                              f"({str(exc).splitlines()[0][:100]})") from None
+                              f"({state_dict_problem(exc)})") from None
     return generator.to(device).eval(), meta
 
 
@@ -112,12 +188,17 @@ def generator_from_checkpoint(path: Path, device: str = "cpu") -> tuple[nn.Modul
     classes = data.num_classes if cfg.model.conditional else 0
     kind = "points" if len(shape) == 1 else "image"
     weights = state["g_ema"] if state.get("g_ema") is not None else state["g"]
+    short = memory_shortfall(cfg, tuple(shape), available_memory(torch.device(device)), classes)
+    if short is not None:
+        raise CheckpointError(f"checkpoint {str(path)!r} holds a config whose G and D have {short.parameters:,} "
+                              f"parameters (about {short.need / 1e9:.1f} GB, the memory check of training) but "
+                              f"{short.free / 1e9:.1f} GB is available; load it on a larger machine")
     generator = build_generator(cfg.model, shape, cfg, classes)
     try:
         generator.load_state_dict(weights)
     except RuntimeError as exc:
         raise CheckpointError(f"checkpoint {str(path)!r} does not match its config's generator "
-                              f"({str(exc).splitlines()[0][:100]})") from None
+                              f"({state_dict_problem(exc)})") from None
     meta = generator_meta(cfg, shape, kind, state.get("g_ema") is not None, int(state.get("step", 0)),
                           int(state.get("images_seen", 0)), {}, num_classes=classes,
                           class_names=data.class_names if data is not None else None)

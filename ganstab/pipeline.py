@@ -26,6 +26,7 @@ from ganstab.metrics import RunEvaluator
 from ganstab.models import architectures, build_discriminator, build_generator, check_fit
 from ganstab.models.freeze import freeze_discriminator_blocks
 from ganstab.models.conditional import run_label_distribution
+from ganstab.models.memory import TRAINING_BYTES_PER_PARAMETER, available_memory, memory_shortfall
 from ganstab.report.html import write_report
 from ganstab.report.plots import plot_run
 from ganstab.report.tensorboard import TensorBoardSink, require_tensorboard
@@ -160,9 +161,6 @@ def check_labels(cfg: Config, data: DataSource) -> int:
     return data.num_classes
 
 
-TRAINING_BYTES_PER_PARAMETER = 16  # float32 weight + gradient + Adam's two moments
-
-
 def check_data(cfg: Config, data: DataSource) -> None:
     """Held data must fill at least one batch (every D step takes a fresh batch of train.batch_size)."""
     if data.sampler is None and len(data) < cfg.train.batch_size:
@@ -171,40 +169,13 @@ def check_data(cfg: Config, data: DataSource) -> None:
                         "or use more data")
 
 
-def available_memory(device: torch.device) -> Optional[int]:
-    """Bytes free for new tensors: CUDA's free memory, else MemAvailable of /proc/meminfo (None when unknown)."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-def _parameter_count(cfg: Config, shape: tuple[int, ...], classes: int = 0) -> Optional[int]:
-    """Parameters of G and D, counted on the meta device (nothing allocated); None when that is not possible."""
-    try:
-        with torch.device("meta"):
-            nets = (build_generator(cfg.model, shape, cfg, classes), build_discriminator(cfg.model, shape, cfg, classes))
-    except Exception:  # a layer that cannot be built on the meta device: skip the estimate
-        return None
-    return sum(p.numel() for net in nets for p in net.parameters())
-
-
 def check_memory(cfg: Config, shape: tuple[int, ...], device: torch.device, classes: int = 0) -> None:
     """Refuse G and D whose training state (16 bytes a parameter) exceeds the free memory, before allocating."""
-    count = _parameter_count(cfg, tuple(shape), classes)
-    free = available_memory(device)
-    if count is None or free is None or count * TRAINING_BYTES_PER_PARAMETER <= free:
-        return
-    need = count * TRAINING_BYTES_PER_PARAMETER
-    raise ConfigError(f"G and D would hold {count:,} parameters, needing about {need / 1e9:.1f} GB to train "
-                      f"(weights, gradients, Adam state) but {free / 1e9:.1f} GB of {device.type} memory is "
-                      "available; make the model smaller (model.hidden, model.width, model.depth)")
+    short = memory_shortfall(cfg, tuple(shape), available_memory(device), classes)
+    if short is not None:
+        raise ConfigError(f"G and D would hold {short.parameters:,} parameters, needing about {short.need / 1e9:.1f} "
+                          f"GB to train (weights, gradients, Adam state) but {short.free / 1e9:.1f} GB of {device.type} "
+                          "memory is available; make the model smaller (model.hidden, model.width, model.depth)")
 
 
 def main_process() -> bool:

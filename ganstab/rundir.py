@@ -13,12 +13,15 @@ import csv
 import hashlib
 import io
 import json
+import math
 import os
 import pickle
 import re
 import shutil
 import socket
 import time
+import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
@@ -26,7 +29,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 import torch
 
 from ganstab.config import Config, dump_yaml, read_yaml, validate
-from ganstab.errors import CheckpointError, RunInUse
+from ganstab.errors import CheckpointError, RunInUse, one_line
 
 __all__ = [
     "CONFIG_FILE", "METRICS_FILE", "FINDINGS_FILE", "RECOVERIES_FILE", "CHECKPOINT_DIR", "SAMPLES_DIR", "PLOTS_DIR",
@@ -35,8 +38,9 @@ __all__ = [
     "SUMMARY_JSON", "SUMMARY_CSV", "STUDY_DB", "TRIALS_DIR", "TRIALS_CSV", "BEST_CONFIG", "RERUN_DIR", "RERUN_CSV",
     "RUN_FILES", "TRAINING_KEYS", "RunDir", "pid_alive", "CHECKPOINT_FORMAT", "load_checkpoint", "atomic_write", "atomic_write_via", "csv_text", "keep_as_good", "newest_valid_before",
     "list_good_checkpoints", "append_jsonl",
-    "read_jsonl", "rewrite_jsonl", "is_eval_record", "is_training_record", "read_records", "truncate_metrics",
-    "truncate_findings", "checkpoint_name", "good_checkpoint_name", "checkpoint_step", "holds_run", "is_run_dir", "is_ablation_dir",
+    "read_jsonl", "rewrite_jsonl", "is_eval_record", "SkippedLine", "JsonLines", "read_json_lines", "metrics_problem",
+    "read_metrics", "skipped_note", "user_path", "is_training_record", "read_records", "truncate_metrics",
+    "truncate_findings", "checkpoint_name", "good_checkpoint_name", "checkpoint_step", "holds_run", "is_run_dir", "finished_export", "is_ablation_dir",
     "load_run_config", "write_config", "prepare_out_dir", "sha256_file", "list_checkpoints", "verify_checkpoint",
     "newest_valid_checkpoint", "LOCK_FILE", "RunLock", "acquire_lock",
 ]
@@ -140,15 +144,24 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is damaged or foreign
+        raise CheckpointError(f"checkpoint {str(path)!r} is not a PyTorch checkpoint archive (damaged, truncated or "
+                              "another kind of file); delete it and its .sha256 file to fall back to an older checkpoint, if any")
     try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} needs to unpickle code, which ganstab refuses for safety; "
-            "only load checkpoints written by ganstab"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read ({str(exc).splitlines()[0][:120]})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on pickle protocols: the error below says it all
+            data = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "GLOBAL" in str(exc):
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} needs to unpickle code, which ganstab refuses for safety; "
+                "only load checkpoints written by ganstab"
+            ) from None
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read (its pickled data is damaged); "
+                              "delete it and its .sha256 file to fall back to an older checkpoint, if any") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read ({one_line(exc, 160)}); "
+                              "delete it and its .sha256 file to fall back to an older checkpoint, if any") from None
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{str(path)!r} is not a ganstab checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
     return data
@@ -267,14 +280,31 @@ def atomic_write(path: str | Path, data: bytes | str) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             tmp.unlink()
         except OSError:
             pass
+        _raise_for(path, exc)
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def _raise_for(path: Path, exc: BaseException) -> None:
+    """Re-raise an OS error met while writing a temp file as one that names `path`, the file the user knows."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        raise type(exc)(exc.errno, exc.strerror or os.strerror(exc.errno), str(path)) from None
+
+
+_TEMP_NAME = re.compile(r"^\.(?P<stem>.+?)\.tmp-\d+(?P<suffix>\.[^.]*)?$")
+
+
+def user_path(path: str | Path) -> str:
+    """The file a temp file of `atomic_write`/`atomic_write_via` stands for (any other path as it is)."""
+    path = Path(path)
+    match = _TEMP_NAME.match(path.name)
+    return str(path.with_name(match["stem"] + (match["suffix"] or ""))) if match else str(path)
 
 
 def atomic_write_via(path: str | Path, write: Callable[[Path], Any]) -> Path:
@@ -286,11 +316,12 @@ def atomic_write_via(path: str | Path, write: Callable[[Path], Any]) -> Path:
     try:
         write(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
+        _raise_for(path, exc)
         raise
     return path
 
@@ -312,32 +343,133 @@ def append_jsonl(path: str | Path, records: Iterable[Mapping[str, Any]], sort_ke
         fh.flush()
 
 
+@dataclass(frozen=True)
+class SkippedLine:
+    """A line of a JSON-lines file that a reader skipped, and why (`number` counts from 1)."""
+
+    path: Path
+    number: int
+    reason: str
+
+
+@dataclass
+class JsonLines:
+    """What `read_json_lines` found: the usable records, the lines it skipped and the last non-empty line's number."""
+
+    records: list[dict[str, Any]]
+    skipped: list[SkippedLine]
+    last_line: int = 0
+
+    @property
+    def last_line_skipped(self) -> bool:
+        """Whether the file's last non-empty line was one of the skipped ones."""
+        return bool(self.skipped) and self.skipped[-1].number == self.last_line
+
+
+def _line_problem(raw: bytes, check: Optional[Callable[[Any], Optional[str]]]) -> tuple[Optional[dict], str]:
+    """(record, "") for a usable line, else (None, the reason it is skipped)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "not UTF-8 text"
+    try:
+        item = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        return None, "not JSON"
+    if not isinstance(item, dict):
+        return None, f"a JSON {type(item).__name__}, not an object"
+    problem = check(item) if check is not None else None
+    return (None, problem) if problem else (item, "")
+
+
+def read_json_lines(path: str | Path, check: Optional[Callable[[Any], Optional[str]]] = None) -> JsonLines:
+    """Every usable JSON-object line of a .jsonl file; lines that are not UTF-8, not JSON objects, or that
+    `check` refuses (it returns the reason) are skipped and listed. A missing file reads as empty."""
+    path = Path(path)
+    found = JsonLines([], [])
+    if not path.is_file():
+        return found
+    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        found.last_line = number
+        record, reason = _line_problem(raw.strip(), check)
+        if record is None:
+            found.skipped.append(SkippedLine(path, number, reason))
+        else:
+            found.records.append(record)
+    return found
+
+
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Every complete JSON object line of a .jsonl file (a torn or foreign line is skipped)."""
-    records: list[dict[str, Any]] = []
-    if not Path(path).is_file():
-        return records
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(item, dict):
-                records.append(item)
-    return records
+    """Every complete JSON object line of a .jsonl file (a torn, foreign or non-UTF-8 line is skipped)."""
+    return read_json_lines(path).records
 
 
-def rewrite_jsonl(path: str | Path, keep: Callable[[dict[str, Any]], bool]) -> None:
-    """Atomically rewrite a JSON-lines file with the records `keep` accepts (nothing when absent)."""
+def skipped_note(skipped: Sequence[SkippedLine], after: str = "the rest was read") -> str:
+    """One line saying how many lines of which file were skipped, why the first ones were, and what happened next."""
+    if not skipped:
+        return ""
+    files = sorted({str(s.path) for s in skipped})
+    reasons = "; ".join(f"line {s.number}: {s.reason}" for s in skipped[:3]) + ("; ..." if len(skipped) > 3 else "")
+    count = len(skipped)
+    return f"skipped {count} damaged line{'s' if count != 1 else ''} of {', '.join(files)} ({reasons}); {after}"
+
+
+# keys of a metrics line that are not numbers: the final/quick flags and the list of non-finite keys
+_FLAG_KEYS = frozenset({"final", "quick"})
+
+
+def metrics_problem(record: Any) -> Optional[str]:
+    """None for a line that keeps the metrics.jsonl contract, else the reason it breaks it: `step` a
+    non-negative integer, every value a finite number or null (`final`/`quick` booleans, `nonfinite` a
+    list of key names)."""
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not an object"
+    step = record.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        return f"'step' must be a non-negative integer, got {json.dumps(step)[:40]}"
+    for key, value in record.items():
+        if key in _FLAG_KEYS:
+            if not isinstance(value, bool):
+                return f"{key!r} must be true or false, got {json.dumps(value)[:40]}"
+        elif key == "nonfinite":
+            if not isinstance(value, list) or not all(isinstance(k, str) for k in value):
+                return "'nonfinite' must be a list of key names"
+        elif value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            return f"{key!r} must be a number or null, got {type(value).__name__}"
+        elif isinstance(value, float) and not math.isfinite(value):
+            return f"{key!r} is {value} (JSON has no such number; ganstab writes null)"
+    return None
+
+
+def rewrite_jsonl(path: str | Path, keep: Callable[[dict[str, Any]], bool],
+                  check: Optional[Callable[[Any], Optional[str]]] = None) -> list[SkippedLine]:
+    """Atomically rewrite a JSON-lines file with the records `keep` accepts (nothing when absent).
+
+    A damaged line (not UTF-8, not a JSON object, refused by `check`) is kept as it is, so nothing a
+    user may want to repair is lost, except a torn last line (a crash mid-write), which is dropped.
+    Returns the damaged lines (the torn one included).
+    """
     path = Path(path)
     if not path.exists():
-        return
-    kept = [record for record in read_jsonl(path) if keep(record)]
-    atomic_write(path, "".join(json.dumps(record) + "\n" for record in kept))
+        return []
+    raws = path.read_bytes().split(b"\n")
+    last = max((i for i, raw in enumerate(raws) if raw.strip()), default=-1)
+    kept: list[bytes] = []
+    damaged: list[SkippedLine] = []
+    for index, raw in enumerate(raws):
+        if not raw.strip():
+            continue
+        record, reason = _line_problem(raw.strip(), check)
+        if record is None:
+            damaged.append(SkippedLine(path, index + 1, reason))
+            if not (index == last and reason == "not JSON"):
+                kept.append(raw.strip())
+        elif keep(record):
+            kept.append(raw.strip())
+    atomic_write(path, b"".join(line + b"\n" for line in kept))
+    return damaged
 
 
 def is_eval_record(record: Mapping[str, Any]) -> bool:
@@ -357,30 +489,24 @@ def _step(record: Mapping[str, Any]) -> Optional[float]:
     return float(value)
 
 
-def read_records(run_dir: str | Path) -> list[dict[str, Any]]:
-    """Records of a run's metrics.jsonl (a run directory or the file itself), resume-deduplicated.
+def read_metrics(run_dir: str | Path) -> JsonLines:
+    """A run's metrics.jsonl (a run directory or the file itself): resume-deduplicated records and the lines skipped.
 
-    A resumed run may log steps again that an interrupted attempt had logged: a training (or
-    eval) line whose step is not past the previous line of its kind drops the earlier lines of
-    that kind at or after its step. A torn last line (crash mid-write) is ignored; a broken line
-    elsewhere is a ValueError naming the file and line.
+    A resumed run may log steps again that an interrupted attempt had logged: a training (or eval)
+    line whose step is not past the previous line of its kind drops the earlier lines of that kind
+    at or after its step. A line that is not UTF-8, not a JSON object, or breaks the contract of
+    `metrics_problem` (a torn last line after a crash too) is skipped and listed.
     """
     path = Path(run_dir)
     path = path if path.is_file() else path / METRICS_FILE
-    lines = path.read_text(encoding="utf-8").splitlines()
-    records: list[dict[str, Any]] = []
-    for number, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if number == len(lines) - 1:
-                break
-            raise ValueError(f"{path}:{number + 1}: not a JSON object") from None
-        if isinstance(record, dict):
-            records.append(record)
-    return _deduplicate(records)
+    found = read_json_lines(path, metrics_problem)
+    found.records = _deduplicate(found.records)
+    return found
+
+
+def read_records(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The usable records of a run's metrics.jsonl, resume-deduplicated (`read_metrics` lists the skipped lines)."""
+    return read_metrics(run_dir).records
 
 
 def _deduplicate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -400,24 +526,25 @@ def _deduplicate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return kept
 
 
-def truncate_metrics(path: str | Path, last_step: int, every: int = 1) -> None:
-    """Drop lines logged after `last_step`, and an off-interval final line at it (resume continues it)."""
+def truncate_metrics(path: str | Path, last_step: int, every: int = 1) -> list[SkippedLine]:
+    """Drop lines logged after `last_step`, and an off-interval final line at it (resume continues it);
+    returns the damaged lines met (kept as they are, except a torn last line)."""
     def keep(record: dict[str, Any]) -> bool:
-        step = int(record.get("step", 0))
+        step = int(record["step"])
         return step < last_step or (step == last_step and step % every == 0)
 
-    rewrite_jsonl(path, keep)
+    return rewrite_jsonl(path, keep, metrics_problem)
 
 
-def truncate_findings(path: str | Path, last_step: int) -> None:
+def truncate_findings(path: str | Path, last_step: int) -> list[SkippedLine]:
     """Drop findings that start after `last_step` (they belong to the discarded part of the run)."""
     def keep(record: dict[str, Any]) -> bool:
         try:
             return int(record.get("start_step", 0)) <= last_step
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return False
 
-    rewrite_jsonl(path, keep)
+    return rewrite_jsonl(path, keep)
 
 
 def holds_run(path: str | Path) -> bool:
@@ -429,6 +556,15 @@ def holds_run(path: str | Path) -> bool:
 def is_run_dir(path: str | Path) -> bool:
     """A folder with a config.yaml (a run, finished or not)."""
     return RunDir(path).config.is_file()
+
+
+def finished_export(run_dir: str | Path) -> bool:
+    """Whether a run holds the export of a finished run: a readable generator.json not marked interrupted."""
+    try:
+        meta = json.loads(RunDir(run_dir).generator_meta.read_bytes().decode("utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and not meta.get("interrupted")
 
 
 def is_ablation_dir(path: str | Path) -> bool:
@@ -527,8 +663,11 @@ class RunLock:
         self.release()
 
 
-def acquire_lock(run_dir: str | Path, echo: Callable[[str], None] = print) -> RunLock:
-    """Take RUN/.lock (PID and host) for this process; a live owner is RunInUse, a dead one on this host is replaced."""
+def acquire_lock(run_dir: str | Path, echo: Callable[[str], None] = print, what: str = "run folder") -> RunLock:
+    """Take RUN/.lock (PID and host) for this process; a live owner is RunInUse, a dead one on this host is replaced.
+
+    `what` names the folder in messages (an ablation or tuning folder is locked the same way).
+    """
     root = Path(run_dir)
     if root.exists() and not root.is_dir():
         raise CheckpointError(f"output path {str(root)!r} is a file; choose another out=DIR")
@@ -544,7 +683,7 @@ def acquire_lock(run_dir: str | Path, echo: Callable[[str], None] = print) -> Ru
             if owner_host != host or (pid > 0 and pid != os.getpid() and pid_alive(pid)) or pid == os.getpid():
                 if created:
                     RunLock(path, created).release()
-                raise RunInUse(f"run folder {str(root)!r} is in use by process {pid} on {owner_host}; "
+                raise RunInUse(f"{what} {str(root)!r} is in use by process {pid} on {owner_host}; "
                                "wait for it to finish or stop it first") from None
             if pid > 0:
                 echo(f"taking over the stale lock of {str(root)!r} (process {pid} on {owner_host} is gone)")
@@ -558,5 +697,5 @@ def acquire_lock(run_dir: str | Path, echo: Callable[[str], None] = print) -> Ru
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(payload)
         return RunLock(path, created)
-    raise RunInUse(f"run folder {str(root)!r} is in use (its lock keeps changing); wait for the other process "
+    raise RunInUse(f"{what} {str(root)!r} is in use (its lock keeps changing); wait for the other process "
                    "to finish or stop it first")

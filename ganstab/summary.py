@@ -35,13 +35,9 @@ def run_name(out: Path, run_dir: Path) -> str:
 
 
 def read_run(run_dir: Path) -> tuple[list[dict], list[dict]]:
-    """(metrics records, findings) of a run directory; missing files give empty lists."""
+    """(metrics records, findings) of a run directory; missing files give empty lists, damaged lines are skipped."""
     run = RunDir(run_dir)
-    try:
-        records = read_records(run.root) if run.metrics.is_file() else []
-    except ValueError as exc:
-        raise AblationError(f"{exc}; repair that line or delete the run folder {str(run_dir)!r} to retrain it") from None
-    return records, read_jsonl(run.findings)
+    return read_records(run.root), read_jsonl(run.findings)
 
 
 def _number(value: Any) -> Optional[float]:

@@ -33,7 +33,7 @@ import yaml
 from ganstab.ablate import Variant, run_ablation
 from ganstab.config import deep_merge, known_keys, nest, read_yaml, to_dict, validate
 from ganstab.data import dataset_shape, make_dataset
-from ganstab.errors import ConfigError, GanstabError, TrainingDiverged
+from ganstab.errors import ConfigError, GanstabError, RunInUse, TrainingDiverged
 from ganstab.metrics.registry import EVAL_PREFIX, main_metric
 from ganstab.pipeline import check_config, train
 from ganstab.report.tune import TuneView, write_tune_report
@@ -52,7 +52,7 @@ __all__ = [
            "read_space", "data_kind", "default_space", "objective_metric", "trial_data", "make_storage",
            "open_study", "mark_dead_trials", "decoded_params", "run_worker", "run_tune", "trial_rows", "write_trials_csv",
            "write_best", "rerun_top", "TuneResult", "budget_overrides", "objective", "PruneHook", "TrialSeededTPE",
-           "postgres_driver", "write_rerun_csv", "markdown_table", "finish_study", "default_storage", "STUDY_NAME"]
+           "postgres_driver", "check_space", "write_rerun_csv", "markdown_table", "finish_study", "default_storage", "STUDY_NAME"]
 
 OPTUNA_MISSING = "ganstab tune needs optuna; install it with: pip install 'ganstab[tune]' (or pip install 'optuna>=3.4')"
 STUDY_NAME = "ganstab-tune"
@@ -405,9 +405,21 @@ class TrialSeededTPE(_BaseSampler):
         self.tpe(trial.number).after_trial(study, trial, state, values)
 
 
+def _in_memory(url: str) -> bool:
+    """Whether an SQLite URL names an in-memory database (gone when its connection closes)."""
+    scheme, _, rest = url.partition("://")
+    if not scheme.startswith("sqlite"):
+        return False
+    path = rest[1:] if rest.startswith("/") else rest
+    return not path.split("?")[0] or ":memory:" in path or "mode=memory" in rest
+
+
 def make_storage(url: str) -> Any:
     """An Optuna storage from 'journal:PATH' (journal file) or an RDB URL (sqlite:///..., postgresql://...)."""
     require_optuna()
+    if _in_memory(url):
+        raise ConfigError(f"--storage {url!r} is an in-memory database, which cannot hold a study across the "
+                          "processes and connections of a search (workers, re-runs, resume); use sqlite:///FILE")
     if url.startswith("journal:"):
         path = url[len("journal:"):]
         if not path:
@@ -581,12 +593,30 @@ def rerun_top(settings: TuneSettings, study: Any, echo: Callable[[str], None] = 
     base = deep_merge(deep_merge(settings.base, budget_overrides(settings)), {"log": {"progress": False}})
     seeds = [settings.seed + RERUN_SEED_OFFSET + i for i in range(settings.rerun_seeds)]
     echo(f"re-running the top {len(top)} configurations with seeds {', '.join(map(str, seeds))}")
-    result = run_ablation(settings.out / RERUN_DIR, base, variants, seeds, jobs=settings.workers, echo=echo)
+    result = _rerun_when_free(settings.out / RERUN_DIR, base, variants, seeds, settings.workers, echo)
     key = EVAL_PREFIX + settings.metric
     stats = {v["name"]: v["final"].get(key, {"n": 0, "mean": None, "se": None}) for v in result.summary["variants"]}
     rows = [{"trial": t.number, "search_value": t.value, "params": decoded_params(settings.space, t),
              **{k: stats.get(f"trial{t.number}", {}).get(k) for k in ("mean", "se", "n")}} for t in top]
     return order_by_ranking(rows, result.summary["ranking"])
+
+
+RERUN_POLL_SECONDS = 2.0  # how often a command sharing OUT looks whether the other one's re-runs are done
+
+
+def _rerun_when_free(out: Path, base: dict, variants: Sequence[Variant], seeds: Sequence[int], workers: int,
+                     echo: Callable[[str], None]) -> Any:
+    """`run_ablation` of the re-runs; while another command sharing OUT holds OUT/rerun, wait for it, then
+    summarise (its finished runs are skipped, so the work is shared, never done twice or reported as failed)."""
+    waiting = False
+    while True:
+        try:
+            return run_ablation(out, base, variants, seeds, jobs=workers, echo=echo)
+        except RunInUse as exc:
+            if not waiting:
+                echo(f"waiting: {str(exc).split(';')[0]} (another tune command on this folder re-runs the top trials)")
+                waiting = True
+            time.sleep(RERUN_POLL_SECONDS)
 
 
 def order_by_ranking(rows: list[dict[str, Any]], ranking: list[str]) -> list[dict[str, Any]]:
@@ -660,11 +690,46 @@ def finish_study(settings: TuneSettings, study: Any, echo: Callable[[str], None]
     return result
 
 
+def _values(param: Param) -> tuple:
+    """The values of a searched key that every trial can meet: its choices, or the ends of its range."""
+    return param.choices if param.kind == "choices" else (param.low, param.high)
+
+
+def _refusal(settings: TuneSettings, params: Mapping[str, Any]) -> Optional[str]:
+    """Why the config of a trial with these params is refused (None when it is accepted)."""
+    try:
+        check_config(validate(trial_data(settings, params, settings.seed, None)))
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
+def check_space(settings: TuneSettings) -> None:
+    """Refuse, before the first trial, a choice (or range end) that the config rules refuse with the base config and
+    with every single other searched value beside it; one a search can never use."""
+    for key, param in settings.space.items():
+        for value in _values(param):
+            problem = _refusal(settings, {key: value})
+            if problem is None or any(_refusal(settings, {key: value, other: alt}) is None
+                                      for other, beside in settings.space.items() if other != key
+                                      for alt in _values(beside)):
+                continue
+            what = "the choice" if param.kind == "choices" else ("low" if value == param.low else "high")
+            raise ConfigError(f"search space key '{key}': {what} {json.dumps(value)} is refused ({problem}); "
+                              "remove or fix it")
+
+
 def run_tune(settings: TuneSettings, echo: Callable[[str], None] = print) -> TuneResult:
-    """Search (in this process, or --workers spawned processes), then re-run the top trials and write the outputs."""
+    """Search (in this process, or --workers spawned processes), then re-run the top trials and write the outputs.
+
+    Everything is checked before the first trial (the space's values, the storage). Several commands may share
+    OUT and its study: trials get distinct numbers, and the re-runs (an ablation, locked) are done by one at a time."""
     require_optuna()
     if settings.trials is None and settings.time_budget is None:
         raise ConfigError("give --trials N or --time-budget SECONDS to say when the search ends")
+    check_space(settings)
+    if _in_memory(settings.storage):
+        make_storage(settings.storage)  # raises: refused before the folder is made
     settings.out.mkdir(parents=True, exist_ok=True)
     study = open_study(settings)  # created once here, before workers race to create it
     echo(f"tune {settings.out}: {len(settings.space)} searched keys, objective {settings.metric} "

@@ -79,8 +79,8 @@ def test_disk_full_keeps_previous_checkpoint(tmp_path: Path, monkeypatch, capsys
     code = main(["train", "--resume", str(run), "train.steps=8", *FAST])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1
-    assert err == ["ganstab: error: disk full while writing; free space, then resume with --resume "
-                   "(the last checkpoint is intact)"]
+    assert err == [f"ganstab: error: disk full while writing '{run}/metrics.jsonl'; free space, then resume with "
+                   f"--resume {run} (its last checkpoint, {before.name}, is intact)"]
     monkeypatch.setattr(ckpt.os, "fsync", real_fsync)
     assert ckpt.newest_valid_checkpoint(run / "checkpoints") == before
     assert not list((run / "checkpoints").glob(".*tmp*"))

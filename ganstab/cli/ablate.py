@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ganstab import ablate
-from ganstab.cli.common import add_config_args, echo
+from ganstab.cli.common import add_config_args, echo, exit_status
 from ganstab.rundir import SUMMARY_CSV, SUMMARY_JSON
 
 __all__ = ["cmd_ablate", "register"]
@@ -41,7 +41,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         print(f"{len(result.failed)} run{'s' if len(result.failed) != 1 else ''} failed; see their train.log")
         return 1
     if result.interrupted:
-        return 130
+        return exit_status(result.stop_signal)
     return 0
 
 

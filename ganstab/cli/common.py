@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import argparse
 import errno
+import signal
 import sys
 import warnings
 from pathlib import Path
+from typing import Optional
 
 import torch
 
 from ganstab.config import Config, merge_sources, validate
 from ganstab.errors import UsageError
 from ganstab.pipeline import check_config, load_config
-from ganstab.rundir import RunDir
+from ganstab.rundir import RUN_FILES, RunDir, is_run_dir, newest_valid_checkpoint, user_path
 
-__all__ = ["cli_device", "EXIT_USAGE", "Parser", "echo", "load_cli_config", "load_resume_config", "add_config_args",
+__all__ = ["cli_device", "EXIT_USAGE", "exit_status", "Parser", "echo", "load_cli_config", "load_resume_config", "add_config_args",
            "friendly_os_error"]
 
 EXIT_USAGE = 2
@@ -27,6 +29,11 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         """Raise the problem as a one-line UsageError."""
         raise UsageError(f"{message}; see '{self.prog} --help'")
+
+
+def exit_status(stop_signal: Optional[int]) -> int:
+    """The exit status of a run a signal stopped: 128 + its number (SIGINT 130, SIGTERM 143), as the shell reports it."""
+    return 128 + int(stop_signal or signal.SIGINT)
 
 
 def echo(message: str) -> None:
@@ -66,11 +73,23 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
                    help="config overrides with dotted keys, e.g. loss.kind=hinge train.steps=2000")
 
 
+def _after_disk_full(path: Optional[str]) -> str:
+    """What to do after a full disk: resume from the run's newest valid checkpoint when one exists, else start again."""
+    for folder in (Path(path).parents if path else ()):
+        if is_run_dir(folder) or Path(path).relative_to(folder).parts[0] in RUN_FILES:  # config.yaml may be the one
+            newest = newest_valid_checkpoint(RunDir(folder).checkpoints, warn=lambda _message: None)
+            if newest is None:
+                return f"start the run again (no checkpoint of {str(folder)!r} was written yet)"
+            return f"resume with --resume {folder} (its last checkpoint, {newest.name}, is intact)"
+    return "run the command again (files written before are intact: every write goes through a temp file)"
+
+
 def friendly_os_error(exc: OSError) -> str:
-    """One line for an OS error: a full disk and a denied permission say what to do."""
-    where = f" {exc.filename!r}" if getattr(exc, "filename", None) else ""
+    """One line for an OS error, naming the file the user knows: a full disk and a denied permission say what to do."""
+    name = user_path(exc.filename) if getattr(exc, "filename", None) else None
+    where = f" {name!r}" if name else ""
     if exc.errno == errno.ENOSPC:
-        return f"disk full while writing{where}; free space, then resume with --resume (the last checkpoint is intact)"
+        return f"disk full while writing{where}; free space, then {_after_disk_full(name)}"
     if exc.errno in (errno.EACCES, errno.EPERM):
         return f"permission denied for{where}; choose a writable location"
     return f"{exc.strerror or exc}{where}"

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
 from ganstab.cli.common import cli_device
 from ganstab.config import to_dict
 from ganstab.data import make_dataset
-from ganstab.diagnose import context_from_config, diagnose, format_report, verdict
+from ganstab.diagnose import context_from_config, diagnose, format_report, read_finding_lines, unread_reason, verdict
 from ganstab.errors import UsageError
 from ganstab.export import (GRID_MAX, check_grid_size, check_sample_space, load_generator, load_run_generator,
                             write_samples)
 from ganstab.metrics import RunEvaluator
 from ganstab.models.conditional import run_label_distribution
 from ganstab.report.html import write_report
-from ganstab.rundir import RunDir, atomic_write, load_run_config, read_records, read_jsonl
+from ganstab.rundir import (JsonLines, RunDir, atomic_write, finished_export, is_run_dir, load_run_config, read_jsonl,
+                            read_metrics, skipped_note)
 from ganstab.training.interfaces import fixed_latents, training_eval_seed
 
 EVAL_MAX = 200_000  # most samples `ganstab eval` scores (eval.n's own limit)
@@ -86,27 +88,39 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn_skipped(*found: JsonLines) -> None:
+    """One warning line on stderr per file with damaged lines that a command went on past."""
+    for lines in found:
+        if lines.skipped:
+            print(f"ganstab: warning: {skipped_note(lines.skipped)}", file=sys.stderr, flush=True)
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Print the stability findings of a finished or running run."""
     run = RunDir(args.run)
     cfg = load_run_config(run.root)
     if not run.metrics.is_file():
         raise UsageError(f"{run.root}: no metrics.jsonl yet; the run has not logged anything")
-    records = read_records(run.root)
+    found = read_metrics(run.root)
+    _warn_skipped(found)
+    records = found.records
     findings = diagnose(records, cfg.doctor, context_from_config(to_dict(cfg)))
-    last = max((int(r.get("step", 0)) for r in records), default=0)
+    last = max((int(r["step"]) for r in records), default=0)
     print(f"{run.root}: {len(records)} logged lines up to step {last}")
     if run.recoveries.is_file():
         events = [r for r in read_jsonl(run.recoveries) if "after_step" not in r]
         print(f"automatic recoveries: {len(events)} (see {run.recoveries})")
     print(format_report(findings))
-    outcome = verdict(findings)
-    print(f"verdict: {outcome}")
-    return 1 if args.strict and outcome == "failed" else 0
+    reason = unread_reason(found, finished=finished_export(run.root))
+    outcome = "unknown" if reason else verdict(findings)
+    print(f"verdict: {outcome}" + (f" ({reason})" if reason else ""))
+    return 1 if args.strict and outcome in ("failed", "unknown") else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Write report.html for a run directory or an ablation folder."""
+    if is_run_dir(args.path):
+        _warn_skipped(read_metrics(args.path), read_finding_lines(RunDir(args.path).findings))
     path = write_report(Path(args.path))
     print(f"report: {path}")
     return 0

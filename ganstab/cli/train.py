@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ganstab.cli.common import add_config_args, echo, load_cli_config, load_resume_config
+from ganstab.cli.common import add_config_args, echo, exit_status, load_cli_config, load_resume_config
 from ganstab.pipeline import main_process, train
 from ganstab.rundir import RunDir, is_eval_record, read_jsonl
 
@@ -21,7 +21,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = train(cfg, overwrite=args.overwrite, resume=args.resume is not None,
                    allow_config_change=args.allow_config_change, echo=echo)
     if result.interrupted:
-        return 130
+        return exit_status(result.stop_signal)
     if not main_process():
         return 0  # under torchrun only rank 0 reports
     _print_outputs(RunDir(result.out), result)

@@ -29,11 +29,13 @@ from .doctor import (
     format_report,
     is_divergence,
     read_context,
+    read_finding_lines,
     read_findings,
     read_records,
+    unread_reason,
     write_findings,
 )
-from .findings import SEVERITIES, Finding
+from .findings import SEVERITIES, Finding, finding_problem
 from .tracker import Tracker, normalize_record
 
 __all__ = [
@@ -42,6 +44,6 @@ __all__ = [
     "detect_coverage_drop", "detect_critic_drift", "detect_d_overfitting", "detect_d_overpowers", "detect_dead", "detect_diversity",
     "detect_explosion", "detect_failed_evaluation", "detect_modes", "detect_nonfinite", "detect_oscillation", "detect_stall",
     "detect_vanishing_g_grad", "diagnose", "diagnose_run", "format_report", "is_divergence",
-    "loss_family", "normalize_record", "read_context", "read_findings", "read_records",
+    "loss_family", "normalize_record", "read_context", "read_finding_lines", "read_findings", "read_records", "unread_reason", "finding_problem",
     "verdict", "write_findings",
 ]

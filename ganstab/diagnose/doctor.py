@@ -10,8 +10,8 @@ import yaml
 
 from ganstab.config import DoctorConfig
 from .detectors import diagnose
-from .findings import Finding, worst_first
-from ganstab.rundir import RunDir, append_jsonl, atomic_write, read_records
+from .findings import Finding, finding_problem, worst_first
+from ganstab.rundir import JsonLines, RunDir, append_jsonl, atomic_write, read_json_lines, read_records
 
 # context key -> dotted config key it is read from (see ganstab.diagnose.advice for their use)
 CONTEXT_KEYS: dict[str, str] = {
@@ -81,9 +81,25 @@ def write_findings(path: str | Path, findings: Iterable[Finding], append: bool =
 
 
 def read_findings(path: str | Path) -> list[Finding]:
-    """Findings from a findings.jsonl file."""
-    text = Path(path).read_text(encoding="utf-8")
-    return [Finding.from_dict(json.loads(line)) for line in text.splitlines() if line.strip()]
+    """Findings from a findings.jsonl file (damaged lines skipped; `read_finding_lines` lists them)."""
+    return [Finding.from_dict(record) for record in read_finding_lines(path).records]
+
+
+def read_finding_lines(path: str | Path) -> JsonLines:
+    """The usable lines of a findings.jsonl file and the ones skipped (not UTF-8, not JSON, not a finding)."""
+    return read_json_lines(path, finding_problem)
+
+
+def unread_reason(found: JsonLines, finished: bool) -> str | None:
+    """Why no verdict can be given from a run's metrics lines, or None: no readable line at all, or a finished
+    run whose last line (its final evaluation) is damaged."""
+    if not found.records:
+        why = "no readable line" if not found.skipped else f"no readable line ({len(found.skipped)} damaged)"
+        return f"metrics.jsonl holds {why}; nothing to judge"
+    if finished and found.last_line_skipped and not any(r.get("final") is True for r in found.records):
+        return (f"the last line of metrics.jsonl (line {found.last_line}, the final evaluation) is damaged "
+                f"({found.skipped[-1].reason}); score the generator again with 'ganstab eval'")
+    return None
 
 
 def is_divergence(finding: Finding) -> bool:

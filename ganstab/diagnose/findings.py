@@ -87,3 +87,22 @@ class Finding:
             advice=str(data.get("advice", "")),
             metric=data.get("metric"),
         )
+
+
+def finding_problem(record: Any) -> str | None:
+    """None for a findings.jsonl line that `Finding.from_dict` accepts, else the reason it does not."""
+    if not isinstance(record, Mapping):
+        return f"a JSON {type(record).__name__}, not an object"
+    if not isinstance(record.get("code"), str) or not isinstance(record.get("evidence", {}), (Mapping, type(None))):
+        return "'code' must be a name and 'evidence' an object"
+    for key in ("start_step", "end_step"):
+        if isinstance(record.get(key), bool) or not isinstance(record.get(key), int):
+            return f"{key!r} must be an integer"
+    metric = record.get("metric")
+    if metric is not None and not isinstance(metric, str):
+        return "'metric' must be a name or null"
+    try:
+        Finding.from_dict(record)
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        return " ".join(str(exc).split())[:80] or type(exc).__name__
+    return None

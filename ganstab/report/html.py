@@ -21,11 +21,12 @@ from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
 import yaml
 
 from ganstab.config import Config, to_dict
-from ganstab.diagnose import Finding, verdict
+from ganstab.diagnose import Finding, read_finding_lines, verdict
 from ganstab.diagnose.findings import worst_first
 from ganstab.errors import ReportError
 from ganstab.report import figures as figs
-from ganstab.rundir import REPORT_FILE, RunDir, atomic_write, is_ablation_dir, is_run_dir, read_jsonl, read_records
+from ganstab.rundir import (REPORT_FILE, RunDir, atomic_write, is_ablation_dir, is_run_dir, read_jsonl, read_metrics,
+                            skipped_note)
 from ganstab.summary import main_curve, snapshot, summarize
 
 __all__ = ["write_report", "run_report_html", "ablation_report_html", "sample_paths", "RUN_SECTIONS",
@@ -321,22 +322,20 @@ def run_report_html(run_dir: str | Path) -> str:
     run_dir = Path(run_dir)
     run = RunDir(run_dir)
     config = _run_config(run_dir)
-    records: list[dict[str, Any]] = []
-    problem = ""
-    if run.metrics.is_file():
-        try:
-            records = read_records(run_dir)
-        except (ValueError, OSError) as exc:  # a damaged metrics.jsonl still gets a report of the rest
-            problem = f"metrics.jsonl could not be read: {exc}"
-    findings = read_jsonl(run.findings)
+    found = read_metrics(run_dir)  # damaged lines are skipped: the report shows the rest and says so
+    records = found.records
+    finding_lines = read_finding_lines(run.findings)
+    problem = " ".join(skipped_note(lines.skipped) + "." for lines in (found, finding_lines) if lines.skipped)
+    findings = finding_lines.records
     recoveries = read_jsonl(run.recoveries)
     train_records = [r for r in records if "loss_d" in r or "loss_g" in r]
     kind = "points" if (config.get("data") or {}).get("name") in ("ring8", "grid25") else "images"
     meta_path = run.generator_meta
     if meta_path.is_file():
         try:
-            kind = json.loads(meta_path.read_text(encoding="utf-8")).get("data", {}).get("kind", kind)
-        except json.JSONDecodeError:
+            described = json.loads(meta_path.read_bytes().decode("utf-8"))
+            kind = str(described["data"]["kind"]) if isinstance(described, dict) else kind
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError, OSError):
             pass
     meta = {"finished": meta_path.is_file(), "problem": problem}
 

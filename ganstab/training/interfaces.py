@@ -89,6 +89,7 @@ class RunResult:
     interrupted: bool = False
     last_record: dict = field(default_factory=dict)
     recoveries: int = 0
+    stop_signal: Optional[int] = None  # the signal that stopped an interrupted run (SIGINT, SIGTERM)
 
 
 #: Findings with this code prefix are a mode collapse: recovery rolls back to the best evaluation's state

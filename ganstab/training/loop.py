@@ -361,7 +361,7 @@ class Trainer(NetworksMixin, InputsMixin, TrainerState, RecoveryMixin, OutputsMi
         else:
             self._finish_training()
         return RunResult(self.out, self.step, self.d_steps, self.images_seen, interrupted, self.last_record,
-                         self.recoveries)
+                         self.recoveries, self._stop_signal if interrupted else None)
 
     def _stop_interrupted(self) -> None:
         """After SIGINT/SIGTERM: a checkpoint at this step and a line saying how to resume."""

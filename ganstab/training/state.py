@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from ganstab.config import to_dict, unsafe_changes
-from ganstab.errors import CheckpointError, ConfigError
-from ganstab.rundir import truncate_findings, truncate_metrics
+from ganstab.errors import CheckpointError, ConfigError, one_line
+from ganstab.rundir import skipped_note, truncate_findings, truncate_metrics
 from ganstab.training import checkpoint as ckpt
 from ganstab.training import parallel
 from ganstab.training.transfer import InitWeights
@@ -58,7 +58,7 @@ class TrainerState:
             if isinstance(exc, CheckpointError):
                 raise
             raise CheckpointError(
-                f"the checkpoint does not fit this model ({str(exc).splitlines()[0][:100]}); "
+                f"the checkpoint does not fit this model ({one_line(exc)}); "
                 "it was written for another architecture or data shape"
             ) from None
 
@@ -136,7 +136,9 @@ class TrainerState:
         """Load a state and drop the metric lines (and, on resume, the findings) logged after it."""
         self.load_state(state)
         if self.dist.is_main:
-            truncate_metrics(self.run_dir.metrics, self.step, self.cfg.log.every)
+            damaged = truncate_metrics(self.run_dir.metrics, self.step, self.cfg.log.every)
+            if damaged:
+                self.echo(skipped_note(damaged, "kept as they are"))
             if drop_findings:
                 truncate_findings(self.run_dir.findings, self.step)
 
