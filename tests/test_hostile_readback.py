@@ -260,7 +260,8 @@ CASES: list[tuple[str, Callable[[Path], None], list[str], int, str, tuple[str, .
     ("tune_space_bad_choice", nothing,
      ["tune", *TOY, "--space", "{tmp}/space_bad.yaml", "--trials", "1", "--rerun-seeds", "0", "--out", "{run}"], 2,
      "ganstab: error: search space key 'loss.kind': the choice \"bogus\" is refused (config key 'loss.kind': Input "
-     "should be 'minimax', 'nonsaturating', 'wasserstein', 'lsgan' or 'hinge', got 'bogus'); remove or fix it", ()),
+     "should be 'minimax', 'nonsaturating', 'wasserstein', 'lsgan', 'hinge', 'relativistic' or "
+     "'relativistic_average', got 'bogus'); remove or fix it", ()),
     ("tune_storage_in_memory", nothing,
      ["tune", *TOY, "--space", "{tmp}/space_ok.yaml", "--trials", "1", "--rerun-seeds", "0", "--out", "{run}",
       "--storage", "sqlite://"], 2,
