@@ -51,7 +51,7 @@ def _accept_conv(shape: tuple[int, ...]) -> str | None:
         return "model.arch=dcgan needs images but the data are points; use model.arch=toy or mlp"
     c, h, w = shape
     if plan_sides(h, w, 1) is None:
-        return (f"model.arch=dcgan needs image sides b*2^k with b in 4..7 and the same k >= 1 for height and width "
+        return (f"model.arch=dcgan needs image sides b*2^k with b in 3..8 and the same k >= 1 for height and width "
                 f"(e.g. 8, 12, 14, 16, 28, 32, 64, 48x32), got {h}x{w}; "
                 "set data.image_size=32 (or 28, 64, [48, 32]) to resize")
     return None
@@ -108,7 +108,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "mlp": Architecture(_mlp_g, _mlp_d, _accept_any,
                         "fully connected G/D (model.hidden, default 256-256; the blog preset uses 256-512-1024)"),
     "dcgan": Architecture(_dcgan_g, _dcgan_d, _accept_conv,
-                          "conv G/D for images of b*2^k x b'*2^k, b and b' in 4..7 (8, 14, 28, 32, 64, 48x32, ...; "
+                          "conv G/D for images of b*2^k x b'*2^k, b and b' in 3..8 (8, 14, 28, 32, 64, 48x32, ...; "
                           "model.width)"),
     "toy": Architecture(_toy_g, _toy_d, _accept_points,
                         "small MLPs for 2-D points (model.width x model.depth)"),

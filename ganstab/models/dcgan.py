@@ -1,6 +1,7 @@
-"""DCGAN-style conv G and D for (C, H, W) images whose sides are b_h*2^k and b_w*2^k with b in 4..7 and the
-same k >= 1 (8, 12, 14, 16, 28, 32, 64, 48x32, ...): G projects z to a (b_h, b_w) map and doubles both sides
-k times; D halves them k times and reads the (b_h, b_w) map."""
+"""DCGAN-style conv G and D for (C, H, W) images whose sides are b_h*2^k and b_w*2^k with b in 3..8 and the
+same k >= 1 (8, 12, 14, 16, 28, 32, 64, 48x32, 64x48, ...): G projects z to a (b_h, b_w) map and doubles both
+sides k times; D halves them k times and reads the (b_h, b_w) map. The largest k is used, so the square
+sides that fitted before (4*2^k, 7*2^k) keep their networks."""
 
 from __future__ import annotations
 
@@ -12,13 +13,13 @@ from ganstab.models.norms import feature_norm, weight_layer
 
 __all__ = ["BASE_SIDES", "plan_sides", "conv_plan", "conv_plan_hw", "DCGANGenerator", "DCGANDiscriminator"]
 
-BASE_SIDES = range(4, 8)  # sides of the smallest feature map (4 and 7: the square 32/64 and 28 plans)
+BASE_SIDES = range(3, 9)  # sides of the smallest map (squares keep 4 or 7: 32/64, 28); 3..8 allows 48x32, 64x48
 MAX_STEPS = 10  # 2^10 = 1024, the largest data.image_size
 
 
 def plan_sides(height: int, width: int, min_steps: int = 1) -> tuple[int, int, int] | None:
-    """(base height, base width, k) with height = base_h*2^k, width = base_w*2^k, both bases in 4..7 and
-    k >= min_steps (the largest such k), or None when there is none."""
+    """(base height, base width, k) with height = base_h*2^k, width = base_w*2^k, both bases in 3..8 and
+    k >= min_steps (the largest such k, so 32 is 4*2^3, not 8*2^2), or None when there is none."""
     for steps in range(MAX_STEPS, min_steps - 1, -1):
         scale = 2 ** steps
         if height % scale or width % scale:
@@ -32,7 +33,7 @@ def conv_plan_hw(height: int, width: int) -> tuple[int, int, int]:
     """(base height, base width, number of 2x steps) for (H, W) images, or ValueError when they do not fit."""
     plan = plan_sides(height, width, 1)
     if plan is None:
-        raise ValueError(f"{height}x{width} is not b_h*2^k x b_w*2^k with b in 4..7 and k >= 1")
+        raise ValueError(f"{height}x{width} is not b_h*2^k x b_w*2^k with b in 3..8 and k >= 1")
     return plan
 
 
@@ -40,7 +41,7 @@ def conv_plan(size: int) -> tuple[int, int]:
     """(base side, number of 2x steps) for a square image side, or ValueError when it does not fit."""
     plan = plan_sides(size, size, 1)
     if plan is None:
-        raise ValueError(f"side {size} is not b*2^k with b in 4..7 and k >= 1")
+        raise ValueError(f"side {size} is not b*2^k with b in 3..8 and k >= 1")
     return plan[0], plan[2]
 
 

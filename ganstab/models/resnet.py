@@ -16,7 +16,7 @@ repo's (`feature_norm`, `weight_layer`): 'spectral' wraps every conv and linear 
 convention): G's 32x32 output is cropped centrally to 28, D pads its 28x28 input to 32 with -1.
 
 Non-square (C, H, W) images are planned per dimension, not padded: the network sides (28 read as 32)
-must be b_h*2^k and b_w*2^k with b in 4..7 and the same k >= 3 (`plan_sides`). G starts from a
+must be b_h*2^k and b_w*2^k with b in 3..8 and the same k >= 3 (`plan_sides`). G starts from a
 (b_h, b_w) map instead of 4x4 and D's blocks, convolutions and average pools work on any H x W
 (its sum pooling reads whatever map is left), so 48x32 uses G 6x4 -> 48x32 and D 48x32 -> 12x8.
 Squares of side 32 and 64 get exactly SN-GAN's networks; 40, 48, 56, 80, ... are planned the same way.
@@ -45,7 +45,7 @@ __all__ = [
     "resnet_side_ok",
 ]
 
-SUPPORTED_SIDES = (28, 32, 40, 48, 56, 64)  # the square sides up to 64 (any H x W planned per dimension, see above)
+SUPPORTED_SIDES = (24, 28, 32, 40, 48, 56, 64)  # the square sides up to 64 (H x W: planned per dimension, see above)
 PADDED_SIDE = {28: 32}  # data side -> side the networks work at
 MIN_STEPS = 3  # G's up blocks (D's halvings + 1): SN-GAN's 4x4 -> 32x32 at least
 BACKGROUND = -1.0  # the fill of the border added to 28x28 images
@@ -62,7 +62,7 @@ def resnet_side_ok(height: int, width: int | None = None) -> str | None:
     width = height if width is None else width
     if resnet_plan(height, width) is not None:
         return None
-    return (f"model.arch=resnet needs image sides b*2^k with b in 4..7 and the same k >= 3 for height and width "
+    return (f"model.arch=resnet needs image sides b*2^k with b in 3..8 and the same k >= 3 for height and width "
             f"(28 is padded to 32; e.g. 32, 48, 64, 48x32), got {height}x{width}; "
             "set data.image_size=32 (or 64, or [48, 32]) to resize")
 
