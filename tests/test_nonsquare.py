@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ganstab.cli import main
-from ganstab.config import ConfigError, DataConfig, ModelConfig, image_hw, load_config
+from ganstab.config import ConfigError, DataConfig, ModelConfig, dump_yaml, image_hw, load_config, read_yaml, validate
 from ganstab.data import dataset_shape, make_dataset
 from ganstab.data.prepare import archive_name
 from ganstab.metrics.run_eval import to_data_size
@@ -80,6 +80,13 @@ def test_image_size_takes_a_side_or_height_and_width(given: str, stored, hw: tup
 ])
 def test_bad_image_size_is_one_line(given: str, message: str) -> None:
     assert _config_error([f"data.image_size={given}"]) == message
+
+
+def test_image_size_survives_the_run_folder_yaml(tmp_path: Path) -> None:
+    cfg = _config(["data.image_size=48x32"])
+    (tmp_path / "config.yaml").write_text(dump_yaml(cfg))
+    assert read_yaml(tmp_path / "config.yaml")["data"]["image_size"] == [48, 32]
+    assert validate(read_yaml(tmp_path / "config.yaml")).data.image_size == [48, 32]
 
 
 def test_bad_image_size_on_the_command_line_exits_2(capsys) -> None:
