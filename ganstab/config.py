@@ -13,7 +13,7 @@ import math
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Literal, Mapping, Optional, Union
+from typing import Any, Iterable, Literal, Mapping, Optional, Sequence, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -100,8 +100,8 @@ def parse_image_size(value: Any) -> Union[int, list[int], None]:
     return value
 
 
-def image_hw(image_size: Union[int, list[int], tuple[int, int], None]) -> Optional[tuple[int, int]]:
-    """(H, W) of a validated data.image_size (N -> (N, N)); None when the data keep their own size."""
+def image_hw(image_size: Union[int, Sequence[int], None]) -> Optional[tuple[int, int]]:
+    """(H, W) of a side N (-> (N, N)) or an (H, W) pair, e.g. a validated data.image_size; None for None."""
     if image_size is None:
         return None
     if isinstance(image_size, int):

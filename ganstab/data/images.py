@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ganstab.config import image_hw
 from ganstab.errors import DataError
 
 if TYPE_CHECKING:
@@ -178,18 +179,13 @@ def convert_mode(img: "Image.Image", channels: int) -> "Image.Image":
     return img.convert(mode)
 
 
-def hw_of(size: Union[int, Sequence[int]]) -> tuple[int, int]:
-    """(H, W) of a side N (square) or of an (H, W) pair."""
-    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-
-
 def convert_image(img: "Image.Image", size: Union[int, Sequence[int]], channels: int) -> np.ndarray:
     """A Pillow image as uint8 (H, W, channels) for `size` N (square) or (H, W): palette/alpha composited on
     black, then resized."""
     from PIL import Image
 
     img = convert_mode(img, channels)
-    height, width = hw_of(size)
+    height, width = image_hw(size)
     if img.size != (width, height):  # Pillow's size is (width, height)
         img = img.resize((width, height), Image.BICUBIC)
     arr = np.array(img, dtype=np.uint8)  # a writable copy

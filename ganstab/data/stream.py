@@ -18,8 +18,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from ganstab.config import image_hw
 from ganstab.data.archive import UNREADABLE, ImageArchive, detect_layout, image_names
-from ganstab.data.images import GRAY_MODES, convert_image, hw_of, list_image_files, open_image
+from ganstab.data.images import GRAY_MODES, convert_image, list_image_files, open_image
 from ganstab.data.source import DataSource, mix_seed
 from ganstab.errors import DataError
 
@@ -210,7 +211,7 @@ def stream_folder(data_cfg: Any, seed: int) -> StreamingSource:
         if archive is not None:
             archive.close()
     channels = data_cfg.channels or (1 if all(m in GRAY_MODES for m in modes) else 3)
-    size = hw_of(data_cfg.image_size or first_hw)
+    size = image_hw(data_cfg.image_size or first_hw)
     dataset = ImageFiles(files, size, channels) if archive is None else ArchiveImages(data_cfg.path, files, size,
                                                                                       channels)
     source = StreamingSource(name="folder", kind="image", shape=(channels, *size), seed=seed,

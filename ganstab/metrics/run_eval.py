@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ganstab.config import image_hw
 from ganstab.data import DataSource
 from ganstab.metrics.evaluator import (evaluate_images, load_or_train_evaluator,
                                       prepare_reference)
@@ -68,7 +69,7 @@ def other_real_images(train: Tensor, n: int, skip: int = 0) -> Optional[Tensor]:
 def to_data_size(samples: Tensor, size: int | Sequence[int]) -> Tensor:
     """Bring samples of another size (a progressive run mid-growth) to the data's size, a side N or (H, W), for
     scoring: nearest upsampling to the next power of two of each side, then a central crop."""
-    height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    height, width = image_hw(size)
     if samples.dim() != 4 or tuple(samples.shape[-2:]) == (height, width):
         return samples
     target_h, target_w = next_pow2(height), next_pow2(width)

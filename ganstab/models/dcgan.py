@@ -9,6 +9,7 @@ from typing import Sequence
 
 from torch import Tensor, nn
 
+from ganstab.config import image_hw
 from ganstab.models.norms import feature_norm, weight_layer
 
 __all__ = ["BASE_SIDES", "plan_sides", "conv_plan", "conv_plan_hw", "DCGANGenerator", "DCGANDiscriminator"]
@@ -45,18 +46,13 @@ def conv_plan(size: int) -> tuple[int, int]:
     return plan[0], plan[2]
 
 
-def _hw(size: int | Sequence[int]) -> tuple[int, int]:
-    """(H, W) of a side N or an (H, W) pair."""
-    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-
-
 class DCGANGenerator(nn.Module):
     """z -> Linear to (C, s0, s0) -> [ConvT 4x4 stride 2 - Norm - ReLU] ... -> ConvT to image -> Tanh."""
 
     def __init__(self, latent_dim: int, channels: int, size: int | Sequence[int], width: int, norm: str) -> None:
         """Images (channels, H, W) for `size` N (square) or (H, W)."""
         super().__init__()
-        base_h, base_w, steps = conv_plan_hw(*_hw(size))
+        base_h, base_w, steps = conv_plan_hw(*image_hw(size))
         self.latent_dim = latent_dim
         self.base = (base_h, base_w)
         ch = width * 2 ** (steps - 1)
@@ -82,7 +78,7 @@ class DCGANDiscriminator(nn.Module):
     def __init__(self, channels: int, size: int | Sequence[int], width: int, norm: str, slope: float = 0.2) -> None:
         """D for (channels, H, W) images, `size` N (square) or (H, W)."""
         super().__init__()
-        base_h, base_w, steps = conv_plan_hw(*_hw(size))
+        base_h, base_w, steps = conv_plan_hw(*image_hw(size))
         ch = width
         layers: list[nn.Module] = [weight_layer(norm, nn.Conv2d(channels, ch, 4, 2, 1)), nn.LeakyReLU(slope)]
         for _ in range(steps - 1):

@@ -30,6 +30,7 @@ from typing import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ganstab.config import image_hw
 from ganstab.models.dcgan import plan_sides
 from ganstab.models.norms import feature_norm, weight_layer
 
@@ -73,11 +74,6 @@ def _network_plan(height: int, width: int) -> tuple[int, int, int]:
     if plan is None:
         raise ValueError(resnet_side_ok(height, width))
     return plan
-
-
-def _hw(side: int | Sequence[int]) -> tuple[int, int]:
-    """(H, W) of a side N or an (H, W) pair."""
-    return (side, side) if isinstance(side, int) else (int(side[0]), int(side[1]))
 
 
 def _init(norm: str, layer: nn.Conv2d | nn.Linear, gain: float) -> nn.Module:
@@ -164,7 +160,7 @@ class ResNetGenerator(nn.Module):
         super().__init__()
         self.latent_dim = latent_dim
         self.side = side
-        self.out_hw = _hw(side)
+        self.out_hw = image_hw(side)
         self.width = width
         base_h, base_w, steps = _network_plan(*self.out_hw)
         self.base = (base_h, base_w)
@@ -194,7 +190,7 @@ class ResNetDiscriminator(nn.Module):
         """D for (channels, H, W) images, `side` N or (H, W); a side of 28 is padded to 32 with -1."""
         super().__init__()
         self.side = side
-        height, width_px = _hw(side)
+        height, width_px = image_hw(side)
         base_h, base_w, steps = _network_plan(height, width_px)
         net_h, net_w = base_h * 2 ** steps, base_w * 2 ** steps
         # F.pad order: (left, right, top, bottom)
