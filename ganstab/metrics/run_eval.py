@@ -171,7 +171,8 @@ class RunEvaluator:
             samples = to_data_size(generate(generator, z, **g_kwargs).to(self.device).float(), size)
             out.update(evaluate_images(self.evaluator, self.reference, samples, metrics=["class_kl"]))
         if fixed_z is not None:
-            feats = self.evaluator.features(to_data_size(generate(generator, fixed_z, **g_kwargs).to(self.device), size))
+            fixed = generate(generator, fixed_z, **g_kwargs).to(self.device)
+            feats = self.evaluator.features(to_data_size(fixed, size))
             out["diversity"] = mean_pairwise_distance(feats) / max(self.real_diversity, 1e-12)
         return {k: float(v) for k, v in out.items()}
 

@@ -47,7 +47,7 @@ def conv_plan(size: int) -> tuple[int, int]:
 
 
 class DCGANGenerator(nn.Module):
-    """z -> Linear to (C, s0, s0) -> [ConvT 4x4 stride 2 - Norm - ReLU] ... -> ConvT to image -> Tanh."""
+    """z -> Linear to (C, b_h, b_w) -> [ConvT 4x4 stride 2 - Norm - ReLU] ... -> ConvT to image -> Tanh."""
 
     def __init__(self, latent_dim: int, channels: int, size: int | Sequence[int], width: int, norm: str) -> None:
         """Images (channels, H, W) for `size` N (square) or (H, W)."""

@@ -15,8 +15,8 @@ repo's (`feature_norm`, `weight_layer`): 'spectral' wraps every conv and linear 
 28x28 data use the 32x32 networks with a 2-pixel border of background -1 (the progressive-growing
 convention): G's 32x32 output is cropped centrally to 28, D pads its 28x28 input to 32 with -1.
 
-Non-square (C, H, W) images are planned per dimension, not padded: the network sides (28 read as 32)
-must be b_h*2^k and b_w*2^k with b in 3..8 and the same k >= 3 (`plan_sides`). G starts from a
+Non-square (C, H, W) images are planned per dimension, not padded (a side of 28 alone is padded to 32):
+the network sides must be b_h*2^k and b_w*2^k with b in 3..8 and the same k >= 3 (`plan_sides`). G starts from a
 (b_h, b_w) map instead of 4x4 and D's blocks, convolutions and average pools work on any H x W
 (its sum pooling reads whatever map is left), so 48x32 uses G 6x4 -> 48x32 and D 48x32 -> 12x8.
 Squares of side 32 and 64 get exactly SN-GAN's networks; 40, 48, 56, 80, ... are planned the same way.
