@@ -13,7 +13,7 @@ import math
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Literal, Mapping, Optional, Union
+from typing import Any, Iterable, Literal, Mapping, Optional, Sequence, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -27,7 +27,7 @@ __all__ = ["Config", "ConfigError", "DataConfig", "ModelConfig", "LossConfig", "
            "smoothing_warnings", "merge_sources", "load_config", "default_out", "to_dict", "dump_yaml",
            "config_diff", "is_safe_change", "unsafe_changes", "check_conditional", "CONDITIONAL_ARCHS", "KEY_HELP",
            "KEY_APPLIES", "key_help", "ScheduleEntry", "SCHEDULABLE", "configured_value", "check_schedules",
-           "check_fine_tuning", "check_penalties"]
+           "check_fine_tuning", "check_penalties", "MAX_IMAGE_SIDE", "image_hw", "parse_image_size"]
 
 NORMS = ("batch", "instance", "layer", "spectral", "none")
 Norm = Literal["batch", "instance", "layer", "spectral", "none"]
@@ -73,16 +73,59 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_assignment=True)
 
 
+MAX_IMAGE_SIDE = 1024  # the largest image side data.image_size accepts
+_HXW = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
+
+
+def parse_image_size(value: Any) -> Union[int, list[int], None]:
+    """data.image_size as given (N, [H, W] or "HxW") -> N for a square, [H, W] (PyTorch order) otherwise.
+
+    Raises ValueError with the one-line message for anything else."""
+    key = "config key 'data.image_size'"
+    if value is None:
+        return None
+    if isinstance(value, str) and _HXW.match(value):
+        value = [int(part) for part in _HXW.match(value).groups()]
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise ValueError(f"{key} must be one side N or two sides [H, W] (or \"HxW\"), got {value!r}")
+        for side in value:
+            parse_image_size(side)
+        return value[0] if value[0] == value[1] else [value[0], value[1]]
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{key} must be one side N or two sides [H, W] (or \"HxW\"), got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{key}: Input should be greater than 0, got {value!r}")
+    if value > MAX_IMAGE_SIDE:
+        raise ValueError(f"{key}: Input should be less than or equal to {MAX_IMAGE_SIDE}, got {value!r}")
+    return value
+
+
+def image_hw(image_size: Union[int, Sequence[int], None]) -> Optional[tuple[int, int]]:
+    """(H, W) of a side N (-> (N, N)) or an (H, W) pair, e.g. a validated data.image_size; None for None."""
+    if image_size is None:
+        return None
+    if isinstance(image_size, int):
+        return (image_size, image_size)
+    return (int(image_size[0]), int(image_size[1]))
+
+
 class DataConfig(_Section):
     """Which dataset and where its files are (`data.*`)."""
 
     name: str = "digits"
     path: Optional[str] = None
-    image_size: Optional[int] = Field(default=None, gt=0, le=1024)
+    image_size: Union[int, list[int], None] = None  # N (square) or [H, W]; "HxW" is read as [H, W]
     channels: Optional[Literal[1, 3]] = None
     limit: Optional[int] = Field(default=None, gt=0)  # stacked-fashion-mnist: stacked training images drawn
     stream: bool = False  # folder only: read images on demand (DataLoader + DistributedSampler)
     workers: int = Field(default=0, ge=0, le=64)  # DataLoader worker processes when streaming
+
+    @field_validator("image_size", mode="before")
+    @classmethod
+    def _image_size(cls, value: Any) -> Union[int, list[int], None]:
+        """N, [H, W] or "HxW" with sides in 1..1024; equal sides become N."""
+        return parse_image_size(value)
 
 
 class ModelConfig(_Section):
@@ -890,7 +933,8 @@ KEY_HELP: dict[str, str] = {
     "out": "run folder; default runs/<name> derived from the config",
     "data.name": "dataset: ring8, grid25, digits, fashion-mnist, stacked-fashion-mnist, mnist, idx, folder or npz",
     "data.path": "folder or file of the data (mnist/idx/folder/npz, a StyleGAN .zip; (stacked-)fashion-mnist's IDX folder)",
-    "data.image_size": "resize images to this side (images only; default: the data's own size)",
+    "data.image_size": "resize images to this size: N (square N x N) or [H, W] / \"HxW\" (height first, as in "
+                       "PyTorch's (C, H, W)); images only; default: the data's own size",
     "data.channels": "force 1 (grey) or 3 (RGB) channels when reading an image folder (folder only)",
     "data.limit": ("use only the first N training samples (held data); stacked-fashion-mnist: draw N stacked "
                    "training images (default 60,000)"),

@@ -75,10 +75,10 @@ def save_image_grid(images: Tensor, path: Path, min_side: int = 256, nrow: Optio
     """Write a PNG grid of images (`nrow` per row), upscaled (nearest) so small images stay visible."""
     from PIL import Image
 
-    side = images.shape[-1]
+    height, width = images.shape[-2:]
     per_row = nrow or max(1, int(math.ceil(math.sqrt(images.shape[0]))))
-    upscale = max(1, min(8, min_side // (side * per_row)))
-    grid = image_grid(images, nrow=nrow, upscale=max(upscale, 1 if side >= 32 else 2))
+    upscale = max(1, min(8, min_side // (width * per_row)))  # a row of tiles about min_side pixels wide
+    grid = image_grid(images, nrow=nrow, upscale=max(upscale, 1 if min(height, width) >= 32 else 2))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = "L" if grid.shape[2] == 1 else "RGB"

@@ -110,6 +110,6 @@ def test_resnet_trains_on_padded_28_and_32_with_every_loss(tmp_path: Path) -> No
         assert result.steps == 2
         weights = (tmp_path / f"r{side}" / "generator.safetensors")
         assert weights.is_file()
-    with pytest.raises(ConfigError, match="model.arch=resnet supports image sides 28, 32 and 64, got 8"):
+    with pytest.raises(ConfigError, match=r"model.arch=resnet needs image sides b\*2\^k with b in 3..8 and the same k"):
         _cfg(tmp_path / "x", "model.arch=resnet")
     assert torch.get_num_threads() >= 1

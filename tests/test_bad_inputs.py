@@ -113,9 +113,9 @@ CASES: list[tuple[str, list[str], str]] = [
      "unknown model.arch 'stylegan'; known architectures: mlp, dcgan, toy, resnet, progressive"),
     ("toy arch on images", ["train", "model.arch=toy"],
      "model.arch=toy is for 2-D points but the data are images of shape 1x8x8; use model.arch=dcgan or mlp"),
-    ("dcgan on side 10", ["train", "model.arch=dcgan", "data.image_size=10"],
-     "model.arch=dcgan needs an image side of 4*2^k or 7*2^k (8, 14, 16, 28, 32, 64, ...), got 10; "
-     "set data.image_size=32 (or 28/64) to resize"),
+    ("dcgan on side 30", ["train", "model.arch=dcgan", "data.image_size=30"],
+     "model.arch=dcgan needs image sides b*2^k with b in 3..8 and the same k >= 1 for height and width "
+     "(e.g. 8, 12, 14, 16, 28, 32, 64, 48x32), got 30x30; set data.image_size=32 (or 28, 64, [48, 32]) to resize"),
     ("mbstd group", ["train", "model.arch=progressive", "model.d_norm=none", "train.batch_size=30"],
      "minibatch stddev group size 4 does not divide train.batch_size=30; choose a batch size divisible by 4 or set "
      "progressive.mbstd_group to a divisor"),
@@ -244,7 +244,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("negative r2", ["train", "penalty.r2=-1"],
      "config key 'penalty.r2': Input should be greater than or equal to 0, got -1"),
     ("resnet on 8x8", ["train", "model.arch=resnet"],
-     "model.arch=resnet supports image sides 28, 32 and 64, got 8; set data.image_size=32 (or 28/64) to resize"),
+     "model.arch=resnet needs image sides b*2^k with b in 3..8 and the same k >= 3 for height and width "
+     "(28 is padded to 32; e.g. 32, 48, 64, 48x32), got 8x8; set data.image_size=32 (or 64, or [48, 32]) to resize"),
     ("zero progress interval", ["train", "log.progress_seconds=0"],
      "config key 'log.progress_seconds': Input should be greater than 0, got 0"),
     ("zero image size", ["train", "data.image_size=0"], "config key 'data.image_size': Input should be greater than 0, got 0"),

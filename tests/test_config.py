@@ -273,9 +273,9 @@ def test_dataset_not_fitting_the_architecture():
     assert config_error(["model.arch=toy"]) == (
         "model.arch=toy is for 2-D points but the data are images of shape 1x8x8; use model.arch=dcgan or mlp"
     )
-    assert config_error(["model.arch=dcgan", "data.image_size=10"]) == (
-        "model.arch=dcgan needs an image side of 4*2^k or 7*2^k (8, 14, 16, 28, 32, 64, ...), got 10; "
-        "set data.image_size=32 (or 28/64) to resize"
+    assert config_error(["model.arch=dcgan", "data.image_size=30"]) == (
+        "model.arch=dcgan needs image sides b*2^k with b in 3..8 and the same k >= 1 for height and width "
+        "(e.g. 8, 12, 14, 16, 28, 32, 64, 48x32), got 30x30; set data.image_size=32 (or 28, 64, [48, 32]) to resize"
     )
     assert config_error(["model.arch=dcgan", "data.name=grid25"]) == (
         "model.arch=dcgan needs images but the data are points; use model.arch=toy or mlp"

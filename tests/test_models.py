@@ -80,14 +80,15 @@ def test_blog_discriminator_layer_by_layer():
 # ---------------------------------------------------------------- DCGAN
 
 @pytest.mark.parametrize("size,plan", [(8, (4, 1)), (14, (7, 1)), (16, (4, 2)), (28, (7, 2)), (32, (4, 3)),
-                                       (64, (4, 4)), (56, (7, 3))])
+                                       (64, (4, 4)), (56, (7, 3)), (10, (5, 1)), (12, (3, 2)), (24, (3, 3)),
+                                       (48, (3, 4))])
 def test_conv_plan(size, plan):
     assert conv_plan(size) == plan
 
 
-@pytest.mark.parametrize("size", [4, 7, 10, 12, 30, 1, 0])
+@pytest.mark.parametrize("size", [4, 7, 9, 18, 30, 1, 0])
 def test_conv_plan_rejects(size):
-    with pytest.raises(ValueError, match=re.escape(f"side {size} is not 4*2^k or 7*2^k with k >= 1")):
+    with pytest.raises(ValueError, match=re.escape(f"side {size} is not b*2^k with b in 3..8 and k >= 1")):
         conv_plan(size)
 
 
@@ -115,14 +116,17 @@ def test_dcgan_output_shapes(size, channels):
 def test_dcgan_rejects_shapes_that_do_not_fit():
     cfg = model_cfg(arch="dcgan")
     with pytest.raises(ConfigError) as info:
-        build_generator(cfg, (1, 10, 10))
+        build_generator(cfg, (1, 30, 30))
     assert str(info.value) == (
-        "model.arch=dcgan needs an image side of 4*2^k or 7*2^k (8, 14, 16, 28, 32, 64, ...), got 10; "
-        "set data.image_size=32 (or 28/64) to resize"
+        "model.arch=dcgan needs image sides b*2^k with b in 3..8 and the same k >= 1 for height and width "
+        "(e.g. 8, 12, 14, 16, 28, 32, 64, 48x32), got 30x30; set data.image_size=32 (or 28, 64, [48, 32]) to resize"
     )
-    with pytest.raises(ConfigError) as info:
-        build_discriminator(cfg, (1, 16, 32))
-    assert str(info.value) == "model.arch=dcgan needs square images, got 16x32; set data.image_size to resize them"
+    with pytest.raises(ConfigError) as info:  # 16x48: 4*2^2 x 12*2^2 (12 > 8) or 2*2^3 x 6*2^3 (2 < 3)
+        build_discriminator(cfg, (1, 16, 48))
+    assert str(info.value) == (
+        "model.arch=dcgan needs image sides b*2^k with b in 3..8 and the same k >= 1 for height and width "
+        "(e.g. 8, 12, 14, 16, 28, 32, 64, 48x32), got 16x48; set data.image_size=32 (or 28, 64, [48, 32]) to resize"
+    )
     with pytest.raises(ConfigError) as info:
         check_fit(cfg, (2,))
     assert str(info.value) == "model.arch=dcgan needs images but the data are points; use model.arch=toy or mlp"

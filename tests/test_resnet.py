@@ -94,10 +94,11 @@ def test_gradient_flows_from_d_logit_to_every_g_parameter() -> None:
 
 
 def test_unsupported_side_message() -> None:
-    message = ("model.arch=resnet supports image sides 28, 32 and 64, got 48; "
-               "set data.image_size=32 (or 28/64) to resize")
-    assert resnet_side_ok(48) == message
-    assert [resnet_side_ok(side) for side in (28, 32, 64)] == [None, None, None]
+    message = ("model.arch=resnet needs image sides b*2^k with b in 3..8 and the same k >= 3 for height and width "
+               "(28 is padded to 32; e.g. 32, 48, 64, 48x32), got 36x36; "
+               "set data.image_size=32 (or 64, or [48, 32]) to resize")
+    assert resnet_side_ok(36) == message
+    assert [resnet_side_ok(side) for side in (24, 28, 32, 40, 48, 56, 64)] == [None] * 7
     with pytest.raises(ValueError) as raised:
-        ResNetGenerator(LATENT, 3, 48, width=WIDTH)
+        ResNetGenerator(LATENT, 3, 36, width=WIDTH)
     assert str(raised.value) == message

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import numpy as np
 import torch
@@ -14,7 +14,7 @@ from ganstab.data.source import DataSource, mix_seed
 from ganstab.data.stacked import (STACK_CHANNELS, STACKED_TEST_SEED, STACKED_TEST_SIZE, STACKED_TRAIN_SIZE,
                                   stack_channels)
 from ganstab.data.toy import GRID25_STD, RING8_STD, grid25_centers, mixture_sampler, ring8_centers
-from ganstab.config import DataConfig
+from ganstab.config import DataConfig, image_hw
 from ganstab.data.stream import stream_folder
 from ganstab.errors import ConfigError, DataError
 
@@ -28,12 +28,14 @@ def _toy(name: str, centers: torch.Tensor, std: float, seed: int) -> DataSource:
                       centers=centers, std=std, seed=seed)
 
 
-def _resize(x: torch.Tensor, size: Optional[int]) -> torch.Tensor:
-    if size is None or x.shape[-1] == size:
+def _resize(x: torch.Tensor, size: Union[int, list[int], None]) -> torch.Tensor:
+    """Images resized to data.image_size (N or [H, W]): area when shrinking both sides, else bilinear."""
+    hw = image_hw(size)
+    if hw is None or tuple(x.shape[-2:]) == hw:
         return x
-    mode = "area" if size < x.shape[-1] else "bilinear"
+    mode = "area" if hw[0] <= x.shape[-2] and hw[1] <= x.shape[-1] else "bilinear"
     kwargs = {} if mode == "area" else {"align_corners": False}
-    return F.interpolate(x, size=(size, size), mode=mode, **kwargs).clamp(-1.0, 1.0)
+    return F.interpolate(x, size=hw, mode=mode, **kwargs).clamp(-1.0, 1.0)
 
 
 def _labels(arr: Optional[np.ndarray]) -> Optional[torch.Tensor]:
@@ -189,12 +191,9 @@ def dataset_shape(data_cfg: DataConfig) -> Optional[tuple[int, ...]]:
     if data_cfg.name in ("ring8", "grid25"):
         return (2,)
     if data_cfg.name == "digits":
-        size = data_cfg.image_size or 8
-        return (1, size, size)
+        return (1, *(image_hw(data_cfg.image_size) or (8, 8)))
     if data_cfg.name in ("fashion-mnist", "mnist"):
-        size = data_cfg.image_size or 28
-        return (1, size, size)
+        return (1, *(image_hw(data_cfg.image_size) or (28, 28)))
     if data_cfg.name == "stacked-fashion-mnist":
-        size = data_cfg.image_size or 28
-        return (STACK_CHANNELS, size, size)
+        return (STACK_CHANNELS, *(image_hw(data_cfg.image_size) or (28, 28)))
     return None

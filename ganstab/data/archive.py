@@ -16,7 +16,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Iterator, Optional
+from typing import TYPE_CHECKING, BinaryIO, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
@@ -207,7 +207,8 @@ def iter_archive_images(archive: ImageArchive, names: list[str], skipped: list[s
             skipped.append(name)
 
 
-def read_stylegan(path: str | Path, image_size: Optional[int], channels: Optional[int]) -> ArchiveData:
+def read_stylegan(path: str | Path, image_size: Union[int, Sequence[int], None], channels: Optional[int]
+                  ) -> ArchiveData:
     """A StyleGAN-family dataset (zip or folder, optional dataset.json): every image once, one resolution unless
     `image_size` resizes them all."""
     with ImageArchive(path) as archive:
@@ -227,12 +228,9 @@ def read_stylegan(path: str | Path, image_size: Optional[int], channels: Optiona
                 raise DataError(f"{str(path)!r}: {name} is {img.size[0]}x{img.size[1]} but {first_name} is "
                                 f"{first.size[0]}x{first.size[1]}; a dataset holds one resolution: set "
                                 "data.image_size=N or re-create it with 'ganstab data prepare --resolution N'")
-        if first.size[0] != first.size[1]:
-            raise DataError(f"{str(path)!r}: the images are {first.size[0]}x{first.size[1]}, not square; re-create "
-                            "the dataset with 'ganstab data prepare --resolution N --transform center-crop'")
     if channels is None:
         channels = 1 if all(img.mode in GRAY_MODES for _, img in opened) else 3
-    size = image_size or first.size[0]
+    size = image_size or (first.size[1], first.size[0])  # (H, W); Pillow's size is (W, H)
     images = np.stack([convert_image(img, size, channels) for _, img in opened])
     y = None if labels is None else np.array([labels[name] for name, _ in opened], dtype=np.int64)
     return ArchiveData(images=images, labels=y, skipped=skipped)
@@ -259,7 +257,8 @@ def _class_folder(folder: Path) -> tuple[list[tuple[str, "Image.Image"]], list[O
     return opened, classes, skipped
 
 
-def read_studiogan(path: str | Path, image_size: Optional[int], channels: Optional[int]) -> ArchiveData:
+def read_studiogan(path: str | Path, image_size: Union[int, Sequence[int], None], channels: Optional[int]
+                   ) -> ArchiveData:
     """A StudioGAN folder: train/<class>/* for training, valid/<class>/* (or test/) as the held-out split, with the
     classes numbered by sorted train/ sub-folder name."""
     root = Path(path)
@@ -274,7 +273,7 @@ def read_studiogan(path: str | Path, image_size: Optional[int], channels: Option
     everything = train + test
     if channels is None:
         channels = 1 if all(img.mode in GRAY_MODES for _, img in everything) else 3
-    size = image_size or train[0][1].size[0]
+    size = image_size or (train[0][1].size[1], train[0][1].size[0])  # (H, W)
     names = sorted({c for c in train_classes if c is not None})
     labelled = len(names) >= 1 and all(c is not None for c in train_classes)
     if held_out is not None and labelled:

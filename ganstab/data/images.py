@@ -10,12 +10,13 @@ import gzip
 import warnings
 import struct
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Optional
+from typing import TYPE_CHECKING, BinaryIO, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from ganstab.config import image_hw
 from ganstab.errors import DataError
 
 if TYPE_CHECKING:
@@ -178,19 +179,23 @@ def convert_mode(img: "Image.Image", channels: int) -> "Image.Image":
     return img.convert(mode)
 
 
-def convert_image(img: "Image.Image", size: int, channels: int) -> np.ndarray:
-    """A Pillow image as uint8 (size, size, channels): palette/alpha composited on black, then resized."""
+def convert_image(img: "Image.Image", size: Union[int, Sequence[int]], channels: int) -> np.ndarray:
+    """A Pillow image as uint8 (H, W, channels) for `size` N (square) or (H, W): palette/alpha composited on
+    black, then resized."""
     from PIL import Image
 
     img = convert_mode(img, channels)
-    if img.size != (size, size):
-        img = img.resize((size, size), Image.BICUBIC)
+    height, width = image_hw(size)
+    if img.size != (width, height):  # Pillow's size is (width, height)
+        img = img.resize((width, height), Image.BICUBIC)
     arr = np.array(img, dtype=np.uint8)  # a writable copy
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
-def read_image_folder(folder: str | Path, image_size: Optional[int], channels: Optional[int]) -> tuple[np.ndarray, int]:
-    """Read every image under `folder` with Pillow, converted and resized to a square size.
+def read_image_folder(folder: str | Path, image_size: Union[int, Sequence[int], None], channels: Optional[int]
+                      ) -> tuple[np.ndarray, int]:
+    """Read every image under `folder` with Pillow, converted and resized to `image_size` (N or (H, W); default:
+    the first image's height and width).
 
     Grayscale (8 and 16 bits), RGB, RGBA and palette images are converted to the chosen mode (RGBA
     is composited on black); files that are not images, or decompression bombs, are skipped and
@@ -200,7 +205,7 @@ def read_image_folder(folder: str | Path, image_size: Optional[int], channels: O
     return arr, skipped
 
 
-def read_labelled_image_folder(folder: str | Path, image_size: Optional[int], channels: Optional[int]
+def read_labelled_image_folder(folder: str | Path, image_size: Union[int, Sequence[int], None], channels: Optional[int]
                                ) -> tuple[np.ndarray, int, Optional[np.ndarray], Optional[list[str]]]:
     """`read_image_folder` plus labels: with every image in one of >= 2 sub-folders, the sub-folder is its class.
 
@@ -222,7 +227,7 @@ def read_labelled_image_folder(folder: str | Path, image_size: Optional[int], ch
         raise DataError(f"image folder {str(folder)!r} holds no readable images ({skipped} files skipped)")
     if channels is None:
         channels = 1 if all(img.mode in GRAY_MODES for img in opened) else 3
-    size = image_size or opened[0].size[0]
+    size = image_size or (opened[0].size[1], opened[0].size[0])
     images = np.stack([convert_image(img, size, channels) for img in opened])
     names = sorted({c for c in classes if c is not None})
     if len(names) < 2 or any(c is None for c in classes):

@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from ganstab.config import image_hw
 from ganstab.data.archive import UNREADABLE, ImageArchive, detect_layout, image_names
 from ganstab.data.images import GRAY_MODES, convert_image, list_image_files, open_image
 from ganstab.data.source import DataSource, mix_seed
@@ -31,9 +32,9 @@ EVALUATOR_SUBSET = 10_000
 
 
 class ImageFiles(Dataset):
-    """Image files decoded on demand: (channels, size, size) float32 tensors in [-1, 1]."""
+    """Image files decoded on demand: (channels, H, W) float32 tensors in [-1, 1] (`size` N or (H, W))."""
 
-    def __init__(self, files: list[Path], size: int, channels: int) -> None:
+    def __init__(self, files: list[Path], size: Union[int, Sequence[int]], channels: int) -> None:
         self.files = list(files)
         self.size = size
         self.channels = channels
@@ -61,7 +62,7 @@ class ImageFiles(Dataset):
 class ArchiveImages(ImageFiles):
     """Members of a StyleGAN zip (or files of its folder) decoded on demand; each process opens the zip itself."""
 
-    def __init__(self, path: str | Path, names: list[str], size: int, channels: int) -> None:
+    def __init__(self, path: str | Path, names: list[str], size: Union[int, Sequence[int]], channels: int) -> None:
         super().__init__([Path(n) for n in names], size, channels)
         self.path, self.names = Path(path), list(names)
         self._archive: Optional[ImageArchive] = None
@@ -82,28 +83,28 @@ class ArchiveImages(ImageFiles):
 
 
 def scan_folder(folder: str | Path, limit: Optional[int], archive: Optional[ImageArchive] = None
-                ) -> tuple[list, list[str], int, int]:
-    """Files whose header Pillow reads (no decoding): (files, their modes, first file's width, skipped count); with
+                ) -> tuple[list, list[str], tuple[int, int], int]:
+    """Files whose header Pillow reads (no decoding): (files, their modes, first file's (H, W), skipped count); with
     `archive`, the image members of a StyleGAN zip or folder by name."""
     from PIL import Image
 
     candidates = list_image_files(folder) if archive is None else image_names(archive.names)
-    files, modes, skipped, first_width = [], [], 0, 0
+    files, modes, skipped, first_hw = [], [], 0, (0, 0)
     for path in candidates:
         try:
             with (open(path, "rb") if archive is None else archive.open_file(path)) as file, Image.open(file) as img:
-                mode, width = img.mode, img.size[0]
+                mode, hw = img.mode, (img.size[1], img.size[0])
         except UNREADABLE:
             skipped += 1
             continue
         files.append(path)
         modes.append(mode)
-        first_width = first_width or width
+        first_hw = first_hw if first_hw[0] else hw
         if limit is not None and len(files) >= limit:
             break
     if not files:
         raise DataError(f"image folder {str(folder)!r} holds no readable images ({skipped} files skipped)")
-    return files, modes, first_width, skipped
+    return files, modes, first_hw, skipped
 
 
 @dataclass
@@ -205,15 +206,15 @@ def stream_folder(data_cfg: Any, seed: int) -> StreamingSource:
     """A StreamingSource over `data.path` (channels and size from the file headers when not given)."""
     archive = ImageArchive(data_cfg.path) if detect_layout(data_cfg.path) == "stylegan" else None
     try:
-        files, modes, first_width, skipped = scan_folder(data_cfg.path, data_cfg.limit, archive)
+        files, modes, first_hw, skipped = scan_folder(data_cfg.path, data_cfg.limit, archive)
     finally:
         if archive is not None:
             archive.close()
     channels = data_cfg.channels or (1 if all(m in GRAY_MODES for m in modes) else 3)
-    size = data_cfg.image_size or first_width
+    size = image_hw(data_cfg.image_size or first_hw)
     dataset = ImageFiles(files, size, channels) if archive is None else ArchiveImages(data_cfg.path, files, size,
                                                                                       channels)
-    source = StreamingSource(name="folder", kind="image", shape=(channels, size, size), seed=seed,
+    source = StreamingSource(name="folder", kind="image", shape=(channels, *size), seed=seed,
                              dataset=dataset, workers=data_cfg.workers)
     if skipped:
         source.notes.append(f"data: skipped {skipped} file{'s' if skipped != 1 else ''} in {data_cfg.path} that "

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ganstab.config import image_hw
 from ganstab.data import DataSource
 from ganstab.metrics.evaluator import (evaluate_images, load_or_train_evaluator,
                                       prepare_reference)
@@ -68,14 +69,16 @@ def other_real_images(train: Tensor, n: int, skip: int = 0) -> Optional[Tensor]:
     return pool[rows.sort().values]
 
 
-def to_data_size(samples: Tensor, side: int) -> Tensor:
-    """Bring samples of another side (a progressive run mid-growth) to the data's side for scoring."""
-    if samples.dim() != 4 or samples.shape[-1] == side:
+def to_data_size(samples: Tensor, size: int | Sequence[int]) -> Tensor:
+    """Bring samples of another size (a progressive run mid-growth) to the data's size, a side N or (H, W), for
+    scoring: nearest upsampling to the next power of two of each side, then a central crop."""
+    height, width = image_hw(size)
+    if samples.dim() != 4 or tuple(samples.shape[-2:]) == (height, width):
         return samples
-    target = next_pow2(side)
-    up = F.interpolate(samples, size=(target, target), mode="nearest")
-    offset = (target - side) // 2
-    return up[..., offset:offset + side, offset:offset + side]
+    target_h, target_w = next_pow2(height), next_pow2(width)
+    up = F.interpolate(samples, size=(target_h, target_w), mode="nearest")
+    top, left = (target_h - height) // 2, (target_w - width) // 2
+    return up[..., top:top + height, left:left + width]
 
 
 class RunEvaluator:
@@ -141,12 +144,12 @@ class RunEvaluator:
             div = samples if diversity_samples is None else diversity_samples.to(self.device)
             out["diversity"] = mean_pairwise_distance(div) / max(self.real_diversity, 1e-12)
             return {k: float(v) for k, v in out.items()}
-        side = self.data.shape[-1]
-        samples = to_data_size(samples, side)
+        size = tuple(self.data.shape[-2:])
+        samples = to_data_size(samples, size)
         out.update(evaluate_images(self.evaluator, self.reference, samples, kid_subsets=KID_SUBSETS))
         if self.fd_real is not None and "fd" in out:
             out["fd_real"] = self.fd_real
-        div = samples if diversity_samples is None else to_data_size(diversity_samples.to(self.device), side)
+        div = samples if diversity_samples is None else to_data_size(diversity_samples.to(self.device), size)
         feats = self.evaluator.features(div)
         out["diversity"] = mean_pairwise_distance(feats) / max(self.real_diversity, 1e-12)
         if isinstance(self.evaluator, StackedEvaluator) and self.evaluator.is_classifier:
@@ -172,13 +175,14 @@ class RunEvaluator:
             return {}
         gen = torch.Generator().manual_seed(seed)
         z = torch.randn(max(QUICK_MIN_SAMPLES, self.n // QUICK_FRACTION), latent_dim, generator=gen).to(self.device)
-        side = self.data.shape[-1]
+        size = tuple(self.data.shape[-2:])
         out: dict[str, float] = {}
         if self.evaluator.is_classifier:
-            samples = to_data_size(generate(generator, z, **g_kwargs).to(self.device).float(), side)
+            samples = to_data_size(generate(generator, z, **g_kwargs).to(self.device).float(), size)
             out.update(evaluate_images(self.evaluator, self.reference, samples, metrics=["class_kl"]))
         if fixed_z is not None:
-            feats = self.evaluator.features(to_data_size(generate(generator, fixed_z, **g_kwargs).to(self.device), side))
+            fixed = generate(generator, fixed_z, **g_kwargs).to(self.device)
+            feats = self.evaluator.features(to_data_size(fixed, size))
             out["diversity"] = mean_pairwise_distance(feats) / max(self.real_diversity, 1e-12)
         return {k: float(v) for k, v in out.items()}
 
@@ -202,7 +206,7 @@ class RunEvaluator:
         (the mean over classes of the FD between the fakes and the real test images of that class)."""
         if self.evaluator is None or not getattr(self.evaluator, "is_classifier", False):
             return {}
-        samples = to_data_size(samples.to(self.device).float(), self.data.shape[-1])
+        samples = to_data_size(samples.to(self.device).float(), tuple(self.data.shape[-2:]))
         feats, probs = self.evaluator.features_and_probs(samples)
         predicted = (self.evaluator.labels_from_probs(probs) if isinstance(self.evaluator, StackedEvaluator)
                      else probs.argmax(dim=1))

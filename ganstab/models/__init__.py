@@ -11,7 +11,7 @@ from ganstab.config import Config, ModelConfig
 from ganstab.errors import ConfigError
 from ganstab.models.conditional import (ConditionalDCGANGenerator, ConditionalMLPGenerator,
                                         conditional_dcgan_discriminator, conditional_mlp_discriminator)
-from ganstab.models.dcgan import DCGANDiscriminator, DCGANGenerator, conv_plan
+from ganstab.models.dcgan import DCGANDiscriminator, DCGANGenerator, plan_sides
 from ganstab.models.mlp import MLPDiscriminator, MLPGenerator
 from ganstab.models.packing import PackedDiscriminator, check_packable, packed_shape
 from ganstab.models.progressive_arch import (accepts_progressive, build_growing_discriminator,
@@ -50,13 +50,10 @@ def _accept_conv(shape: tuple[int, ...]) -> str | None:
     if len(shape) != 3:
         return "model.arch=dcgan needs images but the data are points; use model.arch=toy or mlp"
     c, h, w = shape
-    if h != w:
-        return f"model.arch=dcgan needs square images, got {h}x{w}; set data.image_size to resize them"
-    try:
-        conv_plan(h)
-    except ValueError:
-        return (f"model.arch=dcgan needs an image side of 4*2^k or 7*2^k (8, 14, 16, 28, 32, 64, ...), got {h}; "
-                "set data.image_size=32 (or 28/64) to resize")
+    if plan_sides(h, w, 1) is None:
+        return (f"model.arch=dcgan needs image sides b*2^k with b in 3..8 and the same k >= 1 for height and width "
+                f"(e.g. 8, 12, 14, 16, 28, 32, 64, 48x32), got {h}x{w}; "
+                "set data.image_size=32 (or 28, 64, [48, 32]) to resize")
     return None
 
 
@@ -86,38 +83,38 @@ def _toy_d(model_cfg, shape: tuple[int, ...], cfg=None) -> nn.Module:
 
 
 def _dcgan_g(model_cfg, shape: tuple[int, ...], cfg=None) -> nn.Module:
-    return DCGANGenerator(model_cfg.latent_dim, shape[0], shape[1], model_cfg.width, model_cfg.g_norm)
+    return DCGANGenerator(model_cfg.latent_dim, shape[0], shape[1:], model_cfg.width, model_cfg.g_norm)
 
 
 def _dcgan_d(model_cfg, shape: tuple[int, ...], cfg=None) -> nn.Module:
-    return DCGANDiscriminator(shape[0], shape[1], model_cfg.width, model_cfg.d_norm)
+    return DCGANDiscriminator(shape[0], shape[1:], model_cfg.width, model_cfg.d_norm)
 
 
 def _accept_resnet(shape: tuple[int, ...]) -> str | None:
     if len(shape) != 3:
         return "model.arch=resnet needs images but the data are points; use model.arch=toy or mlp"
-    if shape[1] != shape[2]:
-        return f"model.arch=resnet needs square images, got {shape[1]}x{shape[2]}; set data.image_size=32"
-    return resnet_side_ok(shape[1])
+    return resnet_side_ok(shape[1], shape[2])
 
 
 def _resnet_g(model_cfg: ModelConfig, shape: tuple[int, ...], cfg: Config | None = None) -> nn.Module:
-    return ResNetGenerator(model_cfg.latent_dim, shape[0], shape[1], 2 * model_cfg.width, model_cfg.g_norm)
+    return ResNetGenerator(model_cfg.latent_dim, shape[0], shape[1:], 2 * model_cfg.width, model_cfg.g_norm)
 
 
 def _resnet_d(model_cfg: ModelConfig, shape: tuple[int, ...], cfg: Config | None = None) -> nn.Module:
-    return ResNetDiscriminator(shape[0], shape[1], model_cfg.width, model_cfg.d_norm)
+    return ResNetDiscriminator(shape[0], shape[1:], model_cfg.width, model_cfg.d_norm)
 
 
 ARCHITECTURES: dict[str, Architecture] = {
     "mlp": Architecture(_mlp_g, _mlp_d, _accept_any,
                         "fully connected G/D (model.hidden, default 256-256; the blog preset uses 256-512-1024)"),
     "dcgan": Architecture(_dcgan_g, _dcgan_d, _accept_conv,
-                          "conv G/D for square images of side 8, 14, 16, 28, 32, 64, ... (model.width)"),
+                          "conv G/D for images of b*2^k x b'*2^k, b and b' in 3..8 (8, 14, 28, 32, 64, 48x32, ...; "
+                          "model.width)"),
     "toy": Architecture(_toy_g, _toy_d, _accept_points,
                         "small MLPs for 2-D points (model.width x model.depth)"),
     "resnet": Architecture(_resnet_g, _resnet_d, _accept_resnet,
-                           "SN-GAN ResNet G/D (Miyato et al. 2018) for sides 28, 32, 64; G has 2 x model.width "
+                           "SN-GAN ResNet G/D (Miyato et al. 2018) for sides 28, 32, 64 (48x32, ... per dimension); "
+                           "G has 2 x model.width "
                            "channels, D model.width (SN-GAN: 256 / 128)"),
     "progressive": Architecture(build_growing_generator, build_growing_discriminator, accepts_progressive,
                                 "Karras et al. 2018 growing G/D (4x4 -> full size with fade-in; see the "
@@ -154,7 +151,7 @@ def check_fit(model_cfg: ModelConfig, shape: tuple[int, ...], cfg: Config | None
 def _conditional_g(model_cfg: ModelConfig, shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """The class-conditional G of an mlp, toy or dcgan config (conditional BN or a label embedding)."""
     if model_cfg.arch == "dcgan":
-        return ConditionalDCGANGenerator(model_cfg.latent_dim, shape[0], shape[1], model_cfg.width, model_cfg.g_norm,
+        return ConditionalDCGANGenerator(model_cfg.latent_dim, shape[0], shape[1:], model_cfg.width, model_cfg.g_norm,
                                          num_classes)
     default = MLP_HIDDEN if model_cfg.arch == "mlp" else [model_cfg.width] * model_cfg.depth
     return ConditionalMLPGenerator(model_cfg.latent_dim, shape, _hidden(model_cfg, default), model_cfg.g_norm,
@@ -165,7 +162,8 @@ def _conditional_d(model_cfg: ModelConfig, shape: tuple[int, ...], num_classes: 
     """The projection (or AC-GAN) D of an mlp, toy or dcgan config."""
     mode = model_cfg.d_condition
     if model_cfg.arch == "dcgan":
-        return conditional_dcgan_discriminator(shape[0], shape[1], model_cfg.width, model_cfg.d_norm, num_classes, mode)
+        return conditional_dcgan_discriminator(shape[0], shape[1:], model_cfg.width, model_cfg.d_norm, num_classes,
+                                               mode)
     if model_cfg.arch == "mlp":
         return conditional_mlp_discriminator(shape, list(reversed(_hidden(model_cfg, MLP_HIDDEN))), model_cfg.d_norm,
                                              num_classes, mode)

@@ -192,7 +192,7 @@ def conditional_mlp_discriminator(shape: Sequence[int], hidden: Sequence[int], n
     return ConditionalDiscriminator(features, last.in_features, num_classes, mode, sn=norm == "spectral")
 
 
-def conditional_dcgan_discriminator(channels: int, side: int, width: int, norm: str, num_classes: int,
+def conditional_dcgan_discriminator(channels: int, side: int | Sequence[int], width: int, norm: str, num_classes: int,
                                     mode: str = "projection", slope: float = 0.2) -> ConditionalDiscriminator:
     """DCGANDiscriminator's conv features, flattened, as phi, plus a conditional head (SN when norm='spectral')."""
     body = DCGANDiscriminator(channels, side, width, norm, slope)
@@ -230,8 +230,8 @@ class ConditionalDCGANGenerator(nn.Module):
     distinct inputs per class from the first step (93 % with it).
     """
 
-    def __init__(self, latent_dim: int, channels: int, side: int, width: int, norm: str, num_classes: int,
-                 embed_dim: int | None = None) -> None:
+    def __init__(self, latent_dim: int, channels: int, side: int | Sequence[int], width: int, norm: str,
+                 num_classes: int, embed_dim: int | None = None) -> None:
         super().__init__()
         _check_classes(num_classes)
         self.latent_dim = latent_dim
@@ -249,10 +249,10 @@ class ConditionalDCGANGenerator(nn.Module):
         )
 
     def forward(self, z: Tensor, y: Tensor) -> Tensor:
-        """Images (B, C, side, side) in [-1, 1] of classes y (B,)."""
+        """Images (B, C, H, W) in [-1, 1] of classes y (B,)."""
         _check_labels(y, z.shape[0])
         h = torch.cat([z, self.embed(y).to(z.dtype)], dim=1)
-        h = self.project(h).view(z.shape[0], self.base_channels, self.base, self.base)
+        h = self.project(h).view(z.shape[0], self.base_channels, *self.base)
         for layer in self.layers:
             h = layer(h, y) if isinstance(layer, ConditionalBatchNorm2d) else layer(h)
         return h
