@@ -16,7 +16,7 @@ from ganstab.pipeline import check_config, load_config
 from ganstab.rundir import RunDir
 
 __all__ = ["cli_device", "EXIT_USAGE", "Parser", "echo", "load_cli_config", "load_resume_config", "add_config_args",
-           "friendly_os_error"]
+           "friendly_os_error", "os_error_status", "PATH_ERRNOS"]
 
 EXIT_USAGE = 2
 
@@ -66,14 +66,30 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
                    help="config overrides with dotted keys, e.g. loss.kind=hinge train.steps=2000")
 
 
+# errors of a path the user gave (refusals of input, exit 2): the problem of each, in words
+PATH_ERRNOS: dict[int, str] = {
+    errno.EACCES: "permission denied", errno.EPERM: "permission denied", errno.EROFS: "read-only file system",
+    errno.ENOTDIR: "a part of the path is a file, not a folder", errno.ENAMETOOLONG: "name too long",
+    errno.EISDIR: "is a folder", errno.EEXIST: "already exists", errno.ENOENT: "no such file or folder",
+    errno.ELOOP: "too many symbolic links",
+}
+
+
 def friendly_os_error(exc: OSError) -> str:
-    """One line for an OS error: a full disk and a denied permission say what to do."""
+    """One line for an OS error: a full disk says to resume, a refused path names the path and the fix."""
     where = f" {exc.filename!r}" if getattr(exc, "filename", None) else ""
     if exc.errno == errno.ENOSPC:
         return f"disk full while writing{where}; free space, then resume with --resume (the last checkpoint is intact)"
     if exc.errno in (errno.EACCES, errno.EPERM):
         return f"permission denied for{where}; choose a writable location"
+    if exc.errno in PATH_ERRNOS:
+        return f"{PATH_ERRNOS[exc.errno]}:{where or ' (no path given)'}; choose another path"
     return f"{exc.strerror or exc}{where}"
+
+
+def os_error_status(exc: OSError) -> int:
+    """The exit status of an OS error: 2 for a path the system refuses (the user's input), 1 for anything else."""
+    return EXIT_USAGE if exc.errno in PATH_ERRNOS else 1
 
 
 def cli_device(name: str) -> torch.device:
