@@ -494,3 +494,21 @@ def test_yaml_limits_are_exact() -> None:
     assert parse_override("x={a: &a [" + ",".join(["1"] * 999) + "], b: [" + ",".join(["*a"] * 98) + "]}")
     with pytest.raises(ConfigError, match="expands to more than 100,000 values"):
         parse_override("x={a: &a [" + ",".join(["1"] * 999) + "], b: [" + ",".join(["*a"] * 99) + "]}")
+
+
+def test_report_and_doctor_do_not_expand_an_alias_bomb_in_config_yaml(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    lines = ["x:", "  a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"  {chr(98 + k)}: &{chr(98 + k)} [{', '.join(['*' + chr(97 + k)] * 9)}]" for k in range(8)]
+    (run / "config.yaml").write_text("\n".join(lines + ["loss: *i", ""]))
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss_d": 1.0, "loss_g": 1.0}) + "\n")
+    started = time.time()
+    assert main(["report", str(run)]) == 0  # the report shows what it can: no config, not 9 ** 9 values
+    assert "config.yaml could not be read" in (run / "report.html").read_text(encoding="utf-8")
+    capsys.readouterr()
+    assert main(["doctor", str(run)]) == 2
+    assert _one_error(capsys) == [
+        f"ganstab: error: config file {str(run / 'config.yaml')!r} expands to more than 100,000 values at line 7; a "
+        "config holds a few hundred, so remove aliases repeated inside aliases (*name) or the long lists"]
+    assert time.time() - started < 60
