@@ -76,6 +76,8 @@ def _files(root: Path) -> dict[str, str]:
     for name, y in {"y_complex": np.zeros(8, np.complex64), "y_text": np.array(["cat"] * 8),
                     "y_date": np.zeros(8, "datetime64[D]")}.items():
         np.savez(root / f"{name}.npz", x=np.zeros((8, 8, 8), np.uint8), y=y)
+    np.savez(root / "y_object.npz", x=np.zeros((8, 8, 8), np.uint8), y=np.array([None] * 8, dtype=object),
+             allow_pickle=True)
     return {p.name: str(p) for p in root.iterdir()}
 
 
@@ -347,8 +349,11 @@ CASES: list[tuple[str, list[str], str]] = [
      "'{span_pts.npz}': array 'x' holds time spans (dtype timedelta64[s]), which ganstab cannot train on; store 'x' "
      "as uint8 images or real numbers (integer, boolean or float)"),
     ("npz python objects", ["train", "data.name=npz", "data.path={object_img.npz}"],
-     "cannot read '{object_img.npz}' as .npz (Object arrays cannot be loaded when allow_pickle=False); save it with "
-     "np.savez"),
+     "'{object_img.npz}': array 'x' holds Python objects (dtype object), which ganstab cannot train on; store 'x' as "
+     "uint8 images or real numbers (integer, boolean or float)"),
+    ("npz python object labels", ["train", "data.name=npz", "data.path={y_object.npz}"],
+     "'{y_object.npz}': array 'y' holds Python objects (dtype object), which ganstab cannot train on; store 'y' as "
+     "integer class indices 0..K-1"),
     ("npz points beyond float32", ["train", "data.name=npz", "data.path={huge_pts.npz}", "model.arch=toy"],
      "'{huge_pts.npz}': points reach 1e+300, beyond float32's range (about 3.4e38); rescale them"),
     ("npz int16 images out of range", ["train", "data.name=npz", "data.path={int16_img.npz}"],
@@ -447,7 +452,7 @@ def test_bad_input_one_line(tmp_path: Path, capsys, name: str, argv: list[str], 
 
 
 def test_case_count_issue_30() -> None:
-    assert len(CASES) == 96 + 42  # the 96 rows before issue #30 plus its 42 hostile cases
+    assert len(CASES) == 96 + 43  # the 96 rows before issue #30 plus its 43 hostile cases
 
 
 def test_case_count() -> None:

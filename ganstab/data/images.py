@@ -237,6 +237,21 @@ def check_dtype(arr: np.ndarray, name: str, where: str, store: str) -> None:
                         f"store {store}")
 
 
+IMAGES_AS = "as uint8 images or real numbers (integer, boolean or float)"
+LABELS_AS = "as integer class indices 0..K-1"
+
+
+def _npz_array(npz: "np.lib.npyio.NpzFile", name: str, where: str, store: str) -> np.ndarray:
+    """One array of an open .npz; an object array (which would need unpickling) is refused by name like any dtype."""
+    try:
+        return npz[name]
+    except ValueError as exc:
+        if "allow_pickle" not in str(exc):
+            raise
+        raise DataError(f"{where!r}: array '{name}' holds Python objects (dtype object), which ganstab cannot train "
+                        f"on; store '{name}' {store}") from None
+
+
 def read_npz(path: str | Path) -> dict[str, Optional[np.ndarray]]:
     """Read an .npz with images or points under 'x' (or 'images', or the first array) and optional 'y'."""
     path = Path(path)
@@ -248,16 +263,16 @@ def read_npz(path: str | Path) -> dict[str, Optional[np.ndarray]]:
             if not names:
                 raise DataError(f"{str(path)!r} holds no arrays; save your data as np.savez(path, x=...)")
             key = next((k for k in ("x", "images", "data") if k in names), names[0])
-            x = npz[key]
+            x = _npz_array(npz, key, str(path), IMAGES_AS)
             label_key = "y" if "y" in names else ("labels" if "labels" in names else None)
-            y = npz[label_key] if label_key is not None else None
+            y = _npz_array(npz, label_key, str(path), LABELS_AS) if label_key is not None else None
     except DataError:
         raise
     except (OSError, ValueError, EOFError) as exc:
         raise DataError(f"cannot read {str(path)!r} as .npz ({str(exc).splitlines()[0]}); save it with np.savez") from None
-    check_dtype(x, key, str(path), f"'{key}' as uint8 images or real numbers (integer, boolean or float)")
+    check_dtype(x, key, str(path), f"'{key}' {IMAGES_AS}")
     if y is not None:
-        check_dtype(y, label_key, str(path), f"'{label_key}' as integer class indices 0..K-1")
+        check_dtype(y, label_key, str(path), f"'{label_key}' {LABELS_AS}")
         check_labels(y, len(x), str(path))
     return {"train": x, "labels": y}
 
