@@ -618,7 +618,7 @@ def read_yaml(path: str | Path) -> dict:
         raise ConfigError(f"config file {str(path)!r} is a folder; pass a YAML file to --config")
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist; check the path given to --config")
-    if not path.stat().st_size <= MAX_CONFIG_BYTES:
+    if path.stat().st_size > MAX_CONFIG_BYTES:
         raise ConfigError(f"config file {str(path)!r} is {path.stat().st_size / 1e6:.1f} MB, more than the "
                           f"{MAX_CONFIG_BYTES / 1e6:.0f} MB read (a config is a few kB of YAML); pass the right file")
     try:

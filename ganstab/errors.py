@@ -6,8 +6,7 @@ This room sits at the top of the house: every other room may raise these, none i
 from __future__ import annotations
 
 __all__ = ["GanstabError", "ConfigError", "DataError", "CheckpointError", "TrainingDiverged", "ReportError",
-           "AblationError", "UsageError", "RunInUse",
-           "PathError"]
+           "AblationError", "UsageError", "RunInUse", "PathError"]
 
 
 class GanstabError(ValueError):
