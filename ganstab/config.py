@@ -27,14 +27,65 @@ __all__ = ["Config", "ConfigError", "DataConfig", "ModelConfig", "LossConfig", "
            "smoothing_warnings", "merge_sources", "load_config", "default_out", "to_dict", "dump_yaml",
            "config_diff", "is_safe_change", "unsafe_changes", "check_conditional", "CONDITIONAL_ARCHS", "KEY_HELP",
            "KEY_APPLIES", "key_help", "ScheduleEntry", "SCHEDULABLE", "configured_value", "check_schedules",
-           "check_fine_tuning", "check_penalties", "MAX_IMAGE_SIDE", "image_hw", "parse_image_size"]
+           "check_fine_tuning", "check_penalties", "MAX_IMAGE_SIDE", "image_hw", "parse_image_size",
+           "MAX_CONFIG_BYTES", "MAX_YAML_DEPTH", "MAX_YAML_VALUES"]
 
 NORMS = ("batch", "instance", "layer", "spectral", "none")
 Norm = Literal["batch", "instance", "layer", "spectral", "none"]
 
 
+MAX_CONFIG_BYTES = 1_000_000  # the most bytes of YAML read from one config file or override (a config is a few kB)
+MAX_YAML_DEPTH = 100  # the deepest nesting read (a config nests 2 levels; Python's recursion limit is near 1,000)
+MAX_YAML_VALUES = 100_000  # the most values one document may expand to, aliases counted as often as they are used
+
+
+class _TooLarge(yaml.YAMLError):
+    """A YAML document beyond what ganstab reads: nested too deep, expanding to too many values, or self-referring."""
+
+    def __init__(self, problem: str, fix: str, line: int) -> None:
+        super().__init__(f"{problem} (line {line}); {fix}")
+        self.problem, self.fix, self.line = problem, fix, line
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads plain scalars such as 1e-4 as floats (YAML 1.2), not quoted ones."""
+    """SafeLoader that also reads plain scalars such as 1e-4 as floats (YAML 1.2), not quoted ones.
+
+    It refuses, as `_TooLarge`, a document nested deeper than MAX_YAML_DEPTH (which would end in a
+    RecursionError) or expanding to more than MAX_YAML_VALUES values (an alias bomb, "billion laughs").
+    """
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self.depth = 0
+        self.sizes: dict[int, int] = {}  # id(node) -> values it expands to, aliases expanded
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        """Compose one node, counting the nesting depth and the values it expands to."""
+        event = self.peek_event()
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent):
+            node = super().compose_node(parent, index)  # the anchored node itself, counted where it is used
+            if id(node) not in self.sizes:
+                raise _TooLarge("holds an alias inside its own anchor (a value that contains itself)",
+                                "remove the alias or write the value out", line)
+            return node
+        if self.depth >= MAX_YAML_DEPTH:
+            raise _TooLarge(f"nests values more than {MAX_YAML_DEPTH} levels deep",
+                            "a config is a mapping of sections of plain values, so remove the nesting", line)
+        self.depth += 1
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+        children = node.value if isinstance(node, yaml.SequenceNode) else (
+            [part for pair in node.value for part in pair] if isinstance(node, yaml.MappingNode) else [])
+        size = 1 + sum(self.sizes[id(child)] for child in children)
+        if size > MAX_YAML_VALUES:
+            raise _TooLarge(f"expands to more than {MAX_YAML_VALUES:,} values",
+                            "a config holds a few hundred, so remove aliases repeated inside aliases (*name) or the "
+                            "long lists", line)
+        self.sizes[id(node)] = size
+        return node
 
 
 class _DuplicateKey(yaml.YAMLError):
@@ -617,8 +668,19 @@ def parse_override(text: str) -> dict:
     key = key.strip()
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {text!r} has an empty key; write it like loss.kind=hinge")
+    shown = text if len(text) <= 60 else text[:57] + "..."
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"override {shown!r} is {len(raw):,} characters long, more than the {MAX_CONFIG_BYTES:,} "
+                          "read; put long values in a --config file")
+    if key.count(".") >= MAX_YAML_DEPTH:
+        raise ConfigError(f"override {shown!r} nests keys more than {MAX_YAML_DEPTH} levels deep; write a known key "
+                          "(run 'ganstab keys')")
     try:
         value = yaml.load(raw, Loader=_Loader) if raw.strip() else None
+    except _TooLarge as exc:
+        raise ConfigError(f"override {shown!r} {exc.problem}; {exc.fix}") from None
+    except RecursionError:
+        raise ConfigError(f"override {shown!r} nests values too deeply to read; write the value out plainly") from None
     except yaml.YAMLError:
         value = raw
     return nest(key, value)
@@ -643,8 +705,15 @@ def read_yaml(path: str | Path) -> dict:
         raise ConfigError(f"config file {str(path)!r} is a folder; pass a YAML file to --config")
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist; check the path given to --config")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {str(path)!r} is {path.stat().st_size / 1e6:.1f} MB, more than the "
+                          f"{MAX_CONFIG_BYTES / 1e6:.0f} MB read (a config is a few kB of YAML); pass the right file")
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+    except _TooLarge as exc:
+        raise ConfigError(f"config file {str(path)!r} {exc.problem} at line {exc.line}; {exc.fix}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {str(path)!r} nests values too deeply to read; fix the file") from None
     except UnicodeDecodeError:
         raise ConfigError(f"config file {str(path)!r} is not UTF-8 text; pass a YAML file") from None
     except _DuplicateKey as exc:

@@ -6,7 +6,7 @@ This room sits at the top of the house: every other room may raise these, none i
 from __future__ import annotations
 
 __all__ = ["GanstabError", "ConfigError", "DataError", "CheckpointError", "TrainingDiverged", "ReportError",
-           "AblationError", "UsageError", "RunInUse", "one_line"]
+           "AblationError", "UsageError", "RunInUse", "PathError", "one_line"]
 
 
 class GanstabError(ValueError):
@@ -43,6 +43,10 @@ class UsageError(GanstabError):
 
 class RunInUse(CheckpointError):
     """A run folder that another live process holds (its lock file names the process)."""
+
+
+class PathError(GanstabError):
+    """A path the user gave that the operating system would refuse: below a file, a name too long, not writable."""
 
 
 def one_line(exc: BaseException, limit: int = 200) -> str:

@@ -22,18 +22,20 @@ from ganstab.data.toy import grid25_centers, ring8_centers
 from ganstab.errors import CheckpointError, ConfigError, UsageError, one_line
 from ganstab.models import build_generator
 from ganstab.models.memory import available_memory, memory_shortfall
-from ganstab.rundir import (GENERATOR_META, GENERATOR_WEIGHTS, RunDir, atomic_write, atomic_write_via, load_checkpoint,
-                            newest_valid_checkpoint)
+from ganstab.rundir import (GENERATOR_META, GENERATOR_WEIGHTS, RunDir, atomic_write, atomic_write_via,
+                            check_not_run_owned, check_output_path, load_checkpoint, newest_valid_checkpoint)
 from ganstab.sampling import generate, save_image_grid, save_scatter, to_uint8, to_uint8_rgb
 
 __all__ = ["FORMAT", "TRAINING_ONLY_MODEL_KEYS", "generator_meta", "save_generator", "load_generator",
            "generator_from_checkpoint", "load_run_generator", "state_dict_problem", "GRID_MAX", "SAMPLE_CHUNK",
            "sample_bytes", "check_grid_size", "check_sample_space", "sample_class_labels", "write_samples",
-           "ImageGenerator", "UInt8Generator", "load_generator_module"]
+           "ImageGenerator", "UInt8Generator", "load_generator_module", "GRID_SUFFIXES", "sample_path",
+           "check_sample_out"]
 
 FORMAT = "ganstab-generator-1"
 GRID_MAX = 10_000  # most samples one PNG grid (or scatter plot) shows; more need --format folder or npy
 SAMPLE_CHUNK = 10_000  # samples generated (and latents drawn) at a time, so memory stays flat for any n
+GRID_SUFFIXES = (".png", ".jpg", ".jpeg")  # what a grid (Pillow) and a scatter plot (matplotlib) are both written as
 
 
 # model.* keys that say how a run trained, not what G is: left out of generator.json (its rules need the run's config)
@@ -277,6 +279,32 @@ def check_sample_space(meta: Mapping[str, Any], n: int, out: Path, fmt: str) -> 
                               f"{free / 1e9:.1f} GB is free at {str(where)!r}; lower --n or choose another --out")
 
 
+def sample_path(out: Path, fmt: str) -> Path:
+    """The path `write_samples` writes: `out`, with .npy appended for --format npy when it lacks it."""
+    out = Path(out)
+    return out if fmt != "npy" or out.suffix == ".npy" else out.with_name(out.name + ".npy")
+
+
+def check_sample_out(out: Path, run_dir: Path, fmt: str) -> None:
+    """Refuse, before sampling, an --out that is the run's own (or any run's) file, of an unwritable kind or place."""
+    path = sample_path(out, fmt)
+    fix = "write samples elsewhere, e.g. --out samples.png (grid), samples.npy or a new folder"
+    check_output_path(path, "--out", "choose another --out")
+    check_not_run_owned(path, [run_dir], "--out", fix)
+    if fmt == "folder":
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"--out {str(path)!r} is a file; --format folder writes one PNG per sample into a folder, "
+                             "so give a new or existing folder")
+        return
+    if path.is_dir():
+        raise UsageError(f"--out {str(path)!r} is a folder; --format {fmt} writes one file, so give a file name like "
+                         f"{str(path / ('samples.npy' if fmt == 'npy' else 'samples.png'))!r}")
+    if fmt == "grid" and path.suffix.lower() not in GRID_SUFFIXES:
+        ending = f"ends in {path.suffix!r}" if path.suffix else "has no file extension"
+        raise UsageError(f"--out {str(path)!r} {ending}, which --format grid cannot write; name a "
+                         f"{', '.join(GRID_SUFFIXES[:-1])} or {GRID_SUFFIXES[-1]} file (or use --format npy or folder)")
+
+
 def write_samples(generator: nn.Module, meta: dict[str, Any], n: int, out: Path, fmt: str, seed: int = 0,
                   class_index: Optional[int] = None, all_classes: bool = False) -> Path:
     """Write n samples as a PNG grid (at most GRID_MAX), a folder of PNGs or a .npy array, each file atomically.
@@ -288,7 +316,7 @@ def write_samples(generator: nn.Module, meta: dict[str, Any], n: int, out: Path,
     labels = sample_class_labels(meta, n, class_index, seed, all_classes)
     n = n if labels is None else len(labels)
     if fmt == "npy":
-        path = out if out.suffix == ".npy" else out.with_name(out.name + ".npy")
+        path = sample_path(out, fmt)
         shape = (n, *(int(s) for s in meta["data"]["shape"]))
 
         def fill(tmp: Path) -> None:

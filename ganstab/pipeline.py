@@ -30,7 +30,7 @@ from ganstab.models.memory import TRAINING_BYTES_PER_PARAMETER, available_memory
 from ganstab.report.html import write_report
 from ganstab.report.plots import plot_run
 from ganstab.report.tensorboard import TensorBoardSink, require_tensorboard
-from ganstab.rundir import RunDir, RunLock, acquire_lock, prepare_out_dir
+from ganstab.rundir import RunDir, RunLock, acquire_lock, check_output_path, prepare_out_dir
 from ganstab.training import RunResult, Trainer, trainer_class
 from ganstab.training import checkpoint as ckpt
 from ganstab.training.transfer import read_init_weights
@@ -61,6 +61,8 @@ def check_config(cfg: Config) -> None:
                               f"{cfg.data.name} holds 2-D points; remove them (penalty.zcr works on any data)")
     if cfg.log.tensorboard:
         require_tensorboard()
+    if cfg.eval.cache_dir:  # written after training, at the first evaluation: refused now, not after the run
+        check_output_path(cfg.eval.cache_dir, "eval.cache_dir", "choose another eval.cache_dir or remove it")
 
 
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = (), preset: str | None = None) -> Config:

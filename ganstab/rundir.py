@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 import torch
 
 from ganstab.config import Config, dump_yaml, read_yaml, validate
-from ganstab.errors import CheckpointError, RunInUse, one_line
+from ganstab.errors import CheckpointError, PathError, RunInUse, one_line
 
 __all__ = [
     "CONFIG_FILE", "METRICS_FILE", "FINDINGS_FILE", "RECOVERIES_FILE", "CHECKPOINT_DIR", "SAMPLES_DIR", "PLOTS_DIR",
@@ -42,7 +42,8 @@ __all__ = [
     "read_metrics", "skipped_note", "user_path", "is_training_record", "read_records", "truncate_metrics",
     "truncate_findings", "checkpoint_name", "good_checkpoint_name", "checkpoint_step", "holds_run", "is_run_dir", "finished_export", "is_ablation_dir",
     "load_run_config", "write_config", "prepare_out_dir", "sha256_file", "list_checkpoints", "verify_checkpoint",
-    "newest_valid_checkpoint", "LOCK_FILE", "RunLock", "acquire_lock",
+    "newest_valid_checkpoint", "LOCK_FILE", "RunLock", "acquire_lock", "NAME_MAX", "PATH_MAX", "check_output_path",
+    "RUN_OWNED", "run_owned_part", "check_not_run_owned",
 ]
 
 CONFIG_FILE = "config.yaml"
@@ -75,6 +76,11 @@ RERUN_CSV = "rerun.csv"
 # what `--overwrite` clears from a folder that holds a run
 RUN_FILES: tuple[str, ...] = (CONFIG_FILE, METRICS_FILE, FINDINGS_FILE, RECOVERIES_FILE, CHECKPOINT_DIR, SAMPLES_DIR,
                               PLOTS_DIR, GENERATOR_WEIGHTS, GENERATOR_META, REPORT_FILE, BEST_DIR, TENSORBOARD_DIR)
+# every name a run owns in its folder: RUN_FILES, the lock and an ablation worker's log; `ganstab eval` adds eval-*.json
+RUN_OWNED: tuple[str, ...] = RUN_FILES + (LOCK_FILE, TRAIN_LOG)
+_EVAL_OUTPUT = re.compile(r"^eval-n\d+-seed\d+(-best)?\.json$")
+NAME_MAX = 255  # the longest file name (bytes) of Linux and macOS file systems
+PATH_MAX = 4096  # the longest path (bytes) Linux accepts
 _CHECKPOINT = re.compile(r"^ckpt_(\d{7,})\.pt$")
 _GOOD_CHECKPOINT = re.compile(r"^good_(\d{7,})\.pt$")  # the last known good state, outside the rotation
 
@@ -607,6 +613,64 @@ def prepare_out_dir(out: str | Path, overwrite: bool, dry_run: bool = False) -> 
             target.unlink()
 
 
+def check_output_path(path: str | Path, label: str, fix: str) -> None:
+    """Refuse, as PathError, an output path the system would refuse: too long, below a file, in an unwritable folder.
+
+    The message is `{label} 'PATH' <problem>; {fix}`; nothing is created.
+    """
+    path = Path(path)
+    absolute = os.fsencode(os.path.abspath(path))
+    if len(absolute) >= PATH_MAX:
+        raise PathError(f"{label} '{str(path)[:40]}...' is {len(absolute):,} bytes long, more than the {PATH_MAX:,} "
+                        f"the system allows; {fix}")
+    for part in path.parts:
+        if len(os.fsencode(part)) > NAME_MAX:
+            raise PathError(f"{label} {str(path)!r} has a name of {len(os.fsencode(part)):,} bytes, more than the "
+                            f"{NAME_MAX} a file system allows; {fix}")
+    existing = path
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if existing != path and not existing.is_dir():
+        raise PathError(f"{label} {str(path)!r} lies below {str(existing)!r}, which is a file; {fix}")
+    folder = existing if existing.is_dir() and existing != path else (path if path.is_dir() else existing.parent)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        reason = "a read-only file system" if os.statvfs(folder).f_flag & os.ST_RDONLY else "permission denied"
+        raise PathError(f"{label} {str(path)!r} cannot be written: {str(folder)!r} is not writable ({reason}); {fix}")
+
+
+def run_owned_part(path: str | Path, run_dir: str | Path) -> Optional[str]:
+    """The name of what the run in `run_dir` owns that `path` is or lies in ('' for the run folder), else None."""
+    try:
+        root, target = Path(run_dir).resolve(), Path(path).resolve()
+    except (OSError, RuntimeError):
+        return None
+    if target == root:
+        return ""
+    if root not in target.parents:
+        return None
+    first = target.relative_to(root).parts[0]
+    return first if first in RUN_OWNED or _EVAL_OUTPUT.match(first) else None
+
+
+def check_not_run_owned(path: str | Path, runs: Iterable[str | Path], label: str, fix: str) -> None:
+    """Refuse (PathError) an output path that is a run folder or one of its own files, given runs or enclosing ones.
+
+    Checked: each run in `runs` and every folder above `path` that holds a config.yaml.
+    """
+    path = Path(path)
+    try:
+        enclosing = [folder for folder in Path(path).resolve().parents if (folder / CONFIG_FILE).is_file()]
+    except (OSError, RuntimeError):
+        enclosing = []
+    for run in [*runs, *enclosing]:
+        owned = run_owned_part(path, run)
+        if owned == "":
+            raise PathError(f"{label} {str(path)!r} is the run folder {str(run)!r} itself; {fix}")
+        if owned is not None:
+            where = "is" if path.resolve() == (Path(run) / owned).resolve() else "lies in"
+            raise PathError(f"{label} {str(path)!r} {where} {owned}, which belongs to the run {str(run)!r}; {fix}")
+
+
 def pid_alive(pid: int) -> bool:
     """Whether a process of this host is running (one we may not signal counts as alive, a zombie as dead)."""
     try:
@@ -669,6 +733,7 @@ def acquire_lock(run_dir: str | Path, echo: Callable[[str], None] = print, what:
     `what` names the folder in messages (an ablation or tuning folder is locked the same way).
     """
     root = Path(run_dir)
+    check_output_path(root, "output path", "choose another out=DIR")
     if root.exists() and not root.is_dir():
         raise CheckpointError(f"output path {str(root)!r} is a file; choose another out=DIR")
     created = not root.exists()

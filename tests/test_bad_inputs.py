@@ -51,12 +51,46 @@ def _files(root: Path) -> dict[str, str]:
     np.savez(root / "y_negative.npz", x=images, y=np.array([0, 1, -1, 2, 0, 1]))
     np.savez(root / "y_float.npz", x=images, y=np.array([0.5, 1, 0, 1, 0, 1]))
     (root / "confdir").mkdir()
+    (root / "folder.npy").mkdir()
     (root / "cfgonly").mkdir()
     (root / "cfgonly" / "config.yaml").write_text("seed: 0\n")
     (root / "badckpt" / "checkpoints").mkdir(parents=True)
     (root / "badckpt" / "config.yaml").write_text("seed: 0\n")
     (root / "badckpt" / "checkpoints" / "ckpt_0000010.pt").write_bytes(b"not a checkpoint")
+    # beyond what the YAML parser can hold: deep nesting, an alias bomb, a self-referring alias, a huge file
+    (root / "deep_flow.yaml").write_text("loss: " + "[" * 5000 + "]" * 5000 + "\n")
+    (root / "deep_block.yaml").write_text("".join("  " * i + f"k{i}:\n" for i in range(300)) + "  " * 300 + "v\n")
+    (root / "bomb.yaml").write_text(BOMB + "model:\n  hidden: *i\n")
+    (root / "self_alias.yaml").write_text("model:\n  hidden: &a [1, *a]\n")
+    with open(root / "huge.yaml", "wb") as fh:
+        fh.truncate(2_000_000)  # sparse: 2 MB that take no disk
+    # dtypes the trainer cannot represent (and the ones it can, as boundaries)
+    img = np.zeros((8, 8, 8))
+    for name, x in {"complex_img": img.astype(np.complex64), "complex_pts": np.zeros((8, 2), np.complex128),
+                    "text_img": img.astype("U3"), "bytes_img": img.astype("S3"),
+                    "record_img": np.zeros((8, 8, 8), dtype=[("re", "f4"), ("im", "f4")]),
+                    "date_img": np.zeros((8, 8, 8), "datetime64[s]"), "span_pts": np.zeros((8, 2), "timedelta64[s]"),
+                    "huge_pts": np.full((8, 2), 1e300), "int16_img": np.full((8, 8, 8), 200, np.int16)}.items():
+        np.savez(root / f"{name}.npz", x=x)
+    np.savez(root / "object_img.npz", x=np.array([[None]] * 8, dtype=object), allow_pickle=True)
+    for name, y in {"y_complex": np.zeros(8, np.complex64), "y_text": np.array(["cat"] * 8),
+                    "y_date": np.zeros(8, "datetime64[D]")}.items():
+        np.savez(root / f"{name}.npz", x=np.zeros((8, 8, 8), np.uint8), y=y)
+    np.savez(root / "y_object.npz", x=np.zeros((8, 8, 8), np.uint8), y=np.array([None] * 8, dtype=object),
+             allow_pickle=True)
     return {p.name: str(p) for p in root.iterdir()}
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file (size, modification time) and folder under root: what a refusal must leave as it was."""
+    return {str(p.relative_to(root)): (0, 0) if p.is_dir() else (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*"))}
+
+
+# "billion laughs": 9 ** 9 values from a few lines of aliases
+BOMB = "x:\n  a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"  {chr(98 + k)}: &{chr(98 + k)} [{', '.join(['*' + chr(97 + k)] * 9)}]\n" for k in range(8))
+LONG = "n" * 300
 
 
 CASES: list[tuple[str, list[str], str]] = [
@@ -283,6 +317,131 @@ CASES: list[tuple[str, list[str], str]] = [
      "--vary 'loss.kind=' has an empty value; write it like --vary loss.kind=nonsaturating,hinge"),
     ("ablate zero jobs", ["ablate", "--preset", "toy", "--jobs", "0", "--out", "{dir}/abl"],
      "--jobs must be at least 1, got 0"),
+    # issue #30: input beyond what the parser or a library can hold
+    ("yaml nested 5000 deep", ["train", "--config", "{deep_flow.yaml}"],
+     "config file '{deep_flow.yaml}' nests values more than 100 levels deep at line 1; a config is a mapping of "
+     "sections of plain values, so remove the nesting"),
+    ("yaml indented 300 deep", ["train", "--config", "{deep_block.yaml}"],
+     "config file '{deep_block.yaml}' nests values more than 100 levels deep at line 100; a config is a mapping of "
+     "sections of plain values, so remove the nesting"),
+    ("yaml alias bomb", ["train", "--config", "{bomb.yaml}"],
+     "config file '{bomb.yaml}' expands to more than 100,000 values at line 7; a config holds a few hundred, so "
+     "remove aliases repeated inside aliases (*name) or the long lists"),
+    ("yaml alias inside itself", ["train", "--config", "{self_alias.yaml}"],
+     "config file '{self_alias.yaml}' holds an alias inside its own anchor (a value that contains itself) at line 2; "
+     "remove the alias or write the value out"),
+    ("config file of 2 MB", ["train", "--config", "{huge.yaml}"],
+     "config file '{huge.yaml}' is 2.0 MB, more than the 1 MB read (a config is a few kB of YAML); pass the right "
+     "file"),
+    ("override nested 5000 deep", ["train", "model.hidden=" + "[" * 5000 + "]" * 5000],
+     "override 'model.hidden=[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[...' nests values more than 100 levels "
+     "deep; a config is a mapping of sections of plain values, so remove the nesting"),
+    ("override alias bomb", ["train", "model.hidden={" + BOMB.replace("\n  ", ", ").replace("x:, ", "").strip() + "}"],
+     "override 'model.hidden={a: &a [lol, lol, lol, lol, lol, lol, lol, l...' expands to more than 100,000 "
+     "values; a config holds a few hundred, so remove aliases repeated inside aliases (*name) or the long lists"),
+    ("override key 3000 deep", ["train", "a." * 3000 + "b=1"],
+     "override 'a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a...' nests keys more than 100 levels "
+     "deep; write a known key (run 'ganstab keys')"),
+    ("override of 2 MB", ["train", "model.hidden=" + "1" * 2_000_000],
+     "override 'model.hidden=11111111111111111111111111111111111111111111...' is 2,000,000 characters long, more "
+     "than the 1,000,000 read; put long values in a --config file"),
+    # issue #30: data of a type the trainer cannot represent, refused by name before the run folder is made
+    ("npz complex images", ["train", "data.name=npz", "data.path={complex_img.npz}"],
+     "'{complex_img.npz}': array 'x' holds complex numbers (dtype complex64), which ganstab cannot train on; store "
+     "'x' as uint8 images or real numbers (integer, boolean or float)"),
+    ("npz complex points", ["train", "data.name=npz", "data.path={complex_pts.npz}", "model.arch=toy"],
+     "'{complex_pts.npz}': array 'x' holds complex numbers (dtype complex128), which ganstab cannot train on; store "
+     "'x' as uint8 images or real numbers (integer, boolean or float)"),
+    ("npz text", ["train", "data.name=npz", "data.path={text_img.npz}"],
+     "'{text_img.npz}': array 'x' holds text (dtype <U3), which ganstab cannot train on; store 'x' as uint8 images "
+     "or real numbers (integer, boolean or float)"),
+    ("npz bytes", ["train", "data.name=npz", "data.path={bytes_img.npz}"],
+     "'{bytes_img.npz}': array 'x' holds bytes (dtype |S3), which ganstab cannot train on; store 'x' as uint8 images "
+     "or real numbers (integer, boolean or float)"),
+    ("npz structured records", ["train", "data.name=npz", "data.path={record_img.npz}"],
+     "'{record_img.npz}': array 'x' holds structured records or raw bytes (dtype [('re', '<f4'), ('im', '<f4')]), "
+     "which ganstab cannot train on; store 'x' as uint8 images or real numbers (integer, boolean or float)"),
+    ("npz dates", ["train", "data.name=npz", "data.path={date_img.npz}"],
+     "'{date_img.npz}': array 'x' holds dates (dtype datetime64[s]), which ganstab cannot train on; store 'x' as "
+     "uint8 images or real numbers (integer, boolean or float)"),
+    ("npz time spans", ["train", "data.name=npz", "data.path={span_pts.npz}", "model.arch=toy"],
+     "'{span_pts.npz}': array 'x' holds time spans (dtype timedelta64[s]), which ganstab cannot train on; store 'x' "
+     "as uint8 images or real numbers (integer, boolean or float)"),
+    ("npz python objects", ["train", "data.name=npz", "data.path={object_img.npz}"],
+     "'{object_img.npz}': array 'x' holds Python objects (dtype object), which ganstab cannot train on; store 'x' as "
+     "uint8 images or real numbers (integer, boolean or float)"),
+    ("npz python object labels", ["train", "data.name=npz", "data.path={y_object.npz}"],
+     "'{y_object.npz}': array 'y' holds Python objects (dtype object), which ganstab cannot train on; store 'y' as "
+     "integer class indices 0..K-1"),
+    ("npz points beyond float32", ["train", "data.name=npz", "data.path={huge_pts.npz}", "model.arch=toy"],
+     "'{huge_pts.npz}': points reach 1e+300, beyond float32's range (about 3.4e38); rescale them"),
+    ("npz int16 images out of range", ["train", "data.name=npz", "data.path={int16_img.npz}"],
+     "'{int16_img.npz}': int16 images must lie in [0, 1] or [-1, 1], found [200, 200]; store uint8 or rescale"),
+    ("npz complex labels", ["train", "data.name=npz", "data.path={y_complex.npz}"],
+     "'{y_complex.npz}': array 'y' holds complex numbers (dtype complex64), which ganstab cannot train on; store "
+     "'y' as integer class indices 0..K-1"),
+    ("npz text labels", ["train", "data.name=npz", "data.path={y_text.npz}"],
+     "'{y_text.npz}': array 'y' holds text (dtype <U3), which ganstab cannot train on; store 'y' as integer class "
+     "indices 0..K-1"),
+    ("npz date labels", ["train", "data.name=npz", "data.path={y_date.npz}"],
+     "'{y_date.npz}': array 'y' holds dates (dtype datetime64[D]), which ganstab cannot train on; store 'y' as "
+     "integer class indices 0..K-1"),
+    # issue #30: an output that is an input, or of a kind the command cannot write (checked before any sampling)
+    ("sample over the generator", ["sample", "--run", "{empty}", "--out", "{empty}/generator.safetensors"],
+     "--out '{empty}/generator.safetensors' is generator.safetensors, which belongs to the run '{empty}'; write "
+     "samples elsewhere, e.g. --out samples.png (grid), samples.npy or a new folder"),
+    ("sample over the metrics", ["sample", "--run", "{empty}", "--out", "{empty}/../empty/metrics.jsonl"],
+     "--out '{empty}/../empty/metrics.jsonl' is metrics.jsonl, which belongs to the run '{empty}'; write "
+     "samples elsewhere, e.g. --out samples.png (grid), samples.npy or a new folder"),
+    ("sample into the run folder", ["sample", "--run", "{empty}", "--out", "{empty}", "--format", "folder"],
+     "--out '{empty}' is the run folder '{empty}' itself; write samples elsewhere, e.g. --out samples.png (grid), "
+     "samples.npy or a new folder"),
+    ("sample into checkpoints", ["sample", "--run", "{empty}", "--out", "{empty}/checkpoints/s.npy", "--format", "npy"],
+     "--out '{empty}/checkpoints/s.npy' lies in checkpoints, which belongs to the run '{empty}'; write samples "
+     "elsewhere, e.g. --out samples.png (grid), samples.npy or a new folder"),
+    ("sample over another run's config", ["sample", "--run", "{empty}", "--out", "{cfgonly}/config.yaml"],
+     "--out '{cfgonly}/config.yaml' is config.yaml, which belongs to the run '{cfgonly}'; write samples elsewhere, "
+     "e.g. --out samples.png (grid), samples.npy or a new folder"),
+    ("sample unknown extension", ["sample", "--run", "{empty}", "--out", "{dir}/x.safetensors"],
+     "--out '{dir}/x.safetensors' ends in '.safetensors', which --format grid cannot write; name a .png, .jpg or "
+     ".jpeg file (or use --format npy or folder)"),
+    ("sample without extension", ["sample", "--run", "{empty}", "--out", "{dir}/grid"],
+     "--out '{dir}/grid' has no file extension, which --format grid cannot write; name a .png, .jpg or .jpeg file "
+     "(or use --format npy or folder)"),
+    ("sample grid into a folder", ["sample", "--run", "{empty}", "--out", "{confdir}"],
+     "--out '{confdir}' is a folder; --format grid writes one file, so give a file name like '{confdir}/samples.png'"),
+    ("sample npy into a folder", ["sample", "--run", "{empty}", "--out", "{folder.npy}", "--format", "npy"],
+     "--out '{folder.npy}' is a folder; --format npy writes one file, so give a file name like "
+     "'{folder.npy}/samples.npy'"),
+    ("sample folder over a file", ["sample", "--run", "{empty}", "--out", "{file_out}", "--format", "folder"],
+     "--out '{file_out}' is a file; --format folder writes one PNG per sample into a folder, so give a new or "
+     "existing folder"),
+    ("sample below a file", ["sample", "--run", "{empty}", "--out", "{file_out}/x.png"],
+     "--out '{file_out}/x.png' lies below '{file_out}', which is a file; choose another --out"),
+    ("sample name too long", ["sample", "--run", "{empty}", "--out", "{dir}/" + LONG + ".png"],
+     "--out '{dir}/" + LONG + ".png' has a name of 304 bytes, more than the 255 a file system allows; choose "
+     "another --out"),
+    # issue #30: operating-system refusals of a path the user gave exit 2 like every other refused input
+    ("output below a file", ["train", "out={file_out}/run"],
+     "output path '{file_out}/run' lies below '{file_out}', which is a file; choose another out=DIR"),
+    ("output name too long", ["train", "out={dir}/" + LONG],
+     "output path '{dir}/" + LONG + "' has a name of 300 bytes, more than the 255 a file system allows; "
+     "choose another out=DIR"),
+    ("output path too long", ["train", "out=/" + "/".join(["p" * 200] * 21)],
+     "output path '/" + "p" * 39 + "...' is 4,221 bytes long, more than the 4,096 the system allows; choose another "
+     "out=DIR"),
+    ("evaluator cache below a file", ["train", "eval.cache_dir={file_out}/cache"],
+     "eval.cache_dir '{file_out}/cache' lies below '{file_out}', which is a file; choose another eval.cache_dir or "
+     "remove it"),
+    ("ablate output below a file", ["ablate", "--preset", "toy", "--out", "{file_out}/abl"],
+     "--out '{file_out}/abl' lies below '{file_out}', which is a file; choose another folder"),
+    ("ablate output in a run's checkpoints", ["ablate", "--preset", "toy", "--out", "{cfgonly}/checkpoints"],
+     "--out '{cfgonly}/checkpoints' is checkpoints, which belongs to the run '{cfgonly}'; choose a folder outside "
+     "the run"),
+    ("tune output below a file", ["tune", "--preset", "toy", "--trials", "1", "--out", "{file_out}/study"],
+     "--out '{file_out}/study' lies below '{file_out}', which is a file; choose another folder"),
+    ("tune output is a run", ["tune", "--preset", "toy", "--trials", "1", "--out", "{cfgonly}"],
+     "--out '{cfgonly}' holds a single run, not a tuning study; choose another folder"),
 ]
 
 
@@ -297,6 +456,7 @@ def test_bad_input_one_line(tmp_path: Path, capsys, name: str, argv: list[str], 
         return text
 
     argv = [fill(a) for a in argv]
+    before = _tree(tmp_path)
     if argv[0] == "train" and not any(a.startswith("out=") for a in argv) and "--resume" not in argv:
         argv.insert(1, f"out={tmp_path / 'run'}")
     if argv[0] == "train":
@@ -307,6 +467,11 @@ def test_bad_input_one_line(tmp_path: Path, capsys, name: str, argv: list[str], 
     assert code == 2
     assert lines == ["ganstab: error: " + fill(expected)]
     assert not (tmp_path / "run").exists()  # refused before the run folder was made (or it was removed again)
+    assert _tree(tmp_path) == before  # nothing written, changed or removed
+
+
+def test_case_count_issue_30() -> None:
+    assert len(CASES) == 96 + 43  # the 96 rows before issue #30 plus its 43 hostile cases
 
 
 def test_case_count() -> None:

@@ -347,3 +347,168 @@ def test_torn_lock_is_stale_after_a_moment(tmp_path: Path) -> None:
     acquire_lock(run, echo=messages.append).release()
     assert messages == [f"taking over the unreadable lock of {str(run)!r} "
                         "(left by a process that died while taking it)"]
+
+
+# ------------------------------------------------------------------------- issue #30: nothing lost, second round
+@pytest.mark.parametrize("target,fmt,owned", [
+    ("generator.safetensors", "grid", "is generator.safetensors"),
+    ("generator.json", "grid", "is generator.json"),
+    ("config.yaml", "grid", "is config.yaml"),
+    ("metrics.jsonl", "grid", "is metrics.jsonl"),
+    ("report.html", "grid", "is report.html"),
+    ("checkpoints/ckpt_0000300.pt", "grid", "lies in checkpoints"),
+    ("samples/step_0000300.png", "grid", "lies in samples"),
+    ("plots", "folder", "is plots"),
+    ("checkpoints/grid.npy", "npy", "lies in checkpoints"),
+])
+def test_sample_refuses_the_runs_own_files_before_sampling(toy_run: Path, capsys, monkeypatch, target: str, fmt: str,
+                                                           owned: str) -> None:
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("the generator was loaded before --out was checked")
+
+    monkeypatch.setattr("ganstab.cli.runs.load_run_generator", no_sampling)
+    before = _snapshot(toy_run)
+    capsys.readouterr()
+    assert main(["sample", "--run", str(toy_run), "--out", str(toy_run / target), "--format", fmt]) == 2
+    assert _one_error(capsys) == [
+        f"ganstab: error: --out {str(toy_run / target)!r} {owned}, which belongs to the run {str(toy_run)!r}; "
+        "write samples elsewhere, e.g. --out samples.png (grid), samples.npy or a new folder"]
+    assert _snapshot(toy_run) == before
+
+
+def test_sample_refuses_the_run_folder_and_unknown_extensions_before_sampling(toy_run: Path, tmp_path: Path, capsys,
+                                                                               monkeypatch) -> None:
+    monkeypatch.setattr("ganstab.cli.runs.load_run_generator", lambda *a, **k: pytest.fail("sampled"))
+    before = _snapshot(toy_run)
+    capsys.readouterr()
+    assert main(["sample", "--run", str(toy_run), "--out", f"{toy_run}/", "--format", "folder"]) == 2
+    assert _one_error(capsys) == [f"ganstab: error: --out {str(toy_run)!r} is the run folder {str(toy_run)!r} itself; "
+                                  "write samples elsewhere, e.g. --out samples.png (grid), samples.npy or a new folder"]
+    for name in ("x.safetensors", "x.gif", "x.PNG.bak"):
+        assert main(["sample", "--run", str(toy_run), "--out", str(tmp_path / name)]) == 2
+        suffix = Path(name).suffix
+        assert _one_error(capsys) == [
+            f"ganstab: error: --out {str(tmp_path / name)!r} ends in {suffix!r}, which --format grid cannot write; "
+            "name a .png, .jpg or .jpeg file (or use --format npy or folder)"]
+    assert _snapshot(toy_run) == before and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["grid.png", "grid.JPG", "grid.jpeg"])
+def test_sample_writes_every_grid_extension_it_names(toy_run: Path, tmp_path: Path, name: str) -> None:
+    assert main(["sample", "--run", str(toy_run), "--n", "16", "--out", str(tmp_path / name)]) == 0
+    from PIL import Image
+
+    with Image.open(tmp_path / name) as img:
+        assert img.format == ("PNG" if name.endswith(".png") else "JPEG")
+
+
+def test_os_refusal_of_a_user_path_exits_2_and_a_full_disk_1(tmp_path: Path, capsys, monkeypatch) -> None:
+    from ganstab.cli import runs
+
+    for error, status, line in [
+        (PermissionError(13, "Permission denied", str(tmp_path / "x")), 2,
+         f"permission denied for {str(tmp_path / 'x')!r}; choose a writable location"),
+        (OSError(30, "Read-only file system", str(tmp_path / "x")), 2,
+         f"read-only file system: {str(tmp_path / 'x')!r}; choose another path"),
+        (NotADirectoryError(20, "Not a directory", str(tmp_path / "x")), 2,
+         f"a part of the path is a file, not a folder: {str(tmp_path / 'x')!r}; choose another path"),
+        (OSError(36, "File name too long", str(tmp_path / "x")), 2,
+         f"name too long: {str(tmp_path / 'x')!r}; choose another path"),
+        (OSError(28, "No space left on device", str(tmp_path / "x")), 1,
+         f"disk full while writing {str(tmp_path / 'x')!r}; free space, then resume with --resume (the last "
+         "checkpoint is intact)"),
+    ]:
+        def refuse(*args, error=error, **kwargs):
+            raise error
+
+        monkeypatch.setattr(runs, "write_report", refuse)
+        capsys.readouterr()
+        assert main(["report", str(tmp_path)]) == status
+        assert _one_error(capsys) == [f"ganstab: error: {line}"]
+
+
+def test_unwritable_output_folder_named_before_anything_is_made(tmp_path: Path, capsys, monkeypatch) -> None:
+    import ganstab.rundir as rundir_module
+
+    target = tmp_path / "ro"
+    target.mkdir()
+    monkeypatch.setattr(rundir_module.os, "access", lambda path, mode: Path(path) != target)
+    capsys.readouterr()
+    assert main(["train", *TOY, "train.steps=5", f"out={target / 'run'}"]) == 2
+    reason = "a read-only file system" if os.statvfs(target).f_flag & os.ST_RDONLY else "permission denied"
+    assert _one_error(capsys) == [f"ganstab: error: output path {str(target / 'run')!r} cannot be written: "
+                                  f"{str(target)!r} is not writable ({reason}); choose another out=DIR"]
+    assert list(target.iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into any folder: a permission refusal cannot be made here")
+def test_permission_denied_folder_refused_as_input(tmp_path: Path, capsys) -> None:
+    target = tmp_path / "locked"
+    target.mkdir(mode=0o500)
+    try:
+        assert main(["train", *TOY, "train.steps=5", f"out={target / 'run'}"]) == 2
+        assert _one_error(capsys) == [f"ganstab: error: output path {str(target / 'run')!r} cannot be written: "
+                                      f"{str(target)!r} is not writable (permission denied); choose another out=DIR"]
+    finally:
+        target.chmod(0o700)
+
+
+@pytest.mark.parametrize("dtype,stored,expected", [
+    ("float16", [0.0, 0.5, 1.0], [-1.0, 0.0, 1.0]),
+    ("bool", [False, True, True], [-1.0, 1.0, 1.0]),
+    ("int32", [0, 1, 1], [-1.0, 1.0, 1.0]),
+    ("longdouble", [-1.0, 0.0, 1.0], [-1.0, 0.0, 1.0]),
+])
+def test_plain_dtypes_are_read_as_images(tmp_path: Path, dtype: str, stored: list, expected: list) -> None:
+    from ganstab.config import DataConfig
+    from ganstab.data import make_dataset
+
+    x = np.resize(np.array(stored, dtype=dtype), (4, 8, 8))
+    np.savez(tmp_path / "d.npz", x=x, y=np.array([0, 1, 0, 1], dtype=np.uint16))
+    data = make_dataset(DataConfig(name="npz", path=str(tmp_path / "d.npz")))
+    torch.testing.assert_close(data.train.reshape(-1)[:3], torch.tensor(expected), atol=1 / 255, rtol=0)
+    assert data.shape == (1, 8, 8) and data.labels.tolist() == [0, 1, 0, 1]
+
+
+@pytest.mark.parametrize("dtype", ["bool", "int64", "float16"])
+def test_plain_dtypes_are_read_as_points(tmp_path: Path, dtype: str) -> None:
+    from ganstab.config import DataConfig
+    from ganstab.data import make_dataset
+
+    np.savez(tmp_path / "p.npz", x=np.array([[0, 1], [1, 0], [1, 1]], dtype=dtype))
+    data = make_dataset(DataConfig(name="npz", path=str(tmp_path / "p.npz")))
+    torch.testing.assert_close(data.train, torch.tensor([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]))
+
+
+def test_yaml_limits_are_exact() -> None:
+    from ganstab.config import MAX_YAML_DEPTH, MAX_YAML_VALUES, ConfigError, parse_override
+
+    assert parse_override("x=" + "[" * MAX_YAML_DEPTH + "]" * MAX_YAML_DEPTH) is not None
+    with pytest.raises(ConfigError, match=f"nests values more than {MAX_YAML_DEPTH} levels deep"):
+        parse_override("x=" + "[" * (MAX_YAML_DEPTH + 1) + "]" * (MAX_YAML_DEPTH + 1))
+    items = MAX_YAML_VALUES - 1  # a list of n values is n + 1 values with the list itself
+    assert len(parse_override("x=[" + ",".join(["1"] * items) + "]")["x"]) == items
+    with pytest.raises(ConfigError, match="expands to more than 100,000 values"):
+        parse_override("x=[" + ",".join(["1"] * (items + 1)) + "]")
+    # aliases count as often as they are used: a holds 1,000 values, b = 1 + 1,000 k, the mapping 1004 + 1,000 k
+    assert parse_override("x={a: &a [" + ",".join(["1"] * 999) + "], b: [" + ",".join(["*a"] * 98) + "]}")
+    with pytest.raises(ConfigError, match="expands to more than 100,000 values"):
+        parse_override("x={a: &a [" + ",".join(["1"] * 999) + "], b: [" + ",".join(["*a"] * 99) + "]}")
+
+
+def test_report_and_doctor_do_not_expand_an_alias_bomb_in_config_yaml(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    lines = ["x:", "  a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"  {chr(98 + k)}: &{chr(98 + k)} [{', '.join(['*' + chr(97 + k)] * 9)}]" for k in range(8)]
+    (run / "config.yaml").write_text("\n".join(lines + ["loss: *i", ""]))
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss_d": 1.0, "loss_g": 1.0}) + "\n")
+    started = time.time()
+    assert main(["report", str(run)]) == 0  # the report shows what it can: no config, not 9 ** 9 values
+    assert "config.yaml could not be read" in (run / "report.html").read_text(encoding="utf-8")
+    capsys.readouterr()
+    assert main(["doctor", str(run)]) == 2
+    assert _one_error(capsys) == [
+        f"ganstab: error: config file {str(run / 'config.yaml')!r} expands to more than 100,000 values at line 7; a "
+        "config holds a few hundred, so remove aliases repeated inside aliases (*name) or the long lists"]
+    assert time.time() - started < 60

@@ -17,8 +17,8 @@ from ganstab.errors import UsageError
 from ganstab.pipeline import check_config, load_config
 from ganstab.rundir import RUN_FILES, RunDir, is_run_dir, newest_valid_checkpoint, user_path
 
-__all__ = ["cli_device", "EXIT_USAGE", "exit_status", "Parser", "echo", "load_cli_config", "load_resume_config", "add_config_args",
-           "friendly_os_error"]
+__all__ = ["cli_device", "EXIT_USAGE", "exit_status", "Parser", "echo", "load_cli_config", "load_resume_config",
+           "add_config_args", "friendly_os_error", "os_error_status", "PATH_ERRNOS"]
 
 EXIT_USAGE = 2
 
@@ -84,15 +84,31 @@ def _after_disk_full(path: Optional[str]) -> str:
     return "run the command again (files written before are intact: every write goes through a temp file)"
 
 
+# errors of a path the user gave (refusals of input, exit 2): the problem of each, in words
+PATH_ERRNOS: dict[int, str] = {
+    errno.EACCES: "permission denied", errno.EPERM: "permission denied", errno.EROFS: "read-only file system",
+    errno.ENOTDIR: "a part of the path is a file, not a folder", errno.ENAMETOOLONG: "name too long",
+    errno.EISDIR: "is a folder", errno.EEXIST: "already exists", errno.ENOENT: "no such file or folder",
+    errno.ELOOP: "too many symbolic links",
+}
+
+
 def friendly_os_error(exc: OSError) -> str:
-    """One line for an OS error, naming the file the user knows: a full disk and a denied permission say what to do."""
+    """One line for an OS error, naming the file the user knows: a full disk says what to do, a refused path the fix."""
     name = user_path(exc.filename) if getattr(exc, "filename", None) else None
     where = f" {name!r}" if name else ""
     if exc.errno == errno.ENOSPC:
         return f"disk full while writing{where}; free space, then {_after_disk_full(name)}"
     if exc.errno in (errno.EACCES, errno.EPERM):
         return f"permission denied for{where}; choose a writable location"
+    if exc.errno in PATH_ERRNOS:
+        return f"{PATH_ERRNOS[exc.errno]}:{where or ' (no path given)'}; choose another path"
     return f"{exc.strerror or exc}{where}"
+
+
+def os_error_status(exc: OSError) -> int:
+    """The exit status of an OS error: 2 for a path the system refuses (the user's input), 1 for anything else."""
+    return EXIT_USAGE if exc.errno in PATH_ERRNOS else 1
 
 
 def cli_device(name: str) -> torch.device:

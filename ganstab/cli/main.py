@@ -8,7 +8,7 @@ import sys
 from typing import Callable, Optional, Sequence
 
 from ganstab.cli import ablate, data, info, runs, train, tune
-from ganstab.cli.common import EXIT_USAGE, Parser, friendly_os_error
+from ganstab.cli.common import EXIT_USAGE, Parser, friendly_os_error, os_error_status
 from ganstab.errors import GanstabError, UsageError
 
 __all__ = ["COMMAND_FAMILIES", "build_parser", "main"]
@@ -59,7 +59,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     except OSError as exc:
         print(f"ganstab: error: {friendly_os_error(exc)}", file=sys.stderr, flush=True)
-        return 1
+        return os_error_status(exc)
     except KeyboardInterrupt:
         print("ganstab: interrupted", file=sys.stderr, flush=True)
         return 130

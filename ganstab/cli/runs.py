@@ -13,8 +13,8 @@ from ganstab.config import to_dict
 from ganstab.data import make_dataset
 from ganstab.diagnose import context_from_config, diagnose, format_report, read_finding_lines, unread_reason, verdict
 from ganstab.errors import UsageError
-from ganstab.export import (GRID_MAX, check_grid_size, check_sample_space, load_generator, load_run_generator,
-                            write_samples)
+from ganstab.export import (GRID_MAX, check_grid_size, check_sample_out, check_sample_space, load_generator,
+                            load_run_generator, write_samples)
 from ganstab.metrics import RunEvaluator
 from ganstab.models.conditional import run_label_distribution
 from ganstab.report.html import write_report
@@ -39,6 +39,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.class_index is not None and args.classes is not None:
         raise UsageError("--class K and --classes all exclude each other; give one")
     device = cli_device(args.device)
+    check_sample_out(Path(args.out), Path(args.run), args.format)
     generator, meta = load_run_generator(Path(args.run), device=str(device), echo=print)
     if args.format == "folder" and meta["data"].get("kind") == "points":
         raise UsageError("--format folder writes images, but this run generates 2-D points; use --format npy or grid")
@@ -134,7 +135,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, default=64,
                    help=f"number of samples (default 64; a grid shows at most {GRID_MAX:,}, folder and npy are "
                         "written in chunks, any n that fits on disk)")
-    p.add_argument("--out", required=True, metavar="PATH", help="output PNG, folder or .npy file")
+    p.add_argument("--out", required=True, metavar="PATH",
+                   help="output .png/.jpg grid, folder or .npy file (never a file of a run: refused)")
     p.add_argument("--format", default="grid",
                    help="grid (default): one PNG; folder: one PNG per sample (for pytorch-fid/clean-fid); "
                         "npy: raw array")

@@ -10,6 +10,7 @@ from ganstab import tune
 from ganstab.ablate import base_data
 from ganstab.cli.common import echo
 from ganstab.errors import UsageError
+from ganstab.rundir import RunDir, check_not_run_owned, check_output_path
 
 __all__ = ["cmd_tune", "settings_from_args", "register"]
 
@@ -34,8 +35,12 @@ def settings_from_args(args: argparse.Namespace) -> tune.TuneSettings:
     _positive(args, "rerun_seeds", 0)
     _positive(args, "seed", 0)
     out = Path(args.out)
+    check_output_path(out, "--out", "choose another folder")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {str(out)!r} is a file; choose a folder")
+    if RunDir(out).config.is_file():
+        raise UsageError(f"--out {str(out)!r} holds a single run, not a tuning study; choose another folder")
+    check_not_run_owned(out, [], "--out", "choose a folder outside the run")
     base = base_data(args.config, args.overrides, args.preset)
     kind = args.data_kind or tune.data_kind(base)
     space = tune.read_space(args.space) if args.space else tune.default_space(kind)

@@ -136,9 +136,12 @@ def _npz(cfg, seed: int) -> DataSource:
         raise DataError("data.name=npz needs data.path=FILE.npz")
     parts = _img.read_npz(cfg.path)
     x = parts["train"]
-    if x.ndim == 2:
-        if not np.issubdtype(x.dtype, np.number) or not np.isfinite(x).all():
+    if x.ndim == 2:  # read_npz let only booleans, integers and real floats through
+        if not np.isfinite(x).all():
             raise DataError(f"{cfg.path!r}: points must be finite numbers")
+        if x.size and np.abs(x).max() > np.finfo(np.float32).max:
+            raise DataError(f"{cfg.path!r}: points reach {np.abs(x).max():.3g}, beyond float32's range "
+                            "(about 3.4e38); rescale them")
         points = torch.from_numpy(np.asarray(x, dtype=np.float32))
         if cfg.limit is not None:
             points = points[: cfg.limit]
@@ -148,17 +151,18 @@ def _npz(cfg, seed: int) -> DataSource:
         raise DataError(f"{cfg.path!r}: expected points (N, D) or images (N, H, W[, C]), got shape {x.shape}")
     if x.dtype == np.uint8:
         return _images("npz", parts, cfg, seed, max_value=255.0)
-    x = np.asarray(x, dtype=np.float32)
     if not np.isfinite(x).all():
         raise DataError(f"{cfg.path!r}: images hold NaN or Inf values")
-    lo, hi = float(x.min()), float(x.max())
+    lo, hi = float(x.min()), float(x.max())  # before the cast: a float64 beyond float32's range is out of range here
+    x = np.asarray(x, dtype=np.float32)
     if lo >= 0.0 and hi <= 1.0:
         parts = dict(parts, train=x * 255.0)
         return _images("npz", parts, cfg, seed, max_value=255.0)
     if lo >= -1.0 and hi <= 1.0:
         parts = dict(parts, train=(x + 1.0) * 127.5)
         return _images("npz", parts, cfg, seed, max_value=255.0)
-    raise DataError(f"{cfg.path!r}: float images must lie in [0, 1] or [-1, 1], found [{lo:.3g}, {hi:.3g}]; "
+    kind = "float" if parts["train"].dtype.kind == "f" else str(parts["train"].dtype)
+    raise DataError(f"{cfg.path!r}: {kind} images must lie in [0, 1] or [-1, 1], found [{lo:.3g}, {hi:.3g}]; "
                     "store uint8 or rescale")
 
 

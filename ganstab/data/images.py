@@ -236,6 +236,35 @@ def read_labelled_image_folder(folder: str | Path, image_size: Union[int, Sequen
     return images, skipped, np.array([index[c] for c in classes], dtype=np.int64), names
 
 
+# dtype kinds an array of images, points or labels cannot hold: ganstab trains on booleans, integers and real floats
+REFUSED_DTYPE_KINDS: dict[str, str] = {"c": "complex numbers", "U": "text", "S": "bytes",
+                                       "V": "structured records or raw bytes", "M": "dates", "m": "time spans",
+                                       "O": "Python objects"}
+
+
+def check_dtype(arr: np.ndarray, name: str, where: str, store: str) -> None:
+    """Refuse, naming it, a dtype that is not boolean, integer or real float (complex would lose its imaginary part)."""
+    what = REFUSED_DTYPE_KINDS.get(arr.dtype.kind)
+    if what is not None:
+        raise DataError(f"{where!r}: array '{name}' holds {what} (dtype {arr.dtype}), which ganstab cannot train on; "
+                        f"store {store}")
+
+
+_IMAGES_AS = "as uint8 images or real numbers (integer, boolean or float)"
+_LABELS_AS = "as integer class indices 0..K-1"
+
+
+def _npz_array(npz: "np.lib.npyio.NpzFile", name: str, where: str, store: str) -> np.ndarray:
+    """One array of an open .npz; an object array (which would need unpickling) is refused by name like any dtype."""
+    try:
+        return npz[name]
+    except ValueError as exc:
+        if "allow_pickle" not in str(exc):
+            raise
+        raise DataError(f"{where!r}: array '{name}' holds Python objects (dtype object), which ganstab cannot train "
+                        f"on; store '{name}' {store}") from None
+
+
 def read_npz(path: str | Path) -> dict[str, Optional[np.ndarray]]:
     """Read an .npz with images or points under 'x' (or 'images', or the first array) and optional 'y'."""
     path = Path(path)
@@ -247,15 +276,16 @@ def read_npz(path: str | Path) -> dict[str, Optional[np.ndarray]]:
             if not names:
                 raise DataError(f"{str(path)!r} holds no arrays; save your data as np.savez(path, x=...)")
             key = next((k for k in ("x", "images", "data") if k in names), names[0])
-            x = npz[key]
-            y = npz["y"] if "y" in names else (npz["labels"] if "labels" in names else None)
+            x = _npz_array(npz, key, str(path), _IMAGES_AS)
+            label_key = "y" if "y" in names else ("labels" if "labels" in names else None)
+            y = _npz_array(npz, label_key, str(path), _LABELS_AS) if label_key is not None else None
     except DataError:
         raise
     except (OSError, ValueError, EOFError) as exc:
         raise DataError(f"cannot read {str(path)!r} as .npz ({str(exc).splitlines()[0]}); save it with np.savez") from None
-    if x.dtype == object:
-        raise DataError(f"{str(path)!r} holds Python objects; store plain numeric arrays")
+    check_dtype(x, key, str(path), f"'{key}' {_IMAGES_AS}")
     if y is not None:
+        check_dtype(y, label_key, str(path), f"'{label_key}' {_LABELS_AS}")
         check_labels(y, len(x), str(path))
     return {"train": x, "labels": y}
 

@@ -6,9 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-import yaml
-
-from ganstab.config import DoctorConfig
+from ganstab.config import DoctorConfig, read_yaml
 from .detectors import diagnose
 from .findings import Finding, finding_problem, worst_first
 from ganstab.rundir import JsonLines, RunDir, append_jsonl, atomic_write, read_json_lines, read_records
@@ -39,7 +37,7 @@ def read_context(run_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        config = read_yaml(path)  # with its limits: an alias bomb in config.yaml is refused, not expanded
     except Exception:  # a broken config must not stop a diagnosis
         return {}
     return context_from_config(config if isinstance(config, dict) else {})

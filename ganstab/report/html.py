@@ -18,9 +18,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
 
-import yaml
-
-from ganstab.config import Config, to_dict
+from ganstab.config import Config, read_yaml, to_dict
 from ganstab.diagnose import Finding, read_finding_lines, verdict
 from ganstab.diagnose.findings import worst_first
 from ganstab.errors import ReportError
@@ -185,7 +183,7 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------ run report
 def _run_config(run_dir: Path) -> dict:
     try:
-        data = yaml.safe_load(RunDir(run_dir).config.read_text(encoding="utf-8"))
+        data = read_yaml(RunDir(run_dir).config)  # with its limits: an alias bomb is refused, not rendered
     except Exception:  # the report shows what it can
         return {}
     return data if isinstance(data, dict) else {}
