@@ -415,8 +415,8 @@ def test_os_refusal_of_a_user_path_exits_2_and_a_full_disk_1(tmp_path: Path, cap
         (OSError(36, "File name too long", str(tmp_path / "x")), 2,
          f"name too long: {str(tmp_path / 'x')!r}; choose another path"),
         (OSError(28, "No space left on device", str(tmp_path / "x")), 1,
-         f"disk full while writing {str(tmp_path / 'x')!r}; free space, then resume with --resume (the last "
-         "checkpoint is intact)"),
+         f"disk full while writing {str(tmp_path / 'x')!r}; free space, then run the command again (files written "
+         "before are intact: every write goes through a temp file)"),
     ]:
         def refuse(*args, error=error, **kwargs):
             raise error
