@@ -6,7 +6,7 @@ This room sits at the top of the house: every other room may raise these, none i
 from __future__ import annotations
 
 __all__ = ["GanstabError", "ConfigError", "DataError", "CheckpointError", "TrainingDiverged", "ReportError",
-           "AblationError", "UsageError", "RunInUse"]
+           "AblationError", "UsageError", "RunInUse", "AfterTrainingError"]
 
 
 class GanstabError(ValueError):
@@ -43,3 +43,7 @@ class UsageError(GanstabError):
 
 class RunInUse(CheckpointError):
     """A run folder that another live process holds (its lock file names the process)."""
+
+
+class AfterTrainingError(GanstabError):
+    """Training finished and the generator is exported, but a phase after it (evaluation, plots, report) failed."""

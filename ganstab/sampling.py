@@ -118,3 +118,11 @@ def class_rows(num_classes: int, n: int) -> Tensor:
     """Labels for a grid with one row per class: each class repeated max(1, n // num_classes) times."""
     per_class = max(1, n // num_classes)
     return torch.arange(num_classes).repeat_interleave(per_class)
+
+
+def class_grid(fixed_z: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
+    """(latents, labels) of a grid with one row per class (`class_rows`): the fixed noise reused cyclically, so that
+    data with more classes than noise vectors (100 classes, 64 samples) still get one row per class."""
+    labels = class_rows(num_classes, len(fixed_z))
+    rows = torch.arange(len(labels), device=fixed_z.device) % len(fixed_z)
+    return fixed_z[rows], labels
