@@ -262,8 +262,9 @@ def _start(cfg: Config, out: Path, resume: bool, overwrite: bool, allow_config_c
 #: The finding code of a phase that failed after the generator was exported
 AFTER_TRAINING_CODE = "run.after_training_failed"
 
-_FIXES = {"evaluation": "score the run with: ganstab eval {out}", "plots": "write them with: ganstab report {out}",
-          "report": "write it with: ganstab report {out}", "sample grid": "draw samples with: ganstab sample {out} --out samples.png"}
+_FIXES = {"evaluation": "score the run with: ganstab eval --run {out}",
+          "plots": "write them with: ganstab report {out}", "report": "write it with: ganstab report {out}",
+          "sample grid": "draw samples with: ganstab sample --run {out} --out samples.png"}
 
 
 def _fix(phase: str, out: Path) -> str:

@@ -193,6 +193,7 @@ class Case:
     setup: Optional[Callable[[Ctx], None]] = None
     kept: bool = False  # the run trained: generator, checkpoints and metrics must be there afterwards
     failed_at: int = 2  # the step of the failed phase (its finding's step)
+    also: str = ""  # a text that must appear in the output besides the first line
 
 
 NPZ = ["data.name=npz", "data.path={npz}"]
@@ -231,28 +232,32 @@ CASES: list[Case] = [
     Case("cache entry of other data", ["train", *NPZ], "evaluator: cache entry {stem} has a different digest; "
          "retraining it", 0, _edit_json(lambda m: dict(m, data_hash="0" * 64)), True),
     # -- a phase after the export fails: one line, exit 2, the trained run kept
-    Case("plots hit a full disk", ["train", *NPZ], AFTER + "plots failed: No space left on device 'plots/eval.png'; fix "
-         "that, then write them with: ganstab report {out}", 2,
+    Case("plots hit a full disk", ["train", *NPZ], AFTER + "plots failed: No space left on device 'plots/eval.png'; "
+         "fix that, then write them with: ganstab report {out}", 2,
          _patch(pipeline, "plot_run", OSError(errno.ENOSPC, "No space left on device", "plots/eval.png")), True),
     Case("report fails", ["train", *NPZ], AFTER + "report failed: RuntimeError: template broken; fix that, then "
          "write it with: ganstab report {out}", 2, _patch(pipeline, "write_report", RuntimeError("template broken")),
          True),
     Case("final evaluation out of memory", ["train", *NPZ], AFTER + "final evaluation failed: MemoryError; fix that, "
-         "then score the run with: ganstab eval {out}", 2, _patch(RunEvaluator, "evaluate", MemoryError()), True),
+         "then score the run with: ganstab eval --run {out}", 2, _patch(RunEvaluator, "evaluate", MemoryError()),
+         True),
     Case("evaluator training fails", ["train", *NPZ], AFTER + "final evaluation failed: ValueError: test_images and "
-         "images differ in shape; fix that, then score the run with: ganstab eval {out}", 2,
-         _both(_write("json", "[]"), _patch(evaluator_module, "train_evaluator",
-                                                    ValueError("test_images and images differ in shape"))), True),
+         "images differ in shape; fix that, then score the run with: ganstab eval --run {out}", 2,
+         _both(_write("json", "[]"),
+               _patch(evaluator_module, "train_evaluator", ValueError("test_images and images differ in shape"))),
+         True),
     Case("evaluation during training fails", ["train", *NPZ, "eval.every=1"], AFTER + "evaluation failed: "
-         "Permission denied '/root/x'; fix that, then score the run with: ganstab eval {out}", 2,
+         "Permission denied '/root/x'; fix that, then score the run with: ganstab eval --run {out}", 2,
          _patch(RunEvaluator, "evaluate", PermissionError(errno.EACCES, "Permission denied", "/root/x")), True, 1),
     Case("final sample grid on a full disk", ["train", *NPZ], AFTER + "final sample grid failed: No space left on "
-         "device 'grid.png'; fix that, then draw samples with: ganstab sample {out} --out samples.png", 2,
-         _patch(outputs_module, "save_image_grid", OSError(errno.ENOSPC, "No space left on device", "grid.png")), True),
+         "device 'grid.png'; fix that, then draw samples with: ganstab sample --run {out} --out samples.png", 2,
+         _patch(outputs_module, "save_image_grid", OSError(errno.ENOSPC, "No space left on device", "grid.png")),
+         True),
     Case("cache cannot be written after retraining", ["train", *NPZ], RETRAIN + "{stem}.json is not a ganstab "
          "evaluator file); retraining it", 0,
-         _both(_write("json", "[]"), _patch(evaluator_module.Evaluator, "save", OSError(errno.EROFS, "Read-only file system"))),
-         True),
+         _both(_write("json", "[]"),
+               _patch(evaluator_module.Evaluator, "save", OSError(errno.EROFS, "Read-only file system"))),
+         True, also="(not cached: Read-only file system for {stem})"),
     # -- what can be known before step 1 is checked before step 1 (nothing written)
     Case("cache folder below a file", ["train", *NPZ, "eval.cache_dir={dir}/afile/cache"],
          "eval.cache_dir '{dir}/afile/cache' cannot be used for the evaluator cache (Not a directory); set "
@@ -313,9 +318,10 @@ CASES: list[Case] = [
     Case("ablate a billion seeds", ["ablate", "--preset", "toy", "--seeds", "1000000000", "--dry-run", "--out",
                                     "{dir}/abl"],
          "--seeds 1000000000 is more than an ablation runs (at most 1,000 seeds per variant); give a smaller count"),
-    Case("ablate 1001 seeds", ["ablate", "--preset", "toy", "--seeds", "1001", "--out", "{dir}/abl"],
+    Case("ablate 1001 seeds", ["ablate", "--preset", "toy", "--seeds", "1001", "--dry-run", "--out", "{dir}/abl"],
          "--seeds 1001 is more than an ablation runs (at most 1,000 seeds per variant); give a smaller count"),
-    Case("ablate a list of 1001 seeds", ["ablate", "--preset", "toy", "--seeds", SEEDS, "--out", "{dir}/abl"],
+    Case("ablate a list of 1001 seeds", ["ablate", "--preset", "toy", "--seeds", SEEDS, "--dry-run", "--out",
+                                         "{dir}/abl"],
          "--seeds lists 1,001 seeds, more than an ablation runs (at most 1,000 per variant); give fewer"),
     Case("ablate a grid of 100,000 variants",
          ["ablate", "--preset", "toy", "--dry-run", "--out", "{dir}/abl", "--vary", f"train.steps={VARY_100}",
@@ -376,6 +382,7 @@ def test_hostile_case(case: Case, warm, tmp_path: Path, capsys, monkeypatch, no_
         assert captured.out.splitlines()[0] == fill(case.first), captured.out.splitlines()[0]
     else:
         assert err == ["ganstab: error: " + fill(case.first)]
+    assert fill(case.also) in captured.out
     if case.kept:
         for name in KEPT:
             assert (out / name).is_file(), name
@@ -417,7 +424,7 @@ def test_sigterm_while_the_evaluator_trains_keeps_the_run(tmp_path: Path) -> Non
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert lines[-1] == (f"stopped by SIGTERM during the final evaluation at step 2; checkpoint and generator saved. "
-                         f"Score it with: ganstab eval {out}")
+                         f"Score it with: ganstab eval --run {out}")
     assert not any(line.startswith("evaluator: trained in") for line in lines)  # stopped, not waited for
     for name in KEPT:
         assert (out / name).is_file(), name

@@ -42,7 +42,7 @@ class FinishingMixin:
             self._stop_signal = stop.signum
             if self.dist.is_main:
                 self.echo(f"stopped by {signal.Signals(stop.signum).name} during the {phase} at step {self.step}; "
-                          f"checkpoint and generator saved. Score it with: ganstab eval {self.out}")
+                          f"checkpoint and generator saved. Score it with: ganstab eval --run {self.out}")
             return False
         finally:
             self._stop_now = False
