@@ -127,10 +127,10 @@ def make_trainer(cfg: Config, *, echo: Callable[[str], None] = print,
         for note in data.notes:
             echo(note)
     check_data(cfg, data)
+    classes = check_labels(cfg, data)
     check_variation(cfg, data)
     if runtime.dist.is_main:
         check_eval_cache(cfg, data)
-    classes = check_labels(cfg, data)
     check_memory(cfg, data.shape, runtime.device, classes)
     generator = build_generator(cfg.model, data.shape, cfg, classes).to(runtime.device)
     discriminator = build_discriminator(cfg.model, data.shape, cfg, classes).to(runtime.device)
