@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import itertools
+import math
 import json
 import multiprocessing
 import os
@@ -37,7 +38,12 @@ from ganstab.training import checkpoint as ckpt
 
 __all__ = ["AblationError", "Variant", "RunSpec", "AblationResult", "safe_name", "parse_vary", "grid_variants",
            "read_variants", "make_variants", "parse_seeds", "base_data", "plan_runs", "default_jobs", "write_plan",
-           "run_ablation", "format_summary", "summarize", "PLAN_FILE", "SUMMARY_CSV", "SUMMARY_JSON"]
+           "run_ablation", "format_summary", "summarize", "PLAN_FILE", "SUMMARY_CSV", "SUMMARY_JSON", "MAX_SEEDS",
+           "MAX_RUNS", "check_run_count"]
+
+#: Most seeds per variant, and most runs (variants x seeds) in one ablation: checked before anything is listed
+MAX_SEEDS = 1000
+MAX_RUNS = 10_000
 
 _SAFE_CHARS = re.compile(r"[^A-Za-z0-9._,=+\-]")
 
@@ -143,6 +149,7 @@ def grid_variants(vary: Sequence[str]) -> list[Variant]:
     if len(set(keys)) != len(keys):
         dup = next(k for k in keys if keys.count(k) > 1)
         raise AblationError(f"--vary names '{dup}' twice; give all its values in one --vary {dup}=a,b")
+    check_run_count(math.prod(len(values) for _, values in axes), 1)
     variants = []
     for combo in itertools.product(*(values for _, values in axes)):
         overrides: dict = {}
@@ -230,13 +237,28 @@ def parse_seeds(text: str | int) -> list[int]:
             seeds = [int(s) for s in raw.split(",")]
             if len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
                 raise ValueError
-            return seeds
-        count = int(raw)
+        else:
+            seeds, count = [], int(raw)
     except ValueError:
         raise AblationError(f"--seeds {raw!r} must be a count like 5 or a list like 0,1,2 of distinct seeds") from None
+    if seeds:
+        if len(seeds) > MAX_SEEDS:
+            raise AblationError(f"--seeds lists {len(seeds):,} seeds, more than an ablation runs (at most "
+                                f"{MAX_SEEDS:,} per variant); give fewer")
+        return seeds
     if count < 1:
         raise AblationError(f"--seeds must be at least 1, got {count}")
+    if count > MAX_SEEDS:
+        raise AblationError(f"--seeds {count} is more than an ablation runs (at most {MAX_SEEDS:,} seeds per variant); "
+                            "give a smaller count")
     return list(range(count))
+
+
+def check_run_count(variants: int, seeds: int) -> None:
+    """Refuse an ablation of more than MAX_RUNS runs (variants x seeds) before any run is planned."""
+    if variants * seeds > MAX_RUNS:
+        raise AblationError(f"{variants:,} variants x {seeds:,} seeds = {variants * seeds:,} runs, more than an "
+                            f"ablation plans (at most {MAX_RUNS:,}); vary fewer keys or values, or use fewer seeds")
 
 
 def base_data(config: str | Path | None = None, overrides: Iterable[str] = (), preset: str | None = None) -> dict:

@@ -6,7 +6,7 @@ This room sits at the top of the house: every other room may raise these, none i
 from __future__ import annotations
 
 __all__ = ["GanstabError", "ConfigError", "DataError", "CheckpointError", "TrainingDiverged", "ReportError",
-           "AblationError", "UsageError", "RunInUse", "PathError", "one_line"]
+           "AblationError", "UsageError", "RunInUse", "PathError", "AfterTrainingError", "one_line"]
 
 
 class GanstabError(ValueError):
@@ -53,3 +53,7 @@ def one_line(exc: BaseException, limit: int = 200) -> str:
     """An exception's whole text on one line (its lines joined, whitespace collapsed), cut at `limit` characters."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+class AfterTrainingError(GanstabError):
+    """Training finished and the generator is exported, but a phase after it (evaluation, plots, report) failed."""

@@ -9,6 +9,7 @@ Trainer has exported the generator, and the pipeline writes the plots and the HT
 from __future__ import annotations
 
 import os
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
@@ -20,9 +21,10 @@ from ganstab import config as config_module
 from ganstab.augment import parse_policy
 from ganstab.config import Config, default_out, to_dict
 from ganstab.data import DATASETS, DataSource, dataset_shape, make_dataset
-from ganstab.diagnose import Tracker, context_from_config
-from ganstab.errors import CheckpointError, ConfigError, DataError
-from ganstab.metrics import RunEvaluator
+from ganstab.data.images import available_host_memory
+from ganstab.diagnose import Finding, Tracker, context_from_config
+from ganstab.errors import AfterTrainingError, CheckpointError, ConfigError, DataError
+from ganstab.metrics import RunEvaluator, default_cache_dir, sample_spread
 from ganstab.models import architectures, build_discriminator, build_generator, check_fit
 from ganstab.models.freeze import freeze_discriminator_blocks
 from ganstab.models.conditional import run_label_distribution
@@ -30,14 +32,16 @@ from ganstab.models.memory import TRAINING_BYTES_PER_PARAMETER, available_memory
 from ganstab.report.html import write_report
 from ganstab.report.plots import plot_run
 from ganstab.report.tensorboard import TensorBoardSink, require_tensorboard
-from ganstab.rundir import RunDir, RunLock, acquire_lock, check_output_path, prepare_out_dir
+from ganstab.rundir import RunDir, RunLock, acquire_lock, append_jsonl, check_output_path, prepare_out_dir
 from ganstab.training import RunResult, Trainer, trainer_class
+from ganstab.training.interfaces import PhaseFailure, describe_failure
 from ganstab.training import checkpoint as ckpt
 from ganstab.training.transfer import read_init_weights
 from ganstab.training import parallel
 
-__all__ = ["check_config", "check_data", "check_memory", "available_memory", "load_config", "make_trainer", "train",
-           "LazyScorer", "RunResult", "main_process", "TRAINING_BYTES_PER_PARAMETER"]
+__all__ = ["check_config", "check_data", "check_variation", "check_eval_cache", "check_memory", "available_memory",
+           "load_config", "make_trainer", "train", "LazyScorer", "RunResult", "main_process",
+           "TRAINING_BYTES_PER_PARAMETER", "MIN_IMAGE_SPREAD", "AFTER_TRAINING_CODE"]
 
 
 def check_config(cfg: Config) -> None:
@@ -134,6 +138,9 @@ def make_trainer(cfg: Config, *, echo: Callable[[str], None] = print,
             echo(note)
     check_data(cfg, data)
     classes = check_labels(cfg, data)
+    check_variation(cfg, data)
+    if runtime.dist.is_main:
+        check_eval_cache(cfg, data)
     check_memory(cfg, data.shape, runtime.device, classes)
     generator = build_generator(cfg.model, data.shape, cfg, classes).to(runtime.device)
     discriminator = build_discriminator(cfg.model, data.shape, cfg, classes).to(runtime.device)
@@ -169,6 +176,44 @@ def check_data(cfg: Config, data: DataSource) -> None:
         raise DataError(f"data set {cfg.data.name} has {len(data)} samples, fewer than one batch "
                         f"(train.batch_size={cfg.train.batch_size}); set train.batch_size to at most {len(data)} "
                         "or use more data")
+
+
+#: Mean per-pixel spread (std across images, on the [-1, 1] scale) below which image data counts as having no
+#: variation: 0.01 is about 1.3 grey levels of 255
+MIN_IMAGE_SPREAD = 0.01
+
+
+def check_variation(cfg: Config, data: DataSource) -> None:
+    """Refuse held data with no variation (all samples identical or nearly): G has nothing to learn, the evaluator
+    nothing to tell apart, and every diversity ratio or FD would divide by a spread of about zero."""
+    if data.train is None or len(data) == 0:
+        return
+    spread = sample_spread(data.train)
+    if data.kind == "points":
+        floor = 1e-6 * max(1.0, float(data.train[:4096].abs().mean()))
+        scale = "in data units"
+    else:
+        floor, scale = MIN_IMAGE_SPREAD, "on the [-1, 1] scale"
+    if spread < floor:
+        what = "images" if data.kind != "points" else "points"
+        raise DataError(f"data set {cfg.data.name} has no variation: its {min(len(data), 4096)} first {what} are "
+                        f"identical or nearly (mean spread {spread:.2g} {scale}, below {floor:.2g}), so a GAN learns "
+                        "nothing and every metric would be meaningless; use data whose samples differ")
+
+
+def check_eval_cache(cfg: Config, data: DataSource) -> None:
+    """Image runs that evaluate need a writable evaluator cache folder: checked (and made) before step 1."""
+    if data.kind == "points" or (not cfg.eval.final and cfg.eval.every == 0):
+        return
+    folder = Path(cfg.eval.cache_dir) if cfg.eval.cache_dir else default_cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"eval.cache_dir {str(folder)!r} cannot be used for the evaluator cache "
+                          f"({exc.strerror or exc}); set eval.cache_dir (or GANSTAB_CACHE) to a writable folder, "
+                          "or eval.final=false eval.every=0 to train without evaluation") from None
 
 
 def check_memory(cfg: Config, shape: tuple[int, ...], device: torch.device, classes: int = 0) -> None:
@@ -210,12 +255,55 @@ def _start(cfg: Config, out: Path, resume: bool, overwrite: bool, allow_config_c
     return trainer
 
 
-def finish_run(trainer: Trainer) -> None:
-    """After a completed or interrupted run (export written by the Trainer): plots and report."""
+#: The finding code of a phase that failed after the generator was exported
+AFTER_TRAINING_CODE = "run.after_training_failed"
+
+_FIXES = {"evaluation": "score the run with: ganstab eval --run {out}",
+          "plots": "write them with: ganstab report {out}", "report": "write it with: ganstab report {out}",
+          "sample grid": "draw samples with: ganstab sample --run {out} --out samples.png"}
+
+
+def _fix(phase: str, out: Path) -> str:
+    """What to run once the cause of a failed phase is fixed."""
+    key = next((k for k in _FIXES if phase.endswith(k)), "evaluation")
+    return _FIXES[key].format(out=out)
+
+
+def _record_failures(out: Path, failures: list[PhaseFailure]) -> None:
+    """One error finding per failed phase in findings.jsonl (the report and the doctor read them there)."""
+    findings = [Finding(AFTER_TRAINING_CODE, "error", f.step, f.step,
+                        message=f"the {f.phase} failed: {describe_failure(f.error)}", advice=f"Fix it, then "
+                        f"{_fix(f.phase, out)}", metric=f.phase) for f in failures]
+    append_jsonl(RunDir(out).findings, [finding.to_dict() for finding in findings])
+
+
+def _failure_message(result: RunResult) -> str:
+    """The one line for a run whose training is saved but a later phase failed."""
+    first = result.failures[0]
+    more = len(result.failures) - 1
+    also = f" (and {more} more phase{'s' if more != 1 else ''}: see findings.jsonl)" if more else ""
+    return (f"training reached step {result.steps} and the generator, checkpoints and metrics are saved in "
+            f"{result.out}, but the {first.phase} failed: {describe_failure(first.error)}{also}; fix that, then "
+            f"{_fix(first.phase, result.out)}")
+
+
+def finish_run(trainer: Trainer, result: Optional[RunResult] = None) -> None:
+    """After a completed or interrupted run (export written by the Trainer): plots and report; a failure of either
+    (or of the Trainer's evaluation) becomes a finding, the report still tries, and AfterTrainingError follows."""
+    failures = result.failures if result is not None else []
     if trainer.dist.is_main:
-        plot_run(trainer.out)
-        write_report(trainer.out)
+        if failures:
+            _record_failures(trainer.out, failures)
+        for phase, work in (("plots", plot_run), ("report", write_report)):
+            try:
+                work(trainer.out)
+            except Exception as exc:  # the generator is exported: a plot or report failure must not hide that
+                failure = PhaseFailure(phase, exc, trainer.step)
+                failures.append(failure)
+                _record_failures(trainer.out, [failure])
     parallel.barrier(trainer.dist)
+    if result is not None and failures and trainer.dist.is_main:
+        raise AfterTrainingError(_failure_message(result))
 
 
 def train(cfg: Config, *, overwrite: bool = False, resume: bool = False, allow_config_change: bool = False,
@@ -232,7 +320,7 @@ def train(cfg: Config, *, overwrite: bool = False, resume: bool = False, allow_c
         trainer = _start(cfg, out, resume, overwrite, allow_config_change, echo, hooks)
         try:
             result = trainer.run()
-            finish_run(trainer)  # an interrupted run gets its plots and report too
+            finish_run(trainer, result)  # an interrupted run gets its plots and report too
             return result
         finally:
             if trainer.sink is not None:

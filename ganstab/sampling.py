@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = ["generate", "quantize", "to_uint8", "to_uint8_rgb", "image_grid", "save_image_grid", "save_scatter",
-           "save_figure", "save_image_folder", "class_rows"]
+           "save_figure", "save_image_folder", "class_rows", "class_grid", "GRID_MAX_CLASSES"]
 
 
 @torch.no_grad()
@@ -132,8 +132,19 @@ def save_image_folder(images: Tensor, folder: Path) -> int:
     return len(arr)
 
 
+GRID_MAX_CLASSES = 100  # a class grid shows at most this many classes (a row each)
+
+
 def class_rows(num_classes: int, n: int) -> Tensor:
-    """Labels for a grid with one row per class: each class repeated max(1, n // num_classes) times; with more
-    classes than n (stacked data: 1,000), the first n classes once each, so that there are never more than n."""
+    """Labels for a grid with one row per class: each class repeated max(1, n // num_classes) times; of data with
+    more than GRID_MAX_CLASSES classes (stacked data: 1,000) the first GRID_MAX_CLASSES, once each."""
     per_class = max(1, n // num_classes)
-    return torch.arange(min(num_classes, n)).repeat_interleave(per_class)
+    return torch.arange(min(num_classes, GRID_MAX_CLASSES)).repeat_interleave(per_class)
+
+
+def class_grid(fixed_z: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
+    """(latents, labels) of a grid with one row per class (`class_rows`): the fixed noise reused cyclically, so that
+    data with more classes than noise vectors (100 classes, 64 samples) still get one row per class."""
+    labels = class_rows(num_classes, len(fixed_z))
+    rows = torch.arange(len(labels), device=fixed_z.device) % len(fixed_z)
+    return fixed_z[rows], labels

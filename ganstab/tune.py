@@ -52,7 +52,8 @@ __all__ = [
            "read_space", "data_kind", "default_space", "objective_metric", "trial_data", "make_storage",
            "open_study", "mark_dead_trials", "decoded_params", "run_worker", "run_tune", "trial_rows", "write_trials_csv",
            "write_best", "rerun_top", "TuneResult", "budget_overrides", "objective", "PruneHook", "TrialSeededTPE",
-           "postgres_driver", "check_space", "write_rerun_csv", "markdown_table", "finish_study", "default_storage", "STUDY_NAME"]
+           "postgres_driver", "check_space", "write_rerun_csv", "markdown_table", "finish_study", "default_storage",
+           "STUDY_NAME", "MAX_CHOICES", "MAX_SPACE_BYTES"]
 
 OPTUNA_MISSING = "ganstab tune needs optuna; install it with: pip install 'ganstab[tune]' (or pip install 'optuna>=3.4')"
 STUDY_NAME = "ganstab-tune"
@@ -60,6 +61,8 @@ EVALUATIONS_PER_TRIAL = 5
 RERUN_SEED_OFFSET = 1000  # re-run seeds are --seed + 1000 + i: never the search's seed
 TIME_BUDGET_STEPS = 10 ** 9  # --trial-seconds: the clock, not the step count, ends a trial
 _SPEC_FIELDS = {"type", "low", "high", "log", "choices"}
+MAX_CHOICES = 1000  # most values in one key's choices list
+MAX_SPACE_BYTES = 1_000_000  # a search space file larger than this is refused before it is parsed
 # findings over evaluation lines judge the objective itself: the pruner weighs those against the other trials
 # (an early evaluation of a short trial is always far from the data); errors over training lines prune at once
 EVAL_FINDING_CODES: tuple[str, ...] = ("mode_collapse.", "evaluation.", "stall")
@@ -134,6 +137,9 @@ def _parse_param(key: str, spec: Any) -> Param:
             raise ConfigError(f"search space key '{key}': give either choices or type/low/high, not both")
         if not isinstance(choices, list) or not choices:
             raise ConfigError(f"search space key '{key}': choices must be a non-empty list of values")
+        if len(choices) > MAX_CHOICES:
+            raise ConfigError(f"search space key '{key}': {len(choices):,} choices, more than a search can try (at "
+                              f"most {MAX_CHOICES:,}); give fewer, or a range {{type: int, low, high}}")
         if len({json.dumps(c, sort_keys=True) for c in choices}) != len(choices):
             raise ConfigError(f"search space key '{key}': choices lists a value twice; give each value once")
         return Param(key, "choices", choices=tuple(choices))
@@ -168,7 +174,14 @@ def parse_space(mapping: Any) -> dict[str, Param]:
 
 
 def read_space(path: str | Path) -> dict[str, Param]:
-    """A search space from a YAML file (see `parse_space`)."""
+    """A search space from a YAML file (see `parse_space`), refused unread when larger than MAX_SPACE_BYTES."""
+    try:
+        size = Path(path).stat().st_size if Path(path).is_file() else 0
+    except OSError:
+        size = 0  # read_yaml names the problem
+    if size > MAX_SPACE_BYTES:
+        raise ConfigError(f"search space file {str(path)!r} is {size:,} bytes, more than a search space needs (at "
+                          f"most {MAX_SPACE_BYTES:,}); give ranges instead of long choice lists")
     return parse_space(read_yaml(path))
 
 

@@ -17,6 +17,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     """Train variants x seeds in parallel workers, then write summary.csv/json and report.html."""
     variants = ablate.make_variants(args.vary or (), args.variants)
     seeds = ablate.parse_seeds(args.seeds)
+    ablate.check_run_count(len(variants), len(seeds))
     base = ablate.base_data(args.config, args.overrides, args.preset)
     if args.dry_run:
         specs, invalid = ablate.plan_runs(Path(args.out), base, variants, seeds, args.jobs or ablate.default_jobs(),

@@ -46,6 +46,11 @@ def _images(name: str, parts: dict, data_cfg, seed: int, max_value: float) -> Da
     train = _resize(_img.to_unit_range(parts["train"], max_value), data_cfg.image_size)
     test = parts.get("test")
     test_t = None if test is None else _resize(_img.to_unit_range(test, max_value), data_cfg.image_size)
+    if test_t is not None and tuple(test_t.shape[1:]) != tuple(train.shape[1:]):
+        c, h, w = train.shape[1:]
+        tc, th, tw = test_t.shape[1:]
+        raise DataError(f"{name}: the test split holds {tc}x{th}x{tw} images but the training split {c}x{h}x{w}; "
+                        f"set data.image_size={w} to bring both to one size, or use test files of the training size")
     labels = _labels(parts.get("labels"))
     full_train, full_labels = None, None
     if data_cfg.limit is not None and data_cfg.limit < len(train):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import warnings
 import struct
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Optional, Sequence, Union
 
@@ -265,11 +266,71 @@ def _npz_array(npz: "np.lib.npyio.NpzFile", name: str, where: str, store: str) -
                         f"on; store '{name}' {store}") from None
 
 
+def available_host_memory() -> Optional[int]:
+    """Bytes of host memory free for new arrays (MemAvailable of /proc/meminfo; None when unknown)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+#: Bytes held per array element while an .npz loads: its own bytes plus two float32 copies (range and tensor)
+NPZ_LOAD_EXTRA_BYTES = 8
+
+
+def npz_headers(path: str | Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """(shape, dtype) of each array of an .npz, read from the .npy headers without decompressing the data
+    ({} when the file is not a zip of .npy members: `np.load` then says what is wrong)."""
+    headers: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                with archive.open(info) as fh:
+                    version = np.lib.format.read_magic(fh)
+                    reader = {(1, 0): np.lib.format.read_array_header_1_0,
+                              (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                    if reader is None:
+                        continue
+                    shape, _, dtype = reader(fh)
+                headers[info.filename[:-4]] = (tuple(int(d) for d in shape), np.dtype(dtype))
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, RuntimeError):
+        return {}
+    return headers
+
+
+def check_npz_size(path: str | Path, keys: list[str], free: Optional[int]) -> None:
+    """Refuse an .npz whose arrays (`keys`) would not fit in `free` bytes once decompressed, before loading."""
+    headers = npz_headers(path)
+    need = 0
+    for key in keys:
+        if key in headers:
+            shape, dtype = headers[key]
+            need += int(np.prod(shape, dtype=object)) * (dtype.itemsize + NPZ_LOAD_EXTRA_BYTES)
+    if free is None or need <= free:
+        return
+    shapes = ", ".join(f"{k!r} {headers[k][0]} {headers[k][1]}" for k in keys if k in headers)
+    raise DataError(f"{str(path)!r} holds {shapes}: about {need / 1e9:.1f} GB once loaded, but {free / 1e9:.1f} GB "
+                    "of memory is available; use a smaller file, or a folder of images with data.stream=true")
+
+
 def read_npz(path: str | Path) -> dict[str, Optional[np.ndarray]]:
-    """Read an .npz with images or points under 'x' (or 'images', or the first array) and optional 'y'."""
+    """Read an .npz with images or points under 'x' (or 'images', or the first array) and optional 'y'; its size
+    is checked against the free memory before any array is decompressed."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data.path {str(path)!r} does not exist; pass an .npz file")
+    headers = npz_headers(path)
+    if headers:
+        names = list(headers)
+        key = next((k for k in ("x", "images", "data") if k in names), names[0])
+        label = next((k for k in ("y", "labels") if k in names), None)
+        check_npz_size(path, [key] + ([label] if label else []), available_host_memory())
     try:
         with np.load(path, allow_pickle=False) as npz:
             names = list(npz.files)

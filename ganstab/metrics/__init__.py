@@ -30,6 +30,7 @@ from ganstab.metrics.stats import (
     manifold_metrics,
     mmd2_unbiased,
     precision_recall,
+    sample_spread,
     trace_sqrt_product,
 )
 
@@ -71,5 +72,6 @@ __all__ = [
     "manifold_metrics",
     "mmd2_unbiased",
     "precision_recall",
+    "sample_spread",
     "trace_sqrt_product",
 ]

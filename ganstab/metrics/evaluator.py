@@ -31,6 +31,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from safetensors.torch import save as save_safetensors
 from torch import Tensor, nn
@@ -309,21 +310,27 @@ class Evaluator:
     def load(cls, path: Union[str, Path], device: DeviceLike = "cpu") -> "Evaluator":
         """Load an evaluator written by `save` (safetensors + JSON, no unpickling)."""
         weights_path, json_path = _stem_paths(path)
-        meta = json.loads(json_path.read_text())
-        if meta.get("format") != FORMAT:
+        meta = json.loads(json_path.read_text(encoding="utf-8"))  # not JSON: a ValueError
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise ValueError(f"{json_path} is not a ganstab evaluator file")
-        settings = EvaluatorSettings.from_dict(meta["settings"])
-        state = load_file(str(weights_path), device="cpu")
-        accuracy = meta.get("test_accuracy")
-        loss = meta.get("test_loss")
-        return cls(
-            settings,
-            state,
-            test_accuracy=math.nan if accuracy is None else float(accuracy),
-            test_loss=math.nan if loss is None else float(loss),
-            device=device,
-            data_hash=str(meta.get("data_hash", "")),
-        )
+        if not isinstance(meta.get("settings"), dict):
+            raise ValueError(f"{json_path}: 'settings' must be a mapping, got {type(meta.get('settings')).__name__}")
+        try:
+            settings = EvaluatorSettings.from_dict(meta["settings"])
+        except TypeError as exc:
+            raise ValueError(f"{json_path}: bad settings ({exc})") from None
+        numbers = {}
+        for name in ("test_accuracy", "test_loss"):
+            value = meta.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ValueError(f"{json_path}: '{name}' must be a number or null, got {type(value).__name__}")
+            numbers[name] = math.nan if value is None else float(value)
+        try:
+            state = load_file(str(weights_path), device="cpu")
+        except SafetensorError as exc:
+            raise ValueError(f"{weights_path} is not a readable safetensors file ({exc})") from None
+        return cls(settings, state, test_accuracy=numbers["test_accuracy"], test_loss=numbers["test_loss"],
+                   device=device, data_hash=str(meta.get("data_hash", "")))
 
     def __repr__(self) -> str:
         s = self.settings
@@ -554,18 +561,22 @@ def _cache_entry(cache_dir: Union[str, Path], dataset_key: str, images: Tensor, 
     return Path(cache_dir) / f"evaluator-{_safe_key(dataset_key)}-{digest[:24]}", digest, key
 
 
-def _load_cached(stem: Path, digest: str, device: DeviceLike) -> Optional[Evaluator]:
-    """The cache entry at `stem` when it holds this digest; None (saying why) when it is missing or stale."""
+def _load_cached(stem: Path, digest: str, device: DeviceLike,
+                 warn: Optional[Callable[[str], None]] = None) -> Optional[Evaluator]:
+    """The cache entry at `stem` when it holds this digest; None (saying why through `warn`, else the log) when it
+    is missing, damaged, of the wrong type or shape, or stale."""
+    say = warn if warn is not None else log.warning
     weights_path, json_path = _stem_paths(stem)
     if not (weights_path.exists() and json_path.exists()):
         return None
     try:
         cached = Evaluator.load(stem, device=device)
-    except (OSError, ValueError, KeyError, RuntimeError) as error:
-        log.warning("evaluator cache entry %s is unreadable (%s); retraining", stem, error)
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as error:  # untrusted file: any bad content
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        say(f"cache entry {stem} is unreadable ({reason}); retraining it")
         return None
     if cached.data_hash != digest:
-        log.warning("evaluator cache entry %s has a different digest; retraining", stem)
+        say(f"cache entry {stem} has a different digest; retraining it")
         return None
     log.info("evaluator cache hit: %s", stem)
     return cached
@@ -610,7 +621,7 @@ def load_or_train_evaluator(
                                      dict(epochs=epochs, seed=seed, feature_dim=feature_dim, batch_size=batch_size,
                                           lr=lr, weight_decay=weight_decay, widths=[int(w) for w in widths],
                                           dropout=dropout), max_images)
-    cached = _load_cached(stem, digest, device)
+    cached = _load_cached(stem, digest, device, progress)
     if cached is not None:
         return cached
     if "max_images" in key:
@@ -622,10 +633,14 @@ def load_or_train_evaluator(
                                 seed=seed, device=device, feature_dim=feature_dim, batch_size=batch_size, lr=lr,
                                 weight_decay=weight_decay, widths=widths, dropout=dropout, progress=progress)
     evaluator.data_hash = digest
-    evaluator.save(stem)
+    try:
+        evaluator.save(stem)
+        cached_in = f"cached in {stem.parent}"
+    except OSError as exc:  # the evaluator is trained: a cache that cannot be written only costs the next run
+        cached_in = f"not cached: {exc.strerror or exc} for {stem}"
     if progress is not None:
         accuracy = "" if math.isnan(evaluator.test_accuracy) else f", test accuracy {evaluator.test_accuracy:.4f}"
-        progress(f"trained in {time.perf_counter() - started:.1f}s{accuracy} (cached in {stem.parent})")
+        progress(f"trained in {time.perf_counter() - started:.1f}s{accuracy} ({cached_in})")
     return evaluator
 
 

@@ -28,10 +28,11 @@ from ganstab.metrics.registry import is_better, main_metric
 from ganstab.metrics.stacked import StackedEvaluator
 from ganstab.metrics.stats import density_coverage, frechet_distance, precision_recall
 from ganstab.models.progressive import next_pow2
-from ganstab.sampling import class_rows, generate
+from ganstab.sampling import class_grid, generate
 
 __all__ = ["RunEvaluator", "default_cache_dir", "mean_pairwise_distance",
-           "other_real_images", "to_data_size", "REAL_BASELINE_SEED"]
+           "other_real_images", "to_data_size", "REAL_BASELINE_SEED",
+           "MIN_REAL_DIVERSITY"]
 
 #: KID (and its std) over this many random subsets of 1,000: its expectation does not depend on the count
 #: (each subset's MMD^2 is unbiased), and 20 cost a fifth of the usual 100 (KID was 2/3 of an evaluation's time)
@@ -39,6 +40,9 @@ KID_SUBSETS = 20
 
 #: A quick evaluation scores max(QUICK_MIN_SAMPLES, eval.n // QUICK_FRACTION) samples
 QUICK_FRACTION, QUICK_MIN_SAMPLES = 10, 250
+
+#: Below this mean pairwise distance the real data have no spread, and `diversity` (a ratio over it) is left out
+MIN_REAL_DIVERSITY = 1e-6
 
 #: Seed of the second real sample behind `fd_real` (the evaluator's own real-vs-real FD at the run's eval.n)
 REAL_BASELINE_SEED = 20_240
@@ -142,7 +146,7 @@ class RunEvaluator:
                 out.update(precision_recall(self.real, samples, k=3))
                 out.update(density_coverage(self.real, samples, k=5))
             div = samples if diversity_samples is None else diversity_samples.to(self.device)
-            out["diversity"] = mean_pairwise_distance(div) / max(self.real_diversity, 1e-12)
+            out.update(self._diversity(div))
             return {k: float(v) for k, v in out.items()}
         size = tuple(self.data.shape[-2:])
         samples = to_data_size(samples, size)
@@ -150,11 +154,17 @@ class RunEvaluator:
         if self.fd_real is not None and "fd" in out:
             out["fd_real"] = self.fd_real
         div = samples if diversity_samples is None else to_data_size(diversity_samples.to(self.device), size)
-        feats = self.evaluator.features(div)
-        out["diversity"] = mean_pairwise_distance(feats) / max(self.real_diversity, 1e-12)
+        out.update(self._diversity(self.evaluator.features(div)))
         if isinstance(self.evaluator, StackedEvaluator) and self.evaluator.is_classifier:
             out.update(self.evaluator.mode_scores(samples))
         return {k: float(v) for k, v in out.items()}
+
+    def _diversity(self, samples: Tensor) -> dict[str, float]:
+        """{"diversity": mean pairwise distance of samples (or features) over the real data's}; {} when the real data
+        have no spread to compare with (a ratio over ~0 would be meaningless)."""
+        if self.real_diversity < MIN_REAL_DIVERSITY:
+            return {}
+        return {"diversity": mean_pairwise_distance(samples) / self.real_diversity}
 
     def evaluate(self, generator: nn.Module, latent_dim: int, g_kwargs: dict[str, Any],
                  fixed_z: Optional[Tensor] = None, seed: int = 0) -> dict[str, float]:
@@ -181,9 +191,8 @@ class RunEvaluator:
             samples = to_data_size(generate(generator, z, **g_kwargs).to(self.device).float(), size)
             out.update(evaluate_images(self.evaluator, self.reference, samples, metrics=["class_kl"]))
         if fixed_z is not None:
-            fixed = generate(generator, fixed_z, **g_kwargs).to(self.device)
-            feats = self.evaluator.features(to_data_size(fixed, size))
-            out["diversity"] = mean_pairwise_distance(feats) / max(self.real_diversity, 1e-12)
+            feats = self.evaluator.features(to_data_size(generate(generator, fixed_z, **g_kwargs).to(self.device), size))
+            out.update(self._diversity(feats))
         return {k: float(v) for k, v in out.items()}
 
     def _evaluate_conditional(self, generator: nn.Module, z: Tensor, gen: torch.Generator,
@@ -195,8 +204,8 @@ class RunEvaluator:
         samples = generate(generator, z, labels=labels, **g_kwargs)
         diversity = None
         if fixed_z is not None:
-            rows = class_rows(self.num_classes, len(fixed_z))
-            diversity = generate(generator, fixed_z[:len(rows)], labels=rows, **g_kwargs)
+            grid_z, rows = class_grid(fixed_z, self.num_classes)
+            diversity = generate(generator, grid_z, labels=rows, **g_kwargs)
         scores = self.score_samples(samples, diversity)
         scores.update(self.class_scores(samples, labels))
         return scores

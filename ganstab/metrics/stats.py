@@ -391,3 +391,12 @@ def inception_score(class_probs: ArrayLike, splits: int = 10) -> tuple[float, fl
         scores.append(math.exp(float(kl.mean())))
     values = np.asarray(scores, dtype=np.float64)
     return float(values.mean()), float(values.std())
+
+
+def sample_spread(samples: ArrayLike, max_n: int = 4096) -> float:
+    """Mean over features of the standard deviation across samples (first `max_n` rows; 0 for one sample):
+    0 when every sample is identical, about 0.5 for natural images scaled to [-1, 1]."""
+    x = torch.as_tensor(samples)[:max_n].detach().double().flatten(1)
+    if x.shape[0] < 2:
+        return 0.0
+    return float(x.std(dim=0, correction=0).mean())

@@ -12,6 +12,7 @@ from typing import Optional
 import torch
 
 from ganstab.config import Config
+from ganstab.data.images import available_host_memory
 from ganstab.models import build_discriminator, build_generator
 
 __all__ = ["TRAINING_BYTES_PER_PARAMETER", "MemoryShortfall", "available_memory", "parameter_count",
@@ -33,14 +34,7 @@ def available_memory(device: torch.device) -> Optional[int]:
     """Bytes free for new tensors: CUDA's free memory, else MemAvailable of /proc/meminfo (None when unknown)."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+    return available_host_memory()
 
 
 def parameter_count(cfg: Config, shape: tuple[int, ...], classes: int = 0) -> Optional[int]:

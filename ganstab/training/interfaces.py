@@ -9,7 +9,10 @@ from typing import Any, Optional, Protocol, Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Watcher", "RunScorer", "EventSink", "RunResult", "Divergence", "training_eval_seed", "fixed_latents"]
+from ganstab.errors import GanstabError
+
+__all__ = ["Watcher", "RunScorer", "EventSink", "RunResult", "Divergence", "StopRequested", "PhaseFailure",
+           "describe_failure", "training_eval_seed", "fixed_latents"]
 
 
 def fixed_latents(seed: int, n: int, latent_dim: int) -> Tensor:
@@ -90,6 +93,36 @@ class RunResult:
     last_record: dict = field(default_factory=dict)
     recoveries: int = 0
     stop_signal: Optional[int] = None  # the signal that stopped an interrupted run (SIGINT, SIGTERM)
+    failures: list = field(default_factory=list)  # PhaseFailure of each phase after training that failed
+
+
+@dataclass
+class PhaseFailure:
+    """A phase that failed after the generator was exported (evaluation, samples, plots, report): what and why."""
+
+    phase: str  # e.g. "final evaluation"
+    error: BaseException
+    step: int
+
+
+def describe_failure(error: BaseException) -> str:
+    """One line for an error met after training: a user-facing error as it is, an OS error with its file, else the
+    exception's type and first line."""
+    if isinstance(error, GanstabError):
+        return str(error)
+    if isinstance(error, OSError) and error.strerror:
+        where = f" {error.filename!r}" if error.filename else ""
+        return f"{error.strerror}{where}"
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+class StopRequested(BaseException):
+    """Raised by the signal handler while a phase after the export runs (SIGINT/SIGTERM stop it at once)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 #: Findings with this code prefix are a mode collapse: recovery rolls back to the best evaluation's state

@@ -30,9 +30,10 @@ from ganstab.training import parallel
 from ganstab.training.ema import ema_beta, make_ema, update_ema
 from ganstab.training.optim import grad_norm, make_optimizer
 from ganstab.training.recorder import Recorder
-from ganstab.training.interfaces import (Divergence, EventSink, RunResult, RunScorer, Watcher, fixed_latents,
-                                         training_eval_seed)
+from ganstab.training.interfaces import (Divergence, EventSink, PhaseFailure, RunResult, RunScorer, StopRequested,
+                                         Watcher, fixed_latents, training_eval_seed)
 from ganstab.training.eval_schedule import FIRST_EVAL_GUESS_SECONDS, EvalScheduleMixin
+from ganstab.training.finishing import FinishingMixin
 from ganstab.training.inputs import InputsMixin
 from ganstab.training.networks import NetworksMixin
 from ganstab.training.lecam import LeCamAnchors
@@ -48,7 +49,7 @@ __all__ = ["FIRST_EVAL_GUESS_SECONDS", "Trainer", "RunResult", "Divergence", "Wa
 
 
 class Trainer(NetworksMixin, InputsMixin, TrainerState, RecoveryMixin, OutputsMixin, EvalScheduleMixin, ConsistencyMixin,
-              HyperMixin):
+              HyperMixin, FinishingMixin):
     """n_critic D steps and one G step per step, logging, sampling, checkpointing and recovering."""
 
     def __init__(self, cfg: Config, data: DataSource, generator: nn.Module, discriminator: nn.Module,
@@ -99,6 +100,8 @@ class Trainer(NetworksMixin, InputsMixin, TrainerState, RecoveryMixin, OutputsMi
         self.last_record: dict = {}
         self.best_eval: Optional[dict[str, float]] = None
         self._stop_signal: Optional[int] = None
+        self._stop_now = False  # after the export: a signal stops the running phase at once (StopRequested)
+        self.failures: list[PhaseFailure] = []  # phases that failed without losing the training
         self._last_checkpoint_step = -1
         self._last_eval_step = -1
         self._pending_fake: Optional[Tensor] = None
@@ -266,6 +269,8 @@ class Trainer(NetworksMixin, InputsMixin, TrainerState, RecoveryMixin, OutputsMi
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self._stop_signal = signum
+        if self._stop_now:
+            raise StopRequested(signum)
 
     def _out_of_time(self) -> bool:
         """True once `train.time_budget` seconds of training have been spent (0: no budget)."""
@@ -298,10 +303,11 @@ class Trainer(NetworksMixin, InputsMixin, TrainerState, RecoveryMixin, OutputsMi
         if self.step % cfg.log.sample_every == 0:
             self.save_samples()
         if self._eval_due(on_interval):
-            if not self._guarded(lambda: self.evaluate(final=cfg.eval.final and self.step >= cfg.train.steps)):
+            final = cfg.eval.final and self.step >= cfg.train.steps
+            if not self._guarded(lambda: self._tolerated("evaluation", lambda: self.evaluate(final=final))):
                 return False
         elif self._quick_eval_due(on_interval):
-            if not self._guarded(self.quick_evaluate):
+            if not self._guarded(lambda: self._tolerated("quick evaluation", self.quick_evaluate)):
                 return False
         if self.step % cfg.log.checkpoint_every == 0 and self._last_checkpoint_step != self.step:
             if not self._guarded(lambda: self.check_finite({})):  # never checkpoint a diverged state
@@ -351,17 +357,19 @@ class Trainer(NetworksMixin, InputsMixin, TrainerState, RecoveryMixin, OutputsMi
                                  terminal=sys.stderr.isatty(), echo=self.echo,
                                  every_seconds=self.cfg.log.progress_seconds)
         try:
-            interrupted = self._train_until_done()
+            try:
+                interrupted = self._train_until_done()
+            finally:
+                self.progress.close()
+            if interrupted:
+                self._stop_interrupted()
+            else:
+                interrupted = not self._finish_training()
         finally:
-            self.progress.close()
             for s, handler in previous.items():
                 signal.signal(s, handler)
-        if interrupted:
-            self._stop_interrupted()
-        else:
-            self._finish_training()
         return RunResult(self.out, self.step, self.d_steps, self.images_seen, interrupted, self.last_record,
-                         self.recoveries, self._stop_signal if interrupted else None)
+                         self.recoveries, self._stop_signal if interrupted else None, list(self.failures))
 
     def _stop_interrupted(self) -> None:
         """After SIGINT/SIGTERM: a checkpoint at this step and a line saying how to resume."""
@@ -375,13 +383,17 @@ class Trainer(NetworksMixin, InputsMixin, TrainerState, RecoveryMixin, OutputsMi
             self.echo(f"stopped by {name} at step {self.step}; checkpoint and generator saved. "
                       f"Resume with: ganstab train --resume {self.out}")
 
-    def _finish_training(self) -> None:
-        """Final samples, checkpoint, evaluation and exported generator (plots and report: the pipeline)."""
-        self.save_samples()
+    def _finish_training(self) -> bool:
+        """Final checkpoint and exported generator first, then what may fail without losing them (the final sample
+        grid and evaluation: a failure goes to `failures`); False when a signal stopped those (plots and report:
+        the pipeline)."""
         if self._last_checkpoint_step != self.step:
             self.save_checkpoint()
-        if self.cfg.eval.final and self._last_eval_step != self.step:
-            self.evaluate(final=True)
         if self.dist.is_main:
             self.export()
+        phases: list[tuple[str, Callable[[], Any]]] = [("final sample grid", self.save_samples)]
+        if self.cfg.eval.final and self._last_eval_step != self.step and self.scorer is not None:
+            phases.append(("final evaluation", lambda: self.evaluate(final=True)))
+        finished = self._after_export(phases)
         parallel.barrier(self.dist)
+        return finished

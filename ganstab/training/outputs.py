@@ -11,7 +11,7 @@ import torch
 
 from ganstab.export import generator_meta, save_generator
 from ganstab.rundir import BEST_EVAL_FILE, append_jsonl, atomic_write
-from ganstab.sampling import class_rows, generate, save_image_grid, save_scatter
+from ganstab.sampling import class_grid, generate, save_image_grid, save_scatter
 from ganstab.training.checkpoint import save_checkpoint
 from ganstab.training.interfaces import COLLAPSE_PREFIX, Divergence, training_eval_seed
 from ganstab.training.recorder import clean_record
@@ -27,8 +27,7 @@ class OutputsMixin:
         if not self.dist.is_main:
             return None
         path = self.run_dir.sample(self.step)
-        labels = class_rows(self.num_classes, len(self.fixed_z)) if self.num_classes else None  # a row per class
-        z = self.fixed_z if labels is None else self.fixed_z[:len(labels)]
+        z, labels = class_grid(self.fixed_z, self.num_classes) if self.num_classes else (self.fixed_z, None)
         samples = generate(self.sampler_net(), z, labels=labels, **self.g_kwargs())
         if self.data.kind == "points":
             save_scatter(samples, path, self.data.centers, title=f"step {self.step}")
