@@ -62,8 +62,9 @@ def test_ada_still_raising_p_is_not_a_finding_but_saturated_p_is() -> None:
     assert (finding.severity, finding.start_step, finding.end_step, finding.evidence["augment_p_min"]) == (
         "warning", 1100, 4000, 1.0)
     assert "with augment_p at 1 or more" in finding.message
-    assert finding.advice == ("Augmentation is already at its strongest setting; add penalty.r1=10, or train on "
-                              "more images (the samples will degrade from here).")
+    assert finding.advice == ("Augmentation is already at its strongest setting; add LeCam (penalty.lecam=0.3, Tseng "
+                              "et al. 2021, made for limited data), add penalty.r1=10, or train on more images (the "
+                              "samples will degrade from here).")
     partial = advice_for("d_overfitting", {"augment_policy": "translation", "r1": 10.0})
     assert partial.startswith("Augmentation is already at its strongest setting; extend augment.policy with "
                               "color,cutout, raise penalty.r1,")
