@@ -1,0 +1,219 @@
+"""`ganstab eval --samples A --against B`: any two sample sets scored with one evaluator, in `eval --run`'s format."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ganstab.cli import main
+from ganstab.config import DataConfig
+from ganstab.data import make_dataset
+from ganstab.sampling import to_uint8
+
+N = 200  # samples scored everywhere here (the run's eval.n)
+RUN_ONLY = {"seed", "step"}  # keys of eval --run's JSON that a sample set has no value for
+SAMPLES_ONLY = {"samples", "against", "reference_n", "evaluator"}  # which files were compared, which evaluator
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One evaluator cache for the module (the digits evaluator trains once, ~3 s)."""
+    return tmp_path_factory.mktemp("evaluators")
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory: pytest.TempPathFactory, cache: Path) -> Path:
+    """A tiny digits run (20 steps) whose final evaluation scored N samples with the cached digits evaluator."""
+    run = tmp_path_factory.mktemp("digits") / "run"
+    assert main(["train", "train.steps=20", "train.batch_size=16", "log.progress=false", f"eval.n={N}",
+                 "eval.every=0", "train.device=cpu", f"eval.cache_dir={cache}", f"out={run}"]) == 0
+    return run
+
+
+def _scores(capsys: pytest.CaptureFixture, argv: list[str], out: Path) -> tuple[dict, list[str]]:
+    """Run `ganstab eval --samples ... --json out`; (the JSON written, the printed metric lines)."""
+    capsys.readouterr()
+    assert main(["eval", *argv, "--json", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    return json.loads(out.read_text()), [line for line in printed if line.startswith("  ")]
+
+
+def _digits_test(n: int) -> torch.Tensor:
+    """The first n images of the digits test split in [-1, 1] (the reference `--against digits` uses)."""
+    data = make_dataset(DataConfig(name="digits"))
+    return data.test[:n]
+
+
+# ------------------------------------------------------------------------ the same numbers as eval --run
+def test_exported_npy_matches_eval_run(digits_run: Path, cache: Path, tmp_path: Path, capsys) -> None:
+    capsys.readouterr()
+    assert main(["eval", "--run", str(digits_run)]) == 0  # default seed: training's (0 + 3)
+    run_lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
+    by_run = json.loads((digits_run / f"eval-n{N}-seed3.json").read_text())
+    npy = tmp_path / "a.npy"
+    assert main(["sample", "--run", str(digits_run), "--format", "npy", "--n", str(N), "--seed", "3",
+                 "--out", str(npy)]) == 0
+    scores, lines = _scores(capsys, ["--samples", str(npy), "--against", "digits", "--cache-dir", str(cache)],
+                            tmp_path / "s.json")
+    assert set(scores) - SAMPLES_ONLY == set(by_run) - RUN_ONLY  # the same metric keys
+    assert (scores["n"], scores["samples"], scores["against"], scores["reference_n"]) == (N, str(npy), "digits", N)
+    assert scores["evaluator"]["trained_on"] == "digits" and scores["evaluator"]["version"] == 2
+    assert [line.split()[0] for line in lines] == [line.split()[0] for line in run_lines]  # same keys, same order
+    assert [len(line) - len(line.lstrip()) for line in lines] == [len(line) - len(line.lstrip()) for line in run_lines]
+    # the same samples (the same latents: seed 3, one chunk) against the same reference with the same evaluator;
+    # the .npy floats pass through (x + 1) * 127.5 / 255 * 2 - 1 in float32 (relative error ~1e-7 per pixel),
+    # so the metrics agree to 1e-5 relative; kid_std is a std of ~1e-16 (zero up to rounding): absolute 1e-9.
+    # diversity differs by design: eval --run measures the fixed batch, --samples the set itself.
+    for key in set(by_run) - RUN_ONLY - {"diversity", "n"}:
+        torch.testing.assert_close(scores[key], by_run[key], rtol=1e-5, atol=1e-9, msg=key)
+    assert by_run["fd"] > 1.0  # a 20-step G is far from the data: the agreement is not 0 == 0
+
+
+def test_folder_export_equals_npy_of_the_same_images(digits_run: Path, cache: Path, tmp_path: Path,
+                                                     capsys) -> None:
+    folder, npy = tmp_path / "png", tmp_path / "a.npy"
+    assert main(["sample", "--run", str(digits_run), "--format", "folder", "--n", str(N), "--seed", "3",
+                 "--out", str(folder)]) == 0
+    assert main(["sample", "--run", str(digits_run), "--format", "npy", "--n", str(N), "--seed", "3",
+                 "--out", str(npy)]) == 0
+    quantised = tmp_path / "q.npy"  # the PNGs' pixels, as uint8 (N, H, W, 1)
+    np.save(quantised, to_uint8(torch.from_numpy(np.load(npy))))
+    with Image.open(folder / "000007.png") as img:
+        np.testing.assert_array_equal(np.asarray(img), np.load(quantised)[7, :, :, 0])
+    common = ["--against", "digits", "--cache-dir", str(cache)]
+    from_folder, _ = _scores(capsys, ["--samples", str(folder), *common], tmp_path / "f.json")
+    from_npy, _ = _scores(capsys, ["--samples", str(quantised), *common], tmp_path / "q.json")
+    from_floats, _ = _scores(capsys, ["--samples", str(npy), *common], tmp_path / "a.json")
+    assert {k: v for k, v in from_folder.items() if k != "samples"} == {
+        k: v for k, v in from_npy.items() if k != "samples"}  # identical metrics, bit for bit
+    # 8-bit PNGs move each pixel by at most 1/255 of the range: FD moves by well under 1 %
+    torch.testing.assert_close(from_folder["fd"], from_floats["fd"], rtol=1e-2, atol=0.0)
+
+
+# ------------------------------------------------------------------------------- a set against itself
+def test_digits_test_split_against_itself(cache: Path, tmp_path: Path, capsys) -> None:
+    a = tmp_path / "a.npy"
+    np.save(a, _digits_test(N).numpy())
+    scores, _ = _scores(capsys, ["--samples", str(a), "--against", "digits", "--cache-dir", str(cache)],
+                        tmp_path / "s.json")
+    # identical features: FD = |0|^2 + tr(2C - 2 sqrt(C C)); sqrt(C C) = C up to the eigen-solver's rounding,
+    # ~1e-7 relative to tr(C) (~10^2 here), so 1e-4 absolute bounds it with a margin; KID's unbiased
+    # MMD^2 of a set with itself is -mean k(x, x) / (m - 1)-sized only, well under 1e-2 of the 20-step G's
+    torch.testing.assert_close(scores["fd"], 0.0, rtol=0.0, atol=1e-4)
+    assert (scores["precision"], scores["recall"], scores["coverage"]) == (1.0, 1.0, 1.0)
+    assert scores["diversity"] == pytest.approx(1.0, abs=1e-6)  # the same 200 features as the reference
+    assert scores["fd_real"] > 0.1  # the floor at n = 200: other real images are not these ones
+
+
+def test_copy_against_itself_with_its_own_evaluator(tmp_path: Path, capsys) -> None:
+    a, b = tmp_path / "a.npy", tmp_path / "b.npy"
+    images = _digits_test(300).numpy()
+    np.save(a, images)
+    np.save(b, images)
+    scores, _ = _scores(capsys, ["--samples", str(a), "--against", str(b), "--cache-dir", str(tmp_path / "c")],
+                        tmp_path / "s.json")
+    torch.testing.assert_close(scores["fd"], 0.0, rtol=0.0, atol=1e-4)  # as above
+    assert (scores["precision"], scores["recall"], scores["coverage"]) == (1.0, 1.0, 1.0)
+    assert "fd_real" not in scores  # B holds no images beyond the 300 reference ones
+    about = scores["evaluator"]
+    assert (about["kind"], about["trained_on"], about["version"], len(about["hash"])) == (
+        "autoencoder", str(b), 2, 12)
+
+
+def test_folder_reference_with_a_named_evaluator(digits_run: Path, cache: Path, tmp_path: Path, capsys) -> None:
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    for index, img in enumerate(to_uint8(_digits_test(N))):
+        Image.fromarray(img[:, :, 0]).save(ref / f"{index:04d}.png")
+    a = tmp_path / "a.npy"
+    np.save(a, to_uint8(_digits_test(N)))
+    scores, _ = _scores(capsys, ["--samples", str(a), "--against", str(ref), "--data", "digits",
+                                 "--cache-dir", str(cache)], tmp_path / "s.json")
+    assert scores["evaluator"]["trained_on"] == "digits"
+    assert (scores["precision"], scores["recall"]) == (1.0, 1.0)
+    torch.testing.assert_close(scores["fd"], 0.0, rtol=0.0, atol=1e-4)
+    assert len(list(cache.glob("evaluator-digits-*.safetensors"))) == 1  # the runs' own cache entry, no new one
+
+
+# ------------------------------------------------------------------------------------------- points
+def test_points_shifted_by_one(tmp_path: Path, capsys) -> None:
+    points = torch.randn(500, 2, generator=torch.Generator().manual_seed(0)).numpy()
+    a, b = tmp_path / "a.npy", tmp_path / "b.npy"
+    np.save(a, points + np.array([1.0, 0.0], dtype=np.float32))
+    np.save(b, points)
+    scores, _ = _scores(capsys, ["--samples", str(a), "--against", str(b)], tmp_path / "s.json")
+    assert set(scores) - SAMPLES_ONLY == {"n", "fd", "precision", "recall", "density", "coverage", "diversity"}
+    # the same covariance, means 1 apart: FD = |(1, 0)|^2 = 1
+    torch.testing.assert_close(scores["fd"], 1.0, rtol=0.0, atol=1e-5)
+    assert scores["diversity"] == pytest.approx(1.0, abs=1e-6)  # a shifted copy spreads as much
+    assert scores["evaluator"] == {"space": "raw coordinates"}
+
+
+# ---------------------------------------------------------------------------------------- bad input
+def _bad(tmp: Path) -> dict[str, tuple[list[str], str]]:
+    """name -> (argv after 'eval', the one error line)."""
+    good = tmp / "good.npy"
+    np.save(good, np.zeros((10, 1, 8, 8), dtype=np.uint8))
+    big = tmp / "big.npy"
+    np.save(big, np.zeros((10, 1, 16, 16), dtype=np.uint8))
+    empty = tmp / "empty"
+    empty.mkdir()
+    junk = tmp / "junk"
+    junk.mkdir()
+    (junk / "a.png").write_bytes(b"not a png")
+    text = tmp / "text.npy"
+    np.save(text, np.array([["a", "b"], ["c", "d"]]).reshape(1, 1, 2, 2))
+    return {
+        "missing samples": (["--samples", str(tmp / "nope.npy"), "--against", str(good)],
+                            f"--samples {str(tmp / 'nope.npy')!r} does not exist; pass a folder of images or a "
+                            ".npy/.npz file"),
+        "missing against": (["--samples", str(good), "--against", str(tmp / "nope")],
+                            f"--against {str(tmp / 'nope')!r} does not exist and is not a data set name; pass a "
+                            "folder of images, a .npy/.npz file or one of digits, fashion-mnist, "
+                            "stacked-fashion-mnist, ring8, grid25"),
+        "empty folder": (["--samples", str(empty), "--against", str(good)],
+                         f"image folder {str(empty)!r} is empty; put PNG/JPEG images in it"),
+        "unreadable files": (["--samples", str(junk), "--against", str(good)],
+                             f"image folder {str(junk)!r} holds no readable images (1 files skipped)"),
+        "wrong dtype": (["--samples", str(text), "--against", str(good)],
+                        f"{str(text)!r}: images of dtype <U1 cannot be read; store uint8 (0..255) or floats in "
+                        "[0, 1] or [-1, 1]"),
+        "shape mismatch": (["--samples", str(good), "--against", str(big)],
+                           f"--samples {good} holds samples of shape (1, 8, 8) but --against {big} holds "
+                           "(1, 16, 16); score sets of one shape"),
+        "shape of a named set": (["--samples", str(big), "--against", "digits"],
+                                 f"--samples {big} holds samples of shape (1, 16, 16) but digits has (1, 8, 8); "
+                                 "score sets of one shape"),
+        "same path": (["--samples", str(good), "--against", str(good)],
+                      f"--samples and --against are the same path {str(good)!r}; pass the real reference set as "
+                      "--against"),
+        "no against": (["--samples", str(good)],
+                       "--samples A needs --against B: the real reference (a folder, .npy/.npz, or a data set name: "
+                       "digits, fashion-mnist, stacked-fashion-mnist, ring8, grid25)"),
+        "n too large": (["--samples", str(good), "--against", "digits", "--n", "11"],
+                        f"--n must be 2 to 10 (the samples in {good}, at most 200,000), got 11"),
+        "run and samples": (["--samples", str(good), "--against", "digits", "--run", str(tmp)],
+                            "--samples scores two sample sets; --run, --best and --seed score a run: give one of "
+                            "them"),
+        "json with run": (["--run", str(tmp), "--json", str(tmp / "x.json")],
+                          "--json goes with --samples A --against B, not with --run; drop it"),
+        "neither": ([], "eval needs --run DIR, or --samples A --against B to score two sample sets"),
+    }
+
+
+@pytest.mark.parametrize("name", ["missing samples", "missing against", "empty folder", "unreadable files",
+                                  "wrong dtype", "shape mismatch", "shape of a named set", "same path",
+                                  "no against", "n too large", "run and samples", "json with run", "neither"])
+def test_bad_input_one_line_exit_2(name: str, tmp_path: Path, capsys) -> None:
+    argv, message = _bad(tmp_path)[name]
+    capsys.readouterr()
+    assert main(["eval", *argv]) == 2
+    captured = capsys.readouterr()
+    assert [line for line in captured.err.splitlines() if line.strip()] == [f"ganstab: error: {message}"]
+    assert "Traceback" not in captured.err + captured.out
+    assert not (tmp_path / "x.json").exists()
