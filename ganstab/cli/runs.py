@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -189,7 +190,7 @@ def cmd_eval_samples(args: argparse.Namespace) -> int:
     scores = evaluator.score_samples(fake.train[:n])
     line, about = _evaluator_line(evaluator, args.against if args.data is None and not named else data.name)
     print(line)
-    if evaluator.test_accuracy is not None:
+    if evaluator.test_accuracy is not None and not math.isnan(evaluator.test_accuracy):
         print(f"evaluator test accuracy: {evaluator.test_accuracy:.4f}")
     width = max(len(k) for k in scores)
     size = len(evaluator.real) if evaluator.reference is None else evaluator.reference.num_images
