@@ -175,6 +175,15 @@ def _bad(tmp: Path) -> dict[str, tuple[list[str], str]]:
     junk = tmp / "junk"
     junk.mkdir()
     (junk / "a.png").write_bytes(b"not a png")
+    good2, big2 = tmp / "good2.npy", tmp / "big2.npy"
+    np.save(good2, np.zeros((10, 1, 8, 8), dtype=np.uint8))
+    np.save(big2, np.zeros((10, 1, 16, 16), dtype=np.uint8))
+    tiny, tiny2 = tmp / "tiny.npy", tmp / "tiny2.npy"
+    np.save(tiny, np.zeros((10, 4, 4), dtype=np.float32))
+    np.save(tiny2, np.zeros((10, 4, 4), dtype=np.float32))
+    points, points2 = tmp / "p.npy", tmp / "p2.npy"
+    np.save(points, np.zeros((10, 2), dtype=np.float32))
+    np.save(points2, np.ones((10, 2), dtype=np.float32))
     text = tmp / "text.npy"
     np.save(text, np.array([["a", "b"], ["c", "d"]]).reshape(1, 1, 2, 2))
     return {
@@ -212,12 +221,36 @@ def _bad(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "json with run": (["--run", str(tmp), "--json", str(tmp / "x.json")],
                           "--json goes with --samples A --against B, not with --run; drop it"),
         "neither": ([], "eval needs --run DIR, or --samples A --against B to score two sample sets"),
+        "points with --data": (["--samples", str(points), "--against", str(points2), "--data", "digits"],
+                               f"--data picks an evaluator network for images, but {points2} holds points, which "
+                               "are scored on raw coordinates; drop --data"),
+        "points --data": (["--samples", str(good), "--against", str(good2), "--data", "ring8"],
+                          "--data picks an evaluator network for images, but ring8 holds points, which are scored "
+                          "on raw coordinates; drop --data"),
+        "reference shape for --data": (["--samples", str(big), "--against", str(big2), "--data", "digits"],
+                                       f"--against {big2} holds samples of shape (1, 16, 16) but the evaluator of "
+                                       "--data digits reads (1, 8, 8); pass a reference of that shape or drop --data"),
+        "unknown --data": (["--samples", str(good), "--against", str(good2), "--data", "mnist"],
+                           "--data 'mnist' is not a data set ganstab finds without a path; use one of digits, "
+                           "fashion-mnist, stacked-fashion-mnist, ring8, grid25"),
+        "two data sets": (["--samples", str(good), "--against", "digits", "--data", "fashion-mnist"],
+                          "--against digits already names the evaluator's data set; drop --data fashion-mnist"),
+        "json folder missing": (["--samples", str(good), "--against", "digits", "--json", str(tmp / "no" / "x.json")],
+                                f"--json {tmp / 'no' / 'x.json'}: its folder does not exist; create it or write the "
+                                "JSON elsewhere"),
+        "too small for an evaluator": (["--samples", str(tiny), "--against", str(tiny2)],
+                                       f"--against {tiny2}: image size must be between 8x8 and 64x64, got 4x4; "
+                                       "ganstab's evaluator cannot learn these images, score against a named data set "
+                                       "with --data NAME"),
     }
 
 
 @pytest.mark.parametrize("name", ["missing samples", "missing against", "empty folder", "unreadable files",
                                   "wrong dtype", "shape mismatch", "shape of a named set", "same path",
-                                  "no against", "n too large", "run and samples", "json with run", "neither"])
+                                  "no against", "n too large", "run and samples", "json with run", "neither",
+                                  "points with --data", "points --data", "reference shape for --data",
+                                  "unknown --data", "two data sets", "json folder missing",
+                                  "too small for an evaluator"])
 def test_bad_input_one_line_exit_2(name: str, tmp_path: Path, capsys) -> None:
     argv, message = _bad(tmp_path)[name]
     capsys.readouterr()
@@ -225,4 +258,4 @@ def test_bad_input_one_line_exit_2(name: str, tmp_path: Path, capsys) -> None:
     captured = capsys.readouterr()
     assert [line for line in captured.err.splitlines() if line.strip()] == [f"ganstab: error: {message}"]
     assert "Traceback" not in captured.err + captured.out
-    assert not (tmp_path / "x.json").exists()
+    assert not (tmp_path / "x.json").exists() and not (tmp_path / "no").exists()

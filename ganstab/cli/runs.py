@@ -136,15 +136,14 @@ def _check_evaluable(source: DataSource, path: str) -> None:
                          f"named data set with --data NAME") from None
 
 
-def cmd_eval_samples(args: argparse.Namespace) -> int:
-    """Score sample set A against reference B (a folder, .npy/.npz or a data set name) with one evaluator."""
+def _check_samples_args(args: argparse.Namespace) -> bool:
+    """The checks of `eval --samples` that need no file read; returns whether --against names a data set."""
     if args.against is None:
         raise UsageError("--samples A needs --against B: the real reference (a folder, .npy/.npz, or "
                          f"a data set name: {', '.join(NAMED_SETS)})")
-    for flag, value in (("--data", args.data), ("--against", args.against)):
-        if flag == "--data" and value is not None and value not in NAMED_SETS:
-            raise UsageError(f"--data {value!r} is not a data set ganstab finds without a path; use one of "
-                             f"{', '.join(NAMED_SETS)}")
+    if args.data is not None and args.data not in NAMED_SETS:
+        raise UsageError(f"--data {args.data!r} is not a data set ganstab finds without a path; use one of "
+                         f"{', '.join(NAMED_SETS)}")
     named = args.against in NAMED_SETS and not Path(args.against).exists()
     if not named and not Path(args.against).exists():
         raise UsageError(f"--against {args.against!r} does not exist and is not a data set name; pass a folder of "
@@ -158,22 +157,40 @@ def cmd_eval_samples(args: argparse.Namespace) -> int:
         raise UsageError(f"--against {args.against} already names the evaluator's data set; drop --data {args.data}")
     if args.evaluator_epochs is not None and not 0 < args.evaluator_epochs <= 100:
         raise UsageError(f"--evaluator-epochs must be 1 to 100, got {args.evaluator_epochs}")
-    fake = _sample_set(args.samples, "--samples")
+    if args.json is not None and not Path(args.json).resolve().parent.is_dir():
+        raise UsageError(f"--json {args.json}: its folder does not exist; create it or write the JSON elsewhere")
+    return named
+
+
+def _reference_data(args: argparse.Namespace, fake: DataSource, named: bool) -> tuple[DataSource, str, str]:
+    """(the DataSource the evaluator is built on, the reference's name, what the evaluator learnt from)."""
     if named or args.data is not None:
         data = make_dataset(DataConfig(name=args.data or args.against))
-        reference = data.name
-    if not named:
-        real = _sample_set(args.against, "--against")
-        if fake.kind != real.kind or fake.shape != real.shape:
-            raise UsageError(f"--samples {args.samples} holds samples of shape {_shape(fake)} but --against "
-                             f"{args.against} holds {_shape(real)}; score sets of one shape")
-        if args.data is None and real.kind == "image":
+        if named:
+            return data, data.name, data.name
+    real = _sample_set(args.against, "--against")
+    if fake.kind != real.kind or fake.shape != real.shape:
+        raise UsageError(f"--samples {args.samples} holds samples of shape {_shape(fake)} but --against "
+                         f"{args.against} holds {_shape(real)}; score sets of one shape")
+    if args.data is None:
+        if real.kind == "image":
             _check_evaluable(real, args.against)
-        if args.data is not None and (real.kind != "image" or real.shape != data.shape):
-            raise UsageError(f"--against {args.against} holds samples of shape {_shape(real)} but the evaluator of "
-                             f"--data {args.data} reads {_shape(data)}; pass a reference of that shape or drop --data")
-        data = real if args.data is None else with_reference(data, real.train)
-        reference = args.against
+        return real, args.against, args.against
+    if real.kind != "image" or data.kind != "image":
+        points = args.against if real.kind != "image" else args.data
+        raise UsageError(f"--data picks an evaluator network for images, but {points} holds points, which are "
+                         "scored on raw coordinates; drop --data")
+    if real.shape != data.shape:
+        raise UsageError(f"--against {args.against} holds samples of shape {_shape(real)} but the evaluator of "
+                         f"--data {args.data} reads {_shape(data)}; pass a reference of that shape or drop --data")
+    return with_reference(data, real.train), args.against, data.name
+
+
+def cmd_eval_samples(args: argparse.Namespace) -> int:
+    """Score sample set A against reference B (a folder, .npy/.npz or a data set name) with one evaluator."""
+    named = _check_samples_args(args)
+    fake = _sample_set(args.samples, "--samples")
+    data, reference, trained_on = _reference_data(args, fake, named)
     if fake.kind != data.kind or fake.shape != data.shape:
         raise UsageError(f"--samples {args.samples} holds samples of shape {_shape(fake)} but {reference} has "
                          f"{_shape(data)}; score sets of one shape")
@@ -182,13 +199,12 @@ def cmd_eval_samples(args: argparse.Namespace) -> int:
         raise UsageError(f"--n must be 2 to {min(len(fake), EVAL_MAX):,} (the samples in {args.samples}, at most "
                          f"{EVAL_MAX:,}), got {n}")
     device = cli_device(args.device)
-    data = data.to(device)
     defaults = EvalConfig()
-    epochs = args.evaluator_epochs or defaults.evaluator_epochs
-    evaluator = RunEvaluator(data, n, device, args.cache_dir, epochs, echo=print,
+    evaluator = RunEvaluator(data.to(device), n, device, args.cache_dir,
+                             args.evaluator_epochs or defaults.evaluator_epochs, echo=print,
                              evaluator_images=defaults.evaluator_images)
     scores = evaluator.score_samples(fake.train[:n])
-    line, about = _evaluator_line(evaluator, args.against if args.data is None and not named else data.name)
+    line, about = _evaluator_line(evaluator, trained_on)
     print(line)
     if evaluator.test_accuracy is not None and not math.isnan(evaluator.test_accuracy):
         print(f"evaluator test accuracy: {evaluator.test_accuracy:.4f}")
@@ -243,6 +259,39 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _register_eval(sub: argparse._SubParsersAction) -> None:
+    """Add the `eval` command (a run, or two sample sets)."""
+    p = sub.add_parser("eval", help="evaluate a trained run offline (FD, KID, precision/recall, modes, ...)",
+                       description="Score a run's generator, or any sample set against a reference set, with "
+                                   "ganstab's own evaluator network (no downloads).")
+    p.add_argument("--run", default=None, metavar="DIR", help="run directory")
+    p.add_argument("--samples", default=None, metavar="A",
+                   help="score this sample set instead of a run: a folder of images (ganstab sample --format "
+                        "folder), or a .npy/.npz array (N, C, H, W) / (N, H, W[, C]) of uint8 or floats in [0, 1] or "
+                        "[-1, 1], or points (N, 2)")
+    p.add_argument("--against", default=None, metavar="B",
+                   help="with --samples: the real reference, a set in the same formats or a data set name "
+                        f"({', '.join(NAMED_SETS)}: its test split, as runs on it are scored)")
+    p.add_argument("--data", default=None, metavar="NAME",
+                   help="with --samples and a reference set B: use this data set's cached evaluator network (as runs "
+                        "on it do) instead of one trained on B")
+    p.add_argument("--json", default=None, metavar="OUT", help="with --samples: also write the scores to OUT")
+    p.add_argument("--cache-dir", default=None, metavar="DIR",
+                   help="with --samples: evaluator cache (default $GANSTAB_CACHE or ~/.cache/ganstab, as "
+                        "eval.cache_dir)")
+    p.add_argument("--evaluator-epochs", type=int, default=None, metavar="E",
+                   help="with --samples: the evaluator's training epochs (default 3, as eval.evaluator_epochs)")
+    p.add_argument("--n", type=int, default=None,
+                   help=f"number of generated samples (default: eval.n of the run, or every sample of --samples; "
+                        f"at most {EVAL_MAX:,})")
+    p.add_argument("--seed", type=int, default=None,
+                   help="latent seed (default: the run's seed + 3, the seed training's own evaluations use, so the "
+                        "scores of the final export equal the last eval_* line of metrics.jsonl at the same n)")
+    p.add_argument("--best", action="store_true", help="score best/ (the best checkpoint by the main metric)")
+    p.add_argument("--device", default="cpu", help="device: cpu, cuda, cuda:N, mps or auto (default cpu)")
+    p.set_defaults(func=cmd_eval)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `sample`, `eval`, `doctor` and `report` commands."""
     p = sub.add_parser("sample", help="write samples from a trained run",
@@ -264,34 +313,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="conditional runs: 'all' writes n // classes samples of every class, one row per class")
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("eval", help="evaluate a trained run offline (FD, KID, precision/recall, modes, ...)",
-                       description="Score a run's generator, or any sample set against a reference set, with "
-                                   "ganstab's own evaluator network (no downloads).")
-    p.add_argument("--run", default=None, metavar="DIR", help="run directory")
-    p.add_argument("--samples", default=None, metavar="A",
-                   help="score this sample set instead of a run: a folder of images (ganstab sample --format "
-                        "folder), or a .npy/.npz array (N, C, H, W) / (N, H, W[, C]) of uint8 or floats in [0, 1] or "
-                        "[-1, 1], or points (N, 2)")
-    p.add_argument("--against", default=None, metavar="B",
-                   help="with --samples: the real reference, a set in the same formats or a data set name "
-                        f"({', '.join(NAMED_SETS)}: its test split, as runs on it are scored)")
-    p.add_argument("--data", default=None, metavar="NAME",
-                   help="with --samples and a reference set B: use this data set's cached evaluator network (as runs "
-                        "on it do) instead of one trained on B")
-    p.add_argument("--json", default=None, metavar="OUT", help="with --samples: also write the scores to OUT")
-    p.add_argument("--cache-dir", default=None, metavar="DIR",
-                   help="with --samples: evaluator cache (default $GANSTAB_CACHE or ~/.cache/ganstab, as eval.cache_dir)")
-    p.add_argument("--evaluator-epochs", type=int, default=None, metavar="E",
-                   help="with --samples: the evaluator's training epochs (default 3, as eval.evaluator_epochs)")
-    p.add_argument("--n", type=int, default=None,
-                   help=f"number of generated samples (default: eval.n of the run, or every sample of --samples; "
-                        f"at most {EVAL_MAX:,})")
-    p.add_argument("--seed", type=int, default=None,
-                   help="latent seed (default: the run's seed + 3, the seed training's own evaluations use, so the "
-                        "scores of the final export equal the last eval_* line of metrics.jsonl at the same n)")
-    p.add_argument("--best", action="store_true", help="score best/ (the best checkpoint by the main metric)")
-    p.add_argument("--device", default="cpu", help="device: cpu, cuda, cuda:N, mps or auto (default cpu)")
-    p.set_defaults(func=cmd_eval)
+    _register_eval(sub)
 
     p = sub.add_parser("doctor", help="diagnose a run: mode collapse, divergence, stalls, with advice",
                        description="Run the stability detectors over a run's metrics.jsonl and print the findings.")
