@@ -13,6 +13,7 @@ from PIL import Image
 from ganstab.cli import main
 from ganstab.config import DataConfig
 from ganstab.data import make_dataset
+from ganstab.rundir import is_eval_record, read_jsonl
 from ganstab.sampling import to_uint8
 
 N = 200  # samples scored everywhere here (the run's eval.n)
@@ -40,6 +41,11 @@ def _scores(capsys: pytest.CaptureFixture, argv: list[str], out: Path) -> tuple[
     capsys.readouterr()
     assert main(["eval", *argv, "--json", str(out)]) == 0
     return json.loads(out.read_text()), capsys.readouterr().out.splitlines()
+
+
+def _run_fd_real(run: Path) -> float:
+    """The run's own real-vs-real floor `eval_fd_real` at n = N (its final evaluation, same evaluator)."""
+    return [r for r in read_jsonl(run / "metrics.jsonl") if is_eval_record(r)][-1]["eval_fd_real"]
 
 
 def _digits_test(n: int) -> torch.Tensor:
@@ -74,7 +80,8 @@ def test_exported_npy_matches_eval_run(digits_run: Path, cache: Path, tmp_path: 
     # diversity differs by design: eval --run measures the fixed batch, --samples the set itself.
     for key in set(by_run) - RUN_ONLY - {"diversity", "n"}:
         torch.testing.assert_close(scores[key], by_run[key], rtol=1e-5, atol=1e-9, msg=key)
-    assert by_run["fd"] > 1.0  # a 20-step G is far from the data: the agreement is not 0 == 0
+    assert 1.0 < by_run["fd"] < 1e3  # a 20-step G is far from the data (20.88): the agreement is not 0 == 0
+    torch.testing.assert_close(by_run["fd_real"], _run_fd_real(digits_run), rtol=1e-6, atol=0.0)
 
 
 def test_folder_export_equals_npy_of_the_same_images(digits_run: Path, cache: Path, tmp_path: Path,
@@ -101,7 +108,7 @@ def test_folder_export_equals_npy_of_the_same_images(digits_run: Path, cache: Pa
 
 
 # ------------------------------------------------------------------------------- a set against itself
-def test_digits_test_split_against_itself(cache: Path, tmp_path: Path, capsys) -> None:
+def test_digits_test_split_against_itself(digits_run: Path, cache: Path, tmp_path: Path, capsys) -> None:
     a = tmp_path / "a.npy"
     np.save(a, _digits_test(N).numpy())
     scores, _ = _scores(capsys, ["--samples", str(a), "--against", "digits", "--cache-dir", str(cache)],
@@ -112,7 +119,8 @@ def test_digits_test_split_against_itself(cache: Path, tmp_path: Path, capsys) -
     assert scores["class_kl"] == pytest.approx(0.0, abs=1e-12)  # the same class histogram
     assert (scores["precision"], scores["recall"], scores["coverage"]) == (1.0, 1.0, 1.0)
     assert scores["diversity"] == pytest.approx(1.0, abs=1e-6)  # the same 200 features as the reference
-    assert scores["fd_real"] > 0.1  # the floor at n = 200: other real images are not these ones
+    # the floor at n = 200 (200 training images against these): the digits run's own, to float rounding
+    torch.testing.assert_close(scores["fd_real"], _run_fd_real(digits_run), rtol=1e-6, atol=0.0)
 
 
 def test_copy_against_itself_with_its_own_evaluator(tmp_path: Path, capsys) -> None:
@@ -147,6 +155,9 @@ def test_folder_reference_with_a_named_evaluator(digits_run: Path, cache: Path, 
     assert (scores["precision"], scores["recall"]) == (1.0, 1.0)
     torch.testing.assert_close(scores["fd"], 0.0, rtol=0.0, atol=1e-8)  # as above
     assert len(list(cache.glob("evaluator-digits-*.safetensors"))) == 1  # the runs' own cache entry, no new one
+    # fd_real: the same 200 digits training images against the 8-bit copy of the reference: as above, up to the
+    # rounding of the pixels (~1e-4 relative, as for the folder export)
+    torch.testing.assert_close(scores["fd_real"], _run_fd_real(digits_run), rtol=1e-3, atol=0.0)
 
 
 # ------------------------------------------------------------------------------------------- points
