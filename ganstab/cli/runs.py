@@ -191,6 +191,8 @@ def cmd_eval_samples(args: argparse.Namespace) -> int:
     named = _check_samples_args(args)
     fake = _sample_set(args.samples, "--samples")
     data, reference, trained_on = _reference_data(args, fake, named)
+    if data.channel_source is not None:  # stacked data: the 1-channel data's network on every channel
+        trained_on = f"{data.channel_source.name}, applied to every channel"
     if fake.kind != data.kind or fake.shape != data.shape:
         raise UsageError(f"--samples {args.samples} holds samples of shape {_shape(fake)} but {reference} has "
                          f"{_shape(data)}; score sets of one shape")
