@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
 
 from ganstab.cli.common import cli_device
-from ganstab.config import to_dict
-from ganstab.data import make_dataset
+from ganstab.config import DataConfig, EvalConfig, to_dict
+from ganstab.data import NAMED_SETS, DataSource, make_dataset, read_sample_set, with_reference
 from ganstab.diagnose import context_from_config, diagnose, format_report, read_finding_lines, unread_reason, verdict
 from ganstab.errors import UsageError
 from ganstab.export import (GRID_MAX, check_grid_size, check_sample_out, check_sample_space, load_generator,
                             load_run_generator, write_samples)
-from ganstab.metrics import RunEvaluator
+from ganstab.metrics import EvaluatorSettings, RunEvaluator, StackedEvaluator
 from ganstab.models.conditional import run_label_distribution
 from ganstab.report.html import write_report
 from ganstab.rundir import (JsonLines, RunDir, atomic_write, finished_export, is_run_dir, load_run_config, read_jsonl,
@@ -24,7 +25,7 @@ from ganstab.training.interfaces import fixed_latents, training_eval_seed
 
 EVAL_MAX = 200_000  # most samples `ganstab eval` scores (eval.n's own limit)
 
-__all__ = ["EVAL_MAX", "cmd_sample", "cmd_eval", "cmd_doctor", "cmd_report", "register"]
+__all__ = ["EVAL_MAX", "cmd_sample", "cmd_eval", "cmd_eval_samples", "cmd_doctor", "cmd_report", "register"]
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -55,7 +56,18 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Score a run's exported generator (or its best/ export) against the real data."""
+    """Score a run's exported generator (or its best/ export) against the real data, or two sample sets."""
+    samples_only = [flag for flag, value in (("--against", args.against), ("--data", args.data),
+                                             ("--json", args.json), ("--cache-dir", args.cache_dir),
+                                             ("--evaluator-epochs", args.evaluator_epochs)) if value is not None]
+    if args.samples is not None:
+        if args.run is not None or args.best or args.seed is not None:
+            raise UsageError("--samples scores two sample sets; --run, --best and --seed score a run: give one of them")
+        return cmd_eval_samples(args)
+    if args.run is None:
+        raise UsageError("eval needs --run DIR, or --samples A --against B to score two sample sets")
+    if samples_only:
+        raise UsageError(f"{samples_only[0]} goes with --samples A --against B, not with --run; drop it")
     run = Path(args.run)
     if args.n is not None and args.n < 2:
         raise UsageError(f"--n must be at least 2, got {args.n}")
@@ -86,6 +98,129 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out = run / f"eval-n{n}-seed{seed}{'-best' if args.best else ''}.json"
     atomic_write(out, json.dumps({"n": n, "seed": seed, "step": meta.get("step"), **scores}, indent=2))
     print(f"written: {out}")
+    return 0
+
+
+def _sample_set(path: str, flag: str) -> DataSource:
+    """A sample set read for `eval --samples`, its notes (skipped files) printed."""
+    source = read_sample_set(path)
+    for note in source.notes:
+        print(f"{flag}: {note}")
+    return source
+
+
+def _shape(source: DataSource) -> str:
+    """(C, H, W) or (D,) of one sample, as printed in messages."""
+    return str(tuple(int(s) for s in source.shape))
+
+
+def _evaluator_line(evaluator: RunEvaluator, trained_on: str) -> tuple[str, dict[str, object]]:
+    """The printed line and the JSON entry that name the feature space the numbers live in."""
+    network = evaluator.evaluator
+    if network is None:
+        space = "mode coverage (PacGAN)" if evaluator.kind == "modes" else "raw coordinates"
+        return f"scored on {space}, no evaluator network", {"space": space}
+    channel = network.channel_evaluator if isinstance(network, StackedEvaluator) else network
+    settings, digest = channel.settings, channel.data_hash[:12]
+    line = (f"evaluator: {settings.kind} trained on {trained_on} (version {settings.version}, hash {digest}); "
+            "numbers are comparable only with numbers of this evaluator")
+    return line, {"kind": settings.kind, "trained_on": trained_on, "version": settings.version, "hash": digest}
+
+
+def _check_evaluable(source: DataSource, path: str) -> None:
+    """Images on which ganstab can train its own evaluator: 1 or 3 channels, sides 8 to 64 pixels."""
+    channels, height, width = source.shape
+    try:
+        EvaluatorSettings("autoencoder", channels, height, width)
+    except ValueError as exc:
+        raise UsageError(f"--against {path}: {exc}; ganstab's evaluator cannot learn these images, score against a "
+                         f"named data set with --data NAME") from None
+
+
+def _check_samples_args(args: argparse.Namespace) -> bool:
+    """The checks of `eval --samples` that need no file read; returns whether --against names a data set."""
+    if args.against is None:
+        raise UsageError("--samples A needs --against B: the real reference (a folder, .npy/.npz, or "
+                         f"a data set name: {', '.join(NAMED_SETS)})")
+    if args.data is not None and args.data not in NAMED_SETS:
+        raise UsageError(f"--data {args.data!r} is not a data set ganstab finds without a path; use one of "
+                         f"{', '.join(NAMED_SETS)}")
+    named = args.against in NAMED_SETS and not Path(args.against).exists()
+    if not named and not Path(args.against).exists():
+        raise UsageError(f"--against {args.against!r} does not exist and is not a data set name; pass a folder of "
+                         f"images, a .npy/.npz file or one of {', '.join(NAMED_SETS)}")
+    if not Path(args.samples).exists():
+        raise UsageError(f"--samples {args.samples!r} does not exist; pass a folder of images or a .npy/.npz file")
+    if not named and Path(args.samples).resolve() == Path(args.against).resolve():
+        raise UsageError(f"--samples and --against are the same path {args.samples!r}; pass the real reference set "
+                         "as --against")
+    if named and args.data is not None and args.data != args.against:
+        raise UsageError(f"--against {args.against} already names the evaluator's data set; drop --data {args.data}")
+    if args.evaluator_epochs is not None and not 0 < args.evaluator_epochs <= 100:
+        raise UsageError(f"--evaluator-epochs must be 1 to 100, got {args.evaluator_epochs}")
+    if args.json is not None and not Path(args.json).resolve().parent.is_dir():
+        raise UsageError(f"--json {args.json}: its folder does not exist; create it or write the JSON elsewhere")
+    return named
+
+
+def _reference_data(args: argparse.Namespace, fake: DataSource, named: bool) -> tuple[DataSource, str, str]:
+    """(the DataSource the evaluator is built on, the reference's name, what the evaluator learnt from)."""
+    if named or args.data is not None:
+        data = make_dataset(DataConfig(name=args.data or args.against))
+        if named:
+            return data, data.name, data.name
+    real = _sample_set(args.against, "--against")
+    if fake.kind != real.kind or fake.shape != real.shape:
+        raise UsageError(f"--samples {args.samples} holds samples of shape {_shape(fake)} but --against "
+                         f"{args.against} holds {_shape(real)}; score sets of one shape")
+    if args.data is None:
+        if real.kind == "image":
+            _check_evaluable(real, args.against)
+        return real, args.against, args.against
+    if real.kind != "image" or data.kind != "image":
+        points = args.against if real.kind != "image" else args.data
+        raise UsageError(f"--data picks an evaluator network for images, but {points} holds points, which are "
+                         "scored on raw coordinates; drop --data")
+    if real.shape != data.shape:
+        raise UsageError(f"--against {args.against} holds samples of shape {_shape(real)} but the evaluator of "
+                         f"--data {args.data} reads {_shape(data)}; pass a reference of that shape or drop --data")
+    return with_reference(data, real.train), args.against, data.name
+
+
+def cmd_eval_samples(args: argparse.Namespace) -> int:
+    """Score sample set A against reference B (a folder, .npy/.npz or a data set name) with one evaluator."""
+    named = _check_samples_args(args)
+    fake = _sample_set(args.samples, "--samples")
+    data, reference, trained_on = _reference_data(args, fake, named)
+    if data.channel_source is not None:  # stacked data: the 1-channel data's network on every channel
+        trained_on = f"{data.channel_source.name}, applied to every channel"
+    if fake.kind != data.kind or fake.shape != data.shape:
+        raise UsageError(f"--samples {args.samples} holds samples of shape {_shape(fake)} but {reference} has "
+                         f"{_shape(data)}; score sets of one shape")
+    n = len(fake) if args.n is None else args.n
+    if n < 2 or n > min(len(fake), EVAL_MAX):
+        raise UsageError(f"--n must be 2 to {min(len(fake), EVAL_MAX):,} (the samples in {args.samples}, at most "
+                         f"{EVAL_MAX:,}), got {n}")
+    device = cli_device(args.device)
+    defaults = EvalConfig()
+    evaluator = RunEvaluator(data.to(device), n, device, args.cache_dir,
+                             args.evaluator_epochs or defaults.evaluator_epochs, echo=print,
+                             evaluator_images=defaults.evaluator_images)
+    scores = evaluator.score_samples(fake.train[:n])
+    line, about = _evaluator_line(evaluator, trained_on)
+    print(line)
+    if evaluator.test_accuracy is not None and not math.isnan(evaluator.test_accuracy):
+        print(f"evaluator test accuracy: {evaluator.test_accuracy:.4f}")
+    width = max(len(k) for k in scores)
+    size = len(evaluator.real) if evaluator.reference is None else evaluator.reference.num_images
+    print(f"{args.samples} against {reference} ({n} samples, {size} reference):")
+    for key, value in scores.items():
+        print(f"  {key:<{width}}  {value:.6g}")
+    if args.json is not None:
+        record = {"n": n, "samples": str(args.samples), "against": str(reference), "reference_n": size,
+                  "evaluator": about, **scores}
+        atomic_write(Path(args.json), json.dumps(record, indent=2))
+        print(f"written: {args.json}")
     return 0
 
 
@@ -127,6 +262,39 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _register_eval(sub: argparse._SubParsersAction) -> None:
+    """Add the `eval` command (a run, or two sample sets)."""
+    p = sub.add_parser("eval", help="evaluate a trained run offline (FD, KID, precision/recall, modes, ...)",
+                       description="Score a run's generator, or any sample set against a reference set, with "
+                                   "ganstab's own evaluator network (no downloads).")
+    p.add_argument("--run", default=None, metavar="DIR", help="run directory")
+    p.add_argument("--samples", default=None, metavar="A",
+                   help="score this sample set instead of a run: a folder of images (ganstab sample --format "
+                        "folder), or a .npy/.npz array (N, C, H, W) / (N, H, W[, C]) of uint8 or floats in [0, 1] or "
+                        "[-1, 1], or points (N, 2)")
+    p.add_argument("--against", default=None, metavar="B",
+                   help="with --samples: the real reference, a set in the same formats or a data set name "
+                        f"({', '.join(NAMED_SETS)}: its test split, as runs on it are scored)")
+    p.add_argument("--data", default=None, metavar="NAME",
+                   help="with --samples and a reference set B: use this data set's cached evaluator network (as runs "
+                        "on it do) instead of one trained on B")
+    p.add_argument("--json", default=None, metavar="OUT", help="with --samples: also write the scores to OUT")
+    p.add_argument("--cache-dir", default=None, metavar="DIR",
+                   help="with --samples: evaluator cache (default $GANSTAB_CACHE or ~/.cache/ganstab, as "
+                        "eval.cache_dir)")
+    p.add_argument("--evaluator-epochs", type=int, default=None, metavar="E",
+                   help="with --samples: the evaluator's training epochs (default 3, as eval.evaluator_epochs)")
+    p.add_argument("--n", type=int, default=None,
+                   help=f"number of generated samples (default: eval.n of the run, or every sample of --samples; "
+                        f"at most {EVAL_MAX:,})")
+    p.add_argument("--seed", type=int, default=None,
+                   help="latent seed (default: the run's seed + 3, the seed training's own evaluations use, so the "
+                        "scores of the final export equal the last eval_* line of metrics.jsonl at the same n)")
+    p.add_argument("--best", action="store_true", help="score best/ (the best checkpoint by the main metric)")
+    p.add_argument("--device", default="cpu", help="device: cpu, cuda, cuda:N, mps or auto (default cpu)")
+    p.set_defaults(func=cmd_eval)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `sample`, `eval`, `doctor` and `report` commands."""
     p = sub.add_parser("sample", help="write samples from a trained run",
@@ -149,17 +317,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="conditional runs: 'all' writes n // classes samples of every class, one row per class")
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("eval", help="evaluate a trained run offline (FD, KID, precision/recall, modes, ...)",
-                       description="Score a run's generator with ganstab's own evaluator network (no downloads).")
-    p.add_argument("--run", required=True, metavar="DIR", help="run directory")
-    p.add_argument("--n", type=int, default=None,
-                   help=f"number of generated samples (default: eval.n of the run; at most {EVAL_MAX:,})")
-    p.add_argument("--seed", type=int, default=None,
-                   help="latent seed (default: the run's seed + 3, the seed training's own evaluations use, so the "
-                        "scores of the final export equal the last eval_* line of metrics.jsonl at the same n)")
-    p.add_argument("--best", action="store_true", help="score best/ (the best checkpoint by the main metric)")
-    p.add_argument("--device", default="cpu", help="device: cpu, cuda, cuda:N, mps or auto (default cpu)")
-    p.set_defaults(func=cmd_eval)
+    _register_eval(sub)
 
     p = sub.add_parser("doctor", help="diagnose a run: mode collapse, divergence, stalls, with advice",
                        description="Run the stability detectors over a run's metrics.jsonl and print the findings.")

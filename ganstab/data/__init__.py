@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Optional, Union
 
 import numpy as np
@@ -20,7 +22,11 @@ from ganstab.errors import ConfigError, DataError
 
 FASHION_MNIST_PATH = "/usr/share/datasets/fashion-mnist"
 
-__all__ = ["DataSource", "DATASETS", "make_dataset", "dataset_shape", "FASHION_MNIST_PATH"]
+#: Data sets found without data.path: `ganstab eval --samples` takes them by name (their test split and evaluator)
+NAMED_SETS = ("digits", "fashion-mnist", "stacked-fashion-mnist", "ring8", "grid25")
+
+__all__ = ["DataSource", "DATASETS", "make_dataset", "dataset_shape", "FASHION_MNIST_PATH", "NAMED_SETS",
+           "ReferenceSource", "read_sample_set", "with_reference"]
 
 
 def _toy(name: str, centers: torch.Tensor, std: float, seed: int) -> DataSource:
@@ -139,13 +145,17 @@ def _folder(cfg, seed: int) -> DataSource:
 def _npz(cfg, seed: int) -> DataSource:
     if cfg.path is None:
         raise DataError("data.name=npz needs data.path=FILE.npz")
-    parts = _img.read_npz(cfg.path)
+    return _array_source(_img.read_npz(cfg.path), cfg.path, cfg, seed)
+
+
+def _array_source(parts: dict, where: str, cfg, seed: int) -> DataSource:
+    """Points (N, D) or images (N, H, W[, C]) / (N, C, H, W), uint8 or floats in [0, 1] / [-1, 1], as a DataSource."""
     x = parts["train"]
-    if x.ndim == 2:  # read_npz let only booleans, integers and real floats through
-        if not np.isfinite(x).all():
-            raise DataError(f"{cfg.path!r}: points must be finite numbers")
+    if x.ndim == 2:  # the readers let only booleans, integers and real floats through
+        if not np.issubdtype(x.dtype, np.number) and x.dtype != np.bool_ or not np.isfinite(x).all():
+            raise DataError(f"{where!r}: points must be finite numbers")
         if x.size and np.abs(x).max() > np.finfo(np.float32).max:
-            raise DataError(f"{cfg.path!r}: points reach {np.abs(x).max():.3g}, beyond float32's range "
+            raise DataError(f"{where!r}: points reach {np.abs(x).max():.3g}, beyond float32's range "
                             "(about 3.4e38); rescale them")
         points = torch.from_numpy(np.asarray(x, dtype=np.float32))
         if cfg.limit is not None:
@@ -153,11 +163,14 @@ def _npz(cfg, seed: int) -> DataSource:
         return DataSource(name="npz", kind="points", shape=(points.shape[1],), train=points,
                           labels=_labels(parts["labels"]), seed=seed)
     if x.ndim not in (3, 4):
-        raise DataError(f"{cfg.path!r}: expected points (N, D) or images (N, H, W[, C]), got shape {x.shape}")
+        raise DataError(f"{where!r}: expected points (N, D) or images (N, H, W[, C]), got shape {x.shape}")
     if x.dtype == np.uint8:
         return _images("npz", parts, cfg, seed, max_value=255.0)
+    if x.dtype.kind not in "biuf":
+        raise DataError(f"{where!r}: images of dtype {x.dtype} cannot be read; store uint8 (0..255) or floats in "
+                        "[0, 1] or [-1, 1]")
     if not np.isfinite(x).all():
-        raise DataError(f"{cfg.path!r}: images hold NaN or Inf values")
+        raise DataError(f"{where!r}: images hold NaN or Inf values")
     lo, hi = float(x.min()), float(x.max())  # before the cast: a float64 beyond float32's range is out of range here
     x = np.asarray(x, dtype=np.float32)
     if lo >= 0.0 and hi <= 1.0:
@@ -167,7 +180,7 @@ def _npz(cfg, seed: int) -> DataSource:
         parts = dict(parts, train=(x + 1.0) * 127.5)
         return _images("npz", parts, cfg, seed, max_value=255.0)
     kind = "float" if parts["train"].dtype.kind == "f" else str(parts["train"].dtype)
-    raise DataError(f"{cfg.path!r}: {kind} images must lie in [0, 1] or [-1, 1], found [{lo:.3g}, {hi:.3g}]; "
+    raise DataError(f"{where!r}: {kind} images must lie in [0, 1] or [-1, 1], found [{lo:.3g}, {hi:.3g}]; "
                     "store uint8 or rescale")
 
 
@@ -206,3 +219,54 @@ def dataset_shape(data_cfg: DataConfig) -> Optional[tuple[int, ...]]:
     if data_cfg.name == "stacked-fashion-mnist":
         return (STACK_CHANNELS, *(image_hw(data_cfg.image_size) or (28, 28)))
     return None
+
+
+@dataclass
+class ReferenceSource(DataSource):
+    """A data set's evaluator (its `evaluator_data`, hence its cache entry) with another set of real images as the
+    evaluation reference (`test`): `ganstab eval --samples A --against B --data NAME`."""
+
+    evaluator_source: Optional[DataSource] = field(default=None, repr=False)
+
+    def evaluator_data(self) -> tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor],
+                                      Optional[torch.Tensor]]:
+        """The named data set's (train, labels, test, test labels), on which its evaluator network learns."""
+        assert self.evaluator_source is not None
+        return self.evaluator_source.evaluator_data()
+
+
+def with_reference(named: DataSource, reference: torch.Tensor) -> ReferenceSource:
+    """`named`'s evaluator with `reference` (real images shaped like named's) as the evaluation reference."""
+    return ReferenceSource(name=named.name, kind=named.kind, shape=named.shape, train=named.train,
+                           labels=named.labels, test=reference, seed=named.seed, full_train=named.full_train,
+                           full_labels=named.full_labels, channel_source=named.channel_source,
+                           evaluator_source=named)
+
+
+def read_sample_set(path: Union[str, Path]) -> DataSource:
+    """A set of samples to score, named "samples": a folder of images (as `ganstab sample --format folder` writes),
+    an .npy or an .npz array (N, C, H, W) / (N, H, W[, C]) of uint8 or floats in [0, 1] / [-1, 1], or points (N, D)."""
+    where = str(path)
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{where!r} does not exist; pass a folder of images or a .npy/.npz file")
+    if path.is_dir():
+        source = _folder(DataConfig(name="folder", path=where), 0)
+    elif path.suffix == ".npz":
+        source = _npz(DataConfig(name="npz", path=where), 0)
+    elif path.suffix == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise DataError(f"cannot read {where!r} as .npy ({str(exc).splitlines()[0]}); save it with "
+                            "np.save") from None
+        if not isinstance(array, np.ndarray):
+            array.close()
+            raise DataError(f"{where!r} is an .npz archive named .npy; rename it to .npz")
+        source = _array_source({"train": array, "labels": None}, where, DataConfig(name="npz"), 0)
+    else:
+        raise DataError(f"{where!r} is neither a folder nor a .npy/.npz file; pass a folder of images or an array")
+    if len(source) == 0:
+        raise DataError(f"{where!r} holds no samples; pass a non-empty set")
+    source.name = "samples"
+    return source
