@@ -66,8 +66,9 @@ def test_ada_still_raising_p_is_not_a_finding_but_saturated_p_is() -> None:
                               "et al. 2021, made for limited data), add penalty.r1=10, or train on more images (the "
                               "samples will degrade from here).")
     partial = advice_for("d_overfitting", {"augment_policy": "translation", "r1": 10.0})
-    assert partial.startswith("Augmentation is already at its strongest setting; extend augment.policy with "
-                              "color,cutout, raise penalty.r1,")
+    assert partial == ("Augmentation is already at its strongest setting; extend augment.policy with color,cutout, add "
+                       "LeCam (penalty.lecam=0.3, Tseng et al. 2021, made for limited data), raise penalty.r1, or "
+                       "train on more images (the samples will degrade from here).")
 
 
 @pytest.mark.parametrize("every", [10, 50, 100])
