@@ -1,8 +1,11 @@
 """Hyperparameter search with Optuna: TPE over a search space, trials as ordinary runs, pruning, re-runs.
 
 A trial is the base config plus the sampled params, trained by `pipeline.train` into
-`OUT/trials/<number>/` for the same budget (G steps or seconds) and scored by the data's main
-metric (`metrics.registry`). Intermediate evaluations are reported to a successive-halving pruner;
+`OUT/trials/<number>/` for the same budget (G steps or seconds) and scored by the objective: the data's
+main metric (`metrics.registry`) or another registered metric (--objective). Constraints (--constraint
+'recall>=0.3') on the final evaluation make a trial infeasible: it is never ranked, chosen or re-run. Only
+evaluation lines not scored on the test split are read (`search_lines`). Intermediate evaluations of the
+objective are reported to a successive-halving pruner;
 a doctor finding of severity error prunes at once; a config the rules refuse is pruned with the
 reason as a user attr. The study lives in an Optuna storage (SQLite `OUT/study.db` by default, any
 RDB URL, or `journal:PATH`), so re-running the command resumes and workers on other machines join
