@@ -58,7 +58,7 @@ __all__ = [
            "write_best", "rerun_top", "TuneResult", "budget_overrides", "objective", "PruneHook", "TrialSeededTPE",
            "postgres_driver", "check_space", "write_rerun_csv", "markdown_table", "finish_study", "default_storage", "STUDY_NAME",
            "Constraint", "OBJECTIVES", "parse_objective", "parse_constraint", "search_lines", "final_scores",
-           "constraints_text"]
+           "constraints_text", "POINT_METRICS", "logged_metrics", "check_metrics"]
 
 OPTUNA_MISSING = "ganstab tune needs optuna; install it with: pip install 'ganstab[tune]' (or pip install 'optuna>=3.4')"
 STUDY_NAME = "ganstab-tune"
@@ -279,6 +279,33 @@ def parse_constraint(text: str) -> Constraint:
         raise ConfigError(f"--constraint {text!r}: {name!r} is not a metric with a direction; use one of: "
                           f"{', '.join(OBJECTIVES)}")
     return Constraint(plain, op, float(bound))
+
+
+# what the run evaluator logs for 2-D data (metrics.run_eval): mixtures with known modes, other point sets
+POINT_METRICS: dict[str, tuple[str, ...]] = {"modes": ("modes", "hq_fraction", "reverse_kl", "diversity"),
+                                             "points": ("fd", "precision", "recall", "density", "coverage", "diversity")}
+
+
+def logged_metrics(base: dict) -> Optional[tuple[str, ...]]:
+    """The metrics a trial of 2-D data logs (None for images: those depend on the evaluator and the labels)."""
+    if len(_shape(base)) == 3:
+        return None
+    cfg = validate(base)
+    return POINT_METRICS["modes" if make_dataset(cfg.data, cfg.seed).centers is not None else "points"]
+
+
+def check_metrics(settings: TuneSettings) -> None:
+    """Refuse, before the first trial, an objective or constraint on a metric that this 2-D data never logs."""
+    logged = logged_metrics(settings.base)
+    if logged is None:
+        return
+    fix = f"this data logs {', '.join(logged)}"
+    if settings.metric not in logged:
+        raise ConfigError(f"--objective {settings.metric!r} is never logged for this data; {fix}")
+    for constraint in settings.constraints:
+        if constraint.metric not in logged:
+            raise ConfigError(f"--constraint {constraint.text!r}: {constraint.metric!r} is never logged for this "
+                              f"data; {fix}")
 
 
 def constraints_text(constraints: Sequence[Constraint]) -> str:
@@ -917,6 +944,7 @@ def run_tune(settings: TuneSettings, echo: Callable[[str], None] = print) -> Tun
     require_optuna()
     if settings.trials is None and settings.time_budget is None:
         raise ConfigError("give --trials N or --time-budget SECONDS to say when the search ends")
+    check_metrics(settings)
     check_space(settings)
     if _in_memory(settings.storage):
         make_storage(settings.storage)  # raises: refused before the folder is made

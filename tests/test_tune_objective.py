@@ -151,6 +151,7 @@ def test_the_best_objective_breaking_a_constraint_is_never_chosen(study_out: tup
     assert [t.state.name for t in trials] == ["COMPLETE"] * 3
     assert [t.user_attrs.get("feasible") for t in trials] == [False, True, False]
     assert trials[0].value > trials[1].value > trials[2].value  # trial 0: better density, yet infeasible
+    assert set(trials[1].user_attrs["scores"]) - {"time"} == set(tune.POINT_METRICS["points"])  # the table is true
     assert trials[0].user_attrs["infeasible"] == (f"infeasible: recall={trials[0].user_attrs['scores']['recall']:.4g} "
                                                   "breaks recall>=0.09")
     if hasattr(optuna.trial.Trial, "set_constraint"):  # Optuna >= 5: Optuna's own best honours the constraint too
@@ -217,3 +218,30 @@ def test_tradeoff_points_mark_feasibility_and_the_winner(tmp_path: Path) -> None
     assert chosen == (0.5, 2.0)
     view.constraints, view.winner_trial = [], None
     assert tradeoff_points(view)[1] is None
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--objective", "recall"], "--objective 'recall' is never logged for this data; this data logs modes, "
+                                "hq_fraction, reverse_kl, diversity"),
+    (["--constraint", "coverage>=0.5"], "--constraint 'coverage>=0.5': 'coverage' is never logged for this data; "
+                                        "this data logs modes, hq_fraction, reverse_kl, diversity"),
+])
+def test_a_metric_the_2d_data_never_logs_is_refused_before_any_trial(tmp_path: Path, extra: list[str], message: str,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    base = tmp_path / "base.yaml"
+    base.write_text("data: {name: grid25}\nmodel: {arch: toy}\n")
+    space = tmp_path / "space.yaml"
+    space.write_text("optim.g_lr: {type: float, low: 1.0e-4, high: 1.0e-2}\n")
+    out = tmp_path / "o"
+    assert main(["tune", "--config", str(base), "--space", str(space), "--trials", "1", "--out", str(out),
+                 *extra]) == 2
+    assert capsys.readouterr().err == f"ganstab: error: {message}\n"
+    assert not out.exists()
+
+
+def test_logged_metrics_of_2d_data(tmp_path: Path) -> None:
+    np.savez(tmp_path / "p.npz", x=np.zeros((50, 2), dtype="float32"))
+    assert tune.logged_metrics({"data": {"name": "ring8"}}) == ("modes", "hq_fraction", "reverse_kl", "diversity")
+    assert tune.logged_metrics({"data": {"name": "npz", "path": str(tmp_path / "p.npz")}}) == (
+        "fd", "precision", "recall", "density", "coverage", "diversity")
+    assert tune.logged_metrics({"data": {"name": "digits"}}) is None
