@@ -1,8 +1,11 @@
 """Hyperparameter search with Optuna: TPE over a search space, trials as ordinary runs, pruning, re-runs.
 
 A trial is the base config plus the sampled params, trained by `pipeline.train` into
-`OUT/trials/<number>/` for the same budget (G steps or seconds) and scored by the data's main
-metric (`metrics.registry`). Intermediate evaluations are reported to a successive-halving pruner;
+`OUT/trials/<number>/` for the same budget (G steps or seconds) and scored by the objective: the data's
+main metric (`metrics.registry`) or another registered metric (--objective). Constraints (--constraint
+'recall>=0.3') on the final evaluation make a trial infeasible: it is never ranked, chosen or re-run. Only
+evaluation lines not scored on the test split are read (`search_lines`). Intermediate evaluations of the
+objective are reported to a successive-halving pruner;
 a doctor finding of severity error prunes at once; a config the rules refuse is pruned with the
 reason as a user attr. The study lives in an Optuna storage (SQLite `OUT/study.db` by default, any
 RDB URL, or `journal:PATH`), so re-running the command resumes and workers on other machines join
@@ -21,6 +24,7 @@ import json
 import math
 import multiprocessing
 import os
+import re
 import socket
 import time
 import warnings
@@ -34,7 +38,7 @@ from ganstab.ablate import Variant, run_ablation
 from ganstab.config import deep_merge, known_keys, nest, read_yaml, to_dict, validate
 from ganstab.data import dataset_shape, make_dataset
 from ganstab.errors import ConfigError, GanstabError, RunInUse, TrainingDiverged
-from ganstab.metrics.registry import EVAL_PREFIX, main_metric
+from ganstab.metrics.registry import EVAL_PREFIX, METRICS, higher_is_better, main_metric, plain_name
 from ganstab.pipeline import check_config, train
 from ganstab.report.tune import TuneView, write_tune_report
 from ganstab.rundir import (BEST_CONFIG, RERUN_CSV, RERUN_DIR, STUDY_DB, TRIALS_CSV, TRIALS_DIR, RunDir,
@@ -53,7 +57,9 @@ __all__ = [
            "open_study", "mark_dead_trials", "decoded_params", "run_worker", "run_tune", "trial_rows", "write_trials_csv",
            "write_best", "rerun_top", "TuneResult", "budget_overrides", "objective", "PruneHook", "TrialSeededTPE",
            "postgres_driver", "check_space", "write_rerun_csv", "markdown_table", "finish_study", "default_storage",
-           "STUDY_NAME", "MAX_CHOICES", "MAX_SPACE_BYTES"]
+           "STUDY_NAME", "MAX_CHOICES", "MAX_SPACE_BYTES", "Constraint", "OBJECTIVES", "parse_objective",
+           "parse_constraint", "search_lines", "final_scores", "constraints_text", "POINT_METRICS", "logged_metrics",
+           "check_metrics"]
 
 OPTUNA_MISSING = "ganstab tune needs optuna; install it with: pip install 'ganstab[tune]' (or pip install 'optuna>=3.4')"
 STUDY_NAME = "ganstab-tune"
@@ -241,6 +247,85 @@ def objective_metric(base: dict) -> tuple[str, bool]:
     return main_metric("modes" if source.centers is not None else "points")
 
 
+# metrics a study may optimise or constrain: every registered metric with a direction, not the evaluation's own time
+OBJECTIVES: tuple[str, ...] = tuple(name for name in METRICS if name != "time")
+_CONSTRAINT = re.compile(r"^\s*([A-Za-z_]+)\s*(>=|<=)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+
+
+def parse_objective(name: str) -> tuple[str, bool]:
+    """(metric, higher is better) of an --objective name (with or without `eval_`); ConfigError when unknown."""
+    plain = plain_name(str(name).strip())
+    if plain not in OBJECTIVES:
+        raise ConfigError(f"--objective {name!r} is not a metric with a direction; use one of: {', '.join(OBJECTIVES)}")
+    return plain, higher_is_better(plain)
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A floor (>=) or ceiling (<=) on a metric of a trial's final evaluation; a trial outside it is infeasible."""
+
+    metric: str
+    op: str  # >= | <=
+    bound: float
+
+    @property
+    def text(self) -> str:
+        """The constraint as the user writes it: 'recall>=0.3'."""
+        return f"{self.metric}{self.op}{self.bound:g}"
+
+    def violation(self, value: Optional[float]) -> float:
+        """How far a value lies outside the constraint (<= 0: met; inf: the metric was not logged)."""
+        if value is None or not math.isfinite(value):
+            return math.inf
+        return self.bound - value if self.op == ">=" else value - self.bound
+
+
+def parse_constraint(text: str) -> Constraint:
+    """A --constraint 'METRIC>=NUMBER' or 'METRIC<=NUMBER'; ConfigError (one line) when malformed or unknown."""
+    match = _CONSTRAINT.match(str(text))
+    if match is None:
+        raise ConfigError(f"--constraint {text!r} is not METRIC>=NUMBER or METRIC<=NUMBER; write e.g. "
+                          "--constraint 'recall>=0.3'")
+    name, op, bound = match.groups()
+    plain = plain_name(name)
+    if plain not in OBJECTIVES:
+        raise ConfigError(f"--constraint {text!r}: {name!r} is not a metric with a direction; use one of: "
+                          f"{', '.join(OBJECTIVES)}")
+    return Constraint(plain, op, float(bound))
+
+
+# what the run evaluator logs for 2-D data (metrics.run_eval): mixtures with known modes, other point sets
+POINT_METRICS: dict[str, tuple[str, ...]] = {"modes": ("modes", "hq_fraction", "reverse_kl", "diversity"),
+                                             "points": ("fd", "precision", "recall", "density", "coverage", "diversity")}
+
+
+def logged_metrics(base: dict) -> Optional[tuple[str, ...]]:
+    """The metrics a trial of 2-D data logs (None for images: those depend on the evaluator and the labels)."""
+    if len(_shape(base)) == 3:
+        return None
+    cfg = validate(base)
+    return POINT_METRICS["modes" if make_dataset(cfg.data, cfg.seed).centers is not None else "points"]
+
+
+def check_metrics(settings: TuneSettings) -> None:
+    """Refuse, before the first trial, an objective or constraint on a metric that this 2-D data never logs."""
+    logged = logged_metrics(settings.base)
+    if logged is None:
+        return
+    fix = f"this data logs {', '.join(logged)}"
+    if settings.metric not in logged:
+        raise ConfigError(f"--objective {settings.metric!r} is never logged for this data; {fix}")
+    for constraint in settings.constraints:
+        if constraint.metric not in logged:
+            raise ConfigError(f"--constraint {constraint.text!r}: {constraint.metric!r} is never logged for this "
+                              f"data; {fix}")
+
+
+def constraints_text(constraints: Sequence[Constraint]) -> str:
+    """'recall>=0.3, coverage>=0.5' (or 'none')."""
+    return ", ".join(c.text for c in constraints) or "none"
+
+
 # ------------------------------------------------------------------------------------------ trials
 @dataclass
 class TuneSettings:
@@ -260,6 +345,7 @@ class TuneSettings:
     workers: int = 1
     metric: str = "fd"
     higher: bool = False
+    constraints: tuple[Constraint, ...] = ()
 
 
 def budget_overrides(settings: TuneSettings) -> dict:
@@ -287,13 +373,39 @@ def trial_data(settings: TuneSettings, params: Mapping[str, Any], seed: int, out
     return data
 
 
-def _last_eval(run: Path, name: str) -> Optional[tuple[int, float]]:
-    """(step, value) of the newest evaluation line of `name` in a run's metrics.jsonl."""
-    for record in reversed(read_jsonl(RunDir(run).metrics)):
-        value = record.get(name)
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            return int(record["step"]), float(value)
+def search_lines(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The metrics lines a search may read: not those scored on the test split (`eval_split` "test"); lines without
+    the key (older runs) count as validation."""
+    return [r for r in records if r.get("eval_split", "validation") != "test"]
+
+
+def _finite(value: Any) -> Optional[float]:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _last_line(run: Path, name: str) -> Optional[Mapping[str, Any]]:
+    """The newest search line of a run's metrics.jsonl with a finite `name`."""
+    for record in reversed(search_lines(read_jsonl(RunDir(run).metrics))):
+        if _finite(record.get(name)) is not None and isinstance(record.get("step"), int):
+            return record
     return None
+
+
+def _last_eval(run: Path, name: str) -> Optional[tuple[int, float]]:
+    """(step, value) of the newest evaluation line of `name` in a run's metrics.jsonl (search lines only)."""
+    record = _last_line(run, name)
+    return None if record is None else (int(record["step"]), float(record[name]))
+
+
+def final_scores(run: Path, metric: str) -> dict[str, float]:
+    """Every evaluation metric (plain names) of the newest search line that scores `metric`; {} when none does."""
+    record = _last_line(run, EVAL_PREFIX + metric)
+    if record is None:
+        return {}
+    return {plain_name(k): float(v) for k, v in record.items()
+            if k.startswith(EVAL_PREFIX) and _finite(v) is not None}
 
 
 class PruneHook:
@@ -356,10 +468,31 @@ def objective(trial: Any, settings: TuneSettings) -> float:
     except TrainingDiverged as exc:
         trial.set_user_attr("pruned_by", f"diverged: {str(exc).splitlines()[0]}")
         raise optuna.TrialPruned("diverged") from None
-    final = _last_eval(run, EVAL_PREFIX + settings.metric)
-    if final is None:
+    scores = final_scores(run, settings.metric)
+    if not scores:
         raise GanstabError(f"trial {trial.number} logged no {settings.metric}; see {RunDir(run).train_log}")
-    return final[1]
+    _judge(trial, settings.constraints, scores)
+    return scores[settings.metric]
+
+
+def _judge(trial: Any, constraints: Sequence[Constraint], scores: Mapping[str, float]) -> None:
+    """Record whether a trial's final scores meet the constraints (user attrs `feasible`, `infeasible`), and tell
+    Optuna the violations where it takes them (Trial.set_constraint, Optuna >= 5: TPE and best_trial honour them)."""
+    trial.set_user_attr("scores", dict(scores))
+    if not constraints:
+        return
+    broken = []
+    for constraint in constraints:
+        gap = constraint.violation(scores.get(constraint.metric))
+        if hasattr(trial, "set_constraint"):
+            trial.set_constraint(constraint.text, gap if math.isfinite(gap) else 1e300)
+        if gap > 0:
+            value = scores.get(constraint.metric)
+            broken.append(f"{constraint.metric}={value:.4g} breaks {constraint.text}" if value is not None
+                          else f"{constraint.metric} not logged for {constraint.text}")
+    trial.set_user_attr("feasible", not broken)
+    if broken:
+        trial.set_user_attr("infeasible", "infeasible: " + "; ".join(broken))
 
 
 def _run_objective(trial: Any, settings: TuneSettings) -> float:
@@ -464,10 +597,12 @@ def postgres_driver(url: str) -> str:
 
 
 def _fingerprint(settings: TuneSettings) -> str:
-    """A hash of what makes trials comparable: base config, space, budget and metric."""
+    """A hash of what makes trials comparable: base config, space, budget, objective and constraints."""
     space = {k: [p.kind, p.low, p.high, p.log, list(p.choices)] for k, p in sorted(settings.space.items())}
-    text = json.dumps([settings.base, space, budget_overrides(settings), settings.metric, settings.seed],
-                      sort_keys=True, default=str)
+    parts = [settings.base, space, budget_overrides(settings), settings.metric, settings.seed]
+    if settings.constraints:  # studies without constraints keep the fingerprint they had before constraints existed
+        parts.append([c.text for c in settings.constraints])
+    text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
@@ -484,8 +619,8 @@ def open_study(settings: TuneSettings) -> Any:
     if theirs is None:
         study.set_user_attr("fingerprint", mine)
     elif theirs != mine:
-        raise ConfigError(f"the study in {settings.storage} was started with another base config, space, budget or "
-                          "seed; rerun that exact command to resume it, or choose another --out/--storage")
+        raise ConfigError(f"the study in {settings.storage} was started with another base config, space, budget, "
+                          "seed, objective or constraints; rerun that exact command to resume it, or choose another --out/--storage")
     return study
 
 
@@ -512,11 +647,10 @@ def _progress(settings: TuneSettings, echo: Callable[[str], None]) -> Callable[[
     def report(study: Any, trial: Any) -> None:
         seconds = trial.duration.total_seconds() if trial.duration else 0.0
         value = f" {settings.metric}={trial.value:.4g}" if trial.value is not None else ""
-        note = trial.user_attrs.get("pruned_by") or trial.user_attrs.get("config_error") or trial.user_attrs.get("error")
-        try:
-            best = f"; best {study.best_value:.4g} (trial {study.best_trial.number})"
-        except ValueError:
-            best = ""
+        note = (trial.user_attrs.get("pruned_by") or trial.user_attrs.get("config_error") or trial.user_attrs.get("error")
+                or trial.user_attrs.get("infeasible"))
+        ranked = _ranked_trials(settings, study)
+        best = f"; best {ranked[0].value:.4g} (trial {ranked[0].number})" if ranked else ""
         echo(f"trial {trial.number} {trial.state.name.lower()}{value} in {seconds:.1f} s"
              f"{f' ({note})' if note else ''}{best}")
     return report
@@ -559,24 +693,63 @@ class TuneResult:
     table: str = ""
 
 
-def trial_rows(study: Any, space: Optional[Mapping[str, Param]] = None) -> list[dict[str, Any]]:
-    """One row per trial: number, state, value, params (as config values), duration (s), run folder, note."""
+def _feasible(trial: Any) -> bool:
+    """Whether a trial met the constraints (trials of studies without constraints always do)."""
+    return trial.user_attrs.get("feasible", True) is not False
+
+
+def _scores(trial: Any, metric: str) -> dict[str, float]:
+    """A trial's evaluation scores: the final ones it recorded, else (pruned, failed) its run's newest search line."""
+    recorded = trial.user_attrs.get("scores")
+    if isinstance(recorded, dict):
+        return {k: float(v) for k, v in recorded.items() if _finite(v) is not None}
+    run = trial.user_attrs.get("run")
+    return final_scores(Path(run), metric) if run and Path(run).is_dir() else {}
+
+
+def trial_rows(study: Any, space: Optional[Mapping[str, Param]] = None, metric: str = "fd") -> list[dict[str, Any]]:
+    """One row per trial: number, state, value, params (as config values), duration (s), run folder, note, its
+    evaluation scores and whether it is feasible (None unless COMPLETE)."""
     rows = []
     for trial in study.get_trials(deepcopy=False):
         attrs = trial.user_attrs
-        note = attrs.get("config_error") or attrs.get("pruned_by") or attrs.get("error") or ""
+        note = attrs.get("config_error") or attrs.get("pruned_by") or attrs.get("error") or attrs.get("infeasible") or ""
         params = decoded_params(space or {}, trial)
         rows.append({"number": trial.number, "state": trial.state.name, "value": trial.value,
                      "params": params, "duration": trial.duration.total_seconds() if trial.duration else None,
-                     "run": attrs.get("run", ""), "note": note})
+                     "run": attrs.get("run", ""), "note": note, "scores": _scores(trial, metric),
+                     "feasible": _feasible(trial) if trial.state.name == "COMPLETE" else None})
     return rows
 
 
-def write_trials_csv(out: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
-    """OUT/trials.csv: number, state, value, params (JSON), duration_s, run, note."""
-    header = ["number", "state", "value", "params", "duration_s", "run", "note"]
+def _constrained(settings: Optional[TuneSettings]) -> list[str]:
+    """The constrained metrics other than the objective, each once."""
+    if settings is None:
+        return []
+    names: list[str] = []
+    for constraint in settings.constraints:
+        if constraint.metric != settings.metric and constraint.metric not in names:
+            names.append(constraint.metric)
+    return names
+
+
+def _cell(value: Any) -> Any:
+    return "" if value is None else value
+
+
+def _flag(value: Optional[bool]) -> str:
+    return "" if value is None else str(bool(value)).lower()
+
+
+def write_trials_csv(out: Path, rows: Sequence[Mapping[str, Any]], settings: Optional[TuneSettings] = None) -> Path:
+    """OUT/trials.csv: number, state, value (of the objective), objective (its name), one column per constrained
+    metric, feasible (true/false; empty unless COMPLETE), params (JSON), duration_s, run, note."""
+    extra = _constrained(settings)
+    header = ["number", "state", "value", "objective", *extra, "feasible", "params", "duration_s", "run", "note"]
+    objective_name = settings.metric if settings is not None else ""
     return atomic_write(out / TRIALS_CSV, csv_text(header, (
-        [row["number"], row["state"], "" if row["value"] is None else row["value"],
+        [row["number"], row["state"], _cell(row["value"]), objective_name,
+         *[_cell(row.get("scores", {}).get(name)) for name in extra], _flag(row.get("feasible")),
          json.dumps(row["params"], sort_keys=True), "" if row["duration"] is None else round(row["duration"], 3),
          row["run"], row["note"]] for row in rows)))
 
@@ -586,9 +759,15 @@ def decoded_params(space: Mapping[str, Param], trial: Any) -> dict[str, Any]:
     return {k: space[k].decode(v) if k in space else v for k, v in trial.params.items()}
 
 
+def _ranked_trials(settings: TuneSettings, study: Any) -> list[Any]:
+    """The completed feasible trials, best objective first (an infeasible trial is never ranked)."""
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.value is not None and _feasible(t)]
+    return sorted(done, key=lambda t: (-t.value if settings.higher else t.value, t.number))
+
+
 def _top_trials(settings: TuneSettings, study: Any) -> list[Any]:
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
-    return sorted(done, key=lambda t: (-t.value if settings.higher else t.value, t.number))[:settings.top]
+    return _ranked_trials(settings, study)[:settings.top]
 
 
 def rerun_top(settings: TuneSettings, study: Any, echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
@@ -607,11 +786,16 @@ def rerun_top(settings: TuneSettings, study: Any, echo: Callable[[str], None] = 
     seeds = [settings.seed + RERUN_SEED_OFFSET + i for i in range(settings.rerun_seeds)]
     echo(f"re-running the top {len(top)} configurations with seeds {', '.join(map(str, seeds))}")
     result = _rerun_when_free(settings.out / RERUN_DIR, base, variants, seeds, settings.workers, echo)
-    key = EVAL_PREFIX + settings.metric
-    stats = {v["name"]: v["final"].get(key, {"n": 0, "mean": None, "se": None}) for v in result.summary["variants"]}
-    rows = [{"trial": t.number, "search_value": t.value, "params": decoded_params(settings.space, t),
-             **{k: stats.get(f"trial{t.number}", {}).get(k) for k in ("mean", "se", "n")}} for t in top]
-    return order_by_ranking(rows, result.summary["ranking"])
+    final = {v["name"]: v["final"] for v in result.summary["variants"]}
+    rows = []
+    for t in top:
+        stats = final.get(f"trial{t.number}", {})
+        mean = stats.get(EVAL_PREFIX + settings.metric, {})
+        means = {c.metric: stats.get(EVAL_PREFIX + c.metric, {}).get("mean") for c in settings.constraints}
+        rows.append({"trial": t.number, "search_value": t.value, "params": decoded_params(settings.space, t),
+                     **{k: mean.get(k) for k in ("mean", "se", "n")}, "means": means,
+                     "feasible": all(c.violation(means[c.metric]) <= 0 for c in settings.constraints)})
+    return order_by_ranking(rows, result.summary["ranking"], settings.higher)
 
 
 RERUN_POLL_SECONDS = 2.0  # how often a command sharing OUT looks whether the other one's re-runs are done
@@ -632,22 +816,36 @@ def _rerun_when_free(out: Path, base: dict, variants: Sequence[Variant], seeds: 
             time.sleep(RERUN_POLL_SECONDS)
 
 
-def order_by_ranking(rows: list[dict[str, Any]], ranking: list[str]) -> list[dict[str, Any]]:
-    """Rows of the re-run trials ranked as the ablation summary ranks their variants ('trial<n>'): by the
-    mean of the main metric, ties broken by the registry's tie-breaker (hq_fraction for modes)."""
+def order_by_ranking(rows: list[dict[str, Any]], ranking: list[str], higher: Optional[bool] = None
+                     ) -> list[dict[str, Any]]:
+    """Rows of the re-run trials ranked: those whose means meet the constraints first, then by the objective's
+    mean (`higher`: its direction; None: the summary's order alone), ties as the ablation summary ranks the
+    variants ('trial<n>': the main metric's mean, then the registry's tie-breaker, hq_fraction for modes)."""
     position = {name: i for i, name in enumerate(ranking)}
-    ordered = sorted(rows, key=lambda r: (position.get(f"trial{r['trial']}", len(position)), r["trial"]))
+
+    def objective(row: Mapping[str, Any]) -> tuple:
+        mean = row.get("mean")
+        if higher is None:
+            return ()
+        return (mean is None, 0.0 if mean is None else (-mean if higher else mean))
+
+    ordered = sorted(rows, key=lambda r: (r.get("feasible", True) is False, *objective(r),
+                                          position.get(f"trial{r['trial']}", len(position)), r["trial"]))
     for rank, row in enumerate(ordered, start=1):
         row["rank"] = rank
     return ordered
 
 
-def write_rerun_csv(out: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
-    """OUT/rerun.csv: rank, trial, search value, mean, s.e., seeds, params (JSON)."""
-    header = ["rank", "trial", "search_value", "mean", "se", "n", "params"]
+def write_rerun_csv(out: Path, rows: Sequence[Mapping[str, Any]], settings: Optional[TuneSettings] = None) -> Path:
+    """OUT/rerun.csv: rank, trial, search value, objective (its name), mean, s.e., seeds, the mean of each
+    constrained metric (`<metric>_mean`), feasible (the means meet the constraints), params (JSON)."""
+    extra = _constrained(settings)
+    header = ["rank", "trial", "search_value", "objective", "mean", "se", "n", *[f"{m}_mean" for m in extra],
+              "feasible", "params"]
     return atomic_write(out / RERUN_CSV, csv_text(header, (
-        [r["rank"], r["trial"], r["search_value"], "" if r["mean"] is None else r["mean"],
-         "" if r["se"] is None else r["se"], r["n"], json.dumps(r["params"], sort_keys=True)] for r in rows)))
+        [r["rank"], r["trial"], r["search_value"], settings.metric if settings is not None else "", _cell(r["mean"]),
+         _cell(r["se"]), r["n"], *[_cell(r.get("means", {}).get(m)) for m in extra], _flag(r.get("feasible", True)),
+         json.dumps(r["params"], sort_keys=True)] for r in rows)))
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]], metric: str) -> str:
@@ -655,18 +853,27 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], metric: str) -> str:
     def num(value: Any) -> str:
         return "n/a" if value is None else f"{value:.4g}"
 
-    lines = [f"| rank | trial | search {metric} | mean {metric} | s.e. | seeds | params |", "|---|---|---|---|---|---|---|"]
+    judged = any(r.get("means") for r in rows)  # a study with constraints: say which means meet them
+    head = " meets constraints |" if judged else ""
+    lines = [f"| rank | trial | search {metric} | mean {metric} | s.e. | seeds |{head} params |",
+             "|---|---|---|---|---|---|" + ("---|" if judged else "") + "---|"]
     lines += [f"| {r['rank']} | {r['trial']} | {num(r['search_value'])} | {num(r['mean'])} | {num(r['se'])} | {r['n']} "
-              f"| {json.dumps(r['params'], sort_keys=True)} |" for r in rows]
+              + (f"| {'yes' if r.get('feasible', True) else 'no'} " if judged else "")
+              + f"| {json.dumps(r['params'], sort_keys=True)} |" for r in rows]
     return "\n".join(lines)
 
 
-def write_best(settings: TuneSettings, params: Mapping[str, Any]) -> Path:
-    """OUT/best.yaml: the complete config of the winner (base <- budget <- params), without out and seed."""
+def write_best(settings: TuneSettings, params: Mapping[str, Any], note: str = "") -> Path:
+    """OUT/best.yaml: the complete config of the winner (base <- budget <- params), without out and seed; a header
+    comment names the objective and the constraints (and `note`, when given)."""
     data = to_dict(validate(trial_data(settings, params, settings.seed, None)))
     data.pop("out", None)
     data.pop("seed", None)
-    return atomic_write(settings.out / BEST_CONFIG, yaml.safe_dump(data, sort_keys=False))
+    header = (f"# ganstab tune winner: objective {settings.metric} ({'max' if settings.higher else 'min'}), "
+              f"constraints: {constraints_text(settings.constraints)}\n")
+    if note:
+        header += f"# {note}\n"
+    return atomic_write(settings.out / BEST_CONFIG, header + yaml.safe_dump(data, sort_keys=False))
 
 
 def _importances(study: Any) -> tuple[Optional[dict[str, float]], str]:
@@ -683,22 +890,32 @@ def _importances(study: Any) -> tuple[Optional[dict[str, float]], str]:
 
 def finish_study(settings: TuneSettings, study: Any, echo: Callable[[str], None] = print) -> TuneResult:
     """After the search: trials.csv, re-runs of the top trials, rerun.csv, best.yaml and report.html."""
-    result = TuneResult(settings.out, trials=trial_rows(study, settings.space))
-    write_trials_csv(settings.out, result.trials)
-    result.rerun = rerun_top(settings, study, echo)
+    result = TuneResult(settings.out, trials=trial_rows(study, settings.space, settings.metric))
+    write_trials_csv(settings.out, result.trials, settings)
     top = _top_trials(settings, study)
+    if settings.constraints and not top:
+        echo(f"no completed trial meets the constraints ({constraints_text(settings.constraints)}); "
+             "no best.yaml written")
+    result.rerun = rerun_top(settings, study, echo)
+    note = ""
     if result.rerun:
-        write_rerun_csv(settings.out, result.rerun)
+        write_rerun_csv(settings.out, result.rerun, settings)
         result.table = markdown_table(result.rerun, settings.metric)
         winner = next(t for t in top if t.number == result.rerun[0]["trial"])
+        if not result.rerun[0].get("feasible", True):
+            note = (f"no re-run configuration meets the constraints ({constraints_text(settings.constraints)}) on its "
+                    f"mean over the fresh seeds; best.yaml holds the best of them by {settings.metric}, trial "
+                    f"{winner.number}, which met them in the search")
+            echo(note)
     else:
         winner = top[0] if top else None
     if winner is not None:
-        result.best = write_best(settings, decoded_params(settings.space, winner))
-    importances, note = _importances(study)
-    view = TuneView(settings.out, settings.metric, settings.higher, result.trials, importances, note,
+        result.best = write_best(settings, decoded_params(settings.space, winner), note)
+    importances, importance_note = _importances(study)
+    view = TuneView(settings.out, settings.metric, settings.higher, result.trials, importances, importance_note,
                     [(f"trial {t.number}", Path(t.user_attrs["run"])) for t in top if t.user_attrs.get("run")],
-                    result.rerun, f"trial {winner.number}" if winner is not None else None)
+                    result.rerun, f"trial {winner.number}" if winner is not None else None,
+                    [c.text for c in settings.constraints], winner.number if winner is not None else None)
     result.report = write_tune_report(view)
     return result
 
@@ -740,13 +957,14 @@ def run_tune(settings: TuneSettings, echo: Callable[[str], None] = print) -> Tun
     require_optuna()
     if settings.trials is None and settings.time_budget is None:
         raise ConfigError("give --trials N or --time-budget SECONDS to say when the search ends")
+    check_metrics(settings)
     check_space(settings)
     if _in_memory(settings.storage):
         make_storage(settings.storage)  # raises: refused before the folder is made
     settings.out.mkdir(parents=True, exist_ok=True)
     study = open_study(settings)  # created once here, before workers race to create it
     echo(f"tune {settings.out}: {len(settings.space)} searched keys, objective {settings.metric} "
-         f"({'max' if settings.higher else 'min'}), storage {settings.storage}, {settings.workers} worker(s)")
+         f"({'max' if settings.higher else 'min'}), constraints {constraints_text(settings.constraints)}, storage {settings.storage}, {settings.workers} worker(s)")
     if settings.workers == 1:
         run_worker(settings, echo)
     else:

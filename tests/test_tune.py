@@ -301,7 +301,9 @@ def test_tune_writes_every_output(tuned: tuple[Path, str], tmp_path: Path) -> No
     out, stdout = tuned
     rows = list(csv.DictReader((out / "trials.csv").open()))
     assert [r["number"] for r in rows] == ["0", "1", "2"]
-    assert set(rows[0]) == {"number", "state", "value", "params", "duration_s", "run", "note"}
+    assert list(rows[0]) == ["number", "state", "value", "objective", "feasible", "params", "duration_s", "run", "note"]
+    assert {r["objective"] for r in rows} == {"modes"}
+    assert [r["feasible"] for r in rows] == ["true" if r["state"] == "COMPLETE" else "" for r in rows]
     assert json.loads(rows[0]["params"])["optim.g_betas"] in ([0.0, 0.9], [0.5, 0.999])
     assert len(re.findall(r"^trial \d ", stdout, re.M)) == 3
     rerun = list(csv.DictReader((out / "rerun.csv").open()))
@@ -310,6 +312,7 @@ def test_tune_writes_every_output(tuned: tuple[Path, str], tmp_path: Path) -> No
     assert sorted(p.name for p in (out / "rerun").iterdir() if p.is_dir()) == sorted(f"trial{r['trial']}" for r in rerun)
     assert {p.name for p in (out / "rerun" / f"trial{rerun[0]['trial']}").iterdir()} == {"seed1003", "seed1004"}
     best_text = (out / "best.yaml").read_text()
+    assert best_text.startswith("# ganstab tune winner: objective modes (max), constraints: none\n")
     assert not re.search(r"^(seed|out):", best_text, re.M)
     winner = json.loads(rerun[0]["params"])
     cfg = load_config(out / "best.yaml", [f"out={tmp_path / 'best-run'}", "train.steps=5", "eval.every=0"])
@@ -330,8 +333,12 @@ def test_rerunning_the_command_resumes_without_new_trials(tuned: tuple[Path, str
     assert len(load(out).trials) == 3 and "4 runs; 4 finished before, nothing to train" in again.stdout
     other = run_cli(tune_cmd(*files, out, "--trials", "3", "--steps", "40", "--seed", "3"))
     assert other.returncode == 2
-    assert other.stderr.strip().endswith("was started with another base config, space, budget or seed; rerun that "
-                                         "exact command to resume it, or choose another --out/--storage")
+    assert other.stderr.strip().endswith("was started with another base config, space, budget, seed, objective or "
+                                         "constraints; rerun that exact command to resume it, or choose another "
+                                         "--out/--storage")
+    constrained = run_cli(tune_cmd(*files, out, "--trials", "3", "--steps", "30", "--seed", "3", "--constraint",
+                                   "modes>=3"))
+    assert constrained.returncode == 2 and "seed, objective or constraints; rerun" in constrained.stderr
 
 
 @pytest.mark.parametrize("extra, message", [

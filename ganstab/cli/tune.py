@@ -41,14 +41,18 @@ def settings_from_args(args: argparse.Namespace) -> tune.TuneSettings:
     if RunDir(out).config.is_file():
         raise UsageError(f"--out {str(out)!r} holds a single run, not a tuning study; choose another folder")
     check_not_run_owned(out, [], "--out", "choose a folder outside the run")
+    metric, higher = tune.parse_objective(args.objective) if args.objective is not None else (None, False)
+    constraints = tuple(tune.parse_constraint(text) for text in args.constraint or ())
     base = base_data(args.config, args.overrides, args.preset)
     kind = args.data_kind or tune.data_kind(base)
     space = tune.read_space(args.space) if args.space else tune.default_space(kind)
-    metric, higher = tune.objective_metric(base)
+    if metric is None:
+        metric, higher = tune.objective_metric(base)
     return tune.TuneSettings(out=out, base=base, space=space, storage=args.storage or tune.default_storage(out),
                              trials=args.trials, time_budget=args.time_budget, steps=args.steps,
                              trial_seconds=args.trial_seconds, seed=args.seed, top=args.top,
-                             rerun_seeds=args.rerun_seeds, workers=args.workers, metric=metric, higher=higher)
+                             rerun_seeds=args.rerun_seeds, workers=args.workers, metric=metric, higher=higher,
+                             constraints=constraints)
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -65,7 +69,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if result.best is not None:
         print(f"best config: {result.best} (train it with: ganstab train --config {result.best})")
     else:
-        print("no trial completed; no best.yaml written")
+        print(f"no {'feasible ' if settings.constraints else ''}trial completed; no best.yaml written")
     if result.report is not None:
         print(f"report: {result.report}")
     return 0 if result.best is not None else 1
@@ -95,6 +99,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seeds TPE and the trials (default 0)")
     p.add_argument("--top", type=int, default=3, metavar="K", help="configurations re-run after the search (3)")
     p.add_argument("--rerun-seeds", type=int, default=3, metavar="N", help="fresh seeds per re-run (3; 0: none)")
+    p.add_argument("--objective", metavar="METRIC",
+                   help="the metric the search optimises, in its registered direction (default: the data's main "
+                        f"metric; one of {', '.join(tune.OBJECTIVES)})")
+    p.add_argument("--constraint", action="append", metavar="'METRIC>=X'",
+                   help="a floor (>=) or ceiling (<=) on a metric of a trial's final evaluation, e.g. 'recall>=0.3'; "
+                        "a trial outside it is infeasible, never chosen nor re-run (repeatable)")
     p.add_argument("--data-kind", choices=sorted(tune.DEFAULT_SPACES), default=None,
                    help="which default search space (default: from the base config's data)")
     p.set_defaults(func=cmd_tune)

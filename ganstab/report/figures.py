@@ -260,3 +260,36 @@ def curves_figure(metric: str, curves: Mapping[str, tuple[Sequence[float], Seque
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     return to_png(fig)
+
+
+TRADEOFF_STYLES: dict[str, tuple[str, str, str]] = {  # status -> (marker, colour, legend label)
+    "feasible": ("o", LINE_COLORS[0], "feasible"),
+    "infeasible": ("x", LINE_COLORS[2], "infeasible (breaks a constraint)"),
+    "unconstrained": ("o", LINE_COLORS[0], "completed"),
+    "stopped": ("^", "#9a9a9a", "pruned or failed (last evaluation)"),
+}
+
+
+def tradeoff_figure(points: Sequence[tuple[float, float, str]], x_label: str, y_label: str,
+                    chosen: Optional[tuple[float, float]] = None) -> Optional[bytes]:
+    """A scatter of trials (x, y, status: feasible | infeasible | unconstrained | stopped), the chosen one ringed;
+    None when no trial has both values."""
+    points = [(x, y, status) for x, y, status in points if _finite(x) is not None and _finite(y) is not None]
+    if not points:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(10.5, 4.2), dpi=100)
+    for status, (marker, color, label) in TRADEOFF_STYLES.items():
+        mine = [(x, y) for x, y, s in points if s == status]
+        if mine:
+            ax.scatter([x for x, _ in mine], [y for _, y in mine], marker=marker, color=color, s=28, label=label)
+    if chosen is not None and _finite(chosen[0]) is not None and _finite(chosen[1]) is not None:
+        ax.scatter([chosen[0]], [chosen[1]], marker="o", s=180, facecolors="none", edgecolors=LINE_COLORS[1],
+                   linewidths=2.0, label="chosen (winner)")
+    ax.set_xlabel(x_label, fontsize=9)
+    ax.set_ylabel(y_label, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.tick_params(labelsize=8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    return to_png(fig)

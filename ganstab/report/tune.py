@@ -1,13 +1,15 @@
 """The HTML report of a tuning study, built from plain data (the study is read by `ganstab.tune`).
 
 Self-contained like the other reports: every figure and sample grid is inlined as a data URI.
-Sections: summary, optimisation history, parameter importances, the best trials' final samples
-and main-metric curves, the re-run of the top configurations with fresh seeds, and every trial.
+Sections: summary, optimisation history, the trade-off of FD against recall over all trials
+(feasible and infeasible marked, the winner ringed), parameter importances, the best trials' final
+samples and objective curves, the re-run of the top configurations with fresh seeds, and every trial.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -16,9 +18,10 @@ from ganstab.report import figures as figs
 from ganstab.report.html import cards, esc, fmt, img_tag, page, sample_paths, section, table
 from ganstab.rundir import REPORT_FILE, atomic_write, read_records
 
-__all__ = ["TuneView", "TUNE_SECTIONS", "tune_report_html", "write_tune_report"]
+__all__ = ["TuneView", "TUNE_SECTIONS", "TRADEOFF_AXES", "tradeoff_points", "tune_report_html", "write_tune_report"]
 
-TUNE_SECTIONS: tuple[str, ...] = ("summary", "history", "importance", "best", "rerun", "trials")
+TUNE_SECTIONS: tuple[str, ...] = ("summary", "history", "tradeoff", "importance", "best", "rerun", "trials")
+TRADEOFF_AXES: tuple[str, str] = ("recall", "fd")  # x, y: diversity traded for fidelity
 
 
 @dataclass
@@ -34,6 +37,8 @@ class TuneView:
     best_runs: list[tuple[str, Path]] = field(default_factory=list)  # (label, run folder), best first
     rerun: list[dict[str, Any]] = field(default_factory=list)  # rank, trial, search_value, mean, se, n, params
     winner: Optional[str] = None
+    constraints: list[str] = field(default_factory=list)  # as written: 'recall>=0.3'
+    winner_trial: Optional[int] = None
 
 
 def _summary(view: TuneView) -> str:
@@ -42,6 +47,7 @@ def _summary(view: TuneView) -> str:
         states[row["state"]] = states.get(row["state"], 0) + 1
     items = [("trials", str(len(view.trials)))] + [(state.lower(), str(n)) for state, n in sorted(states.items())]
     items.append(("objective", f"{view.metric} ({'max' if view.higher_is_better else 'min'})"))
+    items.append(("constraints", ", ".join(view.constraints) or "none"))
     if view.winner:
         items.append(("winner after re-runs", view.winner))
     return cards(items) + ('<p>The winner is written to <code>best.yaml</code>: train it with '
@@ -51,13 +57,52 @@ def _summary(view: TuneView) -> str:
 def _history(view: TuneView) -> str:
     done = [r for r in view.trials if r["state"] == "COMPLETE" and r["value"] is not None]
     numbers, values, best = [], [], []
+    pick = max if view.higher_is_better else min
     for row in sorted(done, key=lambda r: r["number"]):
         numbers.append(row["number"])
         values.append(float(row["value"]))
-        pick = max if view.higher_is_better else min
-        best.append(pick(values))
+        feasible = [float(r["value"]) for r in done if r["number"] <= row["number"] and r.get("feasible") is not False]
+        best.append(pick(feasible) if feasible else math.nan)  # an infeasible trial is never the best so far
     return img_tag(figs.history_figure(numbers, values, best, view.metric, view.higher_is_better),
                    "optimisation history")
+
+
+def _status(row: dict[str, Any]) -> str:
+    if row["state"] != "COMPLETE":
+        return "stopped"
+    feasible = row.get("feasible")
+    return "unconstrained" if feasible is None else ("feasible" if feasible else "infeasible")
+
+
+def tradeoff_points(view: TuneView) -> tuple[list[tuple[float, float, str]], Optional[tuple[float, float]]]:
+    """((recall, fd, status) of every trial that logged both, (recall, fd) of the winner or None)."""
+    x_name, y_name = TRADEOFF_AXES
+    points, chosen = [], None
+    constrained = bool(view.constraints)
+    for row in view.trials:
+        scores = row.get("scores") or {}
+        if scores.get(x_name) is None or scores.get(y_name) is None:
+            continue
+        status = _status(row)
+        if status == "unconstrained" and constrained:
+            status = "feasible"
+        points.append((float(scores[x_name]), float(scores[y_name]), status))
+        if row["number"] == view.winner_trial:
+            chosen = (float(scores[x_name]), float(scores[y_name]))
+    return points, chosen
+
+
+def _tradeoff(view: TuneView) -> str:
+    points, chosen = tradeoff_points(view)
+    x_name, y_name = TRADEOFF_AXES
+    if not points:
+        return (f'<p class="note">No trial logged both {x_name} and {y_name} (2-D mixtures are scored by modes '
+                "captured instead).</p>")
+    png = figs.tradeoff_figure(points, f"{x_name} (higher: more of the data covered)",
+                               f"{y_name} (lower is better)", chosen)
+    return (f"<p>Every trial's final (or, when pruned, last) evaluation: {y_name} against {x_name}, so the price "
+            "of a lower FD in diversity shows. Constraints: " + esc(", ".join(view.constraints) or "none") + ".</p>"
+            + img_tag(png, f"{y_name} against {x_name} of all trials"))
 
 
 def _importance(view: TuneView) -> str:
@@ -94,19 +139,21 @@ def _rerun(view: TuneView) -> str:
 
 
 def _trials(view: TuneView) -> str:
-    rows = [[esc(r["number"]), esc(r["state"]), esc(fmt(r["value"])), esc(fmt(r["duration"], 3)),
-             esc(json.dumps(r["params"])), esc(r.get("note", ""))] for r in view.trials]
-    return table(["trial", "state", view.metric, "seconds", "params", "note"], rows,
-                 [True, False, True, True, False, False])
+    feasible = {None: "", True: "yes", False: "no"}
+    rows = [[esc(r["number"]), esc(r["state"]), esc(fmt(r["value"])), esc(feasible[r.get("feasible")]),
+             esc(fmt(r["duration"], 3)), esc(json.dumps(r["params"])), esc(r.get("note", ""))] for r in view.trials]
+    return table(["trial", "state", view.metric, "feasible", "seconds", "params", "note"], rows,
+                 [True, False, True, False, True, False, False])
 
 
 def tune_report_html(view: TuneView) -> str:
     """The HTML page of a tuning study."""
     builders = {"summary": ("Summary", _summary), "history": ("Optimisation history", _history),
+                "tradeoff": ("Trade-off: FD against recall", _tradeoff),
                 "importance": ("Parameter importances", _importance), "best": ("Best trials", _best),
                 "rerun": ("Re-runs with fresh seeds", _rerun), "trials": ("Trials", _trials)}
     sections = [section(key, title, lambda build=build: build(view)) for key, (title, build) in builders.items()]
-    short = {"summary": "Summary", "history": "History", "importance": "Importances", "best": "Best",
+    short = {"summary": "Summary", "history": "History", "tradeoff": "Trade-off", "importance": "Importances", "best": "Best",
              "rerun": "Re-runs", "trials": "Trials"}
     nav = [(key, short[key]) for key in TUNE_SECTIONS]
     subtitle = esc(f"{len(view.trials)} trials · objective {view.metric} · {view.out.resolve()}")
