@@ -38,7 +38,7 @@ from ganstab.metrics.registry import EVAL_PREFIX, main_metric
 from ganstab.pipeline import check_config, train
 from ganstab.report.tune import TuneView, write_tune_report
 from ganstab.rundir import (BEST_CONFIG, RERUN_CSV, RERUN_DIR, STUDY_DB, TRIALS_CSV, TRIALS_DIR, RunDir,
-                            atomic_write, csv_text, pid_alive, read_jsonl)
+                            atomic_write, csv_text, is_eval_record, pid_alive, read_jsonl)
 
 try:  # optional dependency: pip install 'ganstab[tune]'
     import optuna
@@ -277,7 +277,7 @@ def trial_data(settings: TuneSettings, params: Mapping[str, Any], seed: int, out
 def _last_eval(run: Path, name: str) -> Optional[tuple[int, float]]:
     """(step, value) of the newest evaluation line of `name` in a run's metrics.jsonl."""
     for record in reversed(read_jsonl(RunDir(run).metrics)):
-        value = record.get(name)
+        value = record.get(name) if is_eval_record(record) else None  # validation lines only: never the test one
         if isinstance(value, (int, float)) and math.isfinite(value):
             return int(record["step"]), float(value)
     return None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ganstab.cli.common import add_config_args, echo, exit_status, load_cli_config, load_resume_config
 from ganstab.pipeline import main_process, train
-from ganstab.rundir import RunDir, is_eval_record, read_jsonl
+from ganstab.rundir import RunDir, is_eval_record, is_metric_key, read_jsonl
 
 __all__ = ["cmd_train", "register"]
 
@@ -40,7 +40,7 @@ def _print_outputs(run: RunDir, result: object) -> None:
     evals = [r for r in read_jsonl(run.metrics) if is_eval_record(r)]
     if evals:
         shown = ", ".join(f"{k[5:]}={v:.4g}" for k, v in evals[-1].items()
-                          if k.startswith("eval_") and isinstance(v, (int, float)) and k != "eval_kid_std")
+                          if is_metric_key(k) and isinstance(v, (int, float)) and k != "eval_kid_std")
         print(f"eval at step {evals[-1]['step']}: {shown}")
     for label, path in (("report", run.report), ("findings", run.findings)):
         if path.exists():
