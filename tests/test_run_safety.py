@@ -22,7 +22,7 @@ from ganstab.config import KEY_HELP, known_keys
 from ganstab.errors import RunInUse
 from ganstab.report import tensorboard as tensorboard_module
 from ganstab.pipeline import load_config, train
-from ganstab.rundir import LOCK_FILE, acquire_lock, checkpoint_step, is_eval_record, read_jsonl
+from ganstab.rundir import LOCK_FILE, acquire_lock, checkpoint_step, is_eval_record, is_test_record, read_jsonl
 from ganstab.training.checkpoint import newest_valid_checkpoint
 from ganstab.training.progress import Progress, format_duration
 
