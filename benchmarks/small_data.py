@@ -98,7 +98,7 @@ def collect(jobs: list[tuple[str, str, int]], root: Path, thresholds: dict) -> d
 def real_references(real) -> tuple[dict, dict, dict]:
     """The leakage range of ten subsets of 1,000 real test images, each statistic on 2,000 reals put
     through its own transform alone (p = 1), and the thresholds of a leak."""
-    images = real.eval_reference(10000)
+    images = real.reference("test", 10000, val_n=0)  # the whole test split: a range, no selection on it
     real_range = leakage_range(images, parts=10)
     augmented = {name: leakage_statistics(augment(images[:2000], (transform,), torch.Generator().manual_seed(11),
                                                   1.0))[name] for name, transform in EXPOSES.items()}

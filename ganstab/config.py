@@ -325,6 +325,7 @@ class EvalConfig(_Section):
         raise ValueError(f"config key 'eval.every' must be auto or a number of G steps >= 0, got {value!r}")
     final: bool = True
     n: int = Field(default=2500, gt=1, le=200000)
+    val_n: Optional[int] = Field(default=None, gt=1, le=200000)  # validation reference size (None: as eval.n)
     cache_dir: Optional[str] = None
     evaluator_epochs: int = Field(default=3, gt=0, le=100)
     evaluator_images: Optional[int] = Field(default=20000, ge=1000)  # most images shown to the evaluator (None: all)
@@ -1063,7 +1064,10 @@ KEY_HELP: dict[str, str] = {
                   "on log steps, so that evaluations take at most eval.budget of the training time",
     "eval.budget": "eval.every=auto: the largest fraction of training time that evaluations may take (0.05)",
     "eval.final": "evaluate the final generator",
-    "eval.n": "generated samples per evaluation (at most 200,000)",
+    "eval.n": "generated samples per evaluation (at most 200,000) and the size of the test reference (at most the "
+              "real images left beside the validation reference)",
+    "eval.val_n": "real images in the validation reference that evaluations during training, best/, recovery, "
+                  "the doctor and tune score against (default: as eval.n; at most half the reference pool)",
     "eval.cache_dir": "folder for the evaluator network's cache (default: a per-user cache folder)",
     "eval.evaluator_epochs": "epochs to train the evaluator network on the real images (images only)",
     "eval.evaluator_images": "most images shown to the evaluator network in training (epochs x images; a seeded "

@@ -93,14 +93,20 @@ class LazyScorer:
             classes = self.data.num_classes if self.cfg.model.conditional else 0
             self.evaluator = RunEvaluator(self.data, ev.n, self.device, ev.cache_dir, ev.evaluator_epochs,
                                           echo=self.echo, num_classes=classes, evaluator_images=ev.evaluator_images,
+                                          val_n=ev.val_n,
                                           label_probs=run_label_distribution(self.cfg.model, self.data.labels,
                                                                              classes))
         return self.evaluator
 
     def evaluate(self, generator: nn.Module, latent_dim: int, g_kwargs: dict[str, Any],
-                 fixed_z: Optional[Tensor] = None, seed: int = 0) -> dict[str, float]:
-        """Scores of `generator`'s samples (see `RunEvaluator.evaluate`)."""
-        return self._get().evaluate(generator, latent_dim, g_kwargs, fixed_z, seed)
+                 fixed_z: Optional[Tensor] = None, seed: int = 0, split: str = "validation") -> dict[str, float]:
+        """Scores of `generator`'s samples against a reference split (see `RunEvaluator.evaluate`)."""
+        return self._get().evaluate(generator, latent_dim, g_kwargs, fixed_z, seed, split)
+
+    def provenance(self, split: str) -> dict[str, Any]:
+        """Split, reference size, samples, feature network and resize of the last score (see
+        `RunEvaluator.provenance`)."""
+        return self._get().provenance(split)
 
     def quick_evaluate(self, generator: nn.Module, latent_dim: int, g_kwargs: dict[str, Any],
                        fixed_z: Optional[Tensor] = None, seed: int = 0) -> dict[str, float]:

@@ -38,7 +38,7 @@ __all__ = [
     "SUMMARY_JSON", "SUMMARY_CSV", "STUDY_DB", "TRIALS_DIR", "TRIALS_CSV", "BEST_CONFIG", "RERUN_DIR", "RERUN_CSV",
     "RUN_FILES", "TRAINING_KEYS", "RunDir", "pid_alive", "CHECKPOINT_FORMAT", "load_checkpoint", "atomic_write", "atomic_write_via", "csv_text", "keep_as_good", "newest_valid_before",
     "list_good_checkpoints", "append_jsonl",
-    "read_jsonl", "rewrite_jsonl", "is_eval_record", "SkippedLine", "JsonLines", "read_json_lines", "metrics_problem",
+    "read_jsonl", "rewrite_jsonl", "is_eval_record", "is_test_record", "is_metric_key", "EVAL_PROVENANCE_KEYS", "SkippedLine", "JsonLines", "read_json_lines", "metrics_problem",
     "read_metrics", "skipped_note", "user_path", "is_training_record", "read_records", "truncate_metrics",
     "truncate_findings", "checkpoint_name", "good_checkpoint_name", "checkpoint_step", "holds_run", "is_run_dir", "finished_export", "is_ablation_dir",
     "load_run_config", "write_config", "prepare_out_dir", "sha256_file", "list_checkpoints", "verify_checkpoint",
@@ -424,12 +424,16 @@ def skipped_note(skipped: Sequence[SkippedLine], after: str = "the rest was read
 
 # keys of a metrics line that are not numbers: the final/quick flags and the list of non-finite keys
 _FLAG_KEYS = frozenset({"final", "quick"})
+#: what an evaluation line was measured with (`RunEvaluator.provenance`): not metrics, never summarised or plotted
+EVAL_PROVENANCE_KEYS = frozenset({"eval_split", "eval_reference_n", "eval_n", "eval_features", "eval_resize"})
+# the provenance keys that are text (the rest of them are non-negative integers)
+_TEXT_KEYS = frozenset({"eval_split", "eval_features", "eval_resize"})
 
 
 def metrics_problem(record: Any) -> Optional[str]:
     """None for a line that keeps the metrics.jsonl contract, else the reason it breaks it: `step` a
     non-negative integer, every value a finite number or null (`final`/`quick` booleans, `nonfinite` a
-    list of key names)."""
+    list of key names, `eval_split` validation or test, `eval_features`/`eval_resize` short texts)."""
     if not isinstance(record, dict):
         return f"a JSON {type(record).__name__}, not an object"
     step = record.get("step")
@@ -442,6 +446,11 @@ def metrics_problem(record: Any) -> Optional[str]:
         elif key == "nonfinite":
             if not isinstance(value, list) or not all(isinstance(k, str) for k in value):
                 return "'nonfinite' must be a list of key names"
+        elif key in _TEXT_KEYS:
+            if not isinstance(value, str) or len(value) > 200:
+                return f"{key!r} must be a text of at most 200 characters, got {json.dumps(value)[:40]}"
+            if key == "eval_split" and value not in ("validation", "test"):
+                return f"'eval_split' must be validation or test, got {json.dumps(value)[:40]}"
         elif value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             return f"{key!r} must be a number or null, got {type(value).__name__}"
         elif isinstance(value, float) and not math.isfinite(value):
@@ -479,8 +488,20 @@ def rewrite_jsonl(path: str | Path, keep: Callable[[dict[str, Any]], bool],
 
 
 def is_eval_record(record: Mapping[str, Any]) -> bool:
-    """True for an evaluation line (it carries `eval_*` keys)."""
-    return any(isinstance(key, str) and key.startswith("eval_") for key in record)
+    """True for an evaluation line that selection and the doctor may read: it carries `eval_*` keys and was not
+    scored on the test reference (`is_test_record`; a line without `eval_split` predates the split)."""
+    return record.get("eval_split") != "test" and any(isinstance(key, str) and key.startswith("eval_")
+                                                       for key in record)
+
+
+def is_test_record(record: Mapping[str, Any]) -> bool:
+    """True for a final evaluation line scored on the test reference (`"eval_split": "test"`): for reports only."""
+    return record.get("eval_split") == "test"
+
+
+def is_metric_key(key: Any) -> bool:
+    """True for an `eval_*` key that is a metric (not one of `EVAL_PROVENANCE_KEYS`)."""
+    return isinstance(key, str) and key.startswith("eval_") and key not in EVAL_PROVENANCE_KEYS
 
 
 def is_training_record(record: Mapping[str, Any]) -> bool:
@@ -517,8 +538,8 @@ def read_records(run_dir: str | Path) -> list[dict[str, Any]]:
 
 def _deduplicate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     kept: list[dict[str, Any]] = []
-    last: dict[str, Optional[float]] = {"train": None, "eval": None}
-    tests = {"train": is_training_record, "eval": is_eval_record}
+    last: dict[str, Optional[float]] = {"train": None, "eval": None, "test": None}
+    tests = {"train": is_training_record, "eval": is_eval_record, "test": is_test_record}
     for record in records:
         step = _step(record)
         if step is not None:

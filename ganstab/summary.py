@@ -17,7 +17,7 @@ from typing import Any, Mapping, Optional, Sequence
 from ganstab.diagnose.findings import worst_first
 from ganstab.errors import AblationError
 from ganstab.metrics.registry import ranking_keys
-from ganstab.rundir import (PLAN_FILE, SUMMARY_CSV, SUMMARY_JSON, RunDir, atomic_write, csv_text, is_eval_record,
+from ganstab.rundir import (PLAN_FILE, SUMMARY_CSV, SUMMARY_JSON, RunDir, atomic_write, csv_text, is_eval_record, is_metric_key,
                             is_training_record, read_jsonl, read_records)
 
 __all__ = ["BUDGET_FRACTIONS", "read_run", "snapshot", "mean_se", "aggregate", "ranking_keys", "rank_variants",
@@ -70,7 +70,7 @@ def snapshot(records: Sequence[Mapping[str, Any]], findings: Sequence[Mapping[st
     for record in within:
         if is_eval_record(record):
             for key, value in record.items():
-                if key.startswith("eval_") and _number(value) is not None:
+                if is_metric_key(key) and _number(value) is not None:
                     out[key] = float(value)
     if within:
         last = within[-1]

@@ -42,7 +42,7 @@ from ganstab.metrics.registry import EVAL_PREFIX, METRICS, higher_is_better, mai
 from ganstab.pipeline import check_config, train
 from ganstab.report.tune import TuneView, write_tune_report
 from ganstab.rundir import (BEST_CONFIG, RERUN_CSV, RERUN_DIR, STUDY_DB, TRIALS_CSV, TRIALS_DIR, RunDir,
-                            atomic_write, csv_text, pid_alive, read_jsonl)
+                            atomic_write, csv_text, is_metric_key, pid_alive, read_jsonl)
 
 try:  # optional dependency: pip install 'ganstab[tune]'
     import optuna
@@ -404,8 +404,7 @@ def final_scores(run: Path, metric: str) -> dict[str, float]:
     record = _last_line(run, EVAL_PREFIX + metric)
     if record is None:
         return {}
-    return {plain_name(k): float(v) for k, v in record.items()
-            if k.startswith(EVAL_PREFIX) and _finite(v) is not None}
+    return {plain_name(k): float(v) for k, v in record.items() if is_metric_key(k) and _finite(v) is not None}
 
 
 class PruneHook:

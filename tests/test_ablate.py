@@ -31,8 +31,11 @@ def _expected_final(run_dir: Path) -> dict[str, float]:
            if k in ("loss_d", "loss_g", "d_real", "d_fake", "d_acc", "d_real_sign", "grad_norm_d", "grad_norm_g", "gp",
                     "r1", "drift")}
     for record in records:
+        if record.get("eval_split") == "test":
+            continue  # the summary ranks on validation lines: the final test line is for reports
         for key, value in record.items():
-            if key.startswith("eval_") and value is not None:
+            if key.startswith("eval_") and not isinstance(value, str) and key not in ("eval_n", "eval_reference_n") \
+                    and value is not None:
                 out[key] = float(value)
     out["images_seen"] = float(records[-1]["images_seen"])
     out["wall_time"] = float(records[-1]["time"])

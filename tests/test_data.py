@@ -74,11 +74,13 @@ def test_toy_batches_are_deterministic_in_seed_and_index(name):
     assert torch.equal(later.batch(5, 64), a.batch(5, 64))
 
 
-def test_eval_reference_of_toy_data_is_fixed():
+def test_references_of_toy_data_are_fixed_and_differ_by_split():
     a = make_dataset(DataConfig(name="grid25"), seed=0)
     b = make_dataset(DataConfig(name="grid25"), seed=0)
-    assert torch.equal(a.eval_reference(100), b.eval_reference(100))
-    assert a.eval_reference(100).shape == (100, 2)
+    assert torch.equal(a.reference("test", 100), b.reference("test", 100))
+    assert a.reference("test", 100).shape == (100, 2)
+    assert a.reference("validation", 100, val_n=40).shape == (40, 2)
+    assert not torch.equal(a.reference("validation", 100), a.reference("test", 100))  # two seeds
 
 
 # ---------------------------------------------------------------- digits

@@ -8,7 +8,7 @@ import pytest
 
 from ganstab.errors import ConfigError
 from ganstab.pipeline import load_config, make_trainer
-from ganstab.rundir import is_eval_record, read_jsonl
+from ganstab.rundir import is_eval_record, is_test_record, read_jsonl
 from ganstab.training.loop import FIRST_EVAL_GUESS_SECONDS
 
 BASE = ["log.progress=false", "data.name=grid25", "model.arch=toy", "model.width=16", "model.depth=2",
@@ -51,5 +51,7 @@ def test_evaluation_cost_is_logged_and_accounted(tmp_path: Path) -> None:
     lines = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if is_eval_record(r)]
     assert [r["step"] for r in lines] == [20, 40]
     assert all(r["eval_time"] > 0 for r in lines)
-    assert trainer.eval_seconds == pytest.approx(sum(r["eval_time"] for r in lines), abs=1e-3)
+    test = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if is_test_record(r)]
+    assert [r["step"] for r in test] == [40] and test[0]["eval_time"] > 0  # the final test line costs time too
+    assert trainer.eval_seconds == pytest.approx(sum(r["eval_time"] for r in lines + test), abs=1e-3)
     assert trainer.state()["eval_seconds"] == trainer.eval_seconds

@@ -60,9 +60,12 @@ def insert_line(raw: bytes, at: int = 2) -> Callable[[Path], None]:
 
 
 def replace_last_line(raw: bytes) -> Callable[[Path], None]:
-    """Replace the last line of metrics.jsonl (the final evaluation) by `raw`."""
+    """A crash while the final (validation) evaluation line was written: it becomes `raw`, the last line, and
+    the test line that follows it was never written."""
     def damage(run: Path) -> None:
-        (run / "metrics.jsonl").write_bytes(b"".join(_lines(run)[:-1]) + raw)
+        lines = _lines(run)
+        assert b'"eval_split": "test"' in lines[-1] and b'"eval_split": "validation"' in lines[-2]
+        (run / "metrics.jsonl").write_bytes(b"".join(lines[:-2]) + raw)
     return damage
 
 
@@ -179,8 +182,8 @@ CASES: list[tuple[str, Callable[[Path], None], list[str], int, str, tuple[str, .
     ("report_metrics_not_utf8", insert_line(b"\x80abc"), ["report", "{run}"], 0,
      SKIP + " (line 3: not UTF-8 text); the rest was read", ("report.html",)),
     ("report_findings_damaged", append("findings.jsonl", b"\xff\n[1]\n{\"code\": 3}\n"), ["report", "{run}"], 0,
-     "ganstab: warning: skipped 3 damaged lines of {run}/findings.jsonl (line 3: not UTF-8 text; line 4: a JSON list, "
-     "not an object; line 5: 'code' must be a name and 'evidence' an object); the rest was read", ("report.html",)),
+     "ganstab: warning: skipped 3 damaged lines of {run}/findings.jsonl (line 2: not UTF-8 text; line 3: a JSON list, "
+     "not an object; line 4: 'code' must be a name and 'evidence' an object); the rest was read", ("report.html",)),
     # --- generator.json: every field checked, and the memory check of the config before anything is built
     ("sample_meta_not_utf8", write("generator.json", b"\xff\xfe{"), SAMPLE, 2,
      "ganstab: error: '{run}/generator.json' is not a valid ganstab generator description (not UTF-8 text); " + META_HINT,

@@ -94,4 +94,5 @@ def test_limited_training_set_keeps_the_full_evaluator_and_reference() -> None:
     assert test.shape == reference[2].shape  # the held-out split, the real reference of FD and coverage
     import torch
 
-    assert torch.equal(limited.eval_reference(300), full.eval_reference(300))
+    for split in ("validation", "test"):
+        assert torch.equal(limited.reference(split, 300), full.reference(split, 300))

@@ -40,7 +40,7 @@ def test_modes2d_short_run_finishes_with_eval_lines(tmp_path, data: str) -> None
     assert result.steps == 200 and not result.interrupted
     lines = [json.loads(line) for line in (tmp_path / data / "metrics.jsonl").read_text().splitlines()]
     evals = [line for line in lines if "eval_modes" in line]
-    assert [e["step"] for e in evals] == [100, 200]
+    assert [(e["step"], e["eval_split"]) for e in evals] == [(100, "validation"), (200, "validation"), (200, "test")]
     for e in evals:
         assert 0 <= e["eval_modes"] <= (25 if data == "grid25" else 8)
         assert 0.0 <= e["eval_hq_fraction"] <= 1.0

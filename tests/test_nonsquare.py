@@ -267,7 +267,8 @@ def test_train_sample_and_evaluate_48x32(arch: str, rect_npz: Path, evaluator_ca
     capsys.readouterr()
     lines = read_jsonl(out / "metrics.jsonl")
     final = [line for line in lines if line.get("final")]
-    assert len(final) == 1 and math.isfinite(final[0]["eval_fd"]) and final[0]["eval_fd"] >= 0.0
+    assert [line["eval_split"] for line in final] == ["validation", "test"]  # the final line and its test line
+    assert all(math.isfinite(line["eval_fd"]) and line["eval_fd"] >= 0.0 for line in final)
     assert json.loads((out / "generator.json").read_text())["data"]["shape"] == [3, H, W]
     assert "samples at step 6" in (out / "report.html").read_text()
     # training's own grid: 6 samples, 3 per row, 32-pixel short side -> upscale max(1, min(8, 256 // 96)) = 2

@@ -22,7 +22,7 @@ from ganstab.config import KEY_HELP, known_keys
 from ganstab.errors import RunInUse
 from ganstab.report import tensorboard as tensorboard_module
 from ganstab.pipeline import load_config, train
-from ganstab.rundir import LOCK_FILE, acquire_lock, checkpoint_step, is_eval_record, read_jsonl
+from ganstab.rundir import LOCK_FILE, acquire_lock, checkpoint_step, is_eval_record, is_test_record, read_jsonl
 from ganstab.training.checkpoint import newest_valid_checkpoint
 from ganstab.training.progress import Progress, format_duration
 
@@ -197,7 +197,7 @@ def toy_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_eval_reproduces_training_final_evaluation(toy_run: Path, capsys) -> None:
-    final = [r for r in read_jsonl(toy_run / "metrics.jsonl") if is_eval_record(r)][-1]
+    final = [r for r in read_jsonl(toy_run / "metrics.jsonl") if is_test_record(r)][-1]  # eval scores on test
     capsys.readouterr()
     assert main(["eval", "--run", str(toy_run)]) == 0
     cfg = load_config(None, [], preset="toy")

@@ -123,7 +123,9 @@ def test_a_quick_evaluation_is_a_cheap_eval_line(tmp_path: Path) -> None:
     trainer = make_trainer(cfg, echo=lambda m: None)
     trainer.run()
     line = trainer.quick_evaluate()
-    assert set(line) == {"step", "images_seen", "time", "eval_class_kl", "eval_diversity", "eval_time", "quick"}
+    assert set(line) == {"step", "images_seen", "time", "eval_class_kl", "eval_diversity", "eval_time", "quick",
+                         "eval_split", "eval_reference_n", "eval_n", "eval_features", "eval_resize"}
+    assert (line["eval_split"], line["eval_n"], line["eval_resize"]) == ("validation", 250, "none")
     assert line["step"] == 20 and line["quick"] is True and line["eval_class_kl"] >= 0
     full = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r.get("final")][0]
     assert line["eval_diversity"] == pytest.approx(full["eval_diversity"])  # the same fixed batch
@@ -138,9 +140,12 @@ class _CollapsingScorer:
         self.trainer, self.collapse_at = trainer, collapse_at
 
     def evaluate(self, generator: Any, latent_dim: int, g_kwargs: dict, fixed_z: Optional[torch.Tensor] = None,
-                 seed: int = 0) -> dict[str, float]:
+                 seed: int = 0, split: str = "validation") -> dict[str, float]:
         modes = 8.0 if self.trainer.step < self.collapse_at else 1.0
         return {"modes": modes, "hq_fraction": 0.9, "reverse_kl": 0.0}
+
+    def provenance(self, split: str) -> dict[str, Any]:
+        return {"split": split, "reference_n": 10, "n": 10, "features": "points", "resize": "none"}
 
     def quick_evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
         return {}
@@ -200,7 +205,7 @@ def test_the_evaluator_trains_on_first_use_without_touching_the_runs_randomness(
              if "loss_d" in r]
     assert loss == again and len(loss) == 12
     final = [r for r in read_jsonl(tmp_path / "cold" / "metrics.jsonl") if r.get("final")]
-    assert len(final) == 1 and final[0]["eval_fd"] > 0
+    assert [r["eval_split"] for r in final] == ["validation", "test"] and final[0]["eval_fd"] > 0
 
 
 def test_quick_lines_do_not_feed_the_class_kl_detector() -> None:

@@ -157,7 +157,8 @@ def test_stacked_data_without_a_test_split_and_with_a_limit(tmp_path):
     source = make_dataset(DataConfig(name="stacked-fashion-mnist", path=str(tmp_path / "fm"), limit=64), seed=0)
     assert source.train.shape == (64, 3, 8, 8) and source.test is None and source.test_labels is None
     assert len(source.channel_source) == 20  # data.limit sizes the stacked set, not the channel data
-    assert torch.equal(source.eval_reference(10), source.train[:10])
+    assert torch.equal(source.reference("test", 10), source.train[:10])
+    assert torch.equal(source.reference("validation", 10), source.train[-10:])  # disjoint: 64 rows
 
 
 def test_stacked_shape_without_files():
@@ -265,8 +266,8 @@ def test_run_evaluator_on_real_stacked_images_counts_their_modes(tmp_path):
     scorer = RunEvaluator(source, 500, torch.device("cpu"), tmp_path, evaluator_epochs=1, echo=lambda _m: None,
                           evaluator_images=1000)
     assert isinstance(scorer.evaluator, StackedEvaluator) and scorer.evaluator.classes == 10
-    real = source.test[:500]
-    scores = scorer.score_samples(real)
+    real = source.test[:500]  # the test reference of eval.n 500
+    scores = scorer.score_samples(real, split="test")
     assert scores == {**scores, **scorer.evaluator.mode_scores(real)}
     # the reference scored against itself
     assert abs(scores["fd"]) < 1e-3 and scores["precision"] == 1.0

@@ -125,9 +125,12 @@ def test_evaluator_data_and_reference_are_seeded_subsets(tmp_path: Path) -> None
     assert train.shape == (N, 1, 4, 4) and labels is None and test is None and test_labels is None
     assert sorted(ids(train)) == list(range(N))
     assert EVALUATOR_SUBSET == 10_000
-    ref = src.eval_reference(5)
+    ref = src.reference("test", 5)
     assert ref.shape == (5, 1, 4, 4)
-    torch.testing.assert_close(ref, source(tmp_path / "f").eval_reference(5))
+    torch.testing.assert_close(ref, source(tmp_path / "f").reference("test", 5))
+    val = src.reference("validation", 5, val_n=3)
+    assert val.shape == (3, 1, 4, 4) and set(ids(val)).isdisjoint(ids(ref))  # no image in both
+    assert len(src.reference("validation", N, val_n=N)) == N // 2  # validation: at most half the images
 
 
 def test_batch_larger_than_the_folder(tmp_path: Path) -> None:

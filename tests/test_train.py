@@ -50,7 +50,7 @@ def test_final_evaluation_line_for_grid25(tmp_path):
     out = tmp_path / "run"
     train(toy_cfg(out), **QUIET)
     evals = [rec for rec in all_lines(out) if "eval_modes" in rec]
-    assert len(evals) == 1
+    assert [(r["step"], r["eval_split"], r["final"]) for r in evals] == [(30, "validation", True), (30, "test", True)]
     assert evals[0]["step"] == 30 and evals[0]["images_seen"] == 30 * 64
     assert set(evals[0]) >= {"eval_modes", "eval_hq_fraction", "eval_reverse_kl", "eval_diversity"}
     assert 0 <= evals[0]["eval_modes"] <= 25 and 0.0 <= evals[0]["eval_hq_fraction"] <= 1.0

@@ -237,7 +237,8 @@ def _check_disjoint(out: Path, storage: str | None, count: int) -> list:
     assert len(set(runs)) == len(runs)
     for trial in trials:
         metrics = Path(trial.user_attrs["run"]) / "metrics.jsonl"
-        steps = [(json.loads(line)["step"], "eval_modes" in line) for line in metrics.read_text().splitlines()]
+        steps = [(json.loads(line)["step"], "eval_modes" in line, json.loads(line).get("eval_split"))
+                 for line in metrics.read_text().splitlines()]
         assert len(steps) == len(set(steps)), f"trial {trial.number} was trained twice"
     assert sorted(int(p.name) for p in (out / "trials").iterdir()) == numbers
     return trials

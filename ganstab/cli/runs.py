@@ -84,19 +84,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
     n = args.n or cfg.eval.n
     classes = int(meta.get("num_classes") or 0)
     evaluator = RunEvaluator(data, n, device, cfg.eval.cache_dir, cfg.eval.evaluator_epochs, echo=print,
-                             evaluator_images=cfg.eval.evaluator_images,
+                             evaluator_images=cfg.eval.evaluator_images, val_n=cfg.eval.val_n,
                              num_classes=classes, label_probs=run_label_distribution(cfg.model, data.labels, classes))
     fixed_z = fixed_latents(cfg.seed, cfg.log.n_samples, cfg.model.latent_dim).to(device)
     seed = training_eval_seed(cfg.seed) if args.seed is None else args.seed
-    scores = evaluator.evaluate(generator, cfg.model.latent_dim, meta.get("g_kwargs", {}), fixed_z, seed=seed)
+    scores = evaluator.evaluate(generator, cfg.model.latent_dim, meta.get("g_kwargs", {}), fixed_z, seed=seed,
+                                split="test")
+    provenance = evaluator.provenance("test")
     if evaluator.test_accuracy is not None:
         print(f"evaluator test accuracy: {evaluator.test_accuracy:.4f}")
     width = max(len(k) for k in scores)
-    print(f"{source} ({n} samples, step {meta.get('step')}):")
+    print(f"{source} ({n} samples against {provenance['reference_n']} real test images, "
+          f"{provenance['features']}, step {meta.get('step')}):")
     for key, value in scores.items():
         print(f"  {key:<{width}}  {value:.6g}")
     out = run / f"eval-n{n}-seed{seed}{'-best' if args.best else ''}.json"
-    atomic_write(out, json.dumps({"n": n, "seed": seed, "step": meta.get("step"), **scores}, indent=2))
+    atomic_write(out, json.dumps({"seed": seed, "step": meta.get("step"), **provenance, **scores}, indent=2))
     print(f"written: {out}")
     return 0
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ganstab.cli.common import add_config_args, echo, exit_status, load_cli_config, load_resume_config
 from ganstab.pipeline import main_process, train
-from ganstab.rundir import RunDir, is_eval_record, read_jsonl
+from ganstab.rundir import RunDir, is_eval_record, is_metric_key, is_test_record, read_jsonl
 
 __all__ = ["cmd_train", "register"]
 
@@ -37,11 +37,14 @@ def _print_outputs(run: RunDir, result: object) -> None:
         print(f"samples: {samples[-1]}")
     for plot in sorted(run.plots.glob("*.png")):
         print(f"plot: {plot}")
-    evals = [r for r in read_jsonl(run.metrics) if is_eval_record(r)]
-    if evals:
-        shown = ", ".join(f"{k[5:]}={v:.4g}" for k, v in evals[-1].items()
-                          if k.startswith("eval_") and isinstance(v, (int, float)) and k != "eval_kid_std")
-        print(f"eval at step {evals[-1]['step']}: {shown}")
+    records = read_jsonl(run.metrics)
+    for keep, label in ((is_eval_record, "eval"), (is_test_record, "test")):  # validation, then the final test line
+        evals = [r for r in records if keep(r)]
+        if evals:
+            shown = ", ".join(f"{k[5:]}={v:.4g}" for k, v in evals[-1].items()
+                              if is_metric_key(k) and isinstance(v, (int, float)) and k != "eval_kid_std")
+            print(f"{label} at step {evals[-1]['step']} ({evals[-1].get('eval_split', 'validation')}, "
+                  f"{evals[-1].get('eval_reference_n', '?')} real): {shown}")
     for label, path in (("report", run.report), ("findings", run.findings)):
         if path.exists():
             print(f"{label}: {path}")

@@ -9,6 +9,22 @@ import torch
 from torch import Tensor
 
 
+#: The two reference splits an evaluation scores against: validation steers and selects, test only reports
+REFERENCE_SPLITS = ("validation", "test")
+
+
+def reference_rows(total: int, split: str, n: int, val_n: Optional[int] = None) -> Tensor:
+    """Rows of a pool of `total` real samples in a reference split: validation is the last
+    min(val_n, total // 2) rows, test the first min(n, total - that) rows, so the two never share a row
+    (val_n None: n)."""
+    if split not in REFERENCE_SPLITS:
+        raise ValueError(f"reference split must be one of {', '.join(REFERENCE_SPLITS)}, got {split!r}")
+    held = min(n if val_n is None else val_n, total // 2)
+    if split == "validation":
+        return torch.arange(total - held, total)
+    return torch.arange(0, min(n, total - held))
+
+
 def mix_seed(seed: int, index: int, salt: int) -> int:
     """A 63-bit seed derived from (seed, index, salt) without collisions for small values."""
     value = (seed * 0x9E3779B97F4A7C15 + index * 0xBF58476D1CE4E5B9 + salt * 0x94D049BB133111EB)
@@ -119,11 +135,23 @@ class DataSource:
         cpu = [None if t is None else t.cpu() for t in (train, labels, self.test, self.test_labels)]
         return cpu[0], cpu[1], cpu[2], cpu[3]
 
-    def eval_reference(self, n: int) -> Tensor:
-        """Up to n real samples for evaluation: the test split when there is one, else fresh samples."""
+    def reference(self, split: str, n: int, val_n: Optional[int] = None) -> Tensor:
+        """The real samples of a reference split (`reference_rows` of the test split when there is one, else of
+        the training split; sampled data: fresh samples, n for test and val_n for validation, each split its
+        own seed)."""
         if self.sampler is not None:
-            gen = torch.Generator().manual_seed(mix_seed(self.seed, 0, 3))
-            return self.sampler(n, gen)
-        ref = self.test if self.test is not None else self.train
-        assert ref is not None
-        return ref[:n]
+            rows = reference_rows(2 * max(n, val_n or n), split, n, val_n)  # checks the split's name
+            gen = torch.Generator().manual_seed(mix_seed(self.seed, 0, 3 if split == "test" else 5))
+            return self.sampler(len(rows), gen)
+        pool = self.test if self.test is not None else self.train
+        assert pool is not None
+        return pool.index_select(0, reference_rows(len(pool), split, n, val_n).to(pool.device))
+
+    def reference_labels(self, split: str, n: int, val_n: Optional[int] = None) -> Optional[Tensor]:
+        """The labels of `reference(split, n, val_n)`, row for row (None when unlabelled or sampled)."""
+        if self.sampler is not None:
+            return None
+        pool = self.test_labels if self.test is not None else self.labels
+        if pool is None:
+            return None
+        return pool.index_select(0, reference_rows(len(pool), split, n, val_n).to(pool.device))

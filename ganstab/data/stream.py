@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from ganstab.config import image_hw
 from ganstab.data.archive import UNREADABLE, ImageArchive, detect_layout, image_names
 from ganstab.data.images import GRAY_MODES, convert_image, list_image_files, open_image
-from ganstab.data.source import DataSource, mix_seed
+from ganstab.data.source import DataSource, mix_seed, reference_rows
 from ganstab.errors import DataError
 
 if TYPE_CHECKING:
@@ -180,15 +180,25 @@ class StreamingSource(DataSource):
         """A seeded subset of at most EVALUATOR_SUBSET images, loaded for the offline evaluator."""
         return self._subset(EVALUATOR_SUBSET, salt=4), None, None, None
 
-    def eval_reference(self, n: int) -> Tensor:
-        """Up to n real images (a seeded subset) for evaluation."""
-        return self._subset(n, salt=3)
+    def reference(self, split: str, n: int, val_n: Optional[int] = None) -> Tensor:
+        """The real images of a reference split: `reference_rows` of a seeded order of the folder's images."""
+        order = self._order(salt=3)
+        return self._load(order[reference_rows(len(order), split, n, val_n)])
+
+    def reference_labels(self, split: str, n: int, val_n: Optional[int] = None) -> Optional[Tensor]:
+        """None: a streamed folder carries no labels."""
+        return None
+
+    def _order(self, salt: int) -> Tensor:
+        gen = torch.Generator().manual_seed(mix_seed(self.seed, 0, salt))
+        return torch.randperm(len(self), generator=gen)
 
     def _subset(self, n: int, salt: int) -> Tensor:
+        return self._load(self._order(salt)[:n])
+
+    def _load(self, rows: Tensor) -> Tensor:
         assert self.dataset is not None
-        gen = torch.Generator().manual_seed(mix_seed(self.seed, 0, salt))
-        idx = torch.randperm(len(self), generator=gen)[:n].tolist()
-        return torch.stack([self.dataset[i] for i in idx])
+        return torch.stack([self.dataset[i] for i in rows.tolist()])
 
 
 def _worker_message(exc: Exception) -> str:

@@ -3,7 +3,8 @@
 - 2-D mixtures with known modes (ring8, grid25): the PacGAN protocol (`metrics.mode_coverage`).
 - Other point data: Frechet distance, precision/recall and density/coverage on raw coordinates.
 - Images: features of an evaluator network trained by ganstab on the real training split and
-  cached on disk (`eval.cache_dir`), compared with the real test split.
+  cached on disk (`eval.cache_dir`), compared with a real reference split (`DataSource.reference`):
+  validation for what selects or steers, test for final reports.
 - Stacked images (stacked-fashion-mnist): the evaluator of the 1-channel data on every channel
   (`metrics.stacked`), plus the modes captured and their reverse KL (`metrics.stacked_modes`).
 Every metric is returned under its plain name; the loop logs them with an `eval_` prefix.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
 import torch
@@ -20,9 +22,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganstab.config import image_hw
-from ganstab.data import DataSource
+from ganstab.data import DataSource, reference_rows
 from ganstab.metrics.evaluator import (evaluate_images, load_or_train_evaluator,
-                                      prepare_reference)
+                                      RealReference, prepare_reference)
 from ganstab.metrics.modes import mode_coverage
 from ganstab.metrics.registry import is_better, main_metric
 from ganstab.metrics.stacked import StackedEvaluator
@@ -30,9 +32,8 @@ from ganstab.metrics.stats import density_coverage, frechet_distance, precision_
 from ganstab.models.progressive import next_pow2
 from ganstab.sampling import class_grid, generate
 
-__all__ = ["RunEvaluator", "default_cache_dir", "mean_pairwise_distance",
-           "other_real_images", "to_data_size", "REAL_BASELINE_SEED",
-           "MIN_REAL_DIVERSITY"]
+__all__ = ["RunEvaluator", "SplitReference", "default_cache_dir", "mean_pairwise_distance",
+           "other_real_images", "to_data_size", "REAL_BASELINE_SEED", "MIN_REAL_DIVERSITY"]
 
 #: KID (and its std) over this many random subsets of 1,000: its expectation does not depend on the count
 #: (each subset's MMD^2 is unbiased), and 20 cost a fifth of the usual 100 (KID was 2/3 of an evaluation's time)
@@ -85,28 +86,47 @@ def to_data_size(samples: Tensor, size: int | Sequence[int]) -> Tensor:
     return up[..., top:top + height, left:left + width]
 
 
+@dataclass
+class SplitReference:
+    """The real side of one reference split: its samples (points) or prepared features (images), their
+    diversity, the real-vs-real FD floor and the labels of its rows."""
+
+    size: int
+    real: Optional[Tensor] = None
+    prepared: Optional[RealReference] = None
+    diversity: float = 1.0
+    fd_real: Optional[float] = None
+    labels: Optional[Tensor] = None
+
+
 class RunEvaluator:
-    """Scores samples of a generator for one dataset; built once per run (evaluator cached on disk)."""
+    """Scores samples of a generator for one dataset; built once per run (evaluator cached on disk).
+
+    Every score is against one reference split (`DataSource.reference`): "validation" (the default) for
+    whatever selects or steers, "test" for final reports only; each split is prepared on first use.
+    """
 
     def __init__(self, data: DataSource, n: int, device: torch.device, cache_dir: Optional[Path] = None,
                  evaluator_epochs: int = 3, echo: Callable[[str], None] = print, num_classes: int = 0,
-                 label_probs: Optional[Tensor] = None, evaluator_images: Optional[int] = None) -> None:
+                 label_probs: Optional[Tensor] = None, evaluator_images: Optional[int] = None,
+                 val_n: Optional[int] = None) -> None:
         self.data = data
         self.num_classes = num_classes  # > 0: a class-conditional G, scored per requested class too
         self.label_probs = None if label_probs is None else label_probs.detach().float().cpu()
         self.n = n
+        self.val_n = val_n  # size of the validation reference (None: n)
         self.device = device
         self.evaluator = None
-        self.reference = None
         self.kind = "modes" if data.kind == "points" and data.centers is not None else data.kind
         self.main_metric = main_metric(self.kind)
-        self.fd_real: Optional[float] = None  # FD of other real data against the reference: FD's floor at this n
+        self.splits: dict[str, SplitReference] = {}
+        self.last_resize = "none"  # how the last scored samples were brought to the data's size
+        self.last_n = n  # how many generated samples the last score used
+        self._baseline: Optional[Tensor] = None  # the real-vs-real FD's second sample
         if data.kind == "points":
-            self.real = data.eval_reference(n).to(device)
-            self.real_diversity = mean_pairwise_distance(self.real)
             if data.centers is None and data.sampler is not None:
-                other = data.sampler(n, torch.Generator().manual_seed(REAL_BASELINE_SEED)).to(device)
-                self.fd_real = frechet_distance(self.real, other)
+                self._baseline = data.sampler(n, torch.Generator().manual_seed(REAL_BASELINE_SEED)).to(device)
+            self.split_reference("validation")
             return
         cache = Path(cache_dir) if cache_dir else default_cache_dir()
         echo_fn = (lambda m: echo(f"evaluator: {m}"))
@@ -119,63 +139,117 @@ class RunEvaluator:
         if data.channel_source is not None:
             self.evaluator = StackedEvaluator(self.evaluator, data.shape[0])
             train, _, test, _ = data.evaluator_data()
-        real = data.eval_reference(n).to(device)
-        self.reference = prepare_reference(self.evaluator, real)
-        self.real_diversity = mean_pairwise_distance(self.reference.features)
-        other = other_real_images(train, n, skip=0 if test is not None else len(real))
+        test_size = len(reference_rows(len(test) if test is not None else len(train), "test", n, val_n))
+        other = other_real_images(train, n, skip=0 if test is not None else test_size)
         if other is not None:
-            feats = self.evaluator.features(other.to(device))
-            self.fd_real = frechet_distance(self.reference.features, feats)
+            self._baseline = self.evaluator.features(other.to(device))
+        self.split_reference("validation")
+
+    def split_reference(self, split: str) -> SplitReference:
+        """The real side of `split` ("validation" or "test"), prepared on first use."""
+        if split in self.splits:
+            return self.splits[split]
+        real = self.data.reference(split, self.n, self.val_n).to(self.device)
+        labels = self.data.reference_labels(split, self.n, self.val_n)
+        ref = SplitReference(size=len(real), labels=None if labels is None else labels.cpu())
+        if self.evaluator is None:
+            ref.real = real
+            ref.diversity = mean_pairwise_distance(real)
+            if self._baseline is not None:
+                ref.fd_real = frechet_distance(real, self._baseline)
+        else:
+            ref.prepared = prepare_reference(self.evaluator, real)
+            ref.diversity = mean_pairwise_distance(ref.prepared.features)
+            if self._baseline is not None:
+                ref.fd_real = frechet_distance(ref.prepared.features, self._baseline)
+        self.splits[split] = ref
+        return ref
+
+    @property
+    def reference(self) -> Optional[RealReference]:
+        """The prepared validation reference (images; None for points)."""
+        return self.split_reference("validation").prepared
+
+    @property
+    def fd_real(self) -> Optional[float]:
+        """FD of other real data against the validation reference: FD's floor at this n."""
+        return self.split_reference("validation").fd_real
+
+    @property
+    def real_diversity(self) -> float:
+        """Mean pairwise distance of the validation reference (features for images)."""
+        return self.split_reference("validation").diversity
+
+    def provenance(self, split: str) -> dict[str, Any]:
+        """What the last score of `split` was measured with: split, real reference size, generated samples,
+        feature network and resize (logged as `eval_split`, `eval_reference_n`, `eval_n`, `eval_features`,
+        `eval_resize`)."""
+        return {"split": split, "reference_n": self.split_reference(split).size, "n": self.last_n,
+                "features": self.features_name(), "resize": self.last_resize}
+
+    def features_name(self) -> str:
+        """The feature network: "points" (raw coordinates), else ganstab-evaluator-v<version>-<kind>-<weights hash>."""
+        if self.evaluator is None:
+            return "points"
+        net = getattr(self.evaluator, "channel_evaluator", self.evaluator)  # stacked: its 1-channel evaluator
+        kind = "classifier" if net.is_classifier else "autoencoder"
+        stacked = "stacked-" if isinstance(self.evaluator, StackedEvaluator) else ""
+        return f"{stacked}ganstab-evaluator-v{net.settings.version}-{kind}-{(net.data_hash or 'untracked')[:12]}"
 
     @property
     def test_accuracy(self) -> Optional[float]:
         """The evaluator's accuracy on the real test split (classifier evaluators only)."""
         return None if self.evaluator is None else getattr(self.evaluator, "test_accuracy", None)
 
-    def score_samples(self, samples: Tensor, diversity_samples: Optional[Tensor] = None) -> dict[str, float]:
-        """All metrics of generated samples (N, ...) against the real reference."""
+    def score_samples(self, samples: Tensor, diversity_samples: Optional[Tensor] = None,
+                      split: str = "validation") -> dict[str, float]:
+        """All metrics of generated samples (N, ...) against the real reference of `split`."""
+        ref = self.split_reference(split)
         samples = samples.to(self.device).float()
         out: dict[str, float] = {}
         if self.data.kind == "points":
             if self.data.centers is not None:
                 out.update(mode_coverage(samples.cpu(), self.data.centers.cpu(), self.data.std))
             else:
-                out["fd"] = frechet_distance(self.real, samples)
-                if self.fd_real is not None:
-                    out["fd_real"] = self.fd_real
-                out.update(precision_recall(self.real, samples, k=3))
-                out.update(density_coverage(self.real, samples, k=5))
+                out["fd"] = frechet_distance(ref.real, samples)
+                if ref.fd_real is not None:
+                    out["fd_real"] = ref.fd_real
+                out.update(precision_recall(ref.real, samples, k=3))
+                out.update(density_coverage(ref.real, samples, k=5))
             div = samples if diversity_samples is None else diversity_samples.to(self.device)
-            out.update(self._diversity(div))
+            out.update(self._diversity(div, ref))
             return {k: float(v) for k, v in out.items()}
         size = tuple(self.data.shape[-2:])
+        self.last_resize = "none" if tuple(samples.shape[-2:]) == size else "nearest-pow2-crop"
         samples = to_data_size(samples, size)
-        out.update(evaluate_images(self.evaluator, self.reference, samples, kid_subsets=KID_SUBSETS))
-        if self.fd_real is not None and "fd" in out:
-            out["fd_real"] = self.fd_real
+        out.update(evaluate_images(self.evaluator, ref.prepared, samples, kid_subsets=KID_SUBSETS))
+        if ref.fd_real is not None and "fd" in out:
+            out["fd_real"] = ref.fd_real
         div = samples if diversity_samples is None else to_data_size(diversity_samples.to(self.device), size)
-        out.update(self._diversity(self.evaluator.features(div)))
+        out.update(self._diversity(self.evaluator.features(div), ref))
         if isinstance(self.evaluator, StackedEvaluator) and self.evaluator.is_classifier:
             out.update(self.evaluator.mode_scores(samples))
         return {k: float(v) for k, v in out.items()}
 
-    def _diversity(self, samples: Tensor) -> dict[str, float]:
-        """{"diversity": mean pairwise distance of samples (or features) over the real data's}; {} when the real data
+    def _diversity(self, samples: Tensor, ref: SplitReference) -> dict[str, float]:
+        """{"diversity": mean pairwise distance of samples (or features) over the reference's}; {} when the real data
         have no spread to compare with (a ratio over ~0 would be meaningless)."""
-        if self.real_diversity < MIN_REAL_DIVERSITY:
+        if ref.diversity < MIN_REAL_DIVERSITY:
             return {}
-        return {"diversity": mean_pairwise_distance(samples) / self.real_diversity}
+        return {"diversity": mean_pairwise_distance(samples) / ref.diversity}
 
     def evaluate(self, generator: nn.Module, latent_dim: int, g_kwargs: dict[str, Any],
-                 fixed_z: Optional[Tensor] = None, seed: int = 0) -> dict[str, float]:
-        """Sample `n` images/points from G (eval mode, no_grad, its own seeded noise) and score them."""
+                 fixed_z: Optional[Tensor] = None, seed: int = 0, split: str = "validation") -> dict[str, float]:
+        """Sample `n` images/points from G (eval mode, no_grad, its own seeded noise) and score them against the
+        reference of `split`."""
         gen = torch.Generator().manual_seed(seed)
         z = torch.randn(self.n, latent_dim, generator=gen).to(self.device)
+        self.last_n = self.n
         if self.num_classes:
-            return self._evaluate_conditional(generator, z, gen, g_kwargs, fixed_z)
+            return self._evaluate_conditional(generator, z, gen, g_kwargs, fixed_z, split)
         samples = generate(generator, z, **g_kwargs)
         diversity = generate(generator, fixed_z, **g_kwargs) if fixed_z is not None else None
-        return self.score_samples(samples, diversity)
+        return self.score_samples(samples, diversity, split)
 
     def quick_evaluate(self, generator: nn.Module, latent_dim: int, g_kwargs: dict[str, Any],
                        fixed_z: Optional[Tensor] = None, seed: int = 0) -> dict[str, float]:
@@ -185,10 +259,12 @@ class RunEvaluator:
             return {}
         gen = torch.Generator().manual_seed(seed)
         z = torch.randn(max(QUICK_MIN_SAMPLES, self.n // QUICK_FRACTION), latent_dim, generator=gen).to(self.device)
+        self.last_n = len(z)
         size = tuple(self.data.shape[-2:])
         out: dict[str, float] = {}
         if self.evaluator.is_classifier:
             samples = to_data_size(generate(generator, z, **g_kwargs).to(self.device).float(), size)
+            self.last_resize = "none" if tuple(samples.shape[-2:]) == size else "nearest-pow2-crop"
             out.update(evaluate_images(self.evaluator, self.reference, samples, metrics=["class_kl"]))
         if fixed_z is not None:
             feats = self.evaluator.features(to_data_size(generate(generator, fixed_z, **g_kwargs).to(self.device), size))
@@ -196,7 +272,7 @@ class RunEvaluator:
         return {k: float(v) for k, v in out.items()}
 
     def _evaluate_conditional(self, generator: nn.Module, z: Tensor, gen: torch.Generator,
-                              g_kwargs: dict[str, Any], fixed_z: Optional[Tensor]) -> dict[str, float]:
+                              g_kwargs: dict[str, Any], fixed_z: Optional[Tensor], split: str) -> dict[str, float]:
         """Scores of a conditional G: the usual metrics over labels drawn like training's, plus per-class ones."""
         probs = self.label_probs if self.label_probs is not None else torch.full((self.num_classes,),
                                                                                    1.0 / self.num_classes)
@@ -206,13 +282,13 @@ class RunEvaluator:
         if fixed_z is not None:
             grid_z, rows = class_grid(fixed_z, self.num_classes)
             diversity = generate(generator, grid_z, labels=rows, **g_kwargs)
-        scores = self.score_samples(samples, diversity)
-        scores.update(self.class_scores(samples, labels))
+        scores = self.score_samples(samples, diversity, split)
+        scores.update(self.class_scores(samples, labels, split))
         return scores
 
-    def class_scores(self, samples: Tensor, labels: Tensor) -> dict[str, float]:
+    def class_scores(self, samples: Tensor, labels: Tensor, split: str = "validation") -> dict[str, float]:
         """`class_accuracy` (the evaluator classifies each fake as its requested label) and `intra_fd`
-        (the mean over classes of the FD between the fakes and the real test images of that class)."""
+        (the mean over classes of the FD between the fakes and the real images of that class in `split`)."""
         if self.evaluator is None or not getattr(self.evaluator, "is_classifier", False):
             return {}
         samples = to_data_size(samples.to(self.device).float(), tuple(self.data.shape[-2:]))
@@ -220,11 +296,10 @@ class RunEvaluator:
         predicted = (self.evaluator.labels_from_probs(probs) if isinstance(self.evaluator, StackedEvaluator)
                      else probs.argmax(dim=1))
         out = {"class_accuracy": float((predicted.cpu() == labels.cpu()).double().mean())}
-        real_labels = self.data.test_labels if self.data.test_labels is not None else self.data.labels
-        real_labels = real_labels[:len(self.reference.features)].cpu()
+        ref = self.split_reference(split)
         per_class = []
-        for k in range(self.num_classes):
-            real_k, fake_k = self.reference.features[real_labels == k], feats[labels.cpu() == k]
+        for k in range(self.num_classes if ref.labels is not None else 0):
+            real_k, fake_k = ref.prepared.features[ref.labels == k], feats[labels.cpu() == k]
             if len(real_k) > 1 and len(fake_k) > 1:
                 per_class.append(frechet_distance(real_k.cpu(), fake_k.cpu()))
         if per_class:

@@ -12,6 +12,7 @@ import math
 from typing import Any, Mapping, Optional, Sequence
 
 from ganstab.diagnose.findings import worst_first
+from ganstab.rundir import is_metric_key, is_test_record
 
 SEVERITY_COLORS: dict[str, str] = {"error": "#d62728", "warning": "#ff9f1c", "info": "#8c6bb1"}
 LINE_COLORS: tuple[str, ...] = ("#1f5f99", "#2a9d4b", "#c44e52", "#8172b2", "#937860", "#da8bc3", "#4c4c4c",
@@ -122,8 +123,8 @@ def timeline_figure(records: Sequence[Mapping[str, Any]], panels: Sequence[tuple
 def eval_figure(records: Sequence[Mapping[str, Any]], findings: Sequence[Mapping[str, Any]] = (),
                 columns: int = 3) -> Optional[bytes]:
     """One small panel per `eval_*` key over G steps; None when no evaluation line exists."""
-    keys = sorted({k for r in records for k in r if isinstance(k, str) and k.startswith("eval_")
-                   and series(records, k)[0]})
+    records = [r for r in records if not is_test_record(r)]  # the curves of validation lines; test: the summary
+    keys = sorted({k for r in records for k in r if is_metric_key(k) and series(records, k)[0]})
     if not keys:
         return None
     plt = _pyplot()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from ganstab.rundir import RunDir, read_jsonl
+from ganstab.rundir import RunDir, is_eval_record, is_metric_key, read_jsonl
 from ganstab.sampling import save_figure
 
 PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -69,9 +69,9 @@ def plot_run(run_dir: Path) -> list[Path]:
                              run.plots / "training.png", title=run_dir.name)
     if train_path is not None:
         written.append(train_path)
-    eval_records = [r for r in records if any(k.startswith("eval_") for k in r)]
+    eval_records = [r for r in records if is_eval_record(r)]
     if eval_records:
-        keys = sorted({k for r in eval_records for k in r if k.startswith("eval_") and isinstance(r[k], (int, float))})
+        keys = sorted({k for r in eval_records for k in r if is_metric_key(k) and isinstance(r[k], (int, float))})
         eval_path = plot_panels(eval_records, run.plots / "eval.png",
                                 panels=[(k[5:], (k,)) for k in keys], title=f"{run_dir.name}: evaluation")
         if eval_path is not None:

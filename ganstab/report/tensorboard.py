@@ -14,6 +14,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from ganstab.errors import ConfigError
+from ganstab.rundir import EVAL_PROVENANCE_KEYS
 
 __all__ = ["tensorboard_available", "require_tensorboard", "scalar_tag", "TensorBoardSink"]
 
@@ -60,7 +61,8 @@ class TensorBoardSink:
         """Every finite number of a logged line (training or evaluation) as a scalar at `step`."""
         writer = self._open(step)
         for key, value in record.items():
-            if key in _SKIPPED or isinstance(value, bool) or not isinstance(value, (int, float)):
+            if (key in _SKIPPED or key in EVAL_PROVENANCE_KEYS or isinstance(value, bool)
+                    or not isinstance(value, (int, float))):
                 continue
             if np.isfinite(value):
                 writer.add_scalar(scalar_tag(key), float(value), step)

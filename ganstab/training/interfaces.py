@@ -61,8 +61,12 @@ class RunScorer(Protocol):
     """What the loop needs of the evaluator: scores of a generator and which scores are better."""
 
     def evaluate(self, generator: nn.Module, latent_dim: int, g_kwargs: dict[str, Any],
-                 fixed_z: Optional[Tensor] = None, seed: int = 0) -> dict[str, float]:
-        """Metric name -> value for samples of `generator`."""
+                 fixed_z: Optional[Tensor] = None, seed: int = 0, split: str = "validation") -> dict[str, float]:
+        """Metric name -> value for samples of `generator` against the real reference `split` ("validation" for
+        all that selects or steers, "test" for the final report only)."""
+
+    def provenance(self, split: str) -> dict[str, Any]:
+        """Keys split, reference_n, n, features, resize of the last score against `split` (logged with eval_)."""
 
     def is_better(self, new: dict[str, float], best: Optional[dict[str, float]]) -> bool:
         """Whether `new` beats `best` on the main metric."""

@@ -45,18 +45,19 @@ class OutputsMixin:
         return save_generator(folder if folder is not None else self.out, self.sampler_net(), meta)
 
     def evaluate(self, final: bool = False) -> Optional[dict[str, Any]]:
-        """Score the sampling network (rank 0), log an `eval_` line (`"final": true` on the run's last one), keep
-        the best export and its training state in best/; raise Divergence on a mode collapse during training."""
+        """Score the sampling network (rank 0) on the validation reference, log an `eval_` line (`"final": true`
+        on the run's last one), keep the best export and its training state in best/; raise Divergence on a mode
+        collapse during training. The final evaluation also logs a test line (`_final_test_line`)."""
         if not self.dist.is_main or self.scorer is None:
             return None
         cfg = self.cfg
         self.scorer.prepare()  # the evaluator network's one-time training is not an evaluation's cost
         started = time.perf_counter()
         scores = self.scorer.evaluate(self.sampler_net(), cfg.model.latent_dim, self.g_kwargs(), self.fixed_z,
-                                      seed=training_eval_seed(cfg.seed))
+                                      seed=training_eval_seed(cfg.seed), split="validation")
         self.eval_cost = time.perf_counter() - started
         self.eval_seconds += self.eval_cost
-        line = self._write_eval_line(scores, self.eval_cost, {"final": True} if final else {})
+        line = self._write_eval_line(scores, self.eval_cost, {"final": True} if final else {}, "validation")
         self._last_eval_step = self.step
         self.report_after_recovery(scores, self.scorer.main_metric_name())
         collapse = self._observe_evaluation(line)
@@ -70,7 +71,19 @@ class OutputsMixin:
                 save_checkpoint(self.run_dir.best, self.step, self.state(), keep=1)
         if collapse is not None:
             raise collapse
+        if final:
+            self._final_test_line()
         return line
+
+    def _final_test_line(self) -> dict[str, Any]:
+        """Score the final generator on the test reference and log it as `"eval_split": "test"`: a line for
+        reports only, which neither the doctor, best/, recovery nor tune reads."""
+        started = time.perf_counter()
+        scores = self.scorer.evaluate(self.sampler_net(), self.cfg.model.latent_dim, self.g_kwargs(), self.fixed_z,
+                                      seed=training_eval_seed(self.cfg.seed), split="test")
+        cost = time.perf_counter() - started
+        self.eval_seconds += cost
+        return self._write_eval_line(scores, cost, {"final": True}, "test")
 
     def quick_evaluate(self) -> Optional[dict[str, Any]]:
         """A cheap `eval_` line between full evaluations (`"quick": true`: class balance and diversity only); raise
@@ -85,18 +98,21 @@ class OutputsMixin:
         self.eval_seconds += self.quick_cost
         if not scores:
             return None
-        line = self._write_eval_line(scores, self.quick_cost, {"quick": True})
+        line = self._write_eval_line(scores, self.quick_cost, {"quick": True}, "validation")
         collapse = self._observe_evaluation(line)
         if collapse is not None:
             raise collapse
         return line
 
-    def _write_eval_line(self, scores: dict[str, Any], cost: float, flags: dict[str, bool]) -> dict[str, Any]:
-        """Write an evaluation's `eval_` line (metrics.jsonl and the event sink) and return it."""
+    def _write_eval_line(self, scores: dict[str, Any], cost: float, flags: dict[str, bool],
+                         split: str) -> dict[str, Any]:
+        """Write an evaluation's `eval_` line with what it was measured with (metrics.jsonl and, but for a test
+        line, the event sink) and return it."""
         line = clean_record({"step": self.step, "images_seen": self.images_seen, "time": round(self.elapsed, 3),
-                             **{f"eval_{k}": v for k, v in scores.items()}, "eval_time": round(cost, 4), **flags})
+                             **{f"eval_{k}": v for k, v in scores.items()}, "eval_time": round(cost, 4),
+                             **{f"eval_{k}": v for k, v in self.scorer.provenance(split).items()}, **flags})
         self.recorder.write(line)
-        if self.sink is not None:
+        if self.sink is not None and split != "test":
             self.sink.scalars(self.step, line)
         return line
 
