@@ -268,7 +268,7 @@ class RunEvaluator:
             out.update(evaluate_images(self.evaluator, self.reference, samples, metrics=["class_kl"]))
         if fixed_z is not None:
             feats = self.evaluator.features(to_data_size(generate(generator, fixed_z, **g_kwargs).to(self.device), size))
-            out.update(self._diversity(feats))
+            out.update(self._diversity(feats, self.split_reference("validation")))
         return {k: float(v) for k, v in out.items()}
 
     def _evaluate_conditional(self, generator: nn.Module, z: Tensor, gen: torch.Generator,
