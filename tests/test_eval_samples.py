@@ -13,12 +13,12 @@ from PIL import Image
 from ganstab.cli import main
 from ganstab.config import DataConfig
 from ganstab.data import make_dataset
-from ganstab.rundir import is_eval_record, read_jsonl
+from ganstab.rundir import is_test_record, read_jsonl
 from ganstab.sampling import to_uint8
 
 N = 200  # samples scored everywhere here (the run's eval.n)
 RUN_ONLY = {"seed", "step"}  # keys of eval --run's JSON that a sample set has no value for
-SAMPLES_ONLY = {"samples", "against", "reference_n", "evaluator"}  # which files were compared, which evaluator
+SAMPLES_ONLY = {"samples", "against", "evaluator"}  # which files were compared, which evaluator
 
 
 @pytest.fixture(scope="module")
@@ -43,15 +43,16 @@ def _scores(capsys: pytest.CaptureFixture, argv: list[str], out: Path) -> tuple[
     return json.loads(out.read_text()), capsys.readouterr().out.splitlines()
 
 
-def _run_fd_real(run: Path) -> float:
-    """The run's own real-vs-real floor `eval_fd_real` at n = N (its final evaluation, same evaluator)."""
-    return [r for r in read_jsonl(run / "metrics.jsonl") if is_eval_record(r)][-1]["eval_fd_real"]
-
-
 def _digits_test(n: int) -> torch.Tensor:
-    """The first n images of the digits test split in [-1, 1] (the reference `--against digits` uses)."""
+    """The first n images of the digits test split in [-1, 1]."""
     data = make_dataset(DataConfig(name="digits"))
     return data.test[:n]
+
+
+def _digits_test_reference(n: int) -> torch.Tensor:
+    """The test reference `--against digits` (and `eval --run`) cuts for n samples: of the 360 test images, the
+    first min(n, 360 - 180) (the last 180 are the validation reference)."""
+    return make_dataset(DataConfig(name="digits")).reference("test", n)
 
 
 # ------------------------------------------------------------------------ the same numbers as eval --run
@@ -66,22 +67,24 @@ def test_exported_npy_matches_eval_run(digits_run: Path, cache: Path, tmp_path: 
     scores, printed = _scores(capsys, ["--samples", str(npy), "--against", "digits", "--cache-dir", str(cache)],
                               tmp_path / "s.json")
     lines = [line for line in printed if line.startswith("  ")]
-    assert printed[-len(lines) - 2:] == [f"{npy} against digits ({N} samples, {N} reference):", *lines,
+    assert printed[-len(lines) - 2:] == [f"{npy} against digits ({N} samples, 180 reference):", *lines,
                                          f"written: {tmp_path / 's.json'}"]
     assert set(scores) - SAMPLES_ONLY == set(by_run) - RUN_ONLY  # the same metric keys
-    assert (scores["n"], scores["samples"], scores["against"], scores["reference_n"]) == (N, str(npy), "digits", N)
+    assert (scores["n"], scores["samples"], scores["against"], scores["reference_n"]) == (N, str(npy), "digits", 180)
+    assert (scores["split"], scores["features"], scores["resize"]) == ("test", by_run["features"], "none")
     assert scores["evaluator"]["trained_on"] == "digits" and scores["evaluator"]["version"] == 2
     assert [line.split()[0] for line in lines] == [line.split()[0] for line in run_lines]  # same keys, same order
-    width = max(len(key) for key in set(scores) - SAMPLES_ONLY - {"n"})
+    width = max(len(line.split()[0]) for line in run_lines)  # the metric keys (provenance is not printed there)
     assert lines == [f"  {line.split()[0]:<{width}}  {scores[line.split()[0]]:.6g}" for line in run_lines]
     # the same samples (the same latents: seed 3, one chunk) against the same reference with the same evaluator;
     # the .npy floats pass through (x + 1) * 127.5 / 255 * 2 - 1 in float32 (relative error ~1e-7 per pixel),
     # so the metrics agree to 1e-5 relative; kid_std is a std of ~1e-16 (zero up to rounding): absolute 1e-9.
     # diversity differs by design: eval --run measures the fixed batch, --samples the set itself.
-    for key in set(by_run) - RUN_ONLY - {"diversity", "n"}:
+    for key in set(by_run) - RUN_ONLY - {"diversity", "n", "split", "features", "resize"}:  # text compared above
         torch.testing.assert_close(scores[key], by_run[key], rtol=1e-5, atol=1e-9, msg=key)
     assert 1.0 < by_run["fd"] < 1e3  # a 20-step G is far from the data (20.88): the agreement is not 0 == 0
-    torch.testing.assert_close(by_run["fd_real"], _run_fd_real(digits_run), rtol=1e-6, atol=0.0)
+    final_test = [r for r in read_jsonl(digits_run / "metrics.jsonl") if is_test_record(r)][-1]
+    torch.testing.assert_close(by_run["fd_real"], final_test["eval_fd_real"], rtol=1e-6, atol=0.0)
 
 
 def test_folder_export_equals_npy_of_the_same_images(digits_run: Path, cache: Path, tmp_path: Path,
@@ -110,7 +113,7 @@ def test_folder_export_equals_npy_of_the_same_images(digits_run: Path, cache: Pa
 # ------------------------------------------------------------------------------- a set against itself
 def test_digits_test_split_against_itself(digits_run: Path, cache: Path, tmp_path: Path, capsys) -> None:
     a = tmp_path / "a.npy"
-    np.save(a, _digits_test(N).numpy())
+    np.save(a, _digits_test_reference(N).numpy())  # the 180 test-reference images
     scores, _ = _scores(capsys, ["--samples", str(a), "--against", "digits", "--cache-dir", str(cache)],
                         tmp_path / "s.json")
     # identical features: FD = |0|^2 + tr(2C - 2 sqrt(C C)), computed in float64, where sqrt(C C) = C up to the
@@ -119,8 +122,6 @@ def test_digits_test_split_against_itself(digits_run: Path, cache: Path, tmp_pat
     assert scores["class_kl"] == pytest.approx(0.0, abs=1e-12)  # the same class histogram
     assert (scores["precision"], scores["recall"], scores["coverage"]) == (1.0, 1.0, 1.0)
     assert scores["diversity"] == pytest.approx(1.0, abs=1e-6)  # the same 200 features as the reference
-    # the floor at n = 200 (200 training images against these): the digits run's own, to float rounding
-    torch.testing.assert_close(scores["fd_real"], _run_fd_real(digits_run), rtol=1e-6, atol=0.0)
 
 
 def test_copy_against_itself_with_its_own_evaluator(tmp_path: Path, capsys) -> None:
@@ -155,9 +156,14 @@ def test_folder_reference_with_a_named_evaluator(digits_run: Path, cache: Path, 
     assert (scores["precision"], scores["recall"]) == (1.0, 1.0)
     torch.testing.assert_close(scores["fd"], 0.0, rtol=0.0, atol=1e-8)  # as above
     assert len(list(cache.glob("evaluator-digits-*.safetensors"))) == 1  # the runs' own cache entry, no new one
-    # fd_real: the same 200 digits training images against the 8-bit copy of the reference: as above, up to the
-    # rounding of the pixels (~1e-4 relative, as for the folder export)
-    torch.testing.assert_close(scores["fd_real"], _run_fd_real(digits_run), rtol=1e-3, atol=0.0)
+    # fd_real: 200 digits training images against the 8-bit copy of the reference, and against the float reference
+    # itself: equal up to the rounding of the pixels (~1e-4 relative, as for the folder export)
+    floats = tmp_path / "ref.npy"
+    np.save(floats, _digits_test(N).numpy())
+    exact, _ = _scores(capsys, ["--samples", str(a), "--against", str(floats), "--data", "digits",
+                                "--cache-dir", str(cache)], tmp_path / "t.json")
+    assert scores["fd_real"] > 0
+    torch.testing.assert_close(scores["fd_real"], exact["fd_real"], rtol=1e-3, atol=0.0)
 
 
 # ------------------------------------------------------------------------------------------- points
@@ -167,7 +173,8 @@ def test_points_shifted_by_one(tmp_path: Path, capsys) -> None:
     np.save(a, points + np.array([1.0, 0.0], dtype=np.float32))
     np.save(b, points)
     scores, _ = _scores(capsys, ["--samples", str(a), "--against", str(b)], tmp_path / "s.json")
-    assert set(scores) - SAMPLES_ONLY == {"n", "fd", "precision", "recall", "density", "coverage", "diversity"}
+    assert set(scores) - SAMPLES_ONLY == {"n", "split", "reference_n", "features", "resize", "fd", "precision",
+                                          "recall", "density", "coverage", "diversity"}
     # the same covariance, means 1 apart: FD = |(1, 0)|^2 = 1
     torch.testing.assert_close(scores["fd"], 1.0, rtol=0.0, atol=1e-5)
     assert scores["diversity"] == pytest.approx(1.0, abs=1e-6)  # a shifted copy spreads as much

@@ -451,7 +451,7 @@ def test_diversity_absent_when_the_real_data_have_no_spread() -> None:
     assert all(np.isfinite(v) for v in scores.values())
     varied = DataSource(name="npz", kind="points", shape=(2,),
                         train=torch.randn(64, 2, generator=torch.Generator().manual_seed(1)))
-    scores = RunEvaluator(varied, 32, torch.device("cpu")).score_samples(varied.train[:32])
+    scores = RunEvaluator(varied, 32, torch.device("cpu")).score_samples(varied.reference("validation", 32))
     torch.testing.assert_close(scores["diversity"], 1.0)  # the reference itself: exactly the real spread
 
 

@@ -206,21 +206,24 @@ def cmd_eval_samples(args: argparse.Namespace) -> int:
                          f"{EVAL_MAX:,}), got {n}")
     device = cli_device(args.device)
     defaults = EvalConfig()
+    # a named data set: its test reference, as `eval --run` cuts it; a reference the user gave: all of it (no
+    # validation part is held out of it, since nothing selects here)
     evaluator = RunEvaluator(data.to(device), n, device, args.cache_dir,
                              args.evaluator_epochs or defaults.evaluator_epochs, echo=print,
-                             evaluator_images=defaults.evaluator_images)
-    scores = evaluator.score_samples(fake.train[:n])
+                             evaluator_images=defaults.evaluator_images, val_n=None if named else 0)
+    scores = evaluator.score_samples(fake.train[:n], split="test")
     line, about = _evaluator_line(evaluator, trained_on)
     print(line)
     if evaluator.test_accuracy is not None and not math.isnan(evaluator.test_accuracy):
         print(f"evaluator test accuracy: {evaluator.test_accuracy:.4f}")
     width = max(len(k) for k in scores)
-    size = len(evaluator.real) if evaluator.reference is None else evaluator.reference.num_images
+    size = evaluator.split_reference("test").size
     print(f"{args.samples} against {reference} ({n} samples, {size} reference):")
     for key, value in scores.items():
         print(f"  {key:<{width}}  {value:.6g}")
     if args.json is not None:
-        record = {"n": n, "samples": str(args.samples), "against": str(reference), "reference_n": size,
+        provenance = {**evaluator.provenance("test"), "n": n, "resize": "none"}  # as eval --run writes them
+        record = {**provenance, "samples": str(args.samples), "against": str(reference), "reference_n": size,
                   "evaluator": about, **scores}
         atomic_write(Path(args.json), json.dumps(record, indent=2))
         print(f"written: {args.json}")

@@ -126,7 +126,8 @@ class RunEvaluator:
         if data.kind == "points":
             if data.centers is None and data.sampler is not None:
                 self._baseline = data.sampler(n, torch.Generator().manual_seed(REAL_BASELINE_SEED)).to(device)
-            self.split_reference("validation")
+            if val_n != 0:  # no validation part: a reference given to score against (eval --samples)
+                self.split_reference("validation")
             return
         cache = Path(cache_dir) if cache_dir else default_cache_dir()
         echo_fn = (lambda m: echo(f"evaluator: {m}"))
@@ -143,7 +144,8 @@ class RunEvaluator:
         other = other_real_images(train, n, skip=0 if test is not None else test_size)
         if other is not None:
             self._baseline = self.evaluator.features(other.to(device))
-        self.split_reference("validation")
+        if val_n != 0:
+            self.split_reference("validation")
 
     def split_reference(self, split: str) -> SplitReference:
         """The real side of `split` ("validation" or "test"), prepared on first use."""
