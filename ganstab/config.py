@@ -121,7 +121,8 @@ _Loader.add_implicit_resolver(
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_assignment=True,
+                              use_attribute_docstrings=True)
 
 
 MAX_IMAGE_SIDE = 1024  # the largest image side data.image_size accepts
@@ -165,12 +166,21 @@ class DataConfig(_Section):
     """Which dataset and where its files are (`data.*`)."""
 
     name: str = "digits"
+    """dataset: ring8, grid25, digits, fashion-mnist, stacked-fashion-mnist, mnist, idx, folder or npz"""
     path: Optional[str] = None
+    """folder or file of the data (mnist/idx/folder/npz, a StyleGAN .zip; (stacked-)fashion-mnist's IDX folder)"""
     image_size: Union[int, list[int], None] = None  # N (square) or [H, W]; "HxW" is read as [H, W]
+    ("resize images to this size: N (square N x N) or [H, W] / \"HxW\" (height first, as in PyTorch's (C, H, W)); "
+     "images only; default: the data's own size")
     channels: Optional[Literal[1, 3]] = None
+    """force 1 (grey) or 3 (RGB) channels when reading an image folder (folder only)"""
     limit: Optional[int] = Field(default=None, gt=0)  # stacked-fashion-mnist: stacked training images drawn
+    ("use only the first N training samples (held data); stacked-fashion-mnist: draw N stacked training images "
+     "(default 60,000)")
     stream: bool = False  # folder only: read images on demand (DataLoader + DistributedSampler)
+    """read folder images on demand instead of holding them in memory (folder only)"""
     workers: int = Field(default=0, ge=0, le=64)  # DataLoader worker processes when streaming
+    """DataLoader worker processes when streaming (data.stream only)"""
 
     @field_validator("image_size", mode="before")
     @classmethod
@@ -183,17 +193,30 @@ class ModelConfig(_Section):
     """Architecture, latent size and the normalisation of G and D (`model.*`)."""
 
     arch: str = "mlp"
+    """architecture: mlp, dcgan, toy, resnet or progressive"""
     latent_dim: int = Field(default=64, gt=0, le=4096)
+    """size of G's latent vector z"""
     g_norm: Norm = "batch"
+    """normalisation in G: batch, instance, layer, spectral or none"""
     d_norm: Norm = "spectral"
+    """normalisation in D: batch, instance, layer, spectral or none (no batch with gp/r1/r2)"""
     width: int = Field(default=64, gt=0, le=4096)
+    """channel width (dcgan, progressive, resnet D; resnet G has twice as many) or layer width (toy)"""
     depth: int = Field(default=3, gt=0, le=16)
+    """hidden layers of the toy MLPs"""
     hidden: Optional[list[int]] = None  # mlp: G's layer widths, D reversed (default 256-256); toy: width x depth
+    """G's hidden layer widths, D's reversed (mlp default 256-256; toy: replaces width x depth)"""
     pack: int = Field(default=1, ge=1, le=1024)  # PacGAN: D sees this many samples concatenated
+    """PacGAN: D sees this many samples concatenated"""
     conditional: bool = False  # class-conditional G (conditional BN / label embedding) and D (projection or AC-GAN)
+    """class-conditional G and D (labels from the data; sample with --class K)"""
     d_condition: Literal["projection", "acgan"] = "projection"  # how D uses the label (Miyato & Koyama 2018 / AC-GAN)
+    """how a conditional D uses the label: projection (Miyato & Koyama 2018) or acgan"""
     label_sampling: Literal["frequency", "balanced"] = "frequency"  # labels of G's fakes: data frequencies or uniform
+    """labels of G's fakes: the data's class frequencies, or balanced (uniform)"""
     freeze_d: int = Field(default=0, ge=0, le=1000)  # FreezeD: D's first K blocks keep train.init_from's weights
+    ("FreezeD (Mo et al. 2020): D's first K blocks (weight layers with their norms; a residual block or a "
+     "conditional head counts as one) keep train.init_from's weights")
 
 
 class LossConfig(_Section):
@@ -201,50 +224,81 @@ class LossConfig(_Section):
 
     kind: Literal["minimax", "nonsaturating", "wasserstein", "lsgan", "hinge", "relativistic",
                   "relativistic_average"] = "hinge"
+    ("GAN loss: minimax, nonsaturating, wasserstein, lsgan, hinge, relativistic (RpGAN: pairs softplus(D(fake) - "
+     "D(real))) or relativistic_average (RaGAN)")
     acgan_weight: float = Field(default=1.0, ge=0.0)  # model.d_condition=acgan: weight of the class cross-entropy
+    """weight of the AC-GAN class cross-entropy (model.d_condition=acgan)"""
     real_label: float = Field(default=1.0, ge=0.0, le=1.0)
+    """D's target for real samples (one-sided smoothing: 0.9; minimax/nonsaturating/lsgan)"""
     fake_label: float = Field(default=0.0, ge=0.0, le=1.0)
+    """D's target for fakes (keep 0: smoothing it is discouraged; minimax/nonsaturating/lsgan)"""
 
 
 class PenaltyConfig(_Section):
     """Regularisers of D: gradient penalty, R1, R2, LeCam, weight clipping, drift (`penalty.*`)."""
 
     gp: float = Field(default=0.0, ge=0.0)
+    """WGAN-GP gradient penalty weight (per-sample, on interpolates; 0 = off)"""
     gp_target: float = Field(default=1.0, gt=0.0)
+    """gradient norm the penalty pulls toward (1 for WGAN-GP)"""
     r1: float = Field(default=0.0, ge=0.0)
+    """R1 penalty weight gamma on real samples (0 = off)"""
     r1_every: int = Field(default=1, ge=1, le=1000)  # lazy R1 (StyleGAN2): every k D steps with weight x k
+    """lazy R1 (StyleGAN2): R1 every k D steps with its weight times k"""
     clip: float = Field(default=0.0, ge=0.0)
+    """clip D's weights to [-c, c] after every D step (original WGAN; 0 = off)"""
     drift: float = Field(default=0.0, ge=0.0)
+    """drift term weight on D(real)^2 (progressive GAN uses 0.001; 0 = off)"""
     r2: float = Field(default=0.0, ge=0.0)  # R2 (R1 on fakes, detached from G), weighted gamma / 2 like R1
+    """R2 penalty weight gamma on generated samples (R1 on fakes, detached from G; weighted gamma/2; 0 = off)"""
     r2_every: int = Field(default=1, ge=1, le=1000)  # lazy R2: every k D steps with weight x k (own interval)
+    """lazy R2: R2 every k D steps with its weight times k (its own interval, apart from R1's)"""
     lecam: float = Field(default=0.0, ge=0.0)  # LeCam (Tseng et al. 2021) weight lambda; 0 = off
+    """LeCam weight lambda (Tseng et al. 2021): D's logits pulled toward EMAs of the other side's mean (0 = off)"""
     lecam_decay: float = Field(default=0.99, ge=0.0, lt=1.0)  # decay of the EMAs of D's mean real/fake logits
+    """decay of LeCam's EMAs of D's mean real and fake logits (0.99 as in the paper)"""
     bcr_real: float = Field(default=0.0, ge=0.0)  # bCR (Zhao et al. 2020): weight of (D(x) - D(T(x)))^2 on reals
+    """bCR (Zhao et al. 2020) on reals: weight of mean (D(x) - D(T(x)))^2 (paper: 10; 0 = off)"""
     bcr_fake: float = Field(default=0.0, ge=0.0)  # bCR: the same on fakes
+    """bCR on fakes: weight of mean (D(G(z)) - D(T(G(z))))^2 (paper: 10; 0 = off)"""
     cr_policy: str = "translation"  # bCR's transforms T (DiffAugment names), applied on top of augment.policy
+    """bCR's transforms T: color, translation, cutout (applied after augment.policy, p = 1)"""
     zcr: float = Field(default=0.0, ge=0.0)  # zCR: D's weight of (D(G(z)) - D(G(z + eps)))^2
+    """zCR (Zhao et al. 2020) for D: weight of mean (D(G(z)) - D(G(z + eps)))^2 (paper: 5; 0 = off)"""
     zcr_gen: float = Field(default=0.0, ge=0.0)  # zCR: G's weight of the diversity term -(G(z) - G(z + eps))^2
+    """zCR for G: weight of the diversity term -mean (G(z) - G(z + eps))^2 (paper: 0.5; 0 = off)"""
     zcr_sigma: float = Field(default=0.03, gt=0.0, le=10.0)  # zCR: std of the latent perturbation eps
+    """zCR: standard deviation of the latent perturbation eps ~ N(0, sigma^2) (paper: 0.03)"""
 
 
 class AugmentConfig(_Section):
     """Differentiable augmentation of everything D sees, fixed or adaptive (`augment.*`)."""
 
     policy: str = ""  # comma-separated: color, translation, cutout (DiffAugment); empty = off
+    """differentiable augmentations of every image D sees: color, translation, cutout (DiffAugment)"""
     p: float = Field(default=1.0, ge=0.0, le=1.0)  # probability per sample and transform when ADA is off
+    """probability per sample and transform when ADA is off"""
     ada_target: float = Field(default=0.0, ge=0.0, le=1.0)  # > 0: ADA moves p so that E[sign(D(real))] -> target
+    """ADA: move p so that E[sign(D(real))] approaches this (0.6; 0 = off)"""
     ada_interval: int = Field(default=256, ge=1)  # real images between ADA updates of p
+    """ADA: real images between updates of p"""
     ada_speed_images: int = Field(default=500_000, ge=1)  # real images for p to move from 0 to 1
+    """ADA: real images for p to move from 0 to 1"""
 
 
 class OptimConfig(_Section):
     """One optimiser per network with its own lr and betas (`optim.*`)."""
 
     name: Literal["adam", "rmsprop"] = "adam"
+    """optimiser of both networks: adam or rmsprop"""
     g_lr: float = Field(default=1e-4, gt=0.0, le=10.0)
+    """G's learning rate"""
     d_lr: float = Field(default=4e-4, gt=0.0, le=10.0)
+    """D's learning rate (TTUR: usually larger than G's)"""
     g_betas: tuple[float, float] = (0.0, 0.9)
+    """G's Adam betas (beta1, beta2) (adam only)"""
     d_betas: tuple[float, float] = (0.0, 0.9)
+    """D's Adam betas (beta1, beta2) (adam only)"""
 
 
 class ScheduleEntry(_Section):
@@ -279,42 +333,71 @@ class TrainConfig(_Section):
     """Steps, batch, n_critic, EMA, device, precision, recovery and resume (`train.*`)."""
 
     steps: int = Field(default=3000, gt=0)
+    """G steps to train"""
     batch_size: int = Field(default=64, gt=0, le=65536)
+    """samples per batch (per process under torchrun)"""
     n_critic: int = Field(default=1, ge=1, le=100)
+    """D steps per G step, each with a fresh real batch"""
     ema: float = Field(default=10000.0, ge=0.0)
+    """half-life in images of the EMA copy of G used for samples and export (0 = off)"""
     device: str = "auto"
+    """auto, cpu, cuda, cuda:N or mps"""
     threads: int = Field(default=0, ge=0, le=1024)
+    """torch CPU threads (0 = torch's default)"""
     recover: bool = True
+    """roll back to the newest checkpoint and lower the lrs after a divergence"""
     max_recoveries: int = Field(default=3, ge=0, le=100)
+    """most automatic roll-backs before the run stops"""
     recover_lr_factor: float = Field(default=0.5, gt=0.0, le=1.0)
+    """factor applied to both lrs at each roll-back"""
     deterministic: bool = False
+    """torch deterministic algorithms (slower; bit-identical reruns on GPU)"""
     resume: Literal["never", "auto"] = "never"
+    """never, or auto: continue from the newest checkpoint in `out` when there is one"""
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """fp32, bf16, or fp16 (CUDA only, with one GradScaler per network)"""
     compile: bool = False
+    """torch.compile G and D where supported"""
     time_budget: float = Field(default=0.0, ge=0.0)  # seconds of training; 0 = until train.steps
+    """stop after this many seconds of training (0 = run until train.steps)"""
     reuse_fakes: bool = True  # n_critic=1: the G step reuses the D step's fakes (one G forward per step)
+    """with n_critic=1 the G step reuses the D step's fakes (one G forward per step)"""
     sync_bn: bool = False
+    """SyncBatchNorm across processes under torchrun"""
     init_from: Optional[str] = None  # fine-tuning: start G (and D, G's EMA) from a run folder, checkpoint or export
+    ("fine-tune: start G (and D and G's EMA, from a checkpoint) from a run folder (its newest valid checkpoint, "
+     "else its export), a checkpoint .pt or a generator.safetensors")
 
 
 class LogConfig(_Section):
     """Logging, sample and checkpoint intervals (`log.*`)."""
 
     every: int = Field(default=50, gt=0)
+    """G steps between metrics.jsonl lines"""
     sample_every: int = Field(default=500, gt=0)
+    """G steps between sample grids"""
     checkpoint_every: int = Field(default=500, gt=0)
+    """G steps between checkpoints"""
     keep_checkpoints: int = Field(default=3, ge=1, le=1000)
+    """newest checkpoints kept"""
     n_samples: int = Field(default=64, gt=0, le=1024)
+    """samples in each grid (fixed latents)"""
     progress: bool = True
+    """show progress: a bar in a terminal, plain lines in a log file"""
     progress_seconds: float = Field(default=30.0, gt=0)
+    """seconds between plain progress lines when there is no terminal"""
     tensorboard: bool = False
+    """also write TensorBoard events to RUN/tensorboard (needs pip install 'ganstab[tensorboard]')"""
 
 
 class EvalConfig(_Section):
     """Evaluation during and after training (`eval.*`)."""
 
     every: Union[int, str] = "auto"  # G steps between evaluations (0: only the final one); auto: scheduled by cost
+    ("G steps between evaluations during training (0 = only the final one); auto: scheduled by cost, on log steps, "
+     "so that evaluations take at most eval.budget of the training time")
     budget: float = Field(default=0.05, gt=0.0, le=1.0)  # every=auto: evaluation time at most this fraction of training
+    """eval.every=auto: the largest fraction of training time that evaluations may take (0.05)"""
 
     @field_validator("every", mode="before")
     @classmethod
@@ -324,26 +407,45 @@ class EvalConfig(_Section):
             return value
         raise ValueError(f"config key 'eval.every' must be auto or a number of G steps >= 0, got {value!r}")
     final: bool = True
+    """evaluate the final generator"""
     n: int = Field(default=2500, gt=1, le=200000)
+    ("generated samples per evaluation (at most 200,000) and the size of the test reference (at most the real "
+     "images left beside the validation reference)")
     val_n: Optional[int] = Field(default=None, gt=1, le=200000)  # validation reference size (None: as eval.n)
+    ("real images in the validation reference that evaluations during training, best/, recovery, the doctor and "
+     "tune score against (default: as eval.n; at most half the reference pool)")
     cache_dir: Optional[str] = None
+    """folder for the evaluator network's cache (default: a per-user cache folder)"""
     evaluator_epochs: int = Field(default=3, gt=0, le=100)
+    """epochs to train the evaluator network on the real images (images only)"""
     evaluator_images: Optional[int] = Field(default=20000, ge=1000)  # most images shown to the evaluator (None: all)
+    ("most images shown to the evaluator network in training (epochs x images; a seeded subset above it; null: "
+     "every image every epoch); keeps its one-time cost small")
 
 
 class ProgressiveConfig(_Section):
     """Progressive growing's schedule and stabilisers (`progressive.*`)."""
 
     start: int = Field(default=4, ge=4, le=1024)
+    """first resolution (a power of two)"""
     stable_images: int = Field(default=20000, ge=0)
+    """real images shown at each resolution before the next fade-in"""
     fade_images: int = Field(default=20000, ge=0)
+    """real images over which a new resolution fades in"""
     increase_every: Optional[float] = Field(default=None, gt=0.0)
+    """epochs per resolution (sets stable and fade images; overrides them)"""
     mbstd_group: int = Field(default=4, ge=0, le=64)
+    """minibatch stddev group size (must divide train.batch_size; 0 = off)"""
     equalized_lr: bool = True
+    """equalised learning rate (weights scaled at run time)"""
     pixel_norm: bool = True
+    """pixel normalisation in G"""
     max_width: int = Field(default=256, gt=0, le=4096)
+    """most channels of any block"""
     reset_optimizer: bool = True
+    """reset Adam's state when a resolution is added"""
     grow: bool = True  # false: the same networks trained at full size from the start (for comparisons)
+    """false: train the full-size networks from the start (for comparisons)"""
 
 
 # former doctor windows counted training records; a config naming one is read as count x the
@@ -368,151 +470,160 @@ class DoctorConfig(_Section):
     the default `log.every`. Windows over evaluation lines count evaluations.
     """
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_assignment=True, frozen=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_assignment=True, frozen=False,
+                              use_attribute_docstrings=True)
 
     # --- divergence -----------------------------------------------------------------------
-    # training keys whose NaN/Inf (listed in `nonfinite`, or logged as null) is a divergence
     nonfinite_keys: tuple[str, ...] = (
         "loss_d", "loss_g", "grad_norm_d", "grad_norm_g", "d_real", "d_fake", "gp", "r1", "drift", "r2", "lecam",
     )
-    # training keys watched for explosions relative to their running median
+    """training keys whose NaN/Inf (listed in `nonfinite`, or logged as null) is a divergence"""
     explosion_keys: tuple[str, ...] = ("loss_d", "loss_g", "grad_norm_d", "grad_norm_g")
-    # |value - running median| must exceed this many times the series' scale to count as exploding
+    """training keys watched for explosions relative to their running median"""
     explosion_factor: float = 10.0
-    # floor of that scale, in the series' units: the scale is max(|median|, IQR / 2, this), so a loss
-    # swinging near zero (loss_d 0.04 -> 2) is not a divergence while one reaching 1e3 still is
-    # (every ganstab loss kind lives on an O(1) scale; grad norms too in a healthy run)
+    """|value - running median| must exceed this many times the series' scale to count as exploding"""
     explosion_scale_floor: float = 1.0
-    # G steps of earlier non-exploding records in the running median
+    ("floor of that scale, in the series' units: the scale is max(|median|, IQR / 2, this), so a loss swinging near "
+     "zero (loss_d 0.04 -> 2) is not a divergence while one reaching 1e3 still is (every ganstab loss kind lives on "
+     "an O(1) scale; grad norms too in a healthy run)")
     explosion_window_steps: int = 2500
-    # G steps of history needed before the explosion check starts
+    """G steps of earlier non-exploding records in the running median"""
     explosion_min_history_steps: int = 500
-    # and at least this many records in that history (a median of fewer is noise)
+    """G steps of history needed before the explosion check starts"""
     explosion_min_records: int = 5
-    # G steps the explosion must last for a finding
+    """and at least this many records in that history (a median of fewer is noise)"""
     explosion_patience_steps: int = 100
-    # and at least this many exploding records (a single spike never fires)
+    """G steps the explosion must last for a finding"""
     explosion_patience_records: int = 2
-    # |d_real| and |d_fake| must both exceed this for critic drift (Wasserstein-like losses)
+    """and at least this many exploding records (a single spike never fires)"""
     drift_threshold: float = 100.0
-    # trailing G steps over which the growth of |d_real| and |d_fake| is judged
+    """|d_real| and |d_fake| must both exceed this for critic drift (Wasserstein-like losses)"""
     drift_window_steps: int = 1000
-    # records the drift window must hold (a fraction of increases needs a few)
+    """trailing G steps over which the growth of |d_real| and |d_fake| is judged"""
     drift_min_records: int = 5
-    # fraction of record-to-record increases of |d_real| and |d_fake| that counts as monotone
+    """records the drift window must hold (a fraction of increases needs a few)"""
     drift_monotone_frac: float = 0.8
+    """fraction of record-to-record increases of |d_real| and |d_fake| that counts as monotone"""
 
     # --- discriminator overpowering ----------------------------------------------------------
     # D accuracy at or above this is "D wins"
     d_acc_threshold: float = 0.99
-    # G steps of consecutive training records of D winning needed for a finding
+    """D accuracy at or above this is 'D wins'"""
     d_acc_window_steps: int = 1000
-    # and at least this many records
+    """G steps of consecutive training records of D winning needed for a finding"""
     d_acc_min_records: int = 3
-    # grad_norm_g below early median / this factor counts as vanishing
+    """and at least this many records"""
     vanish_factor: float = 10.0
-    # first G steps of records with a finite grad_norm_g whose median is the reference
+    """grad_norm_g below early median / this factor counts as vanishing"""
     vanish_early_steps: int = 1000
-    # records that reference median needs
+    """first G steps of records with a finite grad_norm_g whose median is the reference"""
     vanish_min_records: int = 3
-    # D accuracy at or above this is required alongside the collapsed G gradient
+    """records that reference median needs"""
     vanish_d_acc: float = 0.95
-    # G steps of consecutive records with a vanished G gradient needed for a finding
+    """D accuracy at or above this is required alongside the collapsed G gradient"""
     vanish_patience_steps: int = 250
+    """G steps of consecutive records with a vanished G gradient needed for a finding"""
 
     # --- discriminator overfitting (Karras et al. 2020) ---------------------------------------
     # r_t = E[sign(D(real))] (logged as d_real_sign) at or above this is D memorising the reals
     overfit_rt: float = 0.9
+    """r_t = E[sign(D(real))] (d_real_sign) at or above this is D memorising the training images"""
     # G steps of consecutive records of that needed for a finding
     overfit_window_steps: int = 2000
-    # and at least this many records
+    """G steps of consecutive records with r_t that high needed for a D-overfitting finding"""
     overfit_min_records: int = 3
+    """and at least this many records"""
     # an adaptive augment_p below this can still rise, so ADA is handling the overfitting
     overfit_p_max: float = 0.99
+    """with ADA, no finding while augment_p is below this (ADA can still raise it)"""
 
     # --- dead training ------------------------------------------------------------------------
-    # a grad_norm_g or grad_norm_d below this is numerically zero
     dead_grad_norm: float = 1e-8
-    # a window of this many G steps is dead when at least dead_fraction of its records show a zero
-    # gradient or both losses exactly equal to the previous record's: an error
+    """a grad_norm_g or grad_norm_d below this is numerically zero"""
     dead_window_steps: int = 500
+    ("a window of this many G steps is dead when at least dead_fraction of its records show a zero gradient or both "
+     "losses exactly equal to the previous record's: an error")
     dead_fraction: float = 0.5
-    # records a dead window must hold
+    """fraction of a dead window's records that show a zero gradient or constant losses"""
     dead_min_records: int = 3
+    """records a dead window must hold"""
 
     # --- mode collapse (evaluation lines) -------------------------------------------------------
-    # recall-like metrics whose fall from their best signals lost modes
     coverage_keys: tuple[str, ...] = ("eval_coverage", "eval_recall")
-    # absolute drop from the best value that is a warning
+    """recall-like metrics whose fall from their best signals lost modes"""
     coverage_margin: float = 0.1
-    # absolute drop from the best value that is an error
+    """absolute drop from the best value that is a warning"""
     coverage_error_margin: float = 0.3
-    # eval_class_kl (nats) above this is a warning
+    """absolute drop from the best value that is an error"""
     class_kl_warn: float = 0.1
-    # eval_class_kl (nats) above this is an error
+    """eval_class_kl (nats) above this is a warning"""
     class_kl_error: float = 0.5
+    """eval_class_kl (nats) above this is an error"""
     # eval_diversity (1.0 = as diverse as real data) below this is a warning; healthy Fashion-MNIST runs measured
     # 0.68 (dcgan width 32, 2,600 steps) and 0.74-0.79 (the default recipe, 10,000 steps), so 0.75 was a false alarm
     diversity_warn: float = 0.65
-    # eval_diversity below this is an error
+    """eval_diversity (1.0 = as diverse as real data) below this is a warning"""
     diversity_error: float = 0.4
-    # number of modes the data has (8 ring, 25 grid); None = skip, unless context gives it
+    """eval_diversity below this is an error"""
     expected_modes: int | None = None
-    # eval_modes at or below expected_modes * this is an error (fewer missing: a warning)
+    """number of modes the data has (8 ring, 25 grid); None = skip, unless context gives it"""
     modes_error_fraction: float = 0.5
-    # modes within this fraction of the expected count are not a collapse (a dip from 25 to 24 is noise)
+    """eval_modes at or below expected_modes * this is an error (fewer missing: a warning)"""
     modes_tolerance: float = 0.1
-    # consecutive evaluations a mode-collapse condition must hold before it is reported
+    """modes within this fraction of the expected count are not a collapse (a dip from 25 to 24 is noise)"""
     collapse_patience: int = 2
-    # absolute-threshold checks (class_kl, diversity, modes) ignore evaluations before this step
+    """consecutive evaluations a mode-collapse condition must hold before it is reported"""
     eval_warmup_steps: int = 2000
+    """absolute-threshold checks (class_kl, diversity, modes) ignore evaluations before this step"""
 
     # --- failed evaluation (any evaluation after eval_warmup_steps, and the final one) -----------
-    # images: eval_precision and eval_coverage both at or below this is an evaluation far from the data
     failed_precision_coverage: float = 0.05
-    # 2-D data with known modes: eval_modes below expected * this is a failed evaluation
+    """images: eval_precision and eval_coverage both at or below this is an evaluation far from the data"""
     failed_modes_fraction: float = 0.5
-    # 2-D data: eval_hq_fraction (share of samples near some mode) below this is a failed evaluation
+    """2-D data with known modes: eval_modes below expected * this is a failed evaluation"""
     failed_hq_fraction: float = 0.10
+    """2-D data: eval_hq_fraction (share of samples near some mode) below this is a failed evaluation"""
     # eval_fd above this multiple of eval_fd_real (the evaluator's own real-vs-real FD at the run's eval.n) is a
     # failed evaluation; measured: Fashion-MNIST's real-vs-real FD is 0.023 at n=2500 and healthy runs end at
     # 1.6-7 (70-300x), so 1000x (FD 23) means far from the data; a small test split (digits: 360 images) inflates
     # the baseline (0.34), which makes the rule lenient there (precision and coverage still decide)
     failed_fd_multiple: float = 1000.0
+    """eval_fd above this multiple of eval_fd_real (the evaluator's real-vs-real FD) is a failed evaluation"""
 
     # --- progress ---------------------------------------------------------------------------
-    # main metric for stall detection; None = eval_fd if logged, else eval_modes
     stall_metric: str | None = None
-    # direction of the main metric; None = known from its name (eval_fd lower, eval_modes higher)
+    """main metric for stall detection; None = eval_fd if logged, else eval_modes"""
     stall_higher_is_better: bool | None = None
-    # evaluations without improvement that make a stall (info); twice as many make a warning
+    """direction of the main metric; None = known from its name (eval_fd lower, eval_modes higher)"""
     stall_window: int = 5
-    # relative improvement over the best needed to count as progress
+    """evaluations without improvement that make a stall (info); twice as many make a warning"""
     stall_min_delta: float = 0.01
-    # training key whose oscillation is watched
+    """relative improvement over the best needed to count as progress"""
     osc_key: str = "loss_d"
-    # G steps per window over which the (linearly detrended) std is computed
+    """training key whose oscillation is watched"""
     osc_window_steps: int = 1000
-    # records each window must hold (a detrended std needs at least 3)
+    """G steps per window over which the (linearly detrended) std is computed"""
     osc_min_records: int = 5
-    # consecutive windows whose std must each grow by osc_growth
+    """records each window must hold (a detrended std needs at least 3)"""
     osc_blocks: int = 3
-    # factor by which each window's std must exceed the previous one's
+    """consecutive windows whose std must each grow by osc_growth"""
     osc_growth: float = 1.5
-    # the last window's std must be at least this (ignores growth of negligible noise)
+    """factor by which each window's std must exceed the previous one's"""
     osc_min_std: float = 0.05
-    # G steps of consecutive records at which the growth must hold for a finding
+    """the last window's std must be at least this (ignores growth of negligible noise)"""
     osc_patience_steps: int = 500
+    """G steps of consecutive records at which the growth must hold for a finding"""
 
     # --- incremental tracker ----------------------------------------------------------------
     # training records kept by the Tracker (a memory bound, not a diagnostic window; evaluations
     # are all kept); it should cover the longest window above at the run's log.every
     tracker_history: int = 500
-    # a training-line finding is reported again only when its new episode starts more than this
-    # many G steps after the previous one was last active
+    """training records kept by the Tracker (bounded history; evaluations are all kept)"""
     rearm_steps: int = 1000
-    # evaluations an evaluation-line finding must stay clear before it can be reported again
+    ("a training-line finding is reported again only when its new episode starts more than this many G steps after "
+     "the previous one was last active")
     rearm_evals: int = 2
+    """evaluations an evaluation-line finding must stay clear before it can be reported again"""
 
     @model_validator(mode="before")
     @classmethod
@@ -589,7 +700,9 @@ class Config(_Section):
     """The whole validated config of one run."""
 
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    """seed of weights, latents, data order and evaluation (each run is a pure function of it)"""
     out: Optional[str] = None  # None: runs/<preset or data.name>, with -2, -3 ... when taken
+    """run folder; default runs/<name> derived from the config"""
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     loss: LossConfig = LossConfig()
@@ -602,6 +715,8 @@ class Config(_Section):
     progressive: ProgressiveConfig = ProgressiveConfig()
     doctor: DoctorConfig = DoctorConfig()
     schedule: dict[str, ScheduleEntry] = {}  # name -> a config key's value as a function of images seen
+    ("named schedules {key, end, images, kind: cosine|linear}: key goes from its configured value to end over "
+     "images real images (lr, beta2 as optim.g_beta2, penalty weights; see README)")
 
 
 def known_keys(model: type[BaseModel] | None = None, prefix: str = "") -> list[str]:
@@ -998,181 +1113,20 @@ def unsafe_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
 
 
 # one line per key for `ganstab keys` (the doctor's from the comments above its fields)
-KEY_HELP: dict[str, str] = {
-    "seed": "seed of weights, latents, data order and evaluation (each run is a pure function of it)",
-    "out": "run folder; default runs/<name> derived from the config",
-    "data.name": "dataset: ring8, grid25, digits, fashion-mnist, stacked-fashion-mnist, mnist, idx, folder or npz",
-    "data.path": "folder or file of the data (mnist/idx/folder/npz, a StyleGAN .zip; (stacked-)fashion-mnist's IDX folder)",
-    "data.image_size": "resize images to this size: N (square N x N) or [H, W] / \"HxW\" (height first, as in "
-                       "PyTorch's (C, H, W)); images only; default: the data's own size",
-    "data.channels": "force 1 (grey) or 3 (RGB) channels when reading an image folder (folder only)",
-    "data.limit": ("use only the first N training samples (held data); stacked-fashion-mnist: draw N stacked "
-                   "training images (default 60,000)"),
-    "data.stream": "read folder images on demand instead of holding them in memory (folder only)",
-    "data.workers": "DataLoader worker processes when streaming (data.stream only)",
-    "model.arch": "architecture: mlp, dcgan, toy, resnet or progressive",
-    "model.latent_dim": "size of G's latent vector z",
-    "model.g_norm": "normalisation in G: batch, instance, layer, spectral or none",
-    "model.d_norm": "normalisation in D: batch, instance, layer, spectral or none (no batch with gp/r1/r2)",
-    "model.width": "channel width (dcgan, progressive, resnet D; resnet G has twice as many) or layer width (toy)",
-    "model.depth": "hidden layers of the toy MLPs",
-    "model.hidden": "G's hidden layer widths, D's reversed (mlp default 256-256; toy: replaces width x depth)",
-    "model.pack": "PacGAN: D sees this many samples concatenated",
-    "model.freeze_d": "FreezeD (Mo et al. 2020): D's first K blocks (weight layers with their norms; a residual "
-                      "block or a conditional head counts as one) keep train.init_from's weights",
-    "loss.kind": ("GAN loss: minimax, nonsaturating, wasserstein, lsgan, hinge, relativistic (RpGAN: pairs "
-                  "softplus(D(fake) - D(real))) or relativistic_average (RaGAN)"),
-    "loss.real_label": "D's target for real samples (one-sided smoothing: 0.9; minimax/nonsaturating/lsgan)",
-    "loss.fake_label": "D's target for fakes (keep 0: smoothing it is discouraged; minimax/nonsaturating/lsgan)",
-    "penalty.gp": "WGAN-GP gradient penalty weight (per-sample, on interpolates; 0 = off)",
-    "penalty.gp_target": "gradient norm the penalty pulls toward (1 for WGAN-GP)",
-    "penalty.r1": "R1 penalty weight gamma on real samples (0 = off)",
-    "penalty.clip": "clip D's weights to [-c, c] after every D step (original WGAN; 0 = off)",
-    "penalty.drift": "drift term weight on D(real)^2 (progressive GAN uses 0.001; 0 = off)",
-    "optim.name": "optimiser of both networks: adam or rmsprop",
-    "optim.g_lr": "G's learning rate",
-    "optim.d_lr": "D's learning rate (TTUR: usually larger than G's)",
-    "optim.g_betas": "G's Adam betas (beta1, beta2) (adam only)",
-    "optim.d_betas": "D's Adam betas (beta1, beta2) (adam only)",
-    "train.steps": "G steps to train",
-    "train.batch_size": "samples per batch (per process under torchrun)",
-    "train.n_critic": "D steps per G step, each with a fresh real batch",
-    "train.ema": "half-life in images of the EMA copy of G used for samples and export (0 = off)",
-    "train.device": "auto, cpu, cuda, cuda:N or mps",
-    "train.threads": "torch CPU threads (0 = torch's default)",
-    "train.recover": "roll back to the newest checkpoint and lower the lrs after a divergence",
-    "train.max_recoveries": "most automatic roll-backs before the run stops",
-    "train.recover_lr_factor": "factor applied to both lrs at each roll-back",
-    "train.deterministic": "torch deterministic algorithms (slower; bit-identical reruns on GPU)",
-    "train.resume": "never, or auto: continue from the newest checkpoint in `out` when there is one",
-    "train.precision": "fp32, bf16, or fp16 (CUDA only, with one GradScaler per network)",
-    "train.compile": "torch.compile G and D where supported",
-    "train.time_budget": "stop after this many seconds of training (0 = run until train.steps)",
-    "train.reuse_fakes": "with n_critic=1 the G step reuses the D step's fakes (one G forward per step)",
-    "train.sync_bn": "SyncBatchNorm across processes under torchrun",
-    "train.init_from": "fine-tune: start G (and D and G's EMA, from a checkpoint) from a run folder (its newest "
-                       "valid checkpoint, else its export), a checkpoint .pt or a generator.safetensors",
-    "log.every": "G steps between metrics.jsonl lines",
-    "log.sample_every": "G steps between sample grids",
-    "log.checkpoint_every": "G steps between checkpoints",
-    "log.keep_checkpoints": "newest checkpoints kept",
-    "log.n_samples": "samples in each grid (fixed latents)",
-    "log.progress": "show progress: a bar in a terminal, plain lines in a log file",
-    "log.progress_seconds": "seconds between plain progress lines when there is no terminal",
-    "log.tensorboard": "also write TensorBoard events to RUN/tensorboard (needs pip install 'ganstab[tensorboard]')",
-    "eval.every": "G steps between evaluations during training (0 = only the final one); auto: scheduled by cost, "
-                  "on log steps, so that evaluations take at most eval.budget of the training time",
-    "eval.budget": "eval.every=auto: the largest fraction of training time that evaluations may take (0.05)",
-    "eval.final": "evaluate the final generator",
-    "eval.n": "generated samples per evaluation (at most 200,000) and the size of the test reference (at most the "
-              "real images left beside the validation reference)",
-    "eval.val_n": "real images in the validation reference that evaluations during training, best/, recovery, "
-                  "the doctor and tune score against (default: as eval.n; at most half the reference pool)",
-    "eval.cache_dir": "folder for the evaluator network's cache (default: a per-user cache folder)",
-    "eval.evaluator_epochs": "epochs to train the evaluator network on the real images (images only)",
-    "eval.evaluator_images": "most images shown to the evaluator network in training (epochs x images; a seeded "
-                             "subset above it; null: every image every epoch); keeps its one-time cost small",
-    "progressive.start": "first resolution (a power of two)",
-    "progressive.stable_images": "real images shown at each resolution before the next fade-in",
-    "progressive.fade_images": "real images over which a new resolution fades in",
-    "progressive.increase_every": "epochs per resolution (sets stable and fade images; overrides them)",
-    "progressive.mbstd_group": "minibatch stddev group size (must divide train.batch_size; 0 = off)",
-    "progressive.equalized_lr": "equalised learning rate (weights scaled at run time)",
-    "progressive.pixel_norm": "pixel normalisation in G",
-    "progressive.max_width": "most channels of any block",
-    "progressive.reset_optimizer": "reset Adam's state when a resolution is added",
-    "progressive.grow": "false: train the full-size networks from the start (for comparisons)",
-    "doctor.nonfinite_keys": "training keys whose NaN/Inf (listed in `nonfinite`, or logged as null) is a divergence",
-    "doctor.explosion_keys": "training keys watched for explosions relative to their running median",
-    "doctor.explosion_factor": ("|value - running median| must exceed this many times the series' scale to count as "
-                                "exploding"),
-    "doctor.drift_threshold": ("|d_real| and |d_fake| must both exceed this for critic drift (Wasserstein-like "
-                               "losses)"),
-    "doctor.drift_monotone_frac": ("fraction of record-to-record increases of |d_real| and |d_fake| that counts as "
-                                   "monotone"),
-    "doctor.d_acc_threshold": "D accuracy at or above this is 'D wins'",
-    "doctor.vanish_factor": "grad_norm_g below early median / this factor counts as vanishing",
-    "doctor.vanish_d_acc": "D accuracy at or above this is required alongside the collapsed G gradient",
-    "doctor.coverage_keys": "recall-like metrics whose fall from their best signals lost modes",
-    "doctor.coverage_margin": "absolute drop from the best value that is a warning",
-    "doctor.coverage_error_margin": "absolute drop from the best value that is an error",
-    "doctor.class_kl_warn": "eval_class_kl (nats) above this is a warning",
-    "doctor.class_kl_error": "eval_class_kl (nats) above this is an error",
-    "doctor.diversity_warn": "eval_diversity (1.0 = as diverse as real data) below this is a warning",
-    "doctor.diversity_error": "eval_diversity below this is an error",
-    "doctor.expected_modes": "number of modes the data has (8 ring, 25 grid); None = skip, unless context gives it",
-    "doctor.modes_error_fraction": ("eval_modes at or below expected_modes * this is an error (fewer missing: a "
-                                    "warning)"),
-    "doctor.modes_tolerance": ("modes within this fraction of the expected count are not a collapse (a dip from 25 "
-                               "to 24 is noise)"),
-    "doctor.collapse_patience": "consecutive evaluations a mode-collapse condition must hold before it is reported",
-    "doctor.eval_warmup_steps": ("absolute-threshold checks (class_kl, diversity, modes) ignore evaluations before "
-                                 "this step"),
-    "doctor.stall_metric": "main metric for stall detection; None = eval_fd if logged, else eval_modes",
-    "doctor.stall_higher_is_better": ("direction of the main metric; None = known from its name (eval_fd lower, "
-                                      "eval_modes higher)"),
-    "doctor.stall_window": "evaluations without improvement that make a stall (info); twice as many make a warning",
-    "doctor.stall_min_delta": "relative improvement over the best needed to count as progress",
-    "doctor.osc_key": "training key whose oscillation is watched",
-    "doctor.osc_blocks": "consecutive windows whose std must each grow by osc_growth",
-    "doctor.osc_growth": "factor by which each window's std must exceed the previous one's",
-    "doctor.osc_min_std": "the last window's std must be at least this (ignores growth of negligible noise)",
-    "doctor.tracker_history": "training records kept by the Tracker (bounded history; evaluations are all kept)",
-    "doctor.rearm_evals": "evaluations an evaluation-line finding must stay clear before it can be reported again",
-    "augment.policy": "differentiable augmentations of every image D sees: color, translation, cutout (DiffAugment)",
-    "augment.p": "probability per sample and transform when ADA is off",
-    "augment.ada_target": "ADA: move p so that E[sign(D(real))] approaches this (0.6; 0 = off)",
-    "augment.ada_interval": "ADA: real images between updates of p",
-    "augment.ada_speed_images": "ADA: real images for p to move from 0 to 1",
-    "loss.acgan_weight": "weight of the AC-GAN class cross-entropy (model.d_condition=acgan)",
-    "model.conditional": "class-conditional G and D (labels from the data; sample with --class K)",
-    "model.d_condition": "how a conditional D uses the label: projection (Miyato & Koyama 2018) or acgan",
-    "model.label_sampling": "labels of G's fakes: the data's class frequencies, or balanced (uniform)",
-    "penalty.r1_every": "lazy R1 (StyleGAN2): R1 every k D steps with its weight times k",
-    "penalty.r2": "R2 penalty weight gamma on generated samples (R1 on fakes, detached from G; weighted gamma/2; "
-                  "0 = off)",
-    "penalty.r2_every": "lazy R2: R2 every k D steps with its weight times k (its own interval, apart from R1's)",
-    "penalty.lecam": "LeCam weight lambda (Tseng et al. 2021): D's logits pulled toward EMAs of the other side's "
-                     "mean (0 = off)",
-    "penalty.lecam_decay": "decay of LeCam's EMAs of D's mean real and fake logits (0.99 as in the paper)",
-    "penalty.bcr_real": "bCR (Zhao et al. 2020) on reals: weight of mean (D(x) - D(T(x)))^2 (paper: 10; 0 = off)",
-    "penalty.bcr_fake": "bCR on fakes: weight of mean (D(G(z)) - D(T(G(z))))^2 (paper: 10; 0 = off)",
-    "penalty.cr_policy": "bCR's transforms T: color, translation, cutout (applied after augment.policy, p = 1)",
-    "penalty.zcr": "zCR (Zhao et al. 2020) for D: weight of mean (D(G(z)) - D(G(z + eps)))^2 (paper: 5; 0 = off)",
-    "penalty.zcr_gen": "zCR for G: weight of the diversity term -mean (G(z) - G(z + eps))^2 (paper: 0.5; 0 = off)",
-    "penalty.zcr_sigma": "zCR: standard deviation of the latent perturbation eps ~ N(0, sigma^2) (paper: 0.03)",
-    "schedule": ("named schedules {key, end, images, kind: cosine|linear}: key goes from its configured value to "
-                 "end over images real images (lr, beta2 as optim.g_beta2, penalty weights; see README)"),
-    "doctor.d_acc_min_records": 'and at least this many records',
-    "doctor.d_acc_window_steps": 'G steps of consecutive training records of D winning needed for a finding',
-    "doctor.dead_fraction": "fraction of a dead window's records that show a zero gradient or constant losses",
-    "doctor.dead_grad_norm": 'a grad_norm_g or grad_norm_d below this is numerically zero',
-    "doctor.dead_min_records": 'records a dead window must hold',
-    "doctor.dead_window_steps": "a window of this many G steps is dead when at least dead_fraction of its records show a zero gradient or both losses exactly equal to the previous record's: an error",
-    "doctor.drift_min_records": 'records the drift window must hold (a fraction of increases needs a few)',
-    "doctor.drift_window_steps": 'trailing G steps over which the growth of |d_real| and |d_fake| is judged',
-    "doctor.explosion_min_history_steps": 'G steps of history needed before the explosion check starts',
-    "doctor.explosion_min_records": 'and at least this many records in that history (a median of fewer is noise)',
-    "doctor.explosion_patience_records": 'and at least this many exploding records (a single spike never fires)',
-    "doctor.explosion_patience_steps": 'G steps the explosion must last for a finding',
-    "doctor.explosion_scale_floor": "floor of that scale, in the series' units: the scale is max(|median|, IQR / 2, this), so a loss swinging near zero (loss_d 0.04 -> 2) is not a divergence while one reaching 1e3 still is (every ganstab loss kind lives on an O(1) scale; grad norms too in a healthy run)",
-    "doctor.explosion_window_steps": 'G steps of earlier non-exploding records in the running median',
-    "doctor.failed_hq_fraction": '2-D data: eval_hq_fraction (share of samples near some mode) below this is a failed evaluation',
-    "doctor.failed_modes_fraction": '2-D data with known modes: eval_modes below expected * this is a failed evaluation',
-    "doctor.failed_fd_multiple": "eval_fd above this multiple of eval_fd_real (the evaluator's real-vs-real FD) is a failed evaluation",
-    "doctor.failed_precision_coverage": 'images: eval_precision and eval_coverage both at or below this is an evaluation far from the data',
-    "doctor.overfit_rt": 'r_t = E[sign(D(real))] (d_real_sign) at or above this is D memorising the training images',
-    "doctor.overfit_window_steps": 'G steps of consecutive records with r_t that high needed for a D-overfitting finding',
-    "doctor.overfit_min_records": 'and at least this many records',
-    "doctor.overfit_p_max": 'with ADA, no finding while augment_p is below this (ADA can still raise it)',
-    "doctor.osc_min_records": 'records each window must hold (a detrended std needs at least 3)',
-    "doctor.osc_patience_steps": 'G steps of consecutive records at which the growth must hold for a finding',
-    "doctor.osc_window_steps": 'G steps per window over which the (linearly detrended) std is computed',
-    "doctor.rearm_steps": 'a training-line finding is reported again only when its new episode starts more than this many G steps after the previous one was last active',
-    "doctor.vanish_early_steps": 'first G steps of records with a finite grad_norm_g whose median is the reference',
-    "doctor.vanish_min_records": 'records that reference median needs',
-    "doctor.vanish_patience_steps": 'G steps of consecutive records with a vanished G gradient needed for a finding',
-}
+def _descriptions(model: type[BaseModel] | None = None, prefix: str = "") -> dict[str, str]:
+    """Each dotted config key's description, read from the docstring beside its field in the schema."""
+    found: dict[str, str] = {}
+    for name, field in (model or Config).model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            found.update(_descriptions(ann, f"{prefix}{name}."))
+        else:
+            found[f"{prefix}{name}"] = field.description or ""
+    return found
+
+
+# dotted key -> one-line description, derived from the schema (`ganstab keys` prints it)
+KEY_HELP: dict[str, str] = _descriptions()
 
 # keys that apply only to some architectures (or only to progressive growing); other keys apply to every run
 KEY_APPLIES: dict[str, str] = {
