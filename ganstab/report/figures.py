@@ -201,14 +201,8 @@ def curve_chart(metric: str, curves: Mapping[str, tuple[Sequence[float], Sequenc
                 markersize=3)
         ax.fill_between(xs, [m - e for m, e in zip(means, errors)], [m + e for m, e in zip(means, errors)],
                         color=color, alpha=0.15, linewidth=0)
-    ax.set_xlabel("images seen", fontsize=9)
-    ax.set_ylabel(metric, fontsize=9)
     ax.set_title(f"{metric} vs images seen (mean over seeds, band = s.e.)", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.tick_params(labelsize=8)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    return to_png(fig)
+    return _labelled_png(fig, ax, "images seen", metric)
 
 
 def history_figure(numbers: Sequence[int], values: Sequence[float], best: Sequence[float], metric: str,
@@ -254,13 +248,7 @@ def curves_figure(metric: str, curves: Mapping[str, tuple[Sequence[float], Seque
     for index, (name, (xs, ys)) in enumerate(curves.items()):
         ax.plot(xs, ys, label=name, color=LINE_COLORS[index % len(LINE_COLORS)], linewidth=1.5, marker="o",
                 markersize=3)
-    ax.set_xlabel("G step", fontsize=9)
-    ax.set_ylabel(metric, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.tick_params(labelsize=8)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    return to_png(fig)
+    return _labelled_png(fig, ax, "G step", metric)
 
 
 TRADEOFF_STYLES: dict[str, tuple[str, str, str]] = {  # status -> (marker, colour, legend label)
@@ -287,6 +275,11 @@ def tradeoff_figure(points: Sequence[tuple[float, float, str]], x_label: str, y_
     if chosen is not None and _finite(chosen[0]) is not None and _finite(chosen[1]) is not None:
         ax.scatter([chosen[0]], [chosen[1]], marker="o", s=180, facecolors="none", edgecolors=LINE_COLORS[1],
                    linewidths=2.0, label="chosen (winner)")
+    return _labelled_png(fig, ax, x_label, y_label)
+
+
+def _labelled_png(fig: Any, ax: Any, x_label: str, y_label: str) -> bytes:
+    """Axis labels, a light grid and the legend right of the axes; the figure as PNG bytes (closed)."""
     ax.set_xlabel(x_label, fontsize=9)
     ax.set_ylabel(y_label, fontsize=9)
     ax.grid(alpha=0.3)
