@@ -217,8 +217,8 @@ def _bad(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "unreadable files": (["--samples", str(junk), "--against", str(good)],
                              f"image folder {str(junk)!r} holds no readable images (1 files skipped)"),
         "wrong dtype": (["--samples", str(text), "--against", str(good)],
-                        f"{str(text)!r}: images of dtype <U1 cannot be read; store uint8 (0..255) or floats in "
-                        "[0, 1] or [-1, 1]"),
+                        f"{str(text)!r}: array 'x' holds text (dtype <U1), which ganstab cannot train on; store 'x' "
+                        "as uint8 images or real numbers (integer, boolean or float)"),
         "shape mismatch": (["--samples", str(good), "--against", str(big)],
                            f"--samples {good} holds samples of shape (1, 8, 8) but --against {big} holds "
                            "(1, 16, 16); score sets of one shape"),

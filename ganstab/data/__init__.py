@@ -151,8 +151,8 @@ def _npz(cfg, seed: int) -> DataSource:
 def _array_source(parts: dict, where: str, cfg, seed: int) -> DataSource:
     """Points (N, D) or images (N, H, W[, C]) / (N, C, H, W), uint8 or floats in [0, 1] / [-1, 1], as a DataSource."""
     x = parts["train"]
-    if x.ndim == 2:  # the readers let only booleans, integers and real floats through
-        if not np.issubdtype(x.dtype, np.number) and x.dtype != np.bool_ or not np.isfinite(x).all():
+    if x.ndim == 2:  # the readers (check_dtype) let only booleans, integers and real floats through
+        if not np.isfinite(x).all():
             raise DataError(f"{where!r}: points must be finite numbers")
         if x.size and np.abs(x).max() > np.finfo(np.float32).max:
             raise DataError(f"{where!r}: points reach {np.abs(x).max():.3g}, beyond float32's range "
@@ -166,9 +166,6 @@ def _array_source(parts: dict, where: str, cfg, seed: int) -> DataSource:
         raise DataError(f"{where!r}: expected points (N, D) or images (N, H, W[, C]), got shape {x.shape}")
     if x.dtype == np.uint8:
         return _images("npz", parts, cfg, seed, max_value=255.0)
-    if x.dtype.kind not in "biuf":
-        raise DataError(f"{where!r}: images of dtype {x.dtype} cannot be read; store uint8 (0..255) or floats in "
-                        "[0, 1] or [-1, 1]")
     if not np.isfinite(x).all():
         raise DataError(f"{where!r}: images hold NaN or Inf values")
     lo, hi = float(x.min()), float(x.max())  # before the cast: a float64 beyond float32's range is out of range here
@@ -263,6 +260,7 @@ def read_sample_set(path: Union[str, Path]) -> DataSource:
         if not isinstance(array, np.ndarray):
             array.close()
             raise DataError(f"{where!r} is an .npz archive named .npy; rename it to .npz")
+        _img.check_dtype(array, "x", where, f"'x' {_img.IMAGES_AS}")  # the rule read_npz applies to .npz arrays
         source = _array_source({"train": array, "labels": None}, where, DataConfig(name="npz"), 0)
     else:
         raise DataError(f"{where!r} is neither a folder nor a .npy/.npz file; pass a folder of images or an array")

@@ -251,7 +251,7 @@ def check_dtype(arr: np.ndarray, name: str, where: str, store: str) -> None:
                         f"store {store}")
 
 
-_IMAGES_AS = "as uint8 images or real numbers (integer, boolean or float)"
+IMAGES_AS = "as uint8 images or real numbers (integer, boolean or float)"
 _LABELS_AS = "as integer class indices 0..K-1"
 
 
@@ -337,14 +337,14 @@ def read_npz(path: str | Path) -> dict[str, Optional[np.ndarray]]:
             if not names:
                 raise DataError(f"{str(path)!r} holds no arrays; save your data as np.savez(path, x=...)")
             key = next((k for k in ("x", "images", "data") if k in names), names[0])
-            x = _npz_array(npz, key, str(path), _IMAGES_AS)
+            x = _npz_array(npz, key, str(path), IMAGES_AS)
             label_key = "y" if "y" in names else ("labels" if "labels" in names else None)
             y = _npz_array(npz, label_key, str(path), _LABELS_AS) if label_key is not None else None
     except DataError:
         raise
     except (OSError, ValueError, EOFError) as exc:
         raise DataError(f"cannot read {str(path)!r} as .npz ({str(exc).splitlines()[0]}); save it with np.savez") from None
-    check_dtype(x, key, str(path), f"'{key}' {_IMAGES_AS}")
+    check_dtype(x, key, str(path), f"'{key}' {IMAGES_AS}")
     if y is not None:
         check_dtype(y, label_key, str(path), f"'{label_key}' {_LABELS_AS}")
         check_labels(y, len(x), str(path))
