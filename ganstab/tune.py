@@ -42,7 +42,7 @@ from ganstab.metrics.registry import EVAL_PREFIX, METRICS, higher_is_better, mai
 from ganstab.pipeline import check_config, train
 from ganstab.report.tune import TuneView, write_tune_report
 from ganstab.rundir import (BEST_CONFIG, RERUN_CSV, RERUN_DIR, STUDY_DB, TRIALS_CSV, TRIALS_DIR, RunDir,
-                            atomic_write, csv_text, is_metric_key, pid_alive, read_jsonl)
+                            atomic_write, csv_text, is_metric_key, is_test_record, pid_alive, read_jsonl)
 
 try:  # optional dependency: pip install 'ganstab[tune]'
     import optuna
@@ -376,7 +376,7 @@ def trial_data(settings: TuneSettings, params: Mapping[str, Any], seed: int, out
 def search_lines(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """The metrics lines a search may read: not those scored on the test split (`eval_split` "test"); lines without
     the key (older runs) count as validation."""
-    return [r for r in records if r.get("eval_split", "validation") != "test"]
+    return [r for r in records if not is_test_record(r)]
 
 
 def _finite(value: Any) -> Optional[float]:

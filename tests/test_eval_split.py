@@ -173,3 +173,28 @@ def test_the_metrics_reader_checks_the_provenance_keys() -> None:
     assert metrics_problem({**good, "eval_features": 3}) == (
         "'eval_features' must be a text of at most 200 characters, got 3")
     assert metrics_problem({**good, "eval_n": "300"}) == "'eval_n' must be a number or null, got str"
+
+
+class _SmallImages(torch.nn.Module):
+    """A generator of 4x4 images for 8x8 data (a progressive run mid-growth), from a linear map of z."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 16)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.linear(z)).reshape(-1, 1, 4, 4)
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_the_resize_is_recorded_for_full_and_quick_evaluations(tmp_path: Path, quick: bool) -> None:
+    """Samples smaller than the data are brought to its size, and the line says so: the quick path recorded 'none'
+    before, since it looked at the samples after resizing them."""
+    data = make_dataset(DataConfig(name="digits"), 0)
+    scorer = RunEvaluator(data, 100, torch.device("cpu"), cache_dir=tmp_path)
+    g = _SmallImages()
+    if quick:
+        assert scorer.quick_evaluate(g, 4, {}) != {}
+    else:
+        scorer.evaluate(g, 4, {})
+    assert scorer.provenance("validation")["resize"] == "nearest-pow2-crop"

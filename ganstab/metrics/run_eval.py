@@ -222,8 +222,7 @@ class RunEvaluator:
             out.update(self._diversity(div, ref))
             return {k: float(v) for k, v in out.items()}
         size = tuple(self.data.shape[-2:])
-        self.last_resize = "none" if tuple(samples.shape[-2:]) == size else "nearest-pow2-crop"
-        samples = to_data_size(samples, size)
+        samples = self._fit(samples, size)
         out.update(evaluate_images(self.evaluator, ref.prepared, samples, kid_subsets=KID_SUBSETS))
         if ref.fd_real is not None and "fd" in out:
             out["fd_real"] = ref.fd_real
@@ -232,6 +231,11 @@ class RunEvaluator:
         if isinstance(self.evaluator, StackedEvaluator) and self.evaluator.is_classifier:
             out.update(self.evaluator.mode_scores(samples))
         return {k: float(v) for k, v in out.items()}
+
+    def _fit(self, samples: Tensor, size: tuple[int, ...]) -> Tensor:
+        """Samples brought to the data's size (`to_data_size`), recording how for the line (`eval_resize`)."""
+        self.last_resize = "none" if tuple(samples.shape[-2:]) == size else "nearest-pow2-crop"
+        return to_data_size(samples, size)
 
     def _diversity(self, samples: Tensor, ref: SplitReference) -> dict[str, float]:
         """{"diversity": mean pairwise distance of samples (or features) over the reference's}; {} when the real data
@@ -265,8 +269,7 @@ class RunEvaluator:
         size = tuple(self.data.shape[-2:])
         out: dict[str, float] = {}
         if self.evaluator.is_classifier:
-            samples = to_data_size(generate(generator, z, **g_kwargs).to(self.device).float(), size)
-            self.last_resize = "none" if tuple(samples.shape[-2:]) == size else "nearest-pow2-crop"
+            samples = self._fit(generate(generator, z, **g_kwargs).to(self.device).float(), size)
             out.update(evaluate_images(self.evaluator, self.reference, samples, metrics=["class_kl"]))
         if fixed_z is not None:
             feats = self.evaluator.features(to_data_size(generate(generator, fixed_z, **g_kwargs).to(self.device), size))
