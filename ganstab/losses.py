@@ -99,13 +99,6 @@ _G_LOSSES: dict[str, Callable[[Tensor], Tensor]] = {
     "hinge": lambda fake: -fake.mean(),
 }
 
-# G's relativistic losses, the mirrors of D's: (real, fake) -> loss
-_G_RELATIVISTIC: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
-    "relativistic": lambda real, fake: F.softplus(real - fake).mean(),
-    "relativistic_average": lambda real, fake: (F.softplus(real.mean() - fake).mean()
-                                                + F.softplus(real - fake.mean()).mean()),
-}
-
 
 def discriminator_loss(
     kind: str,
@@ -133,7 +126,7 @@ def generator_loss(kind: str, fake_logits: Tensor, real_logits: Optional[Tensor]
     if real_logits is None:
         raise ValueError(f"the {kind} loss compares fakes with reals; pass real_logits (D's logits on a real batch)")
     real, fake = _paired(kind, real_logits, fake_logits)
-    return _G_RELATIVISTIC[kind](real, fake)
+    return _D_LOSSES[kind](fake, real, 1.0, 0.0)  # the mirror: D's loss with the reals and fakes swapped
 
 
 def drift_penalty(real_logits: Tensor) -> Tensor:

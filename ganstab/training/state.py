@@ -68,7 +68,7 @@ class TrainerState:
             try:
                 net.load_state_dict(state)
             except (RuntimeError, KeyError, ValueError) as exc:
-                detail = " ".join(str(exc).split())[:160]
+                detail = one_line(exc, 160)
                 raise CheckpointError(f"train.init_from: the {name} in {str(weights.source)!r} does not fit this "
                                       f"model ({detail}); use the model.* settings, data shape and classes of the "
                                       "run it comes from") from None

@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from ganstab.errors import CheckpointError, ConfigError
+from ganstab.errors import CheckpointError, ConfigError, one_line
 from ganstab.rundir import RunDir, load_checkpoint, newest_valid_checkpoint
 
 __all__ = ["InitWeights", "read_init_weights"]
@@ -46,7 +46,7 @@ def _from_export(path: Path) -> InitWeights:
     try:
         return InitWeights(path, load_file(str(path), device="cpu"))
     except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"train.init_from: {str(path)!r} cannot be read ({str(exc).splitlines()[0][:80]}); "
+        raise CheckpointError(f"train.init_from: {str(path)!r} cannot be read ({one_line(exc, 80)}); "
                               "it is truncated or not a safetensors file") from None
 
 
