@@ -304,9 +304,10 @@ def npz_headers(path: str | Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]
     return headers
 
 
-def check_npz_size(path: str | Path, keys: list[str], free: Optional[int]) -> None:
-    """Refuse an .npz whose arrays (`keys`) would not fit in `free` bytes once decompressed, before loading."""
-    headers = npz_headers(path)
+def check_npz_size(path: str | Path, headers: dict[str, tuple[tuple[int, ...], np.dtype]], keys: list[str],
+                   free: Optional[int]) -> None:
+    """Refuse an .npz whose arrays (`keys`, sized by their `npz_headers`) would not fit in `free` bytes once
+    decompressed, before loading."""
     need = 0
     for key in keys:
         if key in headers:
@@ -330,7 +331,7 @@ def read_npz(path: str | Path) -> dict[str, Optional[np.ndarray]]:
         names = list(headers)
         key = next((k for k in ("x", "images", "data") if k in names), names[0])
         label = next((k for k in ("y", "labels") if k in names), None)
-        check_npz_size(path, [key] + ([label] if label else []), available_host_memory())
+        check_npz_size(path, headers, [key] + ([label] if label else []), available_host_memory())
     try:
         with np.load(path, allow_pickle=False) as npz:
             names = list(npz.files)

@@ -21,6 +21,7 @@ from ganstab.data.archive import (LABELS_FILE, UNREADABLE, ImageArchive, detect_
 from ganstab.data.images import GRAY_MODES, class_of, convert_mode, list_image_files, open_image
 from ganstab.errors import DataError, UsageError
 from ganstab.rundir import atomic_write_via
+from ganstab.sampling import to_uint8
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -102,7 +103,7 @@ def _tensor_images(x: torch.Tensor, labels: Optional[torch.Tensor], limit: Optio
 
     count = len(x) if limit is None else min(len(x), limit)
     for i in range(count):
-        arr = ((x[i].float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+        arr = to_uint8(x[i:i + 1])[0]  # the one pixel rule of everything ganstab writes
         img = Image.fromarray(arr[:, :, 0], "L") if arr.shape[2] == 1 else Image.fromarray(arr, "RGB")
         yield f"image {i}", img, None if labels is None else int(labels[i])
 
