@@ -60,11 +60,16 @@ class InputsMixin:
         batch): it comes from the same data stream as D's batches (the next one; `images_seen` counts
         it, since D scores it), so resume and DDP sharding stay exact; conditional runs pass its labels.
         """
-        real = self.real_batch()
+        real, kw = self.real_batch_and_kwargs()
+        return self.augmented(real), kw
+
+    def real_batch_and_kwargs(self) -> tuple[Tensor, dict[str, Any]]:
+        """A fresh real batch and D's arguments for it (its labels when conditional: fakes scored beside it get them)."""
         kw = self.g_kwargs()
+        real = self.real_batch()
         if self.num_classes:
             kw["y"] = self.real_labels()
-        return self.augmented(real), kw
+        return real, kw
 
     def latent(self, n: int) -> Tensor:
         """This rank's slice of n * world latent codes from the run's own generator (checkpointed)."""

@@ -130,10 +130,7 @@ class Trainer(NetworksMixin, InputsMixin, TrainerState, RecoveryMixin, OutputsMi
     def d_step(self) -> None:
         """One D update: objective on a fresh real batch and no-grad fakes, step, then clipping."""
         cfg = self.cfg
-        kw = self.g_kwargs()
-        real = self.real_batch()
-        if self.num_classes:  # fakes get the reals' labels: every GP interpolate has one label
-            kw["y"] = self.real_labels()
+        real, kw = self.real_batch_and_kwargs()  # fakes get the reals' labels: every GP interpolate has one label
         fake, fake_eps = self._fakes_for_d(real.shape[0], kw)
         real, (fake, fake_eps) = self.augmented(real), self.augmented_pair(fake, fake_eps)
         alpha = self.gp_alpha(real.shape[0]) if cfg.penalty.gp > 0 else None

@@ -50,13 +50,8 @@ class OutputsMixin:
         collapse during training. The final evaluation also logs a test line (`_final_test_line`)."""
         if not self.dist.is_main or self.scorer is None:
             return None
-        cfg = self.cfg
         self.scorer.prepare()  # the evaluator network's one-time training is not an evaluation's cost
-        started = time.perf_counter()
-        scores = self.scorer.evaluate(self.sampler_net(), cfg.model.latent_dim, self.g_kwargs(), self.fixed_z,
-                                      seed=training_eval_seed(cfg.seed), split="validation")
-        self.eval_cost = time.perf_counter() - started
-        self.eval_seconds += self.eval_cost
+        scores, self.eval_cost = self._score("validation")
         line = self._write_eval_line(scores, self.eval_cost, {"final": True} if final else {}, "validation")
         self._last_eval_step = self.step
         self.report_after_recovery(scores, self.scorer.main_metric_name())
@@ -78,12 +73,17 @@ class OutputsMixin:
     def _final_test_line(self) -> dict[str, Any]:
         """Score the final generator on the test reference and log it as `"eval_split": "test"`: a line for
         reports only, which neither the doctor, best/, recovery nor tune reads."""
+        scores, cost = self._score("test")
+        return self._write_eval_line(scores, cost, {"final": True}, "test")
+
+    def _score(self, split: str) -> tuple[dict[str, float], float]:
+        """The sampling network's scores on the `split` reference and their cost in seconds (added to eval_seconds)."""
         started = time.perf_counter()
         scores = self.scorer.evaluate(self.sampler_net(), self.cfg.model.latent_dim, self.g_kwargs(), self.fixed_z,
-                                      seed=training_eval_seed(self.cfg.seed), split="test")
+                                      seed=training_eval_seed(self.cfg.seed), split=split)
         cost = time.perf_counter() - started
         self.eval_seconds += cost
-        return self._write_eval_line(scores, cost, {"final": True}, "test")
+        return scores, cost
 
     def quick_evaluate(self) -> Optional[dict[str, Any]]:
         """A cheap `eval_` line between full evaluations (`"quick": true`: class balance and diversity only); raise
