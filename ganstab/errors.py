@@ -6,7 +6,7 @@ This room sits at the top of the house: every other room may raise these, none i
 from __future__ import annotations
 
 __all__ = ["GanstabError", "ConfigError", "DataError", "CheckpointError", "TrainingDiverged", "ReportError",
-           "AblationError", "UsageError", "RunInUse", "PathError", "AfterTrainingError", "one_line"]
+           "AblationError", "UsageError", "RunInUse", "PathError", "AfterTrainingError", "one_line", "first_line"]
 
 
 class GanstabError(ValueError):
@@ -57,3 +57,9 @@ def one_line(exc: BaseException, limit: int = 200) -> str:
 
 class AfterTrainingError(GanstabError):
     """Training finished and the generator is exported, but a phase after it (evaluation, plots, report) failed."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first line of text (its type's name when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -18,7 +18,7 @@ from ganstab.data.stacked import (STACK_CHANNELS, STACKED_TEST_SEED, STACKED_TES
 from ganstab.data.toy import GRID25_STD, RING8_STD, grid25_centers, mixture_sampler, ring8_centers
 from ganstab.config import DataConfig, image_hw
 from ganstab.data.stream import stream_folder
-from ganstab.errors import ConfigError, DataError
+from ganstab.errors import ConfigError, DataError, first_line
 
 FASHION_MNIST_PATH = "/usr/share/datasets/fashion-mnist"
 
@@ -255,7 +255,7 @@ def read_sample_set(path: Union[str, Path]) -> DataSource:
         try:
             array = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError) as exc:
-            raise DataError(f"cannot read {where!r} as .npy ({str(exc).splitlines()[0]}); save it with "
+            raise DataError(f"cannot read {where!r} as .npy ({first_line(exc)}); save it with "
                             "np.save") from None
         if not isinstance(array, np.ndarray):
             array.close()

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, BinaryIO, Iterator, Optional, Sequence, Union
 import numpy as np
 
 from ganstab.data.images import GRAY_MODES, class_of, convert_image, list_image_files, open_image
-from ganstab.errors import DataError
+from ganstab.errors import DataError, first_line
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -49,7 +49,7 @@ class ImageArchive:
                 self.zip = zipfile.ZipFile(self.path)
                 self.names = sorted(n for n in self.zip.namelist() if not n.endswith("/"))
             except (zipfile.BadZipFile, OSError, EOFError) as exc:
-                raise DataError(f"{str(self.path)!r} is not a readable zip file ({_first_line(exc)}); copy it again "
+                raise DataError(f"{str(self.path)!r} is not a readable zip file ({first_line(exc)}); copy it again "
                                 "or re-create it with 'ganstab data prepare'") from None
         elif self.path.exists():
             raise DataError(f"data.path {str(self.path)!r} is neither a folder nor a .zip file; pass the dataset's "
@@ -84,11 +84,6 @@ class ImageArchive:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _hidden(name: str) -> bool:
@@ -126,7 +121,7 @@ def parse_labels(raw: bytes, where: str) -> Optional[dict[str, int]]:
     try:
         doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
-        raise DataError(f"{where} is not valid JSON ({_first_line(exc)}); {fix}") from None
+        raise DataError(f"{where} is not valid JSON ({first_line(exc)}); {fix}") from None
     if not isinstance(doc, dict) or "labels" not in doc:
         kind = "an object without 'labels'" if isinstance(doc, dict) else f"a JSON {_json_type(doc)}"
         raise DataError(f"{where} holds {kind}; {fix}")

@@ -36,6 +36,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as save_safetensors
 from torch import Tensor, nn
 
+from ganstab.errors import first_line
 from ganstab.rundir import atomic_write
 from ganstab.metrics.stats import (
     class_histogram,
@@ -572,7 +573,7 @@ def _load_cached(stem: Path, digest: str, device: DeviceLike,
     try:
         cached = Evaluator.load(stem, device=device)
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as error:  # untrusted file: any bad content
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = first_line(error)
         say(f"cache entry {stem} is unreadable ({reason}); retraining it")
         return None
     if cached.data_hash != digest:
