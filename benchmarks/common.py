@@ -86,6 +86,24 @@ def mean_se_text(values: list) -> str:
     return f"{statistics.fmean(values):.4g} ± {statistics.stdev(values) / math.sqrt(len(values)):.2g}"
 
 
+def summary_stats(values: Sequence[Any]) -> dict[str, float] | None:
+    """{'mean', 'se', 'n'} of the values that are finite numbers (se 0.0 for one value); None for none."""
+    values = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+    if not values:
+        return None
+    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+    return {"mean": statistics.fmean(values), "se": se, "n": len(values)}
+
+
+def add_summary(stem: str, build: Callable[[dict], dict]) -> dict:
+    """Recompute results/<stem>.json's `summary` key from its stored rows with `build` (no re-training); rewrite it."""
+    path = RESULTS / f"{stem}.json"
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    payload["summary"] = build(payload)
+    path.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    return payload["summary"]
+
+
 def run_jobs(jobs: Sequence[tuple[Hashable, list[str], Path]], width: int,
              done: Callable[[Hashable, int], None], poll_seconds: float = 1.0) -> None:
     """Run (key, command, log path) jobs `width` at a time, output to the log; done(key, exit code) as each ends."""

@@ -32,7 +32,7 @@ from ganstab.rundir import RunDir, is_eval_record, read_jsonl
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import machine, mean_se_text as mean_se, output_stem, write_results  # noqa: E402
+from common import add_summary, machine, mean_se_text as mean_se, output_stem, summary_stats, write_results  # noqa: E402
 
 NETWORKS = ["model.arch=dcgan", "model.width=32", "model.latent_dim=100", "model.g_norm=batch",
             "model.d_norm=spectral", "loss.kind=hinge", "optim.g_lr=1e-4", "optim.d_lr=4e-4",
@@ -99,6 +99,12 @@ def report(rows: dict[str, list[dict]], args: argparse.Namespace, accuracy: floa
     return "\n".join(lines)
 
 
+def summarise(payload: dict) -> dict:
+    """Per variant and key (G steps and every metric): mean, standard error and count over the stored seeds."""
+    return {variant: {key: summary_stats([r[key] for r in results]) for key in ("step", *KEYS)}
+            for variant, results in payload["rows"].items()}
+
+
 def main() -> None:
     """Parse arguments, train every pair, write results/conditional[-quick].md/json and a sample grid."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -107,7 +113,12 @@ def main() -> None:
     parser.add_argument("--eval-n", type=int, default=5000)
     parser.add_argument("--data", default="fashion-mnist")
     parser.add_argument("--quick", action="store_true", help="20 s, 1 seed, 1000 samples (a smoke run)")
+    parser.add_argument("--summarise", action="store_true",
+                        help="only recompute the summary key of the stored results/conditional[-quick].json")
     args = parser.parse_args()
+    if args.summarise:
+        add_summary(output_stem("conditional", "quick" if args.quick else ""), summarise)
+        return
     if args.quick:
         args.budget, args.seeds, args.eval_n = 20.0, 1, 1000
     stem = output_stem("conditional", "quick" if args.quick else "")
@@ -124,6 +135,7 @@ def main() -> None:
             print(f"  {variant}: " + ", ".join(f"{k}={v:.4g}" for k, v in result.items() if v is not None), flush=True)
     text = report(rows, args, accuracy, time.perf_counter() - started)
     write_results(stem, text, {"args": vars(args), "machine": machine(), "rows": rows, "evaluator_accuracy": accuracy})
+    add_summary(stem, summarise)
     grid = sorted(RunDir(root / "conditional" / "seed0").samples.glob("*.png"))
     if grid:
         shutil.copyfile(grid[-1], HERE / f"{stem}-samples.png")

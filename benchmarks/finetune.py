@@ -35,7 +35,7 @@ from ganstab.sampling import generate
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import machine, mean_se_text as mean_se, output_stem, run_jobs, write_results  # noqa: E402
+from common import add_summary, machine, mean_se_text as mean_se, output_stem, run_jobs, summary_stats, write_results  # noqa: E402
 
 KEYS = ("fd", "kid", "precision", "recall", "coverage")
 ARMS = {"scratch": [], "finetune": ["train.init_from={source}"],
@@ -79,6 +79,12 @@ def score(run: Path, evaluator, reference, n: int = 1000) -> dict[str, float]:
     return evaluate_images(evaluator, reference, fakes, metrics=list(KEYS), kid_subsets=20, kid_subset_size=500)
 
 
+def summarise(payload: dict) -> dict:
+    """Per arm and metric: mean, standard error and count over the seeds of the stored `runs` (key `arm/seed`)."""
+    return {arm: {key: summary_stats([run[key] for name, run in payload["runs"].items()
+                                      if name.split("/")[0] == arm]) for key in KEYS} for arm in ARMS}
+
+
 def main() -> None:
     """Train the source and the arms, score them, write results/finetune[-quick].md/json."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -89,7 +95,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="1 seed, 40 + 20 steps (a smoke run)")
     parser.add_argument("--collect", action="store_true", help="skip training: re-read the run folders")
+    parser.add_argument("--summarise", action="store_true",
+                        help="only recompute the summary key of the stored results/finetune[-quick].json")
     args = parser.parse_args()
+    if args.summarise:
+        add_summary(output_stem("finetune", "quick" if args.quick else ""), summarise)
+        return
     if args.quick:
         args.seeds, args.steps, args.source_steps = 1, 20, 40
     stem = output_stem("finetune", "quick" if args.quick else "")
@@ -139,6 +150,7 @@ def main() -> None:
     write_results(stem, text, {"args": vars(args), "machine": machine(), "memorised_fd": memorised,
                                "source": source_scores, "evaluator_accuracy": run_eval.test_accuracy,
                                "runs": {"/".join(map(str, k)): v for k, v in results.items()}})
+    add_summary(stem, summarise)
     print(text)
 
 
