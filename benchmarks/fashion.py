@@ -32,7 +32,7 @@ from ganstab.rundir import read_jsonl as read_metrics
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import machine, output_stem, write_results  # noqa: E402
+from common import add_summary, machine, output_stem, summary_stats, write_results  # noqa: E402
 
 BASELINE = ["model.arch=dcgan", "model.latent_dim=100", "model.width=32", "model.g_norm=none", "model.d_norm=none",
             "loss.kind=nonsaturating", "optim.g_lr=2e-4", "optim.d_lr=2e-4", "optim.g_betas=[0.5,0.999]",
@@ -111,6 +111,24 @@ def mean_se(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) / math.sqrt(len(values))
 
 
+def summarise(payload: dict, eval_images: int = EVAL_IMAGES) -> dict:
+    """Per variant: mean, s.e. and n of G steps, images seen and the final metrics, and of the metrics at the
+    largest multiple of `eval_images` that every run (but the slow variants) reached; from the stored rows."""
+    rows = payload["rows"]
+    reached = min((max([p["images_seen"] for p in r["points"] if p["images_seen"] % eval_images == 0], default=0)
+                   for r in rows if r["variant"] not in SLOW), default=0)
+    variants = {}
+    for name in dict.fromkeys(r["variant"] for r in rows):
+        group = [r for r in rows if r["variant"] == name]
+        points = [p for p in (at_images(r, reached) for r in group) if p is not None] if reached else []
+        variants[name] = {"steps": summary_stats([r["steps"] for r in group]),
+                          "images_seen": summary_stats([r["images_seen"] for r in group]),
+                          "final": {key: summary_stats([r["final"].get(key) for r in group]) for key in KEYS},
+                          "at_equal_images": {key: summary_stats([p.get(key) for p in points])
+                                              for key in ("time", *KEYS)}}
+    return {"equal_images": reached, "variants": variants}
+
+
 def main() -> None:
     """Run every variant x seed one after another; print and write the table and the curves plot."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -121,7 +139,13 @@ def main() -> None:
     parser.add_argument("--data", default="fashion-mnist")
     parser.add_argument("--out", default="benchmarks/runs/fashion")
     parser.add_argument("--tag", default="", help="suffix of the output files (fashion-<tag>.md ...)")
+    parser.add_argument("--summarise", action="store_true",
+                        help="only recompute the summary key of the stored results/fashion[-TAG].json")
     args = parser.parse_args()
+    if args.summarise:
+        tag = "quick" if args.quick else args.tag
+        add_summary(output_stem("fashion", tag), lambda payload: summarise(payload, 8000 if args.quick else EVAL_IMAGES))
+        return
     names = args.only or (["baseline", "recommended", "blog-as-published"] if args.quick else list(VARIANTS))
     budget, seeds = (30.0, 1) if args.quick else (args.budget, args.seeds)
     eval_images = 8000 if args.quick else EVAL_IMAGES
@@ -175,6 +199,7 @@ def main() -> None:
     print(text)
     tag = "quick" if args.quick else args.tag
     png = write_results(output_stem("fashion", tag), text, {"command": command, "rows": rows})
+    add_summary(output_stem("fashion", tag), lambda payload: summarise(payload, eval_images))
     plot_curves(rows, names, png)
 
 
