@@ -34,7 +34,8 @@ from ganstab.rundir import RunDir, is_eval_record, read_jsonl
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import machine, mean_se_text as mean_se, output_stem, run_jobs, write_results  # noqa: E402
+from common import (add_summary, machine, mean_se_text as mean_se, output_stem, run_jobs, summary_stats,  # noqa: E402
+                    write_results)
 
 KILL_ARGS = ["data.name=digits", "model.arch=dcgan", "train.steps=100000", "log.checkpoint_every=5", "log.every=5"]
 HEALTHY = {
@@ -161,6 +162,21 @@ def markdown(args: argparse.Namespace, killed: dict[str, Any] | None, runs: dict
     return "\n".join(lines)
 
 
+def summarise(payload: dict) -> dict:
+    """Per healthy case: mean, s.e. and n over the stored seeds of each number, and the divergence findings,
+    recoveries and verdicts summed or counted over them."""
+    out = {}
+    for name in dict.fromkeys(k.split("/")[0] for k in payload.get("healthy") or {}):
+        rows = [v for k, v in payload["healthy"].items() if k.split("/")[0] == name]
+        out[name] = {key: summary_stats([r[key] for r in rows])
+                     for key in ("step", "fd", "precision", "coverage", "evaluations", "eval_overhead")}
+        out[name].update({"divergence_total": sum(r["divergence"] for r in rows),
+                          "recoveries_total": sum(r["recoveries"] for r in rows),
+                          "verdicts": {v: sum(r["verdict"] == v for r in rows)
+                                       for v in dict.fromkeys(r["verdict"] for r in rows)}})
+    return out
+
+
 def main() -> None:
     """Run the chosen cases and write results/long_runs[-tag].md/json."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -170,7 +186,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill schedule")
+    parser.add_argument("--summarise", action="store_true",
+                        help="only recompute the summary key of the stored result file from its rows")
     args = parser.parse_args()
+    if args.summarise:
+        add_summary(output_stem("long_runs", args.only or ""), summarise)
+        return
     stem = output_stem("long_runs", args.only or "")
     root = HERE / "runs" / stem
     root.mkdir(parents=True, exist_ok=True)
@@ -179,6 +200,7 @@ def main() -> None:
     runs = healthy(root, args.steps, args.seeds, args.jobs) if args.only in (None, "healthy") else {}
     text = markdown(args, killed, runs, (time.perf_counter() - started) / 60)
     write_results(stem, text, {"args": vars(args), "machine": machine(), "kill_resume": killed, "healthy": runs})
+    add_summary(output_stem("long_runs", args.only or ""), summarise)
     print(text)
 
 

@@ -29,7 +29,8 @@ from ganstab.rundir import RunDir, is_eval_record, read_jsonl
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import machine, mean_se_text as mean_se, output_stem, run_jobs, write_results  # noqa: E402
+from common import (add_summary, machine, mean_se_text as mean_se, output_stem, run_jobs, summary_stats,  # noqa: E402
+                    write_results)
 
 CASES = {
     "lr0.5": ["data.name=digits", "model.arch=dcgan", "optim.g_lr=0.5", "optim.d_lr=0.5", "train.steps=300"],
@@ -60,12 +61,27 @@ def summary(out: Path, case: str) -> dict:
             "recoveries": len(recoveries), "codes": sorted({f.code for f in findings if f.severity == "error"})}
 
 
+def summarise(payload: dict) -> dict:
+    """Per `case/recover`: mean, s.e. and n over the stored seeds of G steps, the case's metrics and recoveries."""
+    groups: dict[str, list[dict]] = {}
+    for key, run in payload["runs"].items():
+        groups.setdefault(key.rsplit("/", 1)[0], []).append(run)
+    return {arm: {key: summary_stats([r.get(key) for r in runs]) for key in ("step", *KEYS[arm.split("/")[0]],
+                                                                             "recoveries")}
+            for arm, runs in groups.items()}
+
+
 def main() -> None:
     """Run every case with recovery on and off, `--jobs` at a time, and write results/recovery.md/json."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--summarise", action="store_true",
+                        help="only recompute the summary key of the stored result file from its rows")
     args = parser.parse_args()
+    if args.summarise:
+        add_summary("recovery", summarise)
+        return
     root = HERE / "runs" / output_stem("recovery")
     root.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -100,6 +116,7 @@ def main() -> None:
     text = "\n".join(lines)
     write_results("recovery", text, {"args": vars(args), "machine": machine(),
                                      "runs": {"/".join(map(str, k)): v for k, v in results.items()}})
+    add_summary("recovery", summarise)
     print(text)
 
 

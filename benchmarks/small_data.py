@@ -39,7 +39,8 @@ from ganstab.sampling import generate
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import final_record, machine, mean_se_text as mean_se, output_stem, run_jobs, write_results  # noqa: E402
+from common import (add_summary, final_record, machine, mean_se_text as mean_se, output_stem, run_jobs,  # noqa: E402
+                    summary_stats, write_results)
 
 COMMON = ["data.name=fashion-mnist", "data.limit=2000", "loss.kind=hinge", "model.d_norm=spectral",
           "model.g_norm=batch", "optim.g_lr=2e-4", "optim.d_lr=2e-4", "optim.g_betas=[0,0.9]",
@@ -105,6 +106,16 @@ def real_references(real) -> tuple[dict, dict, dict]:
     return real_range, augmented, leak_thresholds(real_range, augmented)
 
 
+def summarise(payload: dict) -> dict:
+    """Per `network/augmentation`: mean, s.e. and n over the stored seeds of G steps, each metric and each leak
+    statistic, and each leak statistic's largest value."""
+    groups: dict[str, list[dict]] = {}
+    for key, run in payload["runs"].items():
+        groups.setdefault(key.rsplit("/", 1)[0], []).append(run)
+    return {arm: {**{key: summary_stats([r[key] for r in runs]) for key in ("step", *KEYS, *LEAKS)},
+                  "max": {key: max(r[key] for r in runs) for key in LEAKS}} for arm, runs in groups.items()}
+
+
 def main() -> None:
     """Parse arguments, train every run, write results/small_data[-quick].md/json."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -113,7 +124,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="20 s, 1 seed, DCGAN only (a smoke run)")
     parser.add_argument("--collect", action="store_true", help="skip training: re-read the run folders")
+    parser.add_argument("--summarise", action="store_true",
+                        help="only recompute the summary key of the stored result file from its rows")
     args = parser.parse_args()
+    if args.summarise:
+        add_summary(output_stem("small_data", "quick" if args.quick else ""), summarise)
+        return
     nets = ["dcgan", "resnet"]
     if args.quick:
         args.budget, args.seeds, nets = 20.0, 1, ["dcgan"]
@@ -154,6 +170,7 @@ def main() -> None:
     write_results(stem, text, {"args": vars(args), "machine": machine(), "real_leakage_range": real_range,
                                "augmented_real_leakage": augmented, "leak_thresholds": thresholds,
                                "runs": {"/".join(map(str, k)): v for k, v in results.items()}})
+    add_summary(output_stem("small_data", "quick" if args.quick else ""), summarise)
     print(text)
 
 

@@ -1,19 +1,25 @@
-"""Throughput of the ganstab loop vs a plain tutorial-style loop, same architecture and batch size.
+"""Throughput of the whole `ganstab train` command against a whole tutorial-style training script.
 
-The reference loop is written the way common tutorials write it: a Dataset that converts each
-image with Pillow/NumPy (ToTensor + Normalize re-implemented), a shuffling DataLoader, a
-Sigmoid at D's end with BCELoss, label tensors built every step and `.item()` on every loss every
-step. Both loops run in this one process, alternating, so their ratio is measured under the same
-machine load.
+Both sides are timed as processes, start to exit, and alternate: `python -m ganstab train --preset P
+data.name=D train.steps=N log.progress=false out=...` (everything the command does: imports, data, the
+training with its logging, checkpoints, evaluations, samples, plots, report and export), then this file run
+as `python benchmarks/throughput.py reference --preset P --steps N` (imports, data, the same networks, the
+tutorial loop). The reference loop is written the way common tutorials write it: a Dataset that converts
+each image with Pillow/NumPy (ToTensor + Normalize re-implemented), a shuffling DataLoader, a Sigmoid at D's
+end with BCELoss, label tensors built every step and `.item()` on every loss every step.
 
 Usage: python benchmarks/throughput.py [--steps 300] [--repeats 3] [--data fashion-mnist|digits]
+       python benchmarks/throughput.py reference --preset blog [--steps 300] [--data fashion-mnist]
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,13 +27,14 @@ import numpy as np
 import torch
 from torch import nn
 
+import ganstab
+from ganstab.data import make_dataset
+from ganstab.models import build_discriminator, build_generator
 from ganstab.pipeline import load_config
-from ganstab.pipeline import make_trainer
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import machine, output_stem, write_results  # noqa: E402
-
 
 class TutorialDataset(torch.utils.data.Dataset):
     """Per-item uint8 -> PIL -> float array -> normalised tensor, like transforms.Compose([ToTensor, Normalize])."""
@@ -80,134 +87,151 @@ def reference_steps(G: nn.Module, D: nn.Module, images_uint8: np.ndarray, latent
     return time.perf_counter() - start
 
 
-def ganstab_steps(trainer, steps: int, log_every: int = 50) -> float:
-    """Run the ganstab phases for `steps` G steps with its usual logging interval; returns seconds."""
+def reference_main(argv: list[str]) -> None:
+    """The whole reference script: load the data, build the preset's networks, run the tutorial loop."""
+    parser = argparse.ArgumentParser(prog="throughput.py reference")
+    parser.add_argument("--preset", required=True)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--data", default="fashion-mnist")
+    args = parser.parse_args(argv)
+    cfg = load_config(preset=args.preset, overrides=[f"data.name={args.data}"])
+    torch.manual_seed(cfg.seed)
+    data = make_dataset(cfg.data, cfg.seed)
+    images = ((data.train[:, 0].numpy() + 1) * 127.5).round().astype(np.uint8)
+    G = build_generator(cfg.model, data.shape, cfg, 0)
+    D = build_discriminator(cfg.model, data.shape, cfg, 0)
+    reference_steps(G, D, images, cfg.model.latent_dim, cfg.train.batch_size, args.steps, cfg.optim.g_lr,
+                    cfg.optim.d_lr, tuple(cfg.optim.g_betas))
+
+
+def ganstab_command(preset: str, data: str, steps: int, out: Path) -> list[str]:
+    """The `ganstab train` command a user would type for `steps` G steps of a preset (progress bar off)."""
+    return [sys.executable, "-m", "ganstab", "train", "--preset", preset, f"data.name={data}", f"train.steps={steps}",
+            "log.progress=false", f"out={out}", "--overwrite"]
+
+
+def reference_command(preset: str, data: str, steps: int) -> list[str]:
+    """The whole reference script for the same preset, data and G steps."""
+    return [sys.executable, str(Path(__file__).resolve()), "reference", "--preset", preset, "--steps", str(steps),
+            "--data", data]
+
+
+def wall_seconds(command: list[str]) -> float:
+    """Seconds from starting a command to its exit (it must succeed)."""
     start = time.perf_counter()
-    for _ in range(steps):
-        trainer.train_step()
-        if trainer.step % log_every == 0:
-            trainer.recorder.flush({"step": trainer.step}, write=False)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   cwd=HERE.parent, env=command_env())
     return time.perf_counter() - start
 
 
-def matmul_gflops(n: int = 1024, repeats: int = 20) -> float:
-    """Measured float32 matmul throughput of this machine (GFLOP/s) with torch's current threads."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9
+def command_env() -> dict[str, str]:
+    """This environment with this checkout first on PYTHONPATH, so both processes import its ganstab."""
+    import os
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(Path(ganstab.__file__).resolve().parents[1]) + (
+        os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
 
 
-def step_flops(trainer) -> float:
-    """FLOPs of one ganstab train_step (D step + G step), counted by PyTorch's FlopCounterMode."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        trainer.train_step()
-    return float(counter.get_total_flops())
-
-
-def bench(preset: str, data: str, steps: int, repeats: int, precision: str = "fp32") -> dict:
-    """Alternate ganstab and reference runs `repeats` times; return images/s medians and the ratio."""
-    cfg = load_config(preset=preset, overrides=[f"data.name={data}", "out=/tmp/ganstab-bench", "log.progress=false",
-                                                "train.ema=0", f"train.precision={precision}"])
-    trainer = make_trainer(cfg)
-    images = ((trainer.data.train[:, 0].cpu().numpy() + 1) * 127.5).round().astype(np.uint8)
+def bench(preset: str, data: str, steps: int, repeats: int, workdir: Path) -> dict:
+    """Alternate the whole ganstab command and the whole reference script `repeats` times; medians and ratio."""
+    cfg = load_config(preset=preset, overrides=[f"data.name={data}"])
     batch = cfg.train.batch_size
-    ours, ref = [], []
-    for _ in range(repeats):
-        ganstab_steps(trainer, 10)  # warm-up
-        ours.append(steps * batch / ganstab_steps(trainer, steps))
-        G = make_trainer(cfg).G
-        D = make_trainer(cfg).D
-        reference_steps(G, D, images, cfg.model.latent_dim, batch, 10, cfg.optim.g_lr, cfg.optim.d_lr,
-                        tuple(cfg.optim.g_betas))
-        ref.append(steps * batch / reference_steps(G, D, images, cfg.model.latent_dim, batch, steps,
-                                                    cfg.optim.g_lr, cfg.optim.d_lr, tuple(cfg.optim.g_betas)))
-    out = {"preset": preset, "precision": precision, "data": data, "batch": batch, "steps": steps,
-           "ganstab_img_s": float(np.median(ours)), "reference_img_s": float(np.median(ref))}
-    out["ratio"] = out["ganstab_img_s"] / out["reference_img_s"]
-    flops = step_flops(trainer)
-    out["step_gflop"] = flops / 1e9
-    out["achieved_gflops"] = flops / (batch / out["ganstab_img_s"]) / 1e9
+    ours_cmd = ganstab_command(preset, data, steps, workdir / preset)
+    ref_cmd = reference_command(preset, data, steps)
+    ours, ref, ratios = [], [], []
+    for i in range(repeats):
+        pair = [("ganstab", ours_cmd), ("reference", ref_cmd)]
+        if i % 2:
+            pair.reverse()
+        seconds = {name: wall_seconds(command) for name, command in pair}
+        ours.append(seconds["ganstab"])
+        ref.append(seconds["reference"])
+        ratios.append(seconds["reference"] / seconds["ganstab"])
+    out = {"preset": preset, "data": data, "batch": batch, "steps": steps,
+           "ganstab_command": " ".join(["python"] + ours_cmd[1:]).replace(str(workdir), "TMP"),
+           "reference_command": " ".join(["python", "benchmarks/throughput.py"] + ref_cmd[2:]),
+           "ganstab_wall_s": ours, "reference_wall_s": ref, "ratios": ratios,
+           "ganstab_wall_s_median": statistics.median(ours), "reference_wall_s_median": statistics.median(ref),
+           "ratio_median": statistics.median(ratios)}
+    out["ganstab_img_s"] = steps * batch / out["ganstab_wall_s_median"]
+    out["reference_img_s"] = steps * batch / out["reference_wall_s_median"]
     return out
 
 
 TARGETS = {"blog": 1.5, "dcgan": 1.2}
 
 
+def git_commit() -> str:
+    """The checkout's commit (with '+dirty' when the tree has changes), or 'unknown'."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=HERE,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
+
+
 def main() -> None:
-    """Run the throughput benchmark for the blog MLP and dcgan presets; print and write the table and a plot."""
+    """Time the whole commands for the blog MLP and dcgan presets, alternating; print and write the table and a plot."""
+    if sys.argv[1:2] == ["reference"]:
+        reference_main(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--data", default="fashion-mnist")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--bf16", action="store_true",
-                        help="also measure ganstab with train.precision=bf16 (reported apart: not the same numerics)")
     parser.add_argument("--tag", default="", help="suffix for the output files (throughput-<tag>.md ...)")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    peak = matmul_gflops()
-    rows = [bench(preset, args.data, args.steps, args.repeats) for preset in TARGETS]
-    if args.bf16:
-        rows += [bench(preset, args.data, args.steps, args.repeats, "bf16") for preset in TARGETS]
-    peak_after = matmul_gflops()
-    for row in rows:
-        row["fraction_of_matmul_peak"] = row["achieved_gflops"] / max(peak, peak_after)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    with tempfile.TemporaryDirectory(prefix="ganstab-throughput-") as tmp:
+        rows = {preset: bench(preset, args.data, args.steps, args.repeats, Path(tmp)) for preset in TARGETS}
     info = machine()
-    command = "python benchmarks/throughput.py " + " ".join(sys.argv[1:])
+    command = ("python benchmarks/throughput.py " + " ".join(sys.argv[1:])).strip()
     lines = [
-        "# Throughput: ganstab's loop against a tutorial-style loop", "",
-        f"- Command: `{command.strip()}`",
-        f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
-        f"- Machine: {info['cpu']}, {info['cores']} logical cores, torch {info['torch']} with "
-        f"{torch.get_num_threads()} threads, Python {info['python']}",
-        f"- float32 1024x1024 matmul: {peak:.0f} GFLOP/s before and {peak_after:.0f} GFLOP/s after the loops "
-        "(the fraction below uses the larger)",
-        f"- Medians of {args.repeats} alternating repeats of {args.steps} G steps each, {args.data}", "",
-        "| preset | ganstab precision | batch | ganstab img/s | reference img/s (fp32) | ratio | target "
-        "| GFLOP/step | achieved GFLOP/s | of fp32 matmul peak |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "# Throughput: the whole `ganstab train` command against a whole tutorial-style script", "",
+        f"- Command: `{command}`",
+        f"- Date: {started:%Y-%m-%d %H:%M} UTC, commit {git_commit()}",
+        f"- Machine: {info['cpu']}, {info['cores']} logical cores, torch {info['torch']}, Python {info['python']}",
+        f"- Each side a whole process, start to exit, {args.steps} G steps of {args.data}; {args.repeats} "
+        "alternating pairs (the order swapped every pair); medians, and the median of the per-pair ratios", "",
+        "| preset | batch | ganstab train (s) | reference script (s) | ratio (reference / ganstab) | target |",
+        "|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        target = f">= {TARGETS[r['preset']]}x" if r["precision"] == "fp32" else "(not comparable)"
-        lines.append(f"| {r['preset']} | {r['precision']} | {r['batch']} | {r['ganstab_img_s']:.0f} | "
-                     f"{r['reference_img_s']:.0f} | {r['ratio']:.2f}x | {target} | {r['step_gflop']:.3f} | "
-                     f"{r['achieved_gflops']:.1f} | {100 * r['fraction_of_matmul_peak']:.0f} % |")
+    for preset, r in rows.items():
+        lines.append(f"| {preset} | {r['batch']} | {r['ganstab_wall_s_median']:.1f} | "
+                     f"{r['reference_wall_s_median']:.1f} | {r['ratio_median']:.2f}x | >= {TARGETS[preset]}x |")
+    lines += ["", "Commands:", ""] + [f"- `{r['ganstab_command']}`\n- `{r['reference_command']}`"
+                                      for r in rows.values()]
     text = "\n".join(lines)
     print(text)
-    png = write_results(output_stem("throughput", args.tag), text,
-                        {"command": command, "matmul_gflops": [peak, peak_after], "rows": rows})
-    plot(rows, png)
+    payload = {"command": command, "date": f"{started:%Y-%m-%d %H:%M} UTC", "commit": git_commit(),
+               "machine": info, "rows": rows}
+    png = write_results(output_stem("throughput", args.tag), text, payload)
+    plot(list(rows.values()), png)
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    """Bars of images/s (ganstab vs reference) per preset, with the measured ratio and the target."""
+    """Bars of whole-command seconds (ganstab vs reference) per preset, with the measured ratio and the target."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    fp32 = [r for r in rows if r["precision"] == "fp32"]
-    bf16 = {r["preset"]: r for r in rows if r["precision"] == "bf16"}
-    xs = np.arange(len(fp32))
-    ax.bar(xs - 0.27, [r["reference_img_s"] for r in fp32], 0.27, label="tutorial-style reference loop (fp32)")
-    ax.bar(xs, [r["ganstab_img_s"] for r in fp32], 0.27, label="ganstab loop (fp32)")
-    for x, r in zip(xs, fp32):
-        ax.text(x, r["ganstab_img_s"], f"{r['ratio']:.2f}x\n(target {TARGETS[r['preset']]}x)",
+    xs = np.arange(len(rows))
+    ax.bar(xs - 0.2, [r["reference_wall_s_median"] for r in rows], 0.4, label="tutorial-style reference script")
+    ax.bar(xs + 0.2, [r["ganstab_wall_s_median"] for r in rows], 0.4, label="ganstab train")
+    for x, r in zip(xs, rows):
+        ax.text(x + 0.2, r["ganstab_wall_s_median"], f"{r['ratio_median']:.2f}x\n(target {TARGETS[r['preset']]}x)",
                 ha="center", va="bottom", fontsize=7)
-    if bf16:
-        ax.bar(xs + 0.27, [bf16[r["preset"]]["ganstab_img_s"] if r["preset"] in bf16 else 0 for r in fp32], 0.27,
-               label="ganstab loop, bf16 autocast")
-    ax.set_xticks(xs, [f"{r['preset']} (batch {r['batch']})" for r in fp32])
-    ax.set_ylabel("images per second")
-    ax.set_title("Training throughput on the same networks")
-    ax.legend(fontsize=8, loc="upper right")
+    ax.set_xticks(xs, [f"{r['preset']}, {r['steps']} steps (batch {r['batch']})" for r in rows])
+    ax.set_ylabel("seconds, process start to exit")
+    ax.set_title("Whole training commands on the same networks")
+    ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

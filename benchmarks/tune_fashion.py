@@ -35,7 +35,7 @@ from ganstab.presets import PRESETS
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import (EVAL_KEYS as KEYS, final_record, finished, machine, mean_se_text as mean_se,  # noqa: E402
+from common import (EVAL_KEYS as KEYS, add_summary, summary_stats, final_record, finished, machine, mean_se_text as mean_se,  # noqa: E402
                     output_stem, run_jobs, write_results)
 
 #: the preset that ships the study's winner: the "tuned" row itself
@@ -70,6 +70,15 @@ def collect(names: list[str], seeds: list[int], root: Path) -> dict[str, list[di
     return results
 
 
+def summarise(payload: dict) -> dict:
+    """Per configuration: mean, s.e. and n of G steps and each metric over the stored seeds, and verdict counts."""
+    out = {}
+    for name, rows in payload["runs"].items():
+        out[name] = {key: summary_stats([r[key] for r in rows]) for key in ("step", *KEYS)}
+        out[name]["verdicts"] = {v: sum(r["verdict"] == v for r in rows) for v in dict.fromkeys(r["verdict"] for r in rows)}
+    return out
+
+
 def main() -> None:
     """Train the missing runs, then write results/tune_fashion.md/json."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -80,7 +89,12 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=None, help="train only these rows (tuned and preset names)")
     parser.add_argument("--collect", action="store_true", help="train nothing: re-read the run folders")
     parser.add_argument("--tag", default="", help="a suffix of the run folder and results (e.g. smoke)")
+    parser.add_argument("--summarise", action="store_true",
+                        help="only recompute the summary key of the stored result file from its rows")
     args = parser.parse_args()
+    if args.summarise:
+        add_summary(output_stem("tune_fashion", args.tag), summarise)
+        return
     if not args.best.is_file():
         raise SystemExit(f"--best {args.best}: no such file; run the study first (see RESULTS.md)")
     names = ["tuned", *IMAGE_PRESETS]
@@ -129,6 +143,7 @@ def main() -> None:
     write_results(stem, text, {"args": {k: str(v) for k, v in vars(args).items()}, "machine": machine(),
                                          "evaluator_accuracy": evaluator.test_accuracy,
                                          "best": args.best.read_text(), "runs": results})
+    add_summary(output_stem("tune_fashion", args.tag), summarise)
     print(text)
     print(json.dumps({"ranking": ranked}))
 
