@@ -29,7 +29,7 @@ from ganstab.rundir import is_eval_record, read_jsonl
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import machine, output_stem, write_results  # noqa: E402
+from common import add_summary, machine, output_stem, summary_stats, write_results  # noqa: E402
 
 
 def timed_run(data: str, out: Path, cache: Path) -> dict[str, Any]:
@@ -62,13 +62,44 @@ def timed_run(data: str, out: Path, cache: Path) -> dict[str, Any]:
                                   if before and steps[-1]["step"] > before[-1]["step"] else None)}
 
 
+def summarise(payload: dict) -> dict:
+    """Per data set, from the stored runs: mean, s.e. and n of each measured number for warm and empty caches, the
+    wall growth (empty / warm - 1), the evaluator's share of a warm run, the evaluation overhead (eval time over
+    training time, warm runs) and the paired differences (empty - warm) of wall, training and wall - training."""
+    out = {}
+    for data, runs in payload["runs"].items():
+        entry: dict = {}
+        for kind in ("warm", "cold"):
+            rows = runs[kind]
+            entry[kind] = {key: summary_stats([r.get(key) for r in rows]) for key in rows[0]}
+            entry[kind]["outside_training"] = summary_stats([r["wall"] - r["train_time"] for r in rows])
+        warm, cold = entry["warm"], entry["cold"]
+        entry["wall_growth"] = cold["wall"]["mean"] / warm["wall"]["mean"] - 1
+        entry["evaluator_share"] = cold["fit_seconds"]["mean"] / warm["wall"]["mean"]
+        entry["eval_overhead"] = warm["eval_time"]["mean"] / warm["train_time"]["mean"]
+        pairs = list(zip(runs["cold"], runs["warm"]))
+        entry["difference"] = {
+            "wall": summary_stats([c["wall"] - w["wall"] for c, w in pairs]),
+            "train_time": summary_stats([c["train_time"] - w["train_time"] for c, w in pairs]),
+            "outside_training": summary_stats([(c["wall"] - c["train_time"]) - (w["wall"] - w["train_time"])
+                                               for c, w in pairs])}
+        entry["difference"]["outside_training_share"] = (entry["difference"]["outside_training"]["mean"]
+                                                         / warm["wall"]["mean"])
+        out[data] = entry
+    return out
+
 def main() -> None:
     """Time warm and cold first runs per data set and write results/first_run.md/json."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--data", nargs="*", default=["digits", "fashion-mnist"])
     parser.add_argument("--tag", default="", help="suffix of the output files (results/first_run-TAG.md)")
+    parser.add_argument("--summarise", action="store_true",
+                        help="only recompute the summary key of the stored results/first_run[-TAG].json")
     args = parser.parse_args()
+    if args.summarise:
+        add_summary(output_stem("first_run", args.tag), summarise)
+        return
     root = HERE / "runs" / output_stem("first_run", args.tag)
     root.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -111,6 +142,7 @@ def main() -> None:
                      f"{quick:.0f} | {eval_time:.2f} | {100 * eval_time / train_time:.1f} % |")
     text = "\n".join(lines) + "\n"
     write_results(output_stem("first_run", args.tag), text, {"args": vars(args), "machine": machine(), "runs": results})
+    add_summary(output_stem("first_run", args.tag), summarise)
     print(text)
 
 
