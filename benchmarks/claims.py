@@ -46,7 +46,7 @@ _FIGURE = re.compile(rf"^(?P<value>{_NUMBER})(?:\s*±\s*(?P<error>{_NUMBER}))?(?
 _LINK = re.compile(r"\[(?P<text>[^\[\]]*)\]\((?P<path>[^()\s#]+)#(?P<pointer>/[^()\s]*)\)")
 _ANY_LINK = re.compile(r"!?\[[^\[\]]*\]\([^()\s]*\)")
 _CODE = re.compile(r"`[^`]*`")
-_DIGIT_RUN = re.compile(r"\d+(?:[.,]\d+)*")
+_DIGIT_RUN = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*(?!\w)")  # not inside a name (grid25, R1)
 EXEMPT_MARK = re.compile(r"^<!--\s*figures:\s*not linked:\s*(?P<reason>\S.*?)\s*-->$")
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import RESULTS, output_stem, write_results  # noqa: E402
+from common import RESULTS, add_summary, output_stem, write_results  # noqa: E402
 
 from ganstab.diagnose import diagnose_run, verdict  # noqa: E402
 
@@ -121,15 +121,33 @@ def markdown(runs: list[dict[str, Any]], tag: str, fashion_tag: str) -> str:
     return "\n".join(lines)
 
 
+def summarise(payload: dict) -> dict:
+    """From the stored runs: the confusion counts per verdict, the truly failed runs missed and the healthy-preset
+    runs flagged (with their totals)."""
+    runs = payload["runs"]
+    return {"verdicts": {flag: {"truly_failed": sum(r["verdict"] == flag and r["failed"] for r in runs),
+                                "not_failed": sum(r["verdict"] == flag and not r["failed"] for r in runs)}
+                         for flag in ("failed", "warnings", "healthy")},
+            "missed": sum(r["failed"] and r["verdict"] != "failed" for r in runs),
+            "truly_failed": sum(r["failed"] for r in runs),
+            "healthy_preset_alarms": sum(r["healthy_preset"] and r["verdict"] != "healthy" for r in runs),
+            "healthy_preset_runs": sum(r["healthy_preset"] for r in runs)}
+
 def main() -> None:
     """Read the benchmark records and write results/confusion.md/json."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modes2d-tag", default="3seeds")
     parser.add_argument("--fashion-tag", default="doctor")
+    parser.add_argument("--summarise", action="store_true",
+                        help="only recompute the summary key of the stored results/confusion.json from its runs")
     args = parser.parse_args()
+    if args.summarise:
+        add_summary("confusion", summarise)
+        return
     runs = modes2d_runs(args.modes2d_tag) + fashion_runs(args.fashion_tag) + long_runs()
     text = markdown(runs, args.modes2d_tag, args.fashion_tag)
     write_results("confusion", text, {"runs": runs})
+    add_summary("confusion", summarise)
     print(text)
 
 
