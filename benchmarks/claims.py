@@ -116,10 +116,11 @@ def resolve_pointer(document: Any, pointer: str) -> Any:
 
 
 def figure_links(markdown: Path, text: str | None = None) -> list[FigureLink]:
-    """Every figure link (a link whose fragment is a JSON pointer) in a Markdown file, in order."""
+    """Every figure link (a link whose fragment is a JSON pointer, outside `code`) in a Markdown file, in order."""
     text = markdown.read_text(encoding="utf-8") if text is None else text
     links = []
     for number, line in enumerate(text.splitlines(), start=1):
+        line = _CODE.sub(lambda code: " " * len(code.group(0)), line)  # a link shown as `code` is an example
         for match in _LINK.finditer(line):
             links.append(FigureLink(markdown, number, match["text"], match["path"], match["pointer"]))
     return links

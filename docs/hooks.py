@@ -19,6 +19,9 @@ API_MODULES = ("ganstab.losses", "ganstab.penalties", "ganstab.augment", "gansta
 
 CLI_MARK = "<!-- ganstab:cli-reference -->"
 CONFIG_MARK = "<!-- ganstab:config-reference -->"
+# a figure link to a result file outside docs/ ([0.16](../benchmarks/results/finetune.json#/summary/...)): the site
+# shows the figure alone (the file is not part of the site); tests/test_claims.py checks the link in the source
+OUTSIDE_FIGURE_LINK = re.compile(r"\[(?P<figure>[^\[\]]*)\]\(\.\./[^()\s#]+#/[^()\s]*\)")
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.ArgumentParser]]:
@@ -114,7 +117,8 @@ def on_config(config: Any) -> Any:
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
-    """Replace the reference markers with the generated text."""
+    """Replace the reference markers with the generated text, and figure links out of docs/ with the figure."""
+    markdown = OUTSIDE_FIGURE_LINK.sub(lambda match: match["figure"], markdown)
     if CLI_MARK in markdown:
         markdown = markdown.replace(CLI_MARK, cli_reference())
     if CONFIG_MARK in markdown:

@@ -158,7 +158,7 @@ def test_messages_name_the_file_line_figure_pointer_and_what_was_found(tmp_path)
 
 def test_figure_links_are_found_only_where_the_fragment_is_a_pointer(tmp_path):
     md = tmp_path / "a.md"
-    md.write_text("[x](#sec) [1.5](r.json#/a) ![img](p.png) [2](sub/r.json#/b/0)\n\n[3](r.json#/c~1d)\n")
+    md.write_text("[x](#sec) [1.5](r.json#/a) ![img](p.png) [2](sub/r.json#/b/0)\n`[9](r.json#/code)`\n[3](r.json#/c~1d)\n")
     links = claims.figure_links(md)
     assert [(link.line, link.text, link.path, link.pointer) for link in links] == [
         (1, "1.5", "r.json", "/a"), (1, "2", "sub/r.json", "/b/0"), (3, "3", "r.json", "/c~1d")]
@@ -178,7 +178,7 @@ TABLE = """intro 3 numbers in prose are not checked
 
 | arm (3 seeds) | _batch_ | FD | verdicts |
 |---|---|---|---|
-| scratch 1 | 64 | [0.397](r.json#/fd) | healthy 3 |
+| scratch 1 | 64 | [0.397](r.json#/fd) | healthy 3 on grid25 with R1 |
 | finetune | 32 | **[0.16](r.json#/fd2)** (2 failed) | healthy |
 | FreezeD — published (Mo et al.) | 64 | 0.5 | |
 
