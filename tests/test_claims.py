@@ -219,3 +219,62 @@ def test_the_results_and_readme_carry_figure_links():
     counts = {path.name: len(claims.figure_links(path)) for path in claims.default_files()}
     assert counts["RESULTS.md"] >= 100
     assert counts["README.md"] >= 2
+
+
+# --- the summaries the figures point at, recomputed from stored rows ---------------------------------------
+
+def _bench_module(name: str):
+    """A benchmark script imported by path (benchmarks/ is not a package; its scripts import `common`)."""
+    bench_dir = str(ROOT / "benchmarks")
+    if bench_dir not in sys.path:
+        sys.path.insert(0, bench_dir)
+    spec = importlib.util.spec_from_file_location(f"ganstab_bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_summary_stats_mean_standard_error_and_count_of_the_finite_numbers():
+    common = _bench_module("common")
+    stats = common.summary_stats([1.0, 2.0, 3.0, None, float("nan"), True])
+    assert stats["n"] == 3
+    assert stats["mean"] == pytest.approx(2.0, abs=1e-12)
+    assert stats["se"] == pytest.approx(1.0 / 3 ** 0.5, abs=1e-12)  # stdev of 1, 2, 3 is 1
+    assert common.summary_stats([4.5]) == {"mean": 4.5, "se": 0.0, "n": 1}
+    assert common.summary_stats([None, "x"]) is None
+
+
+def test_confusion_summary_counts_verdicts_against_truth():
+    confusion = _bench_module("confusion")
+    runs = [{"verdict": "failed", "failed": True, "healthy_preset": False},
+            {"verdict": "failed", "failed": False, "healthy_preset": True},
+            {"verdict": "warnings", "failed": True, "healthy_preset": False},
+            {"verdict": "healthy", "failed": False, "healthy_preset": True},
+            {"verdict": "healthy", "failed": False, "healthy_preset": False}]
+    assert confusion.summarise({"runs": runs}) == {
+        "verdicts": {"failed": {"truly_failed": 1, "not_failed": 1}, "warnings": {"truly_failed": 1, "not_failed": 0},
+                     "healthy": {"truly_failed": 0, "not_failed": 2}},
+        "missed": 1, "truly_failed": 2, "healthy_preset_alarms": 1, "healthy_preset_runs": 2}
+
+
+def test_fashion_summary_groups_variants_and_aligns_on_the_images_every_run_reached():
+    fashion = _bench_module("fashion")
+    keys = {key: None for key in fashion.KEYS}
+
+    def row(variant, steps, fds_at):
+        points = [{**keys, "images_seen": images, "time": images / 1000, "fd": fd} for images, fd in fds_at]
+        return {"variant": variant, "steps": steps, "images_seen": points[-1]["images_seen"],
+                "final": {**keys, "fd": fds_at[-1][1]}, "points": points}
+
+    payload = {"rows": [row("a", 100, [(16, 9.0), (32, 5.0), (40, 4.0)]),
+                        row("a", 300, [(16, 7.0), (32, 3.0)]),
+                        row("progressive", 10, [(8, 50.0)])]}
+    summary = fashion.summarise(payload, eval_images=16)
+    assert summary["equal_images"] == 32          # both 'a' runs reached 32; the slow variant is left out
+    a = summary["variants"]["a"]
+    assert a["steps"] == {"mean": 200.0, "se": 100.0, "n": 2}
+    assert a["final"]["fd"]["mean"] == pytest.approx(3.5, abs=1e-12)
+    assert a["at_equal_images"]["fd"] == {"mean": 4.0, "se": 1.0, "n": 2}
+    assert a["at_equal_images"]["time"]["mean"] == pytest.approx(0.032, abs=1e-12)
+    assert summary["variants"]["progressive"]["at_equal_images"]["fd"] is None
