@@ -38,7 +38,7 @@ from typing import Any, Optional
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import machine, output_stem, write_results  # noqa: E402
+from common import add_summary, machine, output_stem, write_results  # noqa: E402
 # the blog recipe's two-sided smoothing warns on every config load; the table notes it instead
 warnings.filterwarnings("ignore", message="loss.fake_label=")
 DATASETS = ("grid25", "ring8")
@@ -291,15 +291,26 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--reuse", action="store_true", help="reuse runs whose result.json is in --workdir")
     p.add_argument("--note", default="", help="a line added to the markdown header (e.g. how runs were reused)")
     p.add_argument("--tag", default="", help="suffix for the output files (modes2d-<tag>.md ...)")
+    p.add_argument("--summarise", action="store_true",
+                   help="only recompute the summary key of the stored results/modes2d[-TAG].json from its rows")
     args = p.parse_args(argv)
     if args.seeds is None:
         args.seeds = 2 if args.quick else 10
     return args
 
 
+def summarise(payload: dict) -> dict:
+    """The stored table rows keyed by `config/data`, and each run's index in `runs` keyed by `config/data/seed`."""
+    return {"rows": {f"{row['config']}/{row['data']}": row for row in payload["rows"]},
+            "run_index": {f"{run['config']}/{run['data']}/{run['seed']}": n for n, run in enumerate(payload["runs"])}}
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Run every (config, dataset, seed), then write the table, JSON and plot."""
     args = parse_args(argv)
+    if args.summarise:
+        add_summary(output_stem("modes2d", args.tag), summarise)
+        return 0
     names = [c for c in args.configs.split(",") if c]
     data_names = [d for d in args.datasets.split(",") if d]
     for name in names:
@@ -341,6 +352,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     published = [dict(zip(("source", "config", "data", "modes", "hq", "reverse_kl"), p)) for p in PUBLISHED]
     png = write_results(output_stem("modes2d", args.tag), text,
                         {"meta": meta, "rows": rows, "published": published, "runs": records})
+    add_summary(output_stem("modes2d", args.tag), summarise)
     plot(rows, png)
     return 0
 
