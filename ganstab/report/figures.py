@@ -254,14 +254,14 @@ def curves_figure(metric: str, curves: Mapping[str, tuple[Sequence[float], Seque
 TRADEOFF_STYLES: dict[str, tuple[str, str, str]] = {  # status -> (marker, colour, legend label)
     "feasible": ("o", LINE_COLORS[0], "feasible"),
     "infeasible": ("x", LINE_COLORS[2], "infeasible (breaks a constraint)"),
-    "unconstrained": ("o", LINE_COLORS[0], "completed"),
+    "completed": ("o", LINE_COLORS[0], "completed (no constraints)"),
     "stopped": ("^", "#9a9a9a", "pruned or failed (last evaluation)"),
 }
 
 
 def tradeoff_figure(points: Sequence[tuple[float, float, str]], x_label: str, y_label: str,
                     chosen: Optional[tuple[float, float]] = None) -> Optional[bytes]:
-    """A scatter of trials (x, y, status: feasible | infeasible | unconstrained | stopped), the chosen one ringed;
+    """A scatter of trials (x, y, status: feasible | infeasible | completed | stopped), the chosen one ringed;
     None when no trial has both values."""
     points = [(x, y, status) for x, y, status in points if _finite(x) is not None and _finite(y) is not None]
     if not points:
