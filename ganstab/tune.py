@@ -785,10 +785,10 @@ def rerun_top(settings: TuneSettings, study: Any, echo: Callable[[str], None] = 
     seeds = [settings.seed + RERUN_SEED_OFFSET + i for i in range(settings.rerun_seeds)]
     echo(f"re-running the top {len(top)} configurations with seeds {', '.join(map(str, seeds))}")
     result = _rerun_when_free(settings.out / RERUN_DIR, base, variants, seeds, settings.workers, echo)
-    final = {v["name"]: v["final"] for v in result.summary["variants"]}
+    validation = {v["name"]: v["validation"] for v in result.summary["variants"]}  # it chooses: never the test line
     rows = []
     for t in top:
-        stats = final.get(f"trial{t.number}", {})
+        stats = validation.get(f"trial{t.number}", {})
         mean = stats.get(EVAL_PREFIX + settings.metric, {})
         means = {c.metric: stats.get(EVAL_PREFIX + c.metric, {}).get("mean") for c in settings.constraints}
         rows.append({"trial": t.number, "search_value": t.value, "params": decoded_params(settings.space, t),

@@ -131,9 +131,10 @@ def _rerun(view: TuneView) -> str:
         return '<p class="note">No re-runs (no completed trial, or --rerun-seeds 0).</p>'
     rows = [[esc(r["rank"]), esc(r["trial"]), esc(fmt(r["search_value"])), esc(fmt(r["mean"])),
              esc(fmt(r["se"], 2)), esc(r["n"]), esc(json.dumps(r["params"]))] for r in view.rerun]
-    return ("<p>The top configurations re-trained with fresh seeds, ranked by their mean: the search's own "
+    return ("<p>The top configurations re-trained with fresh seeds, ranked by their mean on the validation reference "
+            "(it chooses the winner, so it never reads the test reference): the search's own "
             "value is one lucky draw (the winner's curse).</p>" +
-            table(["rank", "trial", "search value", "mean", "s.e.", "seeds", "params"], rows,
+            table(["rank", "trial", "search value", "mean (validation)", "s.e.", "seeds", "params"], rows,
                   [True, True, True, True, True, True, False]))
 
 
