@@ -24,7 +24,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 import torch
 
@@ -388,6 +388,14 @@ def _line_problem(raw: bytes, check: Optional[Callable[[Any], Optional[str]]]) -
     return (None, problem) if problem else (item, "")
 
 
+def _parsed_lines(path: Path, check: Optional[Callable[[Any], Optional[str]]]
+                  ) -> Iterator[tuple[int, bytes, Optional[dict], str]]:
+    """(line number, the line's stripped bytes, record or None, reason) of every non-empty line of a file."""
+    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        if raw.strip():
+            yield (number, raw.strip(), *_line_problem(raw.strip(), check))
+
+
 def read_json_lines(path: str | Path, check: Optional[Callable[[Any], Optional[str]]] = None) -> JsonLines:
     """Every usable JSON-object line of a .jsonl file; lines that are not UTF-8, not JSON objects, or that
     `check` refuses (it returns the reason) are skipped and listed. A missing file reads as empty."""
@@ -395,11 +403,8 @@ def read_json_lines(path: str | Path, check: Optional[Callable[[Any], Optional[s
     found = JsonLines([], [])
     if not path.is_file():
         return found
-    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
-        if not raw.strip():
-            continue
+    for number, _, record, reason in _parsed_lines(path, check):
         found.last_line = number
-        record, reason = _line_problem(raw.strip(), check)
         if record is None:
             found.skipped.append(SkippedLine(path, number, reason))
         else:
@@ -469,20 +474,17 @@ def rewrite_jsonl(path: str | Path, keep: Callable[[dict[str, Any]], bool],
     path = Path(path)
     if not path.exists():
         return []
-    raws = path.read_bytes().split(b"\n")
-    last = max((i for i, raw in enumerate(raws) if raw.strip()), default=-1)
+    lines = list(_parsed_lines(path, check))
+    last = lines[-1][0] if lines else 0
     kept: list[bytes] = []
     damaged: list[SkippedLine] = []
-    for index, raw in enumerate(raws):
-        if not raw.strip():
-            continue
-        record, reason = _line_problem(raw.strip(), check)
+    for number, raw, record, reason in lines:
         if record is None:
-            damaged.append(SkippedLine(path, index + 1, reason))
-            if not (index == last and reason == "not JSON"):
-                kept.append(raw.strip())
+            damaged.append(SkippedLine(path, number, reason))
+            if not (number == last and reason == "not JSON"):
+                kept.append(raw)
         elif keep(record):
-            kept.append(raw.strip())
+            kept.append(raw)
     atomic_write(path, b"".join(line + b"\n" for line in kept))
     return damaged
 

@@ -142,6 +142,32 @@ def test_report_cli(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
     assert not (empty / "report.html").exists()
 
 
+def test_report_cli_reads_each_lines_file_once(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    with open(run / "metrics.jsonl", "ab") as stream:
+        stream.write(b"[1, 2]\n")  # a damaged line: warned about once, the rest reported
+    reads: dict[str, int] = {}
+    original = Path.read_bytes
+
+    def counted(self: Path) -> bytes:
+        reads[self.name] = reads.get(self.name, 0) + 1
+        return original(self)
+
+    monkeypatch.setattr(Path, "read_bytes", counted)
+    assert cli.main(["report", str(run)]) == 0
+    assert (reads["metrics.jsonl"], reads["findings.jsonl"]) == (1, 1)
+    assert capsys.readouterr().err.splitlines() == [
+        f"ganstab: warning: skipped 1 damaged line of {run}/metrics.jsonl (line {len(lines_of(run))}: a JSON list, "
+        "not an object); the rest was read"]
+
+
+def lines_of(run: Path) -> list[bytes]:
+    """The non-empty lines of a run's metrics.jsonl."""
+    return [x for x in (run / "metrics.jsonl").read_bytes().splitlines() if x.strip()]
+
+
 def make_ablation(run_dir: Path, out: Path) -> dict:
     """An ablation folder of two variants x two seeds built from copies of a real run, with eval_modes set."""
     modes = {"a": [20, 22], "b": [24, 25]}

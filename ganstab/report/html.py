@@ -318,14 +318,17 @@ def _summary_cards(records: Sequence[Mapping[str, Any]], findings: Sequence[Mapp
                                     f'lines. {esc(scored)}{esc(problem)}</p>')
 
 
-def run_report_html(run_dir: str | Path) -> str:
-    """The HTML report of one run directory."""
+def run_report_html(run_dir: str | Path, warn: Optional[Callable[[str], None]] = None) -> str:
+    """The HTML report of one run directory; `warn` gets one note per file with damaged lines (read once)."""
     run_dir = Path(run_dir)
     run = RunDir(run_dir)
     config = _run_config(run_dir)
     found = read_metrics(run_dir)  # damaged lines are skipped: the report shows the rest and says so
     records = found.records
     finding_lines = read_finding_lines(run.findings)
+    for lines in (found, finding_lines):
+        if lines.skipped and warn is not None:
+            warn(skipped_note(lines.skipped))
     problem = " ".join(skipped_note(lines.skipped) + "." for lines in (found, finding_lines) if lines.skipped)
     findings = finding_lines.records
     recoveries = read_jsonl(run.recoveries)
@@ -539,13 +542,15 @@ def ablation_report_html(out: str | Path, summary: Optional[Mapping[str, Any]] =
 
 
 # ---------------------------------------------------------------------------------------------- entry
-def write_report(path: str | Path, summary: Optional[Mapping[str, Any]] = None) -> Path:
-    """Write PATH/report.html for a run directory or an ablation folder; ReportError for anything else."""
+def write_report(path: str | Path, summary: Optional[Mapping[str, Any]] = None,
+                 warn: Optional[Callable[[str], None]] = None) -> Path:
+    """Write PATH/report.html for a run directory or an ablation folder (a run's damaged lines noted to `warn`);
+    ReportError for anything else."""
     path = Path(path)
     if is_ablation_dir(path):
         text = ablation_report_html(path, summary)
     elif is_run_dir(path):
-        text = run_report_html(path)
+        text = run_report_html(path, warn)
     else:
         raise ReportError(f"{str(path)!r} is neither a run directory (no config.yaml) nor an ablation folder "
                           "(no ablation.json); pass a folder written by 'ganstab train' or 'ganstab ablate'")
