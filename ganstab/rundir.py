@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequenc
 import torch
 
 from ganstab.config import Config, dump_yaml, read_yaml, validate
-from ganstab.errors import CheckpointError, PathError, RunInUse, one_line
+from ganstab.errors import CheckpointError, GanstabError, PathError, RunInUse, one_line
 
 __all__ = [
     "CONFIG_FILE", "METRICS_FILE", "FINDINGS_FILE", "RECOVERIES_FILE", "CHECKPOINT_DIR", "SAMPLES_DIR", "PLOTS_DIR",
@@ -43,7 +43,7 @@ __all__ = [
     "truncate_findings", "checkpoint_name", "good_checkpoint_name", "checkpoint_step", "holds_run", "is_run_dir", "finished_export", "is_ablation_dir",
     "load_run_config", "write_config", "prepare_out_dir", "sha256_file", "list_checkpoints", "verify_checkpoint",
     "newest_valid_checkpoint", "LOCK_FILE", "RunLock", "acquire_lock", "NAME_MAX", "PATH_MAX", "check_output_path",
-    "RUN_OWNED", "run_owned_part", "check_not_run_owned",
+    "RUN_OWNED", "run_owned_part", "check_not_run_owned", "check_study_out",
 ]
 
 CONFIG_FILE = "config.yaml"
@@ -692,6 +692,18 @@ def check_not_run_owned(path: str | Path, runs: Iterable[str | Path], label: str
         if owned is not None:
             where = "is" if path.resolve() == (Path(run) / owned).resolve() else "lies in"
             raise PathError(f"{label} {str(path)!r} {where} {owned}, which belongs to the run {str(run)!r}; {fix}")
+
+
+def check_study_out(out: str | Path, what: str, error: type[GanstabError]) -> None:
+    """Refuse the output folder of many runs (`what`: an ablation, a tuning study) that the system would refuse
+    (PathError), that is a file, holds a single run (as `error`) or is a run's own; one line with the fix."""
+    out = Path(out)
+    check_output_path(out, "--out", "choose another folder")
+    if out.exists() and not out.is_dir():
+        raise error(f"--out {str(out)!r} is a file; choose a folder")
+    if RunDir(out).config.is_file():
+        raise error(f"--out {str(out)!r} holds a single run, not {what}; choose another folder")
+    check_not_run_owned(out, [], "--out", "choose a folder outside the run")
 
 
 def pid_alive(pid: int) -> bool:
