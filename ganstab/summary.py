@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from ganstab.diagnose.findings import worst_first
+from ganstab.diagnose.series import as_number
 from ganstab.errors import AblationError
 from ganstab.metrics.registry import ranking_keys
 from ganstab.rundir import (PLAN_FILE, SUMMARY_CSV, SUMMARY_JSON, RunDir, atomic_write, csv_text, is_eval_record, is_metric_key,
@@ -46,13 +47,6 @@ def read_run(run_dir: Path) -> tuple[list[dict], list[dict]]:
     return read_records(run.root), read_jsonl(run.findings)
 
 
-def _number(value: Any) -> Optional[float]:
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
 def split_of(scope: str, metric: str) -> str:
     """The reference split behind a summary value: FINAL_SPLIT for an `eval_` metric of the final scope,
     RANKING_SPLIT for one of the `validation` scope or at a budget, '' for training keys, findings and time."""
@@ -73,32 +67,32 @@ def snapshot(records: Sequence[Mapping[str, Any]], findings: Sequence[Mapping[st
     start at or before that line's step. budget=inf gives the final metrics.
     """
     scored = is_test_record if split == "test" else is_eval_record
-    within = [r for r in records if _number(r.get(axis)) is not None and float(r[axis]) <= budget]
+    within = [r for r in records if as_number(r.get(axis)) is not None and float(r[axis]) <= budget]
     within.sort(key=lambda r: (float(r[axis]), float(r.get("step") or 0)))
     out: dict[str, Optional[float]] = {}
     training = [r for r in within if is_training_record(r)]
     if training:
         last = training[-1]
         for key, value in last.items():
-            if key not in NOT_METRICS and not key.startswith("eval_") and _number(value) is not None:
+            if key not in NOT_METRICS and not key.startswith("eval_") and as_number(value) is not None:
                 out[key] = float(value)
             elif key in (last.get("nonfinite") or ()):
                 out[key] = None
     for record in within:
         if scored(record):
             for key, value in record.items():
-                if is_metric_key(key) and _number(value) is not None:
+                if is_metric_key(key) and as_number(value) is not None:
                     out[key] = float(value)
     if within:
         last = within[-1]
-        out["images_seen"] = _number(last.get("images_seen"))
-        out["wall_time"] = _number(last.get("time"))
-        step = _number(last.get("step")) or 0.0
+        out["images_seen"] = as_number(last.get("images_seen"))
+        out["wall_time"] = as_number(last.get("time"))
+        step = as_number(last.get("step")) or 0.0
     else:
         step = -1.0
     for severity in worst_first():
         out[f"findings_{severity}"] = float(sum(1 for f in findings if f.get("severity") == severity
-                                                and (_number(f.get("start_step")) or 0.0) <= step))
+                                                and (as_number(f.get("start_step")) or 0.0) <= step))
     return out
 
 
@@ -170,7 +164,7 @@ def _budgets(runs: Mapping[str, list]) -> dict[str, list[float]]:
     for items in runs.values():
         for _, records, _ in items:
             for axis, key in (("images_seen", "images_seen"), ("wall_time", "time")):
-                values = [v for v in (_number(r.get(key)) for r in records) if v is not None]
+                values = [v for v in (as_number(r.get(key)) for r in records) if v is not None]
                 if values:
                     totals[axis].append(max(values))
     budgets = {axis: [min(vals) * f for f in BUDGET_FRACTIONS] if vals else [] for axis, vals in totals.items()}
@@ -267,7 +261,7 @@ def main_curve(out: str | Path, summary: Mapping[str, Any]) -> tuple[str, dict[s
             for record in records:
                 if is_test_record(record):
                     continue
-                x, y = _number(record.get("images_seen")), _number(record.get(metric))
+                x, y = as_number(record.get("images_seen")), as_number(record.get(metric))
                 if x is not None and y is not None:
                     by_x.setdefault(x, []).append(y)
         xs = sorted(by_x)
