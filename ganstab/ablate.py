@@ -31,8 +31,8 @@ from ganstab.config import (config_diff, deep_merge, is_safe_change, known_keys,
 from ganstab.errors import AblationError, ConfigError, GanstabError
 from ganstab.pipeline import check_config, train
 from ganstab.report.html import write_report
-from ganstab.rundir import (PLAN_FILE, SUMMARY_CSV, SUMMARY_JSON, RunDir, acquire_lock, atomic_write,
-                            check_not_run_owned, check_output_path, holds_run)
+from ganstab.rundir import (PLAN_FILE, SUMMARY_CSV, SUMMARY_JSON, RunDir, acquire_lock, atomic_write, check_study_out,
+                            holds_run)
 from ganstab.summary import format_summary, run_name, summarize
 from ganstab.training import checkpoint as ckpt
 
@@ -396,12 +396,7 @@ def run_ablation(out: str | Path, base: dict, variants: Sequence[Variant], seeds
     """Train every valid (variant, seed) run not yet finished, in `jobs` spawned workers (in this process
     when jobs == 1); then write summary.json/csv and the reports."""
     out = Path(out)
-    check_output_path(out, "--out", "choose another folder")
-    if out.exists() and not out.is_dir():
-        raise AblationError(f"--out {str(out)!r} is a file; choose a folder")
-    check_not_run_owned(out, [], "--out", "choose a folder outside the run")
-    if RunDir(out).config.is_file():
-        raise AblationError(f"--out {str(out)!r} holds a single run, not an ablation; choose another folder")
+    check_study_out(out, "an ablation", AblationError)
     jobs = default_jobs() if jobs is None else jobs
     if jobs < 1:
         raise AblationError(f"--jobs must be at least 1, got {jobs}")

@@ -25,7 +25,7 @@ __all__ = ["Config", "ConfigError", "DataConfig", "ModelConfig", "LossConfig", "
            "TrainConfig", "AugmentConfig", "LogConfig", "EvalConfig", "ProgressiveConfig", "DoctorConfig", "NORMS", "SAFE_TO_CHANGE",
            "known_keys", "parse_override", "nest", "deep_merge", "read_yaml", "validate", "check_rules",
            "smoothing_warnings", "merge_sources", "load_config", "default_out", "to_dict", "dump_yaml",
-           "config_diff", "is_safe_change", "unsafe_changes", "check_conditional", "CONDITIONAL_ARCHS", "KEY_HELP",
+           "config_diff", "is_safe_change", "unsafe_changes", "keys_added_at_default", "check_conditional", "CONDITIONAL_ARCHS", "KEY_HELP",
            "KEY_APPLIES", "key_help", "ScheduleEntry", "SCHEDULABLE", "configured_value", "check_schedules",
            "check_fine_tuning", "check_penalties", "MAX_IMAGE_SIDE", "image_hw", "parse_image_size",
            "MAX_CONFIG_BYTES", "MAX_YAML_DEPTH", "MAX_YAML_VALUES"]
@@ -1107,9 +1107,34 @@ def is_safe_change(change: str) -> bool:
     return any(key == s or (s.endswith(".") and key.startswith(s)) for s in SAFE_TO_CHANGE)
 
 
+def _absent_leaves(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{dotted key: value in `new`} of every leaf of `new` whose key `old` does not hold."""
+    out: dict[str, Any] = {}
+    for key, value in new.items():
+        if key not in old and isinstance(value, dict) and value:
+            out.update(_absent_leaves({}, value, f"{prefix}{key}."))
+        elif key not in old:
+            out[f"{prefix}{key}"] = value
+        elif isinstance(value, dict) and isinstance(old[key], dict):
+            out.update(_absent_leaves(old[key], value, f"{prefix}{key}."))
+    return out
+
+
+def keys_added_at_default(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Dotted keys an older run's config dict lacks and `new` holds at this version's default: a key added since
+    the run was written, whose default keeps the old behaviour (absent == default), so no change on resume."""
+    defaults = dict(_absent_leaves({}, to_dict(Config())))
+    return sorted(key for key, value in _absent_leaves(old, new).items()
+                  if key in defaults and defaults[key] == value)
+
+
 def unsafe_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """The changes between two config dicts that resuming must refuse unless told otherwise."""
-    return [c for c in config_diff(old, new) if not is_safe_change(c)]
+    """The changes between two config dicts that resuming must refuse unless told otherwise (a key `old` lacks
+    and `new` holds at its default is none: `keys_added_at_default`)."""
+    filled, leaves = dict(old), _absent_leaves({}, new)
+    for key in keys_added_at_default(old, new):
+        filled = deep_merge(filled, nest(key, leaves[key]))
+    return [c for c in config_diff(filled, new) if not is_safe_change(c)]
 
 
 # one line per key for `ganstab keys` (the doctor's from the comments above its fields)

@@ -245,8 +245,9 @@ def _start(cfg: Config, out: Path, resume: bool, overwrite: bool, allow_config_c
             raise CheckpointError(f"no valid checkpoint in {str(RunDir(out).checkpoints)!r} to resume from; "
                                   "start a new run without --resume")
         trainer = make_trainer(cfg, echo=echo, hooks=hooks)
-        trainer.resume_from(path, allow_config_change)
-        echo(f"resuming from {path.name} (step {trainer.step})")
+        added = trainer.resume_from(path, allow_config_change)
+        defaults = f"; keys newer than the run, at their defaults: {', '.join(added)}" if added else ""
+        echo(f"resuming from {path.name} (step {trainer.step}){defaults}")
         return trainer
     if main_process():
         prepare_out_dir(out, overwrite, dry_run=True)  # refuse before any work

@@ -24,12 +24,12 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 import torch
 
 from ganstab.config import Config, dump_yaml, read_yaml, validate
-from ganstab.errors import CheckpointError, PathError, RunInUse, one_line
+from ganstab.errors import CheckpointError, GanstabError, PathError, RunInUse, one_line
 
 __all__ = [
     "CONFIG_FILE", "METRICS_FILE", "FINDINGS_FILE", "RECOVERIES_FILE", "CHECKPOINT_DIR", "SAMPLES_DIR", "PLOTS_DIR",
@@ -43,7 +43,7 @@ __all__ = [
     "truncate_findings", "checkpoint_name", "good_checkpoint_name", "checkpoint_step", "holds_run", "is_run_dir", "finished_export", "is_ablation_dir",
     "load_run_config", "write_config", "prepare_out_dir", "sha256_file", "list_checkpoints", "verify_checkpoint",
     "newest_valid_checkpoint", "LOCK_FILE", "RunLock", "acquire_lock", "NAME_MAX", "PATH_MAX", "check_output_path",
-    "RUN_OWNED", "run_owned_part", "check_not_run_owned",
+    "RUN_OWNED", "run_owned_part", "check_not_run_owned", "check_study_out",
 ]
 
 CONFIG_FILE = "config.yaml"
@@ -388,6 +388,14 @@ def _line_problem(raw: bytes, check: Optional[Callable[[Any], Optional[str]]]) -
     return (None, problem) if problem else (item, "")
 
 
+def _parsed_lines(path: Path, check: Optional[Callable[[Any], Optional[str]]]
+                  ) -> Iterator[tuple[int, bytes, Optional[dict], str]]:
+    """(line number, the line's stripped bytes, record or None, reason) of every non-empty line of a file."""
+    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        if raw.strip():
+            yield (number, raw.strip(), *_line_problem(raw.strip(), check))
+
+
 def read_json_lines(path: str | Path, check: Optional[Callable[[Any], Optional[str]]] = None) -> JsonLines:
     """Every usable JSON-object line of a .jsonl file; lines that are not UTF-8, not JSON objects, or that
     `check` refuses (it returns the reason) are skipped and listed. A missing file reads as empty."""
@@ -395,11 +403,8 @@ def read_json_lines(path: str | Path, check: Optional[Callable[[Any], Optional[s
     found = JsonLines([], [])
     if not path.is_file():
         return found
-    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
-        if not raw.strip():
-            continue
+    for number, _, record, reason in _parsed_lines(path, check):
         found.last_line = number
-        record, reason = _line_problem(raw.strip(), check)
         if record is None:
             found.skipped.append(SkippedLine(path, number, reason))
         else:
@@ -469,20 +474,17 @@ def rewrite_jsonl(path: str | Path, keep: Callable[[dict[str, Any]], bool],
     path = Path(path)
     if not path.exists():
         return []
-    raws = path.read_bytes().split(b"\n")
-    last = max((i for i, raw in enumerate(raws) if raw.strip()), default=-1)
+    lines = list(_parsed_lines(path, check))
+    last = lines[-1][0] if lines else 0
     kept: list[bytes] = []
     damaged: list[SkippedLine] = []
-    for index, raw in enumerate(raws):
-        if not raw.strip():
-            continue
-        record, reason = _line_problem(raw.strip(), check)
+    for number, raw, record, reason in lines:
         if record is None:
-            damaged.append(SkippedLine(path, index + 1, reason))
-            if not (index == last and reason == "not JSON"):
-                kept.append(raw.strip())
+            damaged.append(SkippedLine(path, number, reason))
+            if not (number == last and reason == "not JSON"):
+                kept.append(raw)
         elif keep(record):
-            kept.append(raw.strip())
+            kept.append(raw)
     atomic_write(path, b"".join(line + b"\n" for line in kept))
     return damaged
 
@@ -690,6 +692,18 @@ def check_not_run_owned(path: str | Path, runs: Iterable[str | Path], label: str
         if owned is not None:
             where = "is" if path.resolve() == (Path(run) / owned).resolve() else "lies in"
             raise PathError(f"{label} {str(path)!r} {where} {owned}, which belongs to the run {str(run)!r}; {fix}")
+
+
+def check_study_out(out: str | Path, what: str, error: type[GanstabError]) -> None:
+    """Refuse the output folder of many runs (`what`: an ablation, a tuning study) that the system would refuse
+    (PathError), that is a file, holds a single run (as `error`) or is a run's own; one line with the fix."""
+    out = Path(out)
+    check_output_path(out, "--out", "choose another folder")
+    if out.exists() and not out.is_dir():
+        raise error(f"--out {str(out)!r} is a file; choose a folder")
+    if RunDir(out).config.is_file():
+        raise error(f"--out {str(out)!r} holds a single run, not {what}; choose another folder")
+    check_not_run_owned(out, [], "--out", "choose a folder outside the run")
 
 
 def pid_alive(pid: int) -> bool:

@@ -4,7 +4,10 @@ and a ranking by the main metric (`ganstab.metrics.registry`). Used by ablations
 `summarize(folder)` reads an ablation folder (its `ablation.json` plan and every finished run)
 and returns (and writes) `summary.json` / `summary.csv`: per variant, the mean and standard error
 over seeds of every final metric and of the same metrics at fixed budgets of images seen and of
-wall time, plus the ranking.
+wall time, plus the ranking. What selects never sees what reports: the ranking (and whatever picks
+a variant, such as tune's re-runs) reads the final evaluation on the validation reference
+(`validation`), the reported final values (`final`) read its test line; evaluations at budgets
+are validation lines (the only ones logged during training).
 """
 
 from __future__ import annotations
@@ -15,15 +18,19 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from ganstab.diagnose.findings import worst_first
+from ganstab.diagnose.series import as_number
 from ganstab.errors import AblationError
 from ganstab.metrics.registry import ranking_keys
 from ganstab.rundir import (PLAN_FILE, SUMMARY_CSV, SUMMARY_JSON, RunDir, atomic_write, csv_text, is_eval_record, is_metric_key,
-                            is_training_record, read_jsonl, read_records)
+                            is_test_record, is_training_record, read_jsonl, read_records)
 
-__all__ = ["BUDGET_FRACTIONS", "read_run", "snapshot", "mean_se", "aggregate", "ranking_keys", "rank_variants",
+__all__ = ["BUDGET_FRACTIONS", "FINAL_SPLIT", "RANKING_SPLIT", "split_of", "read_run", "snapshot", "mean_se", "aggregate", "ranking_keys", "rank_variants",
            "read_plan", "summarize", "summary_rows", "write_summary", "main_curve", "format_summary", "run_name"]
 
 BUDGET_FRACTIONS: tuple[float, ...] = (0.25, 0.5, 1.0)
+FINAL_SPLIT = "test"  # the reference split of the reported final evaluation metrics
+RANKING_SPLIT = "validation"  # the reference split the ranking (every selection) reads
+SUMMARY_FORMAT = "ganstab-ablation-summary-2"  # 2: `final` holds the test line's metrics, `validation` ranks
 # keys of a training line that are bookkeeping, not metrics (images_seen and time are kept separately)
 NOT_METRICS = frozenset({"step", "d_steps", "images_seen", "time", "lr_g", "lr_d", "resolution", "alpha",
                          "nonfinite"})
@@ -40,48 +47,52 @@ def read_run(run_dir: Path) -> tuple[list[dict], list[dict]]:
     return read_records(run.root), read_jsonl(run.findings)
 
 
-def _number(value: Any) -> Optional[float]:
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
+def split_of(scope: str, metric: str) -> str:
+    """The reference split behind a summary value: FINAL_SPLIT for an `eval_` metric of the final scope,
+    RANKING_SPLIT for one of the `validation` scope or at a budget, '' for training keys, findings and time."""
+    if not metric.startswith("eval_"):
+        return ""
+    return FINAL_SPLIT if scope == "final" else RANKING_SPLIT
 
 
 def snapshot(records: Sequence[Mapping[str, Any]], findings: Sequence[Mapping[str, Any]],
-             axis: str = "images_seen", budget: float = math.inf) -> dict[str, Optional[float]]:
+             axis: str = "images_seen", budget: float = math.inf, split: str = RANKING_SPLIT
+             ) -> dict[str, Optional[float]]:
     """Metrics of one run at a budget: each key's value in the last record with `axis` <= budget.
 
     Training keys come from the training line with the largest `axis` <= budget, each `eval_*`
-    key from the last evaluation line carrying it within the budget; `images_seen` and
-    `wall_time` are those of the last line within the budget, and `findings_<severity>` counts
-    the findings that start at or before that line's step. budget=inf gives the final metrics.
+    key from the last evaluation line of `split` ("validation": `is_eval_record`; "test": the final
+    test line, `is_test_record`) carrying it within the budget; `images_seen` and `wall_time` are
+    those of the last line within the budget, and `findings_<severity>` counts the findings that
+    start at or before that line's step. budget=inf gives the final metrics.
     """
-    within = [r for r in records if _number(r.get(axis)) is not None and float(r[axis]) <= budget]
+    scored = is_test_record if split == "test" else is_eval_record
+    within = [r for r in records if as_number(r.get(axis)) is not None and float(r[axis]) <= budget]
     within.sort(key=lambda r: (float(r[axis]), float(r.get("step") or 0)))
     out: dict[str, Optional[float]] = {}
     training = [r for r in within if is_training_record(r)]
     if training:
         last = training[-1]
         for key, value in last.items():
-            if key not in NOT_METRICS and not key.startswith("eval_") and _number(value) is not None:
+            if key not in NOT_METRICS and not key.startswith("eval_") and as_number(value) is not None:
                 out[key] = float(value)
             elif key in (last.get("nonfinite") or ()):
                 out[key] = None
     for record in within:
-        if is_eval_record(record):
+        if scored(record):
             for key, value in record.items():
-                if is_metric_key(key) and _number(value) is not None:
+                if is_metric_key(key) and as_number(value) is not None:
                     out[key] = float(value)
     if within:
         last = within[-1]
-        out["images_seen"] = _number(last.get("images_seen"))
-        out["wall_time"] = _number(last.get("time"))
-        step = _number(last.get("step")) or 0.0
+        out["images_seen"] = as_number(last.get("images_seen"))
+        out["wall_time"] = as_number(last.get("time"))
+        step = as_number(last.get("step")) or 0.0
     else:
         step = -1.0
     for severity in worst_first():
         out[f"findings_{severity}"] = float(sum(1 for f in findings if f.get("severity") == severity
-                                                and (_number(f.get("start_step")) or 0.0) <= step))
+                                                and (as_number(f.get("start_step")) or 0.0) <= step))
     return out
 
 
@@ -153,7 +164,7 @@ def _budgets(runs: Mapping[str, list]) -> dict[str, list[float]]:
     for items in runs.values():
         for _, records, _ in items:
             for axis, key in (("images_seen", "images_seen"), ("wall_time", "time")):
-                values = [v for v in (_number(r.get(key)) for r in records) if v is not None]
+                values = [v for v in (as_number(r.get(key)) for r in records) if v is not None]
                 if values:
                     totals[axis].append(max(values))
     budgets = {axis: [min(vals) * f for f in BUDGET_FRACTIONS] if vals else [] for axis, vals in totals.items()}
@@ -179,11 +190,13 @@ def summarize(out: str | Path, write: bool = True) -> dict:
     plan = read_plan(out)
     runs, unfinished = _collect_runs(out, plan)
     budgets = _budgets(runs)
-    final = {name: aggregate([snapshot(records, findings) for _, records, findings in items])
+    ranked = {name: aggregate([snapshot(records, findings) for _, records, findings in items])
+              for name, items in runs.items()}
+    final = {name: aggregate([snapshot(records, findings, split=FINAL_SPLIT) for _, records, findings in items])
              for name, items in runs.items()}
-    metric_names = {k for stats in final.values() for k, v in stats.items() if v["n"] > 0}
+    metric_names = {k for stats in ranked.values() for k, v in stats.items() if v["n"] > 0}
     keys = ranking_keys(metric_names)
-    order = rank_variants(final, keys)
+    order = rank_variants(ranked, keys)
     described = {v["name"]: v for v in plan.get("variants", [])}
     variants = []
     for rank, name in enumerate(order, start=1):
@@ -191,10 +204,11 @@ def summarize(out: str | Path, write: bool = True) -> dict:
         variants.append({"name": name, "rank": rank, "labels": described[name].get("labels", []),
                          "overrides": described[name].get("overrides", {}),
                          "runs": [rel for rel, _, _ in runs[name]], "unfinished": unfinished[name],
-                         "final": final[name], "images_seen": at_budget["images_seen"],
+                         "final": final[name], "validation": ranked[name], "images_seen": at_budget["images_seen"],
                          "wall_time": at_budget["wall_time"]})
     summary = {
-        "format": "ganstab-ablation-summary-1", "main_metric": keys[0][0], "direction": keys[0][1],
+        "format": SUMMARY_FORMAT, "final_split": FINAL_SPLIT, "ranking_split": RANKING_SPLIT,
+        "main_metric": keys[0][0], "direction": keys[0][1],
         "ranking_keys": [list(k) for k in keys], "ranking": order, "seeds": plan.get("seeds", []),
         "budget_fractions": list(BUDGET_FRACTIONS), "budgets": budgets, "variants": variants,
         "invalid": [{"variant": item["variant"], "reason": item["reason"]} for item in plan.get("invalid", [])],
@@ -205,17 +219,21 @@ def summarize(out: str | Path, write: bool = True) -> dict:
 
 
 def summary_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Long-format rows (rank, variant, scope, fraction, budget, metric, n, mean, se) of a summary."""
+    """Long-format rows (rank, variant, scope, fraction, budget, metric, split, n, mean, se) of a summary: scope
+    final (evaluation metrics on test), validation (the final evaluation metrics the ranking reads) and the
+    budgets; `split` names the reference of an `eval_` value (`split_of`)."""
     rows = []
     for variant in summary["variants"]:
-        scopes = [("final", None, None, variant["final"])]
+        validation = {k: v for k, v in variant["validation"].items() if k.startswith("eval_")}
+        scopes = [("final", None, None, variant["final"]), ("validation", None, None, validation)]
         for axis in ("images_seen", "wall_time"):
             scopes += [(axis, item["fraction"], item["budget"], item["metrics"]) for item in variant[axis]]
         for scope, fraction, budget, metrics in scopes:
             for metric, stats in metrics.items():
                 rows.append({"rank": variant["rank"], "variant": variant["name"], "scope": scope,
-                             "fraction": fraction, "budget": budget, "metric": metric, "n": stats["n"],
-                             "mean": stats["mean"], "se": stats["se"]})
+                             "fraction": fraction, "budget": budget, "metric": metric,
+                             "split": split_of(scope, metric), "n": stats["n"], "mean": stats["mean"],
+                             "se": stats["se"]})
     return rows
 
 
@@ -223,7 +241,7 @@ def write_summary(out: Path, summary: Mapping[str, Any]) -> tuple[Path, Path]:
     """Write summary.json and summary.csv (long format, one row per variant x scope x metric)."""
     out = Path(out)
     json_path = atomic_write(out / SUMMARY_JSON, json.dumps(summary, indent=2))
-    fields = ["rank", "variant", "scope", "fraction", "budget", "metric", "n", "mean", "se"]
+    fields = ["rank", "variant", "scope", "fraction", "budget", "metric", "split", "n", "mean", "se"]
     rows = [["" if (v := row[k]) is None else (repr(v) if isinstance(v, float) else v) for k in fields]
             for row in summary_rows(summary)]
     csv_path = atomic_write(out / SUMMARY_CSV, csv_text(fields, rows))
@@ -231,7 +249,8 @@ def write_summary(out: Path, summary: Mapping[str, Any]) -> tuple[Path, Path]:
 
 
 def main_curve(out: str | Path, summary: Mapping[str, Any]) -> tuple[str, dict[str, tuple[list, list, list]]]:
-    """(metric, {variant: (images_seen, mean, se)}): the main eval metric (loss_g when none) over seeds."""
+    """(metric, {variant: (images_seen, mean, se)}): the main eval metric (loss_g when none) over seeds, from
+    the validation lines (the final test line is no point of the curve)."""
     out = Path(out)
     metric = summary["main_metric"] if summary["main_metric"].startswith("eval_") else "loss_g"
     curves = {}
@@ -240,7 +259,9 @@ def main_curve(out: str | Path, summary: Mapping[str, Any]) -> tuple[str, dict[s
         for rel in variant["runs"]:
             records, _ = read_run(out / rel)
             for record in records:
-                x, y = _number(record.get("images_seen")), _number(record.get(metric))
+                if is_test_record(record):
+                    continue
+                x, y = as_number(record.get("images_seen")), as_number(record.get(metric))
                 if x is not None and y is not None:
                     by_x.setdefault(x, []).append(y)
         xs = sorted(by_x)
@@ -249,15 +270,24 @@ def main_curve(out: str | Path, summary: Mapping[str, Any]) -> tuple[str, dict[s
     return metric, curves
 
 
+def _mean_se_text(stats: Optional[Mapping[str, Any]]) -> str:
+    """'mean +- se' of one aggregated metric ('n/a' without a value)."""
+    if not stats or stats.get("mean") is None:
+        return "n/a"
+    return f"{stats['mean']:.4g}" + (f" +- {stats['se']:.2g}" if stats.get("se") is not None else "")
+
+
 def format_summary(summary: Mapping[str, Any], limit: int = 20) -> str:
-    """A short text table of the ranking with the main metric's mean +- s.e."""
+    """A short text table of the ranking with the main metric's mean +- s.e.: on the test reference (the reported
+    value) and on validation (what the ranking read) for an evaluation metric."""
     metric = summary["main_metric"]
-    lines = [f"ranking by {metric} ({summary['direction']} is better):"]
+    scored = metric.startswith("eval_")
+    lines = [f"ranking by {metric}{f' on {RANKING_SPLIT}' if scored else ''} ({summary['direction']} is better)"
+             + (f"; reported: the final evaluation on {FINAL_SPLIT}:" if scored else ":")]
     for variant in summary["variants"][:limit]:
-        stats = variant["final"].get(metric, {"n": 0, "mean": None, "se": None})
-        if stats["mean"] is None:
-            value = "n/a"
-        else:
-            value = f"{stats['mean']:.4g}" + (f" +- {stats['se']:.2g}" if stats["se"] is not None else "")
+        value = _mean_se_text(variant["final"].get(metric))
+        if scored:
+            value = (f"{value} ({FINAL_SPLIT}), {_mean_se_text(variant['validation'].get(metric))} "
+                     f"({RANKING_SPLIT})")
         lines.append(f"  {variant['rank']:>2}. {variant['name']}: {value} ({len(variant['runs'])} runs)")
     return "\n".join(lines)

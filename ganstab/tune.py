@@ -37,6 +37,7 @@ import yaml
 from ganstab.ablate import Variant, run_ablation
 from ganstab.config import deep_merge, known_keys, nest, read_yaml, to_dict, validate
 from ganstab.data import dataset_shape, make_dataset
+from ganstab.diagnose.series import as_number
 from ganstab.errors import ConfigError, GanstabError, RunInUse, TrainingDiverged
 from ganstab.metrics.registry import EVAL_PREFIX, METRICS, higher_is_better, main_metric, plain_name
 from ganstab.pipeline import check_config, train
@@ -379,16 +380,10 @@ def search_lines(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]
     return [r for r in records if not is_test_record(r)]
 
 
-def _finite(value: Any) -> Optional[float]:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
 def _last_line(run: Path, name: str) -> Optional[Mapping[str, Any]]:
     """The newest search line of a run's metrics.jsonl with a finite `name`."""
     for record in reversed(search_lines(read_jsonl(RunDir(run).metrics))):
-        if _finite(record.get(name)) is not None and isinstance(record.get("step"), int):
+        if as_number(record.get(name)) is not None and isinstance(record.get("step"), int):
             return record
     return None
 
@@ -404,7 +399,7 @@ def final_scores(run: Path, metric: str) -> dict[str, float]:
     record = _last_line(run, EVAL_PREFIX + metric)
     if record is None:
         return {}
-    return {plain_name(k): float(v) for k, v in record.items() if is_metric_key(k) and _finite(v) is not None}
+    return {plain_name(k): float(v) for k, v in record.items() if is_metric_key(k) and as_number(v) is not None}
 
 
 class PruneHook:
@@ -701,7 +696,7 @@ def _scores(trial: Any, metric: str) -> dict[str, float]:
     """A trial's evaluation scores: the final ones it recorded, else (pruned, failed) its run's newest search line."""
     recorded = trial.user_attrs.get("scores")
     if isinstance(recorded, dict):
-        return {k: float(v) for k, v in recorded.items() if _finite(v) is not None}
+        return {k: float(v) for k, v in recorded.items() if as_number(v) is not None}
     run = trial.user_attrs.get("run")
     return final_scores(Path(run), metric) if run and Path(run).is_dir() else {}
 
@@ -785,10 +780,10 @@ def rerun_top(settings: TuneSettings, study: Any, echo: Callable[[str], None] = 
     seeds = [settings.seed + RERUN_SEED_OFFSET + i for i in range(settings.rerun_seeds)]
     echo(f"re-running the top {len(top)} configurations with seeds {', '.join(map(str, seeds))}")
     result = _rerun_when_free(settings.out / RERUN_DIR, base, variants, seeds, settings.workers, echo)
-    final = {v["name"]: v["final"] for v in result.summary["variants"]}
+    validation = {v["name"]: v["validation"] for v in result.summary["variants"]}  # it chooses: never the test line
     rows = []
     for t in top:
-        stats = final.get(f"trial{t.number}", {})
+        stats = validation.get(f"trial{t.number}", {})
         mean = stats.get(EVAL_PREFIX + settings.metric, {})
         means = {c.metric: stats.get(EVAL_PREFIX + c.metric, {}).get("mean") for c in settings.constraints}
         rows.append({"trial": t.number, "search_value": t.value, "params": decoded_params(settings.space, t),

@@ -22,8 +22,9 @@ def _base() -> dict:
     return ablate.base_data(None, TINY, "toy")
 
 
-def _expected_final(run_dir: Path) -> dict[str, float]:
-    """Recompute a run's final metrics straight from its files (independent of ablate.snapshot)."""
+def _expected_final(run_dir: Path, split: str = "test") -> dict[str, float]:
+    """Recompute a run's final metrics straight from its files (independent of ablate.snapshot): evaluation
+    metrics from the final test line (split "test", what is reported) or the validation lines (what ranks)."""
     records = read_records(run_dir)
     training = [r for r in records if "loss_d" in r]
     last = training[-1]
@@ -31,8 +32,8 @@ def _expected_final(run_dir: Path) -> dict[str, float]:
            if k in ("loss_d", "loss_g", "d_real", "d_fake", "d_acc", "d_real_sign", "grad_norm_d", "grad_norm_g", "gp",
                     "r1", "drift")}
     for record in records:
-        if record.get("eval_split") == "test":
-            continue  # the summary ranks on validation lines: the final test line is for reports
+        if (record.get("eval_split") == "test") != (split == "test"):
+            continue  # the summary ranks on validation lines and reports the final test line
         for key, value in record.items():
             if key.startswith("eval_") and not isinstance(value, str) and key not in ("eval_n", "eval_reference_n") \
                     and value is not None:
@@ -51,13 +52,14 @@ def _check_summary(out: Path, summary: dict, variants: int, seeds: int) -> None:
     assert len(summary["variants"]) == variants
     for variant in summary["variants"]:
         assert len(variant["runs"]) == seeds and variant["unfinished"] == []
-        per_run = [_expected_final(out / rel) for rel in variant["runs"]]
-        assert set(variant["final"]) == set().union(*per_run)
-        for metric, stats in variant["final"].items():
-            values = [r[metric] for r in per_run]
-            assert stats["n"] == seeds
-            assert stats["mean"] == pytest.approx(statistics.fmean(values), rel=1e-12, abs=1e-12)
-            assert stats["se"] == pytest.approx(statistics.stdev(values) / math.sqrt(seeds), rel=1e-9, abs=1e-12)
+        for scope, split in (("final", "test"), ("validation", "validation")):
+            per_run = [_expected_final(out / rel, split) for rel in variant["runs"]]
+            assert set(variant[scope]) == set().union(*per_run)
+            for metric, stats in variant[scope].items():
+                values = [r[metric] for r in per_run]
+                assert stats["n"] == seeds
+                assert stats["mean"] == pytest.approx(statistics.fmean(values), rel=1e-12, abs=1e-12)
+                assert stats["se"] == pytest.approx(statistics.stdev(values) / math.sqrt(seeds), rel=1e-9, abs=1e-12)
         # budgets: the last training line with images_seen <= 50% of the smallest run's total
         totals = [max(r["images_seen"] for r in read_records(out / rel)) for v in summary["variants"] for rel in v["runs"]]
         half = summary["budgets"]["images_seen"][1]
@@ -69,8 +71,9 @@ def _check_summary(out: Path, summary: dict, variants: int, seeds: int) -> None:
             lines = [r for r in read_records(out / rel) if "loss_d" in r and r["images_seen"] <= half]
             values.append(max(lines, key=lambda r: r["images_seen"])["loss_d"])
         assert item["metrics"]["loss_d"]["mean"] == pytest.approx(statistics.fmean(values), rel=1e-12)
-    # ranking: eval_fd (lower) if logged, else eval_modes then eval_hq_fraction (higher), else error count; then name
-    finals = {v["name"]: v["final"] for v in summary["variants"]}
+    # ranking (on the validation lines): eval_fd (lower) if logged, else eval_modes then eval_hq_fraction (higher),
+    # else error count; then name
+    finals = {v["name"]: v["validation"] for v in summary["variants"]}
     names = set().union(*finals.values())
 
     def mean(name: str, key: str) -> float:
@@ -95,7 +98,13 @@ def _check_summary(out: Path, summary: dict, variants: int, seeds: int) -> None:
     row = next(r for r in rows if r["variant"] == first["name"] and r["scope"] == "final" and r["metric"] == "loss_g")
     assert float(row["mean"]) == first["final"]["loss_g"]["mean"]
     assert float(row["se"]) == first["final"]["loss_g"]["se"]
-    assert int(row["n"]) == seeds
+    assert int(row["n"]) == seeds and row["split"] == ""
+    for scope, split in (("final", "test"), ("validation", "validation")):
+        scored = [r for r in rows if r["variant"] == first["name"] and r["scope"] == scope
+                  and r["metric"].startswith("eval_")]
+        assert sorted(r["metric"] for r in scored) == sorted(k for k in first[scope] if k.startswith("eval_"))
+        for row in scored:
+            assert row["split"] == split and float(row["mean"]) == first[scope][row["metric"]]["mean"]
 
 
 def test_parse_vary_and_names() -> None:
@@ -176,6 +185,28 @@ def test_ranking_rules(kind: str, tmp_path: Path) -> None:
     assert summary["ranking"] == expected
     assert summary["main_metric"] == {"fd": "eval_fd", "modes": "eval_modes", "fallback": "findings_error"}[kind]
     assert json.loads((tmp_path / "summary.json").read_text())["ranking"] == expected
+
+
+def test_the_summary_ranks_on_validation_and_reports_the_test_line(tmp_path: Path) -> None:
+    scores = {"a": (1.0, 5.0), "b": (2.0, 3.0)}  # (validation, test) FD of each variant's final evaluation
+    ablate.write_plan(tmp_path, {}, [ablate.Variant(n) for n in scores], [0], [])
+    for name, (validation, test) in scores.items():
+        _fake_run(tmp_path / name / "seed0", [{"eval_fd": validation, "eval_split": "validation", "final": True},
+                                              {"eval_fd": test, "eval_split": "test", "final": True}])
+    summary = summary_module.summarize(tmp_path)
+    assert summary["ranking"] == ["a", "b"]  # by validation: a's test FD (5) would rank it last
+    assert (summary["final_split"], summary["ranking_split"]) == ("test", "validation")
+    assert [v["final"]["eval_fd"]["mean"] for v in summary["variants"]] == [5.0, 3.0]
+    assert [v["validation"]["eval_fd"]["mean"] for v in summary["variants"]] == [1.0, 2.0]
+    assert summary_module.format_summary(summary).splitlines() == [
+        "ranking by eval_fd on validation (lower is better); reported: the final evaluation on test:",
+        "   1. a: 5 (test), 1 (validation) (1 runs)", "   2. b: 3 (test), 2 (validation) (1 runs)"]
+    rows = [r for r in summary_module.summary_rows(summary) if r["variant"] == "a" and r["metric"] == "eval_fd"]
+    assert [(r["scope"], r["fraction"], r["split"], r["mean"]) for r in rows] == [  # evaluated at the end only
+        ("final", None, "test", 5.0), ("validation", None, "validation", 1.0),
+        ("images_seen", 1.0, "validation", 1.0), ("wall_time", 1.0, "validation", 1.0)]
+    metric, curves = summary_module.main_curve(tmp_path, summary)
+    assert metric == "eval_fd" and curves["a"] == ([1280.0], [1.0], [0.0])  # the test line is no point of it
 
 
 def test_mean_se_values() -> None:

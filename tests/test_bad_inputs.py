@@ -442,6 +442,12 @@ CASES: list[tuple[str, list[str], str]] = [
      "--out '{file_out}/study' lies below '{file_out}', which is a file; choose another folder"),
     ("tune output is a run", ["tune", "--preset", "toy", "--trials", "1", "--out", "{cfgonly}"],
      "--out '{cfgonly}' holds a single run, not a tuning study; choose another folder"),
+    ("ablate output is a run", ["ablate", "--preset", "toy", "--out", "{cfgonly}"],
+     "--out '{cfgonly}' holds a single run, not an ablation; choose another folder"),
+    ("tune output is a file", ["tune", "--preset", "toy", "--trials", "1", "--out", "{file_out}"],
+     "--out '{file_out}' is a file; choose a folder"),
+    ("ablate output is a file", ["ablate", "--preset", "toy", "--out", "{file_out}"],
+     "--out '{file_out}' is a file; choose a folder"),
 ]
 
 

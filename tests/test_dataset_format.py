@@ -158,6 +158,20 @@ def test_parse_labels_values() -> None:
                                                                                              "c.png": 0}
 
 
+@pytest.mark.parametrize("stray, named", [("c/0.png", "c"), ("0.png", "(no class folder)")])
+def test_a_stray_held_out_class_is_refused_by_training_and_by_prepare_alike(tmp_path: Path, stray: str,
+                                                                            named: str) -> None:
+    for relative in ("train/a/0.png", "train/b/0.png", "valid/a/0.png", f"valid/{stray}"):
+        _png(tmp_path / "sg" / relative)
+    message = f"'{tmp_path / 'sg' / 'valid'}' has images in '{named}', a class folder train/ lacks; use the same " \
+              "class folders in both splits"
+    with pytest.raises(DataError) as read:
+        make_dataset(DataConfig(name="folder", path=str(tmp_path / "sg")), seed=0)
+    with pytest.raises(DataError) as prepared:
+        open_source(str(tmp_path / "sg"), split="test")
+    assert str(read.value) == str(prepared.value) == message
+
+
 def test_studiogan_train_and_valid(tmp_path: Path) -> None:
     for split, count in (("train", 3), ("valid", 2)):
         for cls in ("bird", "ant"):

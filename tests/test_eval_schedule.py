@@ -31,18 +31,28 @@ def test_auto_schedule_keeps_evaluations_within_the_budget(tmp_path: Path) -> No
     trainer.step, trainer.elapsed = 100, 100.0
     assert trainer.eval_cost is None
     assert trainer._eval_due(True) is (FIRST_EVAL_GUESS_SECONDS <= 5.0)
-    trainer.eval_seconds, trainer.eval_cost = 4.0, 0.5
-    assert trainer._eval_due(True) is True          # 4.0 + 0.5 + 0.5 (the final one, reserved) <= 0.05 x 100
+    trainer.eval_seconds, trainer.eval_cost = 3.5, 0.5
+    assert trainer._eval_due(True) is True          # 3.5 + 0.5 + 2 x 0.5 (the final validation and test) <= 0.05 x 100
     assert trainer._eval_due(False) is False        # only on log steps
-    trainer.eval_seconds = 4.1
-    assert trainer._eval_due(True) is False         # 4.1 + 0.5 + 0.5 > 5
+    trainer.eval_seconds = 3.6
+    assert trainer._eval_due(True) is False         # 3.6 + 0.5 + 2 x 0.5 > 5 (one reserved score would fit: 4.6)
     no_final = _trainer(tmp_path / "no-final", "train.steps=1000", "eval.final=false")
-    no_final.step, no_final.elapsed, no_final.eval_seconds, no_final.eval_cost = 100, 100.0, 4.1, 0.5
-    assert no_final._eval_due(True) is True         # nothing to reserve: 4.1 + 0.5 <= 5
+    no_final.step, no_final.elapsed, no_final.eval_seconds, no_final.eval_cost = 100, 100.0, 4.5, 0.5
+    assert no_final._eval_due(True) is True         # nothing to reserve: 4.5 + 0.5 <= 5
     trainer.step = 1000
     assert trainer._eval_due(True) is False         # the final evaluation follows anyway
     fixed = _trainer(tmp_path / "fixed", "train.steps=1000", "eval.every=30")
     assert [s for s in range(1, 100) if (setattr(fixed, "step", s) or fixed._eval_due(s % 10 == 0))] == [30, 60, 90]
+
+
+def test_quick_evaluations_reserve_both_final_scores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    trainer = _trainer(tmp_path, "train.steps=1000")
+    monkeypatch.setattr(trainer.scorer, "supports_quick", lambda: True)  # as on images
+    trainer.step, trainer.elapsed, trainer.eval_cost, trainer.quick_cost = 100, 100.0, 0.5, 0.1
+    trainer.quick_seconds, trainer.eval_seconds = 0.0, 3.9
+    assert trainer._quick_eval_due(True) is True    # 3.9 + 0.1 + 2 x 0.5 <= 0.05 x 100
+    trainer.eval_seconds = 4.0
+    assert trainer._quick_eval_due(True) is False   # 4.0 + 0.1 + 2 x 0.5 > 5 (one reserved score would fit: 4.6)
 
 
 def test_evaluation_cost_is_logged_and_accounted(tmp_path: Path) -> None:

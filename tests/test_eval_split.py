@@ -8,12 +8,15 @@ from typing import Any
 
 import pytest
 import torch
+from torch import Tensor
 
 from ganstab.config import DataConfig
-from ganstab.data import DataSource, make_dataset, reference_rows
+from ganstab.data import DataSource, make_dataset, reference_rows, unreferenced_rows
 from ganstab.diagnose import diagnose
 from ganstab.diagnose.detectors import ends_with_final
+from ganstab.metrics import run_eval
 from ganstab.metrics.run_eval import RunEvaluator
+from ganstab.metrics.stats import frechet_distance
 from ganstab.pipeline import load_config, make_trainer
 from ganstab.rundir import BEST_EVAL_FILE, is_eval_record, is_test_record, metrics_problem, read_jsonl, read_records
 from ganstab.tune import _last_eval
@@ -54,6 +57,49 @@ def test_data_without_a_test_split_splits_its_training_images() -> None:
     assert data.reference("test", 3).flatten(1)[:, 0].tolist() == [0.0, 4.0, 8.0]  # rows 0-2
     assert data.reference("validation", 3).flatten(1)[:, 0].tolist() == [28.0, 32.0, 36.0]  # rows 7-9
     assert len(data.reference("test", 100)) == 5 and len(data.reference("validation", 100)) == 5
+
+
+class _FeatureSpy:
+    """Stands in for the evaluator network: a sample's features are its pixels, and every batch it sees is kept."""
+
+    def __init__(self) -> None:
+        self.seen: list[Tensor] = []
+
+    def features(self, images: Tensor, batch_size: int = 500) -> Tensor:
+        self.seen.append(images.clone())
+        return images.flatten(1).double()
+
+    def features_and_probs(self, images: Tensor, batch_size: int = 500) -> tuple[Tensor, None]:
+        return self.features(images), None
+
+
+def _rows(images: Tensor) -> list[int]:
+    """Row numbers of images of `torch.arange(4.0 * rows).view(rows, 1, 2, 2)`: the first pixel over 4."""
+    return [int(v) // 4 for v in images.flatten(1)[:, 0].tolist()]
+
+
+def test_the_real_floor_without_a_test_split_avoids_both_references(monkeypatch) -> None:
+    data = DataSource(name="npz", kind="image", shape=(1, 2, 2), train=torch.arange(160.0).view(40, 1, 2, 2))
+    spy = _FeatureSpy()
+    monkeypatch.setattr(run_eval, "load_or_train_evaluator", lambda *args, **kwargs: spy)
+    scorer = RunEvaluator(data, 10, torch.device("cpu"), echo=lambda m: None, val_n=10)
+    floor, validation = spy.seen  # the floor's second real sample first, then the validation reference
+    assert _rows(validation) == list(range(30, 40))
+    assert len(_rows(floor)) == 10 and set(_rows(floor)) <= set(range(10, 30))  # test: rows 0-9
+    expected = frechet_distance(validation.flatten(1).double(), floor.flatten(1).double())
+    torch.testing.assert_close(torch.tensor(scorer.fd_real), torch.tensor(expected), rtol=1e-9, atol=1e-9)
+    assert _rows(scorer.split_reference("test").prepared.features.view(-1, 1, 2, 2)) == list(range(10))
+    # no row is left outside the two references: no floor rather than one drawn from a reference
+    spy.seen.clear()
+    short = DataSource(name="npz", kind="image", shape=(1, 2, 2), train=torch.arange(80.0).view(20, 1, 2, 2))
+    assert RunEvaluator(short, 10, torch.device("cpu"), echo=lambda m: None, val_n=10).fd_real is None
+    assert [_rows(batch) for batch in spy.seen] == [list(range(10, 20))]  # the validation reference only
+
+
+def test_unreferenced_rows_lie_between_the_test_and_the_validation_rows() -> None:
+    assert unreferenced_rows(40, 10, 10).tolist() == list(range(10, 30))
+    assert unreferenced_rows(10_000, 2500).tolist() == list(range(2500, 7500))
+    assert unreferenced_rows(360, 2500).tolist() == []  # digits' test split: 180 test, 180 validation
 
 
 class _Spy:

@@ -108,6 +108,25 @@ def test_findings_and_recoveries_are_shown(run_dir: Path, tmp_path: Path) -> Non
     assert marked != plain  # the spans and the recovery line are drawn on the timeline
 
 
+def test_run_summary_shows_the_final_test_line_and_says_so(run_dir: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    lines = [x for x in lines if not any(k.startswith("eval_") for k in x)]
+    lines += [{"step": 40, "images_seen": 2560, "time": 0.1, "eval_modes": 7.0, "eval_split": "validation",
+               "final": True},
+              {"step": 40, "images_seen": 2560, "time": 0.1, "eval_modes": 5.0, "eval_split": "test", "final": True}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    cards = _section(report_html.write_report(run).read_text(encoding="utf-8"), "summary")
+    assert '<div class="k">eval_modes (test)</div><div class="v">5</div>' in cards
+    assert "eval_modes (validation)" not in cards
+    assert "Evaluation values are the final evaluation&#x27;s on the test reference." in cards
+    (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines[:-1]))  # no test line yet
+    cards = _section(report_html.write_report(run).read_text(encoding="utf-8"), "summary")
+    assert '<div class="k">eval_modes (validation)</div><div class="v">7</div>' in cards
+    assert "No final test line yet: evaluation values are the last on the validation reference." in cards
+
+
 def test_report_cli(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
@@ -121,6 +140,32 @@ def test_report_cli(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
     err = capsys.readouterr().err
     assert err.startswith("ganstab: error: ") and err.count("\n") == 1 and "neither a run" in err
     assert not (empty / "report.html").exists()
+
+
+def test_report_cli_reads_each_lines_file_once(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    with open(run / "metrics.jsonl", "ab") as stream:
+        stream.write(b"[1, 2]\n")  # a damaged line: warned about once, the rest reported
+    reads: dict[str, int] = {}
+    original = Path.read_bytes
+
+    def counted(self: Path) -> bytes:
+        reads[self.name] = reads.get(self.name, 0) + 1
+        return original(self)
+
+    monkeypatch.setattr(Path, "read_bytes", counted)
+    assert cli.main(["report", str(run)]) == 0
+    assert (reads["metrics.jsonl"], reads["findings.jsonl"]) == (1, 1)
+    assert capsys.readouterr().err.splitlines() == [
+        f"ganstab: warning: skipped 1 damaged line of {run}/metrics.jsonl (line {len(lines_of(run))}: a JSON list, "
+        "not an object); the rest was read"]
+
+
+def lines_of(run: Path) -> list[bytes]:
+    """The non-empty lines of a run's metrics.jsonl."""
+    return [x for x in (run / "metrics.jsonl").read_bytes().splitlines() if x.strip()]
 
 
 def make_ablation(run_dir: Path, out: Path) -> dict:
@@ -137,6 +182,8 @@ def make_ablation(run_dir: Path, out: Path) -> dict:
             for step, images, fraction in ((20, 1280, 0.5), (40, 2560, 1.0)):
                 lines.append({"step": step, "images_seen": images, "time": 0.1,
                               "eval_modes": value * fraction, "eval_hq_fraction": 0.5})
+            lines.append({"step": 40, "images_seen": 2560, "time": 0.1, "eval_modes": value - 1,  # the test line
+                          "eval_hq_fraction": 0.25, "eval_split": "test", "final": True})
             (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     return summary_module.summarize(out)
 
@@ -153,7 +200,14 @@ def test_ablation_report(run_dir: Path, tmp_path: Path) -> None:
     assert len(_images(_section(text, "bars"))) == 1 and len(_images(_section(text, "curve"))) == 1
     assert len(_images(text)) == 2
     table = _section(text, "summary")
-    assert "21 ± 1" in table and "24.5 ± 0.5" in table  # eval_modes mean ± s.e. over the two seeds
+    # ranked on validation (★: a 21 ± 1, b 24.5 ± 0.5), reported on test (a 20 ± 1, b 23.5 ± 0.5), each labelled
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", table.split("<tbody>")[1])
+    cells = {re.search(r">(\w)</a>", row).group(1): re.findall(r'<td class="num">([^<]*)</td>', row) for row in rows}
+    headers = re.findall(r"<th>(.*?)</th>", table)
+    assert headers[:6] == ["rank", "variant", "runs", "<code>eval_modes</code> (validation) ★",
+                           "<code>eval_modes</code> (test)", "<code>eval_hq_fraction</code> (test)"]
+    assert cells["a"][:5] == ["2", "2", "21 ± 1", "20 ± 1", "0.25 ± 0"]
+    assert cells["b"][:5] == ["1", "2", "24.5 ± 0.5", "23.5 ± 0.5", "0.25 ± 0"]
     assert table.index(">b</a>") < table.index(">a</a>")
     links = re.findall(r'href="([^"#]+)"', _section(text, "runs"))
     assert len(links) == 4

@@ -102,6 +102,52 @@ def test_resume_refuses_changed_config(tmp_path: Path) -> None:
     assert _run(tmp_path / "run", 20, ["log.every=5"], resume=True).steps == 20
 
 
+def test_a_key_added_since_the_run_takes_its_default_without_counting_as_a_change() -> None:
+    from ganstab.config import Config, keys_added_at_default, to_dict, unsafe_changes
+
+    new = to_dict(Config())
+    old = json.loads(json.dumps(new))
+    del old["penalty"]["r2"], old["eval"]["val_n"], old["schedule"]
+    assert keys_added_at_default(old, new) == ["eval.val_n", "penalty.r2", "schedule"]
+    assert unsafe_changes(old, new) == []
+    changed = json.loads(json.dumps(new))
+    changed["penalty"]["r2"] = 0.5  # absent from the old run, but not at its default: a change
+    assert keys_added_at_default(old, changed) == ["eval.val_n", "schedule"]
+    assert unsafe_changes(old, changed) == ["penalty.r2: None -> 0.5"]
+    del old["loss"]  # a whole section the old run lacks, at its defaults
+    assert "loss.kind" in keys_added_at_default(old, new) and unsafe_changes(old, new) == []
+
+
+def _as_older_version(run: Path, dropped: list[tuple[str, str]]) -> None:
+    """Make a run look written by a ganstab without the `dropped` keys: gone from config.yaml and the checkpoints."""
+    import yaml
+
+    from ganstab.training.checkpoint import save_checkpoint
+
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    for section, key in dropped:
+        del config[section][key]
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    for path in sorted((run / "checkpoints").glob("ckpt_*.pt")):
+        state = torch.load(path, weights_only=True)
+        for section, key in dropped:
+            del state["config"][section][key]
+        save_checkpoint(run / "checkpoints", state["step"], state, keep=10)
+
+
+def test_resume_of_a_run_older_than_a_new_key(tmp_path: Path) -> None:
+    _run(tmp_path / "run", 10, [])
+    _as_older_version(tmp_path / "run", [("penalty", "r2"), ("eval", "val_n")])
+    with pytest.raises(CheckpointError) as err:  # a real change is still refused, in one line
+        _run(tmp_path / "run", 20, ["penalty.r2=0.1", "loss.kind=relativistic"], resume=True)
+    assert str(err.value) == ("the config differs from the checkpoint's (loss.kind: 'hinge' -> 'relativistic'; "
+                              "penalty.r2: None -> 0.1); pass --allow-config-change to resume anyway")
+    trained, messages = _train_counting(tmp_path / "run", 20, [], resume=True)
+    assert trained == list(range(11, 21))
+    assert ("resuming from ckpt_0000010.pt (step 10); keys newer than the run, at their defaults: eval.val_n, "
+            "penalty.r2") in messages
+
+
 def _train_counting(out: Path, steps: int, extra: list[str], resume: bool = False) -> tuple[list[int], list[str]]:
     """Train (or resume) and return the step number after each step this process trained, and its messages."""
     trained: list[int] = []

@@ -100,14 +100,14 @@ def test_quick_evaluations_fill_log_steps_within_their_share_of_the_budget(tmp_p
     trainer.step, trainer.elapsed = 100, 100.0  # budget: 0.05 x 100 = 5 s, of which quick ones 1 s
     assert trainer._quick_eval_due(True) is False  # the first full evaluation comes first
     trainer.eval_cost, trainer.eval_seconds = 1.0, 2.0
-    assert trainer._quick_eval_due(True) is True  # guess 0.1 x 1 s: 0 + 0.1 <= 1 and 2 + 0.1 + 1 (final) <= 5
+    assert trainer._quick_eval_due(True) is True  # guess 0.1 x 1 s: 0 + 0.1 <= 1 and 2 + 0.1 + 2 x 1 (final) <= 5
     assert trainer._quick_eval_due(False) is False  # only on log steps
     trainer.quick_cost, trainer.quick_seconds = 0.1, 0.95
     assert trainer._quick_eval_due(True) is False  # 0.95 + 0.1 > QUICK_SHARE x 5
     trainer.quick_seconds, trainer.eval_seconds = 0.5, 3.95
-    assert trainer._quick_eval_due(True) is False  # within its share, but 3.95 + 0.1 + 1 > 5
-    trainer.eval_seconds = 3.0
-    assert trainer._quick_eval_due(True) is True
+    assert trainer._quick_eval_due(True) is False  # within its share, but 3.95 + 0.1 + 2 x 1 > 5
+    trainer.eval_seconds = 2.8
+    assert trainer._quick_eval_due(True) is True  # 2.8 + 0.1 + 2 x 1 (the final validation and test) <= 5
     trainer.step = 300
     assert trainer._quick_eval_due(True) is False  # the final evaluation follows anyway
     assert QUICK_SHARE == 0.2

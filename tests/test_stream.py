@@ -133,6 +133,16 @@ def test_evaluator_data_and_reference_are_seeded_subsets(tmp_path: Path) -> None
     assert len(src.reference("validation", N, val_n=N)) == N // 2  # validation: at most half the images
 
 
+def test_the_real_floors_images_are_in_neither_reference(tmp_path: Path) -> None:
+    src = source(numbered_folder(tmp_path / "f"))
+    test, val = ids(src.reference("test", 5, val_n=3)), ids(src.reference("validation", 5, val_n=3))
+    spare = src.unreferenced(5, 3, 100, torch.Generator().manual_seed(0))
+    assert spare.shape == (N - 8, 1, 4, 4)  # every one of the 16 images outside the 5 test and 3 validation ones
+    assert sorted(ids(spare) + test + val) == list(range(N))
+    assert len(src.unreferenced(5, 3, 4, torch.Generator().manual_seed(0))) == 4
+    assert src.unreferenced(N, N, 100, torch.Generator().manual_seed(0)) is None  # both references take all
+
+
 def test_batch_larger_than_the_folder(tmp_path: Path) -> None:
     src = source(numbered_folder(tmp_path / "f", n=6))
     with pytest.raises(DataError, match="^image folder has 6 images, fewer than one global batch of 8; "

@@ -17,7 +17,7 @@ from ganstab import tune  # noqa: E402
 from ganstab.cli.main import main  # noqa: E402
 from ganstab.errors import ConfigError  # noqa: E402
 from ganstab.pipeline import load_config  # noqa: E402
-from ganstab.report.tune import TUNE_SECTIONS, TuneView, tradeoff_points  # noqa: E402
+from ganstab.report.tune import TUNE_SECTIONS, TuneView, tradeoff_points, tune_report_html  # noqa: E402
 
 CHOICES = ("fd, kid, kid_std, precision, recall, density, coverage, class_kl, is, diversity, modes, hq_fraction, "
            "reverse_kl, class_accuracy, intra_fd")
@@ -219,6 +219,22 @@ def test_tradeoff_points_mark_feasibility_and_the_winner(tmp_path: Path) -> None
     assert chosen == (0.5, 2.0)
     view.constraints, view.winner_trial = [], None
     assert tradeoff_points(view)[1] is None
+
+
+def test_an_unconstrained_study_reports_completed_trials_not_feasible_ones(tmp_path: Path) -> None:
+    # without constraints the study marks every completed trial feasible: the report says completed instead
+    rows = [{"number": 0, "state": "COMPLETE", "feasible": True, "value": 1.0, "duration": 2.0, "params": {},
+             "scores": {"fd": 1.0, "recall": 0.1}},
+            {"number": 1, "state": "PRUNED", "feasible": None, "value": None, "duration": 1.0, "params": {},
+             "scores": {"fd": 4.0, "recall": 0.2}}]
+    view = TuneView(tmp_path, "fd", False, rows, constraints=[])
+    assert tradeoff_points(view)[0] == [(0.1, 1.0, "completed"), (0.2, 4.0, "stopped")]
+    trials = tune_report_html(view).split('<section id="trials">')[1].split("</section>")[0]
+    assert "<th>feasible</th>" not in trials and "<th>seconds</th>" in trials
+    view.constraints = ["recall>=0.3"]
+    assert tradeoff_points(view)[0] == [(0.1, 1.0, "feasible"), (0.2, 4.0, "stopped")]
+    trials = tune_report_html(view).split('<section id="trials">')[1].split("</section>")[0]
+    assert "<th>feasible</th>" in trials and '<td>yes</td>' in trials
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -12,15 +12,14 @@ from pathlib import Path
 from ganstab.cli.common import cli_device
 from ganstab.config import DataConfig, EvalConfig, to_dict
 from ganstab.data import NAMED_SETS, DataSource, make_dataset, read_sample_set, with_reference
-from ganstab.diagnose import context_from_config, diagnose, format_report, read_finding_lines, unread_reason, verdict
+from ganstab.diagnose import context_from_config, diagnose, format_report, unread_reason, verdict
 from ganstab.errors import UsageError
 from ganstab.export import (GRID_MAX, check_grid_size, check_sample_out, check_sample_space, load_generator,
                             load_run_generator, write_samples)
 from ganstab.metrics import EvaluatorSettings, RunEvaluator, StackedEvaluator
 from ganstab.models.conditional import run_label_distribution
 from ganstab.report.html import write_report
-from ganstab.rundir import (JsonLines, RunDir, atomic_write, finished_export, is_run_dir, load_run_config, read_jsonl,
-                            read_metrics, skipped_note)
+from ganstab.rundir import RunDir, atomic_write, finished_export, load_run_config, read_jsonl, read_metrics, skipped_note
 from ganstab.training.interfaces import fixed_latents, training_eval_seed
 
 EVAL_MAX = 200_000  # most samples `ganstab eval` scores (eval.n's own limit)
@@ -230,11 +229,9 @@ def cmd_eval_samples(args: argparse.Namespace) -> int:
     return 0
 
 
-def _warn_skipped(*found: JsonLines) -> None:
-    """One warning line on stderr per file with damaged lines that a command went on past."""
-    for lines in found:
-        if lines.skipped:
-            print(f"ganstab: warning: {skipped_note(lines.skipped)}", file=sys.stderr, flush=True)
+def _warn(note: str) -> None:
+    """One warning line on stderr."""
+    print(f"ganstab: warning: {note}", file=sys.stderr, flush=True)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -244,7 +241,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if not run.metrics.is_file():
         raise UsageError(f"{run.root}: no metrics.jsonl yet; the run has not logged anything")
     found = read_metrics(run.root)
-    _warn_skipped(found)
+    if found.skipped:  # damaged lines the command goes on past
+        _warn(skipped_note(found.skipped))
     records = found.records
     findings = diagnose(records, cfg.doctor, context_from_config(to_dict(cfg)))
     last = max((int(r["step"]) for r in records), default=0)
@@ -261,9 +259,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Write report.html for a run directory or an ablation folder."""
-    if is_run_dir(args.path):
-        _warn_skipped(read_metrics(args.path), read_finding_lines(RunDir(args.path).findings))
-    path = write_report(Path(args.path))
+    path = write_report(Path(args.path), warn=_warn)  # a run's damaged lines: warned while read for the report
     print(f"report: {path}")
     return 0
 

@@ -10,7 +10,7 @@ from ganstab import tune
 from ganstab.ablate import base_data
 from ganstab.cli.common import echo
 from ganstab.errors import UsageError
-from ganstab.rundir import RunDir, check_not_run_owned, check_output_path
+from ganstab.rundir import check_study_out
 
 __all__ = ["cmd_tune", "settings_from_args", "register"]
 
@@ -35,12 +35,7 @@ def settings_from_args(args: argparse.Namespace) -> tune.TuneSettings:
     _positive(args, "rerun_seeds", 0)
     _positive(args, "seed", 0)
     out = Path(args.out)
-    check_output_path(out, "--out", "choose another folder")
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {str(out)!r} is a file; choose a folder")
-    if RunDir(out).config.is_file():
-        raise UsageError(f"--out {str(out)!r} holds a single run, not a tuning study; choose another folder")
-    check_not_run_owned(out, [], "--out", "choose a folder outside the run")
+    check_study_out(out, "a tuning study", UsageError)
     metric, higher = tune.parse_objective(args.objective) if args.objective is not None else (None, False)
     constraints = tuple(tune.parse_constraint(text) for text in args.constraint or ())
     base = base_data(args.config, args.overrides, args.preset)

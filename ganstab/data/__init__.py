@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from ganstab.data import images as _img
 from ganstab.data.archive import ArchiveData, detect_layout, read_studiogan, read_stylegan, skipped_note
-from ganstab.data.source import REFERENCE_SPLITS, DataSource, mix_seed, reference_rows
+from ganstab.data.source import REFERENCE_SPLITS, DataSource, draw_rows, mix_seed, reference_rows, unreferenced_rows
 from ganstab.data.stacked import (STACK_CHANNELS, STACKED_TEST_SEED, STACKED_TEST_SIZE, STACKED_TRAIN_SIZE,
                                   stack_channels)
 from ganstab.data.toy import GRID25_STD, RING8_STD, grid25_centers, mixture_sampler, ring8_centers
@@ -25,7 +25,7 @@ FASHION_MNIST_PATH = "/usr/share/datasets/fashion-mnist"
 #: Data sets found without data.path: `ganstab eval --samples` takes them by name (their test split and evaluator)
 NAMED_SETS = ("digits", "fashion-mnist", "stacked-fashion-mnist", "ring8", "grid25")
 
-__all__ = ["DataSource", "REFERENCE_SPLITS", "reference_rows", "DATASETS", "make_dataset", "dataset_shape",
+__all__ = ["DataSource", "REFERENCE_SPLITS", "reference_rows", "unreferenced_rows", "draw_rows", "DATASETS", "make_dataset", "dataset_shape",
            "FASHION_MNIST_PATH", "NAMED_SETS", "ReferenceSource", "read_sample_set", "with_reference"]
 
 

@@ -16,7 +16,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Iterator, Optional, Sequence, Union
+from typing import TYPE_CHECKING, BinaryIO, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["LABELS_FILE", "STUDIOGAN_SPLITS", "UNREADABLE", "ImageArchive", "ArchiveData", "detect_layout",
            "image_names", "parse_labels", "stylegan_labels", "iter_archive_images", "read_stylegan", "read_studiogan",
-           "studiogan_held_out", "skipped_note"]
+           "studiogan_held_out", "check_held_out_classes", "skipped_note"]
 
 LABELS_FILE = "dataset.json"
 STUDIOGAN_SPLITS = ("train", "valid", "test")
@@ -252,6 +252,16 @@ def _class_folder(folder: Path) -> tuple[list[tuple[str, "Image.Image"]], list[O
     return opened, classes, skipped
 
 
+def check_held_out_classes(held_out: Path, classes: Iterable[Optional[str]], train_classes: Iterable[str]) -> None:
+    """Refuse (DataError) a StudioGAN held-out split whose images lie outside train/'s class folders (`classes`: each
+    image's class folder, None for one lying directly in the split)."""
+    known = set(train_classes)
+    stray = sorted({c or "(no class folder)" for c in classes if c not in known})
+    if stray:
+        raise DataError(f"{str(held_out)!r} has images in {stray[0]!r}, a class folder train/ lacks; use the "
+                        "same class folders in both splits")
+
+
 def read_studiogan(path: str | Path, image_size: Union[int, Sequence[int], None], channels: Optional[int]
                    ) -> ArchiveData:
     """A StudioGAN folder: train/<class>/* for training, valid/<class>/* (or test/) as the held-out split, with the
@@ -272,10 +282,7 @@ def read_studiogan(path: str | Path, image_size: Union[int, Sequence[int], None]
     names = sorted({c for c in train_classes if c is not None})
     labelled = len(names) >= 1 and all(c is not None for c in train_classes)
     if held_out is not None and labelled:
-        stray = sorted({c or "(no class folder)" for c in test_classes if c not in names})
-        if stray:
-            raise DataError(f"{str(held_out)!r} has images in {stray[0]!r}, a class folder train/ lacks; use the "
-                            "same class folders in both splits")
+        check_held_out_classes(held_out, test_classes, names)
     index = {name: k for k, name in enumerate(names)}
 
     def stack(pairs: list) -> np.ndarray:

@@ -16,8 +16,8 @@ import torch
 
 from ganstab.config import DataConfig
 from ganstab.data import DATASETS, make_dataset
-from ganstab.data.archive import (LABELS_FILE, UNREADABLE, ImageArchive, detect_layout, image_names,
-                                  stylegan_labels, studiogan_held_out)
+from ganstab.data.archive import (LABELS_FILE, UNREADABLE, ImageArchive, check_held_out_classes, detect_layout,
+                                  image_names, stylegan_labels, studiogan_held_out)
 from ganstab.data.images import GRAY_MODES, class_of, convert_mode, list_image_files, open_image
 from ganstab.errors import DataError, UsageError
 from ganstab.rundir import atomic_write_via
@@ -170,10 +170,7 @@ def _files_source(path: Path, layout: str, split: str) -> SourceImages:
         files = train_files if split == "train" else list_image_files(folder)
         classes = train_classes
         if classes is not None and split != "train":
-            stray = sorted({class_of(f, folder) or "(no class folder)" for f in files} - set(classes))
-            if stray:
-                raise DataError(f"{str(folder)!r} has images in {stray[0]!r}, a class folder train/ lacks; use the "
-                                "same class folders in both splits")
+            check_held_out_classes(folder, (class_of(f, folder) for f in files), classes)
         return SourceImages(description=str(folder), total=len(files), items=_file_items(files, folder, classes),
                             labelled=classes is not None)
     if split != "train":

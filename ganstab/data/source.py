@@ -25,6 +25,18 @@ def reference_rows(total: int, split: str, n: int, val_n: Optional[int] = None) 
     return torch.arange(0, min(n, total - held))
 
 
+def unreferenced_rows(total: int, n: int, val_n: Optional[int] = None) -> Tensor:
+    """Rows of a pool of `total` real samples in neither reference split (`reference_rows`): those after the
+    test rows and before the validation rows, possibly none."""
+    first = len(reference_rows(total, "test", n, val_n))
+    return torch.arange(first, total - len(reference_rows(total, "validation", n, val_n)))
+
+
+def draw_rows(rows: Tensor, count: int, gen: torch.Generator) -> Tensor:
+    """Up to `count` of `rows`, a seeded draw by `gen`, in increasing order."""
+    return rows[torch.randperm(len(rows), generator=gen)[:count].sort().values]
+
+
 def mix_seed(seed: int, index: int, salt: int) -> int:
     """A 63-bit seed derived from (seed, index, salt) without collisions for small values."""
     value = (seed * 0x9E3779B97F4A7C15 + index * 0xBF58476D1CE4E5B9 + salt * 0x94D049BB133111EB)
@@ -146,6 +158,18 @@ class DataSource:
         pool = self.test if self.test is not None else self.train
         assert pool is not None
         return pool.index_select(0, reference_rows(len(pool), split, n, val_n).to(pool.device))
+
+    def unreferenced(self, n: int, val_n: Optional[int], count: int, gen: torch.Generator) -> Optional[Tensor]:
+        """Up to `count` real samples of the references' pool in neither reference split (`unreferenced_rows`, a
+        seeded draw by `gen`); None for sampled data or when fewer than 2 are left."""
+        if self.sampler is not None:
+            return None
+        pool = self.test if self.test is not None else self.train
+        assert pool is not None
+        rows = unreferenced_rows(len(pool), n, val_n)
+        if len(rows) < 2:
+            return None
+        return pool.index_select(0, draw_rows(rows, count, gen).to(pool.device))
 
     def reference_labels(self, split: str, n: int, val_n: Optional[int] = None) -> Optional[Tensor]:
         """The labels of `reference(split, n, val_n)`, row for row (None when unlabelled or sampled)."""

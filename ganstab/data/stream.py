@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from ganstab.config import image_hw
 from ganstab.data.archive import UNREADABLE, ImageArchive, detect_layout, image_names
 from ganstab.data.images import GRAY_MODES, convert_image, list_image_files, open_image
-from ganstab.data.source import DataSource, mix_seed, reference_rows
+from ganstab.data.source import DataSource, draw_rows, mix_seed, reference_rows, unreferenced_rows
 from ganstab.errors import DataError
 
 if TYPE_CHECKING:
@@ -184,6 +184,15 @@ class StreamingSource(DataSource):
         """The real images of a reference split: `reference_rows` of a seeded order of the folder's images."""
         order = self._order(salt=3)
         return self._load(order[reference_rows(len(order), split, n, val_n)])
+
+    def unreferenced(self, n: int, val_n: Optional[int], count: int, gen: torch.Generator) -> Optional[Tensor]:
+        """Up to `count` images of the references' seeded order in neither reference split, loaded (None when fewer
+        than 2 are left)."""
+        order = self._order(salt=3)
+        rows = unreferenced_rows(len(order), n, val_n)
+        if len(rows) < 2:
+            return None
+        return self._load(order[draw_rows(rows, count, gen)])
 
     def reference_labels(self, split: str, n: int, val_n: Optional[int] = None) -> Optional[Tensor]:
         """None: a streamed folder carries no labels."""

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganstab.config import image_hw
-from ganstab.data import DataSource, reference_rows
+from ganstab.data import DataSource, draw_rows
 from ganstab.metrics.evaluator import (evaluate_images, load_or_train_evaluator,
                                       RealReference, prepare_reference)
 from ganstab.metrics.modes import mode_coverage
@@ -64,14 +64,12 @@ def mean_pairwise_distance(x: Tensor, max_n: int = 512) -> float:
     return float(d.sum() / (n * (n - 1)))
 
 
-def other_real_images(train: Tensor, n: int, skip: int = 0) -> Optional[Tensor]:
-    """Up to n real training images other than the first `skip` (a seeded draw): the real-vs-real FD baseline's
-    second sample, None when fewer than 2 are left."""
-    pool = train[skip:]
-    if len(pool) < 2:
+def other_real_images(train: Tensor, n: int) -> Optional[Tensor]:
+    """Up to n real training images (a seeded draw): the real-vs-real FD baseline's second sample when the data
+    have a test split (the references' pool), None when fewer than 2."""
+    if len(train) < 2:
         return None
-    rows = torch.randperm(len(pool), generator=torch.Generator().manual_seed(REAL_BASELINE_SEED))[:n]
-    return pool[rows.sort().values]
+    return train[draw_rows(torch.arange(len(train)), n, torch.Generator().manual_seed(REAL_BASELINE_SEED))]
 
 
 def to_data_size(samples: Tensor, size: int | Sequence[int]) -> Tensor:
@@ -140,8 +138,10 @@ class RunEvaluator:
         if data.channel_source is not None:
             self.evaluator = StackedEvaluator(self.evaluator, data.shape[0])
             train, _, test, _ = data.evaluator_data()
-        test_size = len(reference_rows(len(test) if test is not None else len(train), "test", n, val_n))
-        other = other_real_images(train, n, skip=0 if test is not None else test_size)
+        if test is not None:  # the references come from the test split: any training image is outside both
+            other = other_real_images(train, n)
+        else:  # the references' pool is the training data: the floor's sample avoids both of them
+            other = data.unreferenced(n, val_n, n, torch.Generator().manual_seed(REAL_BASELINE_SEED))
         if other is not None:
             self._baseline = self.evaluator.features(other.to(device))
         if val_n != 0:

@@ -8,10 +8,10 @@ vertical lines at the step rolled back to.
 from __future__ import annotations
 
 import io
-import math
 from typing import Any, Mapping, Optional, Sequence
 
 from ganstab.diagnose.findings import worst_first
+from ganstab.diagnose.series import as_number
 from ganstab.rundir import is_metric_key, is_test_record
 
 SEVERITY_COLORS: dict[str, str] = {"error": "#d62728", "warning": "#ff9f1c", "info": "#8c6bb1"}
@@ -37,18 +37,11 @@ def to_png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _finite(value: Any) -> Optional[float]:
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
 def series(records: Sequence[Mapping[str, Any]], key: str, x: str = "step") -> tuple[list[float], list[float]]:
     """(x, y) of the records where both `x` and `key` are finite numbers."""
     xs, ys = [], []
     for record in records:
-        a, b = _finite(record.get(x)), _finite(record.get(key))
+        a, b = as_number(record.get(x)), as_number(record.get(key))
         if a is not None and b is not None:
             xs.append(a)
             ys.append(b)
@@ -60,7 +53,7 @@ def mark_findings(ax: Any, findings: Sequence[Mapping[str, Any]], recoveries: Se
     """Shade each finding's step range by severity (numbered #1, #2, ...) and draw recoveries as dashed lines."""
     for index, finding in enumerate(findings, start=1):
         color = SEVERITY_COLORS.get(str(finding.get("severity")), "#999999")
-        start, end = _finite(finding.get("start_step")), _finite(finding.get("end_step"))
+        start, end = as_number(finding.get("start_step")), as_number(finding.get("end_step"))
         if start is None:
             continue
         end = start if end is None else end
@@ -71,7 +64,7 @@ def mark_findings(ax: Any, findings: Sequence[Mapping[str, Any]], recoveries: Se
             ax.annotate(f"#{index}", xy=(start, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -10),
                         textcoords="offset points", fontsize=7, color=color, fontweight="bold")
     for recovery in recoveries:
-        step = _finite(recovery.get("step"))
+        step = as_number(recovery.get("step"))
         if step is not None:
             ax.axvline(step, color="#333333", linestyle="--", linewidth=1.0, alpha=0.8)
 
@@ -254,16 +247,16 @@ def curves_figure(metric: str, curves: Mapping[str, tuple[Sequence[float], Seque
 TRADEOFF_STYLES: dict[str, tuple[str, str, str]] = {  # status -> (marker, colour, legend label)
     "feasible": ("o", LINE_COLORS[0], "feasible"),
     "infeasible": ("x", LINE_COLORS[2], "infeasible (breaks a constraint)"),
-    "unconstrained": ("o", LINE_COLORS[0], "completed"),
+    "completed": ("o", LINE_COLORS[0], "completed (no constraints)"),
     "stopped": ("^", "#9a9a9a", "pruned or failed (last evaluation)"),
 }
 
 
 def tradeoff_figure(points: Sequence[tuple[float, float, str]], x_label: str, y_label: str,
                     chosen: Optional[tuple[float, float]] = None) -> Optional[bytes]:
-    """A scatter of trials (x, y, status: feasible | infeasible | unconstrained | stopped), the chosen one ringed;
+    """A scatter of trials (x, y, status: feasible | infeasible | completed | stopped), the chosen one ringed;
     None when no trial has both values."""
-    points = [(x, y, status) for x, y, status in points if _finite(x) is not None and _finite(y) is not None]
+    points = [(x, y, status) for x, y, status in points if as_number(x) is not None and as_number(y) is not None]
     if not points:
         return None
     plt = _pyplot()
@@ -272,7 +265,7 @@ def tradeoff_figure(points: Sequence[tuple[float, float, str]], x_label: str, y_
         mine = [(x, y) for x, y, s in points if s == status]
         if mine:
             ax.scatter([x for x, _ in mine], [y for _, y in mine], marker=marker, color=color, s=28, label=label)
-    if chosen is not None and _finite(chosen[0]) is not None and _finite(chosen[1]) is not None:
+    if chosen is not None and as_number(chosen[0]) is not None and as_number(chosen[1]) is not None:
         ax.scatter([chosen[0]], [chosen[1]], marker="o", s=180, facecolors="none", edgecolors=LINE_COLORS[1],
                    linewidths=2.0, label="chosen (winner)")
     return _labelled_png(fig, ax, x_label, y_label)

@@ -23,9 +23,9 @@ from ganstab.diagnose import Finding, read_finding_lines, verdict
 from ganstab.diagnose.findings import worst_first
 from ganstab.errors import ReportError
 from ganstab.report import figures as figs
-from ganstab.rundir import (REPORT_FILE, RunDir, atomic_write, is_ablation_dir, is_run_dir, read_jsonl, read_metrics,
-                            skipped_note)
-from ganstab.summary import main_curve, snapshot, summarize
+from ganstab.rundir import (REPORT_FILE, RunDir, atomic_write, is_ablation_dir, is_run_dir, is_test_record, read_jsonl,
+                            read_metrics, skipped_note)
+from ganstab.summary import FINAL_SPLIT, RANKING_SPLIT, main_curve, snapshot, split_of, summarize
 
 __all__ = ["write_report", "run_report_html", "ablation_report_html", "sample_paths", "RUN_SECTIONS",
            "ABLATION_SECTIONS", "REPORT_FILE", "ReportError", "is_run_dir", "is_ablation_dir"]
@@ -292,7 +292,8 @@ def _samples_section(run_dir: Path, kind: str) -> str:
 
 def _summary_cards(records: Sequence[Mapping[str, Any]], findings: Sequence[Mapping[str, Any]],
                    recoveries: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> str:
-    final = snapshot(records, findings)
+    split = FINAL_SPLIT if any(is_test_record(r) for r in records) else RANKING_SPLIT
+    final = snapshot(records, findings, split=split)
     outcome = verdict([Finding.from_dict(f) for f in findings])
     items = [("verdict", outcome), ("steps", fmt(max((r.get("step") or 0 for r in records), default=0))),
              ("images seen", fmt(int(final.get("images_seen") or 0))),
@@ -301,7 +302,7 @@ def _summary_cards(records: Sequence[Mapping[str, Any]], findings: Sequence[Mapp
         if key in final:
             items.append((key, fmt(final[key])))
     for key in sorted(k for k in final if k.startswith("eval_")):
-        items.append((key, fmt(final[key])))
+        items.append((f"{key} ({split})", fmt(final[key])))
     classes = {"verdict": {"failed": "error", "warnings": "warning"}.get(outcome, "")}
     for severity in worst_first():
         count = int(final.get(f"findings_{severity}") or 0)
@@ -311,18 +312,23 @@ def _summary_cards(records: Sequence[Mapping[str, Any]], findings: Sequence[Mapp
     items.append(("recoveries", str(len(recoveries))))
     status = "finished" if meta.get("finished") else "not finished (no generator.json yet)"
     problem = f" {meta['problem']}" if meta.get("problem") else ""
+    scored = ("Evaluation values are the final evaluation's on the test reference." if split == FINAL_SPLIT else
+              "No final test line yet: evaluation values are the last on the validation reference.")
     return cards(items, classes) + (f'<p class="note">Run status: {esc(status)}. Values are from the last logged '
-                                    f'lines.{esc(problem)}</p>')
+                                    f'lines. {esc(scored)}{esc(problem)}</p>')
 
 
-def run_report_html(run_dir: str | Path) -> str:
-    """The HTML report of one run directory."""
+def run_report_html(run_dir: str | Path, warn: Optional[Callable[[str], None]] = None) -> str:
+    """The HTML report of one run directory; `warn` gets one note per file with damaged lines (read once)."""
     run_dir = Path(run_dir)
     run = RunDir(run_dir)
     config = _run_config(run_dir)
     found = read_metrics(run_dir)  # damaged lines are skipped: the report shows the rest and says so
     records = found.records
     finding_lines = read_finding_lines(run.findings)
+    for lines in (found, finding_lines):
+        if lines.skipped and warn is not None:
+            warn(skipped_note(lines.skipped))
     problem = " ".join(skipped_note(lines.skipped) + "." for lines in (found, finding_lines) if lines.skipped)
     findings = finding_lines.records
     recoveries = read_jsonl(run.recoveries)
@@ -352,7 +358,7 @@ def run_report_html(run_dir: str | Path) -> str:
                 curves([("r_t = E[sign(D(x))]", ("d_real_sign", "ada_rt")), ("ADA probability", ("augment_p",))])),
         section("grad-norms", "Gradient norms", curves([("gradient norms", ("grad_norm_d", "grad_norm_g"))],
                                                        ("gradient norms",))),
-        section("metrics", "Evaluation metrics",
+        section("metrics", "Evaluation metrics (validation reference; the final test values are in the summary)",
                 lambda: img_tag(figs.eval_figure(records, findings), "evaluation metrics (set eval.every to log them)")),
         section("samples", "Samples over time", lambda: _samples_section(run_dir, kind)),
         section("findings", "Doctor's findings", lambda: _findings_table(findings)),
@@ -410,35 +416,50 @@ def _ablation_summary_section(view: _AblationView) -> str:
     if not view.variants:
         return '<p class="note">No valid variant.</p>'
     keys = ", ".join(f"{k} ({d} is better)" for k, d in view.summary["ranking_keys"])
+    scored = view.main.startswith("eval_")
     rows, classes = [], []
     for v in view.variants:
         row = [str(v["rank"]), f'<a href="#runs-{esc(v["name"])}">{esc(v["name"])}</a>', str(len(v["runs"]))]
+        row += [esc(mean_se_text(v["validation"].get(view.main)))] if scored else []
         row += [esc(mean_se_text(v["final"].get(m))) for m in view.metric_names]
         rows.append(row)
         classes.append("best" if v["rank"] == 1 and v["runs"] else "")
-    headers = ["rank", "variant", "runs"] + [f"<code>{esc(m)}</code>" + (" ★" if m == view.main else "")
-                                             for m in view.metric_names]
-    note = ("" if view.main.startswith("eval_") else
-            " No evaluation metric was logged (set eval.every), so variants are ranked by the doctor's "
+    headers = (["rank", "variant", "runs"] + ([f"<code>{esc(view.main)}</code> ({RANKING_SPLIT}) ★"] if scored else [])
+               + [f"<code>{esc(m)}</code>" + _split_label("final", m) + (" ★" if m == view.main and not scored else "")
+                  for m in view.metric_names])
+    note = (f" The ranking reads the final evaluation on the {RANKING_SPLIT} reference (★); the reported evaluation "
+            f"metrics are the final evaluation's on the disjoint {FINAL_SPLIT} reference, which no ranking reads."
+            if scored else " No evaluation metric was logged (set eval.every), so variants are ranked by the doctor's "
             "error count, then by name.")
     return (f"<p>Ranked by {esc(keys)}, then by name.{esc(note)} Cells are mean ± standard error over seeds "
-            f"(final values: last training line, last evaluation values, findings by severity, training "
+            f"(final values: last training line, the final evaluation, findings by severity, training "
             f"time in seconds).</p>"
-            + table(headers, rows, numeric=[True, False, True] + [True] * len(view.metric_names), row_classes=classes))
+            + table(headers, rows, numeric=[True, False, True] + [True] * (len(view.metric_names) + scored),
+                    row_classes=classes))
+
+
+def _split_label(scope: str, metric: str) -> str:
+    """' (test)' or ' (validation)' after an evaluation metric's name (`split_of`), '' after any other."""
+    split = split_of(scope, metric)
+    return f" ({split})" if split else ""
 
 
 def _ablation_bars_section(view: _AblationView) -> str:
     """Bar charts of the final metrics with error bars."""
-    png = figs.bar_chart(view.names, view.metric_names, view.stats, highlight=view.main)
-    return "<p>Final values, mean with error bars of ± one standard error over seeds.</p>" + img_tag(
-        png, "bar chart of the final metrics")
+    label = {m: m + _split_label("final", m) for m in view.metric_names}
+    stats = {name: {label.get(m, m): value for m, value in metrics.items()} for name, metrics in view.stats.items()}
+    png = figs.bar_chart(view.names, [label[m] for m in view.metric_names], stats,
+                         highlight=label.get(view.main, view.main))
+    return (f"<p>Final values (evaluation metrics: the final evaluation on the {FINAL_SPLIT} reference), mean with "
+            "error bars of ± one standard error over seeds.</p>" + img_tag(png, "bar chart of the final metrics"))
 
 
 def _ablation_curve_section(view: _AblationView) -> str:
     """The main metric against images seen, per variant."""
     metric, curves = main_curve(view.out, view.summary)
     why = "" if metric == view.main else " (no evaluation metric was logged, so G's loss is shown)"
-    return f"<p><code>{esc(metric)}</code> against real images seen{esc(why)}.</p>" + img_tag(
+    where = f" on the {RANKING_SPLIT} reference (the evaluations during training)" if metric.startswith("eval_") else ""
+    return f"<p><code>{esc(metric)}</code>{esc(where)} against real images seen{esc(why)}.</p>" + img_tag(
         figs.curve_chart(metric, curves), f"{metric} against images seen")
 
 
@@ -453,7 +474,7 @@ def _ablation_budgets_section(view: _AblationView) -> str:
                                  for f, b in zip(view.summary["budget_fractions"], budgets)]
         rows = [[esc(v["name"])] + [esc(mean_se_text(item["metrics"].get(view.main))) for item in v[axis]]
                 for v in view.variants]
-        blocks.append(f"<h3>{esc(view.main)} at budgets of {esc(label)}</h3>"
+        blocks.append(f"<h3>{esc(view.main + _split_label(axis, view.main))} at budgets of {esc(label)}</h3>"
                       + table(headers, rows, numeric=[False] + [True] * len(budgets)))
     if not blocks:
         return '<p class="note">No finished runs yet.</p>'
@@ -521,13 +542,15 @@ def ablation_report_html(out: str | Path, summary: Optional[Mapping[str, Any]] =
 
 
 # ---------------------------------------------------------------------------------------------- entry
-def write_report(path: str | Path, summary: Optional[Mapping[str, Any]] = None) -> Path:
-    """Write PATH/report.html for a run directory or an ablation folder; ReportError for anything else."""
+def write_report(path: str | Path, summary: Optional[Mapping[str, Any]] = None,
+                 warn: Optional[Callable[[str], None]] = None) -> Path:
+    """Write PATH/report.html for a run directory or an ablation folder (a run's damaged lines noted to `warn`);
+    ReportError for anything else."""
     path = Path(path)
     if is_ablation_dir(path):
         text = ablation_report_html(path, summary)
     elif is_run_dir(path):
-        text = run_report_html(path)
+        text = run_report_html(path, warn)
     else:
         raise ReportError(f"{str(path)!r} is neither a run directory (no config.yaml) nor an ablation folder "
                           "(no ablation.json); pass a folder written by 'ganstab train' or 'ganstab ablate'")

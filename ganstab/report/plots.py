@@ -73,7 +73,8 @@ def plot_run(run_dir: Path) -> list[Path]:
     if eval_records:
         keys = sorted({k for r in eval_records for k in r if is_metric_key(k) and isinstance(r[k], (int, float))})
         eval_path = plot_panels(eval_records, run.plots / "eval.png",
-                                panels=[(k[5:], (k,)) for k in keys], title=f"{run_dir.name}: evaluation")
+                                panels=[(k[5:], (k,)) for k in keys],
+                                title=f"{run_dir.name}: evaluation (validation reference)")
         if eval_path is not None:
             written.append(eval_path)
     return written

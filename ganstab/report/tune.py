@@ -67,26 +67,25 @@ def _history(view: TuneView) -> str:
                    "optimisation history")
 
 
-def _status(row: dict[str, Any]) -> str:
+def _status(row: dict[str, Any], constrained: bool) -> str:
+    """'stopped' (pruned or failed), else 'completed' in a study without constraints (every trial counts), else
+    'feasible' or 'infeasible'."""
     if row["state"] != "COMPLETE":
         return "stopped"
-    feasible = row.get("feasible")
-    return "unconstrained" if feasible is None else ("feasible" if feasible else "infeasible")
+    if not constrained:
+        return "completed"
+    return "infeasible" if row.get("feasible") is False else "feasible"
 
 
 def tradeoff_points(view: TuneView) -> tuple[list[tuple[float, float, str]], Optional[tuple[float, float]]]:
     """((recall, fd, status) of every trial that logged both, (recall, fd) of the winner or None)."""
     x_name, y_name = TRADEOFF_AXES
     points, chosen = [], None
-    constrained = bool(view.constraints)
     for row in view.trials:
         scores = row.get("scores") or {}
         if scores.get(x_name) is None or scores.get(y_name) is None:
             continue
-        status = _status(row)
-        if status == "unconstrained" and constrained:
-            status = "feasible"
-        points.append((float(scores[x_name]), float(scores[y_name]), status))
+        points.append((float(scores[x_name]), float(scores[y_name]), _status(row, bool(view.constraints))))
         if row["number"] == view.winner_trial:
             chosen = (float(scores[x_name]), float(scores[y_name]))
     return points, chosen
@@ -132,18 +131,22 @@ def _rerun(view: TuneView) -> str:
         return '<p class="note">No re-runs (no completed trial, or --rerun-seeds 0).</p>'
     rows = [[esc(r["rank"]), esc(r["trial"]), esc(fmt(r["search_value"])), esc(fmt(r["mean"])),
              esc(fmt(r["se"], 2)), esc(r["n"]), esc(json.dumps(r["params"]))] for r in view.rerun]
-    return ("<p>The top configurations re-trained with fresh seeds, ranked by their mean: the search's own "
+    return ("<p>The top configurations re-trained with fresh seeds, ranked by their mean on the validation reference "
+            "(it chooses the winner, so it never reads the test reference): the search's own "
             "value is one lucky draw (the winner's curse).</p>" +
-            table(["rank", "trial", "search value", "mean", "s.e.", "seeds", "params"], rows,
+            table(["rank", "trial", "search value", "mean (validation)", "s.e.", "seeds", "params"], rows,
                   [True, True, True, True, True, True, False]))
 
 
 def _trials(view: TuneView) -> str:
+    """Every trial; the feasible column only when the study has constraints (without, every trial counts)."""
     feasible = {None: "", True: "yes", False: "no"}
-    rows = [[esc(r["number"]), esc(r["state"]), esc(fmt(r["value"])), esc(feasible[r.get("feasible")]),
+    judged = bool(view.constraints)
+    rows = [[esc(r["number"]), esc(r["state"]), esc(fmt(r["value"])),
+             *([esc(feasible[r.get("feasible")])] if judged else []),
              esc(fmt(r["duration"], 3)), esc(json.dumps(r["params"])), esc(r.get("note", ""))] for r in view.trials]
-    return table(["trial", "state", view.metric, "feasible", "seconds", "params", "note"], rows,
-                 [True, False, True, False, True, False, False])
+    return table(["trial", "state", view.metric, *(["feasible"] if judged else []), "seconds", "params", "note"], rows,
+                 [True, False, True, *([False] if judged else []), True, False, False])
 
 
 def tune_report_html(view: TuneView) -> str:

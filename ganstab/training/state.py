@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ganstab.config import to_dict, unsafe_changes
+from ganstab.config import keys_added_at_default, to_dict, unsafe_changes
 from ganstab.errors import CheckpointError, ConfigError, one_line
 from ganstab.rundir import skipped_note, truncate_findings, truncate_metrics
 from ganstab.training import checkpoint as ckpt
@@ -142,10 +142,12 @@ class TrainerState:
             if drop_findings:
                 truncate_findings(self.run_dir.findings, self.step)
 
-    def resume_from(self, path: Path, allow_config_change: bool = False) -> None:
-        """Load a checkpoint, refusing a changed config unless allowed or only safe keys changed."""
+    def resume_from(self, path: Path, allow_config_change: bool = False) -> list[str]:
+        """Load a checkpoint, refusing a changed config unless allowed or only safe keys changed; return the keys
+        the checkpoint's config lacks (added by a later version) that take their default, which is no change."""
         state = ckpt.load_checkpoint(path, map_location=self.device)
-        unsafe = unsafe_changes(state.get("config", {}), to_dict(self.cfg))
+        saved, current = state.get("config", {}), to_dict(self.cfg)
+        unsafe = unsafe_changes(saved, current)
         if unsafe and not allow_config_change:
             raise CheckpointError(
                 "the config differs from the checkpoint's (" + "; ".join(unsafe[:5])
@@ -154,3 +156,4 @@ class TrainerState:
             )
         self.restore(state, drop_findings=True)
         parallel.barrier(self.dist)
+        return keys_added_at_default(saved, current)
