@@ -85,6 +85,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     classes = int(meta.get("num_classes") or 0)
     evaluator = RunEvaluator(data, n, device, cfg.eval.cache_dir, cfg.eval.evaluator_epochs, echo=print,
                              evaluator_images=cfg.eval.evaluator_images, val_n=cfg.eval.val_n,
+                             evaluator=cfg.eval.evaluator,
                              num_classes=classes, label_probs=run_label_distribution(cfg.model, data.labels, classes))
     fixed_z = fixed_latents(cfg.seed, cfg.log.n_samples, cfg.model.latent_dim).to(device)
     seed = training_eval_seed(cfg.seed) if args.seed is None else args.seed
@@ -210,7 +211,8 @@ def cmd_eval_samples(args: argparse.Namespace) -> int:
     # validation part is held out of it, since nothing selects here)
     evaluator = RunEvaluator(data.to(device), n, device, args.cache_dir,
                              args.evaluator_epochs or defaults.evaluator_epochs, echo=print,
-                             evaluator_images=defaults.evaluator_images, val_n=None if named else 0)
+                             evaluator_images=defaults.evaluator_images, val_n=None if named else 0,
+                             evaluator=defaults.evaluator)
     scores = evaluator.score_samples(fake.train[:n], split="test")
     line, about = _evaluator_line(evaluator, trained_on)
     print(line)
