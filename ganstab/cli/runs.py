@@ -125,8 +125,8 @@ def _evaluator_line(evaluator: RunEvaluator, trained_on: str) -> tuple[str, dict
         space = "mode coverage (PacGAN)" if evaluator.kind == "modes" else "raw coordinates"
         return f"scored on {space}, no evaluator network", {"space": space}
     channel = network.channel_evaluator if isinstance(network, StackedEvaluator) else network
-    settings, digest = channel.settings, channel.data_hash[:12]
-    line = (f"evaluator: {settings.kind} trained on {trained_on} (version {settings.version}, hash {digest}); "
+    settings, digest = channel.settings, channel.weights_sha256()[:12]
+    line = (f"evaluator: {settings.kind} trained on {trained_on} (version {settings.version}, weights sha256 {digest}); "
             "numbers are comparable only with numbers of this evaluator")
     return line, {"kind": settings.kind, "trained_on": trained_on, "version": settings.version, "hash": digest}
 
