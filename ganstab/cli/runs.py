@@ -212,7 +212,7 @@ def cmd_eval_samples(args: argparse.Namespace) -> int:
     evaluator = RunEvaluator(data.to(device), n, device, args.cache_dir,
                              args.evaluator_epochs or defaults.evaluator_epochs, echo=print,
                              evaluator_images=defaults.evaluator_images, val_n=None if named else 0,
-                             evaluator=defaults.evaluator)
+                             evaluator="train" if args.evaluator_epochs else defaults.evaluator)
     scores = evaluator.score_samples(fake.train[:n], split="test")
     line, about = _evaluator_line(evaluator, trained_on)
     print(line)
@@ -291,7 +291,8 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:
                    help="with --samples: evaluator cache (default $GANSTAB_CACHE or ~/.cache/ganstab, as "
                         "eval.cache_dir)")
     p.add_argument("--evaluator-epochs", type=int, default=None, metavar="E",
-                   help="with --samples: the evaluator's training epochs (default 3, as eval.evaluator_epochs)")
+                   help="with --samples: the evaluator's training epochs (default 3, as eval.evaluator_epochs; given, it "
+                        "trains one even for digits and fashion-mnist, whose shipped network is used otherwise)")
     p.add_argument("--n", type=int, default=None,
                    help=f"number of generated samples (default: eval.n of the run, or every sample of --samples; "
                         f"at most {EVAL_MAX:,})")

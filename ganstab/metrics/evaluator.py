@@ -81,6 +81,7 @@ class EvaluatorSettings:
     dropout: float = 0.2
     seed: int = 0
     shift: int = 0  # training augmentation: a seeded random shift of up to this many pixels per axis (0: none)
+    flip: bool = False  # training augmentation: mirror half the images left-right (classes that are mirror-symmetric)
     version: int = EVALUATOR_VERSION
 
     def __post_init__(self) -> None:
@@ -423,13 +424,15 @@ def train_evaluator(
     widths: Sequence[int] = (16, 32, 64),
     dropout: float = 0.2,
     shift: int = 0,
+    flip: bool = False,
     progress: Optional[Callable[[str], None]] = None,
 ) -> Evaluator:
     """Train the evaluator on real images (classifier with labels, autoencoder without) and test it.
 
     AdamW with a one-cycle learning-rate schedule, cross-entropy (or MSE for the autoencoder),
     deterministic for a given seed and device; the caller's global RNG state is left untouched.
-    `shift` > 0 moves each training image by a seeded random shift of up to that many pixels per axis.
+    `shift` > 0 moves each training image by a seeded random shift of up to that many pixels per axis, and
+    `flip` mirrors half of them left-right.
     `test_accuracy` is measured on (test_images, test_labels) when given (NaN otherwise, and
     always NaN for the autoencoder, whose test reconstruction MSE goes to `test_loss`).
     """
@@ -441,7 +444,7 @@ def train_evaluator(
         labels,
         test_labels,
         dict(feature_dim=feature_dim, widths=tuple(widths), epochs=epochs, batch_size=batch_size, lr=lr,
-             weight_decay=weight_decay, dropout=dropout, seed=seed, shift=shift),
+             weight_decay=weight_decay, dropout=dropout, seed=seed, shift=shift, flip=flip),
     )
     evaluator = Evaluator(settings, device=torch.device(device))
     _fit(evaluator, images, labels, progress)
@@ -490,7 +493,7 @@ def _fit(evaluator: Evaluator, images: Tensor, labels: Optional[Tensor],
             total_loss = 0.0
             for step in range(steps_per_epoch):
                 rows = order[step * batch_size : (step + 1) * batch_size]
-                batch = _to_device(_shifted(images[rows], settings.shift, generator), target_device)
+                batch = _to_device(_augmented(images[rows], settings, generator), target_device)
                 if labels is not None:
                     targets = labels[rows].to(target_device, non_blocking=True)
                     loss = F.cross_entropy(network(batch), targets)
@@ -508,11 +511,15 @@ def _fit(evaluator: Evaluator, images: Tensor, labels: Optional[Tensor],
                 )
 
 
-def _shifted(images: Tensor, shift: int, generator: torch.Generator) -> Tensor:
-    """Each image moved by its own seeded integer shift in [-shift, shift] per axis, uncovered pixels -1 (none at 0)."""
-    if shift == 0:
+def _augmented(images: Tensor, settings: EvaluatorSettings, generator: torch.Generator) -> Tensor:
+    """The training batch with the recipe's augmentations, each drawn per image from `generator`: a left-right
+    mirror with probability 1/2 (`flip`), then an integer shift in [-shift, shift] per axis, uncovered pixels -1."""
+    if settings.flip:
+        mirror = torch.rand(images.shape[0], generator=generator) < 0.5
+        images = torch.where(mirror.view(-1, 1, 1, 1), images.flip(-1), images)
+    if settings.shift == 0:
         return images
-    shifts = torch.randint(-shift, shift + 1, (2, images.shape[0]), generator=generator)
+    shifts = torch.randint(-settings.shift, settings.shift + 1, (2, images.shape[0]), generator=generator)
     return translate(images, shifts[0], shifts[1])
 
 

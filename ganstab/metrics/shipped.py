@@ -38,8 +38,8 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 RECIPES: dict[str, dict[str, Any]] = {
     "digits": dict(widths=(32, 64, 128), feature_dim=128, epochs=40, batch_size=64, lr=3e-3, weight_decay=1e-4,
                    dropout=0.2, shift=1, seed=0),
-    "fashion-mnist": dict(widths=(32, 64, 128), feature_dim=128, epochs=8, batch_size=128, lr=3e-3,
-                          weight_decay=1e-4, dropout=0.2, shift=2, seed=0),
+    "fashion-mnist": dict(widths=(32, 64, 128), feature_dim=128, epochs=10, batch_size=128, lr=3e-3,
+                          weight_decay=1e-4, dropout=0.2, shift=0, flip=True, seed=0),
 }
 
 
