@@ -175,3 +175,11 @@ def test_the_stacked_evaluator_uses_the_shipped_fashion_mnist_weights(tmp_path: 
     assert scorer.evaluator.channel_evaluator.weights_sha256() == sha
     assert scorer.features_name() == f"stacked-ganstab-evaluator-v{EVALUATOR_VERSION}-classifier-{sha[:12]}"
     assert list(tmp_path.iterdir()) == [] and "(no training)" in messages[0]
+
+
+def test_the_shipped_files_are_package_data() -> None:
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8")
+    assert '[tool.setuptools.package-data]\n' in pyproject  # read as text: tomllib needs Python 3.11
+    assert '\n"ganstab.metrics" = ["weights/*.safetensors", "weights/*.json"]\n' in pyproject
+    assert sorted(path.name for path in WEIGHTS_DIR.iterdir()) == [
+        "digits.json", "digits.safetensors", "fashion-mnist.json", "fashion-mnist.safetensors"]
