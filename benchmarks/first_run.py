@@ -3,7 +3,8 @@
 For each data set (the demo's digits and Fashion-MNIST), `ganstab train data.name=NAME` at default
 settings is timed end to end (process start to exit) with a warm evaluator cache and with an empty one
 (a new GANSTAB_CACHE folder), alternating, `--repeats` times each; the empty-cache run trains the
-evaluator network at its first evaluation. Also reported: the seconds of that one-time training
+evaluator network at its first evaluation (since the shipped evaluators, digits and Fashion-MNIST runs load theirs
+and train none: `benchmarks/shipped_evaluator.py` compares that with training one). Also reported: the seconds of that one-time training
 (its 'trained in' line: cache look-up, training, test and save; a warm run has none), which measures the growth without the run-to-run noise
 of two wall times, the evaluator's test accuracy, and
 from the warm runs' metrics.jsonl the evaluation overhead, the sum of `eval_time` (full and quick

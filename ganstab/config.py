@@ -416,8 +416,12 @@ class EvalConfig(_Section):
      "tune score against (default: as eval.n; at most half the reference pool)")
     cache_dir: Optional[str] = None
     """folder for the evaluator network's cache (default: a per-user cache folder)"""
+    evaluator: Literal["auto", "shipped", "train"] = "auto"  # the evaluator network: shipped with ganstab or trained
+    ("the evaluator network: auto = the one shipped with ganstab for digits and Fashion-MNIST when the data match it "
+     "(no training; evaluator_epochs/evaluator_images unused), else trained on first use and cached; shipped = the "
+     "shipped one or an error; train = always trained on first use with evaluator_epochs/evaluator_images")
     evaluator_epochs: int = Field(default=3, gt=0, le=100)
-    """epochs to train the evaluator network on the real images (images only)"""
+    """epochs to train the evaluator network on the real images (images only; not for a shipped one)"""
     evaluator_images: Optional[int] = Field(default=20000, ge=1000)  # most images shown to the evaluator (None: all)
     ("most images shown to the evaluator network in training (epochs x images; a seeded subset above it; null: "
      "every image every epoch); keeps its one-time cost small")

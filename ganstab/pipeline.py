@@ -93,7 +93,7 @@ class LazyScorer:
             classes = self.data.num_classes if self.cfg.model.conditional else 0
             self.evaluator = RunEvaluator(self.data, ev.n, self.device, ev.cache_dir, ev.evaluator_epochs,
                                           echo=self.echo, num_classes=classes, evaluator_images=ev.evaluator_images,
-                                          val_n=ev.val_n,
+                                          val_n=ev.val_n, evaluator=ev.evaluator,
                                           label_probs=run_label_distribution(self.cfg.model, self.data.labels,
                                                                              classes))
         return self.evaluator

@@ -72,7 +72,7 @@ def test_exported_npy_matches_eval_run(digits_run: Path, cache: Path, tmp_path: 
     assert set(scores) - SAMPLES_ONLY == set(by_run) - RUN_ONLY  # the same metric keys
     assert (scores["n"], scores["samples"], scores["against"], scores["reference_n"]) == (N, str(npy), "digits", 180)
     assert (scores["split"], scores["features"], scores["resize"]) == ("test", by_run["features"], "none")
-    assert scores["evaluator"]["trained_on"] == "digits" and scores["evaluator"]["version"] == 2
+    assert scores["evaluator"]["trained_on"] == "digits" and scores["evaluator"]["version"] == 3
     assert [line.split()[0] for line in lines] == [line.split()[0] for line in run_lines]  # same keys, same order
     width = max(len(line.split()[0]) for line in run_lines)  # the metric keys (provenance is not printed there)
     assert lines == [f"  {line.split()[0]:<{width}}  {scores[line.split()[0]]:.6g}" for line in run_lines]
@@ -132,7 +132,7 @@ def test_copy_against_itself_with_its_own_evaluator(tmp_path: Path, capsys) -> N
     scores, printed = _scores(capsys, ["--samples", str(a), "--against", str(b), "--cache-dir", str(tmp_path / "c")],
                               tmp_path / "s.json")
     digest = scores["evaluator"]["hash"]
-    assert f"evaluator: autoencoder trained on {b} (version 2, hash {digest}); numbers are comparable only with " \
+    assert f"evaluator: autoencoder trained on {b} (version 3, weights sha256 {digest}); numbers are comparable only with " \
            "numbers of this evaluator" in printed
     assert not any("test accuracy" in line for line in printed)  # an autoencoder has none (not "nan")
     torch.testing.assert_close(scores["fd"], 0.0, rtol=0.0, atol=1e-8)  # as above (1e-13 measured)
@@ -140,7 +140,7 @@ def test_copy_against_itself_with_its_own_evaluator(tmp_path: Path, capsys) -> N
     assert "fd_real" not in scores  # B holds no images beyond the 300 reference ones
     about = scores["evaluator"]
     assert (about["kind"], about["trained_on"], about["version"], len(about["hash"])) == (
-        "autoencoder", str(b), 2, 12)
+        "autoencoder", str(b), 3, 12)
 
 
 def test_folder_reference_with_a_named_evaluator(digits_run: Path, cache: Path, tmp_path: Path, capsys) -> None:
@@ -155,7 +155,7 @@ def test_folder_reference_with_a_named_evaluator(digits_run: Path, cache: Path, 
     assert scores["evaluator"]["trained_on"] == "digits"
     assert (scores["precision"], scores["recall"]) == (1.0, 1.0)
     torch.testing.assert_close(scores["fd"], 0.0, rtol=0.0, atol=1e-8)  # as above
-    assert len(list(cache.glob("evaluator-digits-*.safetensors"))) == 1  # the runs' own cache entry, no new one
+    assert list(cache.glob("evaluator-digits-*.safetensors")) == []  # digits' shipped network: no cache entry
     # fd_real: 200 digits training images against the 8-bit copy of the reference, and against the float reference
     # itself: equal up to the rounding of the pixels (~1e-4 relative, as for the folder export)
     floats = tmp_path / "ref.npy"

@@ -17,6 +17,7 @@ from ganstab.diagnose.detectors import ends_with_final
 from ganstab.metrics import run_eval
 from ganstab.metrics.run_eval import RunEvaluator
 from ganstab.metrics.stats import frechet_distance
+from ganstab.metrics.shipped import shipped_paths
 from ganstab.pipeline import load_config, make_trainer
 from ganstab.rundir import BEST_EVAL_FILE, is_eval_record, is_test_record, metrics_problem, read_jsonl, read_records
 from ganstab.tune import _last_eval
@@ -188,8 +189,9 @@ def test_an_image_runs_evaluations_read_validation_and_only_the_final_line_reads
     assert {count for split, count in scored if split == "validation"} == {0, 1}
     assert {r["eval_reference_n"] for r in lines} == {len(trainer.data.test) // 2,
                                                      len(trainer.data.test) - len(trainer.data.test) // 2}
-    features = trainer.scorer.evaluator.evaluator.data_hash[:12]
-    assert {r["eval_features"] for r in lines} == {f"ganstab-evaluator-v2-classifier-{features}"}
+    features = trainer.scorer.evaluator.evaluator.weights_sha256()[:12]  # digits: the shipped network's weights
+    assert features == json.loads(shipped_paths("digits")[1].read_text())["weights_sha256"][:12]
+    assert {r["eval_features"] for r in lines} == {f"ganstab-evaluator-v3-classifier-{features}"}
     assert [r.get("eval_split") for r in read_records(tmp_path / "run")][-2:] == ["validation", "test"]  # both kept
     line = trainer.quick_evaluate()
     assert (line["eval_split"], line["eval_n"]) == ("validation", 250)

@@ -57,10 +57,11 @@ def test_a_cap_that_does_not_bind_keeps_the_cache_entry(tmp_path: Path) -> None:
     assert capped.settings.epochs == 1
 
 
-def test_the_evaluator_network_is_the_small_one_of_version_2() -> None:
+def test_the_evaluator_trained_on_first_use_is_the_small_one_of_version_3() -> None:
     settings = EvaluatorSettings(kind="classifier", in_channels=1, height=28, width=28, num_classes=10)
-    assert (settings.widths, settings.feature_dim, settings.epochs, settings.version) == ((16, 32, 64), 128, 3, 2)
-    assert EVALUATOR_VERSION == 2  # version 1 was widths (32, 64, 128): its FD values are another scale
+    assert (settings.widths, settings.feature_dim, settings.epochs, settings.shift, settings.version) == (
+        (16, 32, 64), 128, 3, 0, 3)
+    assert EVALUATOR_VERSION == 3  # 1: widths (32, 64, 128); 2: no shipped networks, no shift setting
 
 
 def test_fd_real_is_the_evaluators_own_real_vs_real_fd(tmp_path: Path) -> None:
@@ -189,7 +190,8 @@ def test_a_collapse_rolls_back_to_the_best_evaluation_and_slows_g(tmp_path: Path
 
 
 def test_the_evaluator_trains_on_first_use_without_touching_the_runs_randomness(tmp_path: Path) -> None:
-    args = [*DIGITS, "train.steps=120", "log.every=10", "eval.n=300", "eval.evaluator_epochs=1"]
+    args = [*DIGITS, "train.steps=120", "log.every=10", "eval.n=300", "eval.evaluator_epochs=1",
+            "eval.evaluator=train"]  # digits' shipped network would need no training
     cold = load_config(overrides=[*args, f"out={tmp_path / 'cold'}", f"eval.cache_dir={tmp_path / 'cache'}"])
     messages: list[str] = []
     train(cold, echo=messages.append)

@@ -84,6 +84,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     classes = int(meta.get("num_classes") or 0)
     evaluator = RunEvaluator(data, n, device, cfg.eval.cache_dir, cfg.eval.evaluator_epochs, echo=print,
                              evaluator_images=cfg.eval.evaluator_images, val_n=cfg.eval.val_n,
+                             evaluator=cfg.eval.evaluator,
                              num_classes=classes, label_probs=run_label_distribution(cfg.model, data.labels, classes))
     fixed_z = fixed_latents(cfg.seed, cfg.log.n_samples, cfg.model.latent_dim).to(device)
     seed = training_eval_seed(cfg.seed) if args.seed is None else args.seed
@@ -123,8 +124,8 @@ def _evaluator_line(evaluator: RunEvaluator, trained_on: str) -> tuple[str, dict
         space = "mode coverage (PacGAN)" if evaluator.kind == "modes" else "raw coordinates"
         return f"scored on {space}, no evaluator network", {"space": space}
     channel = network.channel_evaluator if isinstance(network, StackedEvaluator) else network
-    settings, digest = channel.settings, channel.data_hash[:12]
-    line = (f"evaluator: {settings.kind} trained on {trained_on} (version {settings.version}, hash {digest}); "
+    settings, digest = channel.settings, channel.weights_sha256()[:12]
+    line = (f"evaluator: {settings.kind} trained on {trained_on} (version {settings.version}, weights sha256 {digest}); "
             "numbers are comparable only with numbers of this evaluator")
     return line, {"kind": settings.kind, "trained_on": trained_on, "version": settings.version, "hash": digest}
 
@@ -209,7 +210,8 @@ def cmd_eval_samples(args: argparse.Namespace) -> int:
     # validation part is held out of it, since nothing selects here)
     evaluator = RunEvaluator(data.to(device), n, device, args.cache_dir,
                              args.evaluator_epochs or defaults.evaluator_epochs, echo=print,
-                             evaluator_images=defaults.evaluator_images, val_n=None if named else 0)
+                             evaluator_images=defaults.evaluator_images, val_n=None if named else 0,
+                             evaluator="train" if args.evaluator_epochs else defaults.evaluator)
     scores = evaluator.score_samples(fake.train[:n], split="test")
     line, about = _evaluator_line(evaluator, trained_on)
     print(line)
@@ -285,7 +287,8 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:
                    help="with --samples: evaluator cache (default $GANSTAB_CACHE or ~/.cache/ganstab, as "
                         "eval.cache_dir)")
     p.add_argument("--evaluator-epochs", type=int, default=None, metavar="E",
-                   help="with --samples: the evaluator's training epochs (default 3, as eval.evaluator_epochs)")
+                   help="with --samples: the evaluator's training epochs (default 3, as eval.evaluator_epochs; given, it "
+                        "trains one even for digits and fashion-mnist, whose shipped network is used otherwise)")
     p.add_argument("--n", type=int, default=None,
                    help=f"number of generated samples (default: eval.n of the run, or every sample of --samples; "
                         f"at most {EVAL_MAX:,})")

@@ -36,6 +36,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as save_safetensors
 from torch import Tensor, nn
 
+from ganstab.augment import translate
 from ganstab.errors import first_line
 from ganstab.rundir import atomic_write
 from ganstab.metrics.stats import (
@@ -50,8 +51,9 @@ from ganstab.metrics.stats import (
 
 log = logging.getLogger(__name__)
 
-#: Bumped whenever the architecture or the training recipe changes, so old caches are not reused.
-EVALUATOR_VERSION = 2
+#: Bumped whenever the architecture or the training recipe changes, so old caches are not reused
+#: (3: the `shift` augmentation setting and the shipped evaluators of the bundled data).
+EVALUATOR_VERSION = 3
 FORMAT = "ganstab-evaluator"
 
 DeviceLike = Union[str, torch.device]
@@ -78,6 +80,8 @@ class EvaluatorSettings:
     weight_decay: float = 1e-4
     dropout: float = 0.2
     seed: int = 0
+    shift: int = 0  # training augmentation: a seeded random shift of up to this many pixels per axis (0: none)
+    flip: bool = False  # training augmentation: mirror half the images left-right (classes that are mirror-symmetric)
     version: int = EVALUATOR_VERSION
 
     def __post_init__(self) -> None:
@@ -87,6 +91,8 @@ class EvaluatorSettings:
             raise ValueError(f"images need 1 or 3 channels, got {self.in_channels}")
         if not (8 <= self.height <= 64 and 8 <= self.width <= 64):
             raise ValueError(f"image size must be between 8x8 and 64x64, got {self.height}x{self.width}")
+        if self.shift < 0:
+            raise ValueError(f"shift must be >= 0 pixels, got {self.shift}")
         if self.kind == "classifier" and self.num_classes < 2:
             raise ValueError(f"a classifier needs at least 2 classes, got {self.num_classes}")
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
@@ -298,12 +304,20 @@ class Evaluator:
             "data_hash": self.data_hash,
         }
 
+    def weights_bytes(self) -> bytes:
+        """The network's weights as the bytes of its .safetensors file (the same bytes for the same weights)."""
+        state = {name: tensor.detach().cpu().contiguous() for name, tensor in self.network.state_dict().items()}
+        return save_safetensors(state, metadata={"format": FORMAT})
+
+    def weights_sha256(self) -> str:
+        """sha256 (hex) of the weights: that of the .safetensors file `save` writes (`sha256sum` checks it)."""
+        return hashlib.sha256(self.weights_bytes()).hexdigest()
+
     def save(self, path: Union[str, Path]) -> tuple[Path, Path]:
         """Write `<stem>.safetensors` and `<stem>.json` atomically (JSON last); return both paths."""
         weights_path, json_path = _stem_paths(path)
         weights_path.parent.mkdir(parents=True, exist_ok=True)
-        state = {name: tensor.detach().cpu().contiguous() for name, tensor in self.network.state_dict().items()}
-        atomic_write(weights_path, save_safetensors(state, metadata={"format": FORMAT}))
+        atomic_write(weights_path, self.weights_bytes())
         atomic_write(json_path, json.dumps(self.metadata(), indent=2, sort_keys=True) + "\n")
         return weights_path, json_path
 
@@ -409,12 +423,16 @@ def train_evaluator(
     weight_decay: float = 1e-4,
     widths: Sequence[int] = (16, 32, 64),
     dropout: float = 0.2,
+    shift: int = 0,
+    flip: bool = False,
     progress: Optional[Callable[[str], None]] = None,
 ) -> Evaluator:
     """Train the evaluator on real images (classifier with labels, autoencoder without) and test it.
 
     AdamW with a one-cycle learning-rate schedule, cross-entropy (or MSE for the autoencoder),
     deterministic for a given seed and device; the caller's global RNG state is left untouched.
+    `shift` > 0 moves each training image by a seeded random shift of up to that many pixels per axis, and
+    `flip` mirrors half of them left-right.
     `test_accuracy` is measured on (test_images, test_labels) when given (NaN otherwise, and
     always NaN for the autoencoder, whose test reconstruction MSE goes to `test_loss`).
     """
@@ -426,7 +444,7 @@ def train_evaluator(
         labels,
         test_labels,
         dict(feature_dim=feature_dim, widths=tuple(widths), epochs=epochs, batch_size=batch_size, lr=lr,
-             weight_decay=weight_decay, dropout=dropout, seed=seed),
+             weight_decay=weight_decay, dropout=dropout, seed=seed, shift=shift, flip=flip),
     )
     evaluator = Evaluator(settings, device=torch.device(device))
     _fit(evaluator, images, labels, progress)
@@ -475,7 +493,7 @@ def _fit(evaluator: Evaluator, images: Tensor, labels: Optional[Tensor],
             total_loss = 0.0
             for step in range(steps_per_epoch):
                 rows = order[step * batch_size : (step + 1) * batch_size]
-                batch = _to_device(images[rows], target_device)
+                batch = _to_device(_augmented(images[rows], settings, generator), target_device)
                 if labels is not None:
                     targets = labels[rows].to(target_device, non_blocking=True)
                     loss = F.cross_entropy(network(batch), targets)
@@ -491,6 +509,18 @@ def _fit(evaluator: Evaluator, images: Tensor, labels: Optional[Tensor],
                     f"epoch {epoch + 1}/{epochs}: loss {total_loss / steps_per_epoch:.4f}, "
                     f"{time.perf_counter() - started:.1f}s"
                 )
+
+
+def _augmented(images: Tensor, settings: EvaluatorSettings, generator: torch.Generator) -> Tensor:
+    """The training batch with the recipe's augmentations, each drawn per image from `generator`: a left-right
+    mirror with probability 1/2 (`flip`), then an integer shift in [-shift, shift] per axis, uncovered pixels -1."""
+    if settings.flip:
+        mirror = torch.rand(images.shape[0], generator=generator) < 0.5
+        images = torch.where(mirror.view(-1, 1, 1, 1), images.flip(-1), images)
+    if settings.shift == 0:
+        return images
+    shifts = torch.randint(-settings.shift, settings.shift + 1, (2, images.shape[0]), generator=generator)
+    return translate(images, shifts[0], shifts[1])
 
 
 def _test(evaluator: Evaluator, test_images: Tensor, test_labels: Optional[Tensor]) -> tuple[float, float]:

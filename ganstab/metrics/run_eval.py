@@ -22,11 +22,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganstab.config import image_hw
-from ganstab.data import DataSource, draw_rows
-from ganstab.metrics.evaluator import (evaluate_images, load_or_train_evaluator,
+from ganstab.data import DataSource, draw_rows, reference_rows
+from ganstab.errors import ConfigError
+from ganstab.metrics.evaluator import (Evaluator, evaluate_images, load_or_train_evaluator,
                                       RealReference, prepare_reference)
 from ganstab.metrics.modes import mode_coverage
 from ganstab.metrics.registry import is_better, main_metric
+from ganstab.metrics.shipped import EVALUATOR_CHOICES, shipped_evaluator
 from ganstab.metrics.stacked import StackedEvaluator
 from ganstab.metrics.stats import density_coverage, frechet_distance, precision_recall
 from ganstab.models.progressive import next_pow2
@@ -107,13 +109,15 @@ class RunEvaluator:
     def __init__(self, data: DataSource, n: int, device: torch.device, cache_dir: Optional[Path] = None,
                  evaluator_epochs: int = 3, echo: Callable[[str], None] = print, num_classes: int = 0,
                  label_probs: Optional[Tensor] = None, evaluator_images: Optional[int] = None,
-                 val_n: Optional[int] = None) -> None:
+                 val_n: Optional[int] = None, evaluator: str = "auto") -> None:
         self.data = data
         self.num_classes = num_classes  # > 0: a class-conditional G, scored per requested class too
         self.label_probs = None if label_probs is None else label_probs.detach().float().cpu()
         self.n = n
         self.val_n = val_n  # size of the validation reference (None: n)
         self.device = device
+        if evaluator not in EVALUATOR_CHOICES:
+            raise ConfigError(f"eval.evaluator must be one of {', '.join(EVALUATOR_CHOICES)}, got {evaluator!r}")
         self.evaluator = None
         self.kind = "modes" if data.kind == "points" and data.centers is not None else data.kind
         self.main_metric = main_metric(self.kind)
@@ -132,9 +136,11 @@ class RunEvaluator:
         # stacked data: the network of the 1-channel data (the same cache entry), applied to every channel
         source = data.channel_source if data.channel_source is not None else data
         train, labels, test, test_labels = source.evaluator_data()
-        self.evaluator = load_or_train_evaluator(
-            cache, source.name, train, labels, test, test_labels,
-            epochs=evaluator_epochs, device=device, max_images=evaluator_images, progress=echo_fn)
+        self.evaluator = self._shipped(evaluator, source.name, (train, labels, test, test_labels), echo_fn)
+        if self.evaluator is None:
+            self.evaluator = load_or_train_evaluator(
+                cache, source.name, train, labels, test, test_labels,
+                epochs=evaluator_epochs, device=device, max_images=evaluator_images, progress=echo_fn)
         if data.channel_source is not None:
             self.evaluator = StackedEvaluator(self.evaluator, data.shape[0])
             train, _, test, _ = data.evaluator_data()
@@ -146,6 +152,25 @@ class RunEvaluator:
             self._baseline = self.evaluator.features(other.to(device))
         if val_n != 0:
             self.split_reference("validation")
+
+    def _shipped(self, choice: str, name: str, tensors: tuple[Tensor, Optional[Tensor], Optional[Tensor],
+                                                               Optional[Tensor]],
+                 echo: Callable[[str], None]) -> Optional[Evaluator]:
+        """The shipped evaluator of data set `name` under eval.evaluator=`choice` (auto or shipped) when it matches
+        these tensors; None (saying why when one is shipped) to train one; ConfigError when `shipped` finds none."""
+        if choice == "train":
+            return None
+        check = shipped_evaluator(name, *tensors, device=self.device)
+        if check.evaluator is not None:
+            net = check.evaluator
+            echo(f"shipped {net.settings.kind}, version {net.settings.version}, weights sha256 "
+                 f"{net.weights_sha256()[:12]}, test accuracy {net.test_accuracy:.4f} (no training)")
+            return net
+        if choice == "shipped":
+            raise ConfigError(f"eval.evaluator=shipped: {check.reason}; set eval.evaluator=auto or train to train one")
+        if not check.reason.startswith("no evaluator is shipped"):
+            echo(f"{check.reason}; training one instead")
+        return None
 
     def split_reference(self, split: str) -> SplitReference:
         """The real side of `split` ("validation" or "test"), prepared on first use."""
@@ -190,13 +215,14 @@ class RunEvaluator:
                 "features": self.features_name(), "resize": self.last_resize}
 
     def features_name(self) -> str:
-        """The feature network: "points" (raw coordinates), else ganstab-evaluator-v<version>-<kind>-<weights hash>."""
+        """The feature network: "points" (raw coordinates), else ganstab-evaluator-v<version>-<kind>-<first 12 hex
+        digits of the sha256 of its weights> (stacked data: prefixed stacked-, the 1-channel network's)."""
         if self.evaluator is None:
             return "points"
         net = getattr(self.evaluator, "channel_evaluator", self.evaluator)  # stacked: its 1-channel evaluator
         kind = "classifier" if net.is_classifier else "autoencoder"
         stacked = "stacked-" if isinstance(self.evaluator, StackedEvaluator) else ""
-        return f"{stacked}ganstab-evaluator-v{net.settings.version}-{kind}-{(net.data_hash or 'untracked')[:12]}"
+        return f"{stacked}ganstab-evaluator-v{net.settings.version}-{kind}-{net.weights_sha256()[:12]}"
 
     @property
     def test_accuracy(self) -> Optional[float]:
