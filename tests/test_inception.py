@@ -12,6 +12,7 @@ import types
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -169,6 +170,18 @@ def test_eval_run_refuses_and_keeps_the_run(library: str, digits_run: Path, caps
                 else NO_FILE.format(flag="--inception-weights PATH"))
     assert line == "ganstab: error: " + expected
     assert _files(digits_run) == before
+
+
+def test_eval_samples_refuses_with_one_line(no_library: None, tmp_path: Path, capsys) -> None:
+    samples = tmp_path / "fakes.npy"
+    np.save(samples, np.zeros((4, 1, 8, 8), dtype=np.uint8))
+    argv = ["eval", "--samples", str(samples), "--against", "digits", "--features", "inception"]
+    line = _one_error_line(capsys, [*argv, "--data", "digits", "--json", str(tmp_path / "x.json")])
+    assert line == ("ganstab: error: --data sets ganstab's evaluator network, which --features inception does not "
+                    "use; drop it")
+    line = _one_error_line(capsys, [*argv, "--json", str(tmp_path / "x.json")])
+    assert line == "ganstab: error: " + NO_LIBRARY.format(asked="--features inception")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fakes.npy"]
 
 
 def test_eval_flags_are_checked(capsys, tmp_path: Path) -> None:
