@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import math
 import sys
 import types
@@ -245,7 +246,7 @@ def test_ganstab_fd_equals_the_library_fid(features) -> None:
     _, (real_pool, _), (fake_pool, fake_logits) = features
     assert real_pool.shape == (8, 2048) and fake_logits.shape == (8, 1008)
     scores = inception_scores(real_pool, fake_pool, fake_logits)
-    assert set(scores) == {"fd", "kid", "kid_std", "is", "is_std", "precision", "recall"}
+    assert set(scores) == {"fd", "kid", "kid_std", "is", "precision", "recall"}
     assert scores["fd"] > 1.0  # distinct sets: not a zero that any two numbers would match
     torch.testing.assert_close(frechet_distance(real_pool, fake_pool), scores["fd"], rtol=1e-6, atol=0.0)
 
@@ -269,7 +270,7 @@ def test_scores_of_known_features() -> None:
     real = torch.randn(40, 6, generator=torch.Generator().manual_seed(3))
     same = inception_scores(real, real, torch.zeros(40, 1008))
     torch.testing.assert_close(same["fd"], 0.0, rtol=0.0, atol=1e-9)
-    assert (same["precision"], same["recall"], same["is"], same["is_std"]) == (1.0, 1.0, 1.0, 0.0)
+    assert (same["precision"], same["recall"], same["is"]) == (1.0, 1.0, 1.0)  # constant logits: p(y|x) = p(y)
     far = inception_scores(real, real + 100.0, torch.zeros(40, 1008))
     # equal covariances: FD = |shift|^2 (features are float32, so real + 100 carries ~1e-7 relative rounding)
     torch.testing.assert_close(far["fd"], 6 * 100.0 ** 2, rtol=1e-6, atol=0.0)
@@ -283,7 +284,7 @@ def test_the_test_line_is_scored_by_inception(features, tmp_path: Path) -> None:
                              inception=inception)
     fake = torch.nn.functional.interpolate(_images(2, scale=0.5), size=tuple(data.shape[-2:]))
     scores = evaluator.score_samples(fake, split="test")
-    assert set(scores) == {"fd", "kid", "kid_std", "is", "is_std", "precision", "recall"}
+    assert set(scores) == {"fd", "kid", "kid_std", "is", "precision", "recall"}
     provenance = evaluator.provenance("test")
     assert provenance == {"split": "test", "reference_n": 8, "n": 8, "features": inception.name, "resize": RESIZE}
     real_pool = evaluator.split_reference("test").inception
@@ -293,3 +294,18 @@ def test_the_test_line_is_scored_by_inception(features, tmp_path: Path) -> None:
     validation = evaluator.score_samples(data.reference("validation", 8, 8), split="validation")
     assert "class_kl" in validation and evaluator.provenance("validation")["features"].startswith(
         "ganstab-evaluator-")
+
+
+def test_eval_run_writes_the_inception_json_beside_the_evaluators(digits_run: Path, weights: Path, capsys) -> None:
+    before = _files(digits_run)
+    assert main(["eval", "--run", str(digits_run), "--n", "8", "--features", "inception", "--inception-weights",
+                 str(weights)]) == 0
+    written = digits_run / "eval-n8-seed3-inception.json"
+    record = json.loads(written.read_text())
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert {k: record[k] for k in ("split", "reference_n", "n", "features", "resize")} == {
+        "split": "test", "reference_n": 8, "n": 8, "features": "inception-v3-compat-" + digest[:12], "resize": RESIZE}
+    assert set(record) - {"seed", "step", "split", "reference_n", "n", "features", "resize"} == {
+        "fd", "kid", "kid_std", "is", "precision", "recall"}
+    assert _files(digits_run) == {**before, "eval-n8-seed3-inception.json": written.read_bytes()}
+    assert f"inception-v3-compat-{digest[:12]}, step 20" in capsys.readouterr().out

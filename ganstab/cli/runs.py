@@ -105,7 +105,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
           f"{provenance['features']}, step {meta.get('step')}):")
     for key, value in scores.items():
         print(f"  {key:<{width}}  {value:.6g}")
-    out = run / f"eval-n{n}-seed{seed}{'-best' if args.best else ''}.json"
+    # an Inception score is written beside the evaluator's of the same n and seed, never over it
+    out = run / f"eval-n{n}-seed{seed}{'-best' if args.best else ''}{'-inception' if inception else ''}.json"
     atomic_write(out, json.dumps({"seed": seed, "step": meta.get("step"), **provenance, **scores}, indent=2))
     print(f"written: {out}")
     return 0

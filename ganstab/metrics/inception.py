@@ -171,8 +171,9 @@ def score_images(inception: InceptionFeatures, real: Tensor, fake: Tensor) -> di
 
 
 def inception_scores(real_pool: Tensor, fake_pool: Tensor, fake_logits: Tensor) -> dict[str, float]:
-    """fd (FID), kid and kid_std, is and is_std, precision and recall of generated features against real ones,
-    each by torch-fidelity's own function with its default settings (KID subsets of min(1,000, n))."""
+    """fd (FID), kid and kid_std, is (the Inception Score, mean over its splits), precision and recall of generated
+    features against real ones, each by torch-fidelity's own function with its defaults (KID subsets of min(1,000,
+    n)); the names are the registry's (`metrics.registry.METRICS`), the feature network is on the line beside them."""
     import_fidelity()
     fid = importlib.import_module("torch_fidelity.metric_fid")
     kid = importlib.import_module("torch_fidelity.metric_kid")
@@ -186,6 +187,5 @@ def inception_scores(real_pool: Tensor, fake_pool: Tensor, fake_logits: Tensor) 
     out.update(isc.isc_features_to_metric(fake_logits.cpu().float(), splits=min(IS_SPLITS, len(fake))))
     out.update(prc.prc_features_to_metric(fake, real, verbose=False))
     names = {fid.KEY_METRIC_FID: "fd", kid.KEY_METRIC_KID_MEAN: "kid", kid.KEY_METRIC_KID_STD: "kid_std",
-             isc.KEY_METRIC_ISC_MEAN: "is", isc.KEY_METRIC_ISC_STD: "is_std", prc.KEY_METRIC_PRECISION: "precision",
-             prc.KEY_METRIC_RECALL: "recall"}
+             isc.KEY_METRIC_ISC_MEAN: "is", prc.KEY_METRIC_PRECISION: "precision", prc.KEY_METRIC_RECALL: "recall"}
     return {ours: float(out[theirs]) for theirs, ours in names.items()}

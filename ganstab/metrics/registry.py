@@ -36,7 +36,6 @@ METRICS: dict[str, Metric] = {
     "coverage": Metric(True, "coverage (k=5): real neighbourhoods that hold a fake"),
     "class_kl": Metric(False, "KL of the generated class histogram to the real one (mode collapse)"),
     "is": Metric(True, "classifier-based inception score (eval.features=inception: the Inception Score)"),
-    "is_std": Metric(False, "eval.features=inception: standard deviation of the Inception Score over its splits"),
     "diversity": Metric(True, "mean pairwise feature distance of the fixed batch over that of real data"),
     "modes": Metric(True, "modes captured (PacGAN protocol): 2-D mixtures, by a high-quality sample; stacked "
                           "images, distinct class triples"),
