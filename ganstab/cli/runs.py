@@ -211,6 +211,18 @@ def _reference_data(args: argparse.Namespace, fake: DataSource, named: bool) -> 
     return with_reference(data, real.train), args.against, data.name
 
 
+def _samples_scored(args: argparse.Namespace, fake: DataSource, data: DataSource, reference: str) -> int:
+    """How many samples of A `eval --samples` scores (--n, else all), once A and the reference have one shape."""
+    if fake.kind != data.kind or fake.shape != data.shape:
+        raise UsageError(f"--samples {args.samples} holds samples of shape {_shape(fake)} but {reference} has "
+                         f"{_shape(data)}; score sets of one shape")
+    n = len(fake) if args.n is None else args.n
+    if n < 2 or n > min(len(fake), EVAL_MAX):
+        raise UsageError(f"--n must be 2 to {min(len(fake), EVAL_MAX):,} (the samples in {args.samples}, at most "
+                         f"{EVAL_MAX:,}), got {n}")
+    return n
+
+
 def cmd_eval_samples(args: argparse.Namespace) -> int:
     """Score sample set A against reference B (a folder, .npy/.npz or a data set name) with one evaluator."""
     named = _check_samples_args(args)
@@ -220,13 +232,7 @@ def cmd_eval_samples(args: argparse.Namespace) -> int:
     data, reference, trained_on = _reference_data(args, fake, named)
     if data.channel_source is not None:  # stacked data: the 1-channel data's network on every channel
         trained_on = f"{data.channel_source.name}, applied to every channel"
-    if fake.kind != data.kind or fake.shape != data.shape:
-        raise UsageError(f"--samples {args.samples} holds samples of shape {_shape(fake)} but {reference} has "
-                         f"{_shape(data)}; score sets of one shape")
-    n = len(fake) if args.n is None else args.n
-    if n < 2 or n > min(len(fake), EVAL_MAX):
-        raise UsageError(f"--n must be 2 to {min(len(fake), EVAL_MAX):,} (the samples in {args.samples}, at most "
-                         f"{EVAL_MAX:,}), got {n}")
+    n = _samples_scored(args, fake, data, reference)
     device = cli_device(args.device)
     defaults = EvalConfig()
     # a named data set: its test reference, as `eval --run` cuts it; a reference the user gave: all of it (no
@@ -271,13 +277,7 @@ def _eval_samples_inception(args: argparse.Namespace, named: bool) -> int:
     for path, source in ((args.samples, fake), (reference, data)):
         if source.kind != "image":
             raise UsageError(f"--features inception scores images, but {path} holds points; drop --features")
-    if fake.shape != data.shape:
-        raise UsageError(f"--samples {args.samples} holds samples of shape {_shape(fake)} but {reference} has "
-                         f"{_shape(data)}; score sets of one shape")
-    n = len(fake) if args.n is None else args.n
-    if n < 2 or n > min(len(fake), EVAL_MAX):
-        raise UsageError(f"--n must be 2 to {min(len(fake), EVAL_MAX):,} (the samples in {args.samples}, at most "
-                         f"{EVAL_MAX:,}), got {n}")
+    n = _samples_scored(args, fake, data, reference)
     real = data.reference("test", n, None if named else 0)  # no validation part is held out of a given B
     scores = score_images(inception, real.to(device), fake.train[:n].to(device))
     print(f"features: {inception.name} (torch-fidelity's InceptionV3, weights {inception.file}); comparable with "
@@ -337,7 +337,8 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:
     """Add the `eval` command (a run, or two sample sets)."""
     p = sub.add_parser("eval", help="evaluate a trained run offline (FD, KID, precision/recall, modes, ...)",
                        description="Score a run's generator, or any sample set against a reference set, with "
-                                   "ganstab's own evaluator network (no downloads).")
+                                   "ganstab's own evaluator network, or with --features inception torch-fidelity's "
+                                   "InceptionV3 over your weights file (no downloads).")
     p.add_argument("--run", default=None, metavar="DIR", help="run directory")
     p.add_argument("--samples", default=None, metavar="A",
                    help="score this sample set instead of a run: a folder of images (ganstab sample --format "
