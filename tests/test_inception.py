@@ -26,6 +26,7 @@ from ganstab.metrics.inception import (INCEPTION_ENV, RESIZE, InceptionFeatures,
                                        inception_scores, weights_digest, weights_path)
 from ganstab.metrics.stats import frechet_distance
 from ganstab.pipeline import load_config
+from ganstab.rundir import read_jsonl
 from ganstab.sampling import to_uint8_rgb
 
 HOW = ("on a machine with internet download torch-fidelity's weights-inception-2015-12-05-6726825d.pth (its v0.2.0 "
@@ -309,3 +310,19 @@ def test_eval_run_writes_the_inception_json_beside_the_evaluators(digits_run: Pa
         "fd", "kid", "kid_std", "is", "precision", "recall"}
     assert _files(digits_run) == {**before, "eval-n8-seed3-inception.json": written.read_bytes()}
     assert f"inception-v3-compat-{digest[:12]}, step 20" in capsys.readouterr().out
+
+
+def test_a_run_logs_its_test_line_with_inception_provenance(weights: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert main([*TRAIN, "eval.n=8", f"eval.cache_dir={tmp_path / 'cache'}", "eval.features=inception",
+                 f"eval.inception_weights={weights}", f"out={run}"]) == 0
+    lines = [line for line in read_jsonl(run / "metrics.jsonl") if "eval_split" in line]
+    validation, test = [line for line in lines if line.get("final")]
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert (validation["eval_split"], test["eval_split"]) == ("validation", "test")
+    assert validation["eval_features"].startswith("ganstab-evaluator-") and validation["eval_resize"] == "none"
+    assert {k: test[k] for k in ("eval_reference_n", "eval_n", "eval_features", "eval_resize")} == {
+        "eval_reference_n": 8, "eval_n": 8, "eval_features": "inception-v3-compat-" + digest[:12], "eval_resize": RESIZE}
+    assert {k for k in test if k.startswith("eval_")} - {"eval_split", "eval_reference_n", "eval_n", "eval_features",
+                                                         "eval_resize", "eval_time"} == {
+        "eval_fd", "eval_kid", "eval_kid_std", "eval_is", "eval_precision", "eval_recall"}
