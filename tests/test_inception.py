@@ -1,17 +1,25 @@
 """Inception metrics through torch-fidelity (`eval.features=inception`): the one-line refusals without the library or
-the weights (always run), and the real library's plumbing with a weights file of its layout made here (skipped,
-saying why, where torch-fidelity cannot be imported: e.g. a CPU-only torch beside PyPI's CUDA torchvision)."""
+the weights (always run), and the real library's plumbing with a random weights file of its layout, made once per
+session (skipped, saying why, where torch-fidelity is not installed). Where `import torch_fidelity` fails only
+because torchvision is missing or cannot load (a CPU-only torch beside PyPI's CUDA torchvision), those tests run
+torch-fidelity's real code (its InceptionV3 extractor, `calculate_metrics` and its FID/KID/IS/PRC functions) with a
+test double for torchvision in sys.modules (`tests/_torchvision_double.py`: only the names torch-fidelity imports,
+each raising RuntimeError if used), and the pytest report says so in one line; a torchvision that loads is used as
+is."""
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.metadata
 import json
 import math
+import re
 import sys
 import types
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -27,7 +35,9 @@ from ganstab.metrics.inception import (INCEPTION_ENV, RESIZE, InceptionFeatures,
 from ganstab.metrics.stats import frechet_distance
 from ganstab.pipeline import load_config
 from ganstab.rundir import read_jsonl
-from ganstab.sampling import to_uint8_rgb
+
+import _torchvision_double
+from _torchvision_double import fidelity_imported, make_double
 
 HOW = ("on a machine with internet download torch-fidelity's weights-inception-2015-12-05-6726825d.pth (its v0.2.0 "
        "release) and pass its path with {flag} or GANSTAB_INCEPTION_WEIGHTS=PATH")
@@ -194,24 +204,127 @@ def test_eval_flags_are_checked(capsys, tmp_path: Path) -> None:
     assert line == "ganstab: error: --inception-weights goes with --features inception; drop one of them"
 
 
+# ------------------------------------------------------------------------------------------- the torchvision double
+
+def _without(monkeypatch: pytest.MonkeyPatch, package: str) -> None:
+    """Every sys.modules entry of a top-level package out for one test (monkeypatch puts them back)."""
+    for name in [name for name in sys.modules if name.split(".", 1)[0] == package]:
+        monkeypatch.delitem(sys.modules, name)
+
+
+def _installed() -> str:
+    """torch-fidelity's installed version, or a skip saying why these tests need it."""
+    try:
+        return importlib.metadata.version("torch-fidelity")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("torch-fidelity is not installed: pip install --no-deps torch-fidelity==0.4.0 (as .ci/run does)")
+
+
+def test_the_double_holds_only_what_torch_fidelity_imports_and_refuses_any_use() -> None:
+    double = make_double()
+    assert sorted(double) == ["torchvision", "torchvision.datasets", "torchvision.transforms",
+                              "torchvision.transforms.functional"]
+    assert double["torchvision"].transforms.functional is double["torchvision.transforms.functional"]
+    assert sorted(name for name in vars(double["torchvision.datasets"]) if not name.startswith("_")) == [
+        "CIFAR10", "CIFAR100", "STL10"]
+    with pytest.raises(RuntimeError) as caught:
+        double["torchvision.datasets"].CIFAR10("root", download=True)
+    assert str(caught.value) == ("torchvision test double: torchvision.datasets.CIFAR10 is not available here "
+                                 "(torchvision cannot be imported, so the tests put a stand-in into sys.modules that "
+                                 "holds only the names torch-fidelity imports)")
+    for module, name in [("torchvision", "models"), ("torchvision.transforms", "Resize"),
+                         ("torchvision.transforms.functional", "normalize")]:
+        with pytest.raises(RuntimeError, match=f"^torchvision test double: {re.escape(module)}.{name} is not "):
+            getattr(double[module], name)
+    assert not hasattr(double["torchvision"], "__wrapped__")  # dunder look-ups (inspect, copy) see a plain module
+
+
+def test_the_double_stands_in_while_torchvision_cannot_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    version = _installed()
+    monkeypatch.setattr(_torchvision_double, "USED", {})
+    _without(monkeypatch, "torch_fidelity")
+    _without(monkeypatch, "torchvision")
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # torchvision cannot be imported, whatever is installed
+    with fidelity_imported() as fidelity:
+        datasets = importlib.import_module("torch_fidelity.datasets")
+        assert datasets.CIFAR10 is sys.modules["torchvision.datasets"].CIFAR10  # the double's
+        assert fidelity.FeatureExtractorInceptionV3.__module__ == "torch_fidelity.feature_extractor_inceptionv3"
+    assert sys.modules["torchvision"] is None and "torch_fidelity" not in sys.modules  # as before the block
+    assert list(_torchvision_double.USED) == [
+        f"torchvision test double: torch-fidelity {version}'s own code ran (InceptionV3 extractor, FID/KID/IS/PRC) "
+        "with a stand-in torchvision in sys.modules, because torchvision cannot be imported here "
+        "(ModuleNotFoundError: import of torchvision halted; None in sys.modules)"]
+
+
+def test_a_torchvision_that_loads_is_used_as_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    _installed()
+    monkeypatch.setattr(_torchvision_double, "USED", {})
+    _without(monkeypatch, "torch_fidelity")
+    _without(monkeypatch, "torchvision")
+    loadable = make_double()  # any torchvision that imports will do: these modules, put in place beforehand
+    for name, module in loadable.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    with fidelity_imported():
+        assert importlib.import_module("torch_fidelity.datasets").CIFAR10 is loadable["torchvision.datasets"].CIFAR10
+        assert sys.modules["torchvision"] is loadable["torchvision"]
+    assert _torchvision_double.USED == {} and sys.modules["torchvision"] is loadable["torchvision"]
+
+
+def test_without_torch_fidelity_the_library_tests_skip_saying_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    _without(monkeypatch, "torch_fidelity")
+    monkeypatch.setitem(sys.modules, "torch_fidelity", None)  # not installed, the same way on every machine
+    with pytest.raises(pytest.skip.Exception) as caught, fidelity_imported():
+        pass
+    assert caught.value.msg == ("torch-fidelity is not installed, so its real-library tests cannot run: "
+                                "pip install --no-deps torch-fidelity==0.4.0 (as .ci/run does)")
+
+
+def test_a_torch_fidelity_broken_for_another_reason_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    _installed()
+    _without(monkeypatch, "torch_fidelity")
+    monkeypatch.setitem(sys.modules, "torch_fidelity.metric_fid", None)  # one of its own modules is missing
+    for name, module in make_double().items():  # and torchvision loads, so the double cannot help
+        monkeypatch.setitem(sys.modules, name, module)
+    with pytest.raises(pytest.fail.Exception) as caught, fidelity_imported():
+        pass
+    assert caught.value.msg == ("torch_fidelity is installed but cannot be imported (ModuleNotFoundError: import of "
+                                "torch_fidelity.metric_fid halted; None in sys.modules), and torchvision loads, so "
+                                "the torchvision test double cannot help")
+    assert sys.modules["torch_fidelity.metric_fid"] is None and "torch_fidelity" not in sys.modules
+
+
 # ------------------------------------------------------------------------------------------- with the real library
 
-def _fidelity() -> Any:
-    """torch_fidelity, or a visible skip saying why it cannot be imported here."""
-    try:
-        return importlib.import_module("torch_fidelity")
-    except Exception as exc:  # a torchvision built for another torch raises RuntimeError, not ImportError
-        pytest.skip(f"torch_fidelity is not importable here ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); "
-                    "install the extra: pip install 'ganstab[fidelity]' with a torchvision that matches torch")
-
-
 @pytest.fixture(scope="module")
+def fidelity() -> Iterator[ModuleType]:
+    """The real torch_fidelity for this module's library tests: with the torchvision test double in sys.modules where
+    torchvision alone keeps it from importing, removed again after the module; a skip saying why without it."""
+    with fidelity_imported() as module:
+        yield module
+
+
+#: Images per set: the fewest that precision/recall accept (k = 3 nearest neighbours besides the sample itself)
+N = 4
+#: Samples per set where ganstab's own evaluator scores too (validation lines): density/coverage use k = 5
+EVAL_N = 6
+#: The last block's six branches (Mixed_7c: 320 + 4 x 384 + 192 = 2,048 pool features, concatenated in this order)
+LAST_BRANCHES = ("branch1x1", "branch3x3_2a", "branch3x3_2b", "branch3x3dbl_3a", "branch3x3dbl_3b", "branch_pool")
+#: Channels of each that the test weights leave alive: at most 6 x 8 = 48 of the 2,048 pool features are non-zero
+LIVE = 8
+
+
+@pytest.fixture(scope="session")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A weights file in the library's own format (its InceptionV3's state dict, saved by torch.save), filled with
-    seeded He-scaled values: meaningless, but the features vary from image to image."""
-    fidelity = _fidelity()
-    module = importlib.import_module("torch_fidelity.feature_extractor_inceptionv3")
-    with pytest.MonkeyPatch.context() as patch:  # build the network without any weights to read its layout
+    seeded He-scaled values: meaningless, but the features vary from image to image. Made once per session.
+
+    All but LIVE channels of each last-block branch are dead (batch-norm weight 0: exactly 0 after the ReLU). The
+    library's FID takes NumPy's general `eigvals` of a 2,048 x 2,048 product, about 22 s of CPU for dense features;
+    LAPACK's balancing sets the zero rows and columns of dead features aside, so it takes about 1 s here. Dead
+    features are also what ganstab's FD must handle (singular covariances)."""
+    with fidelity_imported() as fidelity, pytest.MonkeyPatch.context() as patch:
+        module = importlib.import_module("torch_fidelity.feature_extractor_inceptionv3")
+        # build the network without any weights to read its layout
         patch.setattr(module, "load_state_dict_from_url", lambda *args, **kwargs: {})
         patch.setattr(fidelity.FeatureExtractorInceptionV3, "load_state_dict", lambda self, *args, **kwargs: None)
         layout = fidelity.FeatureExtractorInceptionV3("layout", ["2048"]).state_dict()
@@ -226,48 +339,65 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
             state[name] = torch.randn(tensor.shape, generator=gen) * math.sqrt(2.0 / tensor[0].numel())
         else:
             state[name] = torch.randn(tensor.shape, generator=gen)
+    for branch in LAST_BRANCHES:
+        state[f"Mixed_7c.{branch}.bn.weight"][LIVE:] = 0.0
     file = tmp_path_factory.mktemp("inception") / "weights.pth"
     torch.save(state, file)
     return file
 
 
-def _images(seed: int, n: int = 8, scale: float = 1.0) -> torch.Tensor:
+def _images(seed: int, n: int = N, scale: float = 1.0) -> torch.Tensor:
     """n gray 16 x 16 images in [-1, 1]."""
     return (torch.rand(n, 1, 16, 16, generator=torch.Generator().manual_seed(seed)) * 2 - 1) * scale
 
 
 @pytest.fixture(scope="module")
-def features(weights: Path) -> tuple[InceptionFeatures, tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
-    """The extractor over the test's weights and the features of 8 real and 8 generated images (extracted once)."""
+def features(fidelity: ModuleType, weights: Path) -> tuple[InceptionFeatures, tuple[torch.Tensor, ...],
+                                                          tuple[torch.Tensor, ...]]:
+    """The extractor over the test's weights and the features of N real and N generated images (extracted once)."""
     inception = InceptionFeatures(str(weights))
     return inception, inception.features(_images(1)), inception.features(_images(2, scale=0.5))
 
 
-def test_ganstab_fd_equals_the_library_fid(features) -> None:
-    _, (real_pool, _), (fake_pool, fake_logits) = features
-    assert real_pool.shape == (8, 2048) and fake_logits.shape == (8, 1008)
-    scores = inception_scores(real_pool, fake_pool, fake_logits)
-    assert set(scores) == {"fd", "kid", "kid_std", "is", "precision", "recall"}
-    assert scores["fd"] > 1.0  # distinct sets: not a zero that any two numbers would match
-    torch.testing.assert_close(frechet_distance(real_pool, fake_pool), scores["fd"], rtol=1e-6, atol=0.0)
+def _pixels(images: torch.Tensor) -> torch.Tensor:
+    """The pixel rule written out: uint8 round((x + 1) * 127.5) (halves to even), gray repeated on 3 channels."""
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).repeat(1, 3, 1, 1)
 
 
-def test_features_are_the_ones_the_library_extracts_itself(features, weights: Path) -> None:
-    fidelity = _fidelity()
-    inception, (real_pool, _), (fake_pool, _) = features
+@pytest.fixture(scope="module")
+def library_metrics(fidelity: ModuleType, weights: Path) -> dict[str, float]:
+    """The library on its own: `calculate_metrics` reading the same images as `features`, made uint8 here (its own
+    loader, extractor and FID, KID and IS; KID subsets and IS splits of N, as ganstab uses min(default, n))."""
     dataset = type("Pixels", (torch.utils.data.Dataset,), {"__init__": lambda self, x: setattr(self, "x", x),
                                                            "__len__": lambda self: len(self.x),
                                                            "__getitem__": lambda self, i: self.x[i]})
-    theirs = fidelity.calculate_metrics(input1=dataset(to_uint8_rgb(_images(2, scale=0.5))),
-                                        input2=dataset(to_uint8_rgb(_images(1))), fid=True, cuda=False, cache=False,
-                                        verbose=False, save_cpu_ram=True, batch_size=8,
-                                        feature_extractor_weights_path=str(weights))
-    torch.testing.assert_close(theirs["frechet_inception_distance"], frechet_distance(real_pool, fake_pool),
-                               rtol=1e-5, atol=0.0)
+    return fidelity.calculate_metrics(input1=dataset(_pixels(_images(2, scale=0.5))),
+                                      input2=dataset(_pixels(_images(1))), fid=True, kid=True, isc=True,
+                                      kid_subset_size=N, isc_splits=N, cuda=False, cache=False, verbose=False,
+                                      save_cpu_ram=True, batch_size=N, feature_extractor_weights_path=str(weights))
 
 
-def test_scores_of_known_features() -> None:
-    _fidelity()
+def test_ganstab_fd_equals_the_library_fid(fidelity: ModuleType, features, library_metrics: dict[str, float]) -> None:
+    _, (real_pool, _), (fake_pool, fake_logits) = features
+    assert real_pool.shape == (N, 2048) and fake_logits.shape == (N, 1008)
+    assert 0 < int((real_pool != 0).any(dim=0).sum()) <= len(LAST_BRANCHES) * LIVE  # the weights' dead features
+    fid = library_metrics[fidelity.KEY_METRIC_FID]
+    assert fid > 0.1  # distinct sets: not a zero that any two numbers would match
+    # ganstab's pixels, features (InceptionFeatures) and FD (stats.frechet_distance) against the library's own
+    torch.testing.assert_close(frechet_distance(real_pool, fake_pool), fid, rtol=1e-5, atol=0.0)
+
+
+def test_scores_are_the_librarys_over_ganstabs_features(fidelity: ModuleType, features,
+                                                       library_metrics: dict[str, float]) -> None:
+    _, (real_pool, _), (fake_pool, fake_logits) = features
+    scores = inception_scores(real_pool, fake_pool, fake_logits)
+    assert set(scores) == {"fd", "kid", "kid_std", "is", "precision", "recall"}
+    theirs = {"fd": fidelity.KEY_METRIC_FID, "kid": fidelity.KEY_METRIC_KID_MEAN, "is": fidelity.KEY_METRIC_ISC_MEAN}
+    torch.testing.assert_close({ours: scores[ours] for ours in theirs},
+                               {ours: library_metrics[key] for ours, key in theirs.items()}, rtol=1e-5, atol=0.0)
+
+
+def test_scores_of_known_features(fidelity: ModuleType) -> None:
     real = torch.randn(40, 6, generator=torch.Generator().manual_seed(3))
     same = inception_scores(real, real, torch.zeros(40, 1008))
     torch.testing.assert_close(same["fd"], 0.0, rtol=0.0, atol=1e-9)
@@ -281,40 +411,43 @@ def test_scores_of_known_features() -> None:
 def test_the_test_line_is_scored_by_inception(features, tmp_path: Path) -> None:
     inception = features[0]
     data = make_dataset(DataConfig(name="digits"))
-    evaluator = RunEvaluator(data, 8, torch.device("cpu"), tmp_path, 1, echo=lambda _m: None, val_n=8,
+    evaluator = RunEvaluator(data, N, torch.device("cpu"), tmp_path, 1, echo=lambda _m: None, val_n=EVAL_N,
                              inception=inception)
     fake = torch.nn.functional.interpolate(_images(2, scale=0.5), size=tuple(data.shape[-2:]))
     scores = evaluator.score_samples(fake, split="test")
     assert set(scores) == {"fd", "kid", "kid_std", "is", "precision", "recall"}
     provenance = evaluator.provenance("test")
-    assert provenance == {"split": "test", "reference_n": 8, "n": 8, "features": inception.name, "resize": RESIZE}
+    assert provenance == {"split": "test", "reference_n": N, "n": N, "features": inception.name, "resize": RESIZE}
     real_pool = evaluator.split_reference("test").inception
-    assert real_pool.shape == (8, 2048)
-    fake_pool = inception.features(fake)[0]
-    torch.testing.assert_close(scores["fd"], frechet_distance(real_pool, fake_pool), rtol=1e-6, atol=0.0)
-    validation = evaluator.score_samples(data.reference("validation", 8, 8), split="validation")
+    assert real_pool.shape == (N, 2048)
+    # the line is the library's scores of the test reference's Inception features against the samples' (and the
+    # FD among them is ganstab's: test_ganstab_fd_equals_the_library_fid)
+    assert scores == inception_scores(real_pool, *inception.features(fake))
+    validation = evaluator.score_samples(data.reference("validation", N, EVAL_N), split="validation")
     assert "class_kl" in validation and evaluator.provenance("validation")["features"].startswith(
         "ganstab-evaluator-")
 
 
-def test_eval_run_writes_the_inception_json_beside_the_evaluators(digits_run: Path, weights: Path, capsys) -> None:
+def test_eval_run_writes_the_inception_json_beside_the_evaluators(fidelity: ModuleType, digits_run: Path, weights: Path,
+                                                                  capsys) -> None:
     before = _files(digits_run)
-    assert main(["eval", "--run", str(digits_run), "--n", "8", "--features", "inception", "--inception-weights",
+    assert main(["eval", "--run", str(digits_run), "--n", str(N), "--features", "inception", "--inception-weights",
                  str(weights)]) == 0
-    written = digits_run / "eval-n8-seed3-inception.json"
+    written = digits_run / f"eval-n{N}-seed3-inception.json"
     record = json.loads(written.read_text())
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
     assert {k: record[k] for k in ("split", "reference_n", "n", "features", "resize")} == {
-        "split": "test", "reference_n": 8, "n": 8, "features": "inception-v3-compat-" + digest[:12], "resize": RESIZE}
+        "split": "test", "reference_n": N, "n": N, "features": "inception-v3-compat-" + digest[:12], "resize": RESIZE}
     assert set(record) - {"seed", "step", "split", "reference_n", "n", "features", "resize"} == {
         "fd", "kid", "kid_std", "is", "precision", "recall"}
-    assert _files(digits_run) == {**before, "eval-n8-seed3-inception.json": written.read_bytes()}
+    assert _files(digits_run) == {**before, written.name: written.read_bytes()}
     assert f"inception-v3-compat-{digest[:12]}, step 20" in capsys.readouterr().out
 
 
-def test_a_run_logs_its_test_line_with_inception_provenance(weights: Path, tmp_path: Path) -> None:
+def test_a_run_logs_its_test_line_with_inception_provenance(fidelity: ModuleType, weights: Path,
+                                                            tmp_path: Path) -> None:
     run = tmp_path / "run"
-    assert main([*TRAIN, "eval.n=8", f"eval.cache_dir={tmp_path / 'cache'}", "eval.features=inception",
+    assert main([*TRAIN, f"eval.n={EVAL_N}", f"eval.cache_dir={tmp_path / 'cache'}", "eval.features=inception",
                  f"eval.inception_weights={weights}", f"out={run}"]) == 0
     lines = [line for line in read_jsonl(run / "metrics.jsonl") if "eval_split" in line]
     validation, test = [line for line in lines if line.get("final")]
@@ -322,7 +455,8 @@ def test_a_run_logs_its_test_line_with_inception_provenance(weights: Path, tmp_p
     assert (validation["eval_split"], test["eval_split"]) == ("validation", "test")
     assert validation["eval_features"].startswith("ganstab-evaluator-") and validation["eval_resize"] == "none"
     assert {k: test[k] for k in ("eval_reference_n", "eval_n", "eval_features", "eval_resize")} == {
-        "eval_reference_n": 8, "eval_n": 8, "eval_features": "inception-v3-compat-" + digest[:12], "eval_resize": RESIZE}
+        "eval_reference_n": EVAL_N, "eval_n": EVAL_N, "eval_features": "inception-v3-compat-" + digest[:12],
+        "eval_resize": RESIZE}
     assert {k for k in test if k.startswith("eval_")} - {"eval_split", "eval_reference_n", "eval_n", "eval_features",
                                                          "eval_resize", "eval_time"} == {
         "eval_fd", "eval_kid", "eval_kid_std", "eval_is", "eval_precision", "eval_recall"}
