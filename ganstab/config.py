@@ -425,6 +425,13 @@ class EvalConfig(_Section):
     evaluator_images: Optional[int] = Field(default=20000, ge=1000)  # most images shown to the evaluator (None: all)
     ("most images shown to the evaluator network in training (epochs x images; a seeded subset above it; null: "
      "every image every epoch); keeps its one-time cost small")
+    features: Literal["ganstab", "inception"] = "ganstab"  # feature network of the test line and `ganstab eval`
+    ("feature network of the final test evaluation and of ganstab eval: ganstab (its own evaluator network) or "
+     "inception (torch-fidelity's InceptionV3: FID, KID, IS and precision/recall in the field's units; needs "
+     "eval.inception_weights); evaluations during training keep ganstab's evaluator")
+    inception_weights: Optional[str] = None  # the InceptionV3 weights file (None: $GANSTAB_INCEPTION_WEIGHTS)
+    ("eval.features=inception: path of torch-fidelity's InceptionV3 weights file "
+     "(weights-inception-2015-12-05-6726825d.pth; default $GANSTAB_INCEPTION_WEIGHTS); ganstab never downloads")
 
 
 class ProgressiveConfig(_Section):
@@ -1160,6 +1167,7 @@ KEY_HELP: dict[str, str] = _descriptions()
 # keys that apply only to some architectures (or only to progressive growing); other keys apply to every run
 KEY_APPLIES: dict[str, str] = {
     "model.freeze_d": "train.init_from with D weights; not progressive",
+    "eval.inception_weights": "eval.features=inception",
     "model.conditional": "mlp/toy/dcgan",
     "model.d_condition": "model.conditional=true",
     "model.label_sampling": "model.conditional=true",

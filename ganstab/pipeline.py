@@ -24,7 +24,7 @@ from ganstab.data import DATASETS, DataSource, dataset_shape, make_dataset
 from ganstab.data.images import available_host_memory
 from ganstab.diagnose import Finding, Tracker, context_from_config
 from ganstab.errors import AfterTrainingError, CheckpointError, ConfigError, DataError
-from ganstab.metrics import RunEvaluator, default_cache_dir, sample_spread
+from ganstab.metrics import InceptionFeatures, RunEvaluator, check_inception, default_cache_dir, sample_spread
 from ganstab.models import architectures, build_discriminator, build_generator, check_fit
 from ganstab.models.freeze import freeze_discriminator_blocks
 from ganstab.models.conditional import run_label_distribution
@@ -65,6 +65,11 @@ def check_config(cfg: Config) -> None:
                               f"{cfg.data.name} holds 2-D points; remove them (penalty.zcr works on any data)")
     if cfg.log.tensorboard:
         require_tensorboard()
+    if cfg.eval.features == "inception":  # used by the final evaluation: refused now, not after the run
+        if shape is not None and len(shape) != 3:
+            raise ConfigError(f"eval.features=inception scores images, but {cfg.data.name} holds 2-D points; "
+                              "remove eval.features")
+        check_inception(cfg.eval.inception_weights)
     if cfg.eval.cache_dir:  # written after training, at the first evaluation: refused now, not after the run
         check_output_path(cfg.eval.cache_dir, "eval.cache_dir", "choose another eval.cache_dir or remove it")
 
@@ -91,9 +96,11 @@ class LazyScorer:
         if self.evaluator is None:
             ev = self.cfg.eval
             classes = self.data.num_classes if self.cfg.model.conditional else 0
+            inception = (InceptionFeatures(ev.inception_weights, self.device)
+                         if ev.features == "inception" and self.data.kind == "image" else None)
             self.evaluator = RunEvaluator(self.data, ev.n, self.device, ev.cache_dir, ev.evaluator_epochs,
                                           echo=self.echo, num_classes=classes, evaluator_images=ev.evaluator_images,
-                                          val_n=ev.val_n, evaluator=ev.evaluator,
+                                          val_n=ev.val_n, evaluator=ev.evaluator, inception=inception,
                                           label_probs=run_label_distribution(self.cfg.model, self.data.labels,
                                                                              classes))
         return self.evaluator

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+import _torchvision_double
+
 # The test machine has 2 shared cores; with more than one intra-op thread under contention
 # tiny torch ops become ~100x slower. One thread keeps the default run fast.
 torch.set_num_threads(1)
@@ -16,6 +18,12 @@ def _restore_torch_threads():
     yield
     if torch.get_num_threads() != 1:
         torch.set_num_threads(1)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """One line per reason the torchvision test double stood in for torchvision (tests/_torchvision_double.py)."""
+    for line in _torchvision_double.USED:
+        terminalreporter.write_line(line)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

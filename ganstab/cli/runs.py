@@ -16,7 +16,8 @@ from ganstab.diagnose import context_from_config, diagnose, format_report, unrea
 from ganstab.errors import UsageError
 from ganstab.export import (GRID_MAX, check_grid_size, check_sample_out, check_sample_space, load_generator,
                             load_run_generator, write_samples)
-from ganstab.metrics import EvaluatorSettings, RunEvaluator, StackedEvaluator
+from ganstab.metrics import EvaluatorSettings, InceptionFeatures, RunEvaluator, StackedEvaluator
+from ganstab.metrics.inception import RESIZE as INCEPTION_RESIZE, score_images
 from ganstab.models.conditional import run_label_distribution
 from ganstab.report.html import write_report
 from ganstab.rundir import RunDir, atomic_write, finished_export, load_run_config, read_jsonl, read_metrics, skipped_note
@@ -56,6 +57,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Score a run's exported generator (or its best/ export) against the real data, or two sample sets."""
+    if args.features not in (None, "ganstab", "inception"):
+        raise UsageError(f"--features must be ganstab or inception, got {args.features!r}")
+    if args.inception_weights is not None and args.features == "ganstab":
+        raise UsageError("--inception-weights goes with --features inception; drop one of them")
     samples_only = [flag for flag, value in (("--against", args.against), ("--data", args.data),
                                              ("--json", args.json), ("--cache-dir", args.cache_dir),
                                              ("--evaluator-epochs", args.evaluator_epochs)) if value is not None]
@@ -79,29 +84,45 @@ def cmd_eval(args: argparse.Namespace) -> int:
         generator, meta = load_generator(source, device=str(device))
     else:
         generator, meta = load_run_generator(source, device=str(device), echo=print)
+    inception = _run_inception(args, cfg.eval.features, cfg.eval.inception_weights, meta, device)
     data = make_dataset(cfg.data, cfg.seed).to(device)
     n = args.n or cfg.eval.n
     classes = int(meta.get("num_classes") or 0)
     evaluator = RunEvaluator(data, n, device, cfg.eval.cache_dir, cfg.eval.evaluator_epochs, echo=print,
                              evaluator_images=cfg.eval.evaluator_images, val_n=cfg.eval.val_n,
                              evaluator=cfg.eval.evaluator,
-                             num_classes=classes, label_probs=run_label_distribution(cfg.model, data.labels, classes))
+                             num_classes=classes, label_probs=run_label_distribution(cfg.model, data.labels, classes),
+                             inception=inception)
     fixed_z = fixed_latents(cfg.seed, cfg.log.n_samples, cfg.model.latent_dim).to(device)
     seed = training_eval_seed(cfg.seed) if args.seed is None else args.seed
     scores = evaluator.evaluate(generator, cfg.model.latent_dim, meta.get("g_kwargs", {}), fixed_z, seed=seed,
                                 split="test")
     provenance = evaluator.provenance("test")
-    if evaluator.test_accuracy is not None:
+    if evaluator.test_accuracy is not None and inception is None:
         print(f"evaluator test accuracy: {evaluator.test_accuracy:.4f}")
     width = max(len(k) for k in scores)
     print(f"{source} ({n} samples against {provenance['reference_n']} real test images, "
           f"{provenance['features']}, step {meta.get('step')}):")
     for key, value in scores.items():
         print(f"  {key:<{width}}  {value:.6g}")
-    out = run / f"eval-n{n}-seed{seed}{'-best' if args.best else ''}.json"
+    # an Inception score is written beside the evaluator's of the same n and seed, never over it
+    out = run / f"eval-n{n}-seed{seed}{'-best' if args.best else ''}{'-inception' if inception else ''}.json"
     atomic_write(out, json.dumps({"seed": seed, "step": meta.get("step"), **provenance, **scores}, indent=2))
     print(f"written: {out}")
     return 0
+
+
+def _run_inception(args: argparse.Namespace, features: str, weights: str | None, meta: dict,
+                   device: object) -> InceptionFeatures | None:
+    """The Inception network `eval --run` scores the test reference with (--features, else the run's eval.features),
+    None for ganstab's evaluator; the library and the weights file are checked before any scoring."""
+    if (args.features or features) != "inception":
+        return None
+    asked_by = "--features inception" if args.features else "the run's eval.features=inception"
+    if meta["data"].get("kind") == "points":
+        raise UsageError("--features inception scores images, but this run generates 2-D points; drop --features")
+    source = "--inception-weights" if args.inception_weights else "the run's eval.inception_weights"
+    return InceptionFeatures(args.inception_weights or weights, device, source, "--inception-weights PATH", asked_by)
 
 
 def _sample_set(path: str, flag: str) -> DataSource:
@@ -190,13 +211,8 @@ def _reference_data(args: argparse.Namespace, fake: DataSource, named: bool) -> 
     return with_reference(data, real.train), args.against, data.name
 
 
-def cmd_eval_samples(args: argparse.Namespace) -> int:
-    """Score sample set A against reference B (a folder, .npy/.npz or a data set name) with one evaluator."""
-    named = _check_samples_args(args)
-    fake = _sample_set(args.samples, "--samples")
-    data, reference, trained_on = _reference_data(args, fake, named)
-    if data.channel_source is not None:  # stacked data: the 1-channel data's network on every channel
-        trained_on = f"{data.channel_source.name}, applied to every channel"
+def _samples_scored(args: argparse.Namespace, fake: DataSource, data: DataSource, reference: str) -> int:
+    """How many samples of A `eval --samples` scores (--n, else all), once A and the reference have one shape."""
     if fake.kind != data.kind or fake.shape != data.shape:
         raise UsageError(f"--samples {args.samples} holds samples of shape {_shape(fake)} but {reference} has "
                          f"{_shape(data)}; score sets of one shape")
@@ -204,6 +220,19 @@ def cmd_eval_samples(args: argparse.Namespace) -> int:
     if n < 2 or n > min(len(fake), EVAL_MAX):
         raise UsageError(f"--n must be 2 to {min(len(fake), EVAL_MAX):,} (the samples in {args.samples}, at most "
                          f"{EVAL_MAX:,}), got {n}")
+    return n
+
+
+def cmd_eval_samples(args: argparse.Namespace) -> int:
+    """Score sample set A against reference B (a folder, .npy/.npz or a data set name) with one evaluator."""
+    named = _check_samples_args(args)
+    if args.features == "inception":
+        return _eval_samples_inception(args, named)
+    fake = _sample_set(args.samples, "--samples")
+    data, reference, trained_on = _reference_data(args, fake, named)
+    if data.channel_source is not None:  # stacked data: the 1-channel data's network on every channel
+        trained_on = f"{data.channel_source.name}, applied to every channel"
+    n = _samples_scored(args, fake, data, reference)
     device = cli_device(args.device)
     defaults = EvalConfig()
     # a named data set: its test reference, as `eval --run` cuts it; a reference the user gave: all of it (no
@@ -226,6 +255,42 @@ def cmd_eval_samples(args: argparse.Namespace) -> int:
         provenance = {**evaluator.provenance("test"), "n": n, "resize": "none"}  # as eval --run writes them
         record = {**provenance, "samples": str(args.samples), "against": str(reference), "reference_n": size,
                   "evaluator": about, **scores}
+        atomic_write(Path(args.json), json.dumps(record, indent=2))
+        print(f"written: {args.json}")
+    return 0
+
+
+def _eval_samples_inception(args: argparse.Namespace, named: bool) -> int:
+    """`eval --samples A --against B --features inception`: torch-fidelity's Inception metrics of A against B's test
+    reference, cut as the ganstab path cuts it (a named set's as `eval --run` does, else B's first n), with the keys
+    of `eval --run`'s JSON."""
+    unused = [flag for flag, value in (("--data", args.data), ("--cache-dir", args.cache_dir),
+                                       ("--evaluator-epochs", args.evaluator_epochs)) if value is not None]
+    if unused:
+        raise UsageError(f"{unused[0]} sets ganstab's evaluator network, which --features inception does not use; "
+                         "drop it")
+    device = cli_device(args.device)
+    inception = InceptionFeatures(args.inception_weights, device, "--inception-weights", "--inception-weights PATH",
+                                  "--features inception")
+    fake = _sample_set(args.samples, "--samples")
+    data = make_dataset(DataConfig(name=args.against)) if named else _sample_set(args.against, "--against")
+    reference = data.name if named else args.against
+    for path, source in ((args.samples, fake), (reference, data)):
+        if source.kind != "image":
+            raise UsageError(f"--features inception scores images, but {path} holds points; drop --features")
+    n = _samples_scored(args, fake, data, reference)
+    real = data.reference("test", n, None if named else 0)  # no validation part is held out of a given B
+    scores = score_images(inception, real.to(device), fake.train[:n].to(device))
+    print(f"features: {inception.name} (torch-fidelity's InceptionV3, weights {inception.file}); comparable with "
+          "Inception metrics of the same weights, resize and sample counts")
+    width = max(len(k) for k in scores)
+    print(f"{args.samples} against {reference} ({n} samples, {len(real)} reference):")
+    for key, value in scores.items():
+        print(f"  {key:<{width}}  {value:.6g}")
+    if args.json is not None:
+        record = {"split": "test", "reference_n": len(real), "n": n, "features": inception.name,
+                  "resize": INCEPTION_RESIZE, "samples": str(args.samples), "against": str(reference),
+                  "evaluator": {"kind": "inception-v3-compat", "sha256": inception.digest}, **scores}
         atomic_write(Path(args.json), json.dumps(record, indent=2))
         print(f"written: {args.json}")
     return 0
@@ -270,7 +335,8 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:
     """Add the `eval` command (a run, or two sample sets)."""
     p = sub.add_parser("eval", help="evaluate a trained run offline (FD, KID, precision/recall, modes, ...)",
                        description="Score a run's generator, or any sample set against a reference set, with "
-                                   "ganstab's own evaluator network (no downloads).")
+                                   "ganstab's own evaluator network, or with --features inception torch-fidelity's "
+                                   "InceptionV3 over your weights file (no downloads).")
     p.add_argument("--run", default=None, metavar="DIR", help="run directory")
     p.add_argument("--samples", default=None, metavar="A",
                    help="score this sample set instead of a run: a folder of images (ganstab sample --format "
@@ -296,6 +362,13 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:
                    help="latent seed (default: the run's seed + 3, the seed training's own evaluations use, so the "
                         "scores of the final export equal the last eval_* line of metrics.jsonl at the same n)")
     p.add_argument("--best", action="store_true", help="score best/ (the best checkpoint by the main metric)")
+    p.add_argument("--features", default=None, metavar="NET",
+                   help="ganstab (its evaluator network) or inception (torch-fidelity's InceptionV3: FID, KID, IS, "
+                        "precision/recall; needs the library and --inception-weights); default: the run's "
+                        "eval.features, ganstab for --samples")
+    p.add_argument("--inception-weights", default=None, metavar="PATH",
+                   help="torch-fidelity's weights-inception-2015-12-05-6726825d.pth (default: the run's "
+                        "eval.inception_weights, else $GANSTAB_INCEPTION_WEIGHTS); ganstab never downloads it")
     p.add_argument("--device", default="cpu", help="device: cpu, cuda, cuda:N, mps or auto (default cpu)")
     p.set_defaults(func=cmd_eval)
 

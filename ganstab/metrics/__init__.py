@@ -1,5 +1,6 @@
 """Evaluation: the maths (FD, KID, precision/recall, density/coverage, class KL, IS, 2-D and stacked modes), the
-evaluator network, the run evaluator and one registry of metric names, directions and the main metric."""
+evaluator network, the run evaluator, torch-fidelity's Inception metrics where the user has the weights, and one
+registry of metric names, directions and the main metric."""
 
 from ganstab.metrics.evaluator import (
     CLASS_METRICS,
@@ -13,6 +14,7 @@ from ganstab.metrics.evaluator import (
     tensor_digest,
     train_evaluator,
 )
+from ganstab.metrics.inception import INCEPTION_ENV, InceptionFeatures, check_inception, inception_scores
 from ganstab.metrics.registry import METRICS, higher_is_better, is_better, main_metric, ranking_keys
 from ganstab.metrics.run_eval import RunEvaluator, default_cache_dir
 from ganstab.metrics.modes import (GRID25_STD, HQ_STDS, RING8_STD, grid25_centers, mode_coverage, ring8_centers,
@@ -35,6 +37,10 @@ from ganstab.metrics.stats import (
 )
 
 __all__ = [
+    "INCEPTION_ENV",
+    "InceptionFeatures",
+    "check_inception",
+    "inception_scores",
     "METRICS",
     "higher_is_better",
     "is_better",

@@ -35,7 +35,7 @@ METRICS: dict[str, Metric] = {
     "density": Metric(True, "density (Naeem et al. 2020, k=5)"),
     "coverage": Metric(True, "coverage (k=5): real neighbourhoods that hold a fake"),
     "class_kl": Metric(False, "KL of the generated class histogram to the real one (mode collapse)"),
-    "is": Metric(True, "classifier-based inception score"),
+    "is": Metric(True, "classifier-based inception score (eval.features=inception: the Inception Score)"),
     "diversity": Metric(True, "mean pairwise feature distance of the fixed batch over that of real data"),
     "modes": Metric(True, "modes captured (PacGAN protocol): 2-D mixtures, by a high-quality sample; stacked "
                           "images, distinct class triples"),

@@ -7,6 +7,9 @@
   validation for what selects or steers, test for final reports.
 - Stacked images (stacked-fashion-mnist): the evaluator of the 1-channel data on every channel
   (`metrics.stacked`), plus the modes captured and their reverse KL (`metrics.stacked_modes`).
+- With `eval.features=inception` (an `InceptionFeatures` given), image scores against the test reference are
+  torch-fidelity's FID, KID, IS and precision/recall over InceptionV3 features (`metrics.inception`); the
+  validation reference keeps ganstab's evaluator, so what selects or steers during training stays cheap.
 Every metric is returned under its plain name; the loop logs them with an `eval_` prefix.
 """
 
@@ -26,6 +29,7 @@ from ganstab.data import DataSource, draw_rows, reference_rows
 from ganstab.errors import ConfigError
 from ganstab.metrics.evaluator import (Evaluator, evaluate_images, load_or_train_evaluator,
                                       RealReference, prepare_reference)
+from ganstab.metrics.inception import RESIZE as INCEPTION_RESIZE, InceptionFeatures, inception_scores
 from ganstab.metrics.modes import mode_coverage
 from ganstab.metrics.registry import is_better, main_metric
 from ganstab.metrics.shipped import EVALUATOR_CHOICES, shipped_evaluator
@@ -97,20 +101,24 @@ class SplitReference:
     diversity: float = 1.0
     fd_real: Optional[float] = None
     labels: Optional[Tensor] = None
+    inception: Optional[Tensor] = None  # InceptionV3 pool features of the reals (a split scored by Inception)
 
 
 class RunEvaluator:
     """Scores samples of a generator for one dataset; built once per run (evaluator cached on disk).
 
     Every score is against one reference split (`DataSource.reference`): "validation" (the default) for
-    whatever selects or steers, "test" for final reports only; each split is prepared on first use.
+    whatever selects or steers, "test" for final reports only; each split is prepared on first use. With
+    `inception`, image scores on "test" are torch-fidelity's Inception metrics instead of the evaluator's.
     """
 
     def __init__(self, data: DataSource, n: int, device: torch.device, cache_dir: Optional[Path] = None,
                  evaluator_epochs: int = 3, echo: Callable[[str], None] = print, num_classes: int = 0,
                  label_probs: Optional[Tensor] = None, evaluator_images: Optional[int] = None,
-                 val_n: Optional[int] = None, evaluator: str = "auto") -> None:
+                 val_n: Optional[int] = None, evaluator: str = "auto",
+                 inception: Optional[InceptionFeatures] = None) -> None:
         self.data = data
+        self.inception = inception if data.kind == "image" else None
         self.num_classes = num_classes  # > 0: a class-conditional G, scored per requested class too
         self.label_probs = None if label_probs is None else label_probs.detach().float().cpu()
         self.n = n
@@ -179,7 +187,9 @@ class RunEvaluator:
         real = self.data.reference(split, self.n, self.val_n).to(self.device)
         labels = self.data.reference_labels(split, self.n, self.val_n)
         ref = SplitReference(size=len(real), labels=None if labels is None else labels.cpu())
-        if self.evaluator is None:
+        if self.by_inception(split):
+            ref.inception = self.inception.features(real)[0]
+        elif self.evaluator is None:
             ref.real = real
             ref.diversity = mean_pairwise_distance(real)
             if self._baseline is not None:
@@ -212,11 +222,18 @@ class RunEvaluator:
         feature network and resize (logged as `eval_split`, `eval_reference_n`, `eval_n`, `eval_features`,
         `eval_resize`)."""
         return {"split": split, "reference_n": self.split_reference(split).size, "n": self.last_n,
-                "features": self.features_name(), "resize": self.last_resize}
+                "features": self.features_name(split), "resize": self.last_resize}
 
-    def features_name(self) -> str:
-        """The feature network: "points" (raw coordinates), else ganstab-evaluator-v<version>-<kind>-<first 12 hex
-        digits of the sha256 of its weights> (stacked data: prefixed stacked-, the 1-channel network's)."""
+    def by_inception(self, split: str) -> bool:
+        """Whether image scores on `split` are Inception metrics (eval.features=inception: the test split)."""
+        return self.inception is not None and split == "test"
+
+    def features_name(self, split: str = "validation") -> str:
+        """The feature network of `split`: "points" (raw coordinates), inception-v3-compat-<weights hash>, else
+        ganstab-evaluator-v<version>-<kind>-<first 12 hex digits of the sha256 of its weights> (stacked data:
+        prefixed stacked-, the 1-channel network's)."""
+        if self.by_inception(split):
+            return self.inception.name
         if self.evaluator is None:
             return "points"
         net = getattr(self.evaluator, "channel_evaluator", self.evaluator)  # stacked: its 1-channel evaluator
@@ -249,6 +266,11 @@ class RunEvaluator:
             return {k: float(v) for k, v in out.items()}
         size = tuple(self.data.shape[-2:])
         samples = self._fit(samples, size)
+        if self.by_inception(split):  # the library's metrics alone: no score of another feature space beside them
+            ours = "" if self.last_resize == "none" else f"{self.last_resize}+"
+            self.last_resize = ours + INCEPTION_RESIZE
+            pool, logits = self.inception.features(samples)
+            return inception_scores(ref.inception, pool, logits)
         out.update(evaluate_images(self.evaluator, ref.prepared, samples, kid_subsets=KID_SUBSETS))
         if ref.fd_real is not None and "fd" in out:
             out["fd_real"] = ref.fd_real
@@ -314,7 +336,8 @@ class RunEvaluator:
             grid_z, rows = class_grid(fixed_z, self.num_classes)
             diversity = generate(generator, grid_z, labels=rows, **g_kwargs)
         scores = self.score_samples(samples, diversity, split)
-        scores.update(self.class_scores(samples, labels, split))
+        if not self.by_inception(split):
+            scores.update(self.class_scores(samples, labels, split))
         return scores
 
     def class_scores(self, samples: Tensor, labels: Tensor, split: str = "validation") -> dict[str, float]:
