@@ -154,7 +154,7 @@ def test_eval_features_names_version_and_weights_and_changes_with_the_weights(tm
         first.network.encoder.embed.bias[0] += 1.0
     assert first.weights_sha256() != before
     scorer = RunEvaluator.__new__(RunEvaluator)
-    scorer.evaluator = first
+    scorer.evaluator, scorer.inception = first, None
     assert scorer.features_name() == f"ganstab-evaluator-v{EVALUATOR_VERSION}-classifier-{first.weights_sha256()[:12]}"
     scorer.evaluator = StackedEvaluator(first, 3)
     assert scorer.features_name() == (f"stacked-ganstab-evaluator-v{EVALUATOR_VERSION}-classifier-"
