@@ -79,9 +79,9 @@ SPACE: dict[str, Any] = {
     "model.latent_dim": [2, 8],
     "model.g_norm": ["none", "batch", "layer"],
     "model.d_norm": ["none", "spectral", "layer", "batch"],
-    "penalty.gp": [0.0, 0.0, 0.0, 1.0, 10.0],
-    "penalty.r1": [0.0, 0.0, 0.0, 0.1, 1.0, 10.0],
-    "penalty.clip": [0.0, 0.0, 0.0, 0.0, 0.01, 0.1],
+    # at most one regulariser per recipe, as published recipes do: none, a gradient penalty, R1 or weight clipping
+    "regulariser": ["none", "none", "none", "none", "penalty.gp=1.0", "penalty.gp=10.0", "penalty.r1=0.1",
+                    "penalty.r1=1.0", "penalty.r1=10.0", "penalty.clip=0.01", "penalty.clip=0.1"],
     "loss.real_label": [1.0, 1.0, 0.9],  # one-sided smoothing; applied to minimax, nonsaturating, lsgan only
 }
 SMOOTHABLE = {"minimax", "nonsaturating", "lsgan"}
@@ -118,7 +118,10 @@ def draw_recipe(index: int, attempt: int = 0) -> dict[str, Any]:
             drawn[key] = _round3(math.exp(rng.uniform(math.log(low), math.log(high))))
         else:
             drawn[key] = rng.choice(choices)
-    recipe = {k: v for k, v in drawn.items() if k not in ("beta1", "beta2", "loss.real_label")}
+    recipe = {k: v for k, v in drawn.items() if k not in ("beta1", "beta2", "loss.real_label", "regulariser")}
+    if drawn["regulariser"] != "none":
+        key, value = drawn["regulariser"].split("=")
+        recipe[key] = float(value)
     if recipe["optim.name"] == "adam":
         betas = [drawn["beta1"], drawn["beta2"]]
         recipe["optim.g_betas"] = recipe["optim.d_betas"] = betas
@@ -170,7 +173,7 @@ def train_one(index: int, workdir: Path) -> dict[str, Any]:
     run = RunDir(out)
     return {"run": f"run-{index:03d}", "index": index, "recipe": recipe, "refused_draws": refused,
             "config": to_dict(cfg), "error": error, "wall_s": round(time.perf_counter() - t0, 2),
-            "cpu_s": round(time.process_time() - c0, 2), "metrics": read_jsonl(run.metrics),
+            "cpu_s": round(time.process_time() - c0, 2), "metrics": read_jsonl(run.metrics) if run.metrics.is_file() else [],
             "findings": read_jsonl(run.findings) if run.findings.is_file() else []}
 
 
@@ -272,6 +275,17 @@ def truth(metrics: Sequence[Mapping[str, Any]], modes_total: int) -> tuple[bool,
     return failed, text
 
 
+def failure_kinds(metrics: Sequence[Mapping[str, Any]], modes_total: int) -> list[str]:
+    """Which parts of the truth rule a run fails: no_final, modes, hq, reverse_kl (empty for a healthy run)."""
+    final = final_test_record(metrics)
+    if final is None or None in (final.get("eval_modes"), final.get("eval_hq_fraction"),
+                                 final.get("eval_reverse_kl")):
+        return ["no_final"]
+    return [kind for kind, bad in (("modes", final["eval_modes"] < TRUTH["modes_fraction"] * modes_total),
+                                   ("hq", final["eval_hq_fraction"] < TRUTH["hq_fraction"]),
+                                   ("reverse_kl", final["eval_reverse_kl"] > TRUTH["reverse_kl"])) if bad]
+
+
 def offline_findings(record: Mapping[str, Any], step: int) -> list[Finding]:
     """The shipped doctor (code defaults) over the metrics lines up to `step` but the test line."""
     seen = [r for r in record["metrics"] if not is_test_record(r) and r.get("step", math.inf) <= step]
@@ -302,7 +316,8 @@ def judge(record: Mapping[str, Any]) -> dict[str, Any]:
     failed, why = truth(record["metrics"], modes_total)
     training = [r for r in record["metrics"] if is_training_record(r)]
     last_step = training[-1]["step"] if training else 0
-    row: dict[str, Any] = {"truly_failed": failed, "final": why, "last_step": last_step,
+    row: dict[str, Any] = {"truly_failed": failed, "final": why, "kinds": failure_kinds(record["metrics"], modes_total),
+                           "last_step": last_step,
                            "seconds": training[-1]["time"] if training else 0.0, "error": record["error"]}
     for cut, fraction in CUTS.items():
         step = int(BUDGET * fraction)
@@ -335,8 +350,16 @@ def table(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             counts[f"{r[cut]['verdict']}|{'failed' if r['truly_failed'] else 'ok'}"] += 1
         tp, fp = counts["failed|failed"], counts["failed|ok"]
         fn = counts["warnings|failed"] + counts["healthy|failed"]
+        flagged_tp = tp + counts["warnings|failed"]
+        flagged = flagged_tp + fp + counts["warnings|ok"]
         out[cut] = {"step": int(BUDGET * fraction), "counts": counts, "tp": tp, "fp": fp, "fn": fn,
                     "tn": len(runs) - tp - fp - fn, "precision": rate(tp, tp + fp), "recall": rate(tp, tp + fn),
+                    "flagged_precision": rate(flagged_tp, flagged),
+                    "flagged_recall": rate(flagged_tp, out["truly_failed"]),
+                    "recall_by_kind": {kind: rate(sum(r[cut]["verdict"] == "failed" for r in runs.values()
+                                                      if kind in r["kinds"]),
+                                                  sum(kind in r["kinds"] for r in runs.values()))
+                                       for kind in ("no_final", "modes", "hq", "reverse_kl")},
                     "live_agrees": sum(r[cut]["verdict"] == r[cut]["live"] for r in runs.values())}
     stopped = [r for r in runs.values() if r["truly_failed"] and r["first_error_step"] is not None]
     wrong = [r for r in runs.values() if not r["truly_failed"] and r["first_error_step"] is not None]
@@ -381,6 +404,15 @@ def markdown(result: Mapping[str, Any]) -> str:
         c = scored[cut]
         lines.append(f"| {cut.split('_')[1]} % | {c['step']} | {_ci(c['precision'])} | {_ci(c['recall'])} | "
                      f"{c['tp']} | {c['fp']} | {c['fn']} | {c['tn']} | {c['live_agrees']}/{scored['runs']} |")
+    lines += ["", "A warning or an error (verdict `failed` or `warnings`) as the alarm:", "",
+              "| cut | precision [95 % CI] | recall [95 % CI] |", "|---|---|---|"]
+    lines += [f"| {cut.split('_')[1]} % | {_ci(scored[cut]['flagged_precision'])} | "
+              f"{_ci(scored[cut]['flagged_recall'])} |" for cut in CUTS]
+    lines += ["", "Recall of `failed` by the part of the truth rule a run fails (a run may fail several):", "",
+              "| cut | no final evaluation | modes < 80 % | HQ < 0.5 | reverse KL > 0.3 |", "|---|---|---|---|---|"]
+    lines += [f"| {cut.split('_')[1]} % | " + " | ".join(_ci(scored[cut]["recall_by_kind"][kind]) for kind in
+                                                          ("no_final", "modes", "hq", "reverse_kl")) + " |"
+              for cut in CUTS]
     lines += ["", "Verdict by truth (truly failed / not):", "", "| cut | failed | warnings | healthy |",
               "|---|---|---|---|"]
     for cut in CUTS:
@@ -408,6 +440,53 @@ def markdown(result: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _link(value: Any, pointer: str, decimals: int = 2, percent: bool = False) -> str:
+    """A figure in the house format: its text links to results/doctor_blind.json and the JSON Pointer holding it."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, int) and not percent:
+        text = f"{value:,}"
+    else:
+        text = f"{100 * value:.{decimals}f} %" if percent else f"{value:.{decimals}f}"
+    return f"[{text}](results/{STEM}.json#/table/{pointer})"
+
+
+def _linked_ci(scored: Mapping[str, Any], cut: str, name: str) -> str:
+    item = scored[cut][name]
+    base = f"{cut}/{name}"
+    if item["value"] is None:
+        return "n/a (no runs)"
+    return (f"{_link(item['value'], base + '/value')} [{_link(item['low'], base + '/low')}, "
+            f"{_link(item['high'], base + '/high')}] ({_link(item['k'], base + '/k')}/{_link(item['n'], base + '/n')})")
+
+
+def results_section(result: Mapping[str, Any]) -> str:
+    """The table for benchmarks/RESULTS.md, every figure linked to the key of results/doctor_blind.json holding it."""
+    scored = result["table"]
+    lines = ["| cut (G step) | precision of `failed` [95 % CI] (k/n) | recall of truly failed [95 % CI] (k/n) | "
+             "TP | FP | FN | TN | alarm = warning or error: precision / recall |",
+             "|---|---|---|---|---|---|---|---|"]
+    for cut in CUTS:
+        c = scored[cut]
+        lines.append(f"| {cut.split('_')[1]} % ({_link(c['step'], cut + '/step')}) | {_linked_ci(scored, cut, 'precision')} | "
+                     f"{_linked_ci(scored, cut, 'recall')} | {_link(c['tp'], cut + '/tp')} | {_link(c['fp'], cut + '/fp')} | "
+                     f"{_link(c['fn'], cut + '/fn')} | {_link(c['tn'], cut + '/tn')} | "
+                     f"{_link(c['flagged_precision']['value'], cut + '/flagged_precision/value')} / "
+                     f"{_link(c['flagged_recall']['value'], cut + '/flagged_recall/value')} |")
+    lines += ["", "| cut | recall: no final evaluation | modes < 80 % | HQ < 0.5 | reverse KL > 0.3 |",
+              "|---|---|---|---|---|"]
+    for cut in CUTS:
+        cells = []
+        for kind in ("no_final", "modes", "hq", "reverse_kl"):
+            item = scored[cut]["recall_by_kind"][kind]
+            base = f"{cut}/recall_by_kind/{kind}"
+            cells.append("n/a (no runs)" if item["value"] is None else
+                         f"{_link(item['value'], base + '/value')} ({_link(item['k'], base + '/k')}/"
+                         f"{_link(item['n'], base + '/n')})")
+        lines.append(f"| {cut.split('_')[1]} % | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def write(result: Mapping[str, Any]) -> None:
     """results/doctor_blind.json and .md."""
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -424,6 +503,8 @@ def score(result: dict[str, Any], folder: Path = RECORDS) -> dict[str, Any]:
         if record["config"]["doctor"] != result["frozen"]["doctor"]:
             raise SystemExit(f"doctor_blind: {record['run']} ran with other doctor settings than the frozen ones")
     result["table"] = table(records)
+    result["scored"] = {"git": git_commit(),
+                        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     return result
 
 
@@ -435,7 +516,12 @@ def main() -> None:
                         help="start no new run after this many minutes (the runs done are scored)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/ganstab-doctor-blind"))
     parser.add_argument("--recompute", action="store_true", help="score the stored records again, no training")
+    parser.add_argument("--section", action="store_true",
+                        help="print the table for RESULTS.md with linked figures (from the result file)")
     args = parser.parse_args()
+    if args.section:
+        print(results_section(json.loads((RESULTS / f"{STEM}.json").read_text(encoding="utf-8"))))
+        return
     path = RESULTS / f"{STEM}.json"
     if args.recompute:
         if not path.is_file():
