@@ -173,7 +173,8 @@ def train_one(index: int, workdir: Path) -> dict[str, Any]:
     run = RunDir(out)
     return {"run": f"run-{index:03d}", "index": index, "recipe": recipe, "refused_draws": refused,
             "config": to_dict(cfg), "error": error, "wall_s": round(time.perf_counter() - t0, 2),
-            "cpu_s": round(time.process_time() - c0, 2), "metrics": read_jsonl(run.metrics) if run.metrics.is_file() else [],
+            "cpu_s": round(time.process_time() - c0, 2),
+            "metrics": read_jsonl(run.metrics) if run.metrics.is_file() else [],
             "findings": read_jsonl(run.findings) if run.findings.is_file() else []}
 
 
@@ -456,20 +457,21 @@ def _linked_ci(scored: Mapping[str, Any], cut: str, name: str) -> str:
     base = f"{cut}/{name}"
     if item["value"] is None:
         return "n/a (no runs)"
-    return (f"{_link(item['value'], base + '/value')} [{_link(item['low'], base + '/low')}, "
-            f"{_link(item['high'], base + '/high')}] ({_link(item['k'], base + '/k')}/{_link(item['n'], base + '/n')})")
+    return (f"{_link(item['value'], base + '/value')} ({_link(item['low'], base + '/low')}–"
+            f"{_link(item['high'], base + '/high')}; {_link(item['k'], base + '/k')}/{_link(item['n'], base + '/n')})")
 
 
 def results_section(result: Mapping[str, Any]) -> str:
     """The table for benchmarks/RESULTS.md, every figure linked to the key of results/doctor_blind.json holding it."""
     scored = result["table"]
-    lines = ["| cut (G step) | precision of `failed` [95 % CI] (k/n) | recall of truly failed [95 % CI] (k/n) | "
+    lines = ["| cut (G step) | precision of `failed` (95 % CI; k/n) | recall of truly failed (95 % CI; k/n) | "
              "TP | FP | FN | TN | alarm = warning or error: precision / recall |",
              "|---|---|---|---|---|---|---|---|"]
     for cut in CUTS:
         c = scored[cut]
-        lines.append(f"| {cut.split('_')[1]} % ({_link(c['step'], cut + '/step')}) | {_linked_ci(scored, cut, 'precision')} | "
-                     f"{_linked_ci(scored, cut, 'recall')} | {_link(c['tp'], cut + '/tp')} | {_link(c['fp'], cut + '/fp')} | "
+        lines.append(f"| {cut.split('_')[1]} % ({_link(c['step'], cut + '/step')}) | "
+                     f"{_linked_ci(scored, cut, 'precision')} | {_linked_ci(scored, cut, 'recall')} | "
+                     f"{_link(c['tp'], cut + '/tp')} | {_link(c['fp'], cut + '/fp')} | "
                      f"{_link(c['fn'], cut + '/fn')} | {_link(c['tn'], cut + '/tn')} | "
                      f"{_link(c['flagged_precision']['value'], cut + '/flagged_precision/value')} / "
                      f"{_link(c['flagged_recall']['value'], cut + '/flagged_recall/value')} |")
@@ -484,6 +486,18 @@ def results_section(result: Mapping[str, Any]) -> str:
                          f"{_link(item['value'], base + '/value')} ({_link(item['k'], base + '/k')}/"
                          f"{_link(item['n'], base + '/n')})")
         lines.append(f"| {cut.split('_')[1]} % | " + " | ".join(cells) + " |")
+    saved = scored["savings"]
+
+    def link(key: str, **kw: Any) -> str:
+        return _link(saved[key], "savings/" + key, **kw)
+    lines += ["", f"Stopping each run at the live doctor's first error: {link('failed_runs_stopped')} of the "
+              f"{_link(scored['truly_failed'], 'truly_failed')} truly failed runs stopped (median first error at "
+              f"G step {link('median_first_error_step', decimals=0)}), {link('steps_saved')} of their "
+              f"{link('failed_steps_trained')} G steps saved "
+              f"({link('steps_saved_fraction', decimals=1, percent=True)}), "
+              f"{link('seconds_saved', decimals=0)} s of {link('failed_seconds_trained', decimals=0)} s of training; "
+              f"{link('healthy_stopped_wrongly')} of the {link('healthy_runs')} healthy runs stopped wrongly "
+              f"({link('healthy_steps_lost')} G steps lost)."]
     return "\n".join(lines)
 
 
