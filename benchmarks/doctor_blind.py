@@ -355,6 +355,7 @@ def table(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         flagged = flagged_tp + fp + counts["warnings|ok"]
         out[cut] = {"step": int(BUDGET * fraction), "counts": counts, "tp": tp, "fp": fp, "fn": fn,
                     "tn": len(runs) - tp - fp - fn, "precision": rate(tp, tp + fp), "recall": rate(tp, tp + fn),
+                    "false_alarm_rate": rate(fp, len(runs) - out["truly_failed"]),
                     "flagged_precision": rate(flagged_tp, flagged),
                     "flagged_recall": rate(flagged_tp, out["truly_failed"]),
                     "recall_by_kind": {kind: rate(sum(r[cut]["verdict"] == "failed" for r in runs.values()
