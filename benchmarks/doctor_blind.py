@@ -97,7 +97,8 @@ TRUTH_TEXT = ("truly failed = no final evaluation on the test reference, or on i
 
 
 class FrozenMismatch(SystemExit):
-    """The code's doctor defaults are not the ones frozen before the runs: the table would not be blind."""
+    """The table cannot be scored blind: the code's doctor defaults or the stored runs' settings moved, or no
+    result file holds the frozen defaults."""
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -227,6 +228,12 @@ def doctor_defaults() -> dict[str, Any]:
     return {"doctor": DoctorConfig().model_dump(mode="json"), "expected_modes": dict(EXPECTED_MODES)}
 
 
+def refuse(problem: str) -> None:
+    """One line on stderr naming the problem and the fix, then exit status 2."""
+    print(f"doctor_blind: {problem}", file=sys.stderr)
+    raise FrozenMismatch(2)
+
+
 def check_frozen(frozen: Mapping[str, Any]) -> None:
     """Refuse to score (one line, exit status 2) when the code's doctor defaults differ from the frozen ones."""
     now = doctor_defaults()
@@ -235,9 +242,8 @@ def check_frozen(frozen: Mapping[str, Any]) -> None:
     if now["expected_modes"] != frozen["expected_modes"]:
         changed.append("expected_modes")
     if changed:
-        print(f"doctor_blind: the doctor's defaults changed since they were frozen ({', '.join(changed[:5])}); "
-              f"run the benchmark again (a table of new thresholds on these runs would not be blind)", file=sys.stderr)
-        raise FrozenMismatch(2)
+        refuse(f"the doctor's defaults changed since they were frozen ({', '.join(changed[:5])}); "
+               f"run the benchmark again (a table of new thresholds on these runs would not be blind)")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -516,7 +522,7 @@ def score(result: dict[str, Any], folder: Path = RECORDS) -> dict[str, Any]:
     records = load_records(folder)
     for record in records:
         if record["config"]["doctor"] != result["frozen"]["doctor"]:
-            raise SystemExit(f"doctor_blind: {record['run']} ran with other doctor settings than the frozen ones")
+            refuse(f"{record['run']} ran with other doctor settings than the frozen ones; run the benchmark again")
     result["table"] = table(records)
     result["scored"] = {"git": git_commit(),
                         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
@@ -540,7 +546,7 @@ def main() -> None:
     path = RESULTS / f"{STEM}.json"
     if args.recompute:
         if not path.is_file():
-            raise SystemExit(f"doctor_blind: {path} is missing; run the benchmark first")
+            refuse(f"{path} is missing; run the benchmark first (without --recompute)")
         result = score(json.loads(path.read_text(encoding="utf-8")))
         write(result)
         print(markdown(result))
