@@ -402,10 +402,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         try:
             bench_config(name)
         except ValueError as exc:
-            sys.exit(str(exc))
+            print(f"modes2d.py: {exc}", file=sys.stderr)
+            return 2
     for data in data_names:
         if data not in DATASETS:
-            sys.exit(f"unknown dataset {data!r}; known: {', '.join(DATASETS)}")
+            print(f"modes2d.py: unknown dataset {data!r}; known: {', '.join(DATASETS)}", file=sys.stderr)
+            return 2
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     # seed-major order: an interrupted benchmark still has every configuration at the same seeds
