@@ -240,6 +240,7 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             row["hq"], row["hq_se"] = mean_se(hq)
             row["rkl"], row["rkl_se"] = mean_se(rkl)
             row["all_modes"] = sum(1 for m in modes if m >= MODES[data])
+            row["hq_by_seed"] = {str(r["seed"]): r["hq_fraction"] or 0.0 for r in runs}
             val_modes = [r.get("val_modes") or 0.0 for r in runs]
             val_hq = [100 * r["val_hq_fraction"] if r.get("val_hq_fraction") is not None else 0.0 for r in runs]
             row["val_modes"], row["val_modes_se"] = mean_se(val_modes)
@@ -263,11 +264,12 @@ def table(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
     for r in rows:
         out.setdefault(r["data"], {})[r["config"]] = {
             "modes": {"mean": r["modes"], "se": r["modes_se"]},
-            "hq_fraction": {"mean": r["hq"] / 100, "se": r["hq_se"] / 100},
+            "hq_fraction": {"mean": r["hq"] / 100, "se": r["hq_se"] / 100, "min": min(r["hq_by_seed"].values()),
+                            "max": max(r["hq_by_seed"].values()), "by_seed": r["hq_by_seed"]},
             "reverse_kl": {"mean": r["rkl"], "se": r["rkl_se"]},
             "val_modes": {"mean": r["val_modes"], "se": r["val_modes_se"]},
             "val_hq_fraction": {"mean": r["val_hq"] / 100, "se": r["val_hq_se"] / 100},
-            "all_modes": r["all_modes"], "seeds": r["seeds"], "failed": r["failed"]}
+            "all_modes": r["all_modes"], "seeds": r["seeds"], "failed": r["failed"], "cpu_s": r["cpu_s"]}
     return out
 
 

@@ -86,15 +86,15 @@ def test_final_scores_are_the_last_steps_validation_and_test_lines(bench) -> Non
     assert bench.final_scores(evals[:2], 1000) == (evals[1], {})
 
 
-def _record(config: str, modes: float, hq: float, rkl: float, val_modes: float, val_hq: float) -> dict:
-    return {"config": config, "data": "ring8", "modes": modes, "hq_fraction": hq, "reverse_kl": rkl,
+def _record(config: str, seed: int, modes: float, hq: float, rkl: float, val_modes: float, val_hq: float) -> dict:
+    return {"config": config, "data": "ring8", "seed": seed, "modes": modes, "hq_fraction": hq, "reverse_kl": rkl,
             "val_modes": val_modes, "val_hq_fraction": val_hq, "wall_s": 10.0, "cpu_s": 5.0,
             "findings": {"by_severity": {}, "codes": [], "mode_collapse": False}}
 
 
 def test_table_is_keyed_by_data_and_config_with_hq_as_a_fraction(bench) -> None:
-    records = [_record("r3gan", 8, 0.9, 0.01, 8, 0.8), _record("r3gan", 6, 0.7, 0.03, 7, 0.6),
-               _record("modes2d", 8, 0.95, 0.002, 8, 0.9)]
+    records = [_record("r3gan", 0, 8, 0.9, 0.01, 8, 0.8), _record("r3gan", 1, 6, 0.7, 0.03, 7, 0.6),
+               _record("modes2d", 0, 8, 0.95, 0.002, 8, 0.9)]
     rows = bench.summarize(records)
     assert [row["config"] for row in rows] == ["r3gan", "modes2d"]  # in order of first record
     table = bench.table(rows)
@@ -103,6 +103,9 @@ def test_table_is_keyed_by_data_and_config_with_hq_as_a_fraction(bench) -> None:
     assert r3gan["modes"] == {"mean": 7.0, "se": 1.0}
     assert r3gan["hq_fraction"]["mean"] == pytest.approx(0.8, abs=1e-12)
     assert r3gan["hq_fraction"]["se"] == pytest.approx(0.1, abs=1e-12)
+    assert (r3gan["hq_fraction"]["min"], r3gan["hq_fraction"]["max"]) == (0.7, 0.9)
+    assert r3gan["hq_fraction"]["by_seed"] == {"0": 0.9, "1": 0.7}
+    assert r3gan["cpu_s"] == 5.0
     assert r3gan["reverse_kl"]["mean"] == pytest.approx(0.02, abs=1e-12)
     assert r3gan["val_modes"] == {"mean": 7.5, "se": 0.5}
     assert r3gan["val_hq_fraction"]["mean"] == pytest.approx(0.7, abs=1e-12)
