@@ -10,12 +10,20 @@ are printed beside them and labelled as such; they are not re-run.
 
 Every baseline uses the toy architecture (MLPs of width 128 x depth 3, latent dim 2, batch 256,
 3,000 G steps) with its preset's loss, penalty, optimiser, norms, n_critic, EMA and label
-settings; `modes2d` is the preset as shipped.
+settings; `modes2d` is the preset as shipped. `r3gan` is R3GAN's recipe (relativistic pairing loss,
+R1 + R2, gamma decayed, Adam beta2 ramped, lr decayed) on `modes2d`'s networks, batch, steps and EMA,
+so that the two differ in the loss, regularisation and optimiser schedule only; `r3gan@<gamma>` is the
+same with another starting gamma (for a search, on seeds that no table reports: `--first-seed`).
+
+Every run's scores are its final evaluation on the test reference (`eval_split: test`); the
+validation scores of the same step are kept beside them (`val_*`), and only they may select.
 
 Usage:
     python benchmarks/modes2d.py                 # 10 seeds, --jobs 2
     python benchmarks/modes2d.py --quick         # 2 seeds, a third of the steps (< 10 minutes)
     python benchmarks/modes2d.py --seeds 3 --configs gan,modes2d --datasets grid25
+    python benchmarks/modes2d.py --seeds 3 --configs modes2d,r3gan --tag r3gan
+    python benchmarks/modes2d.py --seeds 1 --first-seed 100 --configs r3gan@0.01,r3gan@0.1,r3gan@1 --tag r3gan-gamma
 Runs go to --workdir (default /tmp/ganstab-modes2d); a run whose result.json is there is reused
 with --reuse. Outputs: benchmarks/results/modes2d.md, benchmarks/results/modes2d.json and
 benchmarks/modes2d.png (or --tag to write modes2d-<tag>.*).
@@ -28,6 +36,7 @@ import datetime
 import json
 import math
 import shlex
+import subprocess
 import sys
 import time
 import warnings
@@ -72,6 +81,45 @@ CONFIGS: dict[str, BenchConfig] = {
     "modes2d": BenchConfig("modes2d", (), "the `modes2d` preset as shipped"),
 }
 
+#: R3GAN on 2-D: the starting gamma of R1 and R2, set by a rule, not searched: the R1 weight that `modes2d` uses on
+#: these networks, for R1 and R2 alike; both decay to a tenth as in R3GAN's recipes (benchmarks/RESULTS.md).
+R3GAN_2D_GAMMA = 0.1
+#: images seen over which R3GAN's schedules run: the whole modes2d budget, 10,000 G steps x 2 real batches of 256
+#: (the relativistic G step draws a real batch too, and images_seen counts it)
+R3GAN_2D_IMAGES = 10_000 * 2 * 256
+
+
+def r3gan_2d(gamma: float) -> BenchConfig:
+    """R3GAN's recipe on `modes2d`'s networks and budget: RpGAN + R1 + R2 (gamma -> gamma/10), lr/4, beta2 ramp."""
+    moves = (("gamma_r1", "penalty.r1", gamma / 10), ("gamma_r2", "penalty.r2", gamma / 10),
+             ("lr_g", "optim.g_lr", 2.5e-4), ("lr_d", "optim.d_lr", 2.5e-4),
+             ("beta2_g", "optim.g_beta2", 0.99), ("beta2_d", "optim.d_beta2", 0.99))
+    overrides = ["loss.kind=relativistic", f"penalty.r1={gamma:g}", f"penalty.r2={gamma:g}",
+                 "optim.g_betas=[0.0,0.9]", "optim.d_betas=[0.0,0.9]"]
+    for name, key, end in moves:
+        overrides += [f"schedule.{name}.key={key}", f"schedule.{name}.end={end:g}",
+                      f"schedule.{name}.images={R3GAN_2D_IMAGES}", f"schedule.{name}.kind=cosine"]
+    note = (f"preset `modes2d` (toy MLPs, batch 256, 10k steps, EMA 20k) with R3GAN's recipe: relativistic pairing "
+            f"loss, R1 = R2 = {gamma:g} -> {gamma / 10:g}, lr 1e-3 -> 2.5e-4, betas (0, 0.9 -> 0.99), all cosine over "
+            f"the run's {R3GAN_2D_IMAGES:,} images seen")
+    return BenchConfig("modes2d", tuple(overrides), note)
+
+
+def bench_config(name: str) -> BenchConfig:
+    """The configuration named `name`: one of CONFIGS, `r3gan` (gamma R3GAN_2D_GAMMA) or `r3gan@<gamma>`."""
+    if name in CONFIGS:
+        return CONFIGS[name]
+    if name == "r3gan":
+        return r3gan_2d(R3GAN_2D_GAMMA)
+    if name.startswith("r3gan@"):
+        try:
+            gamma = float(name[len("r3gan@"):])
+        except ValueError:
+            gamma = -1.0
+        if gamma > 0 and math.isfinite(gamma):
+            return r3gan_2d(gamma)
+    raise ValueError(f"unknown config {name!r}; known: {', '.join(CONFIGS)}, r3gan, r3gan@<gamma > 0>")
+
 #: Published numbers (not re-run): (source, config, dataset, modes, hq %, reverse KL or None).
 PUBLISHED = [
     ("PacGAN Table 1", "GAN", "grid25", 17.3, 94.8, None),
@@ -86,7 +134,7 @@ def run_overrides(name: str, data: str, seed: int, out: Path, quick: bool, eval_
     """The preset and key=value overrides of one benchmark run."""
     from ganstab.pipeline import load_config
 
-    bench = CONFIGS[name]
+    bench = bench_config(name)
     overrides = list(bench.overrides) + [f"data.name={data}", f"seed={seed}"]
     steps = load_config(preset=bench.preset, overrides=overrides).train.steps
     if quick:
@@ -114,6 +162,15 @@ def count_findings(path: Path) -> dict[str, Any]:
             "mode_collapse": any(c.startswith("mode_collapse") for c in codes)}
 
 
+def final_scores(evals: list[dict[str, Any]], steps: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The final evaluation's validation line and its test line at `steps` ({} for a missing one)."""
+    # the final eval lines count even if something after them (plots, report) failed
+    final = [e for e in evals if e["step"] == steps and e.get("final")]
+    validation = [e for e in final if e.get("eval_split") == "validation"]
+    test = [e for e in final if e.get("eval_split") == "test"]
+    return (validation[-1] if validation else {}), (test[-1] if test else {})
+
+
 def run_one(job: tuple[str, str, int, str, bool, int]) -> dict[str, Any]:
     """Train one (config, dataset, seed) in this worker process and return its scores and costs."""
     name, data, seed, workdir, quick, eval_every = job
@@ -139,13 +196,15 @@ def run_one(job: tuple[str, str, int, str, bool, int]) -> dict[str, Any]:
     metrics = out / "metrics.jsonl"
     if metrics.exists():
         evals = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if '"eval_modes"' in line]
-    # the final eval line counts even if something after it (plots, report) failed
-    last = evals[-1] if evals and evals[-1]["step"] == cfg.train.steps else {}
+    validation, test = final_scores(evals, cfg.train.steps)
     record = {
         "config": name, "data": data, "seed": seed, "preset": preset, "overrides": overrides, "steps": steps,
-        "modes": last.get("eval_modes"), "hq_fraction": last.get("eval_hq_fraction"),
-        "reverse_kl": last.get("eval_reverse_kl"), "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
-        "eval_series": [(e["step"], e["eval_modes"], e["eval_hq_fraction"]) for e in evals],
+        "modes": test.get("eval_modes"), "hq_fraction": test.get("eval_hq_fraction"),
+        "reverse_kl": test.get("eval_reverse_kl"), "eval_split": test.get("eval_split"),
+        "val_modes": validation.get("eval_modes"), "val_hq_fraction": validation.get("eval_hq_fraction"),
+        "val_reverse_kl": validation.get("eval_reverse_kl"), "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+        "eval_series": [(e["step"], e["eval_modes"], e["eval_hq_fraction"]) for e in evals
+                        if e.get("eval_split") != "test"],
         "findings": count_findings(out / "findings.jsonl"), "error": error,
     }
     (out / "result.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
@@ -163,9 +222,9 @@ def mean_se(values: list[float]) -> tuple[float, float]:
 
 
 def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (config, dataset): means +- standard errors, all-mode seeds, times and findings."""
+    """One row per (config, dataset), configs in order of first record: means +- s.e., all-mode seeds, times, findings."""
     rows = []
-    for name in CONFIGS:
+    for name in dict.fromkeys(r["config"] for r in records):
         for data in DATASETS:
             runs = [r for r in records if r["config"] == name and r["data"] == data]
             if not runs:
@@ -180,6 +239,11 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             row["hq"], row["hq_se"] = mean_se(hq)
             row["rkl"], row["rkl_se"] = mean_se(rkl)
             row["all_modes"] = sum(1 for m in modes if m >= MODES[data])
+            row["hq_by_seed"] = {str(r["seed"]): r["hq_fraction"] or 0.0 for r in runs}
+            val_modes = [r.get("val_modes") or 0.0 for r in runs]
+            val_hq = [100 * r["val_hq_fraction"] if r.get("val_hq_fraction") is not None else 0.0 for r in runs]
+            row["val_modes"], row["val_modes_se"] = mean_se(val_modes)
+            row["val_hq"], row["val_hq_se"] = mean_se(val_hq)
             row["wall_s"] = sum(r["wall_s"] for r in runs) / len(runs)
             row["wall_max_s"] = max(r["wall_s"] for r in runs)
             row["cpu_s"] = sum(r["cpu_s"] for r in runs) / len(runs)
@@ -191,6 +255,33 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             row["collapse_runs"] = sum(1 for r in runs if r["findings"]["mode_collapse"])
             rows.append(row)
     return rows
+
+
+def table(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """The rows keyed by dataset then config, each score as {mean, se} (HQ as a fraction): stable keys to cite."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        out.setdefault(r["data"], {})[r["config"]] = {
+            "modes": {"mean": r["modes"], "se": r["modes_se"]},
+            "hq_fraction": {"mean": r["hq"] / 100, "se": r["hq_se"] / 100, "min": min(r["hq_by_seed"].values()),
+                            "max": max(r["hq_by_seed"].values()), "by_seed": r["hq_by_seed"]},
+            "reverse_kl": {"mean": r["rkl"], "se": r["rkl_se"]},
+            "val_modes": {"mean": r["val_modes"], "se": r["val_modes_se"]},
+            "val_hq_fraction": {"mean": r["val_hq"] / 100, "se": r["val_hq_se"] / 100},
+            "all_modes": r["all_modes"], "seeds": r["seeds"], "failed": r["failed"], "cpu_s": r["cpu_s"]}
+    return out
+
+
+def git_commit() -> str:
+    """The checkout's HEAD commit, with '+dirty' when tracked files differ from it ('unknown' outside git)."""
+    try:
+        head = subprocess.run(["git", "-C", str(HERE), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(HERE), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
 
 
 def _findings_text(row: dict[str, Any]) -> str:
@@ -207,6 +298,7 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "# 2-D mode collapse (PacGAN protocol)",
         "",
         f"- Command: `{meta['command']}`",
+        f"- Commit: {meta.get('commit', 'unknown')}",
         f"- Date: {meta['date']}; wall time of this invocation {meta['total_wall_s'] / 60:.1f} min "
         f"({meta.get('reused_runs', 0)} runs reused from --workdir)",
         f"- Machine: {m['cpu']}, {m['cores']} logical cores (shared), torch {m['torch']}, Python {m['python']}; "
@@ -214,8 +306,9 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "- Protocol: ring8 (radius 1, std 0.01) and grid25 ({-4,-2,0,2,4}^2, std 0.05); 2,500 samples from the "
         "sampling network (EMA copy when enabled); high quality = within 3 std of the nearest mode; a mode is "
         "captured when at least one HQ sample is nearest to it; reverse KL of the HQ samples' mode histogram "
-        "against uniform.",
-        f"- Seeds per row: {meta['seeds']}{' (quick mode: a third of the steps)' if meta['quick'] else ''}; "
+        "against uniform. Scores are the final evaluation on the test reference; `val` columns are the same "
+        "step on the validation reference (the only ones a choice may use).",
+        f"- Seeds per row: {meta['seeds']} (seeds {meta.get('first_seed', 0)}–{meta.get('first_seed', 0) + meta['seeds'] - 1}){' (quick mode: a third of the steps)' if meta['quick'] else ''}; "
         "values are mean ± standard error over seeds; `all` = seeds that captured every mode; time = mean wall "
         "time per run (max in brackets) while the listed number of runs shared the machine.",
         f"- Doctor: eval every {meta['eval_every']} steps; findings summed over seeds by severity; "
@@ -225,24 +318,26 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         lines.append(f"- Note: {meta['note']}")
     lines += [
         "",
-        "| config | data | modes | HQ % | reverse KL | all | time/run s | CPU s | doctor findings | collapse |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| config | data | modes | HQ % | reverse KL | all | val modes | val HQ % | time/run s | CPU s "
+        "| doctor findings | collapse |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         failed = f" ({r['failed']} failed)" if r["failed"] else ""
         lines.append(
             f"| {r['config']} | {r['data']} | {r['modes']:.2f} ± {r['modes_se']:.2f} | {r['hq']:.1f} ± {r['hq_se']:.1f} "
             f"| {r['rkl']:.3f} ± {r['rkl_se']:.3f} | {r['all_modes']}/{r['seeds']}{failed} "
+            f"| {r['val_modes']:.2f} ± {r['val_modes_se']:.2f} | {r['val_hq']:.1f} ± {r['val_hq_se']:.1f} "
             f"| {r['wall_s']:.0f} ({r['wall_max_s']:.0f}) | {r['cpu_s']:.0f} | {_findings_text(r)} "
             f"| {r['collapse_runs']}/{r['seeds']} |")
     for source, name, data, modes, hq, rkl in PUBLISHED:
         rkl_text = f"{rkl:.2f}" if rkl is not None else "–"
         lines.append(f"| {name} (published, {source}; not re-run) | {data} | {modes} | {hq} | {rkl_text} "
-                     "| – | – | – | – | – |")
+                     "| – | – | – | – | – | – | – |")
     lines += ["", "Configurations (all on the toy architecture unless noted):", ""]
-    for name, bench in CONFIGS.items():
-        if any(r["config"] == name for r in rows):
-            lines.append(f"- `{name}`: preset `{bench.preset}`; {bench.note}.")
+    for name in dict.fromkeys(r["config"] for r in rows):
+        bench = bench_config(name)
+        lines.append(f"- `{name}`: preset `{bench.preset}`; {bench.note}.")
     return "\n".join(lines) + "\n"
 
 
@@ -284,7 +379,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, default=None, help="seeds per configuration (default 10; 2 with --quick)")
     p.add_argument("--quick", action="store_true", help="2 seeds and a third of the steps")
     p.add_argument("--jobs", type=int, default=2, help="parallel worker processes (each train.threads=1)")
-    p.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of " + ",".join(CONFIGS))
+    p.add_argument("--first-seed", type=int, default=0, help="first seed (a search uses seeds no table reports)")
+    p.add_argument("--configs", default=",".join(CONFIGS),
+                   help="comma-separated subset of " + ",".join(CONFIGS) + ",r3gan,r3gan@<gamma>")
     p.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated subset of ring8,grid25")
     p.add_argument("--eval-every", type=int, default=500, help="steps between eval lines (the doctor's series)")
     p.add_argument("--workdir", default="/tmp/ganstab-modes2d", help="folder for the run folders")
@@ -314,16 +411,20 @@ def main(argv: Optional[list[str]] = None) -> int:
     names = [c for c in args.configs.split(",") if c]
     data_names = [d for d in args.datasets.split(",") if d]
     for name in names:
-        if name not in CONFIGS:
-            sys.exit(f"unknown config {name!r}; known: {', '.join(CONFIGS)}")
+        try:
+            bench_config(name)
+        except ValueError as exc:
+            print(f"modes2d.py: {exc}", file=sys.stderr)
+            return 2
     for data in data_names:
         if data not in DATASETS:
-            sys.exit(f"unknown dataset {data!r}; known: {', '.join(DATASETS)}")
+            print(f"modes2d.py: unknown dataset {data!r}; known: {', '.join(DATASETS)}", file=sys.stderr)
+            return 2
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     # seed-major order: an interrupted benchmark still has every configuration at the same seeds
     jobs = [(n, d, s, str(workdir), args.quick, args.eval_every)
-            for s in range(args.seeds) for n in names for d in data_names]
+            for s in range(args.first_seed, args.first_seed + args.seeds) for n in names for d in data_names]
     records, todo = [], []
     for job in jobs:
         cached = workdir / f"{job[0]}-{job[1]}-s{job[2]}" / "result.json"
@@ -344,14 +445,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     rows = summarize(records)
     meta = {"command": "python " + " ".join(shlex.quote(a) for a in [str(Path(sys.argv[0]))] + sys.argv[1:]),
             "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-            "machine": machine(), "jobs": args.jobs, "seeds": args.seeds, "quick": args.quick,
+            "machine": machine(), "commit": git_commit(), "jobs": args.jobs, "seeds": args.seeds,
+            "first_seed": args.first_seed, "quick": args.quick,
             "eval_every": args.eval_every, "total_wall_s": total, "note": args.note,
             "reused_runs": len(records) - len(todo)}
     text = markdown(rows, meta)
     print(text)
     published = [dict(zip(("source", "config", "data", "modes", "hq", "reverse_kl"), p)) for p in PUBLISHED]
     png = write_results(output_stem("modes2d", args.tag), text,
-                        {"meta": meta, "rows": rows, "published": published, "runs": records})
+                        {"meta": meta, "table": table(rows), "rows": rows, "published": published, "runs": records})
     add_summary(output_stem("modes2d", args.tag), summarise)
     plot(rows, png)
     return 0
