@@ -433,7 +433,7 @@ def test_eval_run_writes_the_inception_json_beside_the_evaluators(fidelity: Modu
     before = _files(digits_run)
     assert main(["eval", "--run", str(digits_run), "--n", str(N), "--features", "inception", "--inception-weights",
                  str(weights)]) == 0
-    written = digits_run / f"eval-n{N}-seed3-inception.json"
+    written = digits_run / f"eval-n{N}-seed7-inception.json"
     record = json.loads(written.read_text())
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
     assert {k: record[k] for k in ("split", "reference_n", "n", "features", "resize")} == {

@@ -201,8 +201,8 @@ def test_eval_reproduces_training_final_evaluation(toy_run: Path, capsys) -> Non
     capsys.readouterr()
     assert main(["eval", "--run", str(toy_run)]) == 0
     cfg = load_config(None, [], preset="toy")
-    written = json.loads((toy_run / f"eval-n300-seed{cfg.seed + 3}.json").read_text())
-    assert written["seed"] == cfg.seed + 3 and written["step"] == final["step"] == 300
+    written = json.loads((toy_run / f"eval-n300-seed{cfg.seed + 7}.json").read_text())  # the test line's seed
+    assert written["seed"] == cfg.seed + 7 and written["step"] == final["step"] == 300
     assert final["eval_modes"] > 0
     for key in ("modes", "hq_fraction", "reverse_kl"):
         assert written[key] == final[f"eval_{key}"], key
@@ -512,3 +512,13 @@ def test_report_and_doctor_do_not_expand_an_alias_bomb_in_config_yaml(tmp_path: 
         f"ganstab: error: config file {str(run / 'config.yaml')!r} expands to more than 100,000 values at line 7; a "
         "config holds a few hundred, so remove aliases repeated inside aliases (*name) or the long lists"]
     assert time.time() - started < 60
+
+
+def test_the_final_test_line_scores_other_samples_than_the_validation_line(toy_run: Path) -> None:
+    """On 2-D data the mode scores compare samples with the known centres, not with a reference: the test line must
+    score its own generated samples, or it repeats the validation line that selected (bug: both used seed + 3)."""
+    lines = [r for r in read_jsonl(toy_run / "metrics.jsonl") if r.get("final")]
+    validation = [r for r in lines if r.get("eval_split") == "validation"][-1]
+    test = [r for r in lines if is_test_record(r)][-1]
+    assert validation["step"] == test["step"] == 300
+    assert validation["eval_hq_fraction"] != test["eval_hq_fraction"]

@@ -94,7 +94,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                              num_classes=classes, label_probs=run_label_distribution(cfg.model, data.labels, classes),
                              inception=inception)
     fixed_z = fixed_latents(cfg.seed, cfg.log.n_samples, cfg.model.latent_dim).to(device)
-    seed = training_eval_seed(cfg.seed) if args.seed is None else args.seed
+    seed = training_eval_seed(cfg.seed, "test") if args.seed is None else args.seed
     scores = evaluator.evaluate(generator, cfg.model.latent_dim, meta.get("g_kwargs", {}), fixed_z, seed=seed,
                                 split="test")
     provenance = evaluator.provenance("test")
@@ -359,8 +359,8 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:
                    help=f"number of generated samples (default: eval.n of the run, or every sample of --samples; "
                         f"at most {EVAL_MAX:,})")
     p.add_argument("--seed", type=int, default=None,
-                   help="latent seed (default: the run's seed + 3, the seed training's own evaluations use, so the "
-                        "scores of the final export equal the last eval_* line of metrics.jsonl at the same n)")
+                   help="latent seed (default: the run's seed + 7, the seed of training's final test evaluation, so the "
+                        "scores of the final export equal the test eval_* line of metrics.jsonl at the same n)")
     p.add_argument("--best", action="store_true", help="score best/ (the best checkpoint by the main metric)")
     p.add_argument("--features", default=None, metavar="NET",
                    help="ganstab (its evaluator network) or inception (torch-fidelity's InceptionV3: FID, KID, IS, "

@@ -20,9 +20,10 @@ def fixed_latents(seed: int, n: int, latent_dim: int) -> Tensor:
     return torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed + 2))
 
 
-def training_eval_seed(seed: int) -> int:
-    """The latent seed of every evaluation during and after training (`ganstab eval` defaults to it too)."""
-    return seed + 3
+def training_eval_seed(seed: int, split: str = "validation") -> int:
+    """The latent seed of the evaluations on `split`: every validation score shares one, the final test score has its
+    own (so the test line's samples are not the ones that selected; `ganstab eval --run` defaults to it)."""
+    return seed + (7 if split == "test" else 3)
 
 
 class Watcher(Protocol):

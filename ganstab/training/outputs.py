@@ -80,7 +80,7 @@ class OutputsMixin:
         """The sampling network's scores on the `split` reference and their cost in seconds (added to eval_seconds)."""
         started = time.perf_counter()
         scores = self.scorer.evaluate(self.sampler_net(), self.cfg.model.latent_dim, self.g_kwargs(), self.fixed_z,
-                                      seed=training_eval_seed(self.cfg.seed), split=split)
+                                      seed=training_eval_seed(self.cfg.seed, split), split=split)
         cost = time.perf_counter() - started
         self.eval_seconds += cost
         return scores, cost
