@@ -230,7 +230,8 @@ def report(arms: dict[str, dict[str, Any]], found: dict[str, Any], args: argpars
              f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; wall time "
              f"{seconds / 60:.1f} min" + ("" if args.floor_only else " (finished runs of earlier sittings re-read)"),
              f"- Machine: {info['cpu']}, {info['cores']} logical cores, torch {info['torch']}, Python {info['python']}; "
-             f"{args.jobs} run(s) side by side, one thread each; commit {git_commit()}",
+             + ("" if args.floor_only else f"{args.jobs} run(s) side by side, one thread each; ")
+             + f"commit {git_commit()}",
              f"- Modes counted over {args.n:,} samples per run; reverse KL = KL(p_model || uniform over 1,000); "
              f"evaluator `{features}`, 1-channel Fashion-MNIST test accuracy {found['evaluator_accuracy']:.4f}",
              "", f"## Floor: {found['n']:,} real stacked test images", "",

@@ -57,10 +57,11 @@ def run_overrides(seed: int, budget: float, out: Path) -> list[str]:
             "log.sample_every=1000000000", "log.checkpoint_every=5000"]
 
 
-def command(name: str, best: Path, seed: int, budget: float, out: Path) -> list[str]:
-    """The `ganstab train` command of one run: the tuned config or a preset, then the shared overrides."""
+def command(name: str, best: Path, seed: int, budget: float, out: Path, extra: tuple[str, ...] = ()) -> list[str]:
+    """The `ganstab train` command of one run: the tuned config or a preset, the shared overrides, then `extra`."""
     source = ["--config", str(best)] if name == "tuned" else ["--preset", name]
-    return [sys.executable, "-m", "ganstab", "train", "--overwrite", *source, *run_overrides(seed, budget, out)]
+    return [sys.executable, "-m", "ganstab", "train", "--overwrite", *source, *run_overrides(seed, budget, out),
+            *extra]
 
 
 def current(out: Path, features: str) -> bool:
@@ -100,6 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--only", nargs="*", default=None, help="train only these rows (tuned and preset names)")
     parser.add_argument("--collect", action="store_true", help="train nothing: re-read the run folders")
+    parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config overrides for every run, after the shared ones (a smoke run: model.width=8 ...)")
     parser.add_argument("--tag", default="", help="a suffix of the run folder and results (e.g. smoke)")
     parser.add_argument("--summarise", action="store_true",
                         help="only recompute the summary key of the stored result file from its rows")
@@ -126,7 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"evaluator {features}, test accuracy {evaluator.test_accuracy:.4f}", flush=True)
     if not args.collect:
         wanted = [n for n in names if args.only is None or n in args.only]
-        jobs = [((name, seed), command(name, args.best, seed, args.budget, root / name / f"seed{seed}"),
+        jobs = [((name, seed), command(name, args.best, seed, args.budget, root / name / f"seed{seed}",
+                                      tuple(args.overrides)),
                  root / f"{name}-seed{seed}.log")
                 for seed in seeds for name in wanted if not current(root / name / f"seed{seed}", features)]
         print(f"{len(jobs)} runs of {args.budget:.0f} s, {args.jobs} at a time", flush=True)

@@ -206,3 +206,14 @@ def test_tune_fashion_collects_test_lines_of_the_current_evaluator_only(tmp_path
     assert summary["tuned"]["verdicts"] == {"warnings": 1}
     # files written before runs were keyed by seed: a list per configuration
     assert tune_fashion.summarise({"runs": {"tuned": list(results["tuned"].values())}}) == summary
+
+
+def test_tune_fashion_command_one_thread_test_evaluation_and_set_overrides_last(tmp_path):
+    best = tmp_path / "best.yaml"
+    command = tune_fashion.command("tuned", best, 2000, 600.0, tmp_path / "r", ("model.width=8",))
+    assert command[:7] == [sys.executable, "-m", "ganstab", "train", "--overwrite", "--config", str(best)]
+    assert command[7:] == ["data.name=fashion-mnist", "seed=2000", f"out={tmp_path / 'r'}", "train.steps=1000000000",
+                           "train.time_budget=600.0", "eval.n=5000", "eval.every=0", "train.threads=1",
+                           "log.progress=false", "log.sample_every=1000000000", "log.checkpoint_every=5000",
+                           "model.width=8"]
+    assert tune_fashion.command("r3gan", best, 2001, 5.0, tmp_path / "s")[5:7] == ["--preset", "r3gan"]
