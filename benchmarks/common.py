@@ -19,7 +19,7 @@ from typing import Any, Callable, Hashable, Sequence
 import ganstab
 from ganstab.diagnose import verdict
 from ganstab.diagnose.findings import Finding
-from ganstab.rundir import RunDir, is_eval_record, read_jsonl
+from ganstab.rundir import RunDir, is_test_record, read_jsonl
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -30,22 +30,45 @@ if Path(ganstab.__file__).resolve().parents[1] != HERE.parent:
                      f"{HERE.parent}: run `pip install -e {HERE.parent}` or set PYTHONPATH={HERE.parent}")
 
 
+def final_test_line(out: Path) -> dict[str, Any] | None:
+    """A run's last evaluation line scored on the test reference (`eval_split` "test"); None if it has none."""
+    run = RunDir(out)
+    if not run.metrics.is_file():
+        return None
+    lines = [r for r in read_jsonl(run.metrics) if is_test_record(r)]
+    return lines[-1] if lines else None
+
+
 def finished(out: Path) -> bool:
-    """Whether a run folder holds a finished run (its generator was exported)."""
-    return RunDir(out).generator_meta.is_file()
+    """Whether a run folder holds a finished run: its generator was exported and its final test line written."""
+    return RunDir(out).generator_meta.is_file() and final_test_line(out) is not None
 
 
 def final_record(out: Path, keys: Sequence[str] = EVAL_KEYS) -> dict[str, Any] | None:
-    """A finished run's G steps, final evaluation (`keys`), doctor's verdict and error codes; None if unfinished."""
+    """A finished run's G steps, final TEST evaluation (`keys`, its `eval_features`), doctor's verdict and error
+    codes; None if unfinished. Validation lines are never read: they are for selection, not for tables."""
     if not finished(out):
         return None
     run = RunDir(out)
     records = read_jsonl(run.metrics)
-    final = [r for r in records if is_eval_record(r)][-1]
+    final = final_test_line(out)
     findings = read_jsonl(run.findings) if run.findings.is_file() else []
     return {"step": max(r["step"] for r in records if "loss_d" in r), **{k: final.get(f"eval_{k}") for k in keys},
+            "eval_features": final.get("eval_features"), "eval_n": final.get("eval_n"),
             "verdict": verdict([Finding.from_dict(f) for f in findings]),
             "errors": sorted({f["code"] for f in findings if f["severity"] == "error"})}
+
+
+def git_commit() -> str:
+    """The checkout's commit (with '+dirty' when tracked files differ from it); 'unknown' outside git."""
+    try:
+        head = subprocess.run(["git", "-C", str(HERE.parent), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(HERE.parent), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
 
 
 def machine() -> dict[str, Any]:

@@ -3,8 +3,8 @@
 Full suite: about 4 h on 2 CPU cores, estimated from its parts (modes2d 10 seeds x 7 configs x 2
 datasets about 61 min; fashion 15 variants x 3 seeds x 60 s, 60 min; progressive 2 x 240 s about
 10 min; throughput about 3 min; evaluation cost under 1 min; conditional 3 pairs x 600 s, 33 min
-measured; small_data 18 runs x 600 s two at a time, about 95 min; stacked 3 presets x 3 seeds x 600 s,
-about 95 min, not yet measured; finetune 4,000 + 9 x 1,500 G steps, 50 min measured beside other work). `--quick`: a smoke version of
+measured; small_data 18 runs x 600 s two at a time, about 95 min; stacked 4 presets x 3 seeds x 600 s
+one at a time, about 2 h 50 min with mode counts, not yet measured (benchmarks/run_long.sh runs it two at a time); finetune 4,000 + 9 x 1,500 G steps, 50 min measured beside other work). `--quick`: a smoke version of
 each (8 min 16 s before conditional and small_data were added); outputs carry a `-quick` suffix.
 
 Usage: python benchmarks/run_all.py [--quick]

@@ -296,6 +296,8 @@ def test_benchmark_smoke_mode_writes_floor_and_rows(tmp_path, monkeypatch):
     payload = json.loads((tmp_path / "results" / "stacked-test.json").read_text())
     assert payload["n"] == 300 and payload["floor"]["n"] == 300
     assert 1 <= payload["floor"]["labels"]["modes"] <= 300
-    [row] = payload["rows"]
-    assert row["preset"] == "dcgan" and 1 <= row["modes"] <= 300 and 0 <= row["reverse_kl"] <= math.log(1000) + 1e-9
+    assert list(payload["arms"]) == ["dcgan"] and payload["eval_features"].startswith("stacked-ganstab-evaluator-")
+    row = payload["arms"]["dcgan"]["runs"]["seed0"]
+    assert 1 <= row["modes"] <= 300 and 0 <= row["reverse_kl"] <= math.log(1000) + 1e-9
+    assert payload["arms"]["dcgan"]["summary"]["modes"] == {"mean": row["modes"], "se": 0.0, "n": 1}
     assert "| dcgan |" in (tmp_path / "results" / "stacked-test.md").read_text()
