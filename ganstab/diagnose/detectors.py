@@ -341,9 +341,9 @@ def detect_d_overfitting(records: Records, cfg: DoctorConfig, context: Context =
     is simply ahead on a large data set (the `dcgan` preset on all of Fashion-MNIST holds r_t at
     0.81-0.99 for its first 2,500 steps), so without augmentation the finding is `info`, advice
     that leaves the verdict alone; with ADA already at p = 1 it is a warning. Skipped for
-    Wasserstein losses, whose critic sign is arbitrary.
+    Wasserstein and relativistic losses, which see only D's differences, so the sign of D(real) is arbitrary.
     """
-    if loss_family(context) == "wasserstein":
+    if loss_family(context) in ("wasserstein", "relativistic"):
         return []
     train = [r for r in training_records(records) if as_number(r.get("d_real_sign")) is not None]
     steps = [step_of(r) for r in train]
