@@ -1,0 +1,240 @@
+"""Mutation testing of ganstab's core with mutmut (issue #28): which changes to the code do the tests notice?
+
+mutmut (the `mutation` extra) copies ganstab/ and tests/ into mutants/ (gitignored), makes small changes
+("mutants") to the modules below, and runs, for each mutant, the tests of the FAST test files configured in
+pyproject.toml ([tool.mutmut] pytest_add_cli_args_test_selection) that called the mutated function (a first full
+run of those files maps tests to functions). A mutant is *killed* when a test fails, *survived* when all pass,
+*timeout* when the tests run past mutmut's limit (counted as detected), *no tests* when no selected test calls
+the function (counted as survived). Surviving mutants that cannot change any observable value are listed in
+EQUIVALENT below with the reason; the score is (killed + timeout) / (total - equivalent).
+
+The modules run in priority order (maths, then resume and the detectors, then the run folder), one module per
+`mutmut run`, each with `nice -n 15` and one child process (the machine is shared); --until stops before starting
+a module once that UTC time is past, and the report says which modules ran.
+
+Usage:
+    python benchmarks/mutation.py [--modules losses penalties ...] [--phase before|after] [--until 17:20]
+    python benchmarks/mutation.py --phase after --survivors   # re-run only the previous survivors
+    python benchmarks/mutation.py --collect --phase after     # re-read mutants/ and rewrite the report only
+Writes results/mutation.json (phases.before / phases.after per module, survivors, equivalents, provenance)
+and results/mutation.md. A `before` phase already in mutation.json is kept when `after` is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from common import RESULTS, machine  # noqa: E402
+
+# module -> (source file, the fast test files that cover it); the order is the priority order.
+MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "losses": ("ganstab/losses.py", ("tests/test_losses.py",)),
+    "penalties": ("ganstab/penalties.py", ("tests/test_penalties.py",)),
+    "augment": ("ganstab/augment.py", ("tests/test_augment.py",)),
+    "metrics.stats": ("ganstab/metrics/stats.py", ("tests/test_metrics.py",)),
+    "metrics.modes": ("ganstab/metrics/modes.py", ("tests/test_metrics.py",)),
+    "training.checkpoint": ("ganstab/training/checkpoint.py", ("tests/test_checkpoint.py",)),
+    "training.state": ("ganstab/training/state.py", ("tests/test_checkpoint.py",)),
+    "diagnose.detectors": ("ganstab/diagnose/detectors.py", ("tests/test_diagnose.py",)),
+    "rundir": ("ganstab/rundir.py", ("tests/test_checkpoint.py", "tests/test_diagnose.py")),
+}
+GROUPS = {"maths": ("losses", "penalties", "augment", "metrics.stats", "metrics.modes"),
+          "resume": ("training.checkpoint", "training.state"),
+          "detectors": ("diagnose.detectors",), "run folder": ("rundir",)}
+TARGETS = {"maths": 0.90, "resume": 0.80, "detectors": 0.80}
+STATUS_KEYS = ("killed", "survived", "timeout", "no tests", "suspicious", "segfault", "skipped", "not checked",
+               "caught by type check", "check was interrupted by user")
+
+# mutant name -> why no test can tell it from the original (see the policy in results/mutation.md).
+EQUIVALENT: dict[str, str] = {
+}
+
+
+def mutmut_bin() -> str:
+    """The mutmut command beside this Python."""
+    return str(Path(sys.executable).with_name("mutmut"))
+
+
+def run_module(tree: Path, module: str, names: list[str] | None = None) -> int:
+    """`nice -n 15 mutmut run --max-children 1` in `tree` over one module's mutants (or the named ones)."""
+    patterns = names if names else [f"ganstab.{module}.*"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": ""}
+    command = ["nice", "-n", "15", mutmut_bin(), "run", "--max-children", "1", *patterns]
+    print(f"mutation: {module}: {len(names) if names else 'all'} mutants", flush=True)
+    return subprocess.run(command, cwd=tree, env=env, stdout=subprocess.DEVNULL).returncode
+
+
+def read_results(tree: Path) -> dict[str, dict[str, int | None]]:
+    """module -> {mutant name: mutmut exit code (None: not run)} from tree/mutants/**/*.meta."""
+    out: dict[str, dict[str, int | None]] = {}
+    for module, (source, _) in MODULES.items():
+        meta = tree / "mutants" / f"{source}.meta"
+        out[module] = json.loads(meta.read_text())["exit_code_by_key"] if meta.is_file() else {}
+    return out
+
+
+def status_of(code: int | None) -> str:
+    """mutmut's status name of an exit code, with '_' for ' ' ('no_tests')."""
+    from mutmut.models.results import status_by_exit_code
+
+    return status_by_exit_code[code].replace(" ", "_")
+
+
+def score(row: dict[str, Any]) -> float | None:
+    """(killed + timeout) / (mutants run - equivalent)."""
+    denominator = row["total"] - row.get("not_checked", 0) - row["equivalent"]
+    return (row["killed"] + row["timeout"]) / denominator if denominator else None
+
+
+def tally(codes: dict[str, int | None]) -> dict[str, Any]:
+    """Counts per status, the survivors (name -> status) and equivalents among them, and the score."""
+    statuses = {name: status_of(code) for name, code in codes.items()}
+    row: dict[str, Any] = {"total": len(codes), "killed": 0, "survived": 0, "no_tests": 0, "timeout": 0}
+    for status in statuses.values():
+        row[status] = row.get(status, 0) + 1
+    left = {n: s for n, s in sorted(statuses.items()) if s in ("survived", "no_tests")}
+    row["survivors"] = {n: s for n, s in left.items() if n not in EQUIVALENT}
+    row["equivalents"] = {n: s for n, s in left.items() if n in EQUIVALENT}
+    row["equivalent"] = len(row["equivalents"])
+    row["score"] = score(row)
+    return row
+
+
+def merged_after(before: dict[str, Any], rerun: dict[str, int | None]) -> dict[str, Any]:
+    """The after row of a module whose before survivors were re-run: the other mutants keep their before status
+    (the source is unchanged and tests were only added), the re-run ones take their new status."""
+    row = {k: v for k, v in before.items() if k not in ("survivors", "equivalents")}
+    left = {**before["survivors"], **before["equivalents"]}
+    for name, old in left.items():
+        row[old] -= 1
+        new = status_of(rerun.get(name))
+        row[new] = row.get(new, 0) + 1
+    again = tally({n: rerun.get(n) for n in left})
+    row["survivors"], row["equivalents"], row["equivalent"] = again["survivors"], again["equivalents"], \
+        again["equivalent"]
+    row["score"] = score(row)
+    return row
+
+
+def git_commit(tree: Path) -> str:
+    """The tree's HEAD hash, '+dirty' when its tracked files have changes."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tree, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=tree, capture_output=True,
+                           text=True).stdout.strip()
+    return head + ("+dirty" if dirty else "")
+
+
+def group_scores(modules: dict[str, Any]) -> dict[str, Any]:
+    """Per group: detected / (total - equivalent) over its modules that ran, and whether it meets its target."""
+    out = {}
+    for group, names in GROUPS.items():
+        rows = [modules[n] for n in names if n in modules and modules[n]["total"] - modules[n].get("not_checked", 0)]
+        ran = sum(r["total"] - r.get("not_checked", 0) - r["equivalent"] for r in rows)
+        detected = sum(r["killed"] + r["timeout"] for r in rows)
+        score = detected / ran if ran else None
+        out[group] = {"modules": [n for n in names if n in modules and modules[n]["total"]], "score": score,
+                      "target": TARGETS.get(group), "met": None if score is None or group not in TARGETS
+                      else score >= TARGETS[group]}
+    return out
+
+
+def pct(value: float | None) -> str:
+    """A fraction as '93.4 %' ('n/a' for None)."""
+    return "n/a" if value is None else f"{100 * value:.1f} %"
+
+
+def markdown(payload: dict[str, Any]) -> str:
+    """results/mutation.md: the per-module table of each phase, the survivors and the equivalents."""
+    lines = ["# Mutation testing (`benchmarks/mutation.py`)", "",
+             f"mutmut {payload['mutmut']}, commit {payload['commit']}, {payload['date']}, "
+             f"{payload['machine']['cpu']} ({payload['machine']['cores']} cores).", ""]
+    for phase, data in payload["phases"].items():
+        lines += [f"## {phase}", "", f"Command: `{data['command']}` (mutating commit {data['commit']})", "",
+                  "| module | mutants | killed | survived | no tests | timeout | equivalent | score |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for module, row in data["modules"].items():
+            lines.append(f"| {module} | {row['total']} | {row['killed']} | {row['survived']} | {row['no_tests']} | "
+                         f"{row['timeout']} | {row['equivalent']} | {pct(row['score'])} |")
+        lines += ["", "| group | modules | score | target |", "|---|---|---:|---:|"]
+        for group, row in data["groups"].items():
+            lines.append(f"| {group} | {', '.join(row['modules']) or '(not run)'} | {pct(row['score'])} | "
+                         f"{pct(row['target']) if row['target'] else '-'} |")
+        if data.get("not_run"):
+            lines += ["", f"Not run: {', '.join(data['not_run'])}."]
+        lines.append("")
+    last = list(payload["phases"].values())[-1]
+    lines += ["## Survivors (last phase)", ""]
+    for module, row in last["modules"].items():
+        if row["survivors"]:
+            lines.append(f"- {module}: " + ", ".join(f"`{n}`" for n in row["survivors"]))
+    lines += ["", "## Equivalent mutants", ""]
+    lines += [f"- `{name}`: {reason}" for name, reason in sorted(payload["equivalent"].items())]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run mutmut module by module and write the report."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--modules", nargs="*", default=list(MODULES), choices=list(MODULES))
+    parser.add_argument("--phase", choices=("before", "after"), default="before")
+    parser.add_argument("--tree", type=Path, default=ROOT,
+                        help="the checkout to mutate (default: this one; `before` may name a clone of the base commit)")
+    parser.add_argument("--until", default=None, help="UTC HH:MM after which no further module is started")
+    parser.add_argument("--collect", action="store_true", help="only read TREE/mutants/ and write the report")
+    args = parser.parse_args(argv)
+    path = RESULTS / "mutation.json"
+    previous = json.loads(path.read_text()) if path.is_file() else {"phases": {}}
+    before = previous["phases"].get("before", {}).get("modules", {})
+    if args.phase == "after" and not before:
+        raise SystemExit("mutation: run the before phase first (results/mutation.json has none)")
+    command = "python benchmarks/mutation.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    stop = None
+    if args.until:
+        hour, minute = (int(x) for x in args.until.split(":"))
+        stop = dt.datetime.now(dt.timezone.utc).replace(hour=hour, minute=minute, second=0, microsecond=0)
+    ran: list[str] = []
+    for module in args.modules:
+        if args.collect or (stop is not None and dt.datetime.now(dt.timezone.utc) >= stop):
+            break
+        if args.phase == "after":
+            names = sorted({**before.get(module, {}).get("survivors", {}),
+                            **before.get(module, {}).get("equivalents", {})})
+            if names:
+                run_module(args.tree, module, names)
+                ran.append(module)
+        else:
+            run_module(args.tree, module)
+            ran.append(module)
+    results = read_results(args.tree)
+    phases = dict(previous.get("phases", {}))
+    if args.phase == "before":
+        modules = {m: tally(results[m]) for m in MODULES if results[m]}
+        modules = {m: row for m, row in modules.items() if row["total"] - row.get("not_checked", 0)}
+    else:
+        modules = {m: merged_after(before[m], results[m]) for m in args.modules if m in before}
+    phases[args.phase] = {"command": command, "commit": git_commit(args.tree), "modules": modules,
+                          "groups": group_scores(modules), "not_run": [m for m in MODULES if m not in modules],
+                          "tests": {m: list(MODULES[m][1]) for m in modules}}
+    payload = {"command": command, "machine": machine(), "date": dt.datetime.now(dt.timezone.utc).isoformat(
+        timespec="seconds"), "commit": git_commit(ROOT), "mutmut": metadata.version("mutmut"),
+        "phases": {k: phases[k] for k in ("before", "after") if k in phases}, "equivalent": EQUIVALENT}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    (RESULTS / "mutation.md").write_text(markdown(payload), encoding="utf-8")
+    print(f"mutation: wrote {path} ({', '.join(modules) or 'no module'}; ran now: {', '.join(ran) or 'none'})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
