@@ -57,7 +57,22 @@ STATUS_KEYS = ("killed", "survived", "timeout", "no tests", "suspicious", "segfa
                "caught by type check", "check was interrupted by user")
 
 # mutant name -> why no test can tell it from the original (see the policy in results/mutation.md).
+_RELATIVISTIC_TARGETS = ("the relativistic D losses share the (real, fake, real_target, fake_target) signature of "
+                         "the table but never read the targets, so G's mirror call may pass any")
 EQUIVALENT: dict[str, str] = {
+    **{f"ganstab.losses.x_generator_loss__mutmut_{n}": _RELATIVISTIC_TARGETS for n in (15, 16, 21, 22)},
+    "ganstab.penalties.x__input_gradients__mutmut_1": "default scale 1 -> 2 of a private helper whose two callers "
+                                                      "always pass the scale",
+    **{f"ganstab.penalties.x_{name}__mutmut_{n}": (
+        "default AMP scale 1 -> 2: a power-of-two scale cancels exactly in grad(2 D) / 2, so the two defaults differ "
+        "only in how float16 rounds gradients below its smallest subnormal (the scale's purpose is tested with "
+        "1024)") for name, n in (("r1_penalty", 1), ("r2_penalty", 1), ("gradient_penalty", 2))},
+    **{f"ganstab.penalties.x_gradient_penalty__mutmut_{n}": "norm(None, dim=1) and norm(dim=1) are torch's default "
+       "p = 2, the same Euclidean norm as norm(2, dim=1)" for n in (13, 15)},
+    **{f"ganstab.penalties.x_interpolate__mutmut_{n}": (
+        "alpha's device None instead of the inputs' device: the same CPU on this CPU-only machine; "
+        "tests/test_penalties.py::test_interpolate_puts_alpha_on_the_inputs_device (gpu marker) kills it on CUDA")
+       for n in (15, 19, 23, 25)},
 }
 
 

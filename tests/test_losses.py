@@ -409,3 +409,16 @@ def test_class_loss_is_the_cross_entropy_in_float32():
     value = class_loss(logits.bfloat16(), labels)
     assert value.dtype == torch.float32
     assert_close(value, expect(by_hand), atol=2e-2, rtol=0)
+
+
+def test_objective_logs_terms_given_without_a_weight_but_adds_nothing():
+    # every weight defaults to 0: the terms are reported (unweighted) and the total is the loss alone
+    total, parts = discriminator_objective("hinge", t(REAL), t(FAKE), gp=expect(0.3), r1=expect(0.4),
+                                           aux_class=expect(0.7), r2=expect(0.6), bcr_real=expect(0.2),
+                                           bcr_fake=expect(0.1), zcr=expect(0.05),
+                                           lecam_anchors=(expect(0.5), expect(-0.5)))
+    assert_close(total, expect(1.75))
+    assert sorted(parts) == ["bcr_fake", "bcr_real", "class_d", "gp", "lecam", "loss_d", "r1", "r2", "zcr_d"]
+    total, parts = generator_objective(expect(1.5), zcr=expect(0.25))
+    assert_close(total, expect(1.5))
+    assert sorted(parts) == ["zcr_g"]

@@ -325,3 +325,58 @@ def test_mode_coverage_true_mixture() -> None:
     assert result["modes"] == 25
     assert_close(result["hq_fraction"], 1 - math.exp(-4.5), atol=0.01, rtol=0)
     assert result["reverse_kl"] < 0.02  # multinomial noise only: about (K - 1) / (2 n) = 0.005
+
+
+def test_mode_coverage_counts_a_sample_at_exactly_three_std_as_high_quality() -> None:
+    # distance 1.5 = 3 * 0.5 exactly (float64): HQ (<= 3 std); 1.5 + 2^-20 is not
+    centers = torch.tensor([[0.0, 0.0], [10.0, 0.0]], dtype=torch.float64)
+    samples = _points_on_line([1.5, 10.0 - 1.5 - 2.0 ** -20])
+    result = metrics.mode_coverage(samples, centers, 0.5)
+    assert result == {"modes": 1, "hq_fraction": 0.5, "reverse_kl": math.log(2)}
+
+
+def test_mode_coverage_refuses_bad_input_naming_it() -> None:
+    centers = torch.zeros(3, 2)
+    with pytest.raises(ValueError) as shapes:
+        metrics.mode_coverage(torch.zeros(4, 3), centers, 0.1)
+    assert str(shapes.value) == "samples (N, d) and centers (K, d) must agree, got (4, 3), (3, 2)"
+    with pytest.raises(ValueError) as flat:
+        metrics.mode_coverage(torch.zeros(4), centers, 0.1)
+    assert str(flat.value) == "samples (N, d) and centers (K, d) must agree, got (4,), (3, 2)"
+    with pytest.raises(ValueError) as empty:
+        metrics.mode_coverage(torch.zeros(0, 2), centers, 0.1)
+    assert str(empty.value) == "need at least one sample and one centre"
+    with pytest.raises(ValueError) as no_centre:
+        metrics.mode_coverage(torch.zeros(4, 2), torch.zeros(0, 2), 0.1)
+    assert str(no_centre.value) == "need at least one sample and one centre"
+    for std in (0.0, -0.1):
+        with pytest.raises(ValueError) as bad_std:
+            metrics.mode_coverage(torch.zeros(4, 2), centers, std)
+        assert str(bad_std.value) == f"std must be positive, got {std}"
+
+
+def test_stacked_modes_by_hand() -> None:
+    # 2 channels of 3 classes: K = 9 tuples, read as c0 * 3 + c1: 1, 1, 3, 8 -> p = (1/2, 1/4, 1/4)
+    result = metrics.stacked_modes(torch.tensor([[0, 1], [0, 1], [1, 0], [2, 2]]), classes=3)
+    assert result["modes"] == 3
+    assert_close(result["reverse_kl"], 0.5 * math.log(9 * 0.5) + 0.5 * math.log(9 * 0.25), atol=1e-12, rtol=0)
+    # every tuple once: the even spread, KL 0; one tuple only: log K
+    every = torch.tensor([[a, b] for a in range(3) for b in range(3)])
+    assert metrics.stacked_modes(every, classes=3) == {"modes": 9, "reverse_kl": 0.0}
+    one = metrics.stacked_modes(torch.tensor([[2, 1]] * 5), classes=3)
+    assert one["modes"] == 1
+    assert_close(one["reverse_kl"], math.log(9), atol=1e-12, rtol=0)
+    assert metrics.stacked_modes(torch.tensor([[9, 9, 9]]))["modes"] == 1  # default: ten classes
+
+
+def test_stacked_modes_refuses_bad_classes_naming_them() -> None:
+    for bad, shape in ((torch.zeros(4, dtype=torch.long), "(4,)"), (torch.zeros(0, 3, dtype=torch.long), "(0, 3)"),
+                       (torch.zeros(4, 0, dtype=torch.long), "(4, 0)")):
+        with pytest.raises(ValueError) as error:
+            metrics.stacked_modes(bad, classes=3)
+        assert str(error.value) == f"channel classes must have shape (N, C) with N, C >= 1, got {shape}"
+    for bad, values in ((torch.tensor([[0, 3]]), "0..3"), (torch.tensor([[-1, 2]]), "-1..2"),
+                        (torch.tensor([[0.0, 1.0]]), "0.0..1.0")):
+        with pytest.raises(ValueError) as error:
+            metrics.stacked_modes(bad, classes=3)
+        assert str(error.value) == f"channel classes must be integers in [0, 3), got values {values}"
