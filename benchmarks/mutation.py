@@ -73,6 +73,22 @@ EQUIVALENT: dict[str, str] = {
         "alpha's device None instead of the inputs' device: the same CPU on this CPU-only machine; "
         "tests/test_penalties.py::test_interpolate_puts_alpha_on_the_inputs_device (gpu marker) kills it on CUDA")
        for n in (15, 19, 23, 25)},
+    **{name: "a device argument dropped or None: the default device, the same CPU as the inputs' on this CPU-only "
+       "machine (the inputs' device matters on CUDA only)" for name in (
+        "ganstab.augment.x_augment__mutmut_15", "ganstab.augment.x_augment__mutmut_18",
+        "ganstab.augment.x_augment__mutmut_41", *(f"ganstab.augment.x_cutout_square__mutmut_{n}"
+                                                  for n in (8, 10, 18, 20)),
+        *(f"ganstab.augment.x_translate__mutmut_{n}" for n in (21, 23, 43, 45)),
+        *(f"ganstab.augment.x__uniform__mutmut_{n}" for n in (4, 7, 8, 10)))},
+    **{f"ganstab.augment.x_translate__mutmut_{n}": "a second fill column (row) after the first: the gathers clamp "
+       "their indices at w + 1 (h + 1), the first fill column, and never read the second" for n in (10, 12)},
+    **{f"ganstab.augment.x_cutout_square__mutmut_{n}": "arange(h).view(h) broadcasts against top.view(-1, 1) "
+       "exactly as view(1, h) does: the same (N, h) comparison" for n in (5, 15)},
+    **{f"ganstab.augment.x_cutout__mutmut_{n}": "centre - size / 2 (a float) and centre - size // 2 select the same "
+       "integer rows and columns: for size 2k + 1, rows >= c - k - 0.5 and rows < c + k + 0.5 are rows >= c - k and "
+       "rows < c - k + size; for even sizes both are exact" for n in (48, 52)},
+    "ganstab.augment.x_augment__mutmut_20": "U(0, 1) draw < p vs <= p: the draws are continuous, equality with p has "
+                                            "probability about 2^-24 per draw",
 }
 
 
