@@ -79,7 +79,9 @@ EQUIVALENT: dict[str, str] = {
         "ganstab.augment.x_augment__mutmut_41", *(f"ganstab.augment.x_cutout_square__mutmut_{n}"
                                                   for n in (8, 10, 18, 20)),
         *(f"ganstab.augment.x_translate__mutmut_{n}" for n in (21, 23, 43, 45)),
-        *(f"ganstab.augment.x__uniform__mutmut_{n}" for n in (4, 7, 8, 10)))},
+        *(f"ganstab.augment.x__uniform__mutmut_{n}" for n in (4, 7, 8, 10)),
+        *(f"ganstab.augment.x__integers__mutmut_{n}" for n in (6, 11, 14)),
+        "ganstab.metrics.stats.x_frechet_distance__mutmut_23")},
     **{f"ganstab.augment.x_translate__mutmut_{n}": "a second fill column (row) after the first: the gathers clamp "
        "their indices at w + 1 (h + 1), the first fill column, and never read the second" for n in (10, 12)},
     **{f"ganstab.augment.x_cutout_square__mutmut_{n}": "arange(h).view(h) broadcasts against top.view(-1, 1) "
@@ -87,6 +89,16 @@ EQUIVALENT: dict[str, str] = {
     **{f"ganstab.augment.x_cutout__mutmut_{n}": "centre - size / 2 (a float) and centre - size // 2 select the same "
        "integer rows and columns: for size 2k + 1, rows >= c - k - 0.5 and rows < c + k + 0.5 are rows >= c - k and "
        "rows < c - k + size; for even sizes both are exact" for n in (48, 52)},
+    **{f"ganstab.metrics.stats.x_{name}__mutmut_{n}": "max_chunk_elements not passed on: it sets how many distances "
+       "are held at once, never the value (tests/test_metrics.py::test_manifold_metrics_chunking_is_exact)"
+       for name, n in (("precision_recall", 12), ("density_coverage", 12))},
+    **{name: "torch.where(p > 0, p * log(...), 0) vs p >= 0: where p = 0 the product is 0 * a finite number (the "
+       "logs are of values clamped at eps) = 0, the same as the 0 chosen" for name in (
+        "ganstab.metrics.stats.x_class_kl__mutmut_35", "ganstab.metrics.stats.x_inception_score__mutmut_47")},
+    **{f"ganstab.metrics.stats.x_inception_score__mutmut_{n}": "the marginal's keepdim dropped: (K,) broadcasts "
+       "against the (n, K) part exactly as (1, K) does" for n in (30, 32)},
+    **{f"ganstab.metrics.stats.x_inception_score__mutmut_{n}": "np.asarray of Python floats without dtype=float64 "
+       "is float64 already" for n in (57, 59)},
     "ganstab.augment.x_augment__mutmut_20": "U(0, 1) draw < p vs <= p: the draws are continuous, equality with p has "
                                             "probability about 2^-24 per draw",
 }

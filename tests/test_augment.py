@@ -364,3 +364,11 @@ def test_every_transform_keeps_the_images_dtype(dtype: torch.dtype) -> None:
     for name in ALL:
         assert POLICIES[name](_images(dtype=dtype), _gen()).dtype == dtype, name
     assert augment(_images(dtype=dtype), ALL, _gen(), p=0.5).dtype == dtype
+
+
+def test_random_color_draws_brightness_saturation_and_contrast_in_their_ranges() -> None:
+    x, n = _images(n=6, c=3), 6
+    g = _gen(13)
+    draws = [torch.rand(n, generator=g) for _ in range(3)]
+    brightness, saturation, contrast = draws[0] - 0.5, 2.0 * draws[1], 0.5 + draws[2]
+    assert_close(color(x, _gen(13)), adjust_color(x, brightness, saturation, contrast))

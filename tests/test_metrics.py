@@ -91,12 +91,20 @@ def test_fd_stable_when_covariance_is_singular() -> None:
 
 
 def test_fd_rejects_bad_shapes() -> None:
-    with pytest.raises(ValueError):
-        metrics.frechet_distance(torch.zeros(10, 3), torch.zeros(10, 4))
-    with pytest.raises(ValueError):
-        metrics.frechet_distance(torch.zeros(10), torch.zeros(10))
-    with pytest.raises(ValueError):
-        metrics.frechet_distance(torch.zeros(1, 3), torch.zeros(10, 3))
+    for real, fake, message in (
+            (torch.zeros(10, 3), torch.zeros(10, 4), "feature dimensions differ: real 3, fake 4"),
+            (torch.zeros(10), torch.zeros(10), "real_features must have shape (N, D), got (10,)"),
+            (torch.zeros(10, 3), torch.zeros(10, 3, 1), "fake_features must have shape (N, D), got (10, 3, 1)"),
+            (torch.zeros(1, 3), torch.zeros(10, 3), "need at least 2 samples for a covariance, got 1")):
+        with pytest.raises(ValueError) as error:
+            metrics.frechet_distance(real, fake)
+        assert str(error.value) == message
+
+
+def test_fd_of_two_samples_each_by_hand() -> None:
+    # {0, 2}: mean 1, unbiased variance 2; {1, 3}: mean 2, variance 2. FD = 1 + 2 + 2 - 2 sqrt(2 * 2) = 1
+    assert_close(metrics.frechet_distance(_points_on_line([0.0, 2.0])[:, :1], _points_on_line([1.0, 3.0])[:, :1]),
+                 1.0, atol=1e-12, rtol=0)
 
 
 @settings(max_examples=25, deadline=None)
@@ -380,3 +388,93 @@ def test_stacked_modes_refuses_bad_classes_naming_them() -> None:
         with pytest.raises(ValueError) as error:
             metrics.stacked_modes(bad, classes=3)
         assert str(error.value) == f"channel classes must be integers in [0, 3), got values {values}"
+
+
+# ---------------------------------------------------------------------------------------------
+# classifier statistics and sample spread: values and refusals
+# ---------------------------------------------------------------------------------------------
+
+
+def test_class_histogram_of_labels_and_probabilities() -> None:
+    assert_close(metrics.class_histogram(torch.tensor([0, 2, 2, 1]), 4),
+                 torch.tensor([0.25, 0.25, 0.5, 0.0], dtype=torch.float64), atol=0, rtol=0)
+    assert_close(metrics.class_histogram(torch.tensor([2], dtype=torch.int32), 3),
+                 torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64), atol=0, rtol=0)
+    assert_close(metrics.class_histogram(np.array([[0.5, 0.5], [1.0, 0.0]]), 2),
+                 torch.tensor([0.75, 0.25], dtype=torch.float64), atol=0, rtol=0)
+
+
+def test_class_histogram_refuses_bad_input_naming_it() -> None:
+    for bad, classes, message in (
+            (torch.tensor([0.0, 1.0]), 2, "1-D input to class_histogram must hold integer labels"),
+            (torch.tensor([], dtype=torch.int64), 2, "no samples"),
+            (torch.tensor([0, 3]), 3, "labels exceed the 3 classes"),
+            (torch.zeros(4, 2), 3, "expected 3 class columns, got 2"),
+            (torch.zeros(2, 2, 2), 2, "expected (N,) labels or (N, K) probabilities, got shape (2, 2, 2)")):
+        with pytest.raises(ValueError) as error:
+            metrics.class_histogram(bad, classes)
+        assert str(error.value) == message
+
+
+def inception_score_by_hand(probs: list[list[float]], sizes: list[int]) -> tuple[float, float]:
+    """exp(mean_x KL(p(y|x) || p(y))) per consecutive part of the given sizes, in plain Python: mean, population std."""
+    scores, start = [], 0
+    for size in sizes:
+        part = probs[start:start + size]
+        start += size
+        marginal = [sum(row[k] for row in part) / size for k in range(len(part[0]))]
+        kls = [sum(p * math.log(p / m) for p, m in zip(row, marginal) if p > 0) for row in part]
+        scores.append(math.exp(sum(kls) / size))
+    mean = sum(scores) / len(scores)
+    return mean, math.sqrt(sum((s - mean) ** 2 for s in scores) / len(scores))
+
+
+def test_inception_score_splits_in_order_into_ten_parts_by_default() -> None:
+    gen = torch.Generator().manual_seed(3)
+    probs = torch.softmax(3 * torch.randn(23, 4, generator=gen, dtype=torch.float64), dim=1)
+    rows = probs.tolist()
+    # 23 rows into 10 consecutive parts: three of 3 rows, then seven of 2
+    assert_close(metrics.inception_score(probs), inception_score_by_hand(rows, [3] * 3 + [2] * 7), atol=1e-12, rtol=0)
+    assert_close(metrics.inception_score(probs, splits=4), inception_score_by_hand(rows, [6, 6, 6, 5]),
+                 atol=1e-12, rtol=0)
+    assert metrics.inception_score(probs[:1]) == (1.0, 0.0)  # one row: its own marginal
+
+
+def test_inception_score_refuses_bad_input_naming_it() -> None:
+    for bad, message in ((torch.full((3,), 0.5), "class_probs must have shape (N, K) with N >= 1, got (3,)"),
+                         (torch.zeros(0, 3), "class_probs must have shape (N, K) with N >= 1, got (0, 3)")):
+        with pytest.raises(ValueError) as error:
+            metrics.inception_score(bad)
+        assert str(error.value) == message
+    with pytest.raises(ValueError) as error:
+        metrics.inception_score(torch.full((2, 2), 0.5), splits=0)
+    assert str(error.value) == "splits must be >= 1, got 0"
+
+
+def test_sample_spread_is_the_mean_per_feature_population_std() -> None:
+    # feature 0: (0, 2) -> std 1; feature 1: (10, 10) -> 0; mean 0.5
+    assert metrics.sample_spread(torch.tensor([[0.0, 10.0], [2.0, 10.0]])) == 0.5
+    assert metrics.sample_spread(torch.tensor([[[[0.0, 10.0]]], [[[2.0, 10.0]]]])) == 0.5  # images flatten
+    assert_close(metrics.sample_spread(np.array([[0.0], [2.0], [4.0]])), math.sqrt(8 / 3), atol=1e-12, rtol=0)
+    assert metrics.sample_spread(torch.tensor([[1.0, 5.0]])) == 0.0
+    rows = torch.zeros(4097, 3)
+    rows[4096] = 1.0  # beyond the default first 4,096 rows
+    assert metrics.sample_spread(rows) == 0.0
+    assert_close(metrics.sample_spread(rows, max_n=4097), math.sqrt(4096) / 4097, atol=1e-12, rtol=0)
+
+
+def test_class_kl_normalises_the_fakes_mean_prediction_and_refuses_a_bad_reference() -> None:
+    # rows summing to 0.5 each: mean (0.25, 0.25), normalised (0.5, 0.5) = the reference: KL 0
+    assert_close(metrics.class_kl(torch.tensor([[0.5, 0.0], [0.0, 0.5]]), [1.0, 1.0]), 0.0, atol=1e-12, rtol=0)
+    for bad in ([1.0, -1.0, 2.0], [0.0, 0.0]):
+        with pytest.raises(ValueError) as error:
+            metrics.class_kl(torch.tensor([0, 1]), bad)
+        assert str(error.value) == "real_class_distribution must be non-negative with a positive sum"
+
+
+def test_precision_recall_and_density_coverage_pass_their_chunk_size_on() -> None:
+    real, fake = _points_on_line([0.0, 1.0, 2.0, 3.0, 4.0]), _points_on_line([0.5, 10.0])
+    for metric in (metrics.precision_recall, metrics.density_coverage):
+        with pytest.raises(ValueError) as error:
+            metric(real, fake, 1, chunk_size=0)
+        assert str(error.value) == "chunk_size must be >= 1, got 0"
