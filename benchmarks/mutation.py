@@ -81,7 +81,13 @@ EQUIVALENT: dict[str, str] = {
         *(f"ganstab.augment.x_translate__mutmut_{n}" for n in (21, 23, 43, 45)),
         *(f"ganstab.augment.x__uniform__mutmut_{n}" for n in (4, 7, 8, 10)),
         *(f"ganstab.augment.x__integers__mutmut_{n}" for n in (6, 11, 14)),
-        "ganstab.metrics.stats.x_frechet_distance__mutmut_23")},
+        "ganstab.metrics.stats.x_frechet_distance__mutmut_23",
+        *(f"ganstab.metrics.stats.x_frechet_distance_from_stats__mutmut_{n}" for n in (9, 12, 16, 19, 23, 26)))},
+    **{f"ganstab.metrics.stats.x_frechet_distance_from_stats__mutmut_{n}": "one mean left in its input dtype: its "
+       "only use, mu1 - mu2 against the other mean's float64, promotes it exactly to float64 first"
+       for n in (3, 5, 8, 11)},
+    "ganstab.metrics.stats.x__psd_eigenvalues_floor__mutmut_12": "eigenvalue > vs >= the round-off threshold: "
+       "equality has probability zero for a positive threshold, and a zero threshold keeps only zeros either way",
     **{f"ganstab.augment.x_translate__mutmut_{n}": "a second fill column (row) after the first: the gathers clamp "
        "their indices at w + 1 (h + 1), the first fill column, and never read the second" for n in (10, 12)},
     **{f"ganstab.augment.x_cutout_square__mutmut_{n}": "arange(h).view(h) broadcasts against top.view(-1, 1) "

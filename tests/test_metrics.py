@@ -478,3 +478,27 @@ def test_precision_recall_and_density_coverage_pass_their_chunk_size_on() -> Non
         with pytest.raises(ValueError) as error:
             metric(real, fake, 1, chunk_size=0)
         assert str(error.value) == "chunk_size must be >= 1, got 0"
+
+
+def test_fd_from_stats_and_trace_sqrt_product_compute_in_float64_from_float32_input() -> None:
+    mu1, mu2 = np.array([0.1, 0.2], np.float32), np.array([0.3, -0.7], np.float32)
+    a, b = np.array([0.1, 0.7], np.float32), np.array([0.3, 1.1], np.float32)
+    # the float32 values widened exactly to float64, then every operation in float64
+    a64, b64, m1, m2 = (v.astype(np.float64).tolist() for v in (a, b, mu1, mu2))
+    root_term = math.sqrt(a64[0] * b64[0]) + math.sqrt(a64[1] * b64[1])
+    expected = sum((x - y) ** 2 for x, y in zip(m1, m2)) + sum(a64) + sum(b64) - 2 * root_term
+    assert_close(metrics.frechet_distance_from_stats(mu1, np.diag(a), mu2, np.diag(b)), expected, atol=1e-12, rtol=0)
+    assert_close(metrics.trace_sqrt_product(torch.diag(torch.from_numpy(a)), torch.diag(torch.from_numpy(b))),
+                 root_term, atol=1e-12, rtol=0)
+
+
+def test_fd_from_stats_and_mmd_refuse_mismatched_input() -> None:
+    eye = torch.eye(2, dtype=torch.float64)
+    for mu2, sigma2 in ((torch.zeros(3), eye), (torch.zeros(2), torch.eye(3))):
+        with pytest.raises(ValueError) as error:
+            metrics.frechet_distance_from_stats(torch.zeros(2), eye, mu2, sigma2)
+        assert str(error.value) == "the two sets of statistics have different shapes"
+    for x, y in ((torch.zeros(3, 2), torch.zeros(4, 2)), (torch.zeros(1, 2), torch.zeros(1, 2))):
+        with pytest.raises(ValueError) as error:
+            metrics.mmd2_unbiased(x, y)
+        assert str(error.value) == "mmd2_unbiased needs two samples of the same size >= 2"
