@@ -81,7 +81,7 @@ EQUIVALENT: dict[str, str] = {
         *(f"ganstab.augment.x_translate__mutmut_{n}" for n in (21, 23, 43, 45)),
         *(f"ganstab.augment.x__uniform__mutmut_{n}" for n in (4, 7, 8, 10)),
         *(f"ganstab.augment.x__integers__mutmut_{n}" for n in (6, 11, 14)),
-        "ganstab.metrics.stats.x_frechet_distance__mutmut_23",
+        "ganstab.metrics.stats.x_frechet_distance__mutmut_23", "ganstab.metrics.stats.x_kid__mutmut_12",
         *(f"ganstab.metrics.stats.x_frechet_distance_from_stats__mutmut_{n}" for n in (9, 12, 16, 19, 23, 26)))},
     **{f"ganstab.metrics.stats.x_frechet_distance_from_stats__mutmut_{n}": "one mean left in its input dtype: its "
        "only use, mu1 - mu2 against the other mean's float64, promotes it exactly to float64 first"

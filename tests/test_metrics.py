@@ -502,3 +502,35 @@ def test_fd_from_stats_and_mmd_refuse_mismatched_input() -> None:
         with pytest.raises(ValueError) as error:
             metrics.mmd2_unbiased(x, y)
         assert str(error.value) == "mmd2_unbiased needs two samples of the same size >= 2"
+
+
+def kid_by_hand(real: torch.Tensor, fake: torch.Tensor, subsets: int, m: int) -> tuple[float, float]:
+    """Per round, a fresh permutation of the real rows, then of the fake rows (generator seeded 0), first m of each."""
+    draws = torch.Generator().manual_seed(0)
+    values = []
+    for _ in range(subsets):
+        real_rows = torch.randperm(real.shape[0], generator=draws)[:m]
+        fake_rows = torch.randperm(fake.shape[0], generator=draws)[:m]
+        values.append(metrics.mmd2_unbiased(real[real_rows].double(), fake[fake_rows].double()))
+    return float(np.mean(values)), float(np.std(values))
+
+
+def test_kid_defaults_are_100_subsets_of_1000_rows_drawn_by_the_seeded_generator() -> None:
+    gen = torch.Generator().manual_seed(6)
+    real, fake = torch.randn(1001, 1, generator=gen), torch.randn(1001, 1, generator=gen) + 0.2
+    assert_close(metrics.kid(real, fake, subsets=1), kid_by_hand(real, fake, 1, 1000), atol=1e-12, rtol=0)
+    assert_close(metrics.kid(real[:4], fake[:4], subset_size=2), kid_by_hand(real[:4], fake[:4], 100, 2),
+                 atol=1e-12, rtol=0)
+
+
+def test_kid_refuses_bad_input_naming_it() -> None:
+    rows = torch.zeros(4, 2)
+    for real, fake, kwargs, message in (
+            (torch.zeros(4), rows, {}, "real_features must have shape (N, D), got (4,)"),
+            (rows, torch.zeros(4), {}, "fake_features must have shape (N, D), got (4,)"),
+            (rows, rows, {"subsets": 0}, "subsets must be >= 1, got 0"),
+            (rows, rows, {"subset_size": 1}, "KID needs at least 2 samples per set, got subset size 1")):
+        with pytest.raises(ValueError) as error:
+            metrics.kid(real, fake, **kwargs)
+        assert str(error.value) == message
+    assert metrics.kid(torch.tensor([[0.0], [1.0]]), torch.tensor([[1.0], [2.0]]), subsets=1) == (9.5, 0.0)
