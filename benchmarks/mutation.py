@@ -81,7 +81,10 @@ EQUIVALENT: dict[str, str] = {
         *(f"ganstab.augment.x_translate__mutmut_{n}" for n in (21, 23, 43, 45)),
         *(f"ganstab.augment.x__uniform__mutmut_{n}" for n in (4, 7, 8, 10)),
         *(f"ganstab.augment.x__integers__mutmut_{n}" for n in (6, 11, 14)),
-        "ganstab.metrics.stats.x_frechet_distance__mutmut_23", "ganstab.metrics.stats.x_kid__mutmut_12",
+        "ganstab.metrics.stats.x_frechet_distance__mutmut_23",
+        *(f"ganstab.metrics.stats.x_kid__mutmut_{n}" for n in (12, 40, 46, 53)),
+        *(f"ganstab.metrics.stats.x_knn_squared_radii__mutmut_{n}" for n in (19, 22)),
+        "ganstab.metrics.stats.x__prepare_pair__mutmut_9", "ganstab.metrics.stats.x_manifold_metrics__mutmut_41",
         *(f"ganstab.metrics.stats.x_frechet_distance_from_stats__mutmut_{n}" for n in (9, 12, 16, 19, 23, 26)))},
     **{f"ganstab.metrics.stats.x_frechet_distance_from_stats__mutmut_{n}": "one mean left in its input dtype: its "
        "only use, mu1 - mu2 against the other mean's float64, promotes it exactly to float64 first"
@@ -103,8 +106,23 @@ EQUIVALENT: dict[str, str] = {
         "ganstab.metrics.stats.x_class_kl__mutmut_35", "ganstab.metrics.stats.x_inception_score__mutmut_47")},
     **{f"ganstab.metrics.stats.x_inception_score__mutmut_{n}": "the marginal's keepdim dropped: (K,) broadcasts "
        "against the (n, K) part exactly as (1, K) does" for n in (30, 32)},
-    **{f"ganstab.metrics.stats.x_inception_score__mutmut_{n}": "np.asarray of Python floats without dtype=float64 "
-       "is float64 already" for n in (57, 59)},
+    **{name: "np.asarray of Python floats without dtype=float64 is float64 already" for name in (
+        "ganstab.metrics.stats.x_inception_score__mutmut_57", "ganstab.metrics.stats.x_inception_score__mutmut_59",
+        "ganstab.metrics.stats.x_kid__mutmut_70", "ganstab.metrics.stats.x_kid__mutmut_72")},
+    "ganstab.metrics.stats.x__squared_distances__mutmut_18": "addmm's beta=1.0 is its default",
+    "ganstab.metrics.stats.x_knn_squared_radii__mutmut_45": "topk's default dim is the last, dim 1 of the (B, M) "
+                                                            "distances",
+    **{f"ganstab.metrics.stats.x__prepare_pair__mutmut_{n}": "the centre as the mean of every coordinate (a scalar) "
+       "or a (D,) mean instead of (1, D): distances are translation invariant and (D,) broadcasts as (1, D)"
+       for n in (30, 33, 35)},
+    **{f"ganstab.metrics.stats.x_manifold_metrics__mutmut_{n}": "chunk_size / max_chunk_elements not passed to the "
+       "radii: chunking never changes a value, and a chunk_size < 1 is refused with the same message by the "
+       "distance loop right after" for n in (24, 28, 29, 35, 39, 40)},
+    "ganstab.metrics.stats.x_manifold_metrics__mutmut_30": "the initial fake_radii (None or '') is never read: it is "
+                                                           "assigned before use whenever k_pr is set",
+    **{f"ganstab.metrics.stats.x__rows_per_chunk__mutmut_{n}": "another number of rows per chunk: chunks set the "
+       "memory held at once, never the value (tests/test_metrics.py::test_manifold_metrics_chunking_is_exact)"
+       for n in (9, 15)},
     "ganstab.augment.x_augment__mutmut_20": "U(0, 1) draw < p vs <= p: the draws are continuous, equality with p has "
                                             "probability about 2^-24 per draw",
 }

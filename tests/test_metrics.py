@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from torch.testing import assert_close
 
 from ganstab import metrics
+from ganstab.metrics import stats
 
 
 def _points_on_line(xs: list[float]) -> torch.Tensor:
@@ -534,3 +535,38 @@ def test_kid_refuses_bad_input_naming_it() -> None:
             metrics.kid(real, fake, **kwargs)
         assert str(error.value) == message
     assert metrics.kid(torch.tensor([[0.0], [1.0]]), torch.tensor([[1.0], [2.0]]), subsets=1) == (9.5, 0.0)
+
+
+def test_kid_subset_size_is_clipped_to_the_smaller_fake_set_too() -> None:
+    gen = torch.Generator().manual_seed(9)
+    real, fake = torch.randn(5, 2, generator=gen), torch.randn(3, 2, generator=gen)
+    assert_close(metrics.kid(real, fake, subsets=2), kid_by_hand(real, fake, 2, 3), atol=1e-12, rtol=0)
+
+
+def test_knn_squared_radii_by_hand_in_the_points_dtype_and_its_refusals() -> None:
+    points = _points_on_line([0.0, 0.1, 0.3, 0.7])
+    radii = stats.knn_squared_radii(points, [1, 3])
+    # nearest other point: 0.1, 0.1, 0.2, 0.4; third nearest (n = k + 1: the farthest): 0.7, 0.6, 0.4, 0.7
+    assert radii[1].dtype == torch.float64
+    assert_close(radii[1], torch.tensor([0.1, 0.1, 0.2, 0.4], dtype=torch.float64) ** 2, atol=1e-15, rtol=0)
+    assert_close(radii[3], torch.tensor([0.7, 0.6, 0.4, 0.7], dtype=torch.float64) ** 2, atol=1e-15, rtol=0)
+    for ks, kwargs, message in (([0, 2], {}, "k must be >= 1, got 0"),
+                                ([4], {}, "need more than k=4 samples for k-NN radii, got 4"),
+                                ([1], {"chunk_size": 0}, "chunk_size must be >= 1, got 0")):
+        with pytest.raises(ValueError) as error:
+            stats.knn_squared_radii(points, ks, **kwargs)
+        assert str(error.value) == message
+
+
+def test_manifold_metrics_mix_float32_and_float64_features_and_refuse_bad_input() -> None:
+    real, fake = _points_on_line(REAL), _points_on_line(FAKE)
+    expected = metrics.manifold_metrics(real, fake, k_pr=1, k_dc=1)
+    assert metrics.manifold_metrics(real.float(), fake, k_pr=1, k_dc=1) == expected
+    assert metrics.manifold_metrics(real, fake.float(), k_pr=1, k_dc=1) == expected
+    for bad_real, bad_fake, kwargs, message in (
+            (real, fake, {"k_pr": None, "k_dc": None}, "nothing to compute: k_pr and k_dc are both None"),
+            (real[:, 0], fake, {}, "real_features must have shape (N, D), got (4,)"),
+            (real, fake[:, 0], {}, "fake_features must have shape (N, D), got (4,)")):
+        with pytest.raises(ValueError) as error:
+            metrics.manifold_metrics(bad_real, bad_fake, **kwargs)
+        assert str(error.value) == message
