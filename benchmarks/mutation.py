@@ -84,7 +84,8 @@ EQUIVALENT: dict[str, str] = {
         "ganstab.metrics.stats.x_frechet_distance__mutmut_23",
         *(f"ganstab.metrics.stats.x_kid__mutmut_{n}" for n in (12, 40, 46, 53)),
         *(f"ganstab.metrics.stats.x_knn_squared_radii__mutmut_{n}" for n in (19, 22)),
-        "ganstab.metrics.stats.x__prepare_pair__mutmut_9", "ganstab.metrics.stats.x_manifold_metrics__mutmut_41",
+        "ganstab.metrics.stats.x__prepare_pair__mutmut_9",
+        *(f"ganstab.metrics.stats.x_manifold_metrics__mutmut_{n}" for n in (41, 45, 48, 52, 55, 59, 62, 66, 69)),
         *(f"ganstab.metrics.stats.x_frechet_distance_from_stats__mutmut_{n}" for n in (9, 12, 16, 19, 23, 26)))},
     **{f"ganstab.metrics.stats.x_frechet_distance_from_stats__mutmut_{n}": "one mean left in its input dtype: its "
        "only use, mu1 - mu2 against the other mean's float64, promotes it exactly to float64 first"
@@ -118,6 +119,11 @@ EQUIVALENT: dict[str, str] = {
     **{f"ganstab.metrics.stats.x_manifold_metrics__mutmut_{n}": "chunk_size / max_chunk_elements not passed to the "
        "radii: chunking never changes a value, and a chunk_size < 1 is refused with the same message by the "
        "distance loop right after" for n in (24, 28, 29, 35, 39, 40)},
+    **{f"ganstab.metrics.stats.x_manifold_metrics__mutmut_{n}": "an accumulator created as float32 instead of bool "
+       "or int64: it only ever holds 0/1 flags or counts far below 2^24, exact in float32, and is read through "
+       ".double()" for n in (51, 54, 58, 61, 65, 68)},
+    "ganstab.metrics.stats.x_manifold_metrics__mutmut_76": "chunk_size not used by the distance loop: chunking never "
+       "changes a value, and chunk_size < 1 was already refused with the same message by the radii",
     "ganstab.metrics.stats.x_manifold_metrics__mutmut_30": "the initial fake_radii (None or '') is never read: it is "
                                                            "assigned before use whenever k_pr is set",
     **{f"ganstab.metrics.stats.x__rows_per_chunk__mutmut_{n}": "another number of rows per chunk: chunks set the "

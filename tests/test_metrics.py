@@ -570,3 +570,9 @@ def test_manifold_metrics_mix_float32_and_float64_features_and_refuse_bad_input(
         with pytest.raises(ValueError) as error:
             metrics.manifold_metrics(bad_real, bad_fake, **kwargs)
         assert str(error.value) == message
+
+
+def test_precision_and_recall_balls_are_closed() -> None:
+    # real 0, 1, 2 (k=1 radii 1), fake 3, 6 (radii 3): fake 3 lies on real 2's ball, real 0 on fake 3's ball
+    result = metrics.precision_recall(_points_on_line([0.0, 1.0, 2.0]), _points_on_line([3.0, 6.0]), k=1)
+    assert result == {"precision": 0.5, "recall": 1.0}
