@@ -576,3 +576,14 @@ def test_precision_and_recall_balls_are_closed() -> None:
     # real 0, 1, 2 (k=1 radii 1), fake 3, 6 (radii 3): fake 3 lies on real 2's ball, real 0 on fake 3's ball
     result = metrics.precision_recall(_points_on_line([0.0, 1.0, 2.0]), _points_on_line([3.0, 6.0]), k=1)
     assert result == {"precision": 0.5, "recall": 1.0}
+
+
+def test_as_features_gives_floating_features_and_names_a_bad_shape() -> None:
+    assert stats.as_features(torch.tensor([[1, 2]])).dtype == torch.float32
+    assert_close(stats.as_features(np.array([[1, 2]], dtype=np.int64)), torch.tensor([[1.0, 2.0]]), atol=0, rtol=0)
+    for dtype in (torch.float16, torch.bfloat16):
+        assert stats.as_features(torch.tensor([[0.5, 2.0]], dtype=dtype)).dtype == torch.float32
+    assert stats.as_features(torch.tensor([[0.1]], dtype=torch.float64)).dtype == torch.float64
+    with pytest.raises(ValueError) as error:
+        stats.as_features(torch.zeros(3))
+    assert str(error.value) == "features must have shape (N, D), got (3,)"
