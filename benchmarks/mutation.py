@@ -110,6 +110,11 @@ EQUIVALENT: dict[str, str] = {
     **{name: "np.asarray of Python floats without dtype=float64 is float64 already" for name in (
         "ganstab.metrics.stats.x_inception_score__mutmut_57", "ganstab.metrics.stats.x_inception_score__mutmut_59",
         "ganstab.metrics.stats.x_kid__mutmut_70", "ganstab.metrics.stats.x_kid__mutmut_72")},
+    "ganstab.metrics.modes.x_stacked_modes__mutmut_32": "bincount without minlength: the histogram stops at the "
+       "largest mode seen, the missing tail is zeros, which count no mode and add 0 to the KL (K is num_modes either "
+       "way)",
+    "ganstab.metrics.modes.x_stacked_modes__mutmut_46": "torch.where(p > 0, ...) vs p >= 0: where p = 0 the chosen "
+       "term is 0 * log(1e-300 K), a finite number times 0 = 0",
     "ganstab.metrics.stats.x__squared_distances__mutmut_18": "addmm's beta=1.0 is its default",
     "ganstab.metrics.stats.x_knn_squared_radii__mutmut_45": "topk's default dim is the last, dim 1 of the (B, M) "
                                                             "distances",
