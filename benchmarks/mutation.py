@@ -83,6 +83,7 @@ EQUIVALENT: dict[str, str] = {
         *(f"ganstab.augment.x__integers__mutmut_{n}" for n in (6, 11, 14)),
         "ganstab.metrics.stats.x_frechet_distance__mutmut_23",
         *(f"ganstab.metrics.stats.x_kid__mutmut_{n}" for n in (12, 40, 46, 53)),
+        *(f"ganstab.metrics.modes.x_mode_coverage__mutmut_{n}" for n in (34, 36)),
         *(f"ganstab.metrics.stats.x_knn_squared_radii__mutmut_{n}" for n in (19, 22)),
         "ganstab.metrics.stats.x__prepare_pair__mutmut_9",
         *(f"ganstab.metrics.stats.x_manifold_metrics__mutmut_{n}" for n in (41, 45, 48, 52, 55, 59, 62, 66, 69)),
@@ -113,6 +114,13 @@ EQUIVALENT: dict[str, str] = {
     "ganstab.metrics.modes.x_stacked_modes__mutmut_32": "bincount without minlength: the histogram stops at the "
        "largest mode seen, the missing tail is zeros, which count no mode and add 0 to the KL (K is num_modes either "
        "way)",
+    "ganstab.metrics.modes.x_mode_coverage__mutmut_59": "bincount without minlength: the missing tail of modes is "
+       "zeros, which count no mode and add 0 to the KL (K is num_modes either way)",
+    "ganstab.metrics.modes.x_mode_coverage__mutmut_75": "torch.where(p > 0, ...) vs p >= 0: where p = 0 the chosen "
+       "term is 0 * log(1e-300 K) = 0",
+    **{f"ganstab.metrics.modes.x_mode_coverage__mutmut_{n}": "samples or centres left in float32: their only use, "
+       "points - centres against the other side's float64, promotes them exactly to float64 first"
+       for n in (32, 35, 37)},
     "ganstab.metrics.modes.x_stacked_modes__mutmut_46": "torch.where(p > 0, ...) vs p >= 0: where p = 0 the chosen "
        "term is 0 * log(1e-300 K), a finite number times 0 = 0",
     "ganstab.metrics.stats.x__squared_distances__mutmut_18": "addmm's beta=1.0 is its default",

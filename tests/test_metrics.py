@@ -587,3 +587,11 @@ def test_as_features_gives_floating_features_and_names_a_bad_shape() -> None:
     with pytest.raises(ValueError) as error:
         stats.as_features(torch.zeros(3))
     assert str(error.value) == "features must have shape (N, D), got (3,)"
+
+
+def test_mode_coverage_assigns_each_sample_to_its_own_nearest_centre() -> None:
+    # two samples on centre (-2, 0), one on (5, 0), none on (2, 0): p = (2/3, 0, 1/3) over K = 3
+    centers = torch.tensor([[-2.0, 0.0], [2.0, 0.0], [5.0, 0.0]], dtype=torch.float64)
+    result = metrics.mode_coverage(_points_on_line([-2.0, -2.0, 5.0]), centers, 0.1)
+    assert result["modes"] == 2 and result["hq_fraction"] == 1.0
+    assert_close(result["reverse_kl"], 2 / 3 * math.log(2), atol=1e-12, rtol=0)
