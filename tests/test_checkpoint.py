@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import errno
+import io
 import os
+import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -117,3 +120,40 @@ def test_existing_run_is_not_touched_by_refused_overwrite(tmp_path: Path, capsys
     assert main(["train", f"out={run}", "train.steps=2", *FAST]) == 2
     assert main(["train", f"out={run}", "--overwrite", "data.name=mnist", *FAST]) == 2  # bad data: nothing removed
     assert sorted(p.name for p in run.rglob("*")) == before
+
+
+def _draws() -> tuple:
+    """One draw from each global generator, including the cached second normal of numpy and of python."""
+    return (torch.rand(3).tolist(), np.random.rand(2).tolist(), np.random.randn(), random.random(),
+            random.gauss(0.0, 1.0))
+
+
+def test_rng_state_round_trips_every_global_generator_through_a_weights_only_load() -> None:
+    ckpt.seed_everything(11)
+    np.random.randn()  # leaves a cached normal in numpy (has_gauss = 1)
+    random.gauss(0.0, 1.0)  # and in python (gauss_next)
+    buffer = io.BytesIO()
+    torch.save(ckpt.rng_state(), buffer)
+    expected = _draws()
+    ckpt.seed_everything(99)
+    _draws()
+    buffer.seek(0)
+    ckpt.set_rng_state(torch.load(buffer, weights_only=True))
+    assert _draws() == expected
+
+
+def test_seed_everything_seeds_torch_numpy_and_python() -> None:
+    ckpt.seed_everything(5)
+    assert torch.rand(2).tolist() == torch.rand(2, generator=torch.Generator().manual_seed(5)).tolist()
+    assert np.random.rand(2).tolist() == np.random.RandomState(5).rand(2).tolist()
+    assert random.random() == random.Random(5).random()
+
+
+def test_save_checkpoint_makes_its_folder_clears_other_processes_temp_files_and_prunes_checksums(
+        tmp_path: Path) -> None:
+    folder = tmp_path / "run" / "checkpoints"
+    ckpt.save_checkpoint(folder, 1, {"step": 1}, keep=1)
+    others, own = folder / ".ckpt_0000002.pt.tmp-99999999", folder / f".ckpt_0000009.pt.tmp-{os.getpid()}"
+    others.write_bytes(b"half"), own.write_bytes(b"mine")
+    ckpt.save_checkpoint(folder, 2, {"step": 2}, keep=1)
+    assert sorted(p.name for p in folder.iterdir()) == [own.name, "ckpt_0000002.pt", "ckpt_0000002.pt.sha256"]
