@@ -157,3 +157,39 @@ def test_save_checkpoint_makes_its_folder_clears_other_processes_temp_files_and_
     others.write_bytes(b"half"), own.write_bytes(b"mine")
     ckpt.save_checkpoint(folder, 2, {"step": 2}, keep=1)
     assert sorted(p.name for p in folder.iterdir()) == [own.name, "ckpt_0000002.pt", "ckpt_0000002.pt.sha256"]
+
+
+def _tiny_trainer(out: Path, *extra: str):
+    """A Trainer over the toy data with tiny networks, built without training."""
+    from ganstab.pipeline import load_config, make_trainer
+
+    cfg = load_config(None, ["model.width=8", "model.depth=2", "train.batch_size=8", "train.device=cpu",
+                             "train.threads=1", "log.progress=false", "eval.final=false", f"out={out}", *extra], "toy")
+    return make_trainer(cfg, echo=lambda _m: None)
+
+
+def test_trainer_state_round_trip_restores_every_counter_scale_generator_and_weight(tmp_path: Path) -> None:
+    first = _tiny_trainer(tmp_path / "a")
+    values = {"step": 7, "d_steps": 9, "batch_index": 11, "images_seen": 96, "elapsed": 3.5, "recoveries": 2,
+              "lr_scale_g": 0.5, "lr_scale_d": 0.25, "best_eval": {"step": 6, "fd": 1.25}, "eval_seconds": 1.5,
+              "eval_cost": 0.75, "quick_seconds": 0.5, "quick_cost": 0.125}
+    for name, value in values.items():
+        setattr(first, name, value)
+    first.apply_lr_scale()  # the optimisers' lrs, saved in their state, become the configured ones times the scales
+    torch.rand(5, generator=first.gen), torch.rand(3, generator=first.aug_gen)
+    with torch.no_grad():
+        for param in list(first.G.parameters()) + list(first.D.parameters()):
+            param.add_(0.5)
+    state = first.state()
+    assert {k: state[k] for k in values} == values
+    second = _tiny_trainer(tmp_path / "b")
+    second.load_state(state)
+    assert {k: getattr(second, k) for k in values} == values
+    assert torch.equal(second.gen.get_state(), first.gen.get_state())
+    assert torch.equal(second.aug_gen.get_state(), first.aug_gen.get_state())
+    for net in ("G", "D"):
+        mine, theirs = getattr(second, net).state_dict(), getattr(first, net).state_dict()
+        assert all(torch.equal(mine[key], theirs[key]) for key in theirs), net
+    lr_g, lr_d = first.cfg.optim.g_lr, first.cfg.optim.d_lr
+    assert second.opt_g.param_groups[0]["lr"] == pytest.approx(lr_g * 0.5, rel=1e-12)
+    assert second.opt_d.param_groups[0]["lr"] == pytest.approx(lr_d * 0.25, rel=1e-12)
