@@ -175,7 +175,7 @@ def read_results(tree: Path) -> dict[str, dict[str, int | None]]:
 
 def status_of(code: int | None) -> str:
     """mutmut's status name of an exit code, with '_' for ' ' ('no_tests')."""
-    from mutmut.models.results import status_by_exit_code
+    from mutmut.stats import status_by_exit_code
 
     return status_by_exit_code[code].replace(" ", "_")
 
@@ -250,11 +250,12 @@ def markdown(payload: dict[str, Any]) -> str:
              f"{payload['machine']['cpu']} ({payload['machine']['cores']} cores).", ""]
     for phase, data in payload["phases"].items():
         lines += [f"## {phase}", "", f"Command: `{data['command']}` (mutating commit {data['commit']})", "",
-                  "| module | mutants | killed | survived | no tests | timeout | equivalent | score |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| module | mutants | killed | survived | no tests | timeout | equivalent | not run | score |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for module, row in data["modules"].items():
             lines.append(f"| {module} | {row['total']} | {row['killed']} | {row['survived']} | {row['no_tests']} | "
-                         f"{row['timeout']} | {row['equivalent']} | {pct(row['score'])} |")
+                         f"{row['timeout']} | {row['equivalent']} | {row.get('not_checked', 0)} | "
+                         f"{pct(row['score'])} |")
         lines += ["", "| group | modules | score | target |", "|---|---|---:|---:|"]
         for group, row in data["groups"].items():
             lines.append(f"| {group} | {', '.join(row['modules']) or '(not run)'} | {pct(row['score'])} | "
