@@ -145,6 +145,9 @@ EQUIVALENT: dict[str, str] = {
     **{f"ganstab.metrics.stats.x__rows_per_chunk__mutmut_{n}": "another number of rows per chunk: chunks set the "
        "memory held at once, never the value (tests/test_metrics.py::test_manifold_metrics_chunking_is_exact)"
        for n in (9, 15)},
+    **{f"ganstab.penalties.x_consistency_penalty__mutmut_{n}": "every sample has the same number of features, so "
+       "the batch mean of the per-sample means is the mean over all entries, whatever the reshape "
+       "(reshape(a.shape[1], -1)) or the axis of the first mean (mean(dim=None))" for n in (11, 14)},
     "ganstab.augment.x_augment__mutmut_20": "U(0, 1) draw < p vs <= p: the draws are continuous, equality with p has "
                                             "probability about 2^-24 per draw",
 }
@@ -189,7 +192,8 @@ def score(row: dict[str, Any]) -> float | None:
 def tally(codes: dict[str, int | None]) -> dict[str, Any]:
     """Counts per status, the survivors (name -> status) and equivalents among them, and the score."""
     statuses = {name: status_of(code) for name, code in codes.items()}
-    row: dict[str, Any] = {"total": len(codes), "killed": 0, "survived": 0, "no_tests": 0, "timeout": 0}
+    row: dict[str, Any] = {"total": len(codes), "killed": 0, "survived": 0, "no_tests": 0, "timeout": 0,
+                           "not_checked": 0}
     for status in statuses.values():
         row[status] = row.get(status, 0) + 1
     left = {n: s for n, s in sorted(statuses.items()) if s in ("survived", "no_tests")}
@@ -273,6 +277,32 @@ def markdown(payload: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def results_tables(payload: dict[str, Any], prefix: str = "results/mutation.json") -> str:
+    """The before/after tables for benchmarks/RESULTS.md, every figure a link to its key in mutation.json."""
+    def link(value: Any, pointer: str, percent: bool = False) -> str:
+        text = "n/a" if value is None else (f"{100 * value:.1f} %" if percent else f"{value}")
+        return text if value is None else f"[{text}]({prefix}#{pointer})"
+
+    lines = []
+    for phase, data in payload["phases"].items():
+        lines += [f"**{phase}** (`{data['command']}`, mutating {data['commit'][:7]}"
+                  f"{' + uncommitted config' if data['commit'].endswith('+dirty') else ''}):", "",
+                  "| module | mutants | killed | survived + no tests | timeout | equivalent | not run | score |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for module, row in data["modules"].items():
+            base = f"/phases/{phase}/modules/{module}"
+            lines.append(
+                f"| {module} | {link(row['total'], base + '/total')} | {link(row['killed'], base + '/killed')} | "
+                f"{link(row['survived'], base + '/survived')} + {link(row['no_tests'], base + '/no_tests')} | "
+                f"{link(row['timeout'], base + '/timeout')} | {link(row['equivalent'], base + '/equivalent')} | "
+                f"{link(row.get('not_checked', 0), base + '/not_checked')} | {link(row['score'], base + '/score', True)} |")
+        groups = [f"{group} {link(row['score'], f'/phases/{phase}/groups/{group}/score', True)}"
+                  + (f" (target {100 * row['target']:.0f} %)" if row["target"] else "")
+                  for group, row in data["groups"].items() if row["score"] is not None]
+        lines += ["", "Groups: " + "; ".join(groups) + ".", ""]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run mutmut module by module and write the report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -282,9 +312,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="the checkout to mutate (default: this one; `before` may name a clone of the base commit)")
     parser.add_argument("--until", default=None, help="UTC HH:MM after which no further module is started")
     parser.add_argument("--collect", action="store_true", help="only read TREE/mutants/ and write the report")
+    parser.add_argument("--tables", action="store_true", help="print the RESULTS.md tables of mutation.json and stop")
     args = parser.parse_args(argv)
     path = RESULTS / "mutation.json"
     previous = json.loads(path.read_text()) if path.is_file() else {"phases": {}}
+    if args.tables:
+        print(results_tables(previous))
+        return 0
     before = previous["phases"].get("before", {}).get("modules", {})
     if args.phase == "after" and not before:
         raise SystemExit("mutation: run the before phase first (results/mutation.json has none)")
