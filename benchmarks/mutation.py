@@ -126,6 +126,10 @@ EQUIVALENT: dict[str, str] = {
     **{f"ganstab.training.checkpoint.x_{name}__mutmut_{n}": "the CUDA generators' branch: it runs only where CUDA "
        "is available, never on this CPU-only machine (no GPU test covers it yet)"
        for name, ns in (("rng_state", (37, 38, 39)), ("set_rng_state", (30, 31, 32, 33, 34, 35, 36))) for n in ns},
+    "ganstab.metrics.stats.x_class_histogram__mutmut_19": "labels not cast to int64 before bincount: bincount "
+       "counts every integer dtype alike (floating labels are refused just before)",
+    "ganstab.training.checkpoint.x_rng_state__mutmut_11": "numpy's uint32 keys kept as float64 instead of int64: "
+       "every uint32 is exact in float64, and set_rng_state casts them back to uint32",
     "ganstab.metrics.stats.x__squared_distances__mutmut_18": "addmm's beta=1.0 is its default",
     "ganstab.metrics.stats.x_knn_squared_radii__mutmut_45": "topk's default dim is the last, dim 1 of the (B, M) "
                                                             "distances",

@@ -375,7 +375,9 @@ def test_stacked_modes_by_hand() -> None:
     one = metrics.stacked_modes(torch.tensor([[2, 1]] * 5), classes=3)
     assert one["modes"] == 1
     assert_close(one["reverse_kl"], math.log(9), atol=1e-12, rtol=0)
-    assert metrics.stacked_modes(torch.tensor([[9, 9, 9]]))["modes"] == 1  # default: ten classes
+    default = metrics.stacked_modes(torch.tensor([[9, 9, 9]]))  # default: ten classes, K = 1,000 tuples
+    assert default["modes"] == 1
+    assert_close(default["reverse_kl"], math.log(1000), atol=1e-12, rtol=0)
 
 
 def test_stacked_modes_refuses_bad_classes_naming_them() -> None:
