@@ -349,8 +349,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.phase == "before":
         modules = {m: tally(results[m]) for m in MODULES if results[m]}
         modules = {m: row for m, row in modules.items() if row["total"] - row.get("not_checked", 0)}
-    else:
-        modules = {m: merged_after(before[m], results[m]) for m in args.modules if m in before}
+    else:  # modules re-run now replace their row; the others keep the row of an earlier after run
+        earlier = previous["phases"].get("after", {}).get("modules", {})
+        fresh = {m: merged_after(before[m], results[m]) for m in args.modules if m in before}
+        modules = {m: fresh.get(m, earlier.get(m)) for m in MODULES if m in fresh or m in earlier}
     phases[args.phase] = {"command": command, "commit": git_commit(args.tree), "modules": modules,
                           "groups": group_scores(modules), "not_run": [m for m in MODULES if m not in modules],
                           "tests": {m: list(MODULES[m][1]) for m in modules}}

@@ -193,3 +193,57 @@ def test_trainer_state_round_trip_restores_every_counter_scale_generator_and_wei
     lr_g, lr_d = first.cfg.optim.g_lr, first.cfg.optim.d_lr
     assert second.opt_g.param_groups[0]["lr"] == pytest.approx(lr_g * 0.5, rel=1e-12)
     assert second.opt_d.param_groups[0]["lr"] == pytest.approx(lr_d * 0.25, rel=1e-12)
+
+
+def test_trainer_state_carries_ema_lecam_recorder_and_legacy_defaults(tmp_path: Path) -> None:
+    first = _tiny_trainer(tmp_path / "a", "penalty.lecam=0.1", "train.ema=1000")
+    with torch.no_grad():
+        for param in first.G_ema.parameters():
+            param.add_(0.25)
+    first.lecam.load_state_dict({"biased": torch.tensor([0.5, -0.25]), "count": 3})
+    first.recorder.load_state_dict({"sums": {"loss_d": 1.5}, "counts": {"loss_d": 2}})
+    state = first.state()
+    assert sorted(state) == sorted([
+        "step", "d_steps", "batch_index", "images_seen", "elapsed", "recoveries", "lr_scale_g", "lr_scale_d", "g",
+        "d", "g_ema", "opt_g", "opt_d", "gen", "aug_gen", "rng", "ada", "lecam", "recorder", "doctor", "scaler_g",
+        "scaler_d", "best_eval", "eval_seconds", "eval_cost", "quick_seconds", "quick_cost", "config"])
+    assert state["ada"] is None and state["config"]["penalty"]["lecam"] == 0.1
+    second = _tiny_trainer(tmp_path / "b", "penalty.lecam=0.1", "train.ema=1000")
+    second.load_state(state)
+    ema, theirs = second.G_ema.state_dict(), first.G_ema.state_dict()
+    assert all(torch.equal(ema[key], theirs[key]) for key in theirs)
+    assert second.lecam.state_dict()["count"] == 3
+    assert torch.equal(second.lecam.state_dict()["biased"], torch.tensor([0.5, -0.25]))
+    assert second.recorder.state_dict() == {"sums": {"loss_d": 1.5}, "counts": {"loss_d": 2}}
+    # a checkpoint of the first round: one lr scale for both networks, no recoveries, timings or recorder sums
+    legacy = {k: v for k, v in first.state().items() if k not in (
+        "recoveries", "lr_scale_g", "lr_scale_d", "eval_seconds", "eval_cost", "quick_seconds", "quick_cost",
+        "recorder")}
+    legacy["lr_scale"] = 0.5
+    third = _tiny_trainer(tmp_path / "c", "penalty.lecam=0.1", "train.ema=1000")
+    third.recoveries, third.eval_seconds, third.quick_seconds = 4, 9.0, 9.0
+    third.load_state(legacy)
+    assert (third.recoveries, third.lr_scale_g, third.lr_scale_d) == (0, 0.5, 0.5)
+    assert (third.eval_seconds, third.eval_cost, third.quick_seconds, third.quick_cost) == (0.0, None, 0.0, None)
+    assert third.recorder.state_dict() == {"sums": {}, "counts": {}}
+    del legacy["lr_scale"]
+    third.load_state(legacy)
+    assert (third.lr_scale_g, third.lr_scale_d) == (1.0, 1.0)
+
+
+def test_trainer_checkpoint_resume_and_its_refusal_of_a_changed_config(tmp_path: Path) -> None:
+    first = _tiny_trainer(tmp_path / "a")
+    first.step, first.images_seen = 6, 48
+    path = first.save_checkpoint()
+    assert path == tmp_path / "a" / "checkpoints" / "ckpt_0000006.pt"
+    assert first._last_checkpoint_step == 6
+    second = _tiny_trainer(tmp_path / "a")
+    second.resume_from(path)
+    assert (second.step, second.images_seen) == (6, 48)
+    changed = _tiny_trainer(tmp_path / "a", "optim.g_lr=0.003")
+    with pytest.raises(CheckpointError) as error:
+        changed.resume_from(path)
+    assert str(error.value) == ("the config differs from the checkpoint's (optim.g_lr: 0.001 -> 0.003); "
+                                "pass --allow-config-change to resume anyway")
+    changed.resume_from(path, allow_config_change=True)
+    assert changed.step == 6
