@@ -247,3 +247,27 @@ def test_trainer_checkpoint_resume_and_its_refusal_of_a_changed_config(tmp_path:
                                 "pass --allow-config-change to resume anyway")
     changed.resume_from(path, allow_config_change=True)
     assert changed.step == 6
+
+
+def test_initialise_from_loads_what_the_source_holds_and_names_what_does_not_fit(tmp_path: Path) -> None:
+    from ganstab.training.transfer import InitWeights
+
+    source = _tiny_trainer(tmp_path / "src", "train.ema=1000")
+    with torch.no_grad():
+        for param in list(source.G.parameters()) + list(source.D.parameters()):
+            param.add_(0.5)
+    g, d = source.G.state_dict(), source.D.state_dict()
+    target = _tiny_trainer(tmp_path / "dst", "train.ema=1000")
+    assert target.initialise_from(InitWeights(tmp_path / "src", g, d, None)) == "G, D, G's EMA (a copy of G)"
+    for net, theirs in ((target.G, g), (target.D, d), (target.G_ema, g)):
+        mine = net.state_dict()
+        assert all(torch.equal(mine[key], theirs[key]) for key in theirs)
+    assert target.initialise_from(InitWeights(tmp_path / "src", g, None, g)) == "G, G's EMA"
+    plain = _tiny_trainer(tmp_path / "plain", "train.ema=0")
+    assert plain.initialise_from(InitWeights(tmp_path / "src", g)) == "G"
+    wide = _tiny_trainer(tmp_path / "wide", "train.ema=0", "model.width=16")
+    with pytest.raises(CheckpointError) as error:
+        wide.initialise_from(InitWeights(tmp_path / "src", g))
+    message = str(error.value)
+    assert message.startswith(f"train.init_from: the generator in {str(tmp_path / 'src')!r} does not fit this model (")
+    assert message.endswith("); use the model.* settings, data shape and classes of the run it comes from")
