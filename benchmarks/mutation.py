@@ -128,6 +128,8 @@ EQUIVALENT: dict[str, str] = {
        for name, ns in (("rng_state", (37, 38, 39)), ("set_rng_state", (30, 31, 32, 33, 34, 35, 36))) for n in ns},
     "ganstab.metrics.stats.x_class_histogram__mutmut_19": "labels not cast to int64 before bincount: bincount "
        "counts every integer dtype alike (floating labels are refused just before)",
+    "ganstab.training.checkpoint.x_set_rng_state__mutmut_10": "numpy's keys handed to np.random.set_state without "
+       "the uint32 cast: numpy converts the same integer values itself",
     "ganstab.training.checkpoint.x_rng_state__mutmut_11": "numpy's uint32 keys kept as float64 instead of int64: "
        "every uint32 is exact in float64, and set_rng_state casts them back to uint32",
     "ganstab.metrics.stats.x__squared_distances__mutmut_18": "addmm's beta=1.0 is its default",
