@@ -337,17 +337,17 @@ def test_cutout_square_of_a_non_square_size() -> None:
 
 
 def test_random_cutout_centres_are_the_generators_uniform_pixels_on_a_non_square_image() -> None:
-    n, h, w = 80, 8, 10
+    n, h, w = 80, 8, 12
     x = torch.full((n, 1, h, w), 0.5)
     out = cutout(x, _gen(21))
-    # the same draws by hand: centres uniform in [0, h - 1] x [0, w - 1]; a (4, 5) box (half the side, rounded)
-    # whose top-left corner is the centre minus (4 // 2, 5 // 2)
+    # the same draws by hand: centres uniform in [0, h - 1] x [0, w - 1]; a (4, 6) box (half the side, rounded)
+    # whose top-left corner is the centre minus (4 // 2, 6 // 2)
     g = _gen(21)
     centre_y, centre_x = torch.randint(0, h, (n,), generator=g), torch.randint(0, w, (n,), generator=g)
     expected = x.clone()
     for i in range(n):
-        top, left = int(centre_y[i]) - 2, int(centre_x[i]) - 2
-        expected[i, :, max(top, 0):top + 4, max(left, 0):left + 5] = 0.0
+        top, left = int(centre_y[i]) - 2, int(centre_x[i]) - 3
+        expected[i, :, max(top, 0):top + 4, max(left, 0):left + 6] = 0.0
     assert_close(out, expected, rtol=0, atol=0)
     assert {0, h - 1} <= set(centre_y.tolist()) and {0, w - 1} <= set(centre_x.tolist())
 
