@@ -292,7 +292,7 @@ def results_tables(payload: dict[str, Any], prefix: str = "results/mutation.json
     lines = []
     for phase, data in payload["phases"].items():
         lines += [f"**{phase}** (`{data['command']}`, mutating {data['commit'][:7]}"
-                  f"{' + uncommitted config' if data['commit'].endswith('+dirty') else ''}):", "",
+                  f"{' with uncommitted changes' if data['commit'].endswith('+dirty') else ''}):", "",
                   "| module | mutants | killed | survived + no tests | timeout | equivalent | not run | score |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for module, row in data["modules"].items():
