@@ -51,7 +51,7 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 GROUPS = {"maths": ("losses", "penalties", "augment", "metrics.stats", "metrics.modes"),
           "resume": ("training.checkpoint", "training.state"),
-          "detectors": ("diagnose.detectors",), "run folder": ("rundir",)}
+          "detectors": ("diagnose.detectors",), "rundir": ("rundir",)}
 TARGETS = {"maths": 0.90, "resume": 0.80, "detectors": 0.80}
 STATUS_KEYS = ("killed", "survived", "timeout", "no tests", "suspicious", "segfault", "skipped", "not checked",
                "caught by type check", "check was interrupted by user")
