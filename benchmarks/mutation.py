@@ -13,11 +13,13 @@ The modules run in priority order (maths, then resume and the detectors, then th
 a module once that UTC time is past, and the report says which modules ran.
 
 Usage:
-    python benchmarks/mutation.py [--modules losses penalties ...] [--phase before|after] [--until 17:20]
-    python benchmarks/mutation.py --phase after --survivors   # re-run only the previous survivors
-    python benchmarks/mutation.py --collect --phase after     # re-read mutants/ and rewrite the report only
-Writes results/mutation.json (phases.before / phases.after per module, survivors, equivalents, provenance)
-and results/mutation.md. A `before` phase already in mutation.json is kept when `after` is written.
+    python benchmarks/mutation.py --phase before [--tree CLONE_OF_THE_BASE_COMMIT] [--modules losses ...] [--until 17:20]
+    python benchmarks/mutation.py --phase after [--modules ...]   # re-runs only the before phase's survivors
+    python benchmarks/mutation.py --phase after --collect         # re-read mutants/ and rewrite the report only
+    python benchmarks/mutation.py --tables                        # print the RESULTS.md tables
+Writes results/mutation.json (phases.before / phases.after per module and group, survivors, equivalents,
+provenance) and results/mutation.md. Each phase keeps the other; an after run keeps the rows of modules it did not
+re-run.
 """
 
 from __future__ import annotations
