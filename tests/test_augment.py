@@ -261,3 +261,115 @@ def test_controller_state_round_trip_continues_identically() -> None:
     assert ps_first == ps_second
     assert first.state_dict() == second.state_dict()
     assert 0.0 < ps_first[-1] < 1.0
+
+
+def test_parse_policy_names_the_key_that_held_the_unknown_transform() -> None:
+    with pytest.raises(GanstabError) as error:
+        parse_policy("color, flip", key="penalty.bcr.policy")
+    assert str(error.value) == "unknown augmentation 'flip' in penalty.bcr.policy; known: color, translation, cutout"
+
+
+def test_ada_update_default_speed_and_its_refusal() -> None:
+    assert ada_update(0.0, 1.0, 0.6, 250_000) == 0.5  # half of the default 500,000 images
+    assert ada_update(0.0, 1.0, 0.6, 1, speed_images=1) == 1.0
+    for speed in (0, -5):
+        with pytest.raises(ValueError) as error:
+            ada_update(0.0, 1.0, 0.6, 1, speed_images=speed)
+        assert str(error.value) == f"speed_images must be positive, got {speed}"
+
+
+def test_controller_defaults_are_the_papers_and_start_from_a_clean_state() -> None:
+    ada = AdaController()
+    assert (ada.target, ada.interval, ada.speed_images, ada.p) == (0.6, 256, 500_000, 0.0)
+    assert ada.state_dict() == {"p": 0.0, "signal_sum": 0.0, "signal_count": 0, "images_since_update": 0,
+                                "last_signal": 0.0}
+    smallest = AdaController(interval=1, speed_images=1, p=1.0)
+    assert (smallest.interval, smallest.speed_images, smallest.p) == (1, 1, 1.0)
+
+
+def test_controller_refuses_bad_settings_naming_them() -> None:
+    for interval, speed in ((0, 100), (4, 0)):
+        with pytest.raises(ValueError) as error:
+            AdaController(interval=interval, speed_images=speed)
+        assert str(error.value) == f"interval and speed_images must be >= 1, got {interval} and {speed}"
+    for p in (1.5, -0.1):
+        with pytest.raises(ValueError) as error:
+            AdaController(p=p)
+        assert str(error.value) == f"augmentation probability p must be within [0, 1], got {p}"
+
+
+def test_controller_signal_is_the_mean_sign_over_every_observed_batch() -> None:
+    ada = AdaController(target=0.6, interval=8, speed_images=800)
+    ada.observe(torch.tensor([1.0, 2.0, 3.0]))
+    ada.observe(torch.tensor([-1.0, 4.0, -2.0, 5.0, 0.5]))
+    assert ada.state_dict()["signal_count"] == 8 and ada.state_dict()["signal_sum"] == 4.0
+    # r_t = 4 / 8 = 0.5 < 0.6: p would fall below 0 and stays 0; the sums restart from zero
+    assert ada.step(8) == 0.0
+    assert ada.state_dict() == {"p": 0.0, "signal_sum": 0.0, "signal_count": 0, "images_since_update": 0,
+                                "last_signal": 0.5}
+    one = AdaController(target=0.6, interval=1, speed_images=100)
+    one.observe(torch.tensor([2.0]))  # a single observed logit is a signal too
+    assert one.step(1) == 0.01 and one.last_signal == 1.0
+
+
+def test_controller_load_state_dict_restores_every_field() -> None:
+    state = {"p": 0.25, "signal_sum": -3.0, "signal_count": 7, "images_since_update": 5, "last_signal": 0.75}
+    ada = AdaController()
+    ada.load_state_dict(state)
+    assert ada.state_dict() == state
+
+
+def test_random_translation_draws_every_shift_from_minus_to_plus_the_largest() -> None:
+    side, n = 16, 300
+    x = torch.full((n, 1, side, side), -1.0)
+    x[:, 0, 8, 8] = 1.0
+    flat = translation(x, _gen(5)).flatten(1).argmax(dim=1)
+    assert set((flat // side - 8).tolist()) == {-2, -1, 0, 1, 2}
+    assert set((flat % side - 8).tolist()) == {-2, -1, 0, 1, 2}
+
+
+def test_cutout_square_of_a_non_square_size() -> None:
+    x = torch.full((1, 1, 4, 6), 0.5)
+    out = cutout_square(x, torch.tensor([1]), torch.tensor([2]), (2, 3))
+    expected = torch.full((1, 1, 4, 6), 0.5)
+    expected[:, :, 1:3, 2:5] = 0.0
+    assert_close(out, expected, rtol=0, atol=0)
+
+
+def test_random_cutout_centres_are_the_generators_uniform_pixels_on_a_non_square_image() -> None:
+    n, h, w = 80, 8, 12
+    x = torch.full((n, 1, h, w), 0.5)
+    out = cutout(x, _gen(21))
+    # the same draws by hand: centres uniform in [0, h - 1] x [0, w - 1]; a (4, 6) box (half the side, rounded)
+    # whose top-left corner is the centre minus (4 // 2, 6 // 2)
+    g = _gen(21)
+    centre_y, centre_x = torch.randint(0, h, (n,), generator=g), torch.randint(0, w, (n,), generator=g)
+    expected = x.clone()
+    for i in range(n):
+        top, left = int(centre_y[i]) - 2, int(centre_x[i]) - 3
+        expected[i, :, max(top, 0):top + 4, max(left, 0):left + 6] = 0.0
+    assert_close(out, expected, rtol=0, atol=0)
+    assert {0, h - 1} <= set(centre_y.tolist()) and {0, w - 1} <= set(centre_x.tolist())
+
+
+def test_translation_up_and_right_fills_the_bottom_rows_and_left_columns() -> None:
+    x = torch.full((1, 2, 5, 6), 0.5)
+    out = translate(x, torch.tensor([-2]), torch.tensor([2]))
+    expected = torch.full((1, 2, 5, 6), -1.0)
+    expected[:, :, :3, 2:] = 0.5
+    assert_close(out, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float64])
+def test_every_transform_keeps_the_images_dtype(dtype: torch.dtype) -> None:
+    for name in ALL:
+        assert POLICIES[name](_images(dtype=dtype), _gen()).dtype == dtype, name
+    assert augment(_images(dtype=dtype), ALL, _gen(), p=0.5).dtype == dtype
+
+
+def test_random_color_draws_brightness_saturation_and_contrast_in_their_ranges() -> None:
+    x, n = _images(n=6, c=3), 6
+    g = _gen(13)
+    draws = [torch.rand(n, generator=g) for _ in range(3)]
+    brightness, saturation, contrast = draws[0] - 0.5, 2.0 * draws[1], 0.5 + draws[2]
+    assert_close(color(x, _gen(13)), adjust_color(x, brightness, saturation, contrast))

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from ganstab.losses import (LOSS_KINDS, RELATIVISTIC_KINDS, TARGETED_KINDS, discriminator_loss, discriminator_objective,
-                            drift_penalty, generator_loss, lecam_penalty)
+from ganstab.losses import (LOSS_KINDS, RELATIVISTIC_KINDS, TARGETED_KINDS, class_loss, discriminator_loss,
+                            discriminator_objective, drift_penalty, generator_loss, generator_objective, lecam_penalty)
 
 REAL = [2.0, -1.0]
 FAKE = [0.5, -3.0]
@@ -365,3 +365,60 @@ def test_objective_adds_r1_r2_and_lecam_with_their_weights():
     total, parts = discriminator_objective("relativistic", t(REAL), t(FAKE))
     assert_close(total, expect(RP_D))
     assert sorted(parts) == ["loss_d"]
+
+
+# ---------------------------------------------------------------- every weighted term of D's objective, G's objective
+
+def test_objective_adds_every_weighted_term_and_reports_it_unweighted():
+    total, parts = discriminator_objective(
+        "wasserstein", t(REAL), t(FAKE), gp=expect(0.3), gp_weight=10.0, drift_weight=0.001, aux_class=expect(0.7),
+        aux_weight=2.0, bcr_real=expect(0.2), bcr_real_weight=5.0, bcr_fake=expect(0.1), bcr_fake_weight=3.0,
+        zcr=expect(0.05), zcr_weight=4.0)
+    # wasserstein mean(fake) - mean(real) = -1.25 - 0.5 = -1.75; drift mean(2^2, (-1)^2) = 2.5
+    # -1.75 + 10 * 0.3 + 0.001 * 2.5 + 2 * 0.7 + 5 * 0.2 + 3 * 0.1 + 4 * 0.05 = 4.1525
+    assert_close(total, expect(4.1525))
+    assert sorted(parts) == ["bcr_fake", "bcr_real", "class_d", "drift", "gp", "loss_d", "zcr_d"]
+    for name, value in (("loss_d", -1.75), ("gp", 0.3), ("drift", 2.5), ("class_d", 0.7), ("bcr_real", 0.2),
+                        ("bcr_fake", 0.1), ("zcr_d", 0.05)):
+        assert_close(parts[name], expect(value))
+
+
+def test_objective_passes_label_targets_to_the_loss():
+    total, parts = discriminator_objective("lsgan", t(REAL), t(FAKE), real_target=0.9, fake_target=0.1)
+    # 0.5 * mean((2 - 0.9)^2, (-1 - 0.9)^2) + 0.5 * mean((0.5 - 0.1)^2, (-3 - 0.1)^2)
+    assert_close(total, expect(0.5 * mean([1.21, 3.61]) + 0.5 * mean([0.16, 9.61])))
+    assert sorted(parts) == ["loss_d"]
+
+
+def test_generator_objective_subtracts_the_weighted_diversity_term():
+    total, parts = generator_objective(expect(1.5), zcr=expect(0.25), zcr_weight=2.0)
+    assert_close(total, expect(1.0))
+    assert sorted(parts) == ["zcr_g"]
+    assert_close(parts["zcr_g"], expect(0.25))
+    total, parts = generator_objective(expect(1.5))
+    assert_close(total, expect(1.5))
+    assert parts == {}
+
+
+def test_class_loss_is_the_cross_entropy_in_float32():
+    logits, labels = t([[2.0, 0.0, -1.0], [0.5, 0.5, 1.0]]), torch.tensor([0, 2])
+    # -log softmax: sample 0 picks logit 2 of (2, 0, -1), sample 1 logit 1 of (0.5, 0.5, 1)
+    by_hand = mean([-math.log(math.exp(2.0) / (math.exp(2.0) + 1.0 + math.exp(-1.0))),
+                    -math.log(math.exp(1.0) / (2 * math.exp(0.5) + math.exp(1.0)))])
+    assert_close(class_loss(logits, labels), expect(by_hand))
+    value = class_loss(logits.bfloat16(), labels)
+    assert value.dtype == torch.float32
+    assert_close(value, expect(by_hand), atol=2e-2, rtol=0)
+
+
+def test_objective_logs_terms_given_without_a_weight_but_adds_nothing():
+    # every weight defaults to 0: the terms are reported (unweighted) and the total is the loss alone
+    total, parts = discriminator_objective("hinge", t(REAL), t(FAKE), gp=expect(0.3), r1=expect(0.4),
+                                           aux_class=expect(0.7), r2=expect(0.6), bcr_real=expect(0.2),
+                                           bcr_fake=expect(0.1), zcr=expect(0.05),
+                                           lecam_anchors=(expect(0.5), expect(-0.5)))
+    assert_close(total, expect(1.75))
+    assert sorted(parts) == ["bcr_fake", "bcr_real", "class_d", "gp", "lecam", "loss_d", "r1", "r2", "zcr_d"]
+    total, parts = generator_objective(expect(1.5), zcr=expect(0.25))
+    assert_close(total, expect(1.5))
+    assert sorted(parts) == ["zcr_g"]

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from torch.testing import assert_close
 
 from ganstab import metrics
+from ganstab.metrics import stats
 
 
 def _points_on_line(xs: list[float]) -> torch.Tensor:
@@ -91,12 +92,20 @@ def test_fd_stable_when_covariance_is_singular() -> None:
 
 
 def test_fd_rejects_bad_shapes() -> None:
-    with pytest.raises(ValueError):
-        metrics.frechet_distance(torch.zeros(10, 3), torch.zeros(10, 4))
-    with pytest.raises(ValueError):
-        metrics.frechet_distance(torch.zeros(10), torch.zeros(10))
-    with pytest.raises(ValueError):
-        metrics.frechet_distance(torch.zeros(1, 3), torch.zeros(10, 3))
+    for real, fake, message in (
+            (torch.zeros(10, 3), torch.zeros(10, 4), "feature dimensions differ: real 3, fake 4"),
+            (torch.zeros(10), torch.zeros(10), "real_features must have shape (N, D), got (10,)"),
+            (torch.zeros(10, 3), torch.zeros(10, 3, 1), "fake_features must have shape (N, D), got (10, 3, 1)"),
+            (torch.zeros(1, 3), torch.zeros(10, 3), "need at least 2 samples for a covariance, got 1")):
+        with pytest.raises(ValueError) as error:
+            metrics.frechet_distance(real, fake)
+        assert str(error.value) == message
+
+
+def test_fd_of_two_samples_each_by_hand() -> None:
+    # {0, 2}: mean 1, unbiased variance 2; {1, 3}: mean 2, variance 2. FD = 1 + 2 + 2 - 2 sqrt(2 * 2) = 1
+    assert_close(metrics.frechet_distance(_points_on_line([0.0, 2.0])[:, :1], _points_on_line([1.0, 3.0])[:, :1]),
+                 1.0, atol=1e-12, rtol=0)
 
 
 @settings(max_examples=25, deadline=None)
@@ -325,3 +334,266 @@ def test_mode_coverage_true_mixture() -> None:
     assert result["modes"] == 25
     assert_close(result["hq_fraction"], 1 - math.exp(-4.5), atol=0.01, rtol=0)
     assert result["reverse_kl"] < 0.02  # multinomial noise only: about (K - 1) / (2 n) = 0.005
+
+
+def test_mode_coverage_counts_a_sample_at_exactly_three_std_as_high_quality() -> None:
+    # distance 1.5 = 3 * 0.5 exactly (float64): HQ (<= 3 std); 1.5 + 2^-20 is not
+    centers = torch.tensor([[0.0, 0.0], [10.0, 0.0]], dtype=torch.float64)
+    samples = _points_on_line([1.5, 10.0 - 1.5 - 2.0 ** -20])
+    result = metrics.mode_coverage(samples, centers, 0.5)
+    assert result == {"modes": 1, "hq_fraction": 0.5, "reverse_kl": math.log(2)}
+
+
+def test_mode_coverage_refuses_bad_input_naming_it() -> None:
+    centers = torch.zeros(3, 2)
+    with pytest.raises(ValueError) as shapes:
+        metrics.mode_coverage(torch.zeros(4, 3), centers, 0.1)
+    assert str(shapes.value) == "samples (N, d) and centers (K, d) must agree, got (4, 3), (3, 2)"
+    with pytest.raises(ValueError) as flat:
+        metrics.mode_coverage(torch.zeros(4), centers, 0.1)
+    assert str(flat.value) == "samples (N, d) and centers (K, d) must agree, got (4,), (3, 2)"
+    with pytest.raises(ValueError) as empty:
+        metrics.mode_coverage(torch.zeros(0, 2), centers, 0.1)
+    assert str(empty.value) == "need at least one sample and one centre"
+    with pytest.raises(ValueError) as no_centre:
+        metrics.mode_coverage(torch.zeros(4, 2), torch.zeros(0, 2), 0.1)
+    assert str(no_centre.value) == "need at least one sample and one centre"
+    for std in (0.0, -0.1):
+        with pytest.raises(ValueError) as bad_std:
+            metrics.mode_coverage(torch.zeros(4, 2), centers, std)
+        assert str(bad_std.value) == f"std must be positive, got {std}"
+
+
+def test_stacked_modes_by_hand() -> None:
+    # 2 channels of 3 classes: K = 9 tuples, read as c0 * 3 + c1: 1, 1, 3, 8 -> p = (1/2, 1/4, 1/4)
+    result = metrics.stacked_modes(torch.tensor([[0, 1], [0, 1], [1, 0], [2, 2]]), classes=3)
+    assert result["modes"] == 3
+    assert_close(result["reverse_kl"], 0.5 * math.log(9 * 0.5) + 0.5 * math.log(9 * 0.25), atol=1e-12, rtol=0)
+    # every tuple once: the even spread, KL 0; one tuple only: log K
+    every = torch.tensor([[a, b] for a in range(3) for b in range(3)])
+    assert metrics.stacked_modes(every, classes=3) == {"modes": 9, "reverse_kl": 0.0}
+    one = metrics.stacked_modes(torch.tensor([[2, 1]] * 5), classes=3)
+    assert one["modes"] == 1
+    assert_close(one["reverse_kl"], math.log(9), atol=1e-12, rtol=0)
+    default = metrics.stacked_modes(torch.tensor([[9, 9, 9]]))  # default: ten classes, K = 1,000 tuples
+    assert default["modes"] == 1
+    assert_close(default["reverse_kl"], math.log(1000), atol=1e-12, rtol=0)
+
+
+def test_stacked_modes_refuses_bad_classes_naming_them() -> None:
+    for bad, shape in ((torch.zeros(4, dtype=torch.long), "(4,)"), (torch.zeros(0, 3, dtype=torch.long), "(0, 3)"),
+                       (torch.zeros(4, 0, dtype=torch.long), "(4, 0)")):
+        with pytest.raises(ValueError) as error:
+            metrics.stacked_modes(bad, classes=3)
+        assert str(error.value) == f"channel classes must have shape (N, C) with N, C >= 1, got {shape}"
+    for bad, values in ((torch.tensor([[0, 3]]), "0..3"), (torch.tensor([[-1, 2]]), "-1..2"),
+                        (torch.tensor([[0.0, 1.0]]), "0.0..1.0")):
+        with pytest.raises(ValueError) as error:
+            metrics.stacked_modes(bad, classes=3)
+        assert str(error.value) == f"channel classes must be integers in [0, 3), got values {values}"
+
+
+# ---------------------------------------------------------------------------------------------
+# classifier statistics and sample spread: values and refusals
+# ---------------------------------------------------------------------------------------------
+
+
+def test_class_histogram_of_labels_and_probabilities() -> None:
+    assert_close(metrics.class_histogram(torch.tensor([0, 2, 2, 1]), 4),
+                 torch.tensor([0.25, 0.25, 0.5, 0.0], dtype=torch.float64), atol=0, rtol=0)
+    assert_close(metrics.class_histogram(torch.tensor([2], dtype=torch.int32), 3),
+                 torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64), atol=0, rtol=0)
+    assert_close(metrics.class_histogram(np.array([[0.5, 0.5], [1.0, 0.0]]), 2),
+                 torch.tensor([0.75, 0.25], dtype=torch.float64), atol=0, rtol=0)
+
+
+def test_class_histogram_refuses_bad_input_naming_it() -> None:
+    for bad, classes, message in (
+            (torch.tensor([0.0, 1.0]), 2, "1-D input to class_histogram must hold integer labels"),
+            (torch.tensor([], dtype=torch.int64), 2, "no samples"),
+            (torch.tensor([0, 3]), 3, "labels exceed the 3 classes"),
+            (torch.zeros(4, 2), 3, "expected 3 class columns, got 2"),
+            (torch.zeros(2, 2, 2), 2, "expected (N,) labels or (N, K) probabilities, got shape (2, 2, 2)")):
+        with pytest.raises(ValueError) as error:
+            metrics.class_histogram(bad, classes)
+        assert str(error.value) == message
+
+
+def inception_score_by_hand(probs: list[list[float]], sizes: list[int]) -> tuple[float, float]:
+    """exp(mean_x KL(p(y|x) || p(y))) per consecutive part of the given sizes, in plain Python: mean, population std."""
+    scores, start = [], 0
+    for size in sizes:
+        part = probs[start:start + size]
+        start += size
+        marginal = [sum(row[k] for row in part) / size for k in range(len(part[0]))]
+        kls = [sum(p * math.log(p / m) for p, m in zip(row, marginal) if p > 0) for row in part]
+        scores.append(math.exp(sum(kls) / size))
+    mean = sum(scores) / len(scores)
+    return mean, math.sqrt(sum((s - mean) ** 2 for s in scores) / len(scores))
+
+
+def test_inception_score_splits_in_order_into_ten_parts_by_default() -> None:
+    gen = torch.Generator().manual_seed(3)
+    probs = torch.softmax(3 * torch.randn(23, 4, generator=gen, dtype=torch.float64), dim=1)
+    rows = probs.tolist()
+    # 23 rows into 10 consecutive parts: three of 3 rows, then seven of 2
+    assert_close(metrics.inception_score(probs), inception_score_by_hand(rows, [3] * 3 + [2] * 7), atol=1e-12, rtol=0)
+    assert_close(metrics.inception_score(probs, splits=4), inception_score_by_hand(rows, [6, 6, 6, 5]),
+                 atol=1e-12, rtol=0)
+    assert metrics.inception_score(probs[:1]) == (1.0, 0.0)  # one row: its own marginal
+
+
+def test_inception_score_refuses_bad_input_naming_it() -> None:
+    for bad, message in ((torch.full((3,), 0.5), "class_probs must have shape (N, K) with N >= 1, got (3,)"),
+                         (torch.zeros(0, 3), "class_probs must have shape (N, K) with N >= 1, got (0, 3)")):
+        with pytest.raises(ValueError) as error:
+            metrics.inception_score(bad)
+        assert str(error.value) == message
+    with pytest.raises(ValueError) as error:
+        metrics.inception_score(torch.full((2, 2), 0.5), splits=0)
+    assert str(error.value) == "splits must be >= 1, got 0"
+
+
+def test_sample_spread_is_the_mean_per_feature_population_std() -> None:
+    # feature 0: (0, 2) -> std 1; feature 1: (10, 10) -> 0; mean 0.5
+    assert metrics.sample_spread(torch.tensor([[0.0, 10.0], [2.0, 10.0]])) == 0.5
+    assert metrics.sample_spread(torch.tensor([[[[0.0, 10.0]]], [[[2.0, 10.0]]]])) == 0.5  # images flatten
+    assert_close(metrics.sample_spread(np.array([[0.0], [2.0], [4.0]])), math.sqrt(8 / 3), atol=1e-12, rtol=0)
+    assert metrics.sample_spread(torch.tensor([[1.0, 5.0]])) == 0.0
+    rows = torch.zeros(4097, 3)
+    rows[4096] = 1.0  # beyond the default first 4,096 rows
+    assert metrics.sample_spread(rows) == 0.0
+    assert_close(metrics.sample_spread(rows, max_n=4097), math.sqrt(4096) / 4097, atol=1e-12, rtol=0)
+
+
+def test_class_kl_normalises_the_fakes_mean_prediction_and_refuses_a_bad_reference() -> None:
+    # rows summing to 0.5 each: mean (0.25, 0.25), normalised (0.5, 0.5) = the reference: KL 0
+    assert_close(metrics.class_kl(torch.tensor([[0.5, 0.0], [0.0, 0.5]]), [1.0, 1.0]), 0.0, atol=1e-12, rtol=0)
+    for bad in ([1.0, -1.0, 2.0], [0.0, 0.0]):
+        with pytest.raises(ValueError) as error:
+            metrics.class_kl(torch.tensor([0, 1]), bad)
+        assert str(error.value) == "real_class_distribution must be non-negative with a positive sum"
+
+
+def test_precision_recall_and_density_coverage_pass_their_chunk_size_on() -> None:
+    real, fake = _points_on_line([0.0, 1.0, 2.0, 3.0, 4.0]), _points_on_line([0.5, 10.0])
+    for metric in (metrics.precision_recall, metrics.density_coverage):
+        with pytest.raises(ValueError) as error:
+            metric(real, fake, 1, chunk_size=0)
+        assert str(error.value) == "chunk_size must be >= 1, got 0"
+
+
+def test_fd_from_stats_and_trace_sqrt_product_compute_in_float64_from_float32_input() -> None:
+    mu1, mu2 = np.array([0.1, 0.2], np.float32), np.array([0.3, -0.7], np.float32)
+    a, b = np.array([0.1, 0.7], np.float32), np.array([0.3, 1.1], np.float32)
+    # the float32 values widened exactly to float64, then every operation in float64
+    a64, b64, m1, m2 = (v.astype(np.float64).tolist() for v in (a, b, mu1, mu2))
+    root_term = math.sqrt(a64[0] * b64[0]) + math.sqrt(a64[1] * b64[1])
+    expected = sum((x - y) ** 2 for x, y in zip(m1, m2)) + sum(a64) + sum(b64) - 2 * root_term
+    assert_close(metrics.frechet_distance_from_stats(mu1, np.diag(a), mu2, np.diag(b)), expected, atol=1e-12, rtol=0)
+    assert_close(metrics.trace_sqrt_product(torch.diag(torch.from_numpy(a)), torch.diag(torch.from_numpy(b))),
+                 root_term, atol=1e-12, rtol=0)
+
+
+def test_fd_from_stats_and_mmd_refuse_mismatched_input() -> None:
+    eye = torch.eye(2, dtype=torch.float64)
+    for mu2, sigma2 in ((torch.zeros(3), eye), (torch.zeros(2), torch.eye(3))):
+        with pytest.raises(ValueError) as error:
+            metrics.frechet_distance_from_stats(torch.zeros(2), eye, mu2, sigma2)
+        assert str(error.value) == "the two sets of statistics have different shapes"
+    for x, y in ((torch.zeros(3, 2), torch.zeros(4, 2)), (torch.zeros(1, 2), torch.zeros(1, 2))):
+        with pytest.raises(ValueError) as error:
+            metrics.mmd2_unbiased(x, y)
+        assert str(error.value) == "mmd2_unbiased needs two samples of the same size >= 2"
+
+
+def kid_by_hand(real: torch.Tensor, fake: torch.Tensor, subsets: int, m: int) -> tuple[float, float]:
+    """Per round, a fresh permutation of the real rows, then of the fake rows (generator seeded 0), first m of each."""
+    draws = torch.Generator().manual_seed(0)
+    values = []
+    for _ in range(subsets):
+        real_rows = torch.randperm(real.shape[0], generator=draws)[:m]
+        fake_rows = torch.randperm(fake.shape[0], generator=draws)[:m]
+        values.append(metrics.mmd2_unbiased(real[real_rows].double(), fake[fake_rows].double()))
+    return float(np.mean(values)), float(np.std(values))
+
+
+def test_kid_defaults_are_100_subsets_of_1000_rows_drawn_by_the_seeded_generator() -> None:
+    gen = torch.Generator().manual_seed(6)
+    real, fake = torch.randn(1001, 1, generator=gen), torch.randn(1001, 1, generator=gen) + 0.2
+    assert_close(metrics.kid(real, fake, subsets=1), kid_by_hand(real, fake, 1, 1000), atol=1e-12, rtol=0)
+    assert_close(metrics.kid(real[:4], fake[:4], subset_size=2), kid_by_hand(real[:4], fake[:4], 100, 2),
+                 atol=1e-12, rtol=0)
+
+
+def test_kid_refuses_bad_input_naming_it() -> None:
+    rows = torch.zeros(4, 2)
+    for real, fake, kwargs, message in (
+            (torch.zeros(4), rows, {}, "real_features must have shape (N, D), got (4,)"),
+            (rows, torch.zeros(4), {}, "fake_features must have shape (N, D), got (4,)"),
+            (rows, rows, {"subsets": 0}, "subsets must be >= 1, got 0"),
+            (rows, rows, {"subset_size": 1}, "KID needs at least 2 samples per set, got subset size 1")):
+        with pytest.raises(ValueError) as error:
+            metrics.kid(real, fake, **kwargs)
+        assert str(error.value) == message
+    assert metrics.kid(torch.tensor([[0.0], [1.0]]), torch.tensor([[1.0], [2.0]]), subsets=1) == (9.5, 0.0)
+
+
+def test_kid_subset_size_is_clipped_to_the_smaller_fake_set_too() -> None:
+    gen = torch.Generator().manual_seed(9)
+    real, fake = torch.randn(5, 2, generator=gen), torch.randn(3, 2, generator=gen)
+    assert_close(metrics.kid(real, fake, subsets=2), kid_by_hand(real, fake, 2, 3), atol=1e-12, rtol=0)
+
+
+def test_knn_squared_radii_by_hand_in_the_points_dtype_and_its_refusals() -> None:
+    points = _points_on_line([0.0, 0.1, 0.3, 0.7])
+    radii = stats.knn_squared_radii(points, [1, 3])
+    # nearest other point: 0.1, 0.1, 0.2, 0.4; third nearest (n = k + 1: the farthest): 0.7, 0.6, 0.4, 0.7
+    assert radii[1].dtype == torch.float64
+    assert_close(radii[1], torch.tensor([0.1, 0.1, 0.2, 0.4], dtype=torch.float64) ** 2, atol=1e-15, rtol=0)
+    assert_close(radii[3], torch.tensor([0.7, 0.6, 0.4, 0.7], dtype=torch.float64) ** 2, atol=1e-15, rtol=0)
+    for ks, kwargs, message in (([0, 2], {}, "k must be >= 1, got 0"),
+                                ([4], {}, "need more than k=4 samples for k-NN radii, got 4"),
+                                ([1], {"chunk_size": 0}, "chunk_size must be >= 1, got 0")):
+        with pytest.raises(ValueError) as error:
+            stats.knn_squared_radii(points, ks, **kwargs)
+        assert str(error.value) == message
+
+
+def test_manifold_metrics_mix_float32_and_float64_features_and_refuse_bad_input() -> None:
+    real, fake = _points_on_line(REAL), _points_on_line(FAKE)
+    expected = metrics.manifold_metrics(real, fake, k_pr=1, k_dc=1)
+    assert metrics.manifold_metrics(real.float(), fake, k_pr=1, k_dc=1) == expected
+    assert metrics.manifold_metrics(real, fake.float(), k_pr=1, k_dc=1) == expected
+    for bad_real, bad_fake, kwargs, message in (
+            (real, fake, {"k_pr": None, "k_dc": None}, "nothing to compute: k_pr and k_dc are both None"),
+            (real[:, 0], fake, {}, "real_features must have shape (N, D), got (4,)"),
+            (real, fake[:, 0], {}, "fake_features must have shape (N, D), got (4,)")):
+        with pytest.raises(ValueError) as error:
+            metrics.manifold_metrics(bad_real, bad_fake, **kwargs)
+        assert str(error.value) == message
+
+
+def test_precision_and_recall_balls_are_closed() -> None:
+    # real 0, 1, 2 (k=1 radii 1), fake 3, 6 (radii 3): fake 3 lies on real 2's ball, real 0 on fake 3's ball
+    result = metrics.precision_recall(_points_on_line([0.0, 1.0, 2.0]), _points_on_line([3.0, 6.0]), k=1)
+    assert result == {"precision": 0.5, "recall": 1.0}
+
+
+def test_as_features_gives_floating_features_and_names_a_bad_shape() -> None:
+    assert stats.as_features(torch.tensor([[1, 2]])).dtype == torch.float32
+    assert_close(stats.as_features(np.array([[1, 2]], dtype=np.int64)), torch.tensor([[1.0, 2.0]]), atol=0, rtol=0)
+    for dtype in (torch.float16, torch.bfloat16):
+        assert stats.as_features(torch.tensor([[0.5, 2.0]], dtype=dtype)).dtype == torch.float32
+    assert stats.as_features(torch.tensor([[0.1]], dtype=torch.float64)).dtype == torch.float64
+    with pytest.raises(ValueError) as error:
+        stats.as_features(torch.zeros(3))
+    assert str(error.value) == "features must have shape (N, D), got (3,)"
+
+
+def test_mode_coverage_assigns_each_sample_to_its_own_nearest_centre() -> None:
+    # two samples on centre (-2, 0), one on (5, 0), none on (2, 0): p = (2/3, 0, 1/3) over K = 3
+    centers = torch.tensor([[-2.0, 0.0], [2.0, 0.0], [5.0, 0.0]], dtype=torch.float64)
+    result = metrics.mode_coverage(_points_on_line([-2.0, -2.0, 5.0]), centers, 0.1)
+    assert result["modes"] == 2 and result["hq_fraction"] == 1.0
+    assert_close(result["reverse_kl"], 2 / 3 * math.log(2), atol=1e-12, rtol=0)

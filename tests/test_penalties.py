@@ -11,7 +11,8 @@ from torch import nn
 from torch.testing import assert_close
 
 import ganstab.penalties as pen
-from ganstab.penalties import clip_weights, gradient_penalty, interpolate, lazy_weight, r1_penalty, r2_penalty
+from ganstab.penalties import (clip_weights, consistency_penalty, gradient_penalty, interpolate, lazy_weight,
+                               perturb_latents, r1_penalty, r2_penalty)
 
 
 class LinearCritic(nn.Module):
@@ -304,3 +305,68 @@ def test_clip_weights_is_not_tracked_by_autograd():
 def test_clip_weights_rejects_non_positive(c):
     with pytest.raises(ValueError, match=re.escape(f"clip value must be positive, got {c}")):
         clip_weights(nn.Linear(2, 2), c)
+
+
+def test_lazy_weight_refuses_an_interval_below_one():
+    assert lazy_weight(0.5, 1, 7) == 0.5
+    with pytest.raises(ValueError, match=re.escape("every must be >= 1, got 0")):
+        lazy_weight(0.5, 0, 0)
+
+
+# ---------------------------------------------------------------- consistency terms
+
+def test_consistency_penalty_is_the_per_sample_feature_mean_then_the_batch_mean():
+    a = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
+    b = torch.tensor([[1.0, 0.0, 0.0], [1.0, -1.0, 2.0]])
+    # sample 0: mean(0, 4, 9) = 13/3; sample 1: mean(1, 1, 4) = 2; batch mean 19/6
+    assert_close(consistency_penalty(a, b), torch.tensor(19.0 / 6))
+    # image-shaped (B, C, H, W): the mean over each sample's C*H*W features, in float32 from bf16
+    value = consistency_penalty(a.reshape(2, 1, 3, 1).bfloat16(), b.reshape(2, 1, 3, 1).bfloat16())
+    assert value.dtype == torch.float32
+    assert_close(value, torch.tensor(19.0 / 6))
+    with pytest.raises(ValueError, match=re.escape("consistency penalty needs equal shapes, got (2, 3) and (3, 2)")):
+        consistency_penalty(a, b.reshape(3, 2))
+
+
+def test_perturb_latents_adds_sigma_times_the_noise():
+    z, noise = torch.tensor([[1.0, -2.0]]), torch.tensor([[0.5, 4.0]])
+    assert_close(perturb_latents(z, noise, 0.1), torch.tensor([[1.05, -1.6]]))
+    with pytest.raises(ValueError, match=re.escape("latents and noise shapes differ: (1, 2) vs (2, 1)")):
+        perturb_latents(z, noise.reshape(2, 1), 0.1)
+
+
+# ---------------------------------------------------------------- what the AMP scale is for, and alpha's dtype
+
+def tiny_half_critic(x: torch.Tensor) -> torch.Tensor:
+    """D(x) = 1e-8 * sum_j x_j computed in float16: its input gradient 1e-8 underflows to 0 in float16 unscaled."""
+    return ((x.half() * 1e-4) * 1e-4).float().sum(dim=1)
+
+
+def test_scale_keeps_half_precision_gradients_from_underflowing():
+    real, fake = torch.ones(2, 4), torch.zeros(2, 4)
+    # each input gradient is 1e-8 (float16's 1e-4 squared, 1.0003e-8): ||grad||^2 = 4 * 1e-16 per sample
+    expected = torch.tensor(4 * (1e-4 * 1.0001659) ** 4)
+    assert_close(r1_penalty(tiny_half_critic, real, scale=1024.0), expected, rtol=0.02, atol=0.0)
+    assert_close(r2_penalty(tiny_half_critic, fake, scale=1024.0), expected, rtol=0.02, atol=0.0)
+    assert_close(gradient_penalty(tiny_half_critic, real, fake, target=0.0, scale=1024.0), expected,
+                 rtol=0.02, atol=0.0)
+    assert r1_penalty(tiny_half_critic, real).item() == 0.0  # unscaled, float16 flushes 1e-8 to zero
+
+
+def test_interpolate_draws_and_casts_alpha_in_the_inputs_dtype():
+    real, fake = torch.ones(3, 2, dtype=torch.float64), torch.zeros(3, 2, dtype=torch.float64)
+    drawn = interpolate(real, fake, torch.Generator().manual_seed(5))
+    alpha = torch.rand((3, 1), dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    assert drawn.dtype == torch.float64
+    assert torch.equal(drawn, alpha.expand(3, 2))  # float64 draws, not float32 ones widened
+    given = interpolate(real.float(), fake.float(), alpha=torch.tensor([0.25, 0.5, 1 / 3], dtype=torch.float64))
+    assert given.dtype == torch.float32
+    assert_close(given, torch.tensor([[0.25] * 2, [0.5] * 2, [1 / 3] * 2]))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_interpolate_puts_alpha_on_the_inputs_device():
+    real, fake = torch.ones(3, 2, device="cuda"), torch.zeros(3, 2, device="cuda")
+    assert interpolate(real, fake).device.type == "cuda"
+    assert interpolate(real, fake, alpha=torch.tensor([0.25, 0.5, 0.75])).device.type == "cuda"
