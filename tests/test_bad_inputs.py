@@ -478,8 +478,8 @@ def test_bad_input_one_line(tmp_path: Path, capsys, name: str, argv: list[str], 
 
 def test_case_count_issue_30() -> None:
     # the 96 rows before issue #30, its 43 hostile cases, and 6 rows of the same session's other work (R2 and LeCam
-    # rules, label smoothing with a relativistic loss)
-    assert len(CASES) == 96 + 43 + 6
+    # rules, label smoothing with a relativistic loss), and 3 rows of the shared ablate/tune output-folder check
+    assert len(CASES) == 96 + 43 + 6 + 3
 
 
 def test_case_count() -> None:

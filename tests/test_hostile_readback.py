@@ -82,6 +82,15 @@ def append(name: str, data: bytes) -> Callable[[Path], None]:
     return damage
 
 
+def first_line_then(name: str, data: bytes) -> Callable[[Path], None]:
+    """Keep the first line of a run file and put raw lines after it (line numbers that do not depend on how many
+    findings the run had)."""
+    def damage(run: Path) -> None:
+        first = (run / name).read_bytes().splitlines(keepends=True)[0]
+        (run / name).write_bytes(first + data)
+    return damage
+
+
 def edit_meta(change: Callable[[dict], None]) -> Callable[[Path], None]:
     """Change generator.json (a parsed copy) and write it back."""
     def damage(run: Path) -> None:
@@ -181,7 +190,7 @@ CASES: list[tuple[str, Callable[[Path], None], list[str], int, str, tuple[str, .
     # --- the report goes on past damaged metrics and findings lines
     ("report_metrics_not_utf8", insert_line(b"\x80abc"), ["report", "{run}"], 0,
      SKIP + " (line 3: not UTF-8 text); the rest was read", ("report.html",)),
-    ("report_findings_damaged", append("findings.jsonl", b"\xff\n[1]\n{\"code\": 3}\n"), ["report", "{run}"], 0,
+    ("report_findings_damaged", first_line_then("findings.jsonl", b"\xff\n[1]\n{\"code\": 3}\n"), ["report", "{run}"], 0,
      "ganstab: warning: skipped 3 damaged lines of {run}/findings.jsonl (line 2: not UTF-8 text; line 3: a JSON list, "
      "not an object; line 4: 'code' must be a name and 'evidence' an object); the rest was read", ("report.html",)),
     # --- generator.json: every field checked, and the memory check of the config before anything is built
