@@ -75,13 +75,6 @@ def write(name: str, data: bytes) -> Callable[[Path], None]:
     return damage
 
 
-def append(name: str, data: bytes) -> Callable[[Path], None]:
-    def damage(run: Path) -> None:
-        with open(run / name, "ab") as fh:
-            fh.write(data)
-    return damage
-
-
 def first_line_then(name: str, data: bytes) -> Callable[[Path], None]:
     """Keep the first line of a run file and put raw lines after it (line numbers that do not depend on how many
     findings the run had)."""
