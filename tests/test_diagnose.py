@@ -21,6 +21,7 @@ from ganstab.diagnose import (
     detect_class_kl,
     detect_coverage_drop,
     detect_critic_drift,
+    detect_d_overfitting,
     detect_d_overpowers,
     detect_dead,
     detect_diversity,
@@ -938,3 +939,164 @@ def test_d_overfitting_advice_offers_lecam_once() -> None:
 def test_context_reads_r2_and_lecam_from_the_config() -> None:
     context = context_from_config({"loss": {"kind": "relativistic"}, "penalty": {"r1": 0.1, "r2": 0.2, "lecam": 0.3}})
     assert (context["loss_kind"], context["r1"], context["r2"], context["lecam"]) == ("relativistic", 0.1, 0.2, 0.3)
+
+
+# ---------------------------------------------------------------------------------------------
+# exact findings at each threshold (mutation testing, issue #28): every field of the finding,
+# with a value just at the threshold (silent, or flagged for >=) and one just past it
+# ---------------------------------------------------------------------------------------------
+
+
+def as_dicts(findings: list[Finding]) -> list[dict]:
+    """The findings as dicts without their advice (tested on its own), evidence compared two-sided."""
+    out = []
+    for finding in findings:
+        d = finding.to_dict()
+        d.pop("advice")
+        d["evidence"] = {k: pytest.approx(v, rel=1e-12, abs=1e-12) for k, v in d["evidence"].items()}
+        out.append(d)
+    return out
+
+
+def test_d_overfitting_exact_finding_at_its_threshold() -> None:
+    cfg = DoctorConfig(overfit_window_steps=300, overfit_min_records=3)
+    signs = [0.5, 0.9, 0.95, 1.0, 0.899, 0.92, 0.93, 0.2]  # 0.9 is the threshold and counts; 0.92-0.93 too short
+    records = [{"step": 100 * i, "d_real_sign": s} for i, s in enumerate(signs)]
+    records.insert(3, {"step": 250, "d_real_sign": None, "loss_d": 1.0})  # no r_t: skipped, not a break
+    findings = detect_d_overfitting(records, cfg, NS)
+    assert as_dicts(findings) == [{
+        "code": "d_overfitting", "severity": "info", "start_step": 100, "end_step": 300, "metric": None,
+        "evidence": {"rt_mean": (0.9 + 0.95 + 1.0) / 3, "rt_min": 0.9, "records": 3},
+        "message": "D may be overfitting the training images: r_t = E[sign(D(real))] stayed at or above 0.9 "
+                   "(mean 0.950) for 3 records over steps 100-300."}]
+    assert findings[0].advice == advice_for("d_overfitting", NS)
+    for context in (WGAN, {"loss_kind": "relativistic"}):
+        assert detect_d_overfitting(records, cfg, context) == []
+
+
+def test_d_overfitting_with_augmentation_at_p_max_is_a_warning() -> None:
+    cfg = DoctorConfig(overfit_window_steps=300, overfit_min_records=3)
+    probs = [1.0, 0.99, 1.0, 0.98, 1.0, 1.0]  # p = 0.99 is overfit_p_max and counts; 0.98 can still rise
+    records = [{"step": 100 * i, "d_real_sign": 0.95, "augment_p": p} for i, p in enumerate(probs)]
+    assert as_dicts(detect_d_overfitting(records, cfg, NS)) == [{
+        "code": "d_overfitting", "severity": "warning", "start_step": 0, "end_step": 200, "metric": None,
+        "evidence": {"rt_mean": 0.95, "rt_min": 0.95, "records": 3, "augment_p_min": 0.99},
+        "message": "D may be overfitting the training images: r_t = E[sign(D(real))] stayed at or above 0.9 "
+                   "(mean 0.950) with augment_p at 0.99 or more for 3 records over steps 0-200."}]
+
+
+def test_nonfinite_exact_messages_singular_and_plural() -> None:
+    records = [
+        {"step": 100, "loss_d": 1.0, "loss_g": 1.0}, {"step": 200, "loss_d": None, "loss_g": 1.0},
+        {"step": 300, "loss_d": 1.0, "loss_g": 1.0},
+        {"step": 400, "grad_norm_d": float("nan"), "loss_g": 1.0, "loss_d": 1.0},  # a raw NaN, not listed
+        {"step": 500, "loss_g": None, "loss_d": 1.0, "nonfinite": ["loss_g", "eval_fd"]},  # eval_fd not watched
+        {"step": 600, "loss_d": 1.0, "loss_g": 1.0},
+    ]
+    assert as_dicts(detect_nonfinite(records, CFG, NS)) == [
+        {"code": "divergence.nonfinite", "severity": "error", "start_step": 200, "end_step": 200, "metric": None,
+         "evidence": {"records": 1, "keys": 1, "first_step": 200},
+         "message": "loss_d was NaN/Inf in 1 training record over steps 200-200."},
+        {"code": "divergence.nonfinite", "severity": "error", "start_step": 400, "end_step": 500, "metric": None,
+         "evidence": {"records": 2, "keys": 2, "first_step": 400},
+         "message": "grad_norm_d, loss_g were NaN/Inf in 2 training records over steps 400-500."},
+    ]
+
+
+def test_critic_drift_exact_finding_at_its_thresholds() -> None:
+    cfg = DoctorConfig(drift_window_steps=500, drift_monotone_frac=0.75)
+    # |d_real| 100 at step 500 is the threshold (not above it); the last window rises in 3 of 4 steps (0.75)
+    real = [96, 97, 98, 99, 100, 101, 102, 102]
+    records = [{"step": 100 * (i + 1), "d_real": r, "d_fake": -(r + 10)} for i, r in enumerate(real)]
+    records.insert(6, {"step": 650, "d_real": 500.0})  # no d_fake: skipped
+    assert as_dicts(detect_critic_drift(records, cfg)) == [{
+        "code": "divergence.critic_drift", "severity": "warning", "start_step": 101, "end_step": 800,
+        "metric": None, "evidence": {"d_real": 102.0, "d_fake": -112.0, "increase_frac": 0.75, "threshold": 100.0},
+        "message": "Critic outputs drifted to d_real 102 and d_fake -112 (threshold 100), both magnitudes rising "
+                   "in 75% of records over steps 101-800."}]
+    # exactly drift_min_records (5) records are enough
+    five = [{"step": 100 * (i + 1), "d_real": 101.0 + i, "d_fake": -101.0 - i} for i in range(5)]
+    assert [(f.start_step, f.end_step) for f in detect_critic_drift(five, cfg)] == [(1, 500)]
+
+
+def test_d_overpowers_exact_finding_at_its_threshold() -> None:
+    acc = [0.5, 0.99, 0.995, 1.0, 0.9899, 0.99, 0.99]  # 0.99 counts, 0.9899 breaks, the last two are too few
+    records = [{"step": 100 * i, "d_acc": a} for i, a in enumerate(acc)]
+    assert as_dicts(detect_d_overpowers(records, DoctorConfig(d_acc_window_steps=300), NS)) == [{
+        "code": "d_overpowers", "severity": "warning", "start_step": 100, "end_step": 300, "metric": None,
+        "evidence": {"d_acc_mean": 0.995, "d_acc_min": 0.99, "records": 3},
+        "message": "D accuracy stayed at or above 0.99 (mean 0.995) for 3 records over steps 100-300."}]
+
+
+def test_failed_evaluation_each_metric_at_and_past_its_threshold() -> None:
+    cfg = DoctorConfig(eval_warmup_steps=0)
+    at = [{"step": 1000, "eval_precision": 0.05, "eval_coverage": 0.051},  # coverage just above 0.05
+          {"step": 2000, "eval_fd": 1000.0, "eval_fd_real": 1.0},  # exactly 1000 x: not above
+          {"step": 3000, "eval_fd": 10.0, "eval_fd_real": 0.0},  # no real-vs-real FD to compare with
+          {"step": 4000, "eval_fd_real": 1.0, "eval_hq_fraction": 0.5},
+          {"step": 5000, "eval_modes": 4.0},  # half of 8 expected: not below
+          {"step": 6000, "eval_hq_fraction": 0.1}]
+    for record in at:
+        assert detect_failed_evaluation([record], cfg, {"expected_modes": 8}) == [], record
+    past = [{"step": 1000, "eval_precision": 0.05, "eval_coverage": 0.05},
+            {"step": 3000, "eval_fd": 600.0, "eval_fd_real": 0.5},
+            {"step": 5000, "eval_modes": 3.9}, {"step": 7000, "eval_hq_fraction": 0.09}]
+    found = [as_dicts(detect_failed_evaluation([record], DoctorConfig(eval_warmup_steps=0, expected_modes=8)))
+             for record in past]
+    tail = "(1 failing evaluation over steps {0}-{0})."
+    assert found == [
+        [{"code": "evaluation.failed", "severity": "error", "start_step": 1000, "end_step": 1000,
+          "metric": "eval_precision", "evidence": {"precision": 0.05, "coverage": 0.05, "threshold": 0.05},
+          "message": "The evaluation at step 1000 is far from the data: eval_precision 0.05 and eval_coverage 0.05 "
+                     "are both at or below 0.05 " + tail.format(1000)}],
+        [{"code": "evaluation.failed", "severity": "error", "start_step": 3000, "end_step": 3000,
+          "metric": "eval_fd", "evidence": {"fd": 600.0, "fd_real": 0.5, "multiple": 1000.0, "threshold": 500.0},
+          "message": "The evaluation at step 3000 is far from the data: eval_fd 600 is above 1000 x the evaluator's "
+                     "real-vs-real FD 0.5 (500) " + tail.format(3000)}],
+        [{"code": "evaluation.failed", "severity": "error", "start_step": 5000, "end_step": 5000,
+          "metric": "eval_modes", "evidence": {"modes": 3.9, "expected": 8.0, "threshold": 4.0},
+          "message": "The evaluation at step 5000 is far from the data: eval_modes 3.9 of 8 is below 4 "
+                     + tail.format(5000)}],
+        [{"code": "evaluation.failed", "severity": "error", "start_step": 7000, "end_step": 7000,
+          "metric": "eval_hq_fraction", "evidence": {"hq_fraction": 0.09, "threshold": 0.1},
+          "message": "The evaluation at step 7000 is far from the data: eval_hq_fraction 0.09 is below 0.1 "
+                     + tail.format(7000)}],
+    ]
+
+
+def test_failed_evaluation_run_of_two_and_the_warmup_boundary() -> None:
+    records = [{"step": 1000, "eval_fd": 3000.0, "eval_fd_real": 2.0},
+               {"step": 2000, "eval_fd": 2500.0, "eval_fd_real": 2.0}]
+    assert as_dicts(detect_failed_evaluation(records, DoctorConfig(eval_warmup_steps=0))) == [{
+        "code": "evaluation.failed", "severity": "error", "start_step": 1000, "end_step": 2000, "metric": "eval_fd",
+        "evidence": {"fd": 2500.0, "fd_real": 2.0, "multiple": 1000.0, "threshold": 2000.0},
+        "message": "The evaluation at step 2000 is far from the data: eval_fd 2500 is above 1000 x the evaluator's "
+                   "real-vs-real FD 2 (2000) (2 failing evaluations over steps 1000-2000)."}]
+    # default warm-up 2000: the evaluation at step 2000 counts, earlier ones only when final
+    bad = [{"step": 500, "eval_hq_fraction": 0.01}, {"step": 1000, "eval_hq_fraction": 0.01}]
+    assert detect_failed_evaluation(bad, CFG) == []
+    assert [(f.start_step, f.end_step) for f in detect_failed_evaluation(
+        bad + [{"step": 2000, "eval_hq_fraction": 0.01}], CFG)] == [(2000, 2000)]
+
+
+@pytest.mark.parametrize("key, values, best_step, best, latest", [
+    ("eval_fd", [10.0, 9.9, 9.9, 9.9], 1000, "10", "9.9"),  # 9.9 = 10 - 1 %: not an improvement
+    ("eval_fd", [0.5, 0.494, 0.494, 0.494, 0.494], 2000, "0.494", "0.494"),  # below 1: the margin is 1 % of 0.5
+    ("eval_modes", [4.0, 4.04, 4.04, 4.04], 1000, "4", "4.04"),  # higher is better: 4.04 = 4 + 1 %
+])
+def test_stall_exact_finding_at_the_margin_and_window(key: str, values: list[float], best_step: int, best: str,
+                                                     latest: str) -> None:
+    records = [{"step": 1000 * (i + 1), key: v} for i, v in enumerate(values)]
+    end = 1000 * len(values)
+    assert as_dicts(detect_stall(records, DoctorConfig(stall_window=3))) == [{
+        "code": "stall", "severity": "info", "start_step": best_step, "end_step": end, "metric": key,
+        "evidence": {"best": float(best), "best_step": best_step, "evaluations_since_best": 3,
+                     "latest": values[-1]},
+        "message": f"{key} has not improved on its best {best} (step {best_step}) for 3 evaluations, up to step "
+                   f"{end} (latest {latest})."}]
+
+
+def test_stall_all_expected_modes_from_the_context_is_convergence() -> None:
+    records = [{"step": 1000 * (i + 1), "eval_modes": 8.0} for i in range(4)]
+    assert detect_stall(records, DoctorConfig(stall_window=3), {"expected_modes": 8}) == []
+    assert [f.code for f in detect_stall(records, DoctorConfig(stall_window=3))] == ["stall"]
