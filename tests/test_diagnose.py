@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ganstab.diagnose.detectors import sort_findings
 from ganstab.diagnose import (
     CODES,
     DoctorConfig,
@@ -1100,3 +1101,112 @@ def test_stall_all_expected_modes_from_the_context_is_convergence() -> None:
     records = [{"step": 1000 * (i + 1), "eval_modes": 8.0} for i in range(4)]
     assert detect_stall(records, DoctorConfig(stall_window=3), {"expected_modes": 8}) == []
     assert [f.code for f in detect_stall(records, DoctorConfig(stall_window=3))] == ["stall"]
+
+
+def test_class_kl_exact_findings_at_warn_and_error_bounds() -> None:
+    values = [0.05, 0.1, 0.11, 0.5, 0.12, 0.05, 0.51, 0.3, 0.05]  # 0.1 and 0.5 are the bounds, not above them
+    records = [{"step": 1000 * (i + 1), "eval_class_kl": v} for i, v in enumerate(values)]
+    records.append({"step": 9500, "eval_class_kl": 0.9, "quick": True})  # a quick line is left out
+    text = "eval_class_kl reached {} nats (warning above 0.1, error above 0.5) over {} evaluations, steps {}-{}."
+    assert as_dicts(detect_class_kl(records, DoctorConfig(eval_warmup_steps=0))) == [
+        {"code": "mode_collapse.class_kl", "severity": "warning", "start_step": 3000, "end_step": 5000,
+         "metric": None, "evidence": {"class_kl": 0.5, "threshold": 0.1, "evaluations": 3},
+         "message": text.format("0.5", 3, 3000, 5000)},
+        {"code": "mode_collapse.class_kl", "severity": "error", "start_step": 7000, "end_step": 8000,
+         "metric": None, "evidence": {"class_kl": 0.51, "threshold": 0.1, "evaluations": 2},
+         "message": text.format("0.51", 2, 7000, 8000)},
+    ]
+
+
+def test_diversity_exact_findings_at_warn_and_error_bounds() -> None:
+    values = [0.9, 0.65, 0.64, 0.4, 0.6, 0.9, 0.39, 0.5, 0.9]  # 0.65 and 0.4 are the bounds, not below them
+    records = [{"step": 1000 * (i + 1), "eval_diversity": v} for i, v in enumerate(values)]
+    text = ("eval_diversity fell to {} of the real data's (warning below 0.65, error below 0.4) over {} "
+            "evaluations, steps {}-{}.")
+    assert as_dicts(detect_diversity(records, DoctorConfig(eval_warmup_steps=0))) == [
+        {"code": "mode_collapse.diversity", "severity": "warning", "start_step": 3000, "end_step": 5000,
+         "metric": None, "evidence": {"diversity": 0.4, "threshold": 0.65, "evaluations": 3},
+         "message": text.format("0.4", 3, 3000, 5000)},
+        {"code": "mode_collapse.diversity", "severity": "error", "start_step": 7000, "end_step": 8000,
+         "metric": None, "evidence": {"diversity": 0.39, "threshold": 0.65, "evaluations": 2},
+         "message": text.format("0.39", 2, 7000, 8000)},
+    ]
+
+
+def test_modes_exact_findings_at_the_tolerance_and_error_fraction() -> None:
+    values = [10, 9, 8.9, 5, 8, 10, 5.1, 5.1, 10]  # expected 10: 9 is within tolerance, 5 is the error bound
+    records = [{"step": 1000 * (i + 1), "eval_modes": v} for i, v in enumerate(values)]
+    text = "eval_modes was as low as {} of the 10 expected modes ({} missing) without gaining over steps {}-{}."
+    assert as_dicts(detect_modes(records, DoctorConfig(eval_warmup_steps=0), {"expected_modes": 10})) == [
+        {"code": "mode_collapse.modes", "severity": "error", "start_step": 3000, "end_step": 5000, "metric": None,
+         "evidence": {"modes": 5.0, "expected": 10.0, "missing": 5.0}, "message": text.format("5", "5", 3000, 5000)},
+        {"code": "mode_collapse.modes", "severity": "warning", "start_step": 7000, "end_step": 8000,
+         "metric": None, "evidence": {"modes": 5.1, "expected": 10.0, "missing": 4.9},
+         "message": text.format("5.1", "4.9", 7000, 8000)},
+    ]
+
+
+def test_modes_single_and_early_evaluations() -> None:
+    ten = {"expected_modes": 10}
+    one_low = [{"step": 1000 * (i + 1), "eval_modes": v} for i, v in enumerate([10, 8, 10, 10])]
+    assert detect_modes(one_low, DoctorConfig(eval_warmup_steps=0), ten) == []  # one evaluation is no run
+    early = [{"step": 500, "eval_modes": 5}, {"step": 1000, "eval_modes": 5}]  # before the 2000-step warm-up
+    assert detect_modes(early, CFG, ten) == []
+    # a final evaluation at the error bound is decisive alone, even before the warm-up; one above it is not
+    assert [(f.severity, f.start_step) for f in detect_modes(
+        [{"step": 1000, "eval_modes": 5, "final": True}], CFG, ten)] == [("error", 1000)]
+    assert detect_modes([{"step": 1000, "eval_modes": 6, "final": True}], CFG, ten) == []
+
+
+def test_coverage_drop_exact_findings_at_the_margins() -> None:
+    cfg = DoctorConfig(eval_warmup_steps=0, coverage_margin=0.25, coverage_error_margin=0.5)
+    values = [0.5, 1.0, 1.0, 0.75, 0.625, 0.875, 0.5, 0.5, 1.0]  # a drop of exactly 0.25 / 0.5 meets the margin
+    records = [{"step": 1000 * (i + 1), "eval_coverage": v} for i, v in enumerate(values)]
+    findings = detect_coverage_drop(records, cfg)
+    text = "eval_coverage fell to {} from its best 1 at step 2000 (drop {}, margin 0.25) over steps {}-{}."
+    assert as_dicts(findings) == [
+        {"code": "mode_collapse.coverage", "severity": "warning", "start_step": 4000, "end_step": 5000,
+         "metric": "eval_coverage", "evidence": {"value": 0.625, "best": 1.0, "best_step": 2000, "drop": 0.375},
+         "message": text.format("0.625", "0.375", 4000, 5000)},
+        {"code": "mode_collapse.coverage", "severity": "error", "start_step": 7000, "end_step": 8000,
+         "metric": "eval_coverage", "evidence": {"value": 0.5, "best": 1.0, "best_step": 2000, "drop": 0.5},
+         "message": text.format("0.5", "0.5", 7000, 8000)},
+    ]
+    assert findings[0].advice == (advice_for("mode_collapse.coverage", None)
+                                  + " The checkpoint nearest step 2000 had the best eval_coverage.")
+
+
+def test_vanishing_g_grad_exact_findings_at_its_thresholds() -> None:
+    cfg = DoctorConfig(vanish_early_steps=300, vanish_patience_steps=200)
+    grads = [1.0, 2.0, 3.0, 0.2, 0.1, 0.1, 0.05, 0.0, 0.0]  # early median 2: the limit 0.2 is not below it
+    accs = [0.5, 0.5, 0.5, 0.99, 0.95, 0.96, 0.94, 0.99, 0.99]  # 0.95 counts, 0.94 does not
+    records = [{"step": 100 * i, "grad_norm_g": g, "d_acc": a} for i, (g, a) in enumerate(zip(grads, accs))]
+    text = "grad_norm_g fell to {}, {} times below its early median 2, while D accuracy averaged {} over steps {}-{}."
+    assert as_dicts(detect_vanishing_g_grad(records, cfg, None)) == [
+        {"code": "vanishing_g_grad", "severity": "warning", "start_step": 400, "end_step": 500, "metric": None,
+         "evidence": {"grad_norm_g": 0.1, "early_median": 2.0, "ratio": 20.0, "d_acc_mean": 0.955},
+         "message": text.format("0.1", "20", "0.955", 400, 500)},
+        {"code": "vanishing_g_grad", "severity": "warning", "start_step": 700, "end_step": 800, "metric": None,
+         "evidence": {"grad_norm_g": 0.0, "early_median": 2.0, "ratio": 1.7976931348623157e308,
+                      "d_acc_mean": 0.99},
+         "message": text.format("0", "1.8e+308", "0.990", 700, 800)},
+    ]
+    assert detect_vanishing_g_grad(records[:2] + records[3:], cfg, None) == []  # two early records are too few
+
+
+def test_dead_exact_finding_at_the_grad_norm_bound() -> None:
+    grads = [1.0, 1e-8, 1e-9, 1.0, 1e-9, 1.0, 1.0, 1.0, 1.0, 1.0]  # 1e-8 is the bound, not below it
+    records = [{"step": 100 * (i + 1), "grad_norm_g": g, "grad_norm_d": 1.0, "loss_d": float(i), "loss_g": 1.0}
+               for i, g in enumerate(grads)]
+    assert as_dicts(detect_dead(records, DoctorConfig(dead_window_steps=300))) == [{
+        "code": "training.dead", "severity": "error", "start_step": 300, "end_step": 500, "metric": None,
+        "evidence": {"records": 2, "fraction": 2 / 3, "zero_grad_g": 1, "zero_grad_d": 0, "constant_losses": 0},
+        "message": "Training is dead over steps 300-500: 2 of 3 records (67%) show grad_norm_g < 1e-08."}]
+
+
+def test_sort_findings_by_step_then_severity_then_code_then_metric() -> None:
+    findings = [Finding("b", "info", 5, 6), Finding("b", "error", 5, 6), Finding("a", "warning", 5, 6, metric="y"),
+                Finding("a", "warning", 5, 6), Finding("a", "warning", 1, 6)]
+    assert [(f.code, f.severity, f.start_step, f.metric) for f in sort_findings(findings)] == [
+        ("a", "warning", 1, None), ("b", "error", 5, None), ("a", "warning", 5, None), ("a", "warning", 5, "y"),
+        ("b", "info", 5, None)]
