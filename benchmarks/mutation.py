@@ -16,6 +16,9 @@ Usage:
     python benchmarks/mutation.py --phase before [--tree CLONE_OF_THE_BASE_COMMIT] [--modules losses ...] [--until 17:20]
     python benchmarks/mutation.py --phase after [--modules ...]   # re-runs only the before phase's survivors
     python benchmarks/mutation.py --phase after --collect         # re-read mutants/ and rewrite the report only
+    python benchmarks/mutation.py --phase after --modules diagnose.detectors --before-tree CLONE
+        # re-runs the survivors and the not-checked mutants of the before run in CLONE, and every mutant of the
+        # functions edited since (REWRITTEN); the module's after row is then the full tally over this tree
     python benchmarks/mutation.py --tables                        # print the RESULTS.md tables
 Writes results/mutation.json (phases.before / phases.after per module and group, survivors, equivalents,
 provenance) and results/mutation.md. Each phase keeps the other; an after run keeps the rows of modules it did not
@@ -161,6 +164,19 @@ EQUIVALENT: dict[str, str] = {
 }
 
 
+# module -> functions edited between the before phase's commit and this one: mutmut numbers a function's mutants in
+# order, so an edit renumbers them; the after phase (with --before-tree) re-runs all of these functions' mutants.
+REWRITTEN: dict[str, tuple[str, ...]] = {
+    # 576c33b: no d_overfitting finding under a relativistic loss (`== "wasserstein"` became `in (...)`, 2 mutants more)
+    "diagnose.detectors": ("x_detect_d_overfitting",),
+}
+
+
+def function_of(name: str) -> str:
+    """The mangled function of a mutant name ('ganstab.m.x_f__mutmut_3' -> 'x_f')."""
+    return name.rpartition(".")[2].split("__mutmut_")[0]
+
+
 def mutmut_bin() -> str:
     """The mutmut command beside this Python."""
     return str(Path(sys.executable).with_name("mutmut"))
@@ -226,6 +242,22 @@ def merged_after(before: dict[str, Any], rerun: dict[str, int | None]) -> dict[s
         again["equivalent"]
     row["score"] = score(row)
     return row
+
+
+def rerun_names(module: str, before_codes: dict[str, int | None], now_codes: dict[str, int | None]) -> list[str]:
+    """The mutants an after phase re-runs: the before run's survivors, no-tests and not-checked mutants, and every
+    mutant (as numbered now) of the module's functions in REWRITTEN."""
+    rewritten = REWRITTEN.get(module, ())
+    left = [n for n, c in before_codes.items() if function_of(n) not in rewritten
+            and status_of(c) in ("survived", "no_tests", "not_checked")]
+    return sorted(left + [n for n in now_codes if function_of(n) in rewritten])
+
+
+def after_codes(module: str, before_codes: dict[str, int | None], now_codes: dict[str, int | None],
+                names: list[str]) -> dict[str, int | None]:
+    """Every mutant of the module as numbered now: its code from this run if it was re-run, else its before code."""
+    rerun = set(names)
+    return {n: now_codes.get(n) if n in rerun else before_codes[n] for n in now_codes}
 
 
 def git_commit(tree: Path) -> str:
@@ -319,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tree", type=Path, default=ROOT,
                         help="the checkout to mutate (default: this one; `before` may name a clone of the base commit)")
     parser.add_argument("--until", default=None, help="UTC HH:MM after which no further module is started")
+    parser.add_argument("--before-tree", type=Path, default=None,
+                        help="after phase: the before phase's tree, whose mutants/ holds every before status")
     parser.add_argument("--collect", action="store_true", help="only read TREE/mutants/ and write the report")
     parser.add_argument("--tables", action="store_true", help="print the RESULTS.md tables of mutation.json and stop")
     args = parser.parse_args(argv)
@@ -339,7 +373,12 @@ def main(argv: list[str] | None = None) -> int:
     for module in args.modules:
         if args.collect or (stop is not None and dt.datetime.now(dt.timezone.utc) >= stop):
             break
-        if args.phase == "after":
+        if args.phase == "after" and args.before_tree is not None:
+            names = rerun_names(module, read_results(args.before_tree)[module], read_results(args.tree)[module])
+            if names:
+                run_module(args.tree, module, names)
+                ran.append(module)
+        elif args.phase == "after":
             names = sorted({**before.get(module, {}).get("survivors", {}),
                             **before.get(module, {}).get("equivalents", {})})
             if names:
@@ -355,7 +394,12 @@ def main(argv: list[str] | None = None) -> int:
         modules = {m: row for m, row in modules.items() if row["total"] - row.get("not_checked", 0)}
     else:  # modules re-run now replace their row; the others keep the row of an earlier after run
         earlier = previous["phases"].get("after", {}).get("modules", {})
-        fresh = {m: merged_after(before[m], results[m]) for m in args.modules if m in before}
+        if args.before_tree is not None:
+            olds = read_results(args.before_tree)
+            fresh = {m: tally(after_codes(m, olds[m], results[m], rerun_names(m, olds[m], results[m])))
+                     for m in args.modules if m in before and results[m]}
+        else:
+            fresh = {m: merged_after(before[m], results[m]) for m in args.modules if m in before}
         modules = {m: fresh.get(m, earlier.get(m)) for m in MODULES if m in fresh or m in earlier}
     phases[args.phase] = {"command": command, "commit": git_commit(args.tree), "modules": modules,
                           "groups": group_scores(modules), "not_run": [m for m in MODULES if m not in modules],
