@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ganstab.diagnose.detectors import sort_findings
+from ganstab.diagnose.detectors import sort_findings, stall_metric
 from ganstab.diagnose import (
     CODES,
     DoctorConfig,
@@ -1210,3 +1210,94 @@ def test_sort_findings_by_step_then_severity_then_code_then_metric() -> None:
     assert [(f.code, f.severity, f.start_step, f.metric) for f in sort_findings(findings)] == [
         ("a", "warning", 1, None), ("b", "error", 5, None), ("a", "warning", 5, None), ("a", "warning", 5, "y"),
         ("b", "info", 5, None)]
+
+
+def test_critic_drift_counts_only_strict_increases_on_each_side() -> None:
+    cfg = DoctorConfig(drift_window_steps=500, drift_monotone_frac=0.75)
+    flat_end = [99, 100, 101, 102, 102]  # the last step is no increase: 3 of 4
+    rising = [111, 112, 113, 114, 115]
+    for real, fake in ((flat_end, rising), (rising, flat_end)):  # the smaller fraction of the two sides counts
+        records = [{"step": 100 * (i + 1), "d_real": r, "d_fake": -f} for i, (r, f) in enumerate(zip(real, fake))]
+        assert [f.evidence["increase_frac"] for f in detect_critic_drift(records, cfg)] == [0.75]
+
+
+def test_detectors_pass_the_context_to_the_advice() -> None:
+    bn = {"loss_kind": "nonsaturating", "d_norm": "batch"}
+    strongest = {"augment_policy": "color,translation,cutout", "r1": 1.0, "d_norm": "none"}
+    warm0 = DoctorConfig(eval_warmup_steps=0, stall_window=3)
+    cases = [
+        (detect_dead, [{"step": 100 * (i + 1), "grad_norm_g": 0.0, "loss_d": float(i)} for i in range(5)], CFG, bn),
+        (detect_d_overfitting, [{"step": 100 * i, "d_real_sign": 1.0} for i in range(40)], CFG, strongest),
+        (detect_coverage_drop, evals_of("eval_coverage", [0.9, 0.5, 0.5]), warm0, bn),
+        (detect_class_kl, evals_of("eval_class_kl", [0.9, 0.9]), warm0, bn),
+        (detect_diversity, evals_of("eval_diversity", [0.9, 0.1, 0.1]), warm0, bn),
+        (detect_modes, evals_of("eval_modes", [10, 2, 2]), DoctorConfig(eval_warmup_steps=0, expected_modes=10), bn),
+        (detect_failed_evaluation, evals_of("eval_hq_fraction", [0.0]), warm0, bn),
+        (detect_stall, evals_of("eval_fd", [1.0, 2.0, 2.0, 2.0]), warm0, WGAN),
+    ]
+    for detector, records, cfg, context in cases:
+        (finding,) = detector(records, cfg, context)
+        assert finding.advice.startswith(advice_for(finding.code, context)), detector.__name__
+        assert not finding.advice.startswith(advice_for(finding.code, None)), detector.__name__
+
+
+def test_dead_at_half_the_window_with_both_reasons_in_the_message() -> None:
+    # windows of 400 steps: 2 dead of the first 3 records, then exactly dead_fraction 0.5 (2 of 4) twice; the
+    # episode covers the 5 records from its first window's start
+    records = [{"step": 100, "loss_d": 1.0, "loss_g": 1.0, "grad_norm_d": 1.0},
+               {"step": 200, "loss_d": 2.0, "loss_g": 1.0, "grad_norm_d": 0.0},
+               {"step": 300, "loss_d": 2.0, "loss_g": 1.0, "grad_norm_d": 1.0},  # losses equal the previous ones
+               {"step": 400, "loss_d": 3.0, "loss_g": 1.0, "grad_norm_d": 1.0},
+               {"step": 500, "loss_d": 4.0, "loss_g": 1.0, "grad_norm_d": 1.0}]
+    assert as_dicts(detect_dead(records, DoctorConfig(dead_window_steps=400))) == [{
+        "code": "training.dead", "severity": "error", "start_step": 200, "end_step": 300, "metric": None,
+        "evidence": {"records": 2, "fraction": 0.4, "zero_grad_g": 0, "zero_grad_d": 1, "constant_losses": 1},
+        "message": "Training is dead over steps 200-300: 2 of 5 records (40%) show constant losses, "
+                   "grad_norm_d < 1e-08."}]
+
+
+def test_evaluation_warmup_boundaries() -> None:
+    # an evaluation at exactly the warm-up step counts; a final one there is not counted twice
+    records = [{"step": 1000, "eval_class_kl": 0.05}, {"step": 2000, "eval_class_kl": 0.9, "final": True}]
+    assert [(f.severity, f.start_step, f.evidence["evaluations"]) for f in detect_class_kl(records, CFG)] == [
+        ("error", 2000, 1)]
+    # the stall detector judges evaluations from step 0 on
+    at_zero = [{"step": 1000 * i, "eval_fd": v} for i, v in enumerate([1.0, 2.0, 2.0, 2.0])]
+    assert [(f.start_step, f.evidence["evaluations_since_best"]) for f in detect_stall(
+        at_zero, DoctorConfig(stall_window=3))] == [(0, 3)]
+
+
+def test_single_flagged_evaluations_and_short_runs_before_long_ones() -> None:
+    warm0 = DoctorConfig(eval_warmup_steps=0)
+    assert detect_class_kl(evals_of("eval_class_kl", [0.05, 0.2, 0.05]), warm0) == []  # one evaluation: no run
+    # one evaluation at the error bound that is not the final one is no run either; a short run before a long one
+    assert detect_modes(evals_of("eval_modes", [10, 5, 10, 10]), warm0, {"expected_modes": 10}) == []
+    modes = detect_modes(evals_of("eval_modes", [10, 8, 10, 8, 8, 10]), warm0, {"expected_modes": 10})
+    assert [(f.start_step, f.end_step) for f in modes] == [(4000, 5000)]
+    cfg = DoctorConfig(eval_warmup_steps=0, coverage_margin=0.25)
+    coverage = detect_coverage_drop(evals_of("eval_recall", [1.0, 0.5, 1.0, 0.5, 0.5, 1.0]), cfg)
+    assert [(f.start_step, f.end_step) for f in coverage] == [(4000, 5000)]
+    failed = detect_failed_evaluation(evals_of("eval_hq_fraction", [0.5, 0.0, 0.0]), warm0)
+    assert [(f.start_step, f.end_step) for f in failed] == [(2000, 3000)]
+    assert failed[0].message.endswith("(2 failing evaluations over steps 2000-3000).")
+
+
+def test_diversity_still_rising_is_not_a_collapse() -> None:
+    warm0 = DoctorConfig(eval_warmup_steps=0)
+    assert detect_diversity(evals_of("eval_diversity", [0.5, 0.55, 0.6]), warm0) == []  # each a new best
+    assert detect_diversity(evals_of("eval_diversity", [0.5, 0.5, 0.5]), warm0) == []  # equal to the best
+    assert [f.severity for f in detect_diversity(evals_of("eval_diversity", [0.5, 0.45, 0.45]), warm0)] == [
+        "warning"]
+
+
+def test_stall_metric_and_direction_from_the_config() -> None:
+    records = evals_of("eval_recall", [0.5, 0.4, 0.4, 0.4])
+    assert stall_metric(records, DoctorConfig()) is None  # neither eval_fd nor eval_modes logged
+    assert stall_metric(records, DoctorConfig(stall_metric="eval_recall", stall_higher_is_better=True)) == (
+        "eval_recall", True)
+    assert stall_metric(evals_of("eval_fd", [1.0]), DoctorConfig(stall_higher_is_better=True)) == ("eval_fd", True)
+
+
+def test_sort_findings_puts_no_metric_before_any_metric() -> None:
+    findings = [Finding("a", "warning", 5, 6, metric="A"), Finding("a", "warning", 5, 6)]
+    assert [f.metric for f in sort_findings(findings)] == [None, "A"]
