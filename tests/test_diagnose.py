@@ -1301,3 +1301,42 @@ def test_stall_metric_and_direction_from_the_config() -> None:
 def test_sort_findings_puts_no_metric_before_any_metric() -> None:
     findings = [Finding("a", "warning", 5, 6, metric="A"), Finding("a", "warning", 5, 6)]
     assert [f.metric for f in sort_findings(findings)] == [None, "A"]
+
+
+def test_explosion_exact_findings_scale_peak_and_threshold() -> None:
+    cfg = DoctorConfig(explosion_keys=("loss_d", "grad_norm_d"))
+    # grad_norm_d: median 4 sets the scale; 44 is exactly 10 scales away (not past the factor); two episodes, the
+    # first peaking in its middle
+    grad = [4.0] * 8 + [48.0, 80.0, 60.0] + [4.0] * 3 + [44.0, 44.0] + [4.0] * 3 + [60.0, 50.0] + [4.0] * 2
+    # loss_d: +-4 around a median of 0, so the scale is half the interquartile range, 4; a single spike (60) is
+    # too short
+    loss = [(-4.0, 4.0)[i % 2] for i in range(8)] + [60.0, 0.0, 44.0, 45.0, 0.0, 4.0]
+    records = [{"step": 100 * (i + 1), "grad_norm_d": g} for i, g in enumerate(grad)]
+    for record, value in zip(records, loss):
+        record["loss_d"] = value
+    text = ("{} reached {} at step {} against a running median of {}, a deviation of {} times its scale (threshold "
+            "10), over steps {}-{}.")
+    findings = detect_explosion(records, cfg, WGAN)
+    assert as_dicts(findings) == [
+        {"code": "divergence.explosion", "severity": "error", "start_step": 1100, "end_step": 1200,
+         "metric": "loss_d", "evidence": {"value": 45.0, "median": 0.0, "ratio": 45 / 4, "factor": 10.0},
+         "message": text.format("loss_d", "45", 1200, "0", "11.2", 1100, 1200)},
+        {"code": "divergence.explosion", "severity": "error", "start_step": 900, "end_step": 1100,
+         "metric": "grad_norm_d", "evidence": {"value": 80.0, "median": 4.0, "ratio": 19.0, "factor": 10.0},
+         "message": text.format("grad_norm_d", "80", 1000, "4", "19", 900, 1100)},
+        {"code": "divergence.explosion", "severity": "error", "start_step": 2000, "end_step": 2100,
+         "metric": "grad_norm_d", "evidence": {"value": 60.0, "median": 4.0, "ratio": 14.0, "factor": 10.0},
+         "message": text.format("grad_norm_d", "60", 2000, "4", "14", 2000, 2100)},
+    ]
+    assert all(f.advice == advice_for("divergence.explosion", WGAN) for f in findings)
+
+
+def test_explosion_check_starts_at_exactly_the_minimum_history() -> None:
+    # 5 records (explosion_min_records) spanning 500 steps (explosion_min_history_steps) are enough
+    values = [1.0] * 5 + [20.0, 20.0, 1.0]
+    records = [{"step": 100 * (i + 1), "grad_norm_g": v} for i, v in enumerate(values)]
+    assert as_dicts(detect_explosion(records, CFG)) == [{
+        "code": "divergence.explosion", "severity": "error", "start_step": 600, "end_step": 700,
+        "metric": "grad_norm_g", "evidence": {"value": 20.0, "median": 1.0, "ratio": 19.0, "factor": 10.0},
+        "message": "grad_norm_g reached 20 at step 600 against a running median of 1, a deviation of 19 times its "
+                   "scale (threshold 10), over steps 600-700."}]
