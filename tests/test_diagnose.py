@@ -1214,8 +1214,9 @@ def test_sort_findings_by_step_then_severity_then_code_then_metric() -> None:
 
 def test_critic_drift_counts_only_strict_increases_on_each_side() -> None:
     cfg = DoctorConfig(drift_window_steps=500, drift_monotone_frac=0.75)
-    flat_end = [99, 100, 101, 102, 102]  # the last step is no increase: 3 of 4
-    rising = [111, 112, 113, 114, 115]
+    # the last window (steps 300-700) starts two records in; its last step is no increase: 3 of 4
+    flat_end = [97, 98, 99, 100, 101, 102, 102]
+    rising = [109, 110, 111, 112, 113, 114, 115]
     for real, fake in ((flat_end, rising), (rising, flat_end)):  # the smaller fraction of the two sides counts
         records = [{"step": 100 * (i + 1), "d_real": r, "d_fake": -f} for i, (r, f) in enumerate(zip(real, fake))]
         assert [f.evidence["increase_frac"] for f in detect_critic_drift(records, cfg)] == [0.75]
@@ -1340,3 +1341,33 @@ def test_explosion_check_starts_at_exactly_the_minimum_history() -> None:
         "metric": "grad_norm_g", "evidence": {"value": 20.0, "median": 1.0, "ratio": 19.0, "factor": 10.0},
         "message": "grad_norm_g reached 20 at step 600 against a running median of 1, a deviation of 19 times its "
                    "scale (threshold 10), over steps 600-700."}]
+
+
+def test_critic_drift_needs_both_sides_past_the_threshold_and_full_windows() -> None:
+    cfg = DoctorConfig(drift_window_steps=500)
+    # |d_fake| reaches exactly the threshold 100 at the last record: not above it
+    at = [{"step": 100 * (i + 1), "d_real": 101.0 + i, "d_fake": -96.0 - i} for i in range(5)]
+    assert detect_critic_drift(at, cfg) == []
+    # windows of 400 steps hold 4 records, fewer than drift_min_records (5): never judged
+    rising = [{"step": 100 * (i + 1), "d_real": 101.0 + i, "d_fake": -101.0 - i} for i in range(8)]
+    assert detect_critic_drift(rising, DoctorConfig(drift_window_steps=400)) == []
+    assert [f.advice for f in detect_critic_drift(rising, cfg, WGAN)] == [advice_for("divergence.critic_drift", WGAN)]
+
+
+def test_nonfinite_advice_follows_the_context() -> None:
+    records = [{"step": 100, "loss_d": None}]
+    assert [f.advice for f in detect_nonfinite(records, CFG, WGAN)] == [advice_for("divergence.nonfinite", WGAN)]
+
+
+def test_dead_episode_starts_in_its_own_window() -> None:
+    # an isolated zero gradient at step 100 is not part of the episode at steps 1000-1100
+    grads = [0.0] + [1.0] * 8 + [0.0, 0.0]
+    records = [{"step": 100 * (i + 1), "grad_norm_g": g, "loss_d": float(i)} for i, g in enumerate(grads)]
+    assert [(f.start_step, f.end_step, f.evidence["records"]) for f in detect_dead(
+        records, DoctorConfig(dead_window_steps=300))] == [(1000, 1100, 2)]
+
+
+def test_explosion_run_at_the_end_of_the_series() -> None:
+    records = [{"step": 100 * (i + 1), "grad_norm_g": v} for i, v in enumerate([1.0] * 5 + [20.0, 30.0])]
+    assert [(f.start_step, f.end_step, f.evidence["value"]) for f in detect_explosion(records, CFG)] == [
+        (600, 700, 30.0)]
