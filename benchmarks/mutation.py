@@ -161,6 +161,61 @@ EQUIVALENT: dict[str, str] = {
        "(reshape(a.shape[1], -1)) or the axis of the first mean (mean(dim=None))" for n in (11, 14)},
     "ganstab.augment.x_augment__mutmut_20": "U(0, 1) draw < p vs <= p: the draws are continuous, equality with p has "
                                             "probability about 2^-24 per draw",
+    **{f"ganstab.diagnose.detectors.x_detect_critic_drift__mutmut_{n}": "the prefix counts of increases start at 1 "
+       "instead of 0: they are only read as differences up[i] - up[lo], where the offset cancels" for n in (34, 35)},
+    "ganstab.diagnose.detectors.x_detect_critic_drift__mutmut_60": "fracs starting at 1.0: fracs[i] is read only at "
+       "the last record of a flagged run, and every flagged record's entry is computed first",
+    "ganstab.diagnose.detectors.x_detect_critic_drift__mutmut_63": "window_first starting at 1: every entry is "
+       "assigned in the loop before any is read",
+    **{name: "final = -2 instead of -1 when the run has no final evaluation: both only meet `i == final` or "
+       "`last == final` for an index, which is never negative" for name in (
+        "ganstab.diagnose.detectors.x_detect_failed_evaluation__mutmut_25",
+        "ganstab.diagnose.detectors.x_detect_modes__mutmut_33")},
+    **{f"ganstab.diagnose.detectors.x__evaluation_failure__mutmut_{n}": "the value or threshold returned with no "
+       "failing metric (\"\") is never read: that evaluation is not flagged" for n in (71, 72)},
+    **{name: "_threshold_runs never reads its steps argument (the callers index their steps themselves)"
+       for name in ("ganstab.diagnose.detectors.x_detect_class_kl__mutmut_42",
+                    "ganstab.diagnose.detectors.x_detect_diversity__mutmut_56")},
+    **{name: "one value past the run: it does not meet the warning bound (or is exempt as a new best), so it cannot be "
+       "the run's worst value, nor meet the error bound (the config refuses error bounds looser than warning ones)"
+       for name in ("ganstab.diagnose.detectors.x_detect_class_kl__mutmut_59",
+                    "ganstab.diagnose.detectors.x_detect_diversity__mutmut_75",
+                    "ganstab.diagnose.detectors.x__threshold_runs__mutmut_28")},
+    "ganstab.diagnose.detectors.x_detect_coverage_drop__mutmut_35": "one value past the run: not flagged, so it is "
+       "within the margin of a best at least as high as the run's, above every value of the run",
+    "ganstab.diagnose.detectors.x_detect_modes__mutmut_63": "one value past the run: not flagged, so it is at or "
+       "above the tolerance limit or above every earlier value, in both cases above the run's worst",
+    **{name: "float('-INF') is float('-inf')" for name in (
+        "ganstab.diagnose.detectors.x_detect_coverage_drop__mutmut_11",
+        "ganstab.diagnose.detectors.x_detect_diversity__mutmut_39")},
+    "ganstab.diagnose.detectors.x_detect_coverage_drop__mutmut_12": "the initial best step is never read: the first "
+       "(finite) value always beats -inf and sets it",
+    **{f"ganstab.diagnose.detectors.x_detect_stall__mutmut_{n}": "the initial best (1.0) or best index (-2): the first "
+       "evaluation is always an improvement (best_index < 0) and overwrites both" for n in (22, 24)},
+    "ganstab.diagnose.detectors.x_detect_vanishing_g_grad__mutmut_26": "len(train) < early_count instead of <=: when "
+       "they are equal no record follows the early window, so there is nothing to flag either way",
+    **{f"ganstab.diagnose.detectors.x__window_stds__mutmut_{n}": "np.asarray of Python floats without dtype=float64 "
+       "is float64 already" for n in (3, 5)},
+    **{f"ganstab.diagnose.detectors.x__exceedances__mutmut_{n}": "an initial centre, scale, ratio or flag of a record "
+       "before the check starts: the flag stays falsy (False or None) and the detail of an unflagged record is never "
+       "read (a finding's peak is among flagged records)" for n in (8, 9, 15, 17, 18)},
+    "ganstab.diagnose.detectors.x__exceedances__mutmut_10": "stale starting False: the check needs at least one kept "
+       "value, and keeping a value sets stale = True, so the first check always recomputes the baseline",
+    "ganstab.diagnose.detectors.x__exceedances__mutmut_60": "stale = None after the recomputation: as falsy as False",
+    "ganstab.diagnose.detectors.x_detect_vanishing_g_grad__mutmut_23": "early_count 1 instead of 0 for an empty run: "
+       "with no records, len(train) <= early_count returns [] either way",
+    "ganstab.diagnose.detectors.x_detect_vanishing_g_grad__mutmut_85": "np.finfo(None) is float64's finfo in numpy 2.4 "
+       "(deprecated since 1.25, so a later numpy will raise: the value is the same today)",
+    "ganstab.diagnose.detectors.x_detect_nonfinite__mutmut_14": "one record past the run: it has no bad key (that is "
+       "where the run ends), so the set of names is the same",
+    "ganstab.diagnose.detectors.x_detect_dead__mutmut_18": "the prefix counts of dead records start at 1 instead of "
+       "0: they are only read as differences, where the offset cancels",
+    **{name: "a final evaluation exactly at the error bound taken as decisive: it is appended only when it comes "
+       "before the warm-up, so it is the only value judged, a run of one that counts only when it is past the error "
+       "bound, which it is not" for name in ("ganstab.diagnose.detectors.x_detect_class_kl__mutmut_33",
+                                              "ganstab.diagnose.detectors.x_detect_diversity__mutmut_28")},
+    "ganstab.diagnose.detectors.x__exceedances__mutmut_61": "stale = True after the recomputation: the baseline is "
+       "recomputed from the same kept values until one is added, giving the same centre and scale",
 }
 
 
