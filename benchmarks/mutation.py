@@ -16,6 +16,9 @@ Usage:
     python benchmarks/mutation.py --phase before [--tree CLONE_OF_THE_BASE_COMMIT] [--modules losses ...] [--until 17:20]
     python benchmarks/mutation.py --phase after [--modules ...]   # re-runs only the before phase's survivors
     python benchmarks/mutation.py --phase after --collect         # re-read mutants/ and rewrite the report only
+    python benchmarks/mutation.py --phase after --modules diagnose.detectors --before-tree CLONE
+        # re-runs the survivors and the not-checked mutants of the before run in CLONE, and every mutant of the
+        # functions edited since (REWRITTEN); the module's after row is then the full tally over this tree
     python benchmarks/mutation.py --tables                        # print the RESULTS.md tables
 Writes results/mutation.json (phases.before / phases.after per module and group, survivors, equivalents,
 provenance) and results/mutation.md. Each phase keeps the other; an after run keeps the rows of modules it did not
@@ -158,7 +161,75 @@ EQUIVALENT: dict[str, str] = {
        "(reshape(a.shape[1], -1)) or the axis of the first mean (mean(dim=None))" for n in (11, 14)},
     "ganstab.augment.x_augment__mutmut_20": "U(0, 1) draw < p vs <= p: the draws are continuous, equality with p has "
                                             "probability about 2^-24 per draw",
+    **{f"ganstab.diagnose.detectors.x_detect_critic_drift__mutmut_{n}": "the prefix counts of increases start at 1 "
+       "instead of 0: they are only read as differences up[i] - up[lo], where the offset cancels" for n in (34, 35)},
+    "ganstab.diagnose.detectors.x_detect_critic_drift__mutmut_60": "fracs starting at 1.0: fracs[i] is read only at "
+       "the last record of a flagged run, and every flagged record's entry is computed first",
+    "ganstab.diagnose.detectors.x_detect_critic_drift__mutmut_63": "window_first starting at 1: every entry is "
+       "assigned in the loop before any is read",
+    **{name: "final = -2 instead of -1 when the run has no final evaluation: both only meet `i == final` or "
+       "`last == final` for an index, which is never negative" for name in (
+        "ganstab.diagnose.detectors.x_detect_failed_evaluation__mutmut_25",
+        "ganstab.diagnose.detectors.x_detect_modes__mutmut_33")},
+    **{f"ganstab.diagnose.detectors.x__evaluation_failure__mutmut_{n}": "the value or threshold returned with no "
+       "failing metric (\"\") is never read: that evaluation is not flagged" for n in (71, 72)},
+    **{name: "_threshold_runs never reads its steps argument (the callers index their steps themselves)"
+       for name in ("ganstab.diagnose.detectors.x_detect_class_kl__mutmut_42",
+                    "ganstab.diagnose.detectors.x_detect_diversity__mutmut_56")},
+    **{name: "one value past the run: it does not meet the warning bound (or is exempt as a new best), so it cannot be "
+       "the run's worst value, nor meet the error bound (the config refuses error bounds looser than warning ones)"
+       for name in ("ganstab.diagnose.detectors.x_detect_class_kl__mutmut_59",
+                    "ganstab.diagnose.detectors.x_detect_diversity__mutmut_75",
+                    "ganstab.diagnose.detectors.x__threshold_runs__mutmut_28")},
+    "ganstab.diagnose.detectors.x_detect_coverage_drop__mutmut_35": "one value past the run: not flagged, so it is "
+       "within the margin of a best at least as high as the run's, above every value of the run",
+    "ganstab.diagnose.detectors.x_detect_modes__mutmut_63": "one value past the run: not flagged, so it is at or "
+       "above the tolerance limit or above every earlier value, in both cases above the run's worst",
+    **{name: "float('-INF') is float('-inf')" for name in (
+        "ganstab.diagnose.detectors.x_detect_coverage_drop__mutmut_11",
+        "ganstab.diagnose.detectors.x_detect_diversity__mutmut_39")},
+    "ganstab.diagnose.detectors.x_detect_coverage_drop__mutmut_12": "the initial best step is never read: the first "
+       "(finite) value always beats -inf and sets it",
+    **{f"ganstab.diagnose.detectors.x_detect_stall__mutmut_{n}": "the initial best (1.0) or best index (-2): the first "
+       "evaluation is always an improvement (best_index < 0) and overwrites both" for n in (22, 24)},
+    "ganstab.diagnose.detectors.x_detect_vanishing_g_grad__mutmut_26": "len(train) < early_count instead of <=: when "
+       "they are equal no record follows the early window, so there is nothing to flag either way",
+    **{f"ganstab.diagnose.detectors.x__window_stds__mutmut_{n}": "np.asarray of Python floats without dtype=float64 "
+       "is float64 already" for n in (3, 5)},
+    **{f"ganstab.diagnose.detectors.x__exceedances__mutmut_{n}": "an initial centre, scale, ratio or flag of a record "
+       "before the check starts: the flag stays falsy (False or None) and the detail of an unflagged record is never "
+       "read (a finding's peak is among flagged records)" for n in (8, 9, 15, 17, 18)},
+    "ganstab.diagnose.detectors.x__exceedances__mutmut_10": "stale starting False: the check needs at least one kept "
+       "value, and keeping a value sets stale = True, so the first check always recomputes the baseline",
+    "ganstab.diagnose.detectors.x__exceedances__mutmut_60": "stale = None after the recomputation: as falsy as False",
+    "ganstab.diagnose.detectors.x_detect_vanishing_g_grad__mutmut_23": "early_count 1 instead of 0 for an empty run: "
+       "with no records, len(train) <= early_count returns [] either way",
+    "ganstab.diagnose.detectors.x_detect_vanishing_g_grad__mutmut_85": "np.finfo(None) is float64's finfo in numpy 2.4 "
+       "(deprecated since 1.25, so a later numpy will raise: the value is the same today)",
+    "ganstab.diagnose.detectors.x_detect_nonfinite__mutmut_14": "one record past the run: it has no bad key (that is "
+       "where the run ends), so the set of names is the same",
+    "ganstab.diagnose.detectors.x_detect_dead__mutmut_18": "the prefix counts of dead records start at 1 instead of "
+       "0: they are only read as differences, where the offset cancels",
+    **{name: "a final evaluation exactly at the error bound taken as decisive: it is appended only when it comes "
+       "before the warm-up, so it is the only value judged, a run of one that counts only when it is past the error "
+       "bound, which it is not" for name in ("ganstab.diagnose.detectors.x_detect_class_kl__mutmut_33",
+                                              "ganstab.diagnose.detectors.x_detect_diversity__mutmut_28")},
+    "ganstab.diagnose.detectors.x__exceedances__mutmut_61": "stale = True after the recomputation: the baseline is "
+       "recomputed from the same kept values until one is added, giving the same centre and scale",
 }
+
+
+# module -> functions edited between the before phase's commit and this one: mutmut numbers a function's mutants in
+# order, so an edit renumbers them; the after phase (with --before-tree) re-runs all of these functions' mutants.
+REWRITTEN: dict[str, tuple[str, ...]] = {
+    # 576c33b: no d_overfitting finding under a relativistic loss (`== "wasserstein"` became `in (...)`, 2 mutants more)
+    "diagnose.detectors": ("x_detect_d_overfitting",),
+}
+
+
+def function_of(name: str) -> str:
+    """The mangled function of a mutant name ('ganstab.m.x_f__mutmut_3' -> 'x_f')."""
+    return name.rpartition(".")[2].split("__mutmut_")[0]
 
 
 def mutmut_bin() -> str:
@@ -226,6 +297,22 @@ def merged_after(before: dict[str, Any], rerun: dict[str, int | None]) -> dict[s
         again["equivalent"]
     row["score"] = score(row)
     return row
+
+
+def rerun_names(module: str, before_codes: dict[str, int | None], now_codes: dict[str, int | None]) -> list[str]:
+    """The mutants an after phase re-runs: the before run's survivors, no-tests and not-checked mutants, and every
+    mutant (as numbered now) of the module's functions in REWRITTEN."""
+    rewritten = REWRITTEN.get(module, ())
+    left = [n for n, c in before_codes.items() if function_of(n) not in rewritten
+            and status_of(c) in ("survived", "no_tests", "not_checked")]
+    return sorted(left + [n for n in now_codes if function_of(n) in rewritten])
+
+
+def after_codes(module: str, before_codes: dict[str, int | None], now_codes: dict[str, int | None],
+                names: list[str]) -> dict[str, int | None]:
+    """Every mutant of the module as numbered now: its code from this run if it was re-run, else its before code."""
+    rerun = set(names)
+    return {n: now_codes.get(n) if n in rerun else before_codes[n] for n in now_codes}
 
 
 def git_commit(tree: Path) -> str:
@@ -319,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tree", type=Path, default=ROOT,
                         help="the checkout to mutate (default: this one; `before` may name a clone of the base commit)")
     parser.add_argument("--until", default=None, help="UTC HH:MM after which no further module is started")
+    parser.add_argument("--before-tree", type=Path, default=None,
+                        help="after phase: the before phase's tree, whose mutants/ holds every before status")
     parser.add_argument("--collect", action="store_true", help="only read TREE/mutants/ and write the report")
     parser.add_argument("--tables", action="store_true", help="print the RESULTS.md tables of mutation.json and stop")
     args = parser.parse_args(argv)
@@ -339,7 +428,12 @@ def main(argv: list[str] | None = None) -> int:
     for module in args.modules:
         if args.collect or (stop is not None and dt.datetime.now(dt.timezone.utc) >= stop):
             break
-        if args.phase == "after":
+        if args.phase == "after" and args.before_tree is not None:
+            names = rerun_names(module, read_results(args.before_tree)[module], read_results(args.tree)[module])
+            if names:
+                run_module(args.tree, module, names)
+                ran.append(module)
+        elif args.phase == "after":
             names = sorted({**before.get(module, {}).get("survivors", {}),
                             **before.get(module, {}).get("equivalents", {})})
             if names:
@@ -355,7 +449,12 @@ def main(argv: list[str] | None = None) -> int:
         modules = {m: row for m, row in modules.items() if row["total"] - row.get("not_checked", 0)}
     else:  # modules re-run now replace their row; the others keep the row of an earlier after run
         earlier = previous["phases"].get("after", {}).get("modules", {})
-        fresh = {m: merged_after(before[m], results[m]) for m in args.modules if m in before}
+        if args.before_tree is not None:
+            olds = read_results(args.before_tree)
+            fresh = {m: tally(after_codes(m, olds[m], results[m], rerun_names(m, olds[m], results[m])))
+                     for m in args.modules if m in before and results[m]}
+        else:
+            fresh = {m: merged_after(before[m], results[m]) for m in args.modules if m in before}
         modules = {m: fresh.get(m, earlier.get(m)) for m in MODULES if m in fresh or m in earlier}
     phases[args.phase] = {"command": command, "commit": git_commit(args.tree), "modules": modules,
                           "groups": group_scores(modules), "not_run": [m for m in MODULES if m not in modules],

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ganstab.diagnose.detectors import sort_findings, stall_metric
 from ganstab.diagnose import (
     CODES,
     DoctorConfig,
@@ -21,6 +22,7 @@ from ganstab.diagnose import (
     detect_class_kl,
     detect_coverage_drop,
     detect_critic_drift,
+    detect_d_overfitting,
     detect_d_overpowers,
     detect_dead,
     detect_diversity,
@@ -938,3 +940,434 @@ def test_d_overfitting_advice_offers_lecam_once() -> None:
 def test_context_reads_r2_and_lecam_from_the_config() -> None:
     context = context_from_config({"loss": {"kind": "relativistic"}, "penalty": {"r1": 0.1, "r2": 0.2, "lecam": 0.3}})
     assert (context["loss_kind"], context["r1"], context["r2"], context["lecam"]) == ("relativistic", 0.1, 0.2, 0.3)
+
+
+# ---------------------------------------------------------------------------------------------
+# exact findings at each threshold (mutation testing, issue #28): every field of the finding,
+# with a value just at the threshold (silent, or flagged for >=) and one just past it
+# ---------------------------------------------------------------------------------------------
+
+
+def as_dicts(findings: list[Finding]) -> list[dict]:
+    """The findings as dicts without their advice (tested on its own), evidence compared two-sided."""
+    out = []
+    for finding in findings:
+        d = finding.to_dict()
+        d.pop("advice")
+        d["evidence"] = {k: pytest.approx(v, rel=1e-12, abs=1e-12) for k, v in d["evidence"].items()}
+        out.append(d)
+    return out
+
+
+def test_d_overfitting_exact_finding_at_its_threshold() -> None:
+    cfg = DoctorConfig(overfit_window_steps=300, overfit_min_records=3)
+    signs = [0.5, 0.9, 0.95, 1.0, 0.899, 0.92, 0.93, 0.2]  # 0.9 is the threshold and counts; 0.92-0.93 too short
+    records = [{"step": 100 * i, "d_real_sign": s} for i, s in enumerate(signs)]
+    records.insert(3, {"step": 250, "d_real_sign": None, "loss_d": 1.0})  # no r_t: skipped, not a break
+    findings = detect_d_overfitting(records, cfg, NS)
+    assert as_dicts(findings) == [{
+        "code": "d_overfitting", "severity": "info", "start_step": 100, "end_step": 300, "metric": None,
+        "evidence": {"rt_mean": (0.9 + 0.95 + 1.0) / 3, "rt_min": 0.9, "records": 3},
+        "message": "D may be overfitting the training images: r_t = E[sign(D(real))] stayed at or above 0.9 "
+                   "(mean 0.950) for 3 records over steps 100-300."}]
+    assert findings[0].advice == advice_for("d_overfitting", NS)
+    for context in (WGAN, {"loss_kind": "relativistic"}):
+        assert detect_d_overfitting(records, cfg, context) == []
+
+
+def test_d_overfitting_with_augmentation_at_p_max_is_a_warning() -> None:
+    cfg = DoctorConfig(overfit_window_steps=300, overfit_min_records=3)
+    probs = [1.0, 0.99, 1.0, 0.98, 1.0, 1.0]  # p = 0.99 is overfit_p_max and counts; 0.98 can still rise
+    records = [{"step": 100 * i, "d_real_sign": 0.95, "augment_p": p} for i, p in enumerate(probs)]
+    assert as_dicts(detect_d_overfitting(records, cfg, NS)) == [{
+        "code": "d_overfitting", "severity": "warning", "start_step": 0, "end_step": 200, "metric": None,
+        "evidence": {"rt_mean": 0.95, "rt_min": 0.95, "records": 3, "augment_p_min": 0.99},
+        "message": "D may be overfitting the training images: r_t = E[sign(D(real))] stayed at or above 0.9 "
+                   "(mean 0.950) with augment_p at 0.99 or more for 3 records over steps 0-200."}]
+
+
+def test_nonfinite_exact_messages_singular_and_plural() -> None:
+    records = [
+        {"step": 100, "loss_d": 1.0, "loss_g": 1.0}, {"step": 200, "loss_d": None, "loss_g": 1.0},
+        {"step": 300, "loss_d": 1.0, "loss_g": 1.0},
+        {"step": 400, "grad_norm_d": float("nan"), "loss_g": 1.0, "loss_d": 1.0},  # a raw NaN, not listed
+        {"step": 500, "loss_g": None, "loss_d": 1.0, "nonfinite": ["loss_g", "eval_fd"]},  # eval_fd not watched
+        {"step": 600, "loss_d": 1.0, "loss_g": 1.0},
+    ]
+    assert as_dicts(detect_nonfinite(records, CFG, NS)) == [
+        {"code": "divergence.nonfinite", "severity": "error", "start_step": 200, "end_step": 200, "metric": None,
+         "evidence": {"records": 1, "keys": 1, "first_step": 200},
+         "message": "loss_d was NaN/Inf in 1 training record over steps 200-200."},
+        {"code": "divergence.nonfinite", "severity": "error", "start_step": 400, "end_step": 500, "metric": None,
+         "evidence": {"records": 2, "keys": 2, "first_step": 400},
+         "message": "grad_norm_d, loss_g were NaN/Inf in 2 training records over steps 400-500."},
+    ]
+
+
+def test_critic_drift_exact_finding_at_its_thresholds() -> None:
+    cfg = DoctorConfig(drift_window_steps=500, drift_monotone_frac=0.75)
+    # |d_real| 100 at step 500 is the threshold (not above it); the last window rises in 3 of 4 steps (0.75)
+    real = [96, 97, 98, 99, 100, 101, 102, 102]
+    records = [{"step": 100 * (i + 1), "d_real": r, "d_fake": -(r + 10)} for i, r in enumerate(real)]
+    records.insert(6, {"step": 650, "d_real": 500.0})  # no d_fake: skipped
+    assert as_dicts(detect_critic_drift(records, cfg)) == [{
+        "code": "divergence.critic_drift", "severity": "warning", "start_step": 101, "end_step": 800,
+        "metric": None, "evidence": {"d_real": 102.0, "d_fake": -112.0, "increase_frac": 0.75, "threshold": 100.0},
+        "message": "Critic outputs drifted to d_real 102 and d_fake -112 (threshold 100), both magnitudes rising "
+                   "in 75% of records over steps 101-800."}]
+    # exactly drift_min_records (5) records are enough
+    five = [{"step": 100 * (i + 1), "d_real": 101.0 + i, "d_fake": -101.0 - i} for i in range(5)]
+    assert [(f.start_step, f.end_step) for f in detect_critic_drift(five, cfg)] == [(1, 500)]
+
+
+def test_d_overpowers_exact_finding_at_its_threshold() -> None:
+    acc = [0.5, 0.99, 0.995, 1.0, 0.9899, 0.99, 0.99]  # 0.99 counts, 0.9899 breaks, the last two are too few
+    records = [{"step": 100 * i, "d_acc": a} for i, a in enumerate(acc)]
+    assert as_dicts(detect_d_overpowers(records, DoctorConfig(d_acc_window_steps=300), NS)) == [{
+        "code": "d_overpowers", "severity": "warning", "start_step": 100, "end_step": 300, "metric": None,
+        "evidence": {"d_acc_mean": 0.995, "d_acc_min": 0.99, "records": 3},
+        "message": "D accuracy stayed at or above 0.99 (mean 0.995) for 3 records over steps 100-300."}]
+
+
+def test_failed_evaluation_each_metric_at_and_past_its_threshold() -> None:
+    cfg = DoctorConfig(eval_warmup_steps=0)
+    at = [{"step": 1000, "eval_precision": 0.05, "eval_coverage": 0.051},  # coverage just above 0.05
+          {"step": 2000, "eval_fd": 1000.0, "eval_fd_real": 1.0},  # exactly 1000 x: not above
+          {"step": 3000, "eval_fd": 10.0, "eval_fd_real": 0.0},  # no real-vs-real FD to compare with
+          {"step": 4000, "eval_fd_real": 1.0, "eval_hq_fraction": 0.5},
+          {"step": 5000, "eval_modes": 4.0},  # half of 8 expected: not below
+          {"step": 6000, "eval_hq_fraction": 0.1}]
+    for record in at:
+        assert detect_failed_evaluation([record], cfg, {"expected_modes": 8}) == [], record
+    past = [{"step": 1000, "eval_precision": 0.05, "eval_coverage": 0.05},
+            {"step": 3000, "eval_fd": 600.0, "eval_fd_real": 0.5},
+            {"step": 5000, "eval_modes": 3.9}, {"step": 7000, "eval_hq_fraction": 0.09}]
+    found = [as_dicts(detect_failed_evaluation([record], DoctorConfig(eval_warmup_steps=0, expected_modes=8)))
+             for record in past]
+    tail = "(1 failing evaluation over steps {0}-{0})."
+    assert found == [
+        [{"code": "evaluation.failed", "severity": "error", "start_step": 1000, "end_step": 1000,
+          "metric": "eval_precision", "evidence": {"precision": 0.05, "coverage": 0.05, "threshold": 0.05},
+          "message": "The evaluation at step 1000 is far from the data: eval_precision 0.05 and eval_coverage 0.05 "
+                     "are both at or below 0.05 " + tail.format(1000)}],
+        [{"code": "evaluation.failed", "severity": "error", "start_step": 3000, "end_step": 3000,
+          "metric": "eval_fd", "evidence": {"fd": 600.0, "fd_real": 0.5, "multiple": 1000.0, "threshold": 500.0},
+          "message": "The evaluation at step 3000 is far from the data: eval_fd 600 is above 1000 x the evaluator's "
+                     "real-vs-real FD 0.5 (500) " + tail.format(3000)}],
+        [{"code": "evaluation.failed", "severity": "error", "start_step": 5000, "end_step": 5000,
+          "metric": "eval_modes", "evidence": {"modes": 3.9, "expected": 8.0, "threshold": 4.0},
+          "message": "The evaluation at step 5000 is far from the data: eval_modes 3.9 of 8 is below 4 "
+                     + tail.format(5000)}],
+        [{"code": "evaluation.failed", "severity": "error", "start_step": 7000, "end_step": 7000,
+          "metric": "eval_hq_fraction", "evidence": {"hq_fraction": 0.09, "threshold": 0.1},
+          "message": "The evaluation at step 7000 is far from the data: eval_hq_fraction 0.09 is below 0.1 "
+                     + tail.format(7000)}],
+    ]
+
+
+def test_failed_evaluation_run_of_two_and_the_warmup_boundary() -> None:
+    records = [{"step": 1000, "eval_fd": 3000.0, "eval_fd_real": 2.0},
+               {"step": 2000, "eval_fd": 2500.0, "eval_fd_real": 2.0}]
+    assert as_dicts(detect_failed_evaluation(records, DoctorConfig(eval_warmup_steps=0))) == [{
+        "code": "evaluation.failed", "severity": "error", "start_step": 1000, "end_step": 2000, "metric": "eval_fd",
+        "evidence": {"fd": 2500.0, "fd_real": 2.0, "multiple": 1000.0, "threshold": 2000.0},
+        "message": "The evaluation at step 2000 is far from the data: eval_fd 2500 is above 1000 x the evaluator's "
+                   "real-vs-real FD 2 (2000) (2 failing evaluations over steps 1000-2000)."}]
+    # default warm-up 2000: the evaluation at step 2000 counts, earlier ones only when final
+    bad = [{"step": 500, "eval_hq_fraction": 0.01}, {"step": 1000, "eval_hq_fraction": 0.01}]
+    assert detect_failed_evaluation(bad, CFG) == []
+    assert [(f.start_step, f.end_step) for f in detect_failed_evaluation(
+        bad + [{"step": 2000, "eval_hq_fraction": 0.01}], CFG)] == [(2000, 2000)]
+
+
+@pytest.mark.parametrize("key, values, best_step, best, latest", [
+    ("eval_fd", [10.0, 9.9, 9.9, 9.9], 1000, "10", "9.9"),  # 9.9 = 10 - 1 %: not an improvement
+    ("eval_fd", [0.5, 0.494, 0.494, 0.494, 0.494], 2000, "0.494", "0.494"),  # below 1: the margin is 1 % of 0.5
+    ("eval_modes", [4.0, 4.04, 4.04, 4.04], 1000, "4", "4.04"),  # higher is better: 4.04 = 4 + 1 %
+])
+def test_stall_exact_finding_at_the_margin_and_window(key: str, values: list[float], best_step: int, best: str,
+                                                     latest: str) -> None:
+    records = [{"step": 1000 * (i + 1), key: v} for i, v in enumerate(values)]
+    end = 1000 * len(values)
+    assert as_dicts(detect_stall(records, DoctorConfig(stall_window=3))) == [{
+        "code": "stall", "severity": "info", "start_step": best_step, "end_step": end, "metric": key,
+        "evidence": {"best": float(best), "best_step": best_step, "evaluations_since_best": 3,
+                     "latest": values[-1]},
+        "message": f"{key} has not improved on its best {best} (step {best_step}) for 3 evaluations, up to step "
+                   f"{end} (latest {latest})."}]
+
+
+def test_stall_all_expected_modes_from_the_context_is_convergence() -> None:
+    records = [{"step": 1000 * (i + 1), "eval_modes": 8.0} for i in range(4)]
+    assert detect_stall(records, DoctorConfig(stall_window=3), {"expected_modes": 8}) == []
+    assert [f.code for f in detect_stall(records, DoctorConfig(stall_window=3))] == ["stall"]
+
+
+def test_class_kl_exact_findings_at_warn_and_error_bounds() -> None:
+    values = [0.05, 0.1, 0.11, 0.5, 0.12, 0.05, 0.51, 0.3, 0.05]  # 0.1 and 0.5 are the bounds, not above them
+    records = [{"step": 1000 * (i + 1), "eval_class_kl": v} for i, v in enumerate(values)]
+    records.append({"step": 9500, "eval_class_kl": 0.9, "quick": True})  # a quick line is left out
+    text = "eval_class_kl reached {} nats (warning above 0.1, error above 0.5) over {} evaluations, steps {}-{}."
+    assert as_dicts(detect_class_kl(records, DoctorConfig(eval_warmup_steps=0))) == [
+        {"code": "mode_collapse.class_kl", "severity": "warning", "start_step": 3000, "end_step": 5000,
+         "metric": None, "evidence": {"class_kl": 0.5, "threshold": 0.1, "evaluations": 3},
+         "message": text.format("0.5", 3, 3000, 5000)},
+        {"code": "mode_collapse.class_kl", "severity": "error", "start_step": 7000, "end_step": 8000,
+         "metric": None, "evidence": {"class_kl": 0.51, "threshold": 0.1, "evaluations": 2},
+         "message": text.format("0.51", 2, 7000, 8000)},
+    ]
+
+
+def test_diversity_exact_findings_at_warn_and_error_bounds() -> None:
+    values = [0.9, 0.65, 0.64, 0.4, 0.6, 0.9, 0.39, 0.5, 0.9]  # 0.65 and 0.4 are the bounds, not below them
+    records = [{"step": 1000 * (i + 1), "eval_diversity": v} for i, v in enumerate(values)]
+    text = ("eval_diversity fell to {} of the real data's (warning below 0.65, error below 0.4) over {} "
+            "evaluations, steps {}-{}.")
+    assert as_dicts(detect_diversity(records, DoctorConfig(eval_warmup_steps=0))) == [
+        {"code": "mode_collapse.diversity", "severity": "warning", "start_step": 3000, "end_step": 5000,
+         "metric": None, "evidence": {"diversity": 0.4, "threshold": 0.65, "evaluations": 3},
+         "message": text.format("0.4", 3, 3000, 5000)},
+        {"code": "mode_collapse.diversity", "severity": "error", "start_step": 7000, "end_step": 8000,
+         "metric": None, "evidence": {"diversity": 0.39, "threshold": 0.65, "evaluations": 2},
+         "message": text.format("0.39", 2, 7000, 8000)},
+    ]
+
+
+def test_modes_exact_findings_at_the_tolerance_and_error_fraction() -> None:
+    values = [10, 9, 8.9, 5, 8, 10, 5.1, 5.1, 10]  # expected 10: 9 is within tolerance, 5 is the error bound
+    records = [{"step": 1000 * (i + 1), "eval_modes": v} for i, v in enumerate(values)]
+    text = "eval_modes was as low as {} of the 10 expected modes ({} missing) without gaining over steps {}-{}."
+    assert as_dicts(detect_modes(records, DoctorConfig(eval_warmup_steps=0), {"expected_modes": 10})) == [
+        {"code": "mode_collapse.modes", "severity": "error", "start_step": 3000, "end_step": 5000, "metric": None,
+         "evidence": {"modes": 5.0, "expected": 10.0, "missing": 5.0}, "message": text.format("5", "5", 3000, 5000)},
+        {"code": "mode_collapse.modes", "severity": "warning", "start_step": 7000, "end_step": 8000,
+         "metric": None, "evidence": {"modes": 5.1, "expected": 10.0, "missing": 4.9},
+         "message": text.format("5.1", "4.9", 7000, 8000)},
+    ]
+
+
+def test_modes_single_and_early_evaluations() -> None:
+    ten = {"expected_modes": 10}
+    one_low = [{"step": 1000 * (i + 1), "eval_modes": v} for i, v in enumerate([10, 8, 10, 10])]
+    assert detect_modes(one_low, DoctorConfig(eval_warmup_steps=0), ten) == []  # one evaluation is no run
+    early = [{"step": 500, "eval_modes": 5}, {"step": 1000, "eval_modes": 5}]  # before the 2000-step warm-up
+    assert detect_modes(early, CFG, ten) == []
+    # a final evaluation at the error bound is decisive alone, even before the warm-up; one above it is not
+    assert [(f.severity, f.start_step) for f in detect_modes(
+        [{"step": 1000, "eval_modes": 5, "final": True}], CFG, ten)] == [("error", 1000)]
+    assert detect_modes([{"step": 1000, "eval_modes": 6, "final": True}], CFG, ten) == []
+
+
+def test_coverage_drop_exact_findings_at_the_margins() -> None:
+    cfg = DoctorConfig(eval_warmup_steps=0, coverage_margin=0.25, coverage_error_margin=0.5)
+    values = [0.5, 1.0, 1.0, 0.75, 0.625, 0.875, 0.5, 0.5, 1.0]  # a drop of exactly 0.25 / 0.5 meets the margin
+    records = [{"step": 1000 * (i + 1), "eval_coverage": v} for i, v in enumerate(values)]
+    findings = detect_coverage_drop(records, cfg)
+    text = "eval_coverage fell to {} from its best 1 at step 2000 (drop {}, margin 0.25) over steps {}-{}."
+    assert as_dicts(findings) == [
+        {"code": "mode_collapse.coverage", "severity": "warning", "start_step": 4000, "end_step": 5000,
+         "metric": "eval_coverage", "evidence": {"value": 0.625, "best": 1.0, "best_step": 2000, "drop": 0.375},
+         "message": text.format("0.625", "0.375", 4000, 5000)},
+        {"code": "mode_collapse.coverage", "severity": "error", "start_step": 7000, "end_step": 8000,
+         "metric": "eval_coverage", "evidence": {"value": 0.5, "best": 1.0, "best_step": 2000, "drop": 0.5},
+         "message": text.format("0.5", "0.5", 7000, 8000)},
+    ]
+    assert findings[0].advice == (advice_for("mode_collapse.coverage", None)
+                                  + " The checkpoint nearest step 2000 had the best eval_coverage.")
+
+
+def test_vanishing_g_grad_exact_findings_at_its_thresholds() -> None:
+    cfg = DoctorConfig(vanish_early_steps=300, vanish_patience_steps=200)
+    grads = [1.0, 2.0, 3.0, 0.2, 0.1, 0.1, 0.05, 0.0, 0.0]  # early median 2: the limit 0.2 is not below it
+    accs = [0.5, 0.5, 0.5, 0.99, 0.95, 0.96, 0.94, 0.99, 0.99]  # 0.95 counts, 0.94 does not
+    records = [{"step": 100 * i, "grad_norm_g": g, "d_acc": a} for i, (g, a) in enumerate(zip(grads, accs))]
+    text = "grad_norm_g fell to {}, {} times below its early median 2, while D accuracy averaged {} over steps {}-{}."
+    assert as_dicts(detect_vanishing_g_grad(records, cfg, None)) == [
+        {"code": "vanishing_g_grad", "severity": "warning", "start_step": 400, "end_step": 500, "metric": None,
+         "evidence": {"grad_norm_g": 0.1, "early_median": 2.0, "ratio": 20.0, "d_acc_mean": 0.955},
+         "message": text.format("0.1", "20", "0.955", 400, 500)},
+        {"code": "vanishing_g_grad", "severity": "warning", "start_step": 700, "end_step": 800, "metric": None,
+         "evidence": {"grad_norm_g": 0.0, "early_median": 2.0, "ratio": 1.7976931348623157e308,
+                      "d_acc_mean": 0.99},
+         "message": text.format("0", "1.8e+308", "0.990", 700, 800)},
+    ]
+    assert detect_vanishing_g_grad(records[:2] + records[3:], cfg, None) == []  # two early records are too few
+
+
+def test_dead_exact_finding_at_the_grad_norm_bound() -> None:
+    grads = [1.0, 1e-8, 1e-9, 1.0, 1e-9, 1.0, 1.0, 1.0, 1.0, 1.0]  # 1e-8 is the bound, not below it
+    records = [{"step": 100 * (i + 1), "grad_norm_g": g, "grad_norm_d": 1.0, "loss_d": float(i), "loss_g": 1.0}
+               for i, g in enumerate(grads)]
+    assert as_dicts(detect_dead(records, DoctorConfig(dead_window_steps=300))) == [{
+        "code": "training.dead", "severity": "error", "start_step": 300, "end_step": 500, "metric": None,
+        "evidence": {"records": 2, "fraction": 2 / 3, "zero_grad_g": 1, "zero_grad_d": 0, "constant_losses": 0},
+        "message": "Training is dead over steps 300-500: 2 of 3 records (67%) show grad_norm_g < 1e-08."}]
+
+
+def test_sort_findings_by_step_then_severity_then_code_then_metric() -> None:
+    findings = [Finding("b", "info", 5, 6), Finding("b", "error", 5, 6), Finding("a", "warning", 5, 6, metric="y"),
+                Finding("a", "warning", 5, 6), Finding("a", "warning", 1, 6)]
+    assert [(f.code, f.severity, f.start_step, f.metric) for f in sort_findings(findings)] == [
+        ("a", "warning", 1, None), ("b", "error", 5, None), ("a", "warning", 5, None), ("a", "warning", 5, "y"),
+        ("b", "info", 5, None)]
+
+
+def test_critic_drift_counts_only_strict_increases_on_each_side() -> None:
+    cfg = DoctorConfig(drift_window_steps=500, drift_monotone_frac=0.75)
+    # the last window (steps 300-700) starts two records in; its last step is no increase: 3 of 4
+    flat_end = [97, 98, 99, 100, 101, 102, 102]
+    rising = [109, 110, 111, 112, 113, 114, 115]
+    for real, fake in ((flat_end, rising), (rising, flat_end)):  # the smaller fraction of the two sides counts
+        records = [{"step": 100 * (i + 1), "d_real": r, "d_fake": -f} for i, (r, f) in enumerate(zip(real, fake))]
+        assert [f.evidence["increase_frac"] for f in detect_critic_drift(records, cfg)] == [0.75]
+
+
+def test_detectors_pass_the_context_to_the_advice() -> None:
+    bn = {"loss_kind": "nonsaturating", "d_norm": "batch"}
+    strongest = {"augment_policy": "color,translation,cutout", "r1": 1.0, "d_norm": "none"}
+    warm0 = DoctorConfig(eval_warmup_steps=0, stall_window=3)
+    cases = [
+        (detect_dead, [{"step": 100 * (i + 1), "grad_norm_g": 0.0, "loss_d": float(i)} for i in range(5)], CFG, bn),
+        (detect_d_overfitting, [{"step": 100 * i, "d_real_sign": 1.0} for i in range(40)], CFG, strongest),
+        (detect_coverage_drop, evals_of("eval_coverage", [0.9, 0.5, 0.5]), warm0, bn),
+        (detect_class_kl, evals_of("eval_class_kl", [0.9, 0.9]), warm0, bn),
+        (detect_diversity, evals_of("eval_diversity", [0.9, 0.1, 0.1]), warm0, bn),
+        (detect_modes, evals_of("eval_modes", [10, 2, 2]), DoctorConfig(eval_warmup_steps=0, expected_modes=10), bn),
+        (detect_failed_evaluation, evals_of("eval_hq_fraction", [0.0]), warm0, bn),
+        (detect_stall, evals_of("eval_fd", [1.0, 2.0, 2.0, 2.0]), warm0, WGAN),
+    ]
+    for detector, records, cfg, context in cases:
+        (finding,) = detector(records, cfg, context)
+        assert finding.advice.startswith(advice_for(finding.code, context)), detector.__name__
+        assert not finding.advice.startswith(advice_for(finding.code, None)), detector.__name__
+
+
+def test_dead_at_half_the_window_with_both_reasons_in_the_message() -> None:
+    # windows of 400 steps: 2 dead of the first 3 records, then exactly dead_fraction 0.5 (2 of 4) twice; the
+    # episode covers the 5 records from its first window's start
+    records = [{"step": 100, "loss_d": 1.0, "loss_g": 1.0, "grad_norm_d": 1.0},
+               {"step": 200, "loss_d": 2.0, "loss_g": 1.0, "grad_norm_d": 0.0},
+               {"step": 300, "loss_d": 2.0, "loss_g": 1.0, "grad_norm_d": 1.0},  # losses equal the previous ones
+               {"step": 400, "loss_d": 3.0, "loss_g": 1.0, "grad_norm_d": 1.0},
+               {"step": 500, "loss_d": 4.0, "loss_g": 1.0, "grad_norm_d": 1.0}]
+    assert as_dicts(detect_dead(records, DoctorConfig(dead_window_steps=400))) == [{
+        "code": "training.dead", "severity": "error", "start_step": 200, "end_step": 300, "metric": None,
+        "evidence": {"records": 2, "fraction": 0.4, "zero_grad_g": 0, "zero_grad_d": 1, "constant_losses": 1},
+        "message": "Training is dead over steps 200-300: 2 of 5 records (40%) show constant losses, "
+                   "grad_norm_d < 1e-08."}]
+
+
+def test_evaluation_warmup_boundaries() -> None:
+    # an evaluation at exactly the warm-up step counts; a final one there is not counted twice
+    records = [{"step": 1000, "eval_class_kl": 0.05}, {"step": 2000, "eval_class_kl": 0.9, "final": True}]
+    assert [(f.severity, f.start_step, f.evidence["evaluations"]) for f in detect_class_kl(records, CFG)] == [
+        ("error", 2000, 1)]
+    # the stall detector judges evaluations from step 0 on
+    at_zero = [{"step": 1000 * i, "eval_fd": v} for i, v in enumerate([1.0, 2.0, 2.0, 2.0])]
+    assert [(f.start_step, f.evidence["evaluations_since_best"]) for f in detect_stall(
+        at_zero, DoctorConfig(stall_window=3))] == [(0, 3)]
+
+
+def test_single_flagged_evaluations_and_short_runs_before_long_ones() -> None:
+    warm0 = DoctorConfig(eval_warmup_steps=0)
+    assert detect_class_kl(evals_of("eval_class_kl", [0.05, 0.2, 0.05]), warm0) == []  # one evaluation: no run
+    # one evaluation at the error bound that is not the final one is no run either; a short run before a long one
+    assert detect_modes(evals_of("eval_modes", [10, 5, 10, 10]), warm0, {"expected_modes": 10}) == []
+    modes = detect_modes(evals_of("eval_modes", [10, 8, 10, 8, 8, 10]), warm0, {"expected_modes": 10})
+    assert [(f.start_step, f.end_step) for f in modes] == [(4000, 5000)]
+    cfg = DoctorConfig(eval_warmup_steps=0, coverage_margin=0.25)
+    coverage = detect_coverage_drop(evals_of("eval_recall", [1.0, 0.5, 1.0, 0.5, 0.5, 1.0]), cfg)
+    assert [(f.start_step, f.end_step) for f in coverage] == [(4000, 5000)]
+    failed = detect_failed_evaluation(evals_of("eval_hq_fraction", [0.5, 0.0, 0.0]), warm0)
+    assert [(f.start_step, f.end_step) for f in failed] == [(2000, 3000)]
+    assert failed[0].message.endswith("(2 failing evaluations over steps 2000-3000).")
+
+
+def test_diversity_still_rising_is_not_a_collapse() -> None:
+    warm0 = DoctorConfig(eval_warmup_steps=0)
+    assert detect_diversity(evals_of("eval_diversity", [0.5, 0.55, 0.6]), warm0) == []  # each a new best
+    assert detect_diversity(evals_of("eval_diversity", [0.5, 0.5, 0.5]), warm0) == []  # equal to the best
+    assert [f.severity for f in detect_diversity(evals_of("eval_diversity", [0.5, 0.45, 0.45]), warm0)] == [
+        "warning"]
+
+
+def test_stall_metric_and_direction_from_the_config() -> None:
+    records = evals_of("eval_recall", [0.5, 0.4, 0.4, 0.4])
+    assert stall_metric(records, DoctorConfig()) is None  # neither eval_fd nor eval_modes logged
+    assert stall_metric(records, DoctorConfig(stall_metric="eval_recall", stall_higher_is_better=True)) == (
+        "eval_recall", True)
+    assert stall_metric(evals_of("eval_fd", [1.0]), DoctorConfig(stall_higher_is_better=True)) == ("eval_fd", True)
+
+
+def test_sort_findings_puts_no_metric_before_any_metric() -> None:
+    findings = [Finding("a", "warning", 5, 6, metric="A"), Finding("a", "warning", 5, 6)]
+    assert [f.metric for f in sort_findings(findings)] == [None, "A"]
+
+
+def test_explosion_exact_findings_scale_peak_and_threshold() -> None:
+    cfg = DoctorConfig(explosion_keys=("loss_d", "grad_norm_d"))
+    # grad_norm_d: median 4 sets the scale; 44 is exactly 10 scales away (not past the factor); two episodes, the
+    # first peaking in its middle
+    grad = [4.0] * 8 + [48.0, 80.0, 60.0] + [4.0] * 3 + [44.0, 44.0] + [4.0] * 3 + [60.0, 50.0] + [4.0] * 2
+    # loss_d: +-4 around a median of 0, so the scale is half the interquartile range, 4; a single spike (60) is
+    # too short
+    loss = [(-4.0, 4.0)[i % 2] for i in range(8)] + [60.0, 0.0, 44.0, 45.0, 0.0, 4.0]
+    records = [{"step": 100 * (i + 1), "grad_norm_d": g} for i, g in enumerate(grad)]
+    for record, value in zip(records, loss):
+        record["loss_d"] = value
+    text = ("{} reached {} at step {} against a running median of {}, a deviation of {} times its scale (threshold "
+            "10), over steps {}-{}.")
+    findings = detect_explosion(records, cfg, WGAN)
+    assert as_dicts(findings) == [
+        {"code": "divergence.explosion", "severity": "error", "start_step": 1100, "end_step": 1200,
+         "metric": "loss_d", "evidence": {"value": 45.0, "median": 0.0, "ratio": 45 / 4, "factor": 10.0},
+         "message": text.format("loss_d", "45", 1200, "0", "11.2", 1100, 1200)},
+        {"code": "divergence.explosion", "severity": "error", "start_step": 900, "end_step": 1100,
+         "metric": "grad_norm_d", "evidence": {"value": 80.0, "median": 4.0, "ratio": 19.0, "factor": 10.0},
+         "message": text.format("grad_norm_d", "80", 1000, "4", "19", 900, 1100)},
+        {"code": "divergence.explosion", "severity": "error", "start_step": 2000, "end_step": 2100,
+         "metric": "grad_norm_d", "evidence": {"value": 60.0, "median": 4.0, "ratio": 14.0, "factor": 10.0},
+         "message": text.format("grad_norm_d", "60", 2000, "4", "14", 2000, 2100)},
+    ]
+    assert all(f.advice == advice_for("divergence.explosion", WGAN) for f in findings)
+
+
+def test_explosion_check_starts_at_exactly_the_minimum_history() -> None:
+    # 5 records (explosion_min_records) spanning 500 steps (explosion_min_history_steps) are enough
+    values = [1.0] * 5 + [20.0, 20.0, 1.0]
+    records = [{"step": 100 * (i + 1), "grad_norm_g": v} for i, v in enumerate(values)]
+    assert as_dicts(detect_explosion(records, CFG)) == [{
+        "code": "divergence.explosion", "severity": "error", "start_step": 600, "end_step": 700,
+        "metric": "grad_norm_g", "evidence": {"value": 20.0, "median": 1.0, "ratio": 19.0, "factor": 10.0},
+        "message": "grad_norm_g reached 20 at step 600 against a running median of 1, a deviation of 19 times its "
+                   "scale (threshold 10), over steps 600-700."}]
+
+
+def test_critic_drift_needs_both_sides_past_the_threshold_and_full_windows() -> None:
+    cfg = DoctorConfig(drift_window_steps=500)
+    # |d_fake| reaches exactly the threshold 100 at the last record: not above it
+    at = [{"step": 100 * (i + 1), "d_real": 101.0 + i, "d_fake": -96.0 - i} for i in range(5)]
+    assert detect_critic_drift(at, cfg) == []
+    # windows of 400 steps hold 4 records, fewer than drift_min_records (5): never judged
+    rising = [{"step": 100 * (i + 1), "d_real": 101.0 + i, "d_fake": -101.0 - i} for i in range(8)]
+    assert detect_critic_drift(rising, DoctorConfig(drift_window_steps=400)) == []
+    assert [f.advice for f in detect_critic_drift(rising, cfg, WGAN)] == [advice_for("divergence.critic_drift", WGAN)]
+
+
+def test_nonfinite_advice_follows_the_context() -> None:
+    records = [{"step": 100, "loss_d": None}]
+    assert [f.advice for f in detect_nonfinite(records, CFG, WGAN)] == [advice_for("divergence.nonfinite", WGAN)]
+
+
+def test_dead_episode_starts_in_its_own_window() -> None:
+    # an isolated zero gradient at step 100 is not part of the episode at steps 1000-1100
+    grads = [0.0] + [1.0] * 8 + [0.0, 0.0]
+    records = [{"step": 100 * (i + 1), "grad_norm_g": g, "loss_d": float(i)} for i, g in enumerate(grads)]
+    assert [(f.start_step, f.end_step, f.evidence["records"]) for f in detect_dead(
+        records, DoctorConfig(dead_window_steps=300))] == [(1000, 1100, 2)]
+
+
+def test_explosion_run_at_the_end_of_the_series() -> None:
+    records = [{"step": 100 * (i + 1), "grad_norm_g": v} for i, v in enumerate([1.0] * 5 + [20.0, 30.0])]
+    assert [(f.start_step, f.end_step, f.evidence["value"]) for f in detect_explosion(records, CFG)] == [
+        (600, 700, 30.0)]
