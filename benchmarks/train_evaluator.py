@@ -27,7 +27,8 @@ from common import machine  # noqa: E402
 from ganstab.config import DataConfig  # noqa: E402
 from ganstab.data import make_dataset  # noqa: E402
 from ganstab.metrics.evaluator import train_evaluator  # noqa: E402
-from ganstab.metrics.shipped import RECIPES, WEIGHTS_DIR, data_digest, file_sha256  # noqa: E402
+from ganstab.metrics.shipped import RECIPES, WEIGHTS_DIR, data_digest  # noqa: E402
+from ganstab.rundir import sha256_file  # noqa: E402
 
 
 def git_commit() -> str:
@@ -51,7 +52,7 @@ def ship(name: str, out: Path, changes: dict | None = None) -> dict:
     evaluator.data_hash = data_digest(train, labels, test, test_labels)
     weights_path, json_path = evaluator.save(out / name)
     meta = json.loads(json_path.read_text(encoding="utf-8"))
-    meta.update(data_sha256=evaluator.data_hash, weights_sha256=file_sha256(weights_path),
+    meta.update(data_sha256=evaluator.data_hash, weights_sha256=sha256_file(weights_path),
                 train_images=int(train.shape[0]), test_images=int(test.shape[0]), seconds=round(seconds, 1),
                 threads=torch.get_num_threads(), command=" ".join(["python benchmarks/train_evaluator.py --data", name,
                                   *(f"--set {key}={json.dumps(value)}" for key, value in changes.items())]),

@@ -15,10 +15,11 @@ from ganstab.data import FASHION_MNIST_PATH, make_dataset
 from ganstab.errors import ConfigError
 from ganstab.metrics.evaluator import EVALUATOR_VERSION, Evaluator, EvaluatorSettings, train_evaluator
 from ganstab.metrics.run_eval import RunEvaluator
-from ganstab.metrics.shipped import (RECIPES, WEIGHTS_DIR, data_digest, file_sha256, shipped_evaluator,
+from ganstab.metrics.shipped import (RECIPES, WEIGHTS_DIR, data_digest, shipped_evaluator,
                                      shipped_paths)
 from ganstab.metrics.stacked import StackedEvaluator
 from ganstab.pipeline import load_config
+from ganstab.rundir import sha256_file
 
 HAVE_FASHION = any((Path(FASHION_MNIST_PATH) / name).is_file()
                    for name in ("train-images-idx3-ubyte.gz", "train-images-idx3-ubyte"))
@@ -44,7 +45,7 @@ def test_shipped_files_record_their_recipe_hashes_and_command(name: str) -> None
     weights, side = shipped_paths(name)
     meta = _meta(name)
     assert weights.parent == WEIGHTS_DIR and side.is_file()
-    assert file_sha256(weights) == meta["weights_sha256"]
+    assert sha256_file(weights) == meta["weights_sha256"]
     assert weights.stat().st_size < 1_000_000  # small: well under 1 MB of fp32 weights
     assert meta["command"] == f"python benchmarks/train_evaluator.py --data {name}"
     assert meta["settings"]["version"] == EVALUATOR_VERSION
@@ -148,7 +149,7 @@ def test_eval_features_names_version_and_weights_and_changes_with_the_weights(tm
     labels = torch.arange(40) % 2
     first = train_evaluator(images, labels, epochs=1, batch_size=16)
     first.save(tmp_path / "first")
-    assert first.weights_sha256() == file_sha256(tmp_path / "first.safetensors")
+    assert first.weights_sha256() == sha256_file(tmp_path / "first.safetensors")
     before = first.weights_sha256()
     with torch.no_grad():
         first.network.encoder.embed.bias[0] += 1.0

@@ -13,7 +13,6 @@ The library is optional (`pip install 'ganstab[fidelity]'`), so it is imported w
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib
 import os
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ganstab.errors import ConfigError, first_line, one_line
+from ganstab.rundir import sha256_file
 from ganstab.sampling import to_uint8_rgb
 
 __all__ = ["INCEPTION_ENV", "WEIGHTS_FILE", "RESIZE", "FEATURES_PREFIX", "KID_SUBSETS", "KID_SUBSET_SIZE",
@@ -97,11 +97,7 @@ def _checked_digest(file: str, size: int, mtime_ns: int) -> str:
         raise ConfigError(f"Inception weights {file!r} cannot be read as a PyTorch state dict ({one_line(exc, 120)}); "
                           f"pass torch-fidelity's {WEIGHTS_FILE}") from None
     _check_layout(state, Path(file))
-    digest = hashlib.sha256()
-    with open(file, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(Path(file))
 
 
 def weights_digest(file: Path) -> str:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganstab.config import image_hw
-from ganstab.data import DataSource, draw_rows, reference_rows
+from ganstab.data import DataSource, draw_rows
 from ganstab.errors import ConfigError
 from ganstab.metrics.evaluator import (Evaluator, evaluate_images, load_or_train_evaluator,
                                       RealReference, prepare_reference)

@@ -12,7 +12,6 @@ settings, such as data.image_size); the caller then trains one as for data a use
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +21,9 @@ import torch
 from torch import Tensor
 
 from ganstab.metrics.evaluator import Evaluator, tensor_digest
+from ganstab.rundir import sha256_file
 
-__all__ = ["EVALUATOR_CHOICES", "RECIPES", "WEIGHTS_DIR", "ShippedCheck", "data_digest", "file_sha256",
+__all__ = ["EVALUATOR_CHOICES", "RECIPES", "WEIGHTS_DIR", "ShippedCheck", "data_digest",
            "shipped_evaluator", "shipped_paths"]
 
 #: Values of eval.evaluator: auto (the shipped network when it matches the data, else trained), shipped
@@ -47,11 +47,6 @@ def data_digest(images: Tensor, labels: Optional[Tensor], test_images: Optional[
                 test_labels: Optional[Tensor]) -> str:
     """sha256 (hex) over the dtypes, shapes and bytes of an evaluator's training and test tensors."""
     return tensor_digest(images, labels, test_images, test_labels)
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 (hex) of a file's bytes."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def shipped_paths(name: str) -> tuple[Path, Path]:
@@ -80,7 +75,7 @@ def shipped_evaluator(name: str, images: Tensor, labels: Optional[Tensor], test_
         return ShippedCheck(None, f"the shipped {name} evaluator was made for other data (data sha256 "
                                   f"{digest[:12]}, shipped for {str(meta.get('data_sha256'))[:12]}: other files or "
                                   f"data settings)")
-    if file_sha256(weights_path) != meta.get("weights_sha256"):
+    if sha256_file(weights_path) != meta.get("weights_sha256"):
         return ShippedCheck(None, f"{weights_path} does not match its recorded weights_sha256 (a damaged "
                                   f"install: reinstall ganstab)")
     return ShippedCheck(Evaluator.load(weights_path, device=device))
