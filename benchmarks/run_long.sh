@@ -28,6 +28,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
+# JOBS=1 runs one training at a time (e.g. `JOBS=1 taskset -c 0 benchmarks/run_long.sh` keeps core 1 free for
+# other work; each run is single-threaded and gets a core of its own either way)
+JOBS=${JOBS:-2}
 
 if [[ "${1:-}" == "--smoke" ]]; then
     TINY=(model.width=8 train.batch_size=16 data.limit=512 eval.n=200)
@@ -45,13 +48,13 @@ fi
 step() { echo "== $(date -u '+%F %T') UTC: $*"; }
 
 step "1. the ganstab tune study on Fashion-MNIST (objective and pruner on the validation reference)"
-$PY -m ganstab tune --config benchmarks/tune_fashion_base.yaml "${STUDY[@]}" --workers 2 --seed 0 \
+$PY -m ganstab tune --config benchmarks/tune_fashion_base.yaml "${STUDY[@]}" --workers "$JOBS" --seed 0 \
     --out "$STUDY_OUT"
 
 step "2. its winner and every shipped image preset, scored on the test reference (results/tune_fashion-<tag>.*)"
-$PY benchmarks/tune_fashion.py --best "$STUDY_OUT/best.yaml" --jobs 2 "${TABLE[@]}"
+$PY benchmarks/tune_fashion.py --best "$STUDY_OUT/best.yaml" --jobs "$JOBS" "${TABLE[@]}"
 
 step "3. Stacked Fashion-MNIST, then LeCam and bCR/zCR on the best arm (results/stacked[-smoke].*)"
-$PY benchmarks/stacked.py --arms dcgan hinge-sn fashion-10min r3gan --regularise-best --jobs 2 "${STACKED[@]}"
+$PY benchmarks/stacked.py --arms dcgan hinge-sn fashion-10min r3gan --regularise-best --jobs "$JOBS" "${STACKED[@]}"
 
 step "done"
