@@ -318,7 +318,7 @@ def _evaluator_versions(node: Any) -> list[int]:
 
 def recorded_evaluator_version(path: Path, root: Path = ROOT, document: Any = None,
                                unrecorded: dict[str, int] | None = None) -> int | None:
-    """The evaluator version behind a result file's image metrics (the lowest it names), else the audit table's, else None."""
+    """The evaluator version behind a result file's image metrics (the lowest named), else the audit table's, else None."""
     document = _load(path) if document is None else document
     versions = _evaluator_versions(document)
     if versions:
@@ -342,7 +342,7 @@ def _older_evaluator_allowed(lines: list[str]) -> set[int]:
 
 def older_evaluator_links(markdown: Path, text: str | None = None, root: Path = ROOT,
                           unrecorded: dict[str, int] | None = None) -> list[str]:
-    """One line per figure link to a result file of an evaluator older than CURRENT_EVALUATOR, outside a marked part."""
+    """One line per figure link to a result file of an evaluator older than CURRENT_EVALUATOR, outside marked parts."""
     text = markdown.read_text(encoding="utf-8") if text is None else text
     allowed = _older_evaluator_allowed(text.splitlines())
     versions: dict[Path, int | None] = {}
