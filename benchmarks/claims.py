@@ -318,7 +318,7 @@ def _evaluator_versions(node: Any) -> list[int]:
 
 def recorded_evaluator_version(path: Path, root: Path = ROOT, document: Any = None,
                                unrecorded: dict[str, int] | None = None) -> int | None:
-    """The evaluator version behind a result file's image metrics (the lowest named), else the audit table's, else None."""
+    """The evaluator version behind a result file's image metrics (lowest named), else the audit table's, else None."""
     document = _load(path) if document is None else document
     versions = _evaluator_versions(document)
     if versions:
@@ -373,7 +373,7 @@ def default_files(root: Path = ROOT) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print every disagreeing or dangling figure link, unlinked results-table number and older-evaluator link; 1 if any."""
+    """Print each disagreeing or dangling figure, unlinked results-table number and older-evaluator link; 1 if any."""
     args = sys.argv[1:] if argv is None else argv
     files = [Path(a) for a in args] or default_files()
     problems = []
