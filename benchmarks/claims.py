@@ -12,7 +12,16 @@ be a linked figure, unless it is in the row's first cell (the row's name), in a 
 italics (`_batch_`: a configuration, not a result), in a row whose first cell says `published` (a figure
 quoted from a paper), or in a table directly below a `<!-- figures: not linked: REASON -->` line.
 
-Usage: python benchmarks/claims.py [FILE.md ...]   (default: README.md, benchmarks/RESULTS.md, docs/*.md)
+Current figures only (`older_evaluator_links`, issue #28): README.md, RESULTS.md and docs/ link no figure to a result
+file whose image metrics came from an evaluator network older than `CURRENT_EVALUATOR` (the lowest
+`ganstab-evaluator-vN` in the file's `eval_features` / `features` values, an `evaluator_version` number, or, for
+files written before result files recorded it, `UNRECORDED_EVALUATOR_VERSIONS`). Such tables live in
+benchmarks/HISTORY.md, whose figures are checked against their files like any other. The one exception is a
+figure that is itself about the old evaluator, the "before" side of a before/after comparison: a
+`<!-- figures: older evaluator: REASON -->` line allows older-evaluator links from it to the next heading.
+
+Usage: python benchmarks/claims.py [FILE.md ...]
+       (default: README.md, benchmarks/RESULTS.md, benchmarks/HISTORY.md, docs/*.md)
 """
 
 from __future__ import annotations
@@ -26,8 +35,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Figure", "FigureLink", "UNITS", "ERROR_KEYS", "parse_figure", "resolve_pointer", "figure_links",
-           "check_link", "check_markdown", "unlinked_table_numbers", "default_files", "main"]
+__all__ = ["Figure", "FigureLink", "UNITS", "ERROR_KEYS", "CURRENT_EVALUATOR", "UNRECORDED_EVALUATOR_VERSIONS",
+           "parse_figure", "resolve_pointer", "figure_links", "check_link", "check_markdown", "unlinked_table_numbers",
+           "recorded_evaluator_version", "older_evaluator_links", "default_files", "main"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,6 +58,26 @@ _ANY_LINK = re.compile(r"!?\[[^\[\]]*\]\([^()\s]*\)")
 _CODE = re.compile(r"`[^`]*`")
 _DIGIT_RUN = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*(?!\w)")  # not inside a name (grid25, R1)
 EXEMPT_MARK = re.compile(r"^<!--\s*figures:\s*not linked:\s*(?P<reason>\S.*?)\s*-->$")
+OLDER_EVALUATOR_MARK = re.compile(r"^<!--\s*figures:\s*older evaluator:\s*(?P<reason>\S.*?)\s*-->$")
+_HEADING = re.compile(r"^#{1,6}\s")
+_EVALUATOR_NAME = re.compile(r"ganstab-evaluator-v(?P<version>\d+)(?!\d)")
+
+CURRENT_EVALUATOR = 3  # ganstab.metrics EVALUATOR_VERSION: the shipped networks
+# result files written before result files recorded their evaluator (no `eval_features`): the version of the
+# evaluator network behind their image metrics, from issue #28's audit (their sections are in benchmarks/HISTORY.md).
+# Version 1 until 2026-12-01 22:10 UTC, version 2 until the shipped version 3 (2026-12-05 16:56 UTC).
+UNRECORDED_EVALUATOR_VERSIONS: dict[str, int] = {
+    "benchmarks/results/fashion.json": 1, "benchmarks/results/fashion-quick.json": 1,
+    "benchmarks/results/fashion-doctor.json": 1, "benchmarks/results/progressive.json": 1,
+    "benchmarks/results/progressive-quick.json": 1, "benchmarks/results/conditional.json": 1,
+    "benchmarks/results/small_data.json": 1, "benchmarks/results/recovery.json": 1,
+    "benchmarks/results/long_runs-healthy.json": 1, "benchmarks/results/long_runs-kill-resume.json": 1,
+    "benchmarks/results/confusion.json": 1,
+    "benchmarks/results/first_run.json": 2, "benchmarks/results/first_run-pairs.json": 2,
+    "benchmarks/results/finetune.json": 2, "benchmarks/results/stacked-floor.json": 2,
+    "benchmarks/results/tune_fashion.json": 2, "benchmarks/results/tune-fashion-rerun.csv": 2,
+    "benchmarks/results/tune-fashion-trials.csv": 2,
+}
 
 
 @dataclass(frozen=True)
@@ -269,20 +299,90 @@ def unlinked_table_numbers(markdown: Path, text: str | None = None, root: Path =
     return problems
 
 
+def _evaluator_versions(node: Any) -> list[int]:
+    """Every evaluator version named in a document: `eval_features` / `features` strings and `evaluator_version`."""
+    if isinstance(node, list):
+        return [v for item in node for v in _evaluator_versions(item)]
+    if not isinstance(node, dict):
+        return []
+    versions = []
+    for key, value in node.items():
+        if key in ("eval_features", "features") and isinstance(value, str):
+            versions += [int(m["version"]) for m in _EVALUATOR_NAME.finditer(value)]
+        elif key == "evaluator_version" and _number(value) is not None:
+            versions.append(int(value))
+        else:
+            versions += _evaluator_versions(value)
+    return versions
+
+
+def recorded_evaluator_version(path: Path, root: Path = ROOT, document: Any = None,
+                               unrecorded: dict[str, int] | None = None) -> int | None:
+    """The evaluator version behind a result file's image metrics (lowest named), else the audit table's, else None."""
+    document = _load(path) if document is None else document
+    versions = _evaluator_versions(document)
+    if versions:
+        return min(versions)
+    table = UNRECORDED_EVALUATOR_VERSIONS if unrecorded is None else unrecorded
+    return table.get(_relative(path, root))
+
+
+def _older_evaluator_allowed(lines: list[str]) -> set[int]:
+    """Line numbers (1-based) from a `figures: older evaluator` marker line to the next heading."""
+    allowed, active = set(), False
+    for number, line in enumerate(lines, start=1):
+        if _HEADING.match(line):
+            active = False
+        if OLDER_EVALUATOR_MARK.match(line.strip()):
+            active = True
+        if active:
+            allowed.add(number)
+    return allowed
+
+
+def older_evaluator_links(markdown: Path, text: str | None = None, root: Path = ROOT,
+                          unrecorded: dict[str, int] | None = None) -> list[str]:
+    """One line per figure link to a result file of an evaluator older than CURRENT_EVALUATOR, outside marked parts."""
+    text = markdown.read_text(encoding="utf-8") if text is None else text
+    allowed = _older_evaluator_allowed(text.splitlines())
+    versions: dict[Path, int | None] = {}
+    problems = []
+    for link in figure_links(markdown, text):
+        target = (markdown.parent / link.path).resolve()
+        if link.line in allowed or target.suffix not in (".json", ".csv") or not target.is_file():
+            continue  # a missing or unreadable file is check_link's problem
+        if target not in versions:
+            try:
+                versions[target] = recorded_evaluator_version(target, root, unrecorded=unrecorded)
+            except (ValueError, UnicodeDecodeError):
+                versions[target] = None
+        version = versions[target]
+        if version is not None and version < CURRENT_EVALUATOR:
+            problems.append(
+                f"{_relative(markdown, root)}:{link.line}: figure {link.text!r} -> {link.path}#{link.pointer}: "
+                f"{_relative(target, root)} was scored with evaluator version {version}, older than "
+                f"{CURRENT_EVALUATOR}: re-measure it or move the figure to benchmarks/HISTORY.md (the before side "
+                "of a comparison: a '<!-- figures: older evaluator: REASON -->' line above it, up to the next heading)")
+    return problems
+
+
 def default_files(root: Path = ROOT) -> list[Path]:
-    """The Markdown files whose figures are checked: README.md, benchmarks/RESULTS.md and docs/*.md."""
-    return [root / "README.md", root / "benchmarks" / "RESULTS.md", *sorted((root / "docs").glob("*.md"))]
+    """The Markdown files whose figures are checked: README.md, benchmarks/RESULTS.md and HISTORY.md, docs/*.md."""
+    return [root / "README.md", root / "benchmarks" / "RESULTS.md", root / "benchmarks" / "HISTORY.md",
+            *sorted((root / "docs").glob("*.md"))]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print every disagreeing or dangling figure link (and unlinked table number in RESULTS.md); 1 if any."""
+    """Print each disagreeing or dangling figure, unlinked results-table number and older-evaluator link; 1 if any."""
     args = sys.argv[1:] if argv is None else argv
     files = [Path(a) for a in args] or default_files()
     problems = []
     for path in files:
         problems += check_markdown(path)
-        if path.name == "RESULTS.md":
+        if path.name in ("RESULTS.md", "HISTORY.md"):
             problems += unlinked_table_numbers(path)
+        if path.name != "HISTORY.md":
+            problems += older_evaluator_links(path)
     for problem in problems:
         print(problem)
     links = sum(len(figure_links(path)) for path in files)

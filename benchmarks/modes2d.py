@@ -82,7 +82,8 @@ CONFIGS: dict[str, BenchConfig] = {
 }
 
 #: R3GAN on 2-D: the starting gamma of R1 and R2, set by a rule, not searched: the R1 weight that `modes2d` uses on
-#: these networks, for R1 and R2 alike; both decay to a tenth as in R3GAN's recipes (benchmarks/RESULTS.md).
+#: these networks, for R1 and R2 alike; both decay to a tenth as in R3GAN's recipes (benchmarks/HISTORY.md, section
+#: "R3GAN's recipe against modes2d").
 R3GAN_2D_GAMMA = 0.1
 #: images seen over which R3GAN's schedules run: the whole modes2d budget, 10,000 G steps x 2 real batches of 256
 #: (the relativistic G step draws a real batch too, and images_seen counts it)

@@ -1,5 +1,6 @@
 """Published figures against their result files (benchmarks/claims.py): the parser, the pointer, the rounding
-rule, the exact messages, the table rule, and every figure link in README.md, benchmarks/RESULTS.md and docs/."""
+rule, the exact messages, the table rule, the evaluator-version rule, and every figure link in README.md,
+benchmarks/RESULTS.md, benchmarks/HISTORY.md and docs/."""
 
 from __future__ import annotations
 
@@ -204,6 +205,104 @@ def test_unlinked_table_numbers_are_reported_and_exemptions_respected(tmp_path):
     ]
 
 
+# --- current figures only: no link to a result file of an older evaluator ----------------------------------
+
+def test_recorded_evaluator_version_reads_the_file_then_the_audit_table(tmp_path):
+    files = {
+        "v3.json": {"eval_features": "ganstab-evaluator-v3-classifier-aeefde1b663f", "fd": 0.2},
+        "mixed.json": {"shipped": {"a": {"features": "ganstab-evaluator-v3-classifier-x"},
+                                   "b": {"features": "stacked-ganstab-evaluator-v2-classifier-y"}}},
+        "runs.json": {"runs": [{"eval_features": "ganstab-evaluator-v12-z"}, {"eval_features": "ganstab-evaluator-v4"}]},
+        "number.json": {"evaluator_version": 2},
+        "inception.json": {"eval_features": "inception-v3-pool3", "evaluator_version": True},
+        "old.json": {"fd": 5.9, "evaluator_accuracy": 0.92},
+        "none.json": {"modes": 25},
+    }
+    for name, document in files.items():
+        (tmp_path / name).write_text(json.dumps(document), encoding="utf-8")
+    (tmp_path / "old.csv").write_text("trial,value\n1,0.3\n", encoding="utf-8")
+    table = {"old.json": 1, "old.csv": 2, "v3.json": 1}
+    versions = {name: claims.recorded_evaluator_version(tmp_path / name, root=tmp_path, unrecorded=table)
+                for name in [*files, "old.csv"]}
+    assert versions == {"v3.json": 3, "mixed.json": 2, "runs.json": 4, "number.json": 2, "inception.json": None,
+                        "old.json": 1, "none.json": None, "old.csv": 2}
+
+
+OLDER = """# Results
+
+fresh [0.21](v3.json#/fd) and old [5.9](old.json#/fd) and `[5.9](old.json#/fd)`
+
+## Evaluator
+<!-- figures: older evaluator: the before side of the comparison -->
+before [5.9](old.json#/fd)
+
+### after
+again [5.9](old.json#/fd) and [1](missing.json#/fd) and [2](none.json#/modes)
+<!-- figures: older evaluator: -->
+[5.9](old.json#/fd)
+"""
+
+
+def test_older_evaluator_links_name_each_figure_and_respect_the_marker_up_to_the_next_heading(tmp_path):
+    (tmp_path / "v3.json").write_text(json.dumps({"eval_features": "ganstab-evaluator-v3-c", "fd": 0.21}))
+    (tmp_path / "old.json").write_text(json.dumps({"fd": 5.9}))
+    (tmp_path / "none.json").write_text(json.dumps({"modes": 2}))
+    md = tmp_path / "RESULTS.md"
+    md.write_text(OLDER, encoding="utf-8")
+    tail = ("old.json was scored with evaluator version 1, older than 3: re-measure it or move the figure to "
+            "benchmarks/HISTORY.md (the before side of a comparison: a '<!-- figures: older evaluator: REASON -->' "
+            "line above it, up to the next heading)")
+    assert claims.older_evaluator_links(md, root=tmp_path, unrecorded={"old.json": 1}) == [
+        f"RESULTS.md:3: figure '5.9' -> old.json#/fd: {tail}",
+        f"RESULTS.md:10: figure '5.9' -> old.json#/fd: {tail}",
+        f"RESULTS.md:12: figure '5.9' -> old.json#/fd: {tail}",   # a marker with no reason is no marker
+    ]
+    assert claims.older_evaluator_links(md, root=tmp_path, unrecorded={}) == []
+
+
+def test_a_version_2_figure_put_back_into_results_is_refused():
+    results = ROOT / "benchmarks" / "RESULTS.md"
+    text = results.read_text(encoding="utf-8")
+    assert "(results/finetune.json#/summary/finetune/fd/mean)" not in text
+    lines = text.splitlines()
+    line = next(n for n, row in enumerate(lines, start=1) if row.startswith("**Fine-tuning on 100 images"))
+    lines[line - 1] = "Fine-tuning: FD [0.160](results/finetune.json#/summary/finetune/fd/mean) from a trained run."
+    text = "\n".join(lines) + "\n"
+    assert claims.older_evaluator_links(results, text=text) == [
+        f"benchmarks/RESULTS.md:{line}: figure '0.160' -> results/finetune.json#/summary/finetune/fd/mean: "
+        "benchmarks/results/finetune.json was scored with evaluator version 2, older than 3: re-measure it or move "
+        "the figure to benchmarks/HISTORY.md (the before side of a comparison: a '<!-- figures: older evaluator: "
+        "REASON -->' line above it, up to the next heading)"]
+
+
+@pytest.mark.parametrize("markdown", [path for path in claims.default_files() if path.name != "HISTORY.md"],
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_results_readme_and_docs_link_no_figure_of_an_older_evaluator(markdown):
+    assert claims.older_evaluator_links(markdown) == []
+
+
+def test_the_older_evaluator_marker_is_used_only_where_the_audit_put_it():
+    marked = {}
+    for path in claims.default_files():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        found = [n for n, line in enumerate(lines, start=1) if claims.OLDER_EVALUATOR_MARK.match(line.strip())]
+        if found:
+            marked[path.relative_to(ROOT).as_posix()] = len(found)
+    assert marked == {"benchmarks/RESULTS.md": 2}
+
+
+def test_every_result_file_with_an_evaluator_records_its_version_and_the_audit_table_names_real_files():
+    for relative in claims.UNRECORDED_EVALUATOR_VERSIONS:
+        assert (ROOT / relative).is_file(), relative
+    for path in sorted((ROOT / "benchmarks" / "results").glob("*.json")):
+        document = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(document, dict) and "evaluator_accuracy" in document:
+            assert claims.recorded_evaluator_version(path) is not None, path.name
+    assert claims.recorded_evaluator_version(ROOT / "benchmarks/results/shipped_evaluator.json") == 3
+    assert claims.recorded_evaluator_version(ROOT / "benchmarks/results/stacked-floor-v3.json") == 3
+    assert claims.recorded_evaluator_version(ROOT / "benchmarks/results/modes2d.json") is None
+
+
 # --- the published files -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("markdown", claims.default_files(), ids=lambda p: str(p.relative_to(ROOT)))
@@ -211,13 +310,15 @@ def test_every_published_figure_agrees_with_its_result_file(markdown):
     assert claims.check_markdown(markdown) == []
 
 
-def test_every_number_in_a_results_table_is_linked_or_exempt():
-    assert claims.unlinked_table_numbers(ROOT / "benchmarks" / "RESULTS.md") == []
+@pytest.mark.parametrize("name", ["RESULTS.md", "HISTORY.md"])
+def test_every_number_in_a_results_table_is_linked_or_exempt(name):
+    assert claims.unlinked_table_numbers(ROOT / "benchmarks" / name) == []
 
 
 def test_the_results_and_readme_carry_figure_links():
     counts = {path.name: len(claims.figure_links(path)) for path in claims.default_files()}
     assert counts["RESULTS.md"] >= 100
+    assert counts["HISTORY.md"] >= 900
     assert counts["README.md"] >= 2
 
 
