@@ -4,9 +4,10 @@ Usage: python benchmarks/eval_speed.py [--n 10000] [--device cpu] [--threads 2] 
 
 Real images are the first n of the Fashion-MNIST test split and fakes the first n of the train
 split when the IDX files exist (and size/channels are 28/1), otherwise uniform noise in [-1, 1].
-The evaluator is freshly initialised (the cost does not depend on its weights, but the metric
-values of an untrained network mean little) unless --train-epochs > 0, which first trains it on
-the Fashion-MNIST train split (not counted in the table).
+The evaluator is the one ganstab ships for Fashion-MNIST (ganstab/metrics/weights/, what every default
+Fashion-MNIST run loads) at 1x28x28; --train-epochs > 0 instead trains one on the Fashion-MNIST train split
+first (not counted in the table), and other sizes or channels use a freshly initialised network (the cost does
+not depend on the weights, but the metric values of an untrained network mean little).
 Memory is the process's peak resident set size (resource.getrusage), which also covers torch's
 native allocations that tracemalloc cannot see; it is reported after each phase.
 """
@@ -26,10 +27,11 @@ import numpy as np
 import torch
 
 from ganstab import metrics
+from ganstab.metrics.shipped import shipped_paths
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import machine, output_stem, write_results  # noqa: E402
+from common import git_commit, machine, output_stem, write_results  # noqa: E402
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
@@ -122,9 +124,15 @@ def main(argv: Optional[list[str]] = None) -> int:
         )
         del train_images, train_labels
         source += f", evaluator trained {args.train_epochs} epochs"
+    elif (args.channels, args.size) == (1, 28) and shipped_paths("fashion-mnist")[0].is_file():
+        evaluator = metrics.Evaluator.load(shipped_paths("fashion-mnist")[0], device=device)
+        source += ", the shipped Fashion-MNIST evaluator"
     else:
         evaluator = metrics.Evaluator(settings, device=device)
         source += ", untrained evaluator"
+    # how every metric line names this network (ganstab/metrics/run_eval.py: RunEvaluator.features_name)
+    eval_features = (f"ganstab-evaluator-v{evaluator.settings.version}-{evaluator.settings.kind}-"
+                     f"{evaluator.weights_sha256()[:12]}")
     baseline = peak_rss_mib()
     rows: list[tuple[str, float, float]] = []
 
@@ -138,14 +146,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     result = timed(rows, "evaluate_images (all of the above)", lambda: metrics.evaluate_images(evaluator, real, fake, batch_size=args.batch_size), device)
 
     info = machine()
+    command = f"python benchmarks/eval_speed.py {' '.join(argv if argv is not None else sys.argv[1:])}"
+    date = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
     lines = [
         "# Evaluation cost", "",
-        f"- Command: `python benchmarks/eval_speed.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
-        f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"- Command: `{command}`", f"- Date: {date}, commit {git_commit()}",
         f"- Machine: {info['cpu']}, {info['cores']} logical cores, torch {info['torch']} with "
         f"{torch.get_num_threads()} threads, device {device}",
         f"- {args.n} real vs {args.n} generated images ({source}, {args.channels}x{args.size}x{args.size}); "
-        f"peak RSS before evaluating {baseline:.0f} MiB", "",
+        f"peak RSS before evaluating {baseline:.0f} MiB; evaluator `{eval_features}`", "",
         "| phase | seconds | peak RSS so far (MiB) |", "| --- | ---: | ---: |",
     ]
     lines += [f"| {name} | {seconds:.2f} | {rss:.0f} |" for name, seconds, rss in rows]
@@ -153,7 +162,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     text = "\n".join(lines)
     print(text)
     png = write_results(output_stem("eval_speed", args.tag), text,
-                        {"n": args.n, "baseline_rss_mib": baseline, "phases": [list(r) for r in rows]})
+                        {"command": command, "date": date, "commit": git_commit(), "machine": info, "source": source,
+                         "n": args.n, "baseline_rss_mib": baseline, "eval_features": eval_features,
+                         "threads": torch.get_num_threads(), "phases": {name: {"seconds": seconds, "peak_rss_mib": rss}
+                                                                        for name, seconds, rss in rows}})
     plot(rows, png, args.n)
     return 0
 
