@@ -216,6 +216,11 @@ EQUIVALENT: dict[str, str] = {
                                               "ganstab.diagnose.detectors.x_detect_diversity__mutmut_28")},
     "ganstab.diagnose.detectors.x__exceedances__mutmut_61": "stale = True after the recomputation: the baseline is "
        "recomputed from the same kept values until one is added, giving the same centre and scale",
+    # --- diagnose.detectors (issue #28, session 10) ---
+    **{f"ganstab.diagnose.detectors.x_detect_oscillation__mutmut_{n}": "a chain refused when its older window ends "
+       "at record 0 (previous <= 0 or < 1 instead of < 0): that window holds the one record 0, fewer than "
+       "osc_min_records (the config refuses fewer than 3), so its std is None and the original skips the chain too"
+       for n in (30, 31)},
 }
 
 
