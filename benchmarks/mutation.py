@@ -306,10 +306,13 @@ def merged_after(before: dict[str, Any], rerun: dict[str, int | None]) -> dict[s
 
 def rerun_names(module: str, before_codes: dict[str, int | None], now_codes: dict[str, int | None]) -> list[str]:
     """The mutants an after phase re-runs: the before run's survivors, no-tests and not-checked mutants, and every
-    mutant (as numbered now) of the module's functions in REWRITTEN."""
+    mutant (as numbered now) of the module's functions in REWRITTEN; before this tree's first run (no mutants/ yet,
+    so nothing numbered now) those functions are named by mutmut's pattern `ganstab.MODULE.FUNCTION__mutmut_*`."""
     rewritten = REWRITTEN.get(module, ())
     left = [n for n, c in before_codes.items() if function_of(n) not in rewritten
             and status_of(c) in ("survived", "no_tests", "not_checked")]
+    if not now_codes:
+        return sorted(left + [f"ganstab.{module}.{function}__mutmut_*" for function in rewritten])
     return sorted(left + [n for n in now_codes if function_of(n) in rewritten])
 
 
