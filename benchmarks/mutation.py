@@ -216,6 +216,11 @@ EQUIVALENT: dict[str, str] = {
                                               "ganstab.diagnose.detectors.x_detect_diversity__mutmut_28")},
     "ganstab.diagnose.detectors.x__exceedances__mutmut_61": "stale = True after the recomputation: the baseline is "
        "recomputed from the same kept values until one is added, giving the same centre and scale",
+    # --- diagnose.detectors (issue #28, session 10) ---
+    **{f"ganstab.diagnose.detectors.x_detect_oscillation__mutmut_{n}": "a chain refused when its older window ends "
+       "at record 0 (previous <= 0 or < 1 instead of < 0): that window holds the one record 0, fewer than "
+       "osc_min_records (the config refuses fewer than 3), so its std is None and the original skips the chain too"
+       for n in (30, 31)},
 }
 
 
@@ -301,10 +306,13 @@ def merged_after(before: dict[str, Any], rerun: dict[str, int | None]) -> dict[s
 
 def rerun_names(module: str, before_codes: dict[str, int | None], now_codes: dict[str, int | None]) -> list[str]:
     """The mutants an after phase re-runs: the before run's survivors, no-tests and not-checked mutants, and every
-    mutant (as numbered now) of the module's functions in REWRITTEN."""
+    mutant (as numbered now) of the module's functions in REWRITTEN; before this tree's first run (no mutants/ yet,
+    so nothing numbered now) those functions are named by mutmut's pattern `ganstab.MODULE.FUNCTION__mutmut_*`."""
     rewritten = REWRITTEN.get(module, ())
     left = [n for n, c in before_codes.items() if function_of(n) not in rewritten
             and status_of(c) in ("survived", "no_tests", "not_checked")]
+    if not now_codes:
+        return sorted(left + [f"ganstab.{module}.{function}__mutmut_*" for function in rewritten])
     return sorted(left + [n for n in now_codes if function_of(n) in rewritten])
 
 

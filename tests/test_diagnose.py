@@ -6,6 +6,7 @@ import json
 import math
 import re
 import random
+import warnings
 
 import pytest
 from hypothesis import given, settings
@@ -1371,3 +1372,211 @@ def test_explosion_run_at_the_end_of_the_series() -> None:
     records = [{"step": 100 * (i + 1), "grad_norm_g": v} for i, v in enumerate([1.0] * 5 + [20.0, 30.0])]
     assert [(f.start_step, f.end_step, f.evidence["value"]) for f in detect_explosion(records, CFG)] == [
         (600, 700, 30.0)]
+
+
+# ---------------------------------------------------------------------------------------------
+# window, span and growth edges (mutation testing, issue #28, session 10): one record on each side
+# of every edge, findings computed by hand
+# ---------------------------------------------------------------------------------------------
+
+SQRT_HALF_PI = math.sqrt(math.pi / 2)  # the detrended std of [a, -a, -a, a] is a * sqrt(pi / 2): mean |residual| a
+# loss_d in three 400-step windows of 4 records (steps 100-400, 500-800, 900-1200), amplitude doubling each window;
+# each window's least-squares line is flat (slope 0, mean 0), so its detrended std is amplitude * sqrt(pi / 2)
+DOUBLING = [0.5, -0.5, -0.5, 0.5, 1.0, -1.0, -1.0, 1.0, 2.0, -2.0, -2.0, 2.0]
+
+
+def loss_d_records(values: list[float], first_step: int = 100) -> list[dict]:
+    """Training lines carrying only loss_d, one per 100 steps from `first_step`."""
+    return [{"step": first_step + 100 * i, "loss_d": v} for i, v in enumerate(values)]
+
+
+def osc_cfg(**changes) -> DoctorConfig:
+    """Oscillation over 3 windows of 400 steps (4 records each), a single record enough for a finding."""
+    return DoctorConfig(**{"osc_window_steps": 400, "osc_min_records": 4, "osc_patience_steps": 100, **changes})
+
+
+def oscillation_dict(std_first: float, std_last: float, growth: float, start: int, end: int, shown: str) -> dict:
+    """The oscillation finding (as `as_dicts` gives it) with the message's three figures in `shown`."""
+    first, last, times = shown.split()
+    return {"code": "oscillation", "severity": "warning", "start_step": start, "end_step": end, "metric": "loss_d",
+            "evidence": {"std_first": std_first, "std_last": std_last, "growth": growth},
+            "message": f"The detrended std of loss_d grew from {first} to {last} ({times}x) across 3 consecutive "
+                       f"windows of 400 steps over steps {start}-{end}."}
+
+
+def test_oscillation_at_exactly_the_growth_min_std_and_min_records() -> None:
+    # the only chain ends at the last record; its oldest window (steps 100-400) is the first one not cut by the
+    # start of the run, and each window holds exactly osc_min_records records; the stds are 0.5, 1 and 2 times
+    # sqrt(pi/2): growth exactly 2 (osc_growth) twice, the last exactly osc_min_std
+    cfg = osc_cfg(osc_growth=2.0, osc_min_std=2 * SQRT_HALF_PI)
+    findings = detect_oscillation(loss_d_records(DOUBLING), cfg, WGAN)
+    assert as_dicts(findings) == [
+        oscillation_dict(0.5 * SQRT_HALF_PI, 2 * SQRT_HALF_PI, 4.0, 1, 1200, "0.627 2.51 4")]
+    assert findings[0].advice == advice_for("oscillation", WGAN) != advice_for("oscillation", None)
+    # just past each threshold: silent
+    assert detect_oscillation(loss_d_records(DOUBLING), osc_cfg(osc_growth=2.0 + 1e-9,
+                                                               osc_min_std=2 * SQRT_HALF_PI), WGAN) == []
+    assert detect_oscillation(loss_d_records(DOUBLING), osc_cfg(osc_growth=2.0,
+                                                               osc_min_std=2 * SQRT_HALF_PI + 1e-9), WGAN) == []
+    # windows one record short of osc_min_records (5) are never judged, wherever they lie in the run: after 4
+    # flat records, windows of 4 find two episodes (the chain ending at step 1300 grows only 1.4x), of 5 none
+    padded = loss_d_records([0.0] * 4 + DOUBLING)
+    assert [(f.start_step, f.end_step) for f in detect_oscillation(padded, osc_cfg())] == [(1, 1200), (201, 1600)]
+    assert detect_oscillation(padded, osc_cfg(osc_min_records=5)) == []
+    # a finding needs osc_patience_steps: one record covers 100 steps, not 200
+    assert detect_oscillation(loss_d_records(DOUBLING), osc_cfg(osc_patience_steps=200)) == []
+
+
+def test_oscillation_oldest_window_cut_by_the_start_of_the_run_is_not_judged() -> None:
+    # with osc_min_records 3, the window of steps 100-300 holds enough records but is cut by the start of the run
+    # (its first step would be 0): the chain ending at step 1100 (windows 100-300, 400-700, 800-1100, stds 0.279,
+    # 0.564, 1.13: growing) is not judged, so 11 records give nothing and the 12th is flagged alone
+    cfg = osc_cfg(osc_min_records=3)
+    assert detect_oscillation(loss_d_records(DOUBLING[:11]), cfg) == []
+    assert as_dicts(detect_oscillation(loss_d_records(DOUBLING), cfg)) == [
+        oscillation_dict(0.5 * SQRT_HALF_PI, 2 * SQRT_HALF_PI, 4.0, 1, 1200, "0.627 2.51 4")]
+    # the same series one interval later in the run: still one full chain, ending at its last record
+    assert [(f.start_step, f.end_step) for f in detect_oscillation(loss_d_records(DOUBLING, 200), cfg)] == [
+        (101, 1300)]
+
+
+def test_oscillation_from_a_flat_first_window_and_its_peak_inside_the_run() -> None:
+    # a first window with no residual at all: std 0, growth reported as the largest float
+    # (float64's largest value, taken without a deprecated call: any warning fails the test)
+    flat_first = [0.0] * 4 + DOUBLING[4:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        found = detect_oscillation(loss_d_records(flat_first), osc_cfg())
+    assert as_dicts(found) == [
+        oscillation_dict(0.0, 2 * SQRT_HALF_PI, 1.7976931348623157e308, 1, 1200, "0 2.51 1.8e+308")]
+    # a 13th record, still flagged, with a smaller std than the 12th: its windows [-0.5, -0.5, 0.5, 1],
+    # [-1, -1, 1, 2] (mean 0.25, slope 1.1, residuals 0.4, -0.7, 0.2, 0.1) and [-2, -2, 2, 0] (mean -0.5, slope 1,
+    # residuals 0, -1, 2, -1) have mean |residual| 0.175, 0.35 and 1 (growth 2 and 2.9); the evidence is the
+    # peak's (the 12th record's) chain, the range runs to the 13th
+    findings = detect_oscillation(loss_d_records(DOUBLING + [0.0]), osc_cfg(), WGAN)
+    assert as_dicts(findings) == [
+        oscillation_dict(0.5 * SQRT_HALF_PI, 2 * SQRT_HALF_PI, 4.0, 1, 1300, "0.627 2.51 4")]
+
+
+def test_oscillation_std_removes_each_window_own_line() -> None:
+    # DOUBLING on a slope of 0.25 per record: each window's least-squares line takes the trend (and its own
+    # level) away, so the stds and the finding are those of DOUBLING alone
+    trend = [v + 0.25 * i for i, v in enumerate(DOUBLING)]
+    findings = detect_oscillation(loss_d_records(trend), osc_cfg())
+    assert as_dicts(findings) == [
+        oscillation_dict(0.5 * SQRT_HALF_PI, 2 * SQRT_HALF_PI, 4.0, 1, 1200, "0.627 2.51 4")]
+
+
+def explosion_dict(value: float, step: int, median: float, ratio: float, start: int, end: int, shown: str) -> dict:
+    """The loss_d explosion finding (as `as_dicts` gives it); `shown` holds the message's value, median and ratio."""
+    value_text, median_text, ratio_text = shown.split()
+    return {"code": "divergence.explosion", "severity": "error", "start_step": start, "end_step": end,
+            "metric": "loss_d", "evidence": {"value": value, "median": median, "ratio": ratio, "factor": 10.0},
+            "message": f"loss_d reached {value_text} at step {step} against a running median of {median_text}, a "
+                       f"deviation of {ratio_text} times its scale (threshold 10), over steps {start}-{end}."}
+
+
+def explosion_cfg(**changes) -> DoctorConfig:
+    """Explosions of loss_d only."""
+    return DoctorConfig(explosion_keys=("loss_d",), **changes)
+
+
+def test_explosion_scale_from_the_quartiles_of_an_even_history() -> None:
+    # 4 kept values -30, -10, 10, 30: median 0 (halfway between -10 and 10), quartiles -15 and 15 (three quarters
+    # of the way from -30 to -10, a quarter from 10 to 30), so the scale is half the IQR, 15: 160 is 10.7 scales
+    cfg = explosion_cfg(explosion_min_records=4, explosion_min_history_steps=400)
+    records = loss_d_records([-30.0, -10.0, 10.0, 30.0, 160.0, 160.0, 0.0])
+    assert as_dicts(detect_explosion(records, cfg)) == [
+        explosion_dict(160.0, 500, 0.0, 160 / 15, 500, 600, "160 0 10.7")]
+    # a single kept value is its own median and quartiles: the scale is max(|2|, 0, floor 1) = 2
+    cfg = explosion_cfg(explosion_min_records=1, explosion_min_history_steps=100)
+    assert as_dicts(detect_explosion(loss_d_records([2.0, 50.0, 50.0]), cfg)) == [
+        explosion_dict(50.0, 200, 2.0, 24.0, 200, 300, "50 2 24")]
+
+
+def test_explosion_history_span_counts_from_the_oldest_kept_step() -> None:
+    # a run starting at step 1000: the history 1000-1300 spans 400 steps, one record short of 500, so the first
+    # 20 is not judged and joins the baseline; from step 1500 the history (1, 1, 1, 1, 20) spans 500 steps
+    cfg = explosion_cfg(explosion_min_records=4, explosion_min_history_steps=500)
+    records = loss_d_records([1.0, 1.0, 1.0, 1.0, 20.0, 20.0, 20.0, 1.0], first_step=1000)
+    assert as_dicts(detect_explosion(records, cfg)) == [
+        explosion_dict(20.0, 1500, 1.0, 19.0, 1500, 1600, "20 1 19")]
+
+
+def test_explosion_baseline_drops_the_value_exactly_a_window_old() -> None:
+    # window 500 steps: after step 600 the value of step 100 leaves, 200-600 stay (5, 5, 1, 1, 1): median 1,
+    # quartiles 1 and 5, scale max(1, 2, 1) = 2, so 30 is 14.5 scales away (with step 100 kept it would be
+    # (30 - 3) / 3 = 9 scales, not an explosion)
+    cfg = explosion_cfg(explosion_window_steps=500, explosion_min_history_steps=500)
+    records = loss_d_records([5.0, 5.0, 5.0, 1.0, 1.0, 1.0, 30.0, 30.0, 1.0])
+    assert as_dicts(detect_explosion(records, cfg)) == [
+        explosion_dict(30.0, 700, 1.0, 14.5, 700, 800, "30 1 14.5")]
+
+
+def test_explosion_scale_without_a_floor_is_at_least_1e_12() -> None:
+    # explosion_scale_floor 0 and a history of zeros: the scale is 1e-12, so 5e-11 is 50 scales away
+    cfg = explosion_cfg(explosion_scale_floor=0.0)
+    records = loss_d_records([0.0] * 5 + [5e-11, 5e-11, 0.0])
+    assert as_dicts(detect_explosion(records, cfg)) == [
+        explosion_dict(5e-11, 600, 0.0, 50.0, 600, 700, "5e-11 0 50")]
+    assert detect_explosion(loss_d_records([0.0] * 5 + [1e-11, 1e-11]), cfg) == []  # exactly 10 scales: not past
+
+
+def dead_dict(start: int, end: int, dead: int, covered: int, percent: str) -> dict:
+    """A zero-grad_norm_g dead finding (as `as_dicts` gives it)."""
+    return {"code": "training.dead", "severity": "error", "start_step": start, "end_step": end, "metric": None,
+            "evidence": {"records": dead, "fraction": dead / covered, "zero_grad_g": 1, "zero_grad_d": 0,
+                         "constant_losses": 0},
+            "message": f"Training is dead over steps {start}-{end}: {dead} of {covered} records ({percent}) show "
+                       "grad_norm_g < 1e-08."}
+
+
+def grad_records(grads: list[float]) -> list[dict]:
+    """Training lines with grad_norm_g and losses that differ from record to record."""
+    return [{"step": 100 * (i + 1), "grad_norm_g": g, "loss_d": float(i), "loss_g": 1.0} for i, g in enumerate(grads)]
+
+
+def test_dead_windows_exactly_a_window_apart_are_one_episode() -> None:
+    cfg = DoctorConfig(dead_window_steps=300)
+    # dead windows end at steps 300 (records 100-300) and 600 (400-600), 300 steps apart: one episode over the
+    # records 100-600, 4 of 6 dead
+    assert as_dicts(detect_dead(grad_records([0.0, 0.0, 1.0, 1.0, 0.0, 0.0]), cfg)) == [
+        dead_dict(100, 600, 4, 6, "67%")]
+    # one record more between them (dead windows at steps 300 and 700, 400 apart): two episodes
+    assert as_dicts(detect_dead(grad_records([0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0]), cfg)) == [
+        dead_dict(100, 200, 2, 3, "67%"), dead_dict(600, 700, 2, 3, "67%")]
+
+
+def test_dead_first_record_has_no_previous_losses() -> None:
+    # the first and last records log the same losses: the first is not "constant" (nothing precedes it), so the
+    # window of steps 100-300 has 1 dead record of 3 and only the window ending at step 700 is dead
+    grads = [1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0]
+    records = [{"step": 100 * (i + 1), "grad_norm_g": g, "loss_d": float(i % 6), "loss_g": 1.0}
+               for i, g in enumerate(grads)]
+    assert records[0]["loss_d"] == records[-1]["loss_d"] == 0.0
+    assert as_dicts(detect_dead(records, DoctorConfig(dead_window_steps=300))) == [dead_dict(600, 700, 2, 3, "67%")]
+
+
+def test_vanishing_g_grad_single_record_covering_the_patience() -> None:
+    # early median 2 (steps 0-200), limit 0.2: one vanishing record covers 100 steps, exactly vanish_patience_steps
+    records = [{"step": 100 * i, "grad_norm_g": g, "d_acc": 0.99} for i, g in enumerate([1.0, 2.0, 3.0, 0.1, 1.0])]
+    cfg = DoctorConfig(vanish_early_steps=300, vanish_patience_steps=100)
+    assert as_dicts(detect_vanishing_g_grad(records, cfg, None)) == [{
+        "code": "vanishing_g_grad", "severity": "warning", "start_step": 300, "end_step": 300, "metric": None,
+        "evidence": {"grad_norm_g": 0.1, "early_median": 2.0, "ratio": 20.0, "d_acc_mean": 0.99},
+        "message": "grad_norm_g fell to 0.1, 20 times below its early median 2, while D accuracy averaged 0.990 "
+                   "over steps 300-300."}]
+    assert detect_vanishing_g_grad(records, DoctorConfig(vanish_early_steps=300, vanish_patience_steps=101),
+                                   None) == []
+
+
+def test_stall_after_a_converged_episode_is_still_reported() -> None:
+    # eval_modes judged lower-is-better (the config allows it): the all-modes plateau 8, 8, 8 is convergence and
+    # skipped; after the drop to 3 a second plateau is a stall
+    cfg = DoctorConfig(stall_metric="eval_modes", stall_higher_is_better=False, stall_window=2, expected_modes=8)
+    records = evals_of("eval_modes", [8.0, 8.0, 8.0, 3.0, 3.0, 3.0])
+    assert as_dicts(detect_stall(records, cfg)) == [{
+        "code": "stall", "severity": "info", "start_step": 4000, "end_step": 6000, "metric": "eval_modes",
+        "evidence": {"best": 3.0, "best_step": 4000, "evaluations_since_best": 2, "latest": 3.0},
+        "message": "eval_modes has not improved on its best 3 (step 4000) for 2 evaluations, up to step 6000 "
+                   "(latest 3)."}]
