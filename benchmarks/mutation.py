@@ -52,7 +52,7 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "training.checkpoint": ("ganstab/training/checkpoint.py", ("tests/test_checkpoint.py",)),
     "training.state": ("ganstab/training/state.py", ("tests/test_checkpoint.py",)),
     "diagnose.detectors": ("ganstab/diagnose/detectors.py", ("tests/test_diagnose.py",)),
-    "rundir": ("ganstab/rundir.py", ("tests/test_checkpoint.py", "tests/test_diagnose.py")),
+    "rundir": ("ganstab/rundir.py", ("tests/test_checkpoint.py", "tests/test_diagnose.py", "tests/test_rundir_io.py")),
 }
 GROUPS = {"maths": ("losses", "penalties", "augment", "metrics.stats", "metrics.modes"),
           "resume": ("training.checkpoint", "training.state"),
@@ -221,6 +221,20 @@ EQUIVALENT: dict[str, str] = {
        "at record 0 (previous <= 0 or < 1 instead of < 0): that window holds the one record 0, fewer than "
        "osc_min_records (the config refuses fewer than 3), so its std is None and the original skips the chain too"
        for n in (30, 31)},
+    # --- rundir, first half (issue #28, session 10) ---
+    **{f"ganstab.rundir.x_sha256_file__mutmut_{n}": "another read size (the whole file at once, or 2 MiB chunks): "
+       "SHA-256 of a byte stream does not depend on how the bytes are split between update() calls"
+       for n in (13, 15, 16)},
+    **{name: "'UTF-8' for 'utf-8': Python normalises codec names, both are the same codec" for name in (
+        "ganstab.rundir.x_atomic_write__mutmut_14", "ganstab.rundir.x__line_problem__mutmut_4",
+        "ganstab.rundir.x_append_jsonl__mutmut_11")},
+    **{f"ganstab.rundir.x_append_jsonl__mutmut_{n}": "the file opened in the locale's encoding instead of UTF-8: "
+       "json.dumps escapes every non-ASCII character (ensure_ascii is on), so each line is ASCII and its bytes are "
+       "the same in UTF-8 and in any locale encoding (ASCII-compatible on POSIX; UTF-8 on this machine)"
+       for n in (4, 7)},
+    "ganstab.rundir.x__line_problem__mutmut_22": "the reason returned with a usable record (\"XXXX\" for \"\") is "
+       "never read: both readers of _parsed_lines (read_json_lines, rewrite_jsonl) read the reason only when the "
+       "record is None",
 }
 
 
@@ -229,6 +243,9 @@ EQUIVALENT: dict[str, str] = {
 REWRITTEN: dict[str, tuple[str, ...]] = {
     # 576c33b: no d_overfitting finding under a relativistic loss (`== "wasserstein"` became `in (...)`, 2 mutants more)
     "diagnose.detectors": ("x_detect_d_overfitting",),
+    # 46fd15e: read_json_lines and rewrite_jsonl share the new line parser _parsed_lines; c70abe7: check_study_out is
+    # new; issue #28 session 10: keep_as_good removes its temp link when the rename was a no-op (one line more)
+    "rundir": ("x_read_json_lines", "x__parsed_lines", "x_rewrite_jsonl", "x_check_study_out", "x_keep_as_good"),
 }
 
 

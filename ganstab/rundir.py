@@ -201,6 +201,7 @@ def keep_as_good(path: Path, keep: int = GOOD_CHECKPOINTS_KEPT) -> Path:
         tmp.unlink(missing_ok=True)
         os.link(source, tmp)
         os.replace(tmp, target)
+        tmp.unlink(missing_ok=True)  # rename() between two links of one file does nothing: the temp link stays
     for old in list_good_checkpoints(path.parent)[:-keep]:
         for victim in (old, old.with_name(old.name + ".sha256")):
             victim.unlink(missing_ok=True)
