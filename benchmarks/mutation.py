@@ -52,7 +52,8 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "training.checkpoint": ("ganstab/training/checkpoint.py", ("tests/test_checkpoint.py",)),
     "training.state": ("ganstab/training/state.py", ("tests/test_checkpoint.py",)),
     "diagnose.detectors": ("ganstab/diagnose/detectors.py", ("tests/test_diagnose.py",)),
-    "rundir": ("ganstab/rundir.py", ("tests/test_checkpoint.py", "tests/test_diagnose.py")),
+    "rundir": ("ganstab/rundir.py", ("tests/test_checkpoint.py", "tests/test_diagnose.py",
+                                      "tests/test_rundir_runs.py")),
 }
 GROUPS = {"maths": ("losses", "penalties", "augment", "metrics.stats", "metrics.modes"),
           "resume": ("training.checkpoint", "training.state"),
@@ -224,6 +225,9 @@ EQUIVALENT: dict[str, str] = {
 REWRITTEN: dict[str, tuple[str, ...]] = {
     # 576c33b: no d_overfitting finding under a relativistic loss (`== "wasserstein"` became `in (...)`, 2 mutants more)
     "diagnose.detectors": ("x_detect_d_overfitting",),
+    # 46fd15e: rewrite_jsonl and read_json_lines read lines through the new _parsed_lines; c70abe7: check_study_out
+    # is new
+    "rundir": ("x_rewrite_jsonl", "x_read_json_lines", "x__parsed_lines", "x_check_study_out"),
 }
 
 
