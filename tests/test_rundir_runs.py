@@ -7,12 +7,14 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from ganstab import rundir as rundir_module
 from ganstab.config import dump_yaml, validate
 from ganstab.errors import AblationError, CheckpointError, PathError, RunInUse
 from ganstab.rundir import (
@@ -30,6 +32,20 @@ def _lines(path: Path, *lines: str | bytes) -> Path:
     """Write raw lines (each followed by a newline) to path."""
     path.write_bytes(b"".join((line if isinstance(line, bytes) else line.encode()) + b"\n" for line in lines))
     return path
+
+
+@pytest.fixture(autouse=True)
+def _probes_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let os.kill send only signal 0 (the probe of pid_alive): any other signal fails the test instead of reaching
+    the process, so that a broken pid_alive cannot signal pytest, its parent or init."""
+    real_kill = os.kill
+
+    def kill(pid: int, signal: int) -> None:
+        if signal != 0:
+            pytest.fail(f"signal {signal} sent to process {pid}")
+        real_kill(pid, signal)
+
+    monkeypatch.setattr(os, "kill", kill)
 
 
 def _dead_pid() -> int:
@@ -224,6 +240,9 @@ def test_truncate_metrics_keeps_lines_up_to_the_resumed_step(tmp_path: Path) -> 
     truncate_metrics(path, 12)  # every step is on the default interval of 1
     assert path.read_text() == "\n".join(lines[:5]) + "\n"
     _lines(path, *lines)
+    truncate_metrics(path, 15)
+    assert path.read_text() == "\n".join(lines) + "\n"
+    _lines(path, *lines)
     truncate_metrics(path, 10, every=5)
     assert path.read_text() == "\n".join(lines[:4]) + "\n"
     _lines(path, *lines)
@@ -405,8 +424,14 @@ def _deny(monkeypatch: pytest.MonkeyPatch, folder: Path, allowed: int, read_only
         asked.append(str(path))
         return mode & ~allowed == 0 if Path(str(path)) == folder else real_access(path, mode)
 
+    real_statvfs = os.statvfs
+
+    def statvfs(path: object) -> object:
+        return SimpleNamespace(f_flag=os.ST_RDONLY | 2 if read_only else 2) if Path(str(path)) == folder \
+            else real_statvfs(path)
+
     monkeypatch.setattr(os, "access", access)
-    monkeypatch.setattr(os, "statvfs", lambda path: SimpleNamespace(f_flag=os.ST_RDONLY | 2 if read_only else 2))
+    monkeypatch.setattr(os, "statvfs", statvfs)
     return asked
 
 
@@ -744,3 +769,30 @@ def test_acquire_lock_of_a_folder_it_made_removes_it_when_refused(tmp_path: Path
     assert str(info.value) == (f"run folder {str(run)!r} is in use by process {os.getpid()} on {HOST}; "
                                "wait for it to finish or stop it first")
     assert not run.exists()
+
+
+_NON_UTF8_LOCALE = '''
+import json, os, socket, time
+from pathlib import Path
+from ganstab.rundir import RunLock, _read_lock
+time.sleep = lambda seconds: None
+folder = Path(os.environ["LOCK_DIR"])
+folder.joinpath("a").write_bytes(json.dumps({"pid": 12, "host": "h\\u00f4te"}, ensure_ascii=False).encode())
+ours = {"pid": os.getpid(), "host": socket.gethostname(), "note": "\\u00e9t\\u00e9"}
+folder.joinpath("b").write_bytes(json.dumps(ours, ensure_ascii=False).encode())
+RunLock(folder / "b").release()
+print(json.dumps([_read_lock(folder / "a", "here"), folder.joinpath("b").exists()]))
+'''
+
+
+def test_locks_are_read_as_utf8_whatever_the_locale(tmp_path: Path) -> None:
+    (tmp_path / "a").write_bytes('{"pid": 12, "host": "h\u00f4te"}'.encode())
+    assert _read_lock(tmp_path / "a", "here") == (12, "h\u00f4te")  # in this process too
+    RunLock(tmp_path / "missing").release()
+    package_root = Path(rundir_module.__file__).resolve().parents[1]
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0", "LOCK_DIR": str(tmp_path),
+           "PYTHONPATH": str(package_root), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", _NON_UTF8_LOCALE], env=env, cwd=package_root,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [[12, "h\u00f4te"], False]  # an ASCII locale: the lock is still read as UTF-8
