@@ -4,17 +4,16 @@ output-path checks and the lock (fast: tmp_path files only, no training; exact c
 from __future__ import annotations
 
 import json
+import locale
 import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from ganstab import rundir as rundir_module
 from ganstab.config import dump_yaml, validate
 from ganstab.errors import AblationError, CheckpointError, PathError, RunInUse
 from ganstab.rundir import (
@@ -497,7 +496,8 @@ def test_check_not_run_owned_names_the_part_and_the_run(tmp_path: Path) -> None:
     other.mkdir()
     cases = [
         (run, [run], f"out {str(run)!r} is the run folder {str(run)!r} itself; fix"),
-        (run / "plots", [other, run], f"out {str(run / 'plots')!r} is plots, which belongs to the run {str(run)!r}; fix"),
+        (run / "plots", [other, run],
+         f"out {str(run / 'plots')!r} is plots, which belongs to the run {str(run)!r}; fix"),
         (run / "plots" / "x.png", [run], f"out {str(run / 'plots' / 'x.png')!r} lies in plots, which belongs to the "
                                          f"run {str(run)!r}; fix"),
     ]
@@ -771,28 +771,19 @@ def test_acquire_lock_of_a_folder_it_made_removes_it_when_refused(tmp_path: Path
     assert not run.exists()
 
 
-_NON_UTF8_LOCALE = '''
-import json, os, socket, time
-from pathlib import Path
-from ganstab.rundir import RunLock, _read_lock
-time.sleep = lambda seconds: None
-folder = Path(os.environ["LOCK_DIR"])
-folder.joinpath("a").write_bytes(json.dumps({"pid": 12, "host": "h\\u00f4te"}, ensure_ascii=False).encode())
-ours = {"pid": os.getpid(), "host": socket.gethostname(), "note": "\\u00e9t\\u00e9"}
-folder.joinpath("b").write_bytes(json.dumps(ours, ensure_ascii=False).encode())
-RunLock(folder / "b").release()
-print(json.dumps([_read_lock(folder / "a", "here"), folder.joinpath("b").exists()]))
-'''
 
-
-def test_locks_are_read_as_utf8_whatever_the_locale(tmp_path: Path) -> None:
-    (tmp_path / "a").write_bytes('{"pid": 12, "host": "h\u00f4te"}'.encode())
-    assert _read_lock(tmp_path / "a", "here") == (12, "h\u00f4te")  # in this process too
-    RunLock(tmp_path / "missing").release()
-    package_root = Path(rundir_module.__file__).resolve().parents[1]
-    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0", "LOCK_DIR": str(tmp_path),
-           "PYTHONPATH": str(package_root), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-c", _NON_UTF8_LOCALE], env=env, cwd=package_root,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == [[12, "h\u00f4te"], False]  # an ASCII locale: the lock is still read as UTF-8
+def test_locks_are_read_as_utf8_whatever_the_locale(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    foreign, ours = tmp_path / "foreign", tmp_path / "ours"
+    foreign.write_bytes(json.dumps({"pid": 12, "host": "h\u00f4te"}, ensure_ascii=False).encode())
+    ours.write_bytes(json.dumps({"pid": os.getpid(), "host": HOST, "note": "\u00e9t\u00e9"},
+                                ensure_ascii=False).encode())
+    previous = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")  # an ASCII locale: these files read without an encoding would fail
+    try:
+        owner = _read_lock(foreign, "here")
+        RunLock(ours).release()
+    finally:
+        locale.setlocale(locale.LC_CTYPE, previous)
+    assert owner == (12, "h\u00f4te")
+    assert not ours.exists()
