@@ -376,16 +376,12 @@ def _path_of_bytes(root: Path, total: int) -> Path:
 
 def test_check_output_path_refuses_a_path_too_long_for_the_system(tmp_path: Path) -> None:
     check_output_path(_path_of_bytes(tmp_path, 4095), "out", "fix it")
-    long = _path_of_bytes(tmp_path, 4096)
-    with pytest.raises(PathError) as info:
-        check_output_path(long, "out", "fix it")
-    assert str(info.value) == (f"out '{str(long)[:40]}...' is 4,096 bytes long, more than the 4,096 the system "
-                               "allows; fix it")
-    longer = _path_of_bytes(tmp_path, 5000)
-    with pytest.raises(PathError) as info:
-        check_output_path(longer, "--out", "choose")
-    assert str(info.value) == (f"--out '{str(longer)[:40]}...' is 5,000 bytes long, more than the 4,096 the system "
-                               "allows; choose")
+    for total, size, label, fix in ((4096, "4,096", "out", "fix it"), (5000, "5,000", "--out", "choose")):
+        long = _path_of_bytes(tmp_path, total)
+        with pytest.raises(PathError) as info:
+            check_output_path(long, label, fix)
+        assert str(info.value) == (f"{label} '{str(long)[:40]}...' is {size} bytes long, more than the 4,096 the "
+                                   f"system allows; {fix}")
     assert not any(tmp_path.iterdir())
 
 
