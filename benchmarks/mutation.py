@@ -52,7 +52,8 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "training.checkpoint": ("ganstab/training/checkpoint.py", ("tests/test_checkpoint.py",)),
     "training.state": ("ganstab/training/state.py", ("tests/test_checkpoint.py",)),
     "diagnose.detectors": ("ganstab/diagnose/detectors.py", ("tests/test_diagnose.py",)),
-    "rundir": ("ganstab/rundir.py", ("tests/test_checkpoint.py", "tests/test_diagnose.py", "tests/test_rundir_io.py")),
+    "rundir": ("ganstab/rundir.py", ("tests/test_checkpoint.py", "tests/test_diagnose.py", "tests/test_rundir_io.py",
+                                     "tests/test_rundir_runs.py")),
 }
 GROUPS = {"maths": ("losses", "penalties", "augment", "metrics.stats", "metrics.modes"),
           "resume": ("training.checkpoint", "training.state"),
@@ -235,6 +236,22 @@ EQUIVALENT: dict[str, str] = {
     "ganstab.rundir.x__line_problem__mutmut_22": "the reason returned with a usable record (\"XXXX\" for \"\") is "
        "never read: both readers of _parsed_lines (read_json_lines, rewrite_jsonl) read the reason only when the "
        "record is None",
+    # --- rundir, second half (issue #28, session 10) ---
+    **{name: "'UTF-8' and 'utf-8' name the same codec: Python normalises codec names before the lookup" for name in (
+        "ganstab.rundir.x__read_lock__mutmut_7", "ganstab.rundir.xǁRunLockǁrelease__mutmut_5",
+        "ganstab.rundir.x_acquire_lock__mutmut_87", "ganstab.rundir.x_finished_export__mutmut_6")},
+    **{f"ganstab.rundir.x_acquire_lock__mutmut_{n}": "the lock written in the locale's encoding instead of UTF-8: "
+       "its text is json.dumps with the default ensure_ascii (a non-ASCII host name becomes \\uXXXX escapes), pure "
+       "ASCII, which every locale encoding of a POSIX system encodes to the same bytes (reading is tested under an "
+       "ASCII locale)" for n in (80, 83)},
+    "ganstab.rundir.x_acquire_lock__mutmut_72": "'stale' vs 'unreadable' message for pid > 1 instead of pid > 0: they "
+       "differ only for a lock naming process 1 on this host, which is refused as in use before the message (pid "
+       "1, init, outlives every other process of its PID namespace, so pid_alive(1) is never False)",
+    "ganstab.rundir.x_check_output_path__mutmut_28": "`existing.is_dir() or existing != path` picks another folder "
+       "only when existing is the path itself and a folder (then the else branch picks the path, the same folder) or "
+       "when existing is a file above the path (refused as 'lies below ... a file' just before)",
+    "ganstab.rundir.x_rewrite_jsonl__mutmut_16": "`last` 1 instead of 0 for a file with no non-empty line: `last` is "
+       "read only inside the loop over those lines, which then never runs",
 }
 
 
