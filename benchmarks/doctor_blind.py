@@ -555,17 +555,19 @@ def rescore(result: dict[str, Any], workdir: Path, folder: Path = RECORDS) -> di
     for record in records:
         if rescore_record(record, workdir):
             done.append(record["run"])
+    provenance = rescore_provenance(  # the commit read before the records change
+        time.perf_counter() - started, runs_rescored=len(done),
+        runs_without_final_test=[r["run"] for r in records if r["run"] not in done], validation_reproduced=len(done),
+        truly_failed_before=sum(r["truly_failed"] for r in before.values()))
     for record in records:  # stored only when every run was re-scored (a refusal leaves the records as they were)
         save_record(record, folder)
-    seconds = time.perf_counter() - started
     result = score(result, folder)
     after = result["table"]["per_run"]
-    moved = {run: {"before": before[run]["final"], "after": row["final"], "truly_failed": row["truly_failed"]}
-             for run, row in after.items() if run in before and before[run]["truly_failed"] != row["truly_failed"]}
-    result["test_rescored"] = rescore_provenance(
-        seconds, runs_rescored=len(done), runs_without_final_test=[r["run"] for r in records if r["run"] not in done],
-        validation_reproduced=len(done), truly_failed_before=sum(r["truly_failed"] for r in before.values()),
-        truth_changed=moved)
+    provenance["truth_changed"] = {run: {"before": before[run]["final"], "after": row["final"],
+                                         "truly_failed": row["truly_failed"]}
+                                   for run, row in after.items()
+                                   if run in before and before[run]["truly_failed"] != row["truly_failed"]}
+    result["test_rescored"] = provenance
     return result
 
 
