@@ -416,9 +416,8 @@ def markdown(result: Mapping[str, Any]) -> str:
                   f"(`{rescored['command']}`, {rescored['seconds']:.0f} s): {rescored['runs_rescored']} runs, each "
                   f"export first reproducing its stored final validation line; {rescored['seed_rule']}. Truly failed "
                   f"before re-scoring: {rescored['truly_failed_before']}.", ""]
-    lines += [
-             "| cut | G step | precision of `failed` [95 % CI] | recall of truly failed [95 % CI] | "
-             "TP | FP | FN | TN | offline = live |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["| cut | G step | precision of `failed` [95 % CI] | recall of truly failed [95 % CI] | "
+              "TP | FP | FN | TN | offline = live |", "|---|---|---|---|---|---|---|---|---|"]
     for cut in CUTS:
         c = scored[cut]
         lines.append(f"| {cut.split('_')[1]} % | {c['step']} | {_ci(c['precision'])} | {_ci(c['recall'])} | "
