@@ -1,25 +1,33 @@
 """What every benchmark script shares: the machine description, where its outputs go, a runner of
-training commands side by side, and the final record of a finished run.
+training commands side by side, the final record of a finished run, and the re-scoring of a stored run's final
+test line with the current code.
 
 Importing it checks that `ganstab` comes from this checkout: a script in a second worktree would
 otherwise measure the editable install's code while its `python -m ganstab` runs measure its own."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
+import shlex
 import statistics
 import platform
 import subprocess
+import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Hashable, Sequence
+from typing import Any, Callable, Hashable, Mapping, Sequence
+
+import torch
 
 import ganstab
 from ganstab.diagnose import verdict
 from ganstab.diagnose.findings import Finding
-from ganstab.rundir import RunDir, is_test_record, read_jsonl
+from ganstab.export import load_generator
+from ganstab.pipeline import score_export
+from ganstab.rundir import RunDir, is_test_record, load_run_config, read_jsonl
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -57,6 +65,45 @@ def final_record(out: Path, keys: Sequence[str] = EVAL_KEYS) -> dict[str, Any] |
             "eval_features": final.get("eval_features"), "eval_n": final.get("eval_n"),
             "verdict": verdict([Finding.from_dict(f) for f in findings]),
             "errors": sorted({f["code"] for f in findings if f["severity"] == "error"})}
+
+
+#: How a re-scored test line chose its latent samples (recorded in a result file's `test_rescored`).
+TEST_SEED_RULE = ("the final test evaluation of the current code, as `ganstab eval --run` computes it "
+                  "(ganstab.pipeline.score_export): latent seed training_eval_seed(seed, 'test') = the run's seed + 7 "
+                  "(the validation lines keep seed + 3), the run's own eval.n, the run's exported generator; no "
+                  "training")
+
+
+class RescoreMismatch(ValueError):
+    """A stored run cannot be re-scored: its exported generator is not the network of its final validation line."""
+
+
+def rescore_final_test(out: Path, validation: Mapping[str, Any]) -> dict[str, Any]:
+    """A finished run's final test line as the current code scores it (`TEST_SEED_RULE`; nothing is written), after
+    checking that the run folder's exported generator is the run's final network: scored on the validation reference
+    with the validation seed it must give `validation`, the run's stored final validation line, score for score.
+    Returns {"line": the test line's `eval_` keys (scores and provenance), "seed", "n", "step"}."""
+    cfg = load_run_config(out)
+    generator, meta = load_generator(out, device="cpu")
+    if meta.get("step") != validation.get("step"):
+        raise RescoreMismatch(f"{out}: the exported generator is of step {meta.get('step')}, the final validation "
+                              f"line of step {validation.get('step')}; re-score only finished runs")
+    cpu = torch.device("cpu")
+    check = score_export(cfg, generator, meta, cpu, split="validation", echo=lambda message: None)
+    differ = sorted(k for k, v in check.scores.items() if validation.get(f"eval_{k}") != v)
+    if differ:
+        raise RescoreMismatch(f"{out}: the exported generator does not reproduce the stored final validation line "
+                              f"({', '.join(differ)} differ); it is not the run's final network")
+    test = score_export(cfg, generator, meta, cpu, echo=lambda message: None)
+    return {"line": {f"eval_{k}": v for k, v in {**test.scores, **test.provenance}.items()}, "seed": test.seed,
+            "n": test.n, "step": meta["step"]}
+
+
+def rescore_provenance(seconds: float, **counts: Any) -> dict[str, Any]:
+    """A result file's `test_rescored` record: commit, UTC date, this command, the seed rule, its time and counts."""
+    return {"commit": git_commit(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join(shlex.quote(a) for a in ["python", *sys.argv]), "seed_rule": TEST_SEED_RULE,
+            "seconds": round(seconds, 1), **counts}
 
 
 def git_commit() -> str:

@@ -16,6 +16,10 @@ findings the live doctor wrote by then. The truth of a run is NOT the doctor's r
 Usage:
     python benchmarks/doctor_blind.py --runs 150 --stop-after-minutes 45   # train, then score
     python benchmarks/doctor_blind.py --recompute                          # score the stored records again
+    python benchmarks/doctor_blind.py --rescore-test                       # new final test lines, then score
+`--rescore-test` replaces every stored run's final test line by the current code's final test evaluation of the
+run's exported generator in --workdir (`common.rescore_final_test`: the test latent seed, the run's eval.n; no
+training); the validation lines and the live findings stay as stored, and the verdicts are recomputed as always.
 Raw records: results/doctor_blind/run-NNN.jsonl.gz (the run's config, metrics lines and findings lines);
 outputs: results/doctor_blind.json and results/doctor_blind.md.
 """
@@ -39,13 +43,13 @@ from typing import Any, Mapping, Sequence
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import RESULTS, machine  # noqa: E402
+from common import RESULTS, RescoreMismatch, machine, rescore_final_test, rescore_provenance  # noqa: E402
 
 from ganstab.config import DoctorConfig, to_dict  # noqa: E402
 from ganstab.diagnose import context_from_config, diagnose, verdict  # noqa: E402
 from ganstab.diagnose.doctor import EXPECTED_MODES  # noqa: E402
 from ganstab.diagnose.findings import Finding  # noqa: E402
-from ganstab.errors import ConfigError  # noqa: E402
+from ganstab.errors import CheckpointError, ConfigError  # noqa: E402
 from ganstab.rundir import is_test_record, is_training_record  # noqa: E402
 
 STEM = "doctor_blind"
@@ -405,9 +409,15 @@ def markdown(result: Mapping[str, Any]) -> str:
              f"{scored['runs']} runs drawn from the declared space in benchmarks/doctor_blind.py (seed base "
              f"{SPACE_SEED}), {BUDGET} G steps each, recovery off; {scored['truly_failed']} truly failed. "
              f"Doctor defaults frozen at commit {result['frozen']['git']['commit'][:10]} before the runs.",
-             f"Truth ({TRUTH_TEXT}).", "",
-             "| cut | G step | precision of `failed` [95 % CI] | recall of truly failed [95 % CI] | "
-             "TP | FP | FN | TN | offline = live |", "|---|---|---|---|---|---|---|---|---|"]
+             f"Truth ({TRUTH_TEXT}).", ""]
+    rescored = result.get("test_rescored")
+    if rescored:
+        lines += [f"Final test lines re-scored {rescored['date']} at commit {rescored['commit'][:10]} "
+                  f"(`{rescored['command']}`, {rescored['seconds']:.0f} s): {rescored['runs_rescored']} runs, each "
+                  f"export first reproducing its stored final validation line; {rescored['seed_rule']}. Truly failed "
+                  f"before re-scoring: {rescored['truly_failed_before']}.", ""]
+    lines += ["| cut | G step | precision of `failed` [95 % CI] | recall of truly failed [95 % CI] | "
+              "TP | FP | FN | TN | offline = live |", "|---|---|---|---|---|---|---|---|---|"]
     for cut in CUTS:
         c = scored[cut]
         lines.append(f"| {cut.split('_')[1]} % | {c['step']} | {_ci(c['precision'])} | {_ci(c['recall'])} | "
@@ -445,6 +455,13 @@ def markdown(result: Mapping[str, Any]) -> str:
             lines += [f"| {name} | {r['final']} | {r['at_25']['verdict']}/{r['at_50']['verdict']}/"
                       f"{r['at_100']['verdict']} | {', '.join(r['at_100']['errors']) or 'none'} |" for name, r in rows]
             lines.append("")
+    moved = (rescored or {}).get("truth_changed")
+    if moved:
+        lines += ["## Truth changed by the re-scored test line", "",
+                  "| run | final test evaluation before | after | truly failed now |", "|---|---|---|---|"]
+        lines += [f"| {name} | {m['before']} | {m['after']} | {'yes' if m['truly_failed'] else 'no'} |"
+                  for name, m in moved.items()]
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -508,6 +525,51 @@ def results_section(result: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def final_line_index(metrics: Sequence[Mapping[str, Any]], split: str) -> int | None:
+    """Index of the last final evaluation line on `split` ("test" or "validation"), or None."""
+    found = [i for i, r in enumerate(metrics) if r.get("final") is True and "eval_split" in r
+             and (is_test_record(r) if split == "test" else r["eval_split"] == split)]
+    return found[-1] if found else None
+
+
+def rescore_record(record: dict[str, Any], workdir: Path) -> bool:
+    """Replace the run's stored final test line by the current code's (`common.rescore_final_test` on its folder in
+    `workdir`), keeping its step, time and flags; False (record unchanged) for a run without a final test line."""
+    test, validation = final_line_index(record["metrics"], "test"), final_line_index(record["metrics"], "validation")
+    if test is None or validation is None:
+        return False
+    rescored = rescore_final_test(workdir / record["run"], record["metrics"][validation])
+    kept = {k: v for k, v in record["metrics"][test].items() if not k.startswith("eval_")}
+    record["metrics"][test] = {**kept, **rescored["line"], "rescored_seed": rescored["seed"]}
+    return True
+
+
+def rescore(result: dict[str, Any], workdir: Path, folder: Path = RECORDS) -> dict[str, Any]:
+    """Re-score every stored run's final test line, store the records, score the table again and record what
+    changed (`test_rescored`: provenance, counts, the runs whose truth moved)."""
+    started = time.perf_counter()
+    before = result["table"]["per_run"]
+    records = load_records(folder)
+    done = []
+    for record in records:
+        if rescore_record(record, workdir):
+            done.append(record["run"])
+    provenance = rescore_provenance(  # the commit read before the records change
+        time.perf_counter() - started, runs_rescored=len(done),
+        runs_without_final_test=[r["run"] for r in records if r["run"] not in done], validation_reproduced=len(done),
+        truly_failed_before=sum(r["truly_failed"] for r in before.values()))
+    for record in records:  # stored only when every run was re-scored (a refusal leaves the records as they were)
+        save_record(record, folder)
+    result = score(result, folder)
+    after = result["table"]["per_run"]
+    provenance["truth_changed"] = {run: {"before": before[run]["final"], "after": row["final"],
+                                         "truly_failed": row["truly_failed"]}
+                                   for run, row in after.items()
+                                   if run in before and before[run]["truly_failed"] != row["truly_failed"]}
+    result["test_rescored"] = provenance
+    return result
+
+
 def write(result: Mapping[str, Any]) -> None:
     """results/doctor_blind.json and .md."""
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -537,6 +599,9 @@ def main() -> None:
                         help="start no new run after this many minutes (the runs done are scored)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/ganstab-doctor-blind"))
     parser.add_argument("--recompute", action="store_true", help="score the stored records again, no training")
+    parser.add_argument("--rescore-test", action="store_true",
+                        help="replace the stored final test lines by the current code's final test evaluation of each "
+                             "run's exported generator in --workdir, then score (no training)")
     parser.add_argument("--section", action="store_true",
                         help="print the table for RESULTS.md with linked figures (from the result file)")
     args = parser.parse_args()
@@ -544,6 +609,16 @@ def main() -> None:
         print(results_section(json.loads((RESULTS / f"{STEM}.json").read_text(encoding="utf-8"))))
         return
     path = RESULTS / f"{STEM}.json"
+    if args.rescore_test:
+        if not path.is_file():
+            refuse(f"{path} is missing; run the benchmark first (without --rescore-test)")
+        try:
+            result = rescore(json.loads(path.read_text(encoding="utf-8")), args.workdir)
+        except (RescoreMismatch, CheckpointError, ConfigError) as exc:
+            refuse(f"cannot re-score: {str(exc).splitlines()[0]}")
+        write(result)
+        print(markdown(result))
+        return
     if args.recompute:
         if not path.is_file():
             refuse(f"{path} is missing; run the benchmark first (without --recompute)")

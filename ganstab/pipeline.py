@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
@@ -34,14 +35,14 @@ from ganstab.report.plots import plot_run
 from ganstab.report.tensorboard import TensorBoardSink, require_tensorboard
 from ganstab.rundir import RunDir, RunLock, acquire_lock, append_jsonl, check_output_path, prepare_out_dir
 from ganstab.training import RunResult, Trainer, trainer_class
-from ganstab.training.interfaces import PhaseFailure, describe_failure
+from ganstab.training.interfaces import PhaseFailure, describe_failure, fixed_latents, training_eval_seed
 from ganstab.training import checkpoint as ckpt
 from ganstab.training.transfer import read_init_weights
 from ganstab.training import parallel
 
 __all__ = ["check_config", "check_data", "check_variation", "check_eval_cache", "check_memory", "available_memory",
            "load_config", "make_trainer", "train", "LazyScorer", "RunResult", "main_process",
-           "TRAINING_BYTES_PER_PARAMETER", "MIN_IMAGE_SPREAD", "AFTER_TRAINING_CODE"]
+           "TRAINING_BYTES_PER_PARAMETER", "MIN_IMAGE_SPREAD", "AFTER_TRAINING_CODE", "ExportScores", "score_export"]
 
 
 def check_config(cfg: Config) -> None:
@@ -343,3 +344,34 @@ def train(cfg: Config, *, overwrite: bool = False, resume: bool = False, allow_c
     finally:
         if lock is not None:
             lock.release()
+
+
+@dataclass(frozen=True)
+class ExportScores:
+    """An exported generator's scores on one reference split, with what they were measured with."""
+
+    scores: dict[str, float]
+    provenance: dict[str, Any]
+    n: int
+    seed: int
+    test_accuracy: Optional[float]
+
+
+def score_export(cfg: Config, generator: nn.Module, meta: dict[str, Any], device: torch.device, *,
+                 n: Optional[int] = None, seed: Optional[int] = None, split: str = "test",
+                 inception: Optional[InceptionFeatures] = None, echo: Callable[[str], None] = print) -> ExportScores:
+    """Score a run's exported generator as training's final line on `split` does: the run's data, eval.n (unless
+    `n`) and latent seed `training_eval_seed(cfg.seed, split)` (unless `seed`); `ganstab eval --run` prints it."""
+    data = make_dataset(cfg.data, cfg.seed).to(device)
+    n = n or cfg.eval.n
+    classes = int(meta.get("num_classes") or 0)
+    evaluator = RunEvaluator(data, n, device, cfg.eval.cache_dir, cfg.eval.evaluator_epochs, echo=echo,
+                             evaluator_images=cfg.eval.evaluator_images, val_n=cfg.eval.val_n,
+                             evaluator=cfg.eval.evaluator,
+                             num_classes=classes, label_probs=run_label_distribution(cfg.model, data.labels, classes),
+                             inception=inception)
+    fixed_z = fixed_latents(cfg.seed, cfg.log.n_samples, cfg.model.latent_dim).to(device)
+    seed = training_eval_seed(cfg.seed, split) if seed is None else seed
+    scores = evaluator.evaluate(generator, cfg.model.latent_dim, meta.get("g_kwargs", {}), fixed_z, seed=seed,
+                                split=split)
+    return ExportScores(scores, evaluator.provenance(split), n, seed, evaluator.test_accuracy)

@@ -1,14 +1,18 @@
-"""benchmarks/doctor_blind.py: the Wilson interval, the truth rule, the frozen defaults, and the published table
-recomputed from the stored per-run records."""
+"""benchmarks/doctor_blind.py: the Wilson interval, the truth rule, the frozen defaults, the published table
+recomputed from the stored per-run records, and the re-scoring of a stored final test line (`--rescore-test`)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+from ganstab.cli import main
+from ganstab.rundir import read_jsonl
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "doctor_blind.py"
 
@@ -120,3 +124,71 @@ def test_offline_verdict_at_the_end_equals_the_live_one(published) -> None:
 
 def test_stored_records_stay_small(bench) -> None:
     assert sum(path.stat().st_size for path in bench.RECORDS.glob("*")) < 3_000_000
+
+
+# ------------------------------------------------------------------ re-scoring a stored run's final test line
+TINY = ["--preset", "toy", "data.name=grid25", "seed=11", "train.steps=200", "train.batch_size=64", "model.width=16",
+        "log.every=50", "log.progress=false", "log.sample_every=100000", "log.checkpoint_every=100000",
+        "eval.every=100", "eval.final=true", "eval.n=400", "train.device=cpu"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 200-step grid25 run (seed 11) whose final lines score 400 samples, in workdir/run-000."""
+    run = tmp_path_factory.mktemp("blind") / "run-000"
+    assert main(["train", *TINY, f"out={run}"]) == 0
+    return run
+
+
+def _stale_record(run: Path) -> dict:
+    """The run as doctor_blind stored it before commit eaab9b5: its final test line scored the validation samples."""
+    metrics = read_jsonl(run / "metrics.jsonl")
+    validation = [r for r in metrics if r.get("final") and r.get("eval_split") == "validation"][-1]
+    test_at = max(i for i, r in enumerate(metrics) if r.get("final") and r.get("eval_split") == "test")
+    metrics[test_at] = {**validation, "eval_split": "test"}
+    return {"run": run.name, "metrics": metrics, "findings": []}
+
+
+def test_rescored_test_line_is_what_eval_run_prints_and_not_the_validation_samples(bench, tiny_run: Path,
+                                                                                   capsys) -> None:
+    record = _stale_record(tiny_run)
+    validation = dict(record["metrics"][bench.final_line_index(record["metrics"], "validation")])
+    assert bench.rescore_record(record, tiny_run.parent) is True
+    line = record["metrics"][bench.final_line_index(record["metrics"], "test")]
+    assert (line["step"], line["final"], line["eval_split"], line["rescored_seed"]) == (200, True, "test", 11 + 7)
+    assert "eval_time" not in line  # the stale line's cost is not the new score's
+    # the validation line's own samples (seed 11 + 3) are not the test line's: the scores differ
+    assert line["eval_hq_fraction"] != validation["eval_hq_fraction"]
+    assert line["eval_reverse_kl"] != validation["eval_reverse_kl"]
+    capsys.readouterr()
+    assert main(["eval", "--run", str(tiny_run)]) == 0
+    printed = {row.split()[0]: row.split()[1] for row in capsys.readouterr().out.splitlines() if row.startswith("  ")}
+    written = json.loads((tiny_run / "eval-n400-seed18.json").read_text())
+    assert written["seed"] == 18 and written["step"] == 200
+    scores = {k[len("eval_"):]: v for k, v in line.items() if k.startswith("eval_")}
+    assert set(printed) == {"modes", "hq_fraction", "reverse_kl", "diversity"}
+    for key in printed:
+        assert scores[key] == written[key], key
+        assert printed[key] == f"{scores[key]:.6g}", key
+    assert {k: scores[k] for k in ("split", "n", "reference_n", "features")} == {
+        "split": "test", "n": 400, "reference_n": written["reference_n"], "features": "points"}
+
+
+def test_rescoring_refuses_an_export_that_is_not_the_final_network(bench, tiny_run: Path) -> None:
+    common = sys.modules["common"]
+    record = _stale_record(tiny_run)
+    validation = dict(record["metrics"][bench.final_line_index(record["metrics"], "validation")])
+    with pytest.raises(common.RescoreMismatch) as info:
+        common.rescore_final_test(tiny_run, {**validation, "eval_modes": validation["eval_modes"] + 1})
+    assert str(info.value) == (f"{tiny_run}: the exported generator does not reproduce the stored final validation "
+                               "line (modes differ); it is not the run's final network")
+    with pytest.raises(common.RescoreMismatch) as info:
+        common.rescore_final_test(tiny_run, {**validation, "step": 100})
+    assert str(info.value) == (f"{tiny_run}: the exported generator is of step 200, the final validation line of step "
+                               "100; re-score only finished runs")
+
+
+def test_a_run_without_a_final_test_line_is_left_as_stored(bench, tmp_path: Path) -> None:
+    record = {"run": "run-001", "metrics": [{"step": 100, "loss_d": 1.0}], "findings": []}
+    assert bench.rescore_record(record, tmp_path) is False
+    assert record == {"run": "run-001", "metrics": [{"step": 100, "loss_d": 1.0}], "findings": []}

@@ -1,14 +1,17 @@
 """benchmarks/modes2d.py: the r3gan arm is `modes2d` with R3GAN's loss, R1 + R2 and schedules; scores come from the
-final test line, validation beside them; results are keyed by data set and config."""
+final test line, validation beside them; results are keyed by data set and config; `--rescore-test` replaces the
+stored test scores by the current code's final test evaluation of each run's export."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
 import pytest
 
+from ganstab.cli import main as cli_main
 from ganstab.pipeline import load_config
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "modes2d.py"
@@ -111,3 +114,36 @@ def test_table_is_keyed_by_data_and_config_with_hq_as_a_fraction(bench) -> None:
     assert r3gan["val_hq_fraction"]["mean"] == pytest.approx(0.7, abs=1e-12)
     assert (r3gan["all_modes"], r3gan["seeds"], r3gan["failed"]) == (1, 2, 0)
     assert table["ring8"]["modes2d"]["modes"] == {"mean": 8.0, "se": 0.0}
+
+
+def test_rescore_replaces_the_test_scores_by_eval_runs_and_keeps_the_validation_ones(bench, tmp_path: Path,
+                                                                                     capsys) -> None:
+    run = tmp_path / "modes2d-ring8-s5"
+    assert cli_main(["train", "--preset", "toy", "data.name=ring8", "seed=5", "train.steps=150", "train.batch_size=64",
+                     "model.width=16", "log.every=50", "log.progress=false", "log.sample_every=100000",
+                     "eval.every=75", "eval.final=true", "eval.n=300", "train.device=cpu", f"out={run}"]) == 0
+    validation, test = bench.final_lines(run, 150)
+    stale = {**_record("modes2d", 5, validation["eval_modes"], validation["eval_hq_fraction"],
+                       validation["eval_reverse_kl"], validation["eval_modes"], validation["eval_hq_fraction"]),
+             "steps": 150, "eval_split": "test"}  # before eaab9b5: the test scores were the validation samples'
+    payload = bench.rescore_runs({"runs": [stale], "meta": {}, "table": {}}, tmp_path)
+    capsys.readouterr()
+    assert cli_main(["eval", "--run", str(run)]) == 0
+    written = json.loads((run / "eval-n300-seed12.json").read_text())  # the test seed, 5 + 7
+    rescored = payload["runs"][0]
+    assert rescored["test_seed"] == 12
+    assert (rescored["modes"], rescored["hq_fraction"], rescored["reverse_kl"]) == (
+        written["modes"], written["hq_fraction"], written["reverse_kl"]) == (
+        test["eval_modes"], test["eval_hq_fraction"], test["eval_reverse_kl"])  # the run's own current test line
+    assert rescored["hq_fraction"] != validation["eval_hq_fraction"]
+    assert (rescored["val_modes"], rescored["val_hq_fraction"]) == (validation["eval_modes"],
+                                                                    validation["eval_hq_fraction"])
+    table = payload["table"]["ring8"]["modes2d"]
+    assert table["hq_fraction"]["mean"] == pytest.approx(written["hq_fraction"], abs=1e-12)
+    assert payload["test_rescored"]["runs_rescored"] == 1
+    assert payload["test_rescored"]["seed_rule"].startswith("the final test evaluation of the current code")
+    # a folder whose validation line is not the stored run's is refused
+    with pytest.raises(bench.RescoreMismatch):
+        bench.rescore_runs({"runs": [{**stale, "val_modes": validation["eval_modes"] - 1}], "meta": {}, "table": {}},
+                           tmp_path)
+

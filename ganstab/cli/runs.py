@@ -18,10 +18,9 @@ from ganstab.export import (GRID_MAX, check_grid_size, check_sample_out, check_s
                             load_run_generator, write_samples)
 from ganstab.metrics import EvaluatorSettings, InceptionFeatures, RunEvaluator, StackedEvaluator
 from ganstab.metrics.inception import RESIZE as INCEPTION_RESIZE, score_images
-from ganstab.models.conditional import run_label_distribution
+from ganstab.pipeline import score_export
 from ganstab.report.html import write_report
 from ganstab.rundir import RunDir, atomic_write, finished_export, load_run_config, read_jsonl, read_metrics, skipped_note
-from ganstab.training.interfaces import fixed_latents, training_eval_seed
 
 EVAL_MAX = 200_000  # most samples `ganstab eval` scores (eval.n's own limit)
 
@@ -85,21 +84,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         generator, meta = load_run_generator(source, device=str(device), echo=print)
     inception = _run_inception(args, cfg.eval.features, cfg.eval.inception_weights, meta, device)
-    data = make_dataset(cfg.data, cfg.seed).to(device)
-    n = args.n or cfg.eval.n
-    classes = int(meta.get("num_classes") or 0)
-    evaluator = RunEvaluator(data, n, device, cfg.eval.cache_dir, cfg.eval.evaluator_epochs, echo=print,
-                             evaluator_images=cfg.eval.evaluator_images, val_n=cfg.eval.val_n,
-                             evaluator=cfg.eval.evaluator,
-                             num_classes=classes, label_probs=run_label_distribution(cfg.model, data.labels, classes),
-                             inception=inception)
-    fixed_z = fixed_latents(cfg.seed, cfg.log.n_samples, cfg.model.latent_dim).to(device)
-    seed = training_eval_seed(cfg.seed, "test") if args.seed is None else args.seed
-    scores = evaluator.evaluate(generator, cfg.model.latent_dim, meta.get("g_kwargs", {}), fixed_z, seed=seed,
-                                split="test")
-    provenance = evaluator.provenance("test")
-    if evaluator.test_accuracy is not None and inception is None:
-        print(f"evaluator test accuracy: {evaluator.test_accuracy:.4f}")
+    scored = score_export(cfg, generator, meta, device, n=args.n, seed=args.seed, inception=inception, echo=print)
+    n, seed, scores, provenance = scored.n, scored.seed, scored.scores, scored.provenance
+    if scored.test_accuracy is not None and inception is None:
+        print(f"evaluator test accuracy: {scored.test_accuracy:.4f}")
     width = max(len(k) for k in scores)
     print(f"{source} ({n} samples against {provenance['reference_n']} real test images, "
           f"{provenance['features']}, step {meta.get('step')}):")
