@@ -22,7 +22,8 @@ Usage:
     python benchmarks/mutation.py --tables                        # print the RESULTS.md tables
 Writes results/mutation.json (phases.before / phases.after per module and group, survivors, equivalents,
 provenance) and results/mutation.md. Each phase keeps the other; an after run keeps the rows of modules it did not
-re-run.
+re-run, their survivors split anew by the current EQUIVALENT (an equivalent added for a mutant re-run alone by name,
+e.g. `mutmut run NAME`, moves it from the survivors to the equivalents without re-running the module).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "metrics.stats": ("ganstab/metrics/stats.py", ("tests/test_metrics.py",)),
     "metrics.modes": ("ganstab/metrics/modes.py", ("tests/test_metrics.py",)),
     "training.checkpoint": ("ganstab/training/checkpoint.py", ("tests/test_checkpoint.py",)),
-    "training.state": ("ganstab/training/state.py", ("tests/test_checkpoint.py",)),
+    "training.state": ("ganstab/training/state.py", ("tests/test_checkpoint.py", "tests/test_trainer_state.py")),
     "diagnose.detectors": ("ganstab/diagnose/detectors.py", ("tests/test_diagnose.py",)),
     "rundir": ("ganstab/rundir.py", ("tests/test_checkpoint.py", "tests/test_diagnose.py")),
 }
@@ -216,6 +217,19 @@ EQUIVALENT: dict[str, str] = {
                                               "ganstab.diagnose.detectors.x_detect_diversity__mutmut_28")},
     "ganstab.diagnose.detectors.x__exceedances__mutmut_61": "stale = True after the recomputation: the baseline is "
        "recomputed from the same kept values until one is added, giving the same centre and scale",
+    # --- training.state (issue #28, session 10) ---
+    **{f"ganstab.training.state.xǁTrainerStateǁload_state__mutmut_{n}": "a generator state moved .to(None) instead "
+       "of to its generator's device: on this CPU-only machine the loaded state is a CPU ByteTensor already, so both "
+       "are the same no-op; they differ only on CUDA, where map_location puts the state on the GPU and set_state "
+       "needs it back on the CPU (no GPU test covers it yet)" for n in (57, 65)},
+    "ganstab.training.state.xǁTrainerStateǁresume_from__mutmut_6": "map_location left to load_checkpoint's default "
+       "'cpu': the trainer's device is the CPU on this CPU-only machine, so the same tensors load to the same device "
+       "(a GPU trainer would get its state on the CPU instead; tests/test_trainer_state.py's GPU-written checkpoint "
+       "kills the map_location=None mutant)",
+    "ganstab.metrics.stats.x__prepare_pair__mutmut_28": "the fakes left in their own dtype instead of the promoted "
+       "one: their only use, fake - centre against the centre of the reals in the promoted dtype, promotes them "
+       "exactly first (as_features gives float32 or float64, and every float32 is exact in float64), so the returned "
+       "fakes are the same numbers in the same dtype (checked bit for bit, float32 fakes beside float64 reals)",
 }
 
 
@@ -224,6 +238,8 @@ EQUIVALENT: dict[str, str] = {
 REWRITTEN: dict[str, tuple[str, ...]] = {
     # 576c33b: no d_overfitting finding under a relativistic loss (`== "wasserstein"` became `in (...)`, 2 mutants more)
     "diagnose.detectors": ("x_detect_d_overfitting",),
+    # 89659a2: resume_from returns the keys the checkpoint's config lacks (saved/current named, one line more)
+    "training.state": ("xǁTrainerStateǁresume_from",),
 }
 
 
@@ -281,6 +297,17 @@ def tally(codes: dict[str, int | None]) -> dict[str, Any]:
     row["equivalent"] = len(row["equivalents"])
     row["score"] = score(row)
     return row
+
+
+def reclassified(row: dict[str, Any]) -> dict[str, Any]:
+    """A kept row (a module not re-run now) with its survivors split anew by the current EQUIVALENT: an
+    equivalent added since it ran moves from the survivors to the equivalents, and the score follows."""
+    left = {**row["survivors"], **row["equivalents"]}
+    out = {**row, "survivors": {n: s for n, s in sorted(left.items()) if n not in EQUIVALENT},
+           "equivalents": {n: s for n, s in sorted(left.items()) if n in EQUIVALENT}}
+    out["equivalent"] = len(out["equivalents"])
+    out["score"] = score(out)
+    return out
 
 
 def merged_after(before: dict[str, Any], rerun: dict[str, int | None]) -> dict[str, Any]:
@@ -455,7 +482,8 @@ def main(argv: list[str] | None = None) -> int:
                      for m in args.modules if m in before and results[m]}
         else:
             fresh = {m: merged_after(before[m], results[m]) for m in args.modules if m in before}
-        modules = {m: fresh.get(m, earlier.get(m)) for m in MODULES if m in fresh or m in earlier}
+        modules = {m: fresh[m] if m in fresh else reclassified(earlier[m]) for m in MODULES
+                   if m in fresh or m in earlier}
     phases[args.phase] = {"command": command, "commit": git_commit(args.tree), "modules": modules,
                           "groups": group_scores(modules), "not_run": [m for m in MODULES if m not in modules],
                           "tests": {m: list(MODULES[m][1]) for m in modules}}
