@@ -219,13 +219,9 @@ EQUIVALENT: dict[str, str] = {
        "recomputed from the same kept values until one is added, giving the same centre and scale",
     # --- training.state (issue #28, session 10) ---
     **{f"ganstab.training.state.xǁTrainerStateǁload_state__mutmut_{n}": "a generator state moved .to(None) instead "
-       "of to its generator's device: on this CPU-only machine the loaded state is a CPU ByteTensor already, so both "
-       "are the same no-op; they differ only on CUDA, where map_location puts the state on the GPU and set_state "
-       "needs it back on the CPU (no GPU test covers it yet)" for n in (57, 65)},
-    "ganstab.training.state.xǁTrainerStateǁresume_from__mutmut_6": "map_location left to load_checkpoint's default "
-       "'cpu': the trainer's device is the CPU on this CPU-only machine, so the same tensors load to the same device "
-       "(a GPU trainer would get its state on the CPU instead; tests/test_trainer_state.py's GPU-written checkpoint "
-       "kills the map_location=None mutant)",
+       "of to its generator's device, the CPU (get_state is a CPU ByteTensor, for a CUDA generator too): resume and "
+       "rollback load checkpoints on the CPU, and on this CPU-only machine every tensor with data is on the CPU, so "
+       "both are the same no-op; they differ only for a state mapped to a GPU by hand" for n in (57, 65)},
     "ganstab.metrics.stats.x__prepare_pair__mutmut_28": "the fakes left in their own dtype instead of the promoted "
        "one: their only use, fake - centre against the centre of the reals in the promoted dtype, promotes them "
        "exactly first (as_features gives float32 or float64, and every float32 is exact in float64), so the returned "
@@ -238,7 +234,8 @@ EQUIVALENT: dict[str, str] = {
 REWRITTEN: dict[str, tuple[str, ...]] = {
     # 576c33b: no d_overfitting finding under a relativistic loss (`== "wasserstein"` became `in (...)`, 2 mutants more)
     "diagnose.detectors": ("x_detect_d_overfitting",),
-    # 89659a2: resume_from returns the keys the checkpoint's config lacks (saved/current named, one line more)
+    # 89659a2: resume_from returns the keys the checkpoint's config lacks (saved/current named, one line more);
+    # issue #28 session 10: it loads the checkpoint on the CPU (map_location dropped)
     "training.state": ("xǁTrainerStateǁresume_from",),
 }
 

@@ -19,6 +19,7 @@ import torch
 from ganstab.errors import CheckpointError, ConfigError
 from ganstab.rundir import list_good_checkpoints
 from ganstab.training import checkpoint as ckpt
+from ganstab.training.interfaces import Divergence
 from ganstab.training.parallel import DistContext
 from ganstab.training.transfer import InitWeights
 
@@ -197,6 +198,43 @@ def test_resume_from_maps_a_checkpoint_written_on_a_gpu_to_the_trainer_s_device(
     assert second.resume_from(path) == []
     assert second.step == 4
     assert all(t.device.type == "cpu" for t in second.G.state_dict().values())
+
+
+def test_resume_and_rollback_load_the_checkpoint_on_the_cpu_whatever_the_trainer_s_device(tmp_path: Path) -> None:
+    """torch refuses RNG states that are not CPU tensors, so a checkpoint is loaded on the CPU and each part moves
+    its own state to its device; mapped to the trainer's device, resume and rollback failed on a GPU. meta, the one
+    other device of a CPU-only machine, stands in for it (the gpu test below does it on CUDA)."""
+    run = tmp_path / "a"
+    first = _trainer(run)
+    first.step = 2
+    path = first.save_checkpoint()
+    expected = torch.rand(3).tolist()  # the global generator's draws right after the checkpoint
+    second = _trainer(run)  # seeds the global generators anew
+    second.device = torch.device("meta")
+    assert second.resume_from(path) == []
+    assert (second.step, torch.rand(3).tolist()) == (2, expected)
+    second.step = 6
+    second.recover_or_stop(Divergence("loss_d is not finite", start_step=5))
+    assert (second.step, second.recoveries, torch.rand(3).tolist()) == (2, 1, expected)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_cuda_trainer_resumes_and_rolls_back_to_its_own_checkpoint(tmp_path: Path) -> None:
+    run = tmp_path / "a"
+    first = _trainer(run, "train.device=cuda")
+    torch.rand(2, generator=first.gen, device="cuda")
+    first.step = 2
+    path = first.save_checkpoint()
+    expected = (torch.rand(3).tolist(), torch.rand(3, device="cuda").tolist())
+    second = _trainer(run, "train.device=cuda")
+    assert second.resume_from(path) == []
+    assert torch.equal(second.gen.get_state(), first.gen.get_state())
+    assert (torch.rand(3).tolist(), torch.rand(3, device="cuda").tolist()) == expected
+    assert {t.device.type for t in second.G.state_dict().values()} == {"cuda"}
+    second.step = 6
+    second.recover_or_stop(Divergence("loss_d is not finite", start_step=5))
+    assert (second.step, torch.rand(3).tolist(), torch.rand(3, device="cuda").tolist()) == (2, *expected)
 
 
 @pytest.mark.parametrize("changes, listed", [
