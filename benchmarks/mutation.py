@@ -22,7 +22,8 @@ Usage:
     python benchmarks/mutation.py --tables                        # print the RESULTS.md tables
 Writes results/mutation.json (phases.before / phases.after per module and group, survivors, equivalents,
 provenance) and results/mutation.md. Each phase keeps the other; an after run keeps the rows of modules it did not
-re-run.
+re-run, their survivors split anew by the current EQUIVALENT (an equivalent added for a mutant re-run alone by name,
+e.g. `mutmut run NAME`, moves it from the survivors to the equivalents without re-running the module).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "metrics.stats": ("ganstab/metrics/stats.py", ("tests/test_metrics.py",)),
     "metrics.modes": ("ganstab/metrics/modes.py", ("tests/test_metrics.py",)),
     "training.checkpoint": ("ganstab/training/checkpoint.py", ("tests/test_checkpoint.py",)),
-    "training.state": ("ganstab/training/state.py", ("tests/test_checkpoint.py",)),
+    "training.state": ("ganstab/training/state.py", ("tests/test_checkpoint.py", "tests/test_trainer_state.py")),
     "diagnose.detectors": ("ganstab/diagnose/detectors.py", ("tests/test_diagnose.py",)),
     "rundir": ("ganstab/rundir.py", ("tests/test_checkpoint.py", "tests/test_diagnose.py", "tests/test_rundir_io.py",
                                      "tests/test_rundir_runs.py")),
@@ -252,6 +253,15 @@ EQUIVALENT: dict[str, str] = {
        "when existing is a file above the path (refused as 'lies below ... a file' just before)",
     "ganstab.rundir.x_rewrite_jsonl__mutmut_16": "`last` 1 instead of 0 for a file with no non-empty line: `last` is "
        "read only inside the loop over those lines, which then never runs",
+    # --- training.state (issue #28, session 10) ---
+    **{f"ganstab.training.state.xǁTrainerStateǁload_state__mutmut_{n}": "a generator state moved .to(None) instead "
+       "of to its generator's device, the CPU (get_state is a CPU ByteTensor, for a CUDA generator too): resume and "
+       "rollback load checkpoints on the CPU, and on this CPU-only machine every tensor with data is on the CPU, so "
+       "both are the same no-op; they differ only for a state mapped to a GPU by hand" for n in (57, 65)},
+    "ganstab.metrics.stats.x__prepare_pair__mutmut_28": "the fakes left in their own dtype instead of the promoted "
+       "one: their only use, fake - centre against the centre of the reals in the promoted dtype, promotes them "
+       "exactly first (as_features gives float32 or float64, and every float32 is exact in float64), so the returned "
+       "fakes are the same numbers in the same dtype (checked bit for bit, float32 fakes beside float64 reals)",
 }
 
 
@@ -263,6 +273,9 @@ REWRITTEN: dict[str, tuple[str, ...]] = {
     # 46fd15e: read_json_lines and rewrite_jsonl share the new line parser _parsed_lines; c70abe7: check_study_out is
     # new; issue #28 session 10: keep_as_good removes its temp link when the rename was a no-op (one line more)
     "rundir": ("x_read_json_lines", "x__parsed_lines", "x_rewrite_jsonl", "x_check_study_out", "x_keep_as_good"),
+    # 89659a2: resume_from returns the keys the checkpoint's config lacks (saved/current named, one line more);
+    # issue #28 session 10: it loads the checkpoint on the CPU (map_location dropped)
+    "training.state": ("xǁTrainerStateǁresume_from",),
 }
 
 
@@ -320,6 +333,17 @@ def tally(codes: dict[str, int | None]) -> dict[str, Any]:
     row["equivalent"] = len(row["equivalents"])
     row["score"] = score(row)
     return row
+
+
+def reclassified(row: dict[str, Any]) -> dict[str, Any]:
+    """A kept row (a module not re-run now) with its survivors split anew by the current EQUIVALENT: an
+    equivalent added since it ran moves from the survivors to the equivalents, and the score follows."""
+    left = {**row["survivors"], **row["equivalents"]}
+    out = {**row, "survivors": {n: s for n, s in sorted(left.items()) if n not in EQUIVALENT},
+           "equivalents": {n: s for n, s in sorted(left.items()) if n in EQUIVALENT}}
+    out["equivalent"] = len(out["equivalents"])
+    out["score"] = score(out)
+    return out
 
 
 def merged_after(before: dict[str, Any], rerun: dict[str, int | None]) -> dict[str, Any]:
@@ -497,7 +521,8 @@ def main(argv: list[str] | None = None) -> int:
                      for m in args.modules if m in before and results[m]}
         else:
             fresh = {m: merged_after(before[m], results[m]) for m in args.modules if m in before}
-        modules = {m: fresh.get(m, earlier.get(m)) for m in MODULES if m in fresh or m in earlier}
+        modules = {m: fresh[m] if m in fresh else reclassified(earlier[m]) for m in MODULES
+                   if m in fresh or m in earlier}
     phases[args.phase] = {"command": command, "commit": git_commit(args.tree), "modules": modules,
                           "groups": group_scores(modules), "not_run": [m for m in MODULES if m not in modules],
                           "tests": {m: list(MODULES[m][1]) for m in modules}}

@@ -66,7 +66,7 @@ class RecoveryMixin:
         nets, remedy = remedy_for(exc.code)
         for net in nets:
             scales[net] *= cfg.train.recover_lr_factor
-        self.restore(ckpt.load_checkpoint(path, map_location=self.device), drop_findings=False)
+        self.restore(ckpt.load_checkpoint(path), drop_findings=False)  # on the CPU, as resume_from loads it
         self.recoveries, self.lr_scale_g, self.lr_scale_d = recoveries, scales["g"], scales["d"]
         self.apply_lr_scale()
         after = self._lrs()

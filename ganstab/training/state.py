@@ -145,7 +145,7 @@ class TrainerState:
     def resume_from(self, path: Path, allow_config_change: bool = False) -> list[str]:
         """Load a checkpoint, refusing a changed config unless allowed or only safe keys changed; return the keys
         the checkpoint's config lacks (added by a later version) that take their default, which is no change."""
-        state = ckpt.load_checkpoint(path, map_location=self.device)
+        state = ckpt.load_checkpoint(path)  # on the CPU: each part moves its state to its device (RNG states stay)
         saved, current = state.get("config", {}), to_dict(self.cfg)
         unsafe = unsafe_changes(saved, current)
         if unsafe and not allow_config_change:
