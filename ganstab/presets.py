@@ -102,7 +102,8 @@ PRESETS: dict[str, Preset] = {
         },
     ),
     "fashion-10min": Preset(
-        "Winner of the Fashion-MNIST study (ganstab tune, 45 min, 60 s trials; benchmarks/RESULTS.md), trained for "
+        "Winner of the evaluator-v2 Fashion-MNIST study (ganstab tune, 45 min, 60 s trials; benchmarks/HISTORY.md), "
+        "trained for "
         "600 s: MLP G/D, BN in G, no D norm, nonsaturating + R1 10, G lr 7.2e-3 / D lr 1.3e-3, betas (0, 0.9), "
         "n_critic 3.",
         {

@@ -21,4 +21,4 @@ def test_fashion_10min_is_the_studys_best_yaml_with_a_600_second_clock(tmp_path:
     assert (preset.train.time_budget, best.train.time_budget) == (600.0, 60.0)  # the study's trials: 60 s
     assert preset.data.name == "fashion-mnist" and preset.data.limit is None
     assert read_yaml(BEST)["data"]["name"] == "fashion-mnist"
-    assert PRESETS["fashion-10min"].description.startswith("Winner of the Fashion-MNIST study")
+    assert PRESETS["fashion-10min"].description.startswith("Winner of the evaluator-v2 Fashion-MNIST study")
