@@ -5,7 +5,8 @@ A figure is a number with optional sign, thousands separators (`2,819`), exponen
 (`0.397 ± 0.015`, linked to a [mean, error] pair or an object with `mean` and one of `se`, `sem`, `std`,
 `err`) and a unit suffix from `UNITS`: ` %` shows a fraction as a percentage, ` min` and ` h` show seconds as
 minutes and hours, every other unit (`×`, ` s`, ` MiB` ...) is a label and the value is stored in it. Markdown
-emphasis around or inside the link text is ignored. The pointer is RFC 6901 (`~1` for `/`, `~0` for `~`).
+emphasis around or inside the link text is ignored. The pointer is RFC 6901 (`~1` for `/`, `~0` for `~`), in its
+URI-fragment form: percent-encoded characters (`%20` for a space, `%2B` for `+`) are decoded first (RFC 6901 §6).
 
 Tables in a results file are checked too (`unlinked_table_numbers`): every number in a table body cell must
 be a linked figure, unless it is in the row's first cell (the row's name), in a column whose header is in
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 __all__ = ["Figure", "FigureLink", "UNITS", "ERROR_KEYS", "CURRENT_EVALUATOR", "UNRECORDED_EVALUATOR_VERSIONS",
            "parse_figure", "resolve_pointer", "figure_links", "check_link", "check_markdown", "unlinked_table_numbers",
@@ -222,7 +224,7 @@ def check_link(link: FigureLink, root: Path = ROOT, cache: dict[Path, Any] | Non
         except (ValueError, UnicodeDecodeError) as exc:
             return f"{where}: {_relative(target, root)} is not valid {target.suffix[1:].upper()}: {exc}"
     try:
-        stored = resolve_pointer(cache[target], link.pointer)
+        stored = resolve_pointer(cache[target], unquote(link.pointer))  # the fragment form (RFC 6901 section 6)
     except KeyError as exc:
         return f"{where}: {_relative(target, root)} has no such key: {exc.args[0]}"
     mean, error = _split_error(stored) if figure.error is not None else (stored, None)

@@ -164,7 +164,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     png = write_results(output_stem("eval_speed", args.tag), text,
                         {"command": command, "date": date, "commit": git_commit(), "machine": info, "source": source,
                          "n": args.n, "baseline_rss_mib": baseline, "eval_features": eval_features,
-                         "threads": torch.get_num_threads(), "phases": {name: {"seconds": seconds, "peak_rss_mib": rss}
+                         "threads": torch.get_num_threads(), "metrics": {key: float(value) for key, value in result.items()},  # type: ignore[union-attr]
+                         "phases": {name: {"seconds": seconds, "peak_rss_mib": rss}
                                                                         for name, seconds, rss in rows}})
     plot(rows, png, args.n)
     return 0

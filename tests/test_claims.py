@@ -379,3 +379,15 @@ def test_fashion_summary_groups_variants_and_aligns_on_the_images_every_run_reac
     assert a["at_equal_images"]["fd"] == {"mean": 4.0, "se": 1.0, "n": 2}
     assert a["at_equal_images"]["time"]["mean"] == pytest.approx(0.032, abs=1e-12)
     assert summary["variants"]["progressive"]["at_equal_images"]["fd"] is None
+
+
+def test_a_pointer_in_its_uri_fragment_form_is_percent_decoded(tmp_path):
+    # RFC 6901 section 6: in a URI fragment a key with a space, '+' or parentheses is percent-encoded
+    md = write(tmp_path, "\n".join([
+        "[1.68](r.json#/phases/real%20features%20%2B%20probs/seconds)",
+        "[5.43](r.json#/phases/evaluate_images%20%28all%29/seconds)",
+        "[1.69](r.json#/phases/real%20features%20%2B%20probs/seconds)",
+    ]) + "\n", {"phases": {"real features + probs": {"seconds": 1.6812}, "evaluate_images (all)": {"seconds": 5.429}}})
+    assert claims.check_markdown(md, root=tmp_path) == [
+        "RESULTS.md:3: figure '1.69' -> r.json#/phases/real%20features%20%2B%20probs/seconds: the file holds 1.6812",
+    ]
