@@ -17,7 +17,7 @@
 # 26,000-sample mode count, taken as the v3 floor's 2.1 min (results/stacked-floor-v3.md), done one run after
 # another once the runs are in. A resumed sitting with every run finished re-reads all in ~12 s.
 #   1. tune study on Fashion-MNIST, selection on the VALIDATION reference    ~45 min (37 min search + re-runs)
-#   2. tune_fashion.py: winner + 9 image presets x 3 seeds x 600 s, TEST     ~3 h (30 runs / 2 x ~11.5 min)
+#   2. tune_fashion.py: winner + 10 image presets x 3 seeds x 600 s, TEST    ~3 h 10 min (33 runs / 2 x ~11.5 min)
 #   3. stacked.py: dcgan, hinge-sn, fashion-10min, r3gan x 3 seeds x 600 s,
 #      then <best>+lecam and <best>+bcr-zcr x 3 seeds (--regularise-best)    ~2 h 20 min (18 runs / 2 x ~11.5 min
 #                                                                            + 18 mode counts x ~2 min)

@@ -28,7 +28,7 @@ import re
 import socket
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -56,7 +56,8 @@ __all__ = [
     "order_by_ranking", "Param", "TuneSettings", "DEFAULT_SPACES", "OPTUNA_MISSING", "require_optuna", "parse_space",
            "read_space", "data_kind", "default_space", "objective_metric", "trial_data", "make_storage",
            "open_study", "mark_dead_trials", "decoded_params", "run_worker", "run_tune", "trial_rows", "write_trials_csv",
-           "write_best", "rerun_top", "TuneResult", "budget_overrides", "objective", "PruneHook", "TrialSeededTPE",
+           "write_best", "rerun_top", "TuneResult", "budget_overrides", "rerun_budget_overrides", "objective",
+           "PruneHook", "TrialSeededTPE",
            "postgres_driver", "check_space", "write_rerun_csv", "markdown_table", "finish_study", "default_storage",
            "STUDY_NAME", "MAX_CHOICES", "MAX_SPACE_BYTES", "Constraint", "OBJECTIVES", "parse_objective",
            "parse_constraint", "search_lines", "final_scores", "constraints_text", "POINT_METRICS", "logged_metrics",
@@ -343,6 +344,8 @@ class TuneSettings:
     seed: int = 0
     top: int = 3
     rerun_seeds: int = 3
+    rerun_steps: Optional[int] = None
+    rerun_seconds: Optional[float] = None
     workers: int = 1
     metric: str = "fd"
     higher: bool = False
@@ -361,9 +364,19 @@ def budget_overrides(settings: TuneSettings) -> dict:
             "log": {"every": log_every}}
 
 
-def trial_data(settings: TuneSettings, params: Mapping[str, Any], seed: int, out: Optional[Path]) -> dict:
-    """The nested config of a trial: base <- budget <- params, with its seed (and folder when given)."""
-    data = deep_merge(settings.base, budget_overrides(settings))
+def rerun_budget_overrides(settings: TuneSettings) -> dict:
+    """The budget of the re-runs and of best.yaml: --rerun-steps or --rerun-seconds when given (so the finalists
+    are compared at the budget the winner will be trained for), else the trials' own."""
+    if settings.rerun_steps is None and settings.rerun_seconds is None:
+        return budget_overrides(settings)
+    return budget_overrides(replace(settings, steps=settings.rerun_steps, trial_seconds=settings.rerun_seconds))
+
+
+def trial_data(settings: TuneSettings, params: Mapping[str, Any], seed: int, out: Optional[Path],
+               budget: Optional[dict] = None) -> dict:
+    """The nested config of a trial: base <- budget (the trials' unless given) <- params, with its seed (and
+    folder when given)."""
+    data = deep_merge(settings.base, budget_overrides(settings) if budget is None else budget)
     for key, value in params.items():
         data = deep_merge(data, nest(key, value))
     data = deep_merge(data, {"seed": seed})
@@ -776,7 +789,7 @@ def rerun_top(settings: TuneSettings, study: Any, echo: Callable[[str], None] = 
         for key, value in params.items():
             overrides = deep_merge(overrides, nest(key, value))
         variants.append(Variant(f"trial{trial.number}", overrides, [f"{k}={json.dumps(v)}" for k, v in params.items()]))
-    base = deep_merge(deep_merge(settings.base, budget_overrides(settings)), {"log": {"progress": False}})
+    base = deep_merge(deep_merge(settings.base, rerun_budget_overrides(settings)), {"log": {"progress": False}})
     seeds = [settings.seed + RERUN_SEED_OFFSET + i for i in range(settings.rerun_seeds)]
     echo(f"re-running the top {len(top)} configurations with seeds {', '.join(map(str, seeds))}")
     result = _rerun_when_free(settings.out / RERUN_DIR, base, variants, seeds, settings.workers, echo)
@@ -860,7 +873,7 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], metric: str) -> str:
 def write_best(settings: TuneSettings, params: Mapping[str, Any], note: str = "") -> Path:
     """OUT/best.yaml: the complete config of the winner (base <- budget <- params), without out and seed; a header
     comment names the objective and the constraints (and `note`, when given)."""
-    data = to_dict(validate(trial_data(settings, params, settings.seed, None)))
+    data = to_dict(validate(trial_data(settings, params, settings.seed, None, rerun_budget_overrides(settings))))
     data.pop("out", None)
     data.pop("seed", None)
     header = (f"# ganstab tune winner: objective {settings.metric} ({'max' if settings.higher else 'min'}), "

@@ -188,7 +188,7 @@ def test_run_arms_trains_only_unfinished_runs_and_collect_keys_by_arm_and_seed(t
 
 def test_tune_fashion_rows_include_r3gan_and_every_image_preset():
     assert tune_fashion.IMAGE_PRESETS == ["blog", "dcgan", "wgan-gp", "wgan-clip", "lsgan", "hinge-sn", "small-data",
-                                          "progan", "r3gan"]
+                                          "fashion-10min", "progan", "r3gan"]
 
 
 def test_tune_fashion_collects_test_lines_of_the_current_evaluator_only(tmp_path):

@@ -347,6 +347,10 @@ def test_rerunning_the_command_resumes_without_new_trials(tuned: tuple[Path, str
     (["--trials", "2", "--time-budget", "5"], "give exactly one of --trials N and --time-budget SECONDS"),
     (["--trials", "2", "--steps", "5", "--trial-seconds", "2"], "give at most one trial budget: --steps N or "
                                                                 "--trial-seconds S"),
+    (["--trials", "2", "--rerun-steps", "5", "--rerun-seconds", "2"], "give at most one re-run budget: --rerun-steps N "
+                                                                      "or --rerun-seconds S"),
+    (["--trials", "2", "--rerun-seconds", "0"], "--rerun-seconds must be at least 1, got 0"),
+    (["--trials", "2", "--rerun-steps", "-3"], "--rerun-steps must be at least 1, got -3"),
     (["--trials", "0"], "--trials must be at least 1, got 0"),
     (["--trials", "2", "--storage", "nowhere"], "--storage 'nowhere' is neither an Optuna RDB URL"),
 ])

@@ -130,7 +130,7 @@ def study_out(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]
     space = tune.parse_space({"optim.g_lr": {"choices": lrs}, "optim.d_lr": {"choices": lrs}})
     out = folder / "study"
     settings = tune.TuneSettings(out=out, base=base, space=space, storage=tune.default_storage(out), trials=3,
-                                 steps=40, top=3, rerun_seeds=1, metric="precision", higher=True,
+                                 steps=40, top=3, rerun_seeds=1, rerun_steps=60, metric="precision", higher=True,
                                  constraints=(tune.parse_constraint("recall>=0.09"),))
     patch = pytest.MonkeyPatch()
     patch.setattr(tune.optuna.pruners, "SuccessiveHalvingPruner", optuna.pruners.NopPruner)
@@ -162,6 +162,31 @@ def test_the_best_objective_breaking_a_constraint_is_never_chosen(study_out: tup
     cfg = load_config(out / "best.yaml", [f"out={out / 'unused'}"])
     assert cfg.optim.g_lr == pytest.approx(0.01, rel=1e-12, abs=0)
     assert sorted(p.name for p in (out / "rerun").iterdir() if p.is_dir()) == ["trial1"]
+
+
+def test_reruns_and_best_yaml_train_the_rerun_budget_the_trials_their_own(study_out: tuple[Path, list[str]]) -> None:
+    out, _ = study_out
+    trial = optuna.load_study(study_name=tune.STUDY_NAME, storage=tune.default_storage(out)).trials[1]
+    searched = load_config(Path(trial.user_attrs["run"]) / "config.yaml", [f"out={out / 'unused'}"])
+    rerun = load_config(out / "rerun" / "trial1" / "seed1000" / "config.yaml", [f"out={out / 'unused'}"])
+    best = load_config(out / "best.yaml", [f"out={out / 'unused'}"])
+    assert (searched.train.steps, rerun.train.steps, best.train.steps) == (40, 60, 60)
+    assert (searched.eval.every, rerun.eval.every, best.eval.every) == (8, 12, 12)  # steps / 5 evaluations each
+
+
+@pytest.mark.parametrize("rerun, expected", [
+    ({}, {"train": {"steps": 40, "time_budget": 0.0}, "eval": {"every": 8, "final": True}, "log": {"every": 8}}),
+    ({"rerun_steps": 500}, {"train": {"steps": 500, "time_budget": 0.0}, "eval": {"every": 100, "final": True},
+                            "log": {"every": 50}}),
+    ({"rerun_seconds": 600.0}, {"train": {"steps": tune.TIME_BUDGET_STEPS, "time_budget": 600.0},
+                                "eval": {"every": "auto"}}),
+])
+def test_rerun_budget_is_the_trials_unless_given(rerun: dict, expected: dict) -> None:
+    base = {"data": {"name": "grid25"}, "model": {"arch": "toy"}, "log": {"every": 50}}
+    settings = tune.TuneSettings(out=Path("unused"), base=base, space={}, storage="sqlite:///unused.db", steps=40,
+                                 **rerun)
+    assert tune.budget_overrides(settings)["train"] == {"steps": 40, "time_budget": 0.0}  # the trials never change
+    assert tune.rerun_budget_overrides(settings) == expected
 
 
 def test_trials_csv_carries_objective_constraint_and_feasible(study_out: tuple[Path, list[str]]) -> None:

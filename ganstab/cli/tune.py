@@ -30,7 +30,9 @@ def settings_from_args(args: argparse.Namespace) -> tune.TuneSettings:
         raise UsageError("give exactly one of --trials N and --time-budget SECONDS")
     if args.steps is not None and args.trial_seconds is not None:
         raise UsageError("give at most one trial budget: --steps N or --trial-seconds S")
-    for name in ("trials", "time_budget", "steps", "trial_seconds", "workers", "top"):
+    if args.rerun_steps is not None and args.rerun_seconds is not None:
+        raise UsageError("give at most one re-run budget: --rerun-steps N or --rerun-seconds S")
+    for name in ("trials", "time_budget", "steps", "trial_seconds", "workers", "top", "rerun_steps", "rerun_seconds"):
         _positive(args, name)
     _positive(args, "rerun_seeds", 0)
     _positive(args, "seed", 0)
@@ -46,7 +48,8 @@ def settings_from_args(args: argparse.Namespace) -> tune.TuneSettings:
     return tune.TuneSettings(out=out, base=base, space=space, storage=args.storage or tune.default_storage(out),
                              trials=args.trials, time_budget=args.time_budget, steps=args.steps,
                              trial_seconds=args.trial_seconds, seed=args.seed, top=args.top,
-                             rerun_seeds=args.rerun_seeds, workers=args.workers, metric=metric, higher=higher,
+                             rerun_seeds=args.rerun_seeds, rerun_steps=args.rerun_steps,
+                             rerun_seconds=args.rerun_seconds, workers=args.workers, metric=metric, higher=higher,
                              constraints=constraints)
 
 
@@ -94,6 +97,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seeds TPE and the trials (default 0)")
     p.add_argument("--top", type=int, default=3, metavar="K", help="configurations re-run after the search (3)")
     p.add_argument("--rerun-seeds", type=int, default=3, metavar="N", help="fresh seeds per re-run (3; 0: none)")
+    p.add_argument("--rerun-steps", type=int, metavar="N",
+                   help="the re-runs (and best.yaml) train N G steps: compare the finalists at the budget the winner "
+                        "will get (default: the trials' budget)")
+    p.add_argument("--rerun-seconds", type=float, metavar="S",
+                   help="the re-runs (and best.yaml) train S seconds instead (e.g. 600 when trials run 60)")
     p.add_argument("--objective", metavar="METRIC",
                    help="the metric the search optimises, in its registered direction (default: the data's main "
                         f"metric; one of {', '.join(tune.OBJECTIVES)})")
