@@ -9,10 +9,11 @@ Cases (issue #14's reproductions, at default settings otherwise):
 - `lsgan-ring8`: `--preset lsgan data.name=ring8 model.arch=toy`, a second collapsing recipe (BN in
   G and D with the least-squares loss).
 
-For every run: the final evaluation (FD, precision, recall, coverage; modes and high-quality fraction
-on 2-D data), the doctor's verdict and the number of recoveries in recoveries.jsonl.
+For every run: the final evaluation on the test reference (FD, precision, recall, coverage; modes and high-quality
+fraction on 2-D data; the last validation line only where a run has no test line), the doctor's verdict and the
+number of recoveries in recoveries.jsonl.
 
-Usage: python benchmarks/recovery.py [--seeds 3] [--jobs 2]
+Usage: python benchmarks/recovery.py [--seeds 3] [--jobs 2] [--tag v3]
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from ganstab.diagnose import verdict
 from ganstab.diagnose.findings import Finding
-from ganstab.rundir import RunDir, is_eval_record, read_jsonl
+from ganstab.rundir import RunDir, is_eval_record, is_test_record, read_jsonl
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -51,14 +52,16 @@ def summary(out: Path, case: str) -> dict:
     """Final evaluation, verdict and recovery count of a finished run."""
     run = RunDir(out)
     records = read_jsonl(run.metrics)
-    evals = [r for r in records if is_eval_record(r)]
-    final = next((r for r in reversed(evals) if r.get("final")), evals[-1] if evals else {})
+    evals = [r for r in records if is_eval_record(r)]  # validation lines: what the doctor read
+    tests = [r for r in records if is_test_record(r) and r.get("final")]
+    final = tests[-1] if tests else next((r for r in reversed(evals) if r.get("final")), evals[-1] if evals else {})
     findings = [Finding.from_dict(f) for f in read_jsonl(run.findings)] if run.findings.is_file() else []
     recoveries = [r for r in read_jsonl(run.recoveries) if "recovery" in r and "remedy" in r] \
         if run.recoveries.is_file() else []
     steps = max((r["step"] for r in records if "loss_d" in r), default=0)
     return {"step": steps, **{k: final.get(f"eval_{k}") for k in KEYS[case]}, "verdict": verdict(findings),
-            "recoveries": len(recoveries), "codes": sorted({f.code for f in findings if f.severity == "error"})}
+            "recoveries": len(recoveries), "codes": sorted({f.code for f in findings if f.severity == "error"}),
+            "features": final.get("eval_features"), "split": final.get("eval_split")}
 
 
 def summarise(payload: dict) -> dict:
@@ -76,13 +79,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--tag", default="", help="a suffix of the run folder and results (e.g. v3)")
     parser.add_argument("--summarise", action="store_true",
                         help="only recompute the summary key of the stored result file from its rows")
     args = parser.parse_args()
+    stem = output_stem("recovery", args.tag)
     if args.summarise:
-        add_summary("recovery", summarise)
+        add_summary(stem, summarise)
         return
-    root = HERE / "runs" / output_stem("recovery")
+    root = HERE / "runs" / stem
     root.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     jobs = [(case, recover, seed) for case in CASES for seed in range(args.seeds) for recover in (True, False)]
@@ -97,10 +102,13 @@ def main() -> None:
 
     run_jobs([((case, recover, seed), command(case, recover, seed, run_dir(case, recover, seed)),
                root / f"{case}-recover{int(recover)}-seed{seed}.log") for case, recover, seed in jobs], args.jobs, done)
+    features = sorted({str(r.get("features")) for r in results.values() if r.get("features")})
+    invocation = f"python benchmarks/recovery.py --seeds {args.seeds} --jobs {args.jobs}" + \
+        (f" --tag {args.tag}" if args.tag else "")
     lines = [f"# Recovery on and off ({args.seeds} seeds)", "",
              f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()}; "
-             f"`python benchmarks/recovery.py --seeds {args.seeds} --jobs {args.jobs}` took "
-             f"{(time.perf_counter() - started) / 60:.1f} min.", ""]
+             f"`{invocation}` took {(time.perf_counter() - started) / 60:.1f} min; "
+             f"final evaluations by {', '.join(features) or 'no evaluator'}.", ""]
     for case in CASES:
         keys = KEYS[case]
         lines += [f"## {case}: `ganstab train {' '.join(CASES[case])}`", "",
@@ -114,9 +122,9 @@ def main() -> None:
             lines.append(f"| {str(recover).lower()} | " + " | ".join(cells) + f" | {verdicts} | {codes} |")
         lines.append("")
     text = "\n".join(lines)
-    write_results("recovery", text, {"args": vars(args), "machine": machine(),
+    write_results(stem, text, {"args": vars(args), "machine": machine(),
                                      "runs": {"/".join(map(str, k)): v for k, v in results.items()}})
-    add_summary("recovery", summarise)
+    add_summary(stem, summarise)
     print(text)
 
 

@@ -1,5 +1,5 @@
 """The unattended long benchmarks (issues #26 and #27): arms of benchmarks/stacked.py, the runners' resume and
-read-back (only the final TEST line, its evaluator recorded), and tune_fashion.py's rows. No training here."""
+read-back (only the final TEST line, its evaluator recorded), tune_fashion.py's rows and recovery.py's read-back. No training here."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ def _load(name: str):
 
 stacked = _load("stacked")
 tune_fashion = _load("tune_fashion")
+recovery = _load("recovery")
 common = sys.modules["common"]
 
 
@@ -217,3 +218,24 @@ def test_tune_fashion_command_one_thread_test_evaluation_and_set_overrides_last(
                            "log.progress=false", "log.sample_every=1000000000", "log.checkpoint_every=5000",
                            "model.width=8"]
     assert tune_fashion.command("r3gan", best, 2001, 5.0, tmp_path / "s")[5:7] == ["--preset", "r3gan"]
+
+
+def test_recovery_summary_reads_the_final_test_line_and_records_its_evaluator(tmp_path):
+    run = _fake_run(tmp_path / "lr0.5-recover1" / "seed0")
+    (run / "recoveries.jsonl").write_text(json.dumps({"recovery": 1, "remedy": "scale d_lr", "step": 30}) + "\n")
+    row = recovery.summary(run, "lr0.5")
+    assert row == {"step": 40, "fd": 5.0, "precision": 0.6, "recall": 0.4, "coverage": 0.8, "verdict": "warnings",
+                   "recoveries": 1, "codes": [], "features": V3, "split": "test"}
+    assert recovery.summary(run, "blog-ring8")["modes"] == 50  # 2-D keys from the same test line
+
+
+def test_recovery_tag_names_the_run_folder_and_results(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["recovery.py", "--seeds", "0", "--jobs", "1", "--tag", "t"])
+    monkeypatch.setattr(recovery, "HERE", tmp_path)
+    written = {}
+    monkeypatch.setattr(recovery, "write_results", lambda stem, text, payload: written.update(stem=stem, text=text))
+    monkeypatch.setattr(recovery, "add_summary", lambda stem, build: written.update(summary=stem))
+    recovery.main()
+    assert (tmp_path / "runs" / "recovery-t").is_dir()
+    assert written["stem"] == written["summary"] == "recovery-t"
+    assert "`python benchmarks/recovery.py --seeds 0 --jobs 1 --tag t`" in written["text"]
