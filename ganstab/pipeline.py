@@ -37,6 +37,7 @@ from ganstab.rundir import RunDir, RunLock, acquire_lock, append_jsonl, check_ou
 from ganstab.training import RunResult, Trainer, trainer_class
 from ganstab.training.interfaces import PhaseFailure, describe_failure, fixed_latents, training_eval_seed
 from ganstab.training import checkpoint as ckpt
+from ganstab.training.eval_schedule import FIRST_EVAL_GUESS_SECONDS, FIRST_POINTS_EVAL_GUESS_SECONDS
 from ganstab.training.transfer import read_init_weights
 from ganstab.training import parallel
 
@@ -124,6 +125,10 @@ class LazyScorer:
     def supports_quick(self) -> bool:
         """Whether quick evaluations exist for this run (unconditional images)."""
         return self.data.kind != "points" and not self.cfg.model.conditional
+
+    def first_cost_guess(self) -> float:
+        """The cost assumed for the first full evaluation: milliseconds on 2-D points, more on images."""
+        return FIRST_POINTS_EVAL_GUESS_SECONDS if self.data.kind == "points" else FIRST_EVAL_GUESS_SECONDS
 
     def is_better(self, new: dict[str, float], best: Optional[dict[str, float]]) -> bool:
         """Whether `new` beats `best` on the data's main metric."""

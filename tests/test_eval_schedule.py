@@ -9,6 +9,7 @@ import pytest
 from ganstab.errors import ConfigError
 from ganstab.pipeline import load_config, make_trainer
 from ganstab.rundir import is_eval_record, is_test_record, read_jsonl
+from ganstab.training.eval_schedule import FIRST_POINTS_EVAL_GUESS_SECONDS
 from ganstab.training.loop import FIRST_EVAL_GUESS_SECONDS
 
 BASE = ["log.progress=false", "data.name=grid25", "model.arch=toy", "model.width=16", "model.depth=2",
@@ -30,7 +31,7 @@ def test_auto_schedule_keeps_evaluations_within_the_budget(tmp_path: Path) -> No
     trainer = _trainer(tmp_path, "train.steps=1000")
     trainer.step, trainer.elapsed = 100, 100.0
     assert trainer.eval_cost is None
-    assert trainer._eval_due(True) is (FIRST_EVAL_GUESS_SECONDS <= 5.0)
+    assert trainer._eval_due(True) is True          # 3 x the points guess (0.15 s) <= 0.05 x 100
     trainer.eval_seconds, trainer.eval_cost = 3.5, 0.5
     assert trainer._eval_due(True) is True          # 3.5 + 0.5 + 2 x 0.5 (the final validation and test) <= 0.05 x 100
     assert trainer._eval_due(False) is False        # only on log steps
@@ -43,6 +44,24 @@ def test_auto_schedule_keeps_evaluations_within_the_budget(tmp_path: Path) -> No
     assert trainer._eval_due(True) is False         # the final evaluation follows anyway
     fixed = _trainer(tmp_path / "fixed", "train.steps=1000", "eval.every=30")
     assert [s for s in range(1, 100) if (setattr(fixed, "step", s) or fixed._eval_due(s % 10 == 0))] == [30, 60, 90]
+
+
+def test_the_first_evaluation_of_a_fast_2d_run_comes_early(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 2-D run that trains in 12 s gets evaluations before its end: the first one is assumed to cost the points
+    guess (0.05 s), not the image one (0.25 s, which waited for 15 s of training and so for no evaluation at all)."""
+    trainer = _trainer(tmp_path, "train.steps=5000")
+    assert (trainer.scorer.first_cost_guess(), FIRST_POINTS_EVAL_GUESS_SECONDS, FIRST_EVAL_GUESS_SECONDS) == (
+        0.05, 0.05, 0.25)
+    trainer.step = 1000
+    trainer.elapsed = 2.9
+    assert trainer._eval_due(True) is False         # 0.05 + 2 x 0.05 = 0.15 > 0.05 x 2.9
+    trainer.elapsed = 3.0
+    assert trainer._eval_due(True) is True          # 0.15 <= 0.05 x 3.0
+    monkeypatch.setattr(trainer.scorer.data, "kind", "image")  # the same run on images waits for 15 s
+    assert trainer.scorer.first_cost_guess() == FIRST_EVAL_GUESS_SECONDS
+    assert trainer._eval_due(True) is False         # 3 x 0.25 > 0.15
+    trainer.elapsed = 15.0
+    assert trainer._eval_due(True) is True          # 0.75 <= 0.05 x 15
 
 
 def test_quick_evaluations_reserve_both_final_scores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

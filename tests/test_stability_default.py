@@ -163,6 +163,9 @@ class _CollapsingScorer:
     def supports_quick(self) -> bool:
         return False
 
+    def first_cost_guess(self) -> float:
+        return 0.05
+
 
 def test_a_collapse_rolls_back_to_the_best_evaluation_and_slows_g(tmp_path: Path) -> None:
     cfg = load_config(overrides=["data.name=ring8", "model.arch=toy", "model.width=16", "train.batch_size=32",

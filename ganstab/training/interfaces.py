@@ -85,6 +85,9 @@ class RunScorer(Protocol):
     def supports_quick(self) -> bool:
         """Whether `quick_evaluate` scores anything for this run."""
 
+    def first_cost_guess(self) -> float:
+        """Seconds a full evaluation is assumed to cost until the first one is measured (eval.every=auto)."""
+
 
 @dataclass
 class RunResult:
