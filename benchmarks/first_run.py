@@ -8,7 +8,7 @@ and train none: `benchmarks/shipped_evaluator.py` compares that with training on
 (its 'trained in' line: cache look-up, training, test and save; a warm run has none), which measures the growth without the run-to-run noise
 of two wall times, the evaluator's test accuracy, and
 from the warm runs' metrics.jsonl the evaluation overhead, the sum of `eval_time` (full and quick
-evaluations) over the training time.
+evaluations, the final validation and test lines included) over the training time.
 
 Usage: python benchmarks/first_run.py [--repeats 2] [--data digits fashion-mnist] [--tag TAG]
 """
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ganstab.rundir import is_eval_record, read_jsonl
+from ganstab.rundir import is_eval_record, is_test_record, read_jsonl
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -53,7 +53,9 @@ def timed_run(data: str, out: Path, cache: Path) -> dict[str, Any]:
     fits = [line.split() for line in proc.stdout.splitlines() if line.startswith("evaluator: trained in ")]
     fit_seconds = float(fits[-1][3].rstrip("s,")) if fits else 0.0
     accuracy = float(fits[-1][fits[-1].index("accuracy") + 1]) if fits and "accuracy" in fits[-1] else None
-    return {"fit_seconds": fit_seconds, "wall": wall, "train_time": train_time, "eval_time": sum(r.get("eval_time", 0.0) for r in evals),
+    tests = [r for r in records if is_test_record(r)]  # the final test line: an evaluation's cost like any other
+    return {"fit_seconds": fit_seconds, "wall": wall, "train_time": train_time,
+            "eval_time": sum(r.get("eval_time", 0.0) for r in evals + tests), "test": len(tests),
             "full": sum(not r.get("quick") for r in evals), "quick": sum(bool(r.get("quick")) for r in evals),
             "accuracy": accuracy, "first_eval_step": first_eval,
             # training seconds per 1,000 steps up to the first evaluation (which trains the evaluator when the

@@ -1,5 +1,5 @@
 """The unattended long benchmarks (issues #26 and #27): arms of benchmarks/stacked.py, the runners' resume and
-read-back (only the final TEST line, its evaluator recorded), tune_fashion.py's rows and recovery.py's read-back. No training here."""
+read-back (only the final TEST line, its evaluator recorded), tune_fashion.py's rows, recovery.py's and first_run.py's read-back. No training here."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ def _load(name: str):
 stacked = _load("stacked")
 tune_fashion = _load("tune_fashion")
 recovery = _load("recovery")
+first_run = _load("first_run")
 common = sys.modules["common"]
 
 
@@ -239,3 +240,22 @@ def test_recovery_tag_names_the_run_folder_and_results(tmp_path, monkeypatch):
     assert (tmp_path / "runs" / "recovery-t").is_dir()
     assert written["stem"] == written["summary"] == "recovery-t"
     assert "`python benchmarks/recovery.py --seeds 0 --jobs 1 --tag t`" in written["text"]
+
+
+def test_first_run_counts_the_final_test_evaluation_in_the_overhead(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    lines = [{"step": 50, "time": 1.0, "loss_d": 1.0}, {"step": 50, "time": 1.0, "eval_fd": 3.0, "eval_time": 0.5},
+             {"step": 60, "time": 1.2, "quick": True, "eval_class_kl": 0.1, "eval_time": 0.01},
+             {"step": 100, "time": 2.0, "loss_d": 0.9},
+             {"step": 100, "time": 2.0, "final": True, "eval_split": "validation", "eval_fd": 2.0, "eval_time": 0.4},
+             {"step": 100, "time": 2.0, "final": True, "eval_split": "test", "eval_fd": 2.5, "eval_time": 0.3}]
+
+    def fake_train(command, **kwargs):
+        run.mkdir()
+        (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+        return type("Done", (), {"returncode": 0, "stdout": "", "stderr": ""})()
+
+    monkeypatch.setattr(first_run.subprocess, "run", fake_train)
+    row = first_run.timed_run("digits", run, tmp_path / "cache")
+    assert row["eval_time"] == pytest.approx(0.5 + 0.01 + 0.4 + 0.3)  # the test line's 0.3 s is an evaluation too
+    assert (row["full"], row["quick"], row["test"], row["first_eval_step"], row["train_time"]) == (2, 1, 1, 50, 2.0)
