@@ -133,6 +133,7 @@ class RunEvaluator:
         self.last_resize = "none"  # how the last scored samples were brought to the data's size
         self.last_n = n  # how many generated samples the last score used
         self._baseline: Optional[Tensor] = None  # the real-vs-real FD's second sample
+        self.class_prior: Optional[Tensor] = None  # class_kl's p_real (`_class_prior`); None: the reference's
         if data.kind == "points":
             if data.centers is None and data.sampler is not None:
                 self._baseline = data.sampler(n, torch.Generator().manual_seed(REAL_BASELINE_SEED)).to(device)
@@ -158,8 +159,28 @@ class RunEvaluator:
             other = data.unreferenced(n, val_n, n, torch.Generator().manual_seed(REAL_BASELINE_SEED))
         if other is not None:
             self._baseline = self.evaluator.features(other.to(device))
+        self.class_prior = self._class_prior(data)
         if val_n != 0:
             self.split_reference("validation")
+
+    def _class_prior(self, data: DataSource) -> Optional[Tensor]:
+        """class_kl's p_real: the class distribution G learns, the histogram of the training labels (or the labels
+        a conditional run asks for), not the classifier's mean prediction on a reference of a few hundred images,
+        whose own sampling noise reads as imbalance (digits: a 180-image reference put a balanced demo at 0.10
+        nats, the training labels at 0.03). None (the reference's predictions) for unlabelled or stacked data."""
+        if self.evaluator is None or data.channel_source is not None:
+            return None
+        if self.label_probs is None and (data.labels is None or data.labels.numel() == 0):
+            return None
+        if not self.evaluator.is_classifier:
+            return None
+        classes = self.evaluator.settings.num_classes
+        if self.label_probs is not None:
+            return self.label_probs.double() if len(self.label_probs) == classes else None
+        labels = data.labels.detach().long().cpu().reshape(-1)
+        if int(labels.min()) < 0 or int(labels.max()) >= classes:
+            return None
+        return torch.bincount(labels, minlength=classes).double() / labels.numel()
 
     def _shipped(self, choice: str, name: str, tensors: tuple[Tensor, Optional[Tensor], Optional[Tensor],
                                                                Optional[Tensor]],
@@ -271,7 +292,7 @@ class RunEvaluator:
             self.last_resize = ours + INCEPTION_RESIZE
             pool, logits = self.inception.features(samples)
             return inception_scores(ref.inception, pool, logits)
-        out.update(evaluate_images(self.evaluator, ref.prepared, samples, kid_subsets=KID_SUBSETS))
+        out.update(evaluate_images(self.evaluator, ref.prepared, samples, self.class_prior, kid_subsets=KID_SUBSETS))
         if ref.fd_real is not None and "fd" in out:
             out["fd_real"] = ref.fd_real
         div = samples if diversity_samples is None else to_data_size(diversity_samples.to(self.device), size)
@@ -318,7 +339,8 @@ class RunEvaluator:
         out: dict[str, float] = {}
         if self.evaluator.is_classifier:
             samples = self._fit(generate(generator, z, **g_kwargs).to(self.device).float(), size)
-            out.update(evaluate_images(self.evaluator, self.reference, samples, metrics=["class_kl"]))
+            out.update(evaluate_images(self.evaluator, self.reference, samples, self.class_prior,
+                                       metrics=["class_kl"]))
         if fixed_z is not None:
             feats = self.evaluator.features(to_data_size(generate(generator, fixed_z, **g_kwargs).to(self.device), size))
             out.update(self._diversity(feats, self.split_reference("validation")))
