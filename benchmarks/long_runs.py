@@ -9,10 +9,11 @@ Cases (issue #14's third reproduction and its long healthy runs):
   at default settings otherwise (evaluation on, auto). `hinge-sn` on Fashion-MNIST (DCGAN width 64)
   is left out: about 30 min per 10,000 steps on one CPU thread.
 
-For every run: G steps reached, the final evaluation, the doctor's verdict and its divergence findings,
-recoveries, and the evaluation overhead (the sum of `eval_time` over the training wall time).
+For every run: G steps reached, the final evaluation on the test reference (the last validation line only where a
+run has no test line), the doctor's verdict and its divergence findings, recoveries, and the evaluation overhead
+(the sum of `eval_time`, the final validation and test scores included, over the training wall time).
 
-Usage: python benchmarks/long_runs.py [--only kill-resume|healthy] [--kills 20] [--steps 10000] [--seeds 3]
+Usage: python benchmarks/long_runs.py [--only kill-resume|healthy] [--kills 20] [--steps 10000] [--seeds 3] [--tag v3]
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 
 from ganstab.diagnose import verdict
 from ganstab.diagnose.findings import Finding
-from ganstab.rundir import RunDir, is_eval_record, read_jsonl
+from ganstab.rundir import RunDir, is_eval_record, is_test_record, read_jsonl
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -58,17 +59,19 @@ def summary(out: Path) -> dict[str, Any]:
     """Steps, final evaluation, verdict, divergence findings, recoveries and eval overhead of a run."""
     run = RunDir(out)
     records = read_jsonl(run.metrics) if run.metrics.is_file() else []
-    evals = [r for r in records if is_eval_record(r)]
-    final = next((r for r in reversed(evals) if r.get("final")), evals[-1] if evals else {})
+    evals = [r for r in records if is_eval_record(r)]  # validation lines: what the doctor read
+    tests = [r for r in records if is_test_record(r) and r.get("final")]
+    final = tests[-1] if tests else next((r for r in reversed(evals) if r.get("final")), evals[-1] if evals else {})
     findings = [Finding.from_dict(f) for f in read_jsonl(run.findings)] if run.findings.is_file() else []
     recoveries = [r for r in read_jsonl(run.recoveries) if "remedy" in r] if run.recoveries.is_file() else []
     train_lines = [r for r in records if "loss_d" in r]
     train_time = max((r.get("time", 0.0) for r in train_lines), default=0.0)
-    eval_time = sum(r.get("eval_time", 0.0) for r in evals)
+    eval_time = sum(r.get("eval_time", 0.0) for r in evals + tests)  # the final test score costs time too
     return {
         "step": max((r["step"] for r in train_lines), default=0),
         "fd": final.get("eval_fd"), "precision": final.get("eval_precision"), "coverage": final.get("eval_coverage"),
-        "evaluations": len(evals), "eval_time": eval_time, "train_time": train_time,
+        "evaluations": len(evals), "tests": len(tests), "split": final.get("eval_split"),
+        "features": final.get("eval_features"), "eval_time": eval_time, "train_time": train_time,
         "eval_overhead": eval_time / train_time if train_time else None,
         "verdict": verdict(findings), "divergence": sum(f.code.startswith("divergence.") for f in findings),
         "codes": sorted({f"{f.code} ({f.severity})" for f in findings if f.severity != "info"}),
@@ -186,13 +189,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill schedule")
+    parser.add_argument("--tag", default="", help="a further suffix of the run folder and results (e.g. v3)")
     parser.add_argument("--summarise", action="store_true",
                         help="only recompute the summary key of the stored result file from its rows")
     args = parser.parse_args()
+    stem = output_stem(output_stem("long_runs", args.only or ""), args.tag)
     if args.summarise:
-        add_summary(output_stem("long_runs", args.only or ""), summarise)
+        add_summary(stem, summarise)
         return
-    stem = output_stem("long_runs", args.only or "")
     root = HERE / "runs" / stem
     root.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -200,7 +204,7 @@ def main() -> None:
     runs = healthy(root, args.steps, args.seeds, args.jobs) if args.only in (None, "healthy") else {}
     text = markdown(args, killed, runs, (time.perf_counter() - started) / 60)
     write_results(stem, text, {"args": vars(args), "machine": machine(), "kill_resume": killed, "healthy": runs})
-    add_summary(output_stem("long_runs", args.only or ""), summarise)
+    add_summary(stem, summarise)
     print(text)
 
 

@@ -1,5 +1,5 @@
 """The unattended long benchmarks (issues #26 and #27): arms of benchmarks/stacked.py, the runners' resume and
-read-back (only the final TEST line, its evaluator recorded), tune_fashion.py's rows, recovery.py's and first_run.py's read-back. No training here."""
+read-back (only the final TEST line, its evaluator recorded), tune_fashion.py's rows, recovery.py's, first_run.py's and long_runs.py's read-back. No training here."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ stacked = _load("stacked")
 tune_fashion = _load("tune_fashion")
 recovery = _load("recovery")
 first_run = _load("first_run")
+long_runs = _load("long_runs")
 common = sys.modules["common"]
 
 
@@ -259,3 +260,15 @@ def test_first_run_counts_the_final_test_evaluation_in_the_overhead(tmp_path, mo
     row = first_run.timed_run("digits", run, tmp_path / "cache")
     assert row["eval_time"] == pytest.approx(0.5 + 0.01 + 0.4 + 0.3)  # the test line's 0.3 s is an evaluation too
     assert (row["full"], row["quick"], row["test"], row["first_eval_step"], row["train_time"]) == (2, 1, 1, 50, 2.0)
+
+
+def test_long_runs_summary_reads_the_test_line_and_counts_its_cost(tmp_path):
+    run = _fake_run(tmp_path / "default-digits" / "seed0")
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    lines[1]["time"] = 10.0
+    lines[2]["eval_time"], lines[3]["eval_time"] = 0.2, 0.3  # the final validation and test scores
+    (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    row = long_runs.summary(run)
+    assert (row["fd"], row["precision"], row["coverage"], row["split"], row["features"]) == (5.0, 0.6, 0.8, "test", V3)
+    assert (row["evaluations"], row["tests"], row["step"], row["train_time"]) == (1, 1, 40, 10.0)
+    assert row["eval_time"] == pytest.approx(0.5) and row["eval_overhead"] == pytest.approx(0.05)
