@@ -515,6 +515,21 @@ def test_tracker_matches_diagnose_and_round_trips_state() -> None:
     assert resumed.state_dict() == json.loads(json.dumps(resumed.state_dict()))
 
 
+def test_tracker_leaves_quick_lines_out_of_class_kl_like_diagnose() -> None:
+    """Live = offline for quick lines: the tracker kept only step/final/eval_ keys, so the class-KL detector could
+    not tell a quick line (250 samples, biased upwards) from a full one and warned live where `ganstab doctor`
+    found nothing (default Fashion-MNIST runs of 10,000 steps, 2026-12-06)."""
+    full = evals_of("eval_class_kl", [0.03] * 10)
+    quick = [{"step": 3100 + 100 * i, "eval_class_kl": 0.2, "quick": True} for i in range(4)]  # after warm-up
+    records = sorted(full + quick, key=lambda r: r["step"])
+    assert diagnose(records, CFG, NS) == []
+    assert feed(Tracker(CFG, NS), records) == []
+    # the same values on full lines are a warning, live and offline alike
+    loud = [{k: v for k, v in r.items() if k != "quick"} for r in records]
+    assert [f.code for f in diagnose(loud, CFG, NS)] == ["mode_collapse.class_kl"]
+    assert [f.code for _, f in feed(Tracker(CFG, NS), loud)] == ["mode_collapse.class_kl"]
+
+
 def test_tracker_history_is_bounded_and_keeps_early_baseline() -> None:
     cfg = CFG100.model_copy(update={"tracker_history": 60})
     tracker = Tracker(cfg, {"loss_kind": "minimax"})

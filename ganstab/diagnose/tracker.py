@@ -83,7 +83,9 @@ class Tracker:
             findings = self._run(TRAINING_DETECTORS, self._training_history())
             new += self._refresh("train", findings, int(step), self.cfg.rearm_steps)
         if is_eval_record(clean):
-            slim = {k: v for k, v in clean.items() if k in ("step", "final", "nonfinite") or k.startswith("eval_")}
+            # "quick" stays: detectors that leave quick lines out (class_kl) must see it live as offline
+            slim = {k: v for k, v in clean.items()
+                    if k in ("step", "final", "quick", "nonfinite") or k.startswith("eval_")}
             if self._evals and int(self._evals[-1]["step"]) >= step:  # a rollback rewrites steps
                 self._evals = [r for r in self._evals if int(r["step"]) < step]
                 self._forget_after("eval", int(step))
