@@ -32,7 +32,8 @@ from ganstab.rundir import RunDir, is_eval_record, read_jsonl
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import add_summary, machine, mean_se_text as mean_se, output_stem, summary_stats, write_results  # noqa: E402
+from common import (add_summary, final_test_line, machine, mean_se_text as mean_se, output_stem,  # noqa: E402
+                    summary_stats, write_results)
 
 NETWORKS = ["model.arch=dcgan", "model.width=32", "model.latent_dim=100", "model.g_norm=batch",
             "model.d_norm=spectral", "loss.kind=hinge", "optim.g_lr=1e-4", "optim.d_lr=4e-4",
@@ -73,12 +74,18 @@ def run_pair(seed: int, budget: float, eval_n: int, root: Path, data: str) -> di
         log.close()
         if code != 0:
             raise SystemExit(f"{variant} seed {seed} failed (exit {code}); see {root / f'{variant}-seed{seed}.log'}")
-        records = read_jsonl(RunDir(out).metrics)
-        final = [r for r in records if is_eval_record(r)][-1]
-        steps = max(r["step"] for r in records if "loss_d" in r)
-        results[variant] = {"step": steps, "images_seen": final["images_seen"],
-                            **{k: final.get(f"eval_{k}") for k in KEYS}}
+        results[variant] = read_final(out)
     return results
+
+
+def read_final(out: Path) -> dict:
+    """A finished run's G steps and its final TEST line's images seen and `KEYS` (validation lines are for
+    selection, never for this table; the last validation line only where a run has no test line)."""
+    records = read_jsonl(RunDir(out).metrics)
+    final = final_test_line(out) or [r for r in records if is_eval_record(r)][-1]
+    steps = max(r["step"] for r in records if "loss_d" in r)
+    return {"step": steps, "images_seen": final["images_seen"], "split": final.get("eval_split"),
+            "features": final.get("eval_features"), **{k: final.get(f"eval_{k}") for k in KEYS}}
 
 
 def report(rows: dict[str, list[dict]], args: argparse.Namespace, accuracy: float, seconds: float) -> str:

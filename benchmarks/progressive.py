@@ -21,7 +21,7 @@ import torch
 
 from ganstab.pipeline import load_config
 from ganstab.train import train
-from ganstab.rundir import read_jsonl as read_metrics
+from ganstab.rundir import is_eval_record, is_test_record, read_jsonl as read_metrics
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, output_stem, write_results  # noqa: E402
@@ -33,14 +33,20 @@ def run(name: str, overrides: list[str], out: Path) -> dict:
     """Train one variant and return its final evaluation and throughput."""
     cfg = load_config(preset="progan", overrides=[f"out={out / name}", *overrides])
     result = train(cfg, overwrite=True, echo=lambda m: None)
-    records = read_metrics(out / name / "metrics.jsonl")
-    evals = [r for r in records if "eval_fd" in r]
+    return {"variant": name, "steps": result.steps, "images_seen": result.images_seen,
+            **read_back(read_metrics(out / name / "metrics.jsonl"))}
+
+
+def read_back(records: list[dict]) -> dict:
+    """Seconds, final resolution, the final TEST line's `KEYS` and the FD curve of the validation lines (a test
+    line is a report, never a point of the curve; the last validation line only where a run has no test line)."""
+    evals = [r for r in records if is_eval_record(r) and "eval_fd" in r]
+    tests = [r for r in records if is_test_record(r)]
+    final = tests[-1] if tests else (evals[-1] if evals else {})
     last_train = [r for r in records if "loss_d" in r][-1]
-    row = {"variant": name, "steps": result.steps, "images_seen": result.images_seen,
-           "seconds": last_train["time"], "final_resolution": last_train.get("resolution")}
-    row.update({k: evals[-1][k] for k in KEYS if evals and k in evals[-1]})
-    row["curve"] = [(r["time"], r["eval_fd"]) for r in evals]
-    return row
+    return {"seconds": last_train["time"], "final_resolution": last_train.get("resolution"),
+            **{k: final[k] for k in KEYS if k in final}, "eval_split": final.get("eval_split"),
+            "curve": [(r["time"], r["eval_fd"]) for r in evals]}
 
 
 def plot(rows: list[dict], path: Path) -> None:

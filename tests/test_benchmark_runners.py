@@ -1,5 +1,5 @@
 """The unattended long benchmarks (issues #26 and #27): arms of benchmarks/stacked.py, the runners' resume and
-read-back (only the final TEST line, its evaluator recorded), tune_fashion.py's rows, recovery.py's, first_run.py's and long_runs.py's read-back. No training here."""
+read-back (only the final TEST line, its evaluator recorded), tune_fashion.py's rows, recovery.py's, first_run.py's, long_runs.py's, conditional.py's and progressive.py's read-back. No training here."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ tune_fashion = _load("tune_fashion")
 recovery = _load("recovery")
 first_run = _load("first_run")
 long_runs = _load("long_runs")
+conditional = _load("conditional")
+progressive = _load("progressive")
 common = sys.modules["common"]
 
 
@@ -272,3 +274,24 @@ def test_long_runs_summary_reads_the_test_line_and_counts_its_cost(tmp_path):
     assert (row["fd"], row["precision"], row["coverage"], row["split"], row["features"]) == (5.0, 0.6, 0.8, "test", V3)
     assert (row["evaluations"], row["tests"], row["step"], row["train_time"]) == (1, 1, 40, 10.0)
     assert row["eval_time"] == pytest.approx(0.5) and row["eval_overhead"] == pytest.approx(0.05)
+
+
+def test_conditional_reads_the_final_test_line(tmp_path):
+    run = _fake_run(tmp_path / "conditional" / "seed0")
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    lines[2].update(images_seen=2560, eval_class_accuracy=0.5, eval_intra_fd=9.0)   # final validation line
+    lines[3].update(images_seen=2560, eval_class_accuracy=0.9, eval_intra_fd=4.0)   # final test line
+    (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    row = conditional.read_final(run)
+    assert row == {"step": 40, "images_seen": 2560, "split": "test", "features": V3, "fd": 5.0, "kid": 0.5,
+                   "precision": 0.6, "recall": 0.4, "coverage": 0.8, "class_accuracy": 0.9, "intra_fd": 4.0}
+
+
+def test_progressive_reports_the_test_line_and_keeps_it_off_the_curve():
+    records = [{"step": 10, "time": 1.0, "loss_d": 1.0, "resolution": 8},
+               {"step": 10, "time": 1.0, "eval_fd": 9.0, "eval_split": "validation"},
+               {"step": 20, "time": 2.0, "loss_d": 0.9, "resolution": 32},
+               {"step": 20, "time": 2.0, "final": True, "eval_fd": 7.0, "eval_kid": 0.2, "eval_split": "validation"},
+               {"step": 20, "time": 2.0, "final": True, "eval_fd": 6.0, "eval_kid": 0.1, "eval_split": "test"}]
+    assert progressive.read_back(records) == {"seconds": 2.0, "final_resolution": 32, "eval_fd": 6.0, "eval_kid": 0.1,
+                                              "eval_split": "test", "curve": [(1.0, 9.0), (2.0, 7.0)]}
