@@ -27,7 +27,7 @@ from ganstab.diagnose import verdict
 from ganstab.diagnose.findings import Finding
 from ganstab.export import load_generator
 from ganstab.pipeline import score_export
-from ganstab.rundir import RunDir, is_test_record, load_run_config, read_jsonl
+from ganstab.rundir import RunDir, is_eval_record, is_test_record, load_run_config, read_jsonl
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -45,6 +45,16 @@ def final_test_line(out: Path) -> dict[str, Any] | None:
         return None
     lines = [r for r in read_jsonl(run.metrics) if is_test_record(r)]
     return lines[-1] if lines else None
+
+
+def report_line(records: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+    """The evaluation line a table reports: the run's last final TEST line; only a run without one (older code)
+    falls back to its last final validation line, else its last evaluation line; {} when it has none."""
+    tests = [r for r in records if is_test_record(r) and r.get("final")]
+    if tests:
+        return tests[-1]
+    evals = [r for r in records if is_eval_record(r)]
+    return next((r for r in reversed(evals) if r.get("final")), evals[-1] if evals else {})
 
 
 def finished(out: Path) -> bool:

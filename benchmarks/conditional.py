@@ -28,11 +28,11 @@ import torch
 from ganstab.data import make_dataset
 from ganstab.metrics import RunEvaluator
 from ganstab.pipeline import load_config
-from ganstab.rundir import RunDir, is_eval_record, read_jsonl
+from ganstab.rundir import RunDir, read_jsonl
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import (add_summary, final_test_line, machine, mean_se_text as mean_se, output_stem,  # noqa: E402
+from common import (add_summary, machine, mean_se_text as mean_se, output_stem, report_line,  # noqa: E402
                     summary_stats, write_results)
 
 NETWORKS = ["model.arch=dcgan", "model.width=32", "model.latent_dim=100", "model.g_norm=batch",
@@ -82,7 +82,7 @@ def read_final(out: Path) -> dict:
     """A finished run's G steps and its final TEST line's images seen and `KEYS` (validation lines are for
     selection, never for this table; the last validation line only where a run has no test line)."""
     records = read_jsonl(RunDir(out).metrics)
-    final = final_test_line(out) or [r for r in records if is_eval_record(r)][-1]
+    final = report_line(records)
     steps = max(r["step"] for r in records if "loss_d" in r)
     return {"step": steps, "images_seen": final["images_seen"], "split": final.get("eval_split"),
             "features": final.get("eval_features"), **{k: final.get(f"eval_{k}") for k in KEYS}}

@@ -21,10 +21,10 @@ import torch
 
 from ganstab.pipeline import load_config
 from ganstab.train import train
-from ganstab.rundir import is_eval_record, is_test_record, read_jsonl as read_metrics
+from ganstab.rundir import is_eval_record, read_jsonl as read_metrics
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, output_stem, write_results  # noqa: E402
+from common import machine, output_stem, report_line, write_results  # noqa: E402
 
 KEYS = ("eval_fd", "eval_kid", "eval_precision", "eval_recall", "eval_coverage", "eval_class_kl")
 
@@ -41,8 +41,7 @@ def read_back(records: list[dict]) -> dict:
     """Seconds, final resolution, the final TEST line's `KEYS` and the FD curve of the validation lines (a test
     line is a report, never a point of the curve; the last validation line only where a run has no test line)."""
     evals = [r for r in records if is_eval_record(r) and "eval_fd" in r]
-    tests = [r for r in records if is_test_record(r)]
-    final = tests[-1] if tests else (evals[-1] if evals else {})
+    final = report_line(records)
     last_train = [r for r in records if "loss_d" in r][-1]
     return {"seconds": last_train["time"], "final_resolution": last_train.get("resolution"),
             **{k: final[k] for k in KEYS if k in final}, "eval_split": final.get("eval_split"),

@@ -26,12 +26,12 @@ from pathlib import Path
 
 from ganstab.diagnose import verdict
 from ganstab.diagnose.findings import Finding
-from ganstab.rundir import RunDir, is_eval_record, is_test_record, read_jsonl
+from ganstab.rundir import RunDir, read_jsonl
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import (add_summary, machine, mean_se_text as mean_se, output_stem, run_jobs, summary_stats,  # noqa: E402
-                    write_results)
+from common import (add_summary, machine, mean_se_text as mean_se, output_stem, report_line, run_jobs,  # noqa: E402
+                    summary_stats, write_results)
 
 CASES = {
     "lr0.5": ["data.name=digits", "model.arch=dcgan", "optim.g_lr=0.5", "optim.d_lr=0.5", "train.steps=300"],
@@ -52,9 +52,7 @@ def summary(out: Path, case: str) -> dict:
     """Final evaluation, verdict and recovery count of a finished run."""
     run = RunDir(out)
     records = read_jsonl(run.metrics)
-    evals = [r for r in records if is_eval_record(r)]  # validation lines: what the doctor read
-    tests = [r for r in records if is_test_record(r) and r.get("final")]
-    final = tests[-1] if tests else next((r for r in reversed(evals) if r.get("final")), evals[-1] if evals else {})
+    final = report_line(records)
     findings = [Finding.from_dict(f) for f in read_jsonl(run.findings)] if run.findings.is_file() else []
     recoveries = [r for r in read_jsonl(run.recoveries) if "recovery" in r and "remedy" in r] \
         if run.recoveries.is_file() else []
